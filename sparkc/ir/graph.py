@@ -1,0 +1,192 @@
+"""The IR container: a typed dataflow graph held in a networkx DiGraph.
+
+Nodes are `Node` payloads (frozen dataclasses); an edge u→v exists when v reads an output of u.
+Nothing outside this module touches the networkx node dicts: every pass goes through `Graph`.
+
+Node ids are `n0, n1, ...` in creation order; iteration order (`topo_order`) is the
+lexicographic topological sort keyed by creation index, so printing and code generation are
+deterministic.
+
+Special op names besides the op table (`sparkc.ir.ops.OPS`):
+- `input`:  a model input; attrs `name`, `source_dtype` (the spelling in the program).
+- `param`:  a parameter or buffer; attrs `name` (full state_dict key), `init` (ops.Init),
+            `trainable` (False for buffers), `tied_to` (None).
+- `const`:  a scalar constant; attrs `value` (float or int). Type `float[]` / `i64[]`.
+- `output`: a named model output; attrs `name`, `kind` ('output' | 'loss'), `weight` (loss only).
+- `aux_sum`: the sum of all auxiliary losses (inputs: every op output marked is_loss).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Iterator
+
+import networkx as nx
+
+from ..diagnostics import CompilerBug, Span
+from .types import TensorType
+
+SPECIAL_OPS = ("input", "param", "const", "output", "aux_sum")
+
+
+@dataclass(frozen=True)
+class Value:
+    """One output of one node: what an op input refers to."""
+
+    node: str
+    index: int = 0
+
+    def __str__(self) -> str:
+        return f"%{self.node[1:]}" + (f".{self.index}" if self.index else "")
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    op: str
+    inputs: tuple[Value, ...]
+    attrs: tuple[tuple[str, Any], ...]
+    types: tuple[TensorType, ...]
+    scope: str = ""  # instance path: 'layers.0.h_attention' (params are named under it)
+    span: Span | None = None
+    # Which of the op's ports each input feeds; params follow the ports, in ParamSpec order.
+    port_names: tuple[str, ...] = ()
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        for k, v in self.attrs:
+            if k == name:
+                return v
+        return default
+
+    @property
+    def attr_dict(self) -> dict[str, Any]:
+        return dict(self.attrs)
+
+    def out(self, index: int = 0) -> Value:
+        return Value(self.id, index)
+
+
+@dataclass
+class Graph:
+    """A model's dataflow graph. `name` is the model name; `hyper` its resolved hyperparameters."""
+
+    name: str = "model"
+    hyper: tuple[tuple[str, Any], ...] = ()
+    _g: nx.DiGraph = field(default_factory=nx.DiGraph)
+    _counter: int = 0
+
+    # -- construction -------------------------------------------------------------------------
+
+    def add(
+        self,
+        op: str,
+        inputs: Iterable[Value] = (),
+        attrs: Iterable[tuple[str, Any]] | dict[str, Any] = (),
+        types: Iterable[TensorType] = (),
+        scope: str = "",
+        span: Span | None = None,
+        port_names: Iterable[str] = (),
+    ) -> Node:
+        if isinstance(attrs, dict):
+            attrs = tuple(attrs.items())
+        nid = f"n{self._counter}"
+        self._counter += 1
+        node = Node(nid, op, tuple(inputs), tuple(attrs), tuple(types), scope, span, tuple(port_names))
+        for v in node.inputs:
+            if v.node not in self._g:
+                raise CompilerBug(f"{nid} ({op}) reads {v}, which does not exist", "ir")
+        self._g.add_node(nid, node=node, order=self._counter)
+        for v in node.inputs:
+            self._g.add_edge(v.node, nid)
+        return node
+
+    def replace_node(self, node: Node) -> None:
+        """Swap the payload of an existing node (same id), rewiring its input edges."""
+        old = self.node(node.id)
+        for v in old.inputs:
+            if self._g.has_edge(v.node, node.id):
+                self._g.remove_edge(v.node, node.id)
+        self._g.nodes[node.id]["node"] = node
+        for v in node.inputs:
+            self._g.add_edge(v.node, node.id)
+
+    def update(self, node_id: str, **changes: Any) -> Node:
+        new = replace(self.node(node_id), **changes)
+        self.replace_node(new)
+        return new
+
+    def remove(self, node_id: str) -> None:
+        if any(True for _ in self._g.successors(node_id)):
+            raise CompilerBug(f"removing {node_id}, which still has users", "ir")
+        self._g.remove_node(node_id)
+
+    def replace_uses(self, old: Value, new: Value) -> int:
+        """Make every reader of `old` read `new` instead; returns how many inputs changed."""
+        changed = 0
+        for user in list(self._g.successors(old.node)):
+            node = self.node(user)
+            ins = tuple(new if v == old else v for v in node.inputs)
+            if ins != node.inputs:
+                changed += sum(1 for v in node.inputs if v == old)
+                self.replace_node(replace(node, inputs=ins))
+        return changed
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def node(self, node_id: str) -> Node:
+        try:
+            return self._g.nodes[node_id]["node"]
+        except KeyError:
+            raise CompilerBug(f"no node {node_id}", "ir") from None
+
+    def __contains__(self, node_id: str) -> bool:
+        return node_id in self._g
+
+    def __len__(self) -> int:
+        return self._g.number_of_nodes()
+
+    def type_of(self, v: Value) -> TensorType:
+        return self.node(v.node).types[v.index]
+
+    def users(self, node_id: str) -> list[Node]:
+        return [self.node(n) for n in sorted(self._g.successors(node_id), key=self._order)]
+
+    def producers(self, node_id: str) -> list[Node]:
+        return [self.node(n) for n in sorted(self._g.predecessors(node_id), key=self._order)]
+
+    def _order(self, node_id: str) -> int:
+        return self._g.nodes[node_id]["order"]
+
+    def topo_order(self) -> list[Node]:
+        return [self.node(n) for n in nx.lexicographical_topological_sort(self._g, key=self._order)]
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.topo_order())
+
+    def nodes_of(self, op: str) -> list[Node]:
+        return [n for n in self.topo_order() if n.op == op]
+
+    def is_acyclic(self) -> bool:
+        return nx.is_directed_acyclic_graph(self._g)
+
+    @property
+    def nx(self) -> nx.DiGraph:
+        """Read-only view for algorithms (dominators, components); never mutate it directly."""
+        return self._g.copy(as_view=True)
+
+    def copy(self) -> "Graph":
+        g = Graph(self.name, self.hyper)
+        g._g = self._g.copy()
+        g._counter = self._counter
+        return g
+
+    # -- conveniences used by lowering and codegen ----------------------------------------------
+
+    def inputs(self) -> list[Node]:
+        return self.nodes_of("input")
+
+    def params(self) -> list[Node]:
+        return self.nodes_of("param")
+
+    def outputs(self) -> list[Node]:
+        return self.nodes_of("output")
