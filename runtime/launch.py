@@ -1,0 +1,193 @@
+"""Launch helpers shared by every generated kernel fragment and module.
+
+Consumes: tensors and shapes at run time. Produces: block sizes and warp counts (`next_pow2`,
+`cdiv`, `row_tile`, `num_warps_for`), the interpreter switch (`interpreting`), device identity
+(`device_key`, `sm_count`), tuned choices through the on-disk cache of `sparkc.runtime.tuning`
+(`pick`), Triton's cache location (`configure_triton_cache`), clean dependency errors
+(`require_triton`, `require_cuda`) and an ahead-of-time compile helper (`compile_for_target`) used
+by the compile-only tests and checks.
+
+torch and triton are imported lazily: this module must import (and `require_triton` must raise its
+helpful error) on a machine without triton.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, Callable, Sequence
+
+from . import tuning
+
+INSTALL_HINT = "pip install 'sparkc[gpu]'  (or: pip install triton)"
+
+
+def next_pow2(n: int) -> int:
+    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-int(a) // int(b))
+
+
+def interpreting() -> bool:
+    """True when Triton runs kernels in its CPU interpreter (`TRITON_INTERPRET=1`)."""
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() not in ("", "0", "false", "no")
+
+
+def require_triton() -> Any:
+    try:
+        import triton
+    except ImportError as e:  # pragma: no cover - exercised in a subprocess test
+        raise ImportError(
+            f"sparkc's generated kernels need Triton, which is not installed: {INSTALL_HINT}"
+        ) from e
+    return triton
+
+
+def require_cuda(tensor: Any) -> None:
+    """Triton kernels run on CUDA tensors, or on CPU tensors under the interpreter."""
+    if tensor.device.type == "cuda" or (interpreting() and tensor.device.type == "cpu"):
+        return
+    raise RuntimeError(
+        f"sparkc Triton kernels need CUDA tensors, got a tensor on {tensor.device}; move the "
+        "module and its inputs with .cuda(), use the module's reference path "
+        "(backend='reference'), or set TRITON_INTERPRET=1 to run kernels on the CPU (slow)"
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_identity(index: int) -> tuple[str, int, int, int]:
+    import torch
+
+    props = torch.cuda.get_device_properties(index)
+    return props.name, props.major, props.minor, props.multi_processor_count
+
+
+def _triton_version() -> str:
+    try:
+        import triton
+    except ImportError:
+        return "none"
+    return str(triton.__version__)
+
+
+def device_key(tensor: Any) -> str:
+    """Identifies the hardware and compiler a tuning result is valid for."""
+    if tensor.device.type == "cuda" and not interpreting():
+        name, major, minor, _ = _cuda_identity(tensor.device.index or 0)
+        return f"{name}|sm{major}{minor}|triton-{_triton_version()}"
+    return f"{tensor.device.type}-interpreter|triton-{_triton_version()}"
+
+
+def sm_count(tensor: Any) -> int:
+    """Streaming multiprocessors of the tensor's GPU (a small number under the interpreter, where
+    every program runs one after another)."""
+    if tensor.device.type == "cuda" and not interpreting():
+        return _cuda_identity(tensor.device.index or 0)[3]
+    return 2
+
+
+def num_warps_for(block_elems: int) -> int:
+    """Warps for a tile of `block_elems` elements: about 256 elements (8 per thread) per warp."""
+    return max(1, min(16, next_pow2(block_elems) // 256))
+
+
+def row_tile(d: int, max_block_d: int = 16384, target: int = 4096) -> tuple[int, int]:
+    """(BLOCK_R, BLOCK_D) for kernels that reduce along rows of width `d`.
+
+    The whole row fits one tile up to `max_block_d`; narrow rows are stacked so a program still
+    moves about `target` elements (bandwidth). Under the interpreter tiles stay tiny: grids are run
+    one program at a time, and small blocks exercise the masks.
+    """
+    if interpreting():
+        return 2, min(next_pow2(d), 16)
+    block_d = min(next_pow2(d), max_block_d)
+    return max(1, min(64, target // block_d)), block_d
+
+
+def pick(name: str, shape_class: Any, candidates: Sequence[Any],
+         bench_fn: Callable[[Any], float], *, source: Any, like: Any) -> Any:
+    """Choose among `candidates` for kernel `name` on the device of tensor `like`.
+
+    `bench_fn(candidate)` returns a time in milliseconds. The choice is cached on disk, keyed by
+    the hash of `source` (the kernel's source text or JITFunction), the shape class, the GPU and
+    the Triton version. Under the interpreter or off GPU the first candidate is returned untimed.
+    """
+    if interpreting() or like.device.type != "cuda":
+        return candidates[0]
+    return tuning.default_cache().choose(
+        name, tuning.source_hash(source), shape_class, device_key(like), candidates, bench_fn
+    )
+
+
+def bench_ms(fn: Callable[[], Any]) -> float:
+    """Median milliseconds of `fn()` on the GPU (Triton's do_bench, warm-up included)."""
+    import triton.testing
+
+    return float(triton.testing.do_bench(fn, warmup=5, rep=20, return_mode="median"))
+
+
+def configure_triton_cache() -> str:
+    """Point Triton's kernel cache at a sparkc-owned folder unless the user chose one."""
+    current = os.environ.get("TRITON_CACHE_DIR")
+    if current:
+        return current
+    path = tuning.cache_root() / "triton"
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["TRITON_CACHE_DIR"] = str(path)
+    return str(path)
+
+
+def compile_for_target(fn: Any, signature: dict[str, str], constexprs: dict[str, Any], *,
+                       arch: int = 90, num_warps: int = 4) -> dict[str, Any]:
+    """Compile a `@triton.jit` function ahead of time for CUDA `sm_<arch>` (no GPU needed) and
+    return its assembly by stage (`ttir`, `ttgir`, `llir`, `ptx`, ...).
+
+    `signature` maps every argument name to a Triton type string (`*fp32`, `*bf16`, `i32`, `fp32`,
+    ...); constexpr arguments may be left out of it. Works with Triton 3.2+ (constexpr keys are
+    passed as `(index,)` tuples, the form every 3.x version accepts).
+    """
+    triton = require_triton()
+    from triton.backends.compiler import GPUTarget
+
+    sig = {}
+    for arg in fn.arg_names:
+        if arg in constexprs:
+            sig[arg] = "constexpr"
+        elif arg in signature:
+            sig[arg] = signature[arg]
+        else:
+            raise KeyError(f"{fn.__name__}: no type for argument {arg!r}")
+    consts = {(fn.arg_names.index(k),): v for k, v in constexprs.items()}
+    src = triton.compiler.ASTSource(fn=fn, signature=sig, constexprs=consts)
+    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
+                              options={"num_warps": num_warps})
+    return dict(compiled.asm)
+
+
+def collapse_dims(shape: Sequence[int], strides: Sequence[Sequence[int]],
+                  max_dims: int = 4) -> tuple[list[int], list[list[int]]] | None:
+    """Merge dimensions of a contiguous output `shape` that every operand walks contiguously.
+
+    `strides[k]` are operand k's strides over `shape` (0 on broadcast dimensions). Size-1
+    dimensions are dropped and a dimension merges into the next inner one when, for every operand,
+    `stride_outer == stride_inner * size_inner`. Returns `(sizes, strides)` left-padded to
+    `max_dims` (size 1, stride 0), or None when more than `max_dims` dimensions remain.
+    The common case, same-shape contiguous operands, collapses to one dimension of stride 1.
+    """
+    dims = [(int(s), [int(st[i]) for st in strides]) for i, s in enumerate(shape) if s != 1]
+    merged: list[tuple[int, list[int]]] = []
+    for size, sts in dims:
+        if merged:
+            outer_size, outer_sts = merged[-1]
+            if all(o == i * size for o, i in zip(outer_sts, sts)):
+                merged[-1] = (outer_size * size, sts)
+                continue
+        merged.append((size, sts))
+    if len(merged) > max_dims:
+        return None
+    pad = max_dims - len(merged)
+    sizes = [1] * pad + [s for s, _ in merged]
+    out_strides = [[0] * pad + [sts[k] for _, sts in merged] for k in range(len(strides))]
+    return sizes, out_strides

@@ -1,0 +1,150 @@
+"""A persistent on-disk cache of kernel tuning choices.
+
+Consumes: a kernel name, the kernel's source text (hashed), a shape class (any JSON-able value the
+caller uses to bucket shapes), a device key (GPU name, capability, Triton version) and a list of
+JSON-able candidate configurations. Produces: the candidate that timed fastest, remembered in
+`<cache dir>/tuning/<kernel name>.json` so later processes skip the timing.
+
+The cache directory is `$SPARKC_CACHE_DIR` when set, else `$XDG_CACHE_HOME/sparkc` or
+`~/.cache/sparkc`. Files are written atomically (temp file + `os.replace`); an unreadable or
+corrupted file is ignored and rewritten on the next store. A stored choice that is no longer among
+the candidates (the caller changed its list) counts as a miss. Timing is the caller's `bench_fn`;
+this module never imports torch or triton.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+FORMAT_VERSION = 1
+
+
+def cache_root() -> Path:
+    explicit = os.environ.get("SPARKC_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "sparkc"
+
+
+def source_hash(source: Any) -> str:
+    """A stable hash of a kernel's code: a string, or an object with `.src` (a JITFunction)."""
+    if not isinstance(source, str):
+        inner = getattr(source, "fn", None)
+        text = getattr(source, "src", None) or getattr(inner, "src", None)
+        if text is None:
+            raise TypeError(f"cannot hash the source of {type(source).__name__}")
+        source = text
+    return hashlib.sha256(source.encode()).hexdigest()[:20]
+
+
+def _canonical(value: Any) -> str:
+    # Tuples and lists both serialise as JSON arrays, so a choice read back from disk compares equal
+    # to the candidate the caller wrote.
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def entry_key(src_hash: str, shape_class: Any, device: str) -> str:
+    return f"{src_hash}|{_canonical(shape_class)}|{device}"
+
+
+class TuningCache:
+    """Tuning choices of one cache directory; reads each kernel's file at most once per process."""
+
+    def __init__(self, directory: str | os.PathLike | None = None) -> None:
+        self.directory = Path(directory) if directory is not None else cache_root() / "tuning"
+        self._files: dict[str, dict[str, Any]] = {}
+
+    def path(self, kernel: str) -> Path:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in kernel)
+        return self.directory / f"{safe}.json"
+
+    def _entries(self, kernel: str) -> dict[str, Any]:
+        if kernel not in self._files:
+            self._files[kernel] = self._read(self.path(kernel))
+        return self._files[kernel]
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, Any]:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}  # missing or corrupted: start over; the next store rewrites the file
+        if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
+            return {}
+        entries = data.get("entries")
+        return entries if isinstance(entries, dict) else {}
+
+    def lookup(self, kernel: str, key: str, candidates: Sequence[Any]) -> Any | None:
+        entry = self._entries(kernel).get(key)
+        if not isinstance(entry, dict) or "choice" not in entry:
+            return None
+        wanted = _canonical(entry["choice"])
+        for candidate in candidates:
+            if _canonical(candidate) == wanted:
+                return candidate
+        return None
+
+    def store(self, kernel: str, key: str, choice: Any, timings_ms: Sequence[float]) -> None:
+        path = self.path(kernel)
+        # Merge with what other processes wrote since we read the file, then replace atomically.
+        entries = {**self._read(path), **self._entries(kernel)}
+        entries[key] = {
+            "choice": json.loads(_canonical(choice)),
+            "timings_ms": [t if math.isfinite(t) else None for t in timings_ms],
+        }
+        self._files[kernel] = entries
+        payload = json.dumps({"version": FORMAT_VERSION, "entries": entries}, indent=1,
+                             sort_keys=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(payload + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def choose(self, kernel: str, src_hash: str, shape_class: Any, device: str,
+               candidates: Sequence[Any], bench_fn: Callable[[Any], float]) -> Any:
+        """The cached choice, or time every candidate (ms; a failing one counts as infinitely
+        slow), store the fastest and return it."""
+        if not candidates:
+            raise ValueError(f"no tuning candidates for kernel {kernel!r}")
+        key = entry_key(src_hash, shape_class, device)
+        hit = self.lookup(kernel, key, candidates)
+        if hit is not None:
+            return hit
+        timings: list[float] = []
+        for candidate in candidates:
+            try:
+                t = float(bench_fn(candidate))
+            except Exception:  # a config the compiler or the device rejects is just not chosen
+                t = math.inf
+            timings.append(t if t == t else math.inf)
+        best = min(range(len(candidates)), key=lambda i: (timings[i], i))
+        if math.isinf(timings[best]):
+            raise RuntimeError(f"every tuning candidate of kernel {kernel!r} failed to run")
+        self.store(kernel, key, candidates[best], timings)
+        return candidates[best]
+
+
+_default: TuningCache | None = None
+
+
+def default_cache() -> TuningCache:
+    """The process-wide cache (re-created when `$SPARKC_CACHE_DIR` changes, e.g. in tests)."""
+    global _default
+    directory = cache_root() / "tuning"
+    if _default is None or _default.directory != directory:
+        _default = TuningCache(directory)
+    return _default
