@@ -1,0 +1,304 @@
+"""The compiler pipeline as data: an ordered list of named stages and the options that steer them.
+
+Consumes a `.spark` source (text or raw bytes), its file name and `CompileOptions`; produces a
+`StageResult`: the artefact of the last stage run (an AST, a checked `Program`, an IR `Graph`, ...),
+its canonical text form where the stage has one, and every earlier artefact by stage name.
+
+    parse ─▶ check ─▶ lower ─▶ opt ─▶ codegen
+    (ast)             (ir)     (opt)
+
+`STAGES` is the single list the CLI reads: `--emit` choices are the stages' `emit` names, the
+stage a command stops after is a name from this list, and a new stage (fusion, code generation)
+is added here, not in the CLI. `codegen` is the hook for the package generator: until it is
+filled, running it raises `StageUnavailable`.
+
+Stage modules are imported lazily, so `sparkc ops` and `sparkc --version` never pay for lark,
+networkx or the passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .diagnostics import did_you_mean
+
+
+class UsageError(Exception):
+    """A bad command line or option (exit code 2): an unknown pass or stage, a missing file."""
+
+
+class StageUnavailable(UsageError):
+    """The requested stage exists in the list but is not implemented yet."""
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Everything that steers a compilation besides the source itself.
+
+    overrides: model hyperparameter values (`-D name=value`), in command-line order.
+    model: which model of the file to build (default: the last one).
+    passes: the optimisation pipeline (pass names); None means `sparkc.passes.DEFAULT_PIPELINE`.
+    print_after: passes after which the graph is printed to the sink.
+    time_passes: report each pass's wall time to the sink.
+    verify: run the IR verifier after lowering and after every pass.
+    output_dir: where the `codegen` stage writes the generated package.
+    """
+
+    overrides: tuple[tuple[str, Any], ...] = ()
+    model: str | None = None
+    passes: tuple[str, ...] | None = None
+    print_after: tuple[str, ...] = ()
+    time_passes: bool = False
+    verify: bool = True
+    output_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        # Accept a Mapping or any sequence for convenience, store hashable tuples.
+        ov = self.overrides
+        pairs = tuple(ov.items()) if isinstance(ov, Mapping) else tuple(tuple(p) for p in ov)
+        object.__setattr__(self, "overrides", pairs)
+        if self.passes is not None:
+            object.__setattr__(self, "passes", tuple(self.passes))
+        object.__setattr__(self, "print_after", tuple(self.print_after))
+
+    @property
+    def override_dict(self) -> dict[str, Any]:
+        """Overrides as a dict; a name given twice keeps its last value (like `-D` in C compilers)."""
+        return dict(self.overrides)
+
+
+Sink = Callable[[str], None]
+
+
+@dataclass
+class StageContext:
+    """What a stage function sees besides its input artefact."""
+
+    filename: str
+    options: CompileOptions
+    sink: Sink
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One named step. `run(artefact, ctx)` returns the next artefact; `text` renders it."""
+
+    name: str
+    run: Callable[[Any, StageContext], Any]
+    text: Callable[[Any], str] | None = None
+    emit: str | None = None  # the `--emit` name of the text form, when the stage has one
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class StageResult:
+    stage: str
+    artefact: Any
+    text: str | None
+    artefacts: tuple[tuple[str, Any], ...] = field(default=())
+
+    def get(self, stage: str) -> Any:
+        """The artefact an earlier stage produced (`result.get('check')` is the Program)."""
+        for name, art in self.artefacts:
+            if name == stage:
+                return art
+        raise KeyError(f"stage '{stage}' did not run")
+
+
+# ------------------------------------------------------------------------------------------------
+# Stage functions (each imports its implementation lazily)
+
+
+def _parse(source: str | bytes, ctx: StageContext) -> Any:
+    from .frontend import parser
+
+    if isinstance(source, bytes):
+        return parser.parse_bytes(source, ctx.filename)
+    return parser.parse(source, ctx.filename)
+
+
+def _dump_ast(module: Any) -> str:
+    from .frontend import ast
+
+    return ast.dump(module)
+
+
+def _check(module: Any, ctx: StageContext) -> Any:
+    from .frontend.check import check
+
+    return check(module, ctx.options.override_dict, model=ctx.options.model)
+
+
+def _lower(program: Any, ctx: StageContext) -> Any:
+    from .lower import lower
+
+    graph = lower(program)
+    if ctx.options.verify:
+        from .ir.verify import verify
+
+        verify(graph)
+    return graph
+
+
+def _print_graph(graph: Any) -> str:
+    from .ir.printer import print_graph
+
+    return print_graph(graph)
+
+
+def _optimise(graph: Any, ctx: StageContext) -> Any:
+    from .passes import PassManager
+
+    opts = ctx.options
+    manager = PassManager(
+        pass_names(opts),
+        verify_each=opts.verify,
+        print_after=list(opts.print_after),
+        time_passes=opts.time_passes,
+        sink=ctx.sink,
+    )
+    manager.run(graph)  # passes rewrite the graph in place
+    return graph
+
+
+def _codegen(graph: Any, ctx: StageContext) -> Any:
+    raise StageUnavailable(
+        "code generation is not available yet; use --emit "
+        + "|".join(s.emit for s in STAGES if s.emit)
+        + " to see what the compiler produces"
+    )
+
+
+STAGES: list[Stage] = [
+    Stage("parse", _parse, _dump_ast, emit="ast", doc="source text → AST with spans"),
+    Stage("check", _check, doc="names, hyperparameters and shapes → checked Program"),
+    Stage("lower", _lower, _print_graph, emit="ir", doc="Program → IR graph (one node per op instance)"),
+    Stage("opt", _optimise, _print_graph, emit="opt", doc="IR graph after the pass pipeline"),
+    Stage("codegen", _codegen, doc="optimised graph → generated Python package in output_dir"),
+]
+
+
+# ------------------------------------------------------------------------------------------------
+# Lookups
+
+
+def stage_names() -> tuple[str, ...]:
+    return tuple(s.name for s in STAGES)
+
+
+def emit_names() -> tuple[str, ...]:
+    return tuple(s.emit for s in STAGES if s.emit)
+
+
+def find_stage(name: str) -> int:
+    """Index of a stage given its name or its emit name."""
+    for i, s in enumerate(STAGES):
+        if name in (s.name, s.emit):
+            return i
+    known = [*stage_names(), *emit_names()]
+    hint = did_you_mean(name, known)
+    raise UsageError(f"unknown stage '{name}'" + (f"; {hint}" if hint else ""))
+
+
+def _registry() -> tuple[Mapping[str, Any], Sequence[str]]:
+    from .passes import DEFAULT_PIPELINE, PASSES
+
+    return PASSES, DEFAULT_PIPELINE
+
+
+def _known_pass(name: str, registry: Mapping[str, Any]) -> None:
+    if name not in registry:
+        hint = did_you_mean(name, registry)
+        raise UsageError(
+            f"unknown pass '{name}'" + (f"; {hint}" if hint else "")
+            + f" (passes: {', '.join(sorted(registry))})"
+        )
+
+
+def pass_names(options: CompileOptions) -> tuple[str, ...]:
+    """The optimisation pipeline the options select, every name checked against the registry."""
+    registry, default = _registry()
+    names = tuple(default) if options.passes is None else options.passes
+    for n in (*names, *options.print_after):
+        _known_pass(n, registry)
+    return names
+
+
+def until(after: str, options: CompileOptions) -> tuple[str, CompileOptions]:
+    """Where to stop to get the graph "after X": a stage (`lower`/`ir`, `opt`) or a pass name.
+
+    For a pass, the pipeline runs the selected passes up to and including its first occurrence.
+    Returns the stage to stop after and the options to run with.
+    """
+    if any(after in (s.name, s.emit) for s in STAGES):
+        return after, options
+    registry, _ = _registry()
+    _known_pass(after, registry)
+    names = pass_names(options)
+    if after not in names:
+        raise UsageError(f"pass '{after}' is not in the pipeline ({', '.join(names) or 'empty'})")
+    prefix = names[: names.index(after) + 1]
+    return "opt", replace(options, passes=prefix)
+
+
+def _no_sink(_: str) -> None:
+    pass
+
+
+def run_pipeline(
+    source: str | bytes,
+    filename: str,
+    options: CompileOptions | None = None,
+    stop_after: str = "opt",
+    sink: Sink | None = None,
+) -> StageResult:
+    """Run the stages in order up to `stop_after` (a stage name or an emit name).
+
+    Raises SparkError for errors in the program, UsageError for bad options, CompilerBug for
+    broken invariants.
+    """
+    options = options or CompileOptions()
+    last = find_stage(stop_after)
+    if last >= find_stage("opt"):
+        pass_names(options)  # report a misspelt pass before spending time on the program
+    ctx = StageContext(filename, options, sink or _no_sink)
+    artefact: Any = source
+    done: list[tuple[str, Any]] = []
+    for stage in STAGES[: last + 1]:
+        artefact = stage.run(artefact, ctx)
+        done.append((stage.name, artefact))
+    stage = STAGES[last]
+    text = stage.text(artefact) if stage.text else None
+    return StageResult(stage.name, artefact, text, tuple(done))
+
+
+@dataclass(frozen=True)
+class GraphSummary:
+    """Counts printed by `sparkc check` and the demo."""
+
+    model: str
+    params: int  # trainable parameter elements
+    buffers: int  # non-trainable elements (index tables)
+    ops: int  # op nodes (inputs, params, constants and outputs excluded)
+    op_counts: tuple[tuple[str, int], ...]  # per op name, sorted by name
+
+
+def summarize(graph: Any) -> GraphSummary:
+    from math import prod
+
+    from .ir.graph import SPECIAL_OPS
+
+    params = buffers = 0
+    counts: dict[str, int] = {}
+    for node in graph.topo_order():
+        if node.op == "param":
+            n = prod(node.types[0].shape)
+            if node.attr("trainable", True):
+                params += n
+            else:
+                buffers += n
+        elif node.op not in SPECIAL_OPS:
+            counts[node.op] = counts.get(node.op, 0) + 1
+    return GraphSummary(graph.name, params, buffers, sum(counts.values()), tuple(sorted(counts.items())))
