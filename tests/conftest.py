@@ -1,0 +1,43 @@
+"""Test-suite configuration shared by every layer of tests.
+
+- Without CUDA, Triton kernels run under the interpreter: TRITON_INTERPRET=1 must be set before
+  anything imports triton, hence the import of torch and the environment at the very top.
+  Compile-only tests (PTX for sm_90) run in subprocesses that remove it.
+- `pytest --update-goldens` rewrites golden files instead of comparing (fixture `update_goldens`).
+- Tests marked `gpu` are skipped when `torch.cuda.is_available()` is False: the only skip allowed.
+"""
+
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest
+
+HAS_CUDA = torch.cuda.is_available()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-goldens",
+        action="store_true",
+        default=False,
+        help="rewrite golden files (expected IR, generated code, diagnostics) instead of comparing",
+    )
+
+
+@pytest.fixture
+def update_goldens(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-goldens"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if HAS_CUDA:
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)")
+    for item in items:
+        # The marker, not `item.keywords`: keywords also hold node names (a tests/gpu/ folder).
+        if item.get_closest_marker("gpu") is not None:
+            item.add_marker(skip_gpu)
