@@ -97,11 +97,11 @@ def row_tile(d: int, max_block_d: int = 16384, target: int = 4096) -> tuple[int,
     """(BLOCK_R, BLOCK_D) for kernels that reduce along rows of width `d`.
 
     The whole row fits one tile up to `max_block_d`; narrow rows are stacked so a program still
-    moves about `target` elements (bandwidth). Under the interpreter tiles stay tiny: grids are run
-    one program at a time, and small blocks exercise the masks.
+    moves about `target` elements (bandwidth). Under the interpreter two rows per tile: grids run
+    one program at a time, and a partial last row block exercises the row masks.
     """
     if interpreting():
-        return 2, min(next_pow2(d), 16)
+        return 2, min(next_pow2(d), max_block_d)
     block_d = min(next_pow2(d), max_block_d)
     return max(1, min(64, target // block_d)), block_d
 
