@@ -18,8 +18,9 @@ Special op names besides the op table (`sparkc.ir.ops.OPS`):
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import networkx as nx
 
@@ -174,7 +175,7 @@ class Graph:
         """Read-only view for algorithms (dominators, components); never mutate it directly."""
         return self._g.copy(as_view=True)
 
-    def copy(self) -> "Graph":
+    def copy(self) -> Graph:
         g = Graph(self.name, self.hyper)
         g._g = self._g.copy()
         g._counter = self._counter
@@ -190,3 +191,79 @@ class Graph:
 
     def outputs(self) -> list[Node]:
         return self.nodes_of("output")
+
+    # -- op instances (used by lowering, passes and tests) -------------------------------------
+
+    def add_instance(
+        self,
+        op: str,
+        ports: Mapping[str, Value],
+        hp: Mapping[str, Any],
+        scope: str = "",
+        span: Span | None = None,
+    ) -> Node:
+        """Add one op-table instance: its parameter nodes (named `scope.<spec name>`) and the op.
+
+        Follows the IR conventions: inputs are the given ports in op-table order followed by the
+        parameters in ParamSpec order, attrs are every hyperparameter in op-table order with
+        defaults resolved, types come from the op's shape rule. Raises `ops.ShapeFailure` when
+        the shape rule rejects the arguments (the checker should have caught that first).
+        """
+        from . import ops as _ops
+
+        spec = _ops.OPS[op]
+        order = [p.name for p in spec.inputs if p.name in ports]
+        types = {name: self.type_of(ports[name]) for name in order}
+        inst = _ops.instantiate(op, types, dict(hp))
+        inputs = [ports[name] for name in order]
+        for ps in inst.params:
+            param = self.add(
+                "param",
+                attrs=(
+                    ("name", qualified(scope, ps.name)),
+                    ("init", ps.init),
+                    ("trainable", ps.trainable),
+                    ("tied_to", None),
+                ),
+                types=(TensorType(ps.dtype, ps.shape),),
+                scope=scope,
+                span=span,
+            )
+            inputs.append(param.out())
+        attrs = tuple((k, freeze_hyper(spec, k, v)) for k, v in inst.hp)
+        return self.add(
+            op, inputs, attrs, inst.outputs, scope, span,
+            port_names=[*order, *(ps.name for ps in inst.params)],
+        )
+
+
+def qualified(scope: str, name: str) -> str:
+    """The state_dict key of parameter `name` of the instance at `scope`."""
+    return f"{scope}.{name}" if scope else name
+
+
+def freeze_hyper(spec: Any, name: str, value: Any) -> Any:
+    """Store a hyperparameter in a node: a `basis` spec (a mapping) becomes a tuple of pairs in
+    the order of the `basis` op's hyperparameters, so attrs stay hashable and ordered."""
+    h = spec.hyper(name)
+    if h is not None and h.type == "basis" and isinstance(value, Mapping):
+        from .ops import OPS
+
+        order = [b.name for b in OPS["basis"].hypers]
+        keys = sorted(value, key=lambda k: (order.index(k) if k in order else len(order), k))
+        return tuple((k, value[k]) for k in keys)
+    return value
+
+
+def rule_hparams(node: Node) -> dict[str, Any]:
+    """A node's hyperparameters as the op table's rules read them (a `basis` spec as a dict)."""
+    from .ops import OPS
+
+    spec = OPS[node.op]
+    out: dict[str, Any] = {}
+    for k, v in node.attrs:
+        h = spec.hyper(k)
+        if h is not None and h.type == "basis" and isinstance(v, tuple):
+            v = dict(v)
+        out[k] = v
+    return out
