@@ -1,0 +1,138 @@
+"""Shared pieces of the reference implementation: the call context, precision and noise helpers.
+
+Every reference rule has the signature `fn(inputs, params, hp, ctx) -> tuple[Tensor, ...]`
+(see `runtime/reference/__init__.py`). This module gives them:
+- `RefContext`: training flag, optional noise generator, position offset for decoding;
+- `up`/`down`: SPEC §0's precision rule (exp, log, softmax, norms and scans in at least float32,
+  float64 stays float64, results cast back to the activation dtype);
+- `uniform01`, `logistic_noise`, `gumbel_noise`: training noise, always drawn in float32 so that
+  a float32 module and the float64 reference path see the same samples from the same seed;
+- `linear`: `x Wᵀ + b` from a parameter prefix, and the activation table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+Params = Mapping[str, Tensor]
+
+
+@dataclass
+class RefContext:
+    """How a reference op is called.
+
+    training: noise ops draw noise only when True (and their noise flag is on).
+    generator: the torch.Generator noise is drawn from (None: the global RNG of the device).
+    position_offset: absolute position of the first input row (the cache length when decoding);
+      used by `rope`, `pos_embed` and the positional parts of `attention`/`sqdk_attention`.
+    """
+
+    training: bool = False
+    generator: torch.Generator | None = None
+    position_offset: int = 0
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 stays float64; every other float dtype computes in float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def up(x: Tensor) -> Tensor:
+    """`x` in its compute dtype (a no-op for float32/float64)."""
+    return x.to(compute_dtype(x.dtype))
+
+
+def down(x: Tensor, like: Tensor | torch.dtype) -> Tensor:
+    dtype = like if isinstance(like, torch.dtype) else like.dtype
+    return x.to(dtype)
+
+
+_F32 = torch.finfo(torch.float32)
+
+
+def uniform01(shape: tuple[int, ...], device: torch.device, ctx: RefContext) -> Tensor:
+    """U(0,1) in float32 clamped to [tiny, 1 - eps] of float32, so logs stay finite."""
+    u = torch.rand(shape, generator=ctx.generator, device=device, dtype=torch.float32)
+    return u.clamp(_F32.tiny, 1.0 - _F32.eps)
+
+
+def logistic_noise(shape: tuple[int, ...], device: torch.device, ctx: RefContext) -> Tensor:
+    """ln u − ln(1−u): adding it to a logit ℓ makes [ℓ̃ > 0] a Bernoulli(σ(ℓ)) draw."""
+    u = uniform01(shape, device, ctx)
+    return torch.log(u) - torch.log1p(-u)
+
+
+def gumbel_noise(shape: tuple[int, ...], device: torch.device, ctx: RefContext) -> Tensor:
+    """Gumbel(0, 1): −ln(−ln u)."""
+    u = uniform01(shape, device, ctx)
+    return -torch.log(-torch.log(u))
+
+
+def linear(x: Tensor, params: Params, prefix: str, bias: bool = True) -> Tensor:
+    """`prefix.weight`, `prefix.bias` as torch.nn.Linear (x Wᵀ + b)."""
+    b = params[f"{prefix}.bias"] if bias else None
+    return F.linear(x, params[f"{prefix}.weight"], b)
+
+
+def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Tensor:
+    xu = up(x)
+    y = F.layer_norm(xu, (x.shape[-1],), up(weight), up(bias), eps)
+    return down(y, x)
+
+
+def _act(fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    # Transcendentals are evaluated in the compute dtype and cast back (SPEC §0).
+    return lambda x: down(fn(up(x)), x)
+
+
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": torch.relu,
+    "gelu": _act(lambda x: F.gelu(x, approximate="none")),
+    "silu": _act(F.silu),
+    "sigmoid": _act(torch.sigmoid),
+    "tanh": _act(torch.tanh),
+}
+
+
+def heads_view(x: Tensor, heads: int) -> Tensor:
+    """[B, N, H·d] -> [B, N, H, d]."""
+    b, n, dm = x.shape
+    return x.reshape(b, n, heads, dm // heads)
+
+
+def merge(x: Tensor) -> Tensor:
+    """[B, N, H, d] -> [B, N, H·d]."""
+    b, n, h, d = x.shape
+    return x.reshape(b, n, h * d)
+
+
+def rope_tables(n: int, d: int, base: float, offset: int, device: torch.device,
+                dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """cos, sin of shape [n, d/2] for positions offset..offset+n-1 (angles in float64)."""
+    half = d // 2
+    i = torch.arange(half, device=device, dtype=torch.float64)
+    theta = torch.pow(torch.tensor(float(base), dtype=torch.float64, device=device), -2.0 * i / d)
+    t = torch.arange(offset, offset + n, device=device, dtype=torch.float64)
+    ang = t[:, None] * theta[None, :]
+    return torch.cos(ang).to(dtype), torch.sin(ang).to(dtype)
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate-half RoPE of x [..., n, H, d] with tables [n, d/2] (broadcast over heads)."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    c, s = cos[..., None, :], sin[..., None, :]
+    return torch.cat((x1 * c - x2 * s, x1 * s + x2 * c), dim=-1)
+
+
+def check_positions(op: str, n: int, offset: int, max_len: int, what: str) -> None:
+    if offset + n > max_len:
+        at = f" starting at position {offset}" if offset else ""
+        raise ValueError(f"{op}: input '{what}' has {n} positions{at}, more than "
+                         f"max_len={max_len}")
+

@@ -1,0 +1,127 @@
+"""Reference rule of SPEC §1.1 `attention` (GQA, RoPE) with the §5.5 procedural basis bias.
+
+Consumes `x [B, N, D]` and the parameters `wq.weight`, `wk.weight`, `wv.weight`, `wo.weight`
+(and `basis.gains [H, 2·freqs + legendre]` when `basis` is set); produces `y [B, N, D]`.
+Attention is a batched matmul with an explicit mask (the reference may materialise [B,H,N,N]);
+scores, softmax and the weighted sum run in the compute dtype (float32, or float64).
+
+Also exports the pieces other mixers reuse: `project_qkv`, `attend`, `basis_bias`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+
+from ._common import (
+    Params,
+    RefContext,
+    Tensor,
+    apply_rope,
+    check_positions,
+    down,
+    heads_view,
+    linear,
+    merge,
+    rope_tables,
+    up,
+)
+
+Inputs = dict[str, Tensor]
+Hp = dict[str, Any]
+
+
+def basis_dict(basis: Any) -> dict[str, Any]:
+    """`basis` arrives as a tuple of (name, value) pairs (or an equivalent mapping)."""
+    return dict(basis.items()) if hasattr(basis, "items") else dict(basis)
+
+
+def legendre(y: Tensor, order: int) -> list[Tensor]:
+    """P_1..P_order at y by the three-term recurrence (n+1)P_{n+1} = (2n+1) y P_n − n P_{n−1}."""
+    out: list[Tensor] = []
+    p_prev, p = torch.ones_like(y), y
+    for n in range(1, order + 1):
+        out.append(p)
+        p_prev, p = p, ((2 * n + 1) * y * p - n * p_prev) / (n + 1)
+    return out
+
+
+def basis_atoms(spec: dict[str, Any], q_pos: Tensor, k_pos: Tensor) -> Tensor:
+    """The atoms of §5.5 in order (sin f=1..F, cos f=1..F, P_1..P_L of 2x−1): [A, Nq, Nk]."""
+    max_len = spec["max_len"]
+    if spec["over"] == "distance":
+        x = (q_pos[:, None] - k_pos[None, :]).abs() / max_len
+    else:
+        x = (k_pos[None, :] / max_len).expand(q_pos.shape[0], k_pos.shape[0])
+    f = range(1, spec["freqs"] + 1)
+    atoms = [torch.sin(math.pi * i * x) for i in f] + [torch.cos(math.pi * i * x) for i in f]
+    atoms += legendre(2 * x - 1, spec["legendre"])
+    return torch.stack(atoms)
+
+
+def basis_bias(spec: dict[str, Any], gains: Tensor, q_pos: Tensor, k_pos: Tensor) -> Tensor:
+    """bias_h(i, j) = Σ_a gains[h, a] · atom_a(x_ij): [H, Nq, Nk] in the positions' dtype."""
+    atoms = basis_atoms(spec, q_pos, k_pos)
+    return torch.einsum("ha,aij->hij", gains.to(atoms.dtype), atoms)
+
+
+def project_qkv(x: Tensor, params: Params, heads: int, kv_heads: int,
+                bias: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    """q [B,N,H,d], k and v [B,N,KV,d] from the `wq`, `wk`, `wv` linears."""
+    q = heads_view(linear(x, params, "wq", bias), heads)
+    k = heads_view(linear(x, params, "wk", bias), kv_heads)
+    v = heads_view(linear(x, params, "wv", bias), kv_heads)
+    return q, k, v
+
+
+def expand_kv(t: Tensor, heads: int) -> Tensor:
+    """[.., N, KV, d] -> [.., N, H, d] where query head h reads key/value head ⌊h / G⌋."""
+    g = heads // t.shape[-2]
+    return t if g == 1 else t.repeat_interleave(g, dim=-2)
+
+
+def causal_mask(nq: int, nk: int, q_pos: Tensor, k_pos: Tensor) -> Tensor:
+    """True where key j may be read by query i (j ≤ i in absolute positions): [Nq, Nk]."""
+    return k_pos[None, :] <= q_pos[:, None]
+
+
+def attention_probs(q: Tensor, k: Tensor, mask: Tensor | None, bias: Tensor | None) -> Tensor:
+    """softmax_j(q_i·k_j/√d + bias) with masked entries exactly 0: [B, H, Nq, Nk].
+
+    q [B,Nq,H,d], k [B,Nk,H,d], both already in the compute dtype."""
+    s = torch.einsum("bihd,bjhd->bhij", q, k) / math.sqrt(q.shape[-1])
+    if bias is not None:
+        s = s + bias
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    return torch.softmax(s, dim=-1)
+
+
+def attend(p: Tensor, v: Tensor) -> Tensor:
+    """o_i = Σ_j p_ij v_j: p [B,H,Nq,Nk], v [B,Nk,H,d] -> [B,Nq,H,d]."""
+    return torch.einsum("bhij,bjhd->bihd", p, v)
+
+
+def ref_attention(inputs: Inputs, params: Params, hp: Hp, ctx: RefContext) -> tuple[Tensor, ...]:
+    x = inputs["x"]
+    n, heads, kv = x.shape[1], hp["heads"], hp["kv_heads"] or hp["heads"]
+    q, k, v = (up(t) for t in project_qkv(x, params, heads, kv))
+    cdt = q.dtype
+    pos = torch.arange(ctx.position_offset, ctx.position_offset + n, device=x.device, dtype=cdt)
+    if hp["rope"]:
+        cos, sin = rope_tables(n, q.shape[-1], hp["rope_base"], ctx.position_offset, x.device, cdt)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+    bias = None
+    if hp.get("basis"):
+        spec = basis_dict(hp["basis"])
+        check_positions("attention", n, ctx.position_offset, spec["max_len"], "x")
+        bias = basis_bias(spec, up(params["basis.gains"]), pos, pos)
+    mask = causal_mask(n, n, pos, pos) if hp["causal"] else None
+    p = attention_probs(q, expand_kv(k, heads), mask, bias)
+    o = attend(p, expand_kv(v, heads))
+    return (linear(down(merge(o), x), params, "wo", bias=False),)
+
+
+RULES: dict[str, Callable[..., tuple[Tensor, ...]]] = {"attention": ref_attention}

@@ -1,0 +1,141 @@
+"""Reference rules of SPEC §2 (SPaR-K): `fk_attention`, `spd_router`, `verifier_stack`.
+
+- fk_attention: x [B,N,D] -> y; one attention matrix A per head, reused by every hop.
+- spd_router: x -> (y, x_struct, x_pseudo, loss); optional gate noise in training.
+- verifier_stack: h -> (read, signals, pointer, loss); a Python loop over time (vectorised over
+  batch, stack slots and elements), the memory and pointer scan kept in the compute dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from ._common import (
+    Params,
+    RefContext,
+    Tensor,
+    down,
+    gumbel_noise,
+    heads_view,
+    layer_norm,
+    linear,
+    logistic_noise,
+    merge,
+    up,
+)
+from .attention import attend, attention_probs, causal_mask
+
+Inputs = dict[str, Tensor]
+Hp = dict[str, Any]
+
+
+def ref_fk_attention(inputs: Inputs, params: Params, hp: Hp,
+                     ctx: RefContext) -> tuple[Tensor, ...]:
+    x = inputs["x"]
+    n, heads, beta, hops = x.shape[1], hp["heads"], float(hp["beta"]), int(hp["hops"])
+    q = up(heads_view(linear(x, params, "wq", bias=False), heads))
+    k = up(heads_view(linear(x, params, "wk", bias=False), heads))
+    v = up(heads_view(linear(x, params, "wv", bias=False), heads))
+    pos = torch.arange(n, device=x.device)
+    a = attention_probs(q, k, causal_mask(n, n, pos, pos) if hp["causal"] else None, None)
+    p_k, r = v, v
+    for _ in range(hops):
+        p_k = beta * attend(a, p_k)
+        r = r + p_k
+    if hp["normalize"]:
+        r = r * ((1 - beta) / (1 - beta ** (hops + 1)))
+    return (linear(down(merge(r), x), params, "wo"),)
+
+
+def _gate(logits: Tensor, mode: str, noisy: bool, ctx: RefContext) -> Tensor:
+    lu = up(logits)
+    if mode == "sigmoid":
+        if noisy:
+            lu = lu + logistic_noise(tuple(lu.shape), lu.device, ctx).to(lu.dtype)
+        return down(torch.sigmoid(lu), logits)
+    z = F.logsigmoid(lu)
+    if noisy:
+        z = z + gumbel_noise(tuple(lu.shape), lu.device, ctx).to(lu.dtype)
+    return down(torch.softmax(z, dim=-1), logits)
+
+
+def _entropy(z: Tensor) -> Tensor:
+    """H(z) = − mean over (b, n) of Σ_f |z_f| · log(|z_f| + 1e-8)."""
+    a = up(z).abs()
+    return -(a * torch.log(a + 1e-8)).sum(-1).mean()
+
+
+def ref_spd_router(inputs: Inputs, params: Params, hp: Hp,
+                   ctx: RefContext) -> tuple[Tensor, ...]:
+    x = inputs["x"]
+    noisy = ctx.training and bool(hp["gate_noise"])
+    relu = torch.relu
+    l_s = linear(relu(linear(x, params, "gate_s1")), params, "gate_s2")
+    l_p = linear(relu(linear(x, params, "gate_p1")), params, "gate_p2")
+    g_s = _gate(l_s, hp["gate"], noisy, ctx)
+    g_p = _gate(l_p, hp["gate"], noisy, ctx)
+    x_struct = linear(x, params, "basis", bias=False) * g_s
+    x_pseudo = linear(x, params, "pseudo_proj") * g_p
+    s = linear(linear(x_struct, params, "coeffs"), params, "proc_s1")
+    s = layer_norm(s, params["proc_s_norm.weight"], params["proc_s_norm.bias"])
+    y_s = linear(relu(s), params, "proc_s2")
+    p = linear(relu(linear(x_pseudo, params, "proc_p1")), params, "proc_p2")
+    y_p = layer_norm(p, params["proc_p_norm.weight"], params["proc_p_norm.bias"])
+    y = linear(torch.cat((y_s, y_p), dim=-1), params, "reconstruct")
+    pred = linear(relu(linear(x_struct, params, "pred1")), params, "pred2")
+    mse = (up(pred) - up(x)).pow(2).mean()
+    loss = float(hp["sep_weight"]) * (mse - 0.1 * _entropy(x_pseudo))
+    return y, x_struct, x_pseudo, down(loss, x)
+
+
+def _bump(center: Tensor, slots: Tensor) -> Tensor:
+    """softmax_s(−(s − center)²/2) over the stack slots: center [B] -> [B, S]."""
+    return torch.softmax(-0.5 * (slots[None, :] - center[:, None]) ** 2, dim=-1)
+
+
+def ref_verifier_stack(inputs: Inputs, params: Params, hp: Hp,
+                       ctx: RefContext) -> tuple[Tensor, ...]:
+    h = inputs["h"]
+    b, n, _ = h.shape
+    size = int(hp["stack"])
+    logits = up(linear(torch.relu(linear(h, params, "ctrl1")), params, "ctrl2"))
+    logp = torch.log_softmax(logits, dim=-1)
+    if ctx.training and hp["op_noise"]:
+        logp = logp + gumbel_noise(tuple(logp.shape), logp.device, ctx).to(logp.dtype)
+    pi = torch.softmax(logp, dim=-1)
+    push, pop = pi[..., 0], pi[..., 1]
+    e = up(linear(h, params, "enc"))
+    cdt = e.dtype
+    slots = torch.arange(size, device=h.device, dtype=cdt)
+    mem = e.new_zeros(b, size, e.shape[-1])
+    ptr = e.new_zeros(b)
+    reads, ptrs, prev_ptrs = [], [], []
+    for t in range(n):
+        prev_ptrs.append(ptr)
+        wp = push[:, t, None] * _bump(ptr, slots)  # [B, S]
+        mem = mem * (1 - wp)[..., None] + wp[..., None] * e[:, t, None, :]
+        ptr = torch.clamp(ptr + push[:, t] - pop[:, t], 0, size - 1)
+        if hp["read"] == "top":
+            reads.append(torch.einsum("bs,bse->be", _bump(ptr - 1, slots), mem))
+        else:
+            reads.append(mem.mean(dim=1))
+        ptrs.append(ptr)
+    read = torch.stack(reads, dim=1)  # [B, N, elem]
+    pointer = torch.stack(ptrs, dim=1)
+    p_prev = torch.stack(prev_ptrs, dim=1)
+    hr = torch.cat((h, down(read, h)), dim=-1)
+    signals = torch.sigmoid(up(linear(torch.relu(linear(hr, params, "head1")), params, "head2")))
+    under = (pop * torch.relu(1 - p_prev)).mean()
+    over = (push * torch.relu(p_prev - (size - 2))).mean()
+    loss = float(hp["penalty"]) * (under + over)
+    return down(read, h), down(signals, h), down(pointer, h), down(loss, h)
+
+
+RULES: dict[str, Callable[..., tuple[Tensor, ...]]] = {
+    "fk_attention": ref_fk_attention,
+    "spd_router": ref_spd_router,
+    "verifier_stack": ref_verifier_stack,
+}

@@ -1,0 +1,83 @@
+"""Reference rules of SPEC §3 (SplatFlow): `splat_attention` and `trajectory`.
+
+- splat_attention: x [B,N,D] -> y. Responsibilities φ [B,H,N,K] from ‖u‖² − 2u·c + ‖c‖² (never
+  [B,N,K,d]); mixing in the quadratic form (φ_t·φ_s) masked to s ≤ t, which the tests compare
+  with the state form. All of it in the compute dtype.
+- trajectory: x [B,N,D] -> x + strength·T, the weighted mean of the last `window` unit steps,
+  computed as a `window`-tap stencil over the padded step sequence.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+
+from ._common import Params, RefContext, Tensor, down, heads_view, linear, merge, up
+
+Inputs = dict[str, Tensor]
+Hp = dict[str, Any]
+
+
+def splat_responsibilities(u: Tensor, centers: Tensor, log_scale: Tensor,
+                           log_amp: Tensor) -> Tensor:
+    """φ = softmax_k(−‖u − c_k‖²/(2σ_k²) + log_amp_k): u [B,N,H,d] -> [B,H,N,K]."""
+    c = centers.to(u.dtype)
+    u2 = u.pow(2).sum(-1).transpose(1, 2)[..., None]  # [B,H,N,1]
+    uc = torch.einsum("bnhd,hkd->bhnk", u, c)
+    c2 = c.pow(2).sum(-1)[None, :, None, :]  # [1,H,1,K]
+    dist2 = u2 - 2 * uc + c2
+    inv2var = 0.5 * torch.exp(-2 * log_scale.to(u.dtype))[None, :, None, :]
+    z = -dist2 * inv2var + log_amp.to(u.dtype)[None, :, None, :]
+    return torch.softmax(z, dim=-1)
+
+
+def ref_splat_attention(inputs: Inputs, params: Params, hp: Hp,
+                        ctx: RefContext) -> tuple[Tensor, ...]:
+    x = inputs["x"]
+    heads, n = hp["heads"], x.shape[1]
+    u = up(heads_view(linear(x, params, "wa", bias=False), heads))
+    v = up(heads_view(linear(x, params, "wv", bias=False), heads))
+    phi = splat_responsibilities(u, params["centers"], params["log_scale"], params["log_amp"])
+    w = torch.einsum("bhtk,bhsk->bhts", phi, phi)
+    if hp["causal"]:
+        keep = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
+        w = torch.where(keep, w, torch.zeros((), dtype=w.dtype, device=w.device))
+    o = torch.einsum("bhts,bshd->bthd", w, v)
+    if hp["normalize"]:
+        # den_t ≥ φ_t·φ_t ≥ 1/K > 0, so the division is always safe.
+        o = o / w.sum(-1).transpose(1, 2)[..., None]
+    return (linear(down(merge(o), x), params, "wo", bias=False),)
+
+
+def trajectory_signal(x: Tensor, window: int) -> Tensor:
+    """T [B,N,D] of §3.2 in the dtype of x (T_0 = 0)."""
+    b, n, dm = x.shape
+    diff = x[:, 1:] - x[:, :-1]  # δ_j before normalisation, j = 0..N−2
+    norm = torch.linalg.vector_norm(diff, dim=-1, keepdim=True).clamp_min(1e-8)
+    delta = diff / norm
+    # Position p reads δ_{p−window+i} with weight ω_i for i = 0..window−1 (valid when ≥ 0);
+    # left-padding δ with `window` zero rows puts δ_{p−window+i} at padded index p + i.
+    padded = torch.cat((delta.new_zeros(b, window, dm), delta), dim=1)
+    p = torch.arange(n, device=x.device)
+    num = x.new_zeros(b, n, dm)
+    den = x.new_zeros(n)
+    for i in range(window):
+        w_i = math.exp(-1 + i / (window - 1))
+        valid = (p - window + i >= 0).to(x.dtype)  # j ≤ p − 1 holds for every i < window
+        num = num + (w_i * valid)[None, :, None] * padded[:, i:i + n]
+        den = den + w_i * valid
+    return num / den.clamp_min(1e-30)[None, :, None]
+
+
+def ref_trajectory(inputs: Inputs, params: Params, hp: Hp, ctx: RefContext) -> tuple[Tensor, ...]:
+    x = inputs["x"]
+    t = trajectory_signal(up(x), int(hp["window"]))
+    return (down(up(x) + up(params["strength"]) * t, x),)
+
+
+RULES: dict[str, Callable[..., tuple[Tensor, ...]]] = {
+    "splat_attention": ref_splat_attention,
+    "trajectory": ref_trajectory,
+}
