@@ -138,7 +138,7 @@ def _lower(program: Any, ctx: StageContext) -> Any:
     if ctx.options.verify:
         from .ir.verify import verify
 
-        verify(graph)
+        verify(graph, stage="lower")
     return graph
 
 
