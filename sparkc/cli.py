@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="DIR", help="generate the Python package into DIR")
     _add_passes(p)
     p.add_argument("--print-after", metavar="PASS", action="append",
-                   help="print the graph after this pass to stderr (repeatable)")
+                   help="print the graph after this pass to stderr (repeatable; 'all': every pass)")
     p.add_argument("--time-passes", action="store_true", help="report each pass's time on stderr")
     p.set_defaults(handler=cmd_compile)
 

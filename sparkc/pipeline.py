@@ -40,7 +40,7 @@ class CompileOptions:
     overrides: model hyperparameter values (`-D name=value`), in command-line order.
     model: which model of the file to build (default: the last one).
     passes: the optimisation pipeline (pass names); None means `sparkc.passes.DEFAULT_PIPELINE`.
-    print_after: passes after which the graph is printed to the sink.
+    print_after: passes after which the graph is printed to the sink ('all': after every pass).
     time_passes: report each pass's wall time to the sink.
     verify: run the IR verifier after lowering and after every pass.
     output_dir: where the `codegen` stage writes the generated package.
@@ -155,7 +155,7 @@ def _optimise(graph: Any, ctx: StageContext) -> Any:
     manager = PassManager(
         pass_names(opts),
         verify_each=opts.verify,
-        print_after=list(opts.print_after),
+        print_after="all" if "all" in opts.print_after else list(opts.print_after),
         time_passes=opts.time_passes,
         sink=ctx.sink,
     )
@@ -221,7 +221,7 @@ def pass_names(options: CompileOptions) -> tuple[str, ...]:
     """The optimisation pipeline the options select, every name checked against the registry."""
     registry, default = _registry()
     names = tuple(default) if options.passes is None else options.passes
-    for n in (*names, *options.print_after):
+    for n in (*names, *(p for p in options.print_after if p != "all")):
         _known_pass(n, registry)
     return names
 
