@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .diagnostics import did_you_mean
+from .diagnostics import SparkError, did_you_mean
 
 
 class UsageError(Exception):
@@ -202,27 +202,25 @@ def find_stage(name: str) -> int:
     raise UsageError(f"unknown stage '{name}'" + (f"; {hint}" if hint else ""))
 
 
-def _registry() -> tuple[Mapping[str, Any], Sequence[str]]:
-    from .passes import DEFAULT_PIPELINE, PASSES
+def _check_passes(names: Sequence[str], option: str = "pass") -> None:
+    """The pass registry's own name check, reported as a command-line (usage) error."""
+    from .passes.manager import check_pass_names
 
-    return PASSES, DEFAULT_PIPELINE
-
-
-def _known_pass(name: str, registry: Mapping[str, Any]) -> None:
-    if name not in registry:
-        hint = did_you_mean(name, registry)
+    try:
+        check_pass_names(names, option)
+    except SparkError as err:
         raise UsageError(
-            f"unknown pass '{name}'" + (f"; {hint}" if hint else "")
-            + f" (passes: {', '.join(sorted(registry))})"
-        )
+            "; ".join(d.message + (f"; {d.help}" if d.help else "") for d in err.diagnostics)
+        ) from None
 
 
 def pass_names(options: CompileOptions) -> tuple[str, ...]:
     """The optimisation pipeline the options select, every name checked against the registry."""
-    registry, default = _registry()
-    names = tuple(default) if options.passes is None else options.passes
-    for n in (*names, *(p for p in options.print_after if p != "all")):
-        _known_pass(n, registry)
+    from .passes import DEFAULT_PIPELINE
+
+    names = tuple(DEFAULT_PIPELINE) if options.passes is None else options.passes
+    _check_passes(names)
+    _check_passes([p for p in options.print_after if p != "all"], "pass in --print-after")
     return names
 
 
@@ -232,10 +230,19 @@ def until(after: str, options: CompileOptions) -> tuple[str, CompileOptions]:
     For a pass, the pipeline runs the selected passes up to and including its first occurrence.
     Returns the stage to stop after and the options to run with.
     """
-    if any(after in (s.name, s.emit) for s in STAGES):
+    # Only stages whose artefact is a graph (their text form is the IR printer) qualify.
+    graph_stages = [s for s in STAGES if s.text is _print_graph]
+    if any(after in (s.name, s.emit) for s in graph_stages):
         return after, options
-    registry, _ = _registry()
-    _known_pass(after, registry)
+    from .passes import PASSES
+
+    if after not in PASSES:
+        graphs = [s.name for s in graph_stages]
+        hint = did_you_mean(after, [*graphs, *PASSES])
+        raise UsageError(
+            f"unknown stage or pass '{after}'" + (f"; {hint}" if hint else "")
+            + f" (stages: {', '.join(graphs)}; passes: {', '.join(sorted(PASSES))})"
+        )
     names = pass_names(options)
     if after not in names:
         raise UsageError(f"pass '{after}' is not in the pipeline ({', '.join(names) or 'empty'})")
