@@ -81,7 +81,7 @@ def ref_sqdk_attention(inputs: Inputs, params: Params, hp: Hp,
     if hp["rope"]:
         cos_all, sin_all = rope_tables(n, d, hp["rope_base"], ctx.position_offset, x.device, cdt)
         k = apply_rope(k, cos_all, sin_all)
-        q = apply_rope(q[:, None], cos_all[ti], sin_all[ti])[:, 0]  # each query at its own t
+        q = apply_rope(q, cos_all[ti], sin_all[ti])  # each routed query at its own position t
     kr = expand_kv(k, heads)[bi]  # [R, N, H, d]: the keys of each routed row's sequence
     vr = expand_kv(v, heads)[bi]
     s = torch.einsum("rhd,rshd->rhs", q, kr) / math.sqrt(d)
