@@ -66,10 +66,10 @@ class PassManager:
     ):
         self.names = list(DEFAULT_PIPELINE if names is None else names)
         check_pass_names(self.names)
-        if print_after == "all":
+        wanted = [print_after] if isinstance(print_after, str) else list(print_after)
+        if "all" in wanted:  # `--print-after all`, alone or among names
             self.print_after: set[str] = set(self.names)
         else:
-            wanted = [print_after] if isinstance(print_after, str) else list(print_after)
             check_pass_names(wanted, "pass in --print-after")
             self.print_after = set(wanted)
         self.verify_each = verify_each
