@@ -1,0 +1,33 @@
+"""Code generation: an optimised IR graph → the files of an importable Python package.
+
+`generate(graph, source_text, source_name)` returns {relative path: text}:
+- `__init__.py`: the model module (nn.Module with a reference path and a Triton path);
+- `kernels.py`: the Triton kernels of the Triton path, imported lazily on first use, so the
+  reference path works where Triton is not installed.
+Output is deterministic: the same graph and source give byte-identical files.
+"""
+
+from __future__ import annotations
+
+from .. import __version__
+from ..ir.graph import Graph
+from .module import module_context, name_values
+from .render import render
+from .triton_plan import triton_units
+
+
+def generate(graph: Graph, source_text: str, source_name: str) -> dict[str, str]:
+    names = name_values(graph)
+    units, kernels, plan = triton_units(graph, names)
+    float_inputs = [n.attr("name") for n in graph.inputs() if n.types[0].dtype.value == "float"]
+    ctx = module_context(
+        graph, source_text, source_name, names, units,
+        extra=dict(
+            kernel_count=len(plan.groups),
+            reference_ops=tuple(kernels.reference_ops),
+            float_inputs=float_inputs,
+        ),
+    )
+    module = render("module.py.jinja", **ctx)
+    kernel_text = kernels.render(dict(version=__version__, source_name=source_name))
+    return {"__init__.py": module, "kernels.py": kernel_text}

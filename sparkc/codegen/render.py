@@ -15,7 +15,7 @@ import jinja2
 
 @functools.lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("sparkc.codegen_templates", "."),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -23,6 +23,29 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,
     )
+    env.filters["pyrepr"] = pyrepr
+    return env
+
+
+def pyrepr(value: Any) -> str:
+    """A Python literal for a constant of the IR (None, bool, int, float, str, tuples, dicts).
+
+    `repr` of these types is deterministic and can never inject code: strings come out quoted
+    and escaped. Anything else is a compiler bug, not something to render."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return repr(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return f"float({str(value)!r})"
+        return repr(value)
+    if isinstance(value, tuple):
+        inner = ", ".join(pyrepr(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, list):
+        return "[" + ", ".join(pyrepr(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{pyrepr(k)}: {pyrepr(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot render {type(value).__name__} as a Python literal")
 
 
 def render(template: str, **context: Any) -> str:

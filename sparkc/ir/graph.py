@@ -75,6 +75,9 @@ class Graph:
     hyper: tuple[tuple[str, Any], ...] = ()
     _g: nx.DiGraph = field(default_factory=nx.DiGraph)
     _counter: int = 0
+    # Analysis results attached by passes (e.g. "fusion": the fuse pass's FusionPlan). Not part
+    # of the printed IR; a pass that rewrites the graph drops what it invalidates.
+    meta: dict[str, Any] = field(default_factory=dict)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -179,6 +182,7 @@ class Graph:
         g = Graph(self.name, self.hyper)
         g._g = self._g.copy()
         g._counter = self._counter
+        g.meta = dict(self.meta)
         return g
 
     # -- conveniences used by lowering and codegen ----------------------------------------------
@@ -224,6 +228,7 @@ class Graph:
                     ("init", ps.init),
                     ("trainable", ps.trainable),
                     ("tied_to", None),
+                    ("fan_in", ps.fan_in),
                 ),
                 types=(TensorType(ps.dtype, ps.shape),),
                 scope=scope,

@@ -1,0 +1,261 @@
+"""Support code imported by every generated model module.
+
+A generated module defines one `SparkModule` subclass with straight-line `_forward_reference` and
+`_forward_triton` methods. This module provides what they share: the parameter tree (so that
+`state_dict()` keys are exactly the SPEC names under each instance path), run-time input
+validation against the declared input types (before any kernel runs), the choice between the
+reference path and the Triton path, and the `ModelOutput` returned by `forward`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from .init import init_tensor
+
+_FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+_DTYPE_SPELLING: dict[str, tuple[torch.dtype, ...]] = {
+    "float": _FLOATS,
+    "f32": (torch.float32,),
+    "f16": (torch.float16,),
+    "bf16": (torch.bfloat16,),
+    "f64": (torch.float64,),
+    "int": (torch.int64, torch.int32),
+    "i64": (torch.int64,),
+    "i32": (torch.int32,),
+    "bool": (torch.bool,),
+}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A declared model input: `name: dtype[dims]` with int or symbolic dims."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str, ...]
+    optional: bool = False  # only feeds loss terms: the losses are skipped when it is missing
+
+    def describe(self, bound: dict[str, int] | None = None) -> str:
+        dims = []
+        for d in self.shape:
+            if isinstance(d, str) and bound and d in bound:
+                dims.append(f"{d}={bound[d]}")
+            else:
+                dims.append(str(d))
+        return f"{self.dtype}[{', '.join(dims)}]"
+
+
+class InputError(ValueError):
+    """A model input of the wrong shape, dtype or device (raised before any kernel runs)."""
+
+
+def _torch_dtype_name(t: torch.Tensor) -> str:
+    return str(t.dtype).replace("torch.", "")
+
+
+def check_inputs(specs: Sequence[InputSpec], values: Sequence[Any]) -> dict[str, int]:
+    """Validate inputs against their declarations; returns the bound symbolic dims.
+
+    Every error names the input, what was expected (with the dims bound so far) and what came.
+    """
+    bound: dict[str, int] = {}
+    device = None
+    for spec, value in zip(specs, values):
+        if value is None:
+            if spec.optional:
+                continue
+            raise InputError(f"input '{spec.name}' is missing: expected {spec.describe(bound)}")
+        if not isinstance(value, torch.Tensor):
+            raise InputError(
+                f"input '{spec.name}' must be a torch.Tensor of {spec.describe(bound)}, "
+                f"got {type(value).__name__}"
+            )
+        allowed = _DTYPE_SPELLING[spec.dtype]
+        if value.dtype not in allowed:
+            names = " or ".join(str(d).replace("torch.", "") for d in allowed)
+            raise InputError(
+                f"input '{spec.name}' must have dtype {names} ({spec.describe(bound)}), "
+                f"got {_torch_dtype_name(value)}"
+            )
+        if value.dim() != len(spec.shape):
+            raise InputError(
+                f"input '{spec.name}' must have shape {spec.describe(bound)} "
+                f"({len(spec.shape)} dims), got {list(value.shape)}"
+            )
+        for axis, (want, got) in enumerate(zip(spec.shape, value.shape)):
+            if isinstance(want, int):
+                if got != want:
+                    raise InputError(
+                        f"input '{spec.name}' must have shape {spec.describe(bound)}: "
+                        f"dim {axis} must be {want}, got {list(value.shape)}"
+                    )
+            elif want in bound and bound[want] != got:
+                raise InputError(
+                    f"input '{spec.name}' must have shape {spec.describe(bound)}: "
+                    f"dim {axis} ({want}) must be {bound[want]} as in the other inputs, "
+                    f"got {list(value.shape)}"
+                )
+            else:
+                if got == 0:
+                    raise InputError(
+                        f"input '{spec.name}': dimension {want} is empty ({list(value.shape)})"
+                    )
+                bound[want] = got
+        if device is None:
+            device = value.device
+        elif value.device != device:
+            raise InputError(
+                f"input '{spec.name}' is on {value.device} but the other inputs are on {device}"
+            )
+    return bound
+
+
+class ModelOutput(dict):
+    """The result of `forward`: the named outputs, `aux_loss`, and `loss` (when declared).
+
+    A dict with attribute access, so `out.loss.backward()` and `out["logits"]` both work."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(
+                f"the model has no output '{name}'; outputs: {', '.join(self)}"
+            ) from None
+
+
+@dataclass(frozen=True)
+class ParamDecl:
+    """A parameter or buffer of the generated model (mirrors sparkc.ir.ops.ParamSpec)."""
+
+    name: str  # full state_dict key
+    shape: tuple[int, ...]
+    init: tuple[str, tuple[float | int, ...]]
+    trainable: bool = True
+    dtype: str = "float"
+    fan_in: int = 0
+
+
+class _InitSpec:
+    """Adapter giving `init_tensor` the ParamSpec-like view it expects."""
+
+    def __init__(self, d: ParamDecl):
+        from types import SimpleNamespace
+
+        self.name = d.name
+        self.shape = d.shape
+        self.init = SimpleNamespace(kind=d.init[0], args=d.init[1])
+        self.trainable = d.trainable
+        self.dtype = d.dtype
+        self.fan_in = d.fan_in
+
+
+def _child(root: nn.Module, path: Iterable[str]) -> nn.Module:
+    mod = root
+    for part in path:
+        sub = mod._modules.get(part)
+        if sub is None:
+            sub = nn.Module()
+            mod.add_module(part, sub)
+        mod = sub
+    return mod
+
+
+IMPLS = ("auto", "reference", "triton")
+
+
+class SparkModule(nn.Module):
+    """Base class of generated models. Subclasses set PARAMS, INPUTS and the forward paths."""
+
+    PARAMS: tuple[ParamDecl, ...] = ()
+    INPUTS: tuple[InputSpec, ...] = ()
+    HYPER: dict[str, Any] = {}
+
+    def __init__(self, impl: str = "auto"):
+        super().__init__()
+        if impl not in IMPLS:
+            raise ValueError(f"impl must be one of {', '.join(IMPLS)}, got {impl!r}")
+        self.impl = impl
+        for decl in self.PARAMS:
+            *path, leaf = decl.name.split(".")
+            owner = _child(self, path)
+            tensor = init_tensor(_InitSpec(decl))
+            if decl.trainable:
+                owner.register_parameter(leaf, nn.Parameter(tensor))
+            else:
+                owner.register_buffer(leaf, tensor, persistent=True)
+
+    def _tensors(self) -> list[torch.Tensor]:
+        """Parameters and buffers in declaration order (what the forward paths index)."""
+        out = []
+        for decl in self.PARAMS:
+            *path, leaf = decl.name.split(".")
+            mod = self.get_submodule(".".join(path)) if path else self
+            out.append(getattr(mod, leaf))
+        return out
+
+    def _use_triton(self, first: torch.Tensor) -> bool:
+        if self.impl == "reference":
+            return False
+        if self.impl == "triton":
+            return True
+        return first.is_cuda and os.environ.get("SPARKC_IMPL", "") != "reference"
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+MISSING = object()
+
+
+def sum_losses(terms: Sequence[torch.Tensor], like: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The module's `aux_loss`: the sum of the ops' aux losses (each already weighted).
+
+    With no aux loss it is a 0-d zero on the parameters' device and dtype, so that
+    `out.loss = task + out.aux_loss` always works."""
+    if terms:
+        total = terms[0]
+        for t in terms[1:]:
+            total = total + t
+        return total
+    ref = next((t for t in like if t.is_floating_point()), None)
+    if ref is None:
+        return torch.zeros(())
+    return torch.zeros((), device=ref.device, dtype=ref.dtype)
+
+
+def build_variant(cls, source: str, source_name: str, model: str, defaults: dict,
+                  hyper: dict, impl: str):
+    """`Model(d=256)`: compile the embedded source with other hyperparameters and build that.
+
+    The variant is compiled into sparkc's content-addressed cache (a second call is instant)."""
+    unknown = sorted(set(hyper) - set(defaults))
+    if unknown:
+        raise TypeError(
+            f"{cls.__name__}() got unknown hyperparameter(s) {', '.join(unknown)}; "
+            f"known: {', '.join(defaults) or 'none'}"
+        )
+    from sparkc import load_source  # the compiler is needed only for variants
+
+    module = load_source(source, source_name, model=model, **hyper)
+    return module.Model(impl=impl)
+
+
+def to_param_dtype(x: torch.Tensor | None, params: Sequence[torch.Tensor]) -> torch.Tensor | None:
+    """Float model inputs follow the parameters' dtype (a bf16 model takes f32 data as bf16)."""
+    if x is None or not x.is_floating_point():
+        return x
+    ref = next((t for t in params if t.is_floating_point()), None)
+    return x if ref is None or ref.dtype == x.dtype else x.to(ref.dtype)
+
+
+def check_positions(n: int, max_len: int, where: str) -> None:
+    if n > max_len:
+        raise InputError(f"{where}: sequence length {n} exceeds max_len={max_len}")

@@ -1,0 +1,249 @@
+"""IR graph → the generated model module (its template context and rendered text).
+
+Consumes an optimised `Graph` (one node per op instance, params as `param` nodes) and the source
+it came from; produces the text of the package's `__init__.py` by rendering
+`codegen_templates/module.py.jinja`. The reference path is straight-line code calling the
+`sparkc.runtime.reference` rule table per node; the Triton path comes from `codegen.triton_plan`.
+
+Values are named `v<k>` in print order (not by node id), so the text depends only on the graph's
+structure; everything rendered from the program (names, strings, numbers) goes through `pyrepr`
+or is a validated identifier, so no `.spark` file can inject code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import keyword
+from dataclasses import dataclass
+
+from .. import __version__
+from ..diagnostics import error
+from ..ir.graph import Graph, Node, Value
+from ..ir.ops import OPS
+from .render import pyrepr, render
+
+# Names a model input must not take: they would shadow what the generated forward uses.
+_RESERVED_ARGS = {"self", "ctx", "p", "torch", "_ms", "_REF", "_RefContext", "impl"}
+
+
+@dataclass
+class ValueNames:
+    """Deterministic local names for IR values: v0, v1, ... in topological order."""
+
+    names: dict[Value, str]
+
+    def __getitem__(self, v: Value) -> str:
+        return self.names[v]
+
+
+def class_name_for(model: str) -> str:
+    return model if model.isidentifier() and not keyword.iskeyword(model) else f"Model_{model}"
+
+
+def _check_input_names(graph: Graph) -> None:
+    for node in graph.inputs():
+        name = node.attr("name")
+        if keyword.iskeyword(name) or name in _RESERVED_ARGS or name.startswith("__"):
+            raise error(
+                "E0701",
+                f"input name '{name}' cannot be used as an argument of the generated forward()",
+                node.span,
+                "reserved in the generated Python code",
+                help="rename the input (e.g. add a suffix: '" + name + "_in')",
+            )
+
+
+def name_values(graph: Graph) -> ValueNames:
+    names: dict[Value, str] = {}
+    k = 0
+    for node in graph.topo_order():
+        if node.op == "input":
+            names[node.out()] = node.attr("name")
+            continue
+        for i in range(len(node.types)):
+            names[Value(node.id, i)] = f"v{k}"
+            k += 1
+    return ValueNames(names)
+
+
+def loss_only_nodes(graph: Graph) -> set[str]:
+    """Nodes that only loss terms need (computed only when their inputs were all given)."""
+    g = graph.nx
+    main: set[str] = set()
+    for node in graph.topo_order():
+        if node.op == "aux_sum" or (node.op == "output" and node.attr("kind") != "loss"):
+            main.add(node.id)
+            main |= set(_ancestors(g, node.id))
+    loss: set[str] = set()
+    for node in graph.outputs():
+        if node.attr("kind") == "loss":
+            loss.add(node.id)
+            loss |= set(_ancestors(g, node.id))
+    return loss - main
+
+
+def _ancestors(g, node_id: str) -> set[str]:
+    import networkx as nx
+
+    return nx.ancestors(g, node_id)
+
+
+def split_ports(node: Node) -> tuple[list[tuple[str, Value]], list[tuple[str, Value]]]:
+    """(tensor ports, params) of an op node, each as (local name, value)."""
+    spec = OPS[node.op]
+    ports, params = [], []
+    for name, v in zip(node.port_names, node.inputs):
+        (ports if spec.port(name) is not None else params).append((name, v))
+    return ports, params
+
+
+def _dict_literal(pairs: list[tuple[str, str]]) -> str:
+    return "{" + ", ".join(f"{pyrepr(k)}: {v}" for k, v in pairs) + "}"
+
+
+def reference_units(graph: Graph, names: ValueNames) -> list[tuple[tuple[str, ...], list[str]]]:
+    """One unit (node ids, lines) per param, const and op node: the reference path's compute."""
+    param_index = {n.id: i for i, n in enumerate(graph.params())}
+    units = []
+    for node in graph.topo_order():
+        if node.op == "param":
+            line = f"{names[node.out()]} = p[{param_index[node.id]}]  # {node.attr('name')}"
+        elif node.op == "const":
+            line = f"{names[node.out()]} = {pyrepr(node.attr('value'))}"
+        elif node.op in ("input", "output", "aux_sum"):
+            continue
+        else:
+            ports, params = split_ports(node)
+            ins = _dict_literal([(k, names[v]) for k, v in ports])
+            prm = _dict_literal([(k, names[v]) for k, v in params])
+            hp = pyrepr(dict(node.attrs))
+            outs = [names[Value(node.id, i)] for i in range(len(node.types))]
+            target = outs[0] + "," if len(outs) == 1 else ", ".join(outs)
+            comment = f"  # {node.scope}" if node.scope else ""
+            line = f"{target} = _REF[{pyrepr(node.op)}]({ins}, {prm}, {hp}, ctx){comment}"
+        units.append(((node.id,), [line]))
+    return units
+
+
+def assemble_body(graph: Graph, names: ValueNames, units) -> list[str]:
+    """Order compute units, guard the loss-only ones, and build the ModelOutput.
+
+    Units whose nodes only loss terms need run only when every optional input (one that only
+    feeds losses, like `targets`) was given; otherwise `out.loss` is None."""
+    loss_only = loss_only_nodes(graph)
+    optional_inputs = [n.attr("name") for n in graph.inputs() if n.id not in _needed_main(graph)]
+    main: list[str] = []
+    guarded: list[str] = []
+    for node_ids, lines in units:
+        (guarded if set(node_ids) <= loss_only else main).extend(lines)
+    outputs, losses = [], []
+    aux = "None"
+    for node in graph.topo_order():
+        if node.op == "output":
+            src = names[node.inputs[0]]
+            if node.attr("kind") == "loss":
+                losses.append((node.attr("name"), src, float(node.attr("weight", 1.0))))
+            else:
+                outputs.append((node.attr("name"), src))
+        elif node.op == "aux_sum":
+            terms = [names[v] for v in node.inputs]
+            aux = names[node.out()]
+            main.append(f"{aux} = _ms.sum_losses([{', '.join(terms)}], p)")
+    body = list(main)
+    result = ", ".join(f"{pyrepr(k)}: {v}" for k, v in outputs)
+    body.append(f"out = _ms.ModelOutput({{{result}}})")
+    body.append(f"out['aux_loss'] = {aux}")
+    if losses:
+        if optional_inputs:
+            cond = " and ".join(f"{n} is not None" for n in optional_inputs)
+            body.append(f"if {cond}:")
+            body += ["    " + line for line in guarded]
+            body += ["    " + line for line in _loss_lines(losses, aux)]
+            body.append("else:")
+            body.append("    out['loss'] = None")
+        else:
+            body += guarded + _loss_lines(losses, aux)
+    body.append("return out")
+    return body
+
+
+def _loss_lines(losses: list[tuple[str, str, float]], aux: str) -> list[str]:
+    lines = [f"out[{pyrepr(name)}] = {src}" for name, src, _ in losses]
+    terms = [src if w == 1.0 else f"{pyrepr(w)} * {src}" for _, src, w in losses]
+    lines.append(f"out['loss'] = {' + '.join(terms)} + {aux}")
+    return lines
+
+
+def _needed_main(graph: Graph) -> set[str]:
+    g = graph.nx
+    needed: set[str] = set()
+    for node in graph.topo_order():
+        if node.op == "aux_sum" or (node.op == "output" and node.attr("kind") != "loss"):
+            needed.add(node.id)
+            needed |= _ancestors(g, node.id)
+    return needed
+
+
+def module_context(graph: Graph, source_text: str, source_name: str, names: ValueNames,
+                   triton_units=None, extra: dict | None = None) -> dict:
+    _check_input_names(graph)
+    needed = _needed_main(graph)
+    inputs = [
+        dict(
+            name=n.attr("name"),
+            dtype=n.attr("source_dtype") or n.types[0].dtype.value,
+            shape=tuple(n.types[0].shape),
+            optional=n.id not in needed,
+        )
+        for n in graph.inputs()
+    ]
+    params = []
+    for n in graph.params():
+        init = n.attr("init")
+        params.append(
+            dict(
+                name=n.attr("name"),
+                shape=tuple(n.types[0].shape),
+                init=(init.kind, tuple(init.args)),
+                trainable=bool(n.attr("trainable", True)),
+                dtype=n.types[0].dtype.value if n.types[0].dtype.value != "i64" else "i64",
+                fan_in=int(n.attr("fan_in", 0) or 0),
+            )
+        )
+    num_params = sum(_numel(p["shape"]) for p in params if p["trainable"])
+    sig = ", ".join(i["name"] + ("=None" if i["optional"] else "") for i in inputs)
+    return dict(
+        version=__version__,
+        source_name=source_name,
+        source_hash=hashlib.sha256(source_text.encode()).hexdigest(),
+        source_text=source_text,
+        model_name=graph.name,
+        class_name=class_name_for(graph.name),
+        package_hint=f"build.{_module_stem(source_name)}",
+        hyper=list(graph.hyper),
+        hyper_text=", ".join(f"{k}={pyrepr(v)}" for k, v in graph.hyper) or "none",
+        inputs=inputs,
+        input_names=[i["name"] for i in inputs],
+        signature=sig,
+        params=params,
+        num_params=num_params,
+        output_names=tuple(n.attr("name") for n in graph.outputs()),
+        reference_body=assemble_body(graph, names, reference_units(graph, names)),
+        triton_body=assemble_body(graph, names, triton_units) if triton_units is not None else [],
+        **(extra or {}),
+    )
+
+
+def _numel(shape: tuple) -> int:
+    out = 1
+    for s in shape:
+        out *= int(s)
+    return out
+
+
+def _module_stem(source_name: str) -> str:
+    import os
+
+    return os.path.splitext(os.path.basename(source_name))[0]
+
+
