@@ -13,7 +13,8 @@ that a `demopack_linear` index table depends only on its `seed` hyperparameter.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

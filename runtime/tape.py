@@ -14,8 +14,8 @@ argument" (has_arg false, the value 0, the string "").
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence, Union
 
 import torch
 
@@ -39,17 +39,17 @@ from .reference.procedural import (
     STATUS_UNDERFLOW,
 )
 
-Opcode = Union[str, int]
-Program = Sequence[tuple[Opcode, Union[str, None]]]
+Opcode = str | int
+Program = Sequence[tuple[Opcode, str | None]]
 
 _NAMES: dict[str, int] = {name: i for i, name in enumerate(OPCODES)}
 _NAMES.update({"RETRIEVE": RETR, "END": END})
 
 
 def opcode_number(op: Opcode) -> int:
-    """The integer opcode of a name or an int; ValueError for anything else."""
+    """The integer opcode of a name or an int; ValueError for an unknown one."""
     if isinstance(op, bool):
-        raise ValueError(f"opcode {op!r} is not an opcode")
+        raise TypeError(f"opcode {op!r} is a bool, not an opcode")
     if isinstance(op, int):
         if END <= op <= CITE:
             return op
@@ -155,7 +155,7 @@ def run_tape(program: Program, budget: int = 32, capacity: int = 32) -> TapeRun:
     return run
 
 
-EmbedText = Callable[[str], Union[torch.Tensor, Sequence[float]]]
+EmbedText = Callable[[str], torch.Tensor | Sequence[float]]
 
 
 def _embed(embed_text: EmbedText, text: str, dim: int, dtype: torch.dtype) -> torch.Tensor:
@@ -199,4 +199,4 @@ def encode_tapes(programs: Sequence[Program], embed_text: EmbedText, dim: int,
     return torch.stack(ops), torch.stack(args), torch.stack(has)
 
 
-__all__ = ["TapeRun", "run_tape", "encode_tape", "encode_tapes", "opcode_number", "OPCODES"]
+__all__ = ["OPCODES", "TapeRun", "encode_tape", "encode_tapes", "opcode_number", "run_tape"]

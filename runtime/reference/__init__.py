@@ -14,7 +14,7 @@ The rule table is assembled from one module per SPEC family.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from . import attention, hspmn, primitives, procedural, spark_k, splat
 from ._common import RefContext, Tensor

@@ -12,8 +12,8 @@ Every reference rule has the signature `fn(inputs, params, hp, ctx) -> tuple[Ten
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 import torch
 import torch.nn.functional as F

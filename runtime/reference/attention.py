@@ -11,7 +11,8 @@ Also exports the pieces other mixers reuse: `project_qkv`, `attend`, `basis_bias
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

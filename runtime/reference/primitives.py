@@ -7,7 +7,8 @@ cross-entropy's log-sum-exp run in at least float32 and are cast back (SPEC §0)
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -9,15 +9,16 @@ rule. Other test suites (kernels, generated modules) reuse `CASES`, `build` and 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
+from sparkc.runtime.init import init_tensor
+from sparkc.runtime.reference import REFERENCE, RefContext
 
 from sparkc.ir.ops import OPS, InstanceSpec, instantiate
 from sparkc.ir.types import DType, TensorType
-from sparkc.runtime.init import init_tensor
-from sparkc.runtime.reference import REFERENCE, RefContext
 
 _PORT_DTYPES = {"float": DType.FLOAT, "int": DType.I64, "bool": DType.BOOL, "any": DType.FLOAT}
 # Ports whose integer dtype is int32 rather than the default int64.
@@ -57,6 +58,8 @@ def reference_hp(inst: InstanceSpec) -> dict[str, Any]:
 
 def random_program(t_len: int, g: torch.Generator, end_prob: float = 0.1) -> list[int]:
     """Random opcodes, biased towards pushes so that stacks grow and MERGE/CHECK see values."""
+    if t_len == 0:
+        return []
     weights = torch.tensor([2, 2, 1, 1.5, 1, 1.5, 1, 1, 0.5, end_prob * 10])
     draws = torch.multinomial(weights, t_len, replacement=True, generator=g)
     return [-1 if int(k) == 9 else int(k) for k in draws]
@@ -84,7 +87,7 @@ def _tape_ops(shape, hp, g, dtype):
     b, t_len = shape
     rows = [random_program(t_len, g) for _ in range(b)]
     rows[0] = (DESIGNED_TAPE + [-1] * t_len)[:t_len]
-    return torch.tensor(rows, dtype=torch.int32)
+    return torch.tensor(rows, dtype=torch.int32).reshape(b, t_len)
 
 
 def _tape_has_arg(shape, hp, g, dtype):

@@ -10,11 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _opharness import OpCase, build
-
 from sparkc.runtime.reference import REFERENCE, RefContext
 from sparkc.runtime.reference.procedural import token_hash
 
-TOL = dict(rtol=1e-10, atol=1e-10)
+TOL = {"rtol": 1e-10, "atol": 1e-10}
 
 
 def _close(a, b, **tol):
@@ -208,7 +207,7 @@ def test_spd_router_softmax_gate_and_loss_formula():
     basis = x @ p["basis.weight"].T
     g_s = xs / basis
     _close(g_s.sum(-1), torch.ones(2, 4, dtype=torch.float64))  # softmax over the Ds features
-    lin = lambda t, n: t @ p[f"{n}.weight"].T + p[f"{n}.bias"]  # noqa: E731
+    lin = lambda t, n: t @ p[f"{n}.weight"].T + p[f"{n}.bias"]
     pred = lin(torch.relu(lin(xs, "pred1")), "pred2")
     ent = -(xp.abs() * torch.log(xp.abs() + 1e-8)).sum(-1).mean()
     _close(loss, 0.3 * (((pred - x) ** 2).mean() - 0.1 * ent))
@@ -327,7 +326,7 @@ def test_token_router_routes_with_probability_p():
 def test_token_router_topk_count_and_ties_to_lower_index(sparsity, n, k):
     b = _nograd(OpCase("token_router", {"x": (2, n, 4)}, {"mode": "topk", "sparsity": sparsity}))
     x = torch.zeros(2, n, 4, dtype=torch.float64)  # every logit equal: pure ties
-    mask, gate, _ = b.run(inputs={"x": x})
+    mask, _gate, _ = b.run(inputs={"x": x})
     assert torch.equal(mask, (torch.arange(n) < k).expand(2, n))
     mask, _, _ = b.run()
     assert (mask.sum(1) == k).all()
@@ -440,7 +439,7 @@ def test_lora_matches_per_sample_weight():
         p["gen_b.bias"].copy_(torch.randn(12, dtype=torch.float64))
     (y,) = b.run()
     for s in range(2):
-        lin = lambda t, n: t @ p[f"{n}.weight"].T + p[f"{n}.bias"]  # noqa: E731
+        lin = lambda t, n: t @ p[f"{n}.weight"].T + p[f"{n}.bias"]
         h = F.gelu(lin(F.gelu(lin(b.inputs["meta"][s], "gen1")), "gen2"))
         a, bm = lin(h, "gen_a").view(2, 5), lin(h, "gen_b").view(6, 2)
         w = p["base.weight"] + bm @ a

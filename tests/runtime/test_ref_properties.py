@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 import torch
 from _opharness import CASES, Built, OpCase, build
+from sparkc.runtime.reference import REFERENCE, RefContext
 
 from sparkc.ir.ops import OPS
 from sparkc.ir.types import DType
-from sparkc.runtime.reference import REFERENCE, RefContext
 
 IDS = [c.id for c in CASES]
 
