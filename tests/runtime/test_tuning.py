@@ -1,0 +1,164 @@
+"""Unit tests of the on-disk tuning cache (`sparkc.runtime.tuning`) and the launch helpers that
+use it (`sparkc.runtime.launch`): hits and misses, keys that include the source hash, shape class
+and device, corrupted files, atomic rewrites, the interpreter shortcut, cache folders."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from sparkc.runtime import launch, tuning
+
+
+class Bench:
+    """A fake timer: fixed times per candidate, counting calls."""
+
+    def __init__(self, times):
+        self.times = times
+        self.calls = []
+
+    def __call__(self, cand):
+        self.calls.append(cand)
+        t = self.times[cand[0]]
+        if isinstance(t, Exception):
+            raise t
+        return t
+
+
+CANDS = [(1024, 4), (2048, 8), (4096, 8)]
+
+
+def test_miss_times_every_candidate_then_hits(tmp_path):
+    cache = tuning.TuningCache(tmp_path)
+    bench = Bench({1024: 3.0, 2048: 1.0, 4096: 2.0})
+    assert cache.choose("k", "h1", [16, 1 << 20], "gpu", CANDS, bench) == (2048, 8)
+    assert len(bench.calls) == 3
+    assert cache.choose("k", "h1", [16, 1 << 20], "gpu", CANDS, bench) == (2048, 8)
+    assert len(bench.calls) == 3  # in-process hit
+    fresh = tuning.TuningCache(tmp_path)  # a new process reads the file
+    assert fresh.choose("k", "h1", [16, 1 << 20], "gpu", CANDS, Bench({})) == (2048, 8)
+
+
+def test_key_includes_source_hash_shape_class_and_device(tmp_path):
+    cache = tuning.TuningCache(tmp_path)
+    cache.choose("k", "h1", "small", "gpuA", CANDS, Bench({1024: 1, 2048: 2, 4096: 3}))
+    for src, cls, dev in [("h2", "small", "gpuA"), ("h1", "large", "gpuA"),
+                          ("h1", "small", "gpuB")]:
+        bench = Bench({1024: 9.0, 2048: 1.0, 4096: 9.0})
+        assert cache.choose("k", src, cls, dev, CANDS, bench) == (2048, 8)
+        assert len(bench.calls) == 3, (src, cls, dev)
+    entries = json.loads(cache.path("k").read_text())["entries"]
+    assert len(entries) == 4
+
+
+def test_source_hash_changes_with_source_and_reads_jit_src():
+    class FakeJit:
+        src = "def kernel(): pass"
+
+    assert tuning.source_hash("a") != tuning.source_hash("b")
+    assert tuning.source_hash(FakeJit()) == tuning.source_hash("def kernel(): pass")
+    with pytest.raises(TypeError):
+        tuning.source_hash(object())
+
+
+@pytest.mark.parametrize("garbage", ["{not json", "[]", '{"version": 99, "entries": {}}', ""])
+def test_corrupted_file_is_ignored_and_rewritten(tmp_path, garbage):
+    cache = tuning.TuningCache(tmp_path)
+    path = cache.path("k")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(garbage)
+    bench = Bench({1024: 2.0, 2048: 3.0, 4096: 1.0})
+    assert cache.choose("k", "h", 1, "gpu", CANDS, bench) == (4096, 8)
+    data = json.loads(path.read_text())
+    assert data["version"] == tuning.FORMAT_VERSION and len(data["entries"]) == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_stale_choice_not_among_candidates_is_a_miss(tmp_path):
+    cache = tuning.TuningCache(tmp_path)
+    cache.choose("k", "h", 1, "gpu", CANDS, Bench({1024: 1.0, 2048: 2.0, 4096: 3.0}))
+    bench = Bench({512: 5.0, 2048: 1.0})
+    assert cache.choose("k", "h", 1, "gpu", [(512, 2), (2048, 8)], bench) == (2048, 8)
+    assert len(bench.calls) == 2
+
+
+def test_failing_candidates_are_skipped_and_all_failing_raises(tmp_path):
+    cache = tuning.TuningCache(tmp_path)
+    bench = Bench({1024: RuntimeError("out of resources"), 2048: float("nan"), 4096: 4.0})
+    assert cache.choose("k", "h", 1, "gpu", CANDS, bench) == (4096, 8)
+    with pytest.raises(RuntimeError, match="every tuning candidate"):
+        cache.choose("k2", "h", 1, "gpu", CANDS[:1], Bench({1024: RuntimeError("x")}))
+    with pytest.raises(ValueError):
+        cache.choose("k3", "h", 1, "gpu", [], Bench({}))
+
+
+def test_two_writers_merge_entries(tmp_path):
+    a, b = tuning.TuningCache(tmp_path), tuning.TuningCache(tmp_path)
+    a.choose("k", "h", "x", "gpu", CANDS, Bench({1024: 1.0, 2048: 2.0, 4096: 3.0}))
+    b.choose("k", "h", "y", "gpu", CANDS, Bench({1024: 3.0, 2048: 2.0, 4096: 1.0}))
+    entries = json.loads(a.path("k").read_text())["entries"]
+    assert len(entries) == 2
+
+
+def test_default_cache_follows_sparkc_cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARKC_CACHE_DIR", str(tmp_path / "c1"))
+    assert tuning.default_cache().directory == tmp_path / "c1" / "tuning"
+    monkeypatch.setenv("SPARKC_CACHE_DIR", str(tmp_path / "c2"))
+    assert tuning.default_cache().directory == tmp_path / "c2" / "tuning"
+    monkeypatch.delenv("SPARKC_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert tuning.cache_root() == tmp_path / "xdg" / "sparkc"
+
+
+def test_pick_without_gpu_returns_first_candidate_untimed(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARKC_CACHE_DIR", str(tmp_path))
+    bench = Bench({})
+    like = torch.zeros(1)
+    assert launch.pick("k", 1, CANDS, bench, source="src", like=like) == CANDS[0]
+    assert bench.calls == [] and not (tmp_path / "tuning").exists()
+
+
+def test_small_helpers(monkeypatch):
+    assert [launch.next_pow2(n) for n in (0, 1, 2, 3, 17, 64)] == [1, 1, 2, 4, 32, 64]
+    assert [launch.cdiv(a, 4) for a in (0, 1, 4, 5)] == [0, 1, 1, 2]
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert launch.interpreting()
+    assert launch.device_key(torch.zeros(1)).startswith("cpu-interpreter|triton-")
+    launch.require_cuda(torch.zeros(1))  # CPU tensors are fine under the interpreter
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert not launch.interpreting()
+    with pytest.raises(RuntimeError, match="need CUDA tensors"):
+        launch.require_cuda(torch.zeros(1))
+    assert launch.num_warps_for(128) == 1 and launch.num_warps_for(1 << 16) == 16
+
+
+def test_configure_triton_cache_respects_user_choice(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "mine"))
+    assert launch.configure_triton_cache() == str(tmp_path / "mine")
+    monkeypatch.delenv("TRITON_CACHE_DIR")
+    monkeypatch.setenv("SPARKC_CACHE_DIR", str(tmp_path / "sp"))
+    assert launch.configure_triton_cache() == str(tmp_path / "sp" / "triton")
+    assert os.environ["TRITON_CACHE_DIR"] == str(tmp_path / "sp" / "triton")
+    assert (tmp_path / "sp" / "triton").is_dir()
+
+
+def test_require_triton_gives_an_install_hint_when_missing():
+    # A meta-path hook makes `import triton` fail in a fresh interpreter.
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'triton' or name.startswith('triton.'):\n"
+        "            raise ImportError('blocked')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from sparkc.runtime import launch\n"
+        "try:\n"
+        "    launch.require_triton()\n"
+        "except ImportError as e:\n"
+        "    print('HINT:', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "HINT:" in out.stdout and "pip install" in out.stdout, out.stderr
