@@ -247,7 +247,7 @@ def _heads(ctx: OpContext, d_model: int, heads: str = "heads") -> int:
             heads,
             f"{heads}={h} does not divide the model width D={d_model}",
             help=f"choose {heads} among the divisors of {d_model}: "
-            + ", ".join(str(k) for k in range(1, d_model + 1) if d_model % k == 0 and k <= 64),
+            + ", ".join(str(k) for k in range(1, min(d_model, 64) + 1) if d_model % k == 0),
             code="E0304",
         )
     return d_model // h
@@ -426,7 +426,9 @@ def _attention_infer(ctx: OpContext):
     return (ctx.t("x"),)
 
 
-def _basis_atoms(spec: Mapping[str, Any]) -> int:
+def _basis_atoms(spec: Mapping[str, Any] | tuple[tuple[str, Any], ...]) -> int:
+    # The IR stores basis= as a tuple of (name, value) pairs (hashable attrs); accept both.
+    spec = dict(spec)
     return 2 * spec["freqs"] + spec["legendre"]
 
 
