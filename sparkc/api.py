@@ -1,0 +1,111 @@
+"""The Python API: compile a `.spark` program into a package, or load it in one call.
+
+    import sparkc
+    m = sparkc.load("model.spark", d=256)     # compiled into a content-addressed cache
+    net = m.Model().cuda()
+
+`compile_files(text, name, ...)` runs the pipeline up to code generation and returns the files;
+`compile_to(out_dir, path, ...)` writes them as `out_dir/<stem>/` (atomically, see
+codegen/writer.py); `load`/`load_source` compile into `$SPARKC_CACHE_DIR` (default
+`~/.cache/sparkc/modules`) keyed by the source, the model, the hyperparameters, the sparkc
+version and the templates, and import the package, so a second call is only an import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from . import __version__
+from .pipeline import CompileOptions, run_pipeline
+
+
+def _stem(source_name: str) -> str:
+    stem = Path(source_name).stem
+    safe = "".join(c if c.isalnum() or c == "_" else "_" for c in stem) or "model"
+    return safe if not safe[0].isdigit() else f"m_{safe}"
+
+
+def compile_graph(text: str | bytes, source_name: str, overrides: dict[str, Any] | None = None,
+                  model: str | None = None, options: CompileOptions | None = None):
+    opts = options or CompileOptions(overrides=tuple((overrides or {}).items()), model=model)
+    return run_pipeline(text, source_name, opts, stop_after="opt").artefact
+
+
+def compile_files(text: str, source_name: str, overrides: dict[str, Any] | None = None,
+                  model: str | None = None, options: CompileOptions | None = None) -> dict[str, str]:
+    from .codegen import generate
+
+    graph = compile_graph(text, source_name, overrides, model, options)
+    return generate(graph, text if isinstance(text, str) else text.decode(), Path(source_name).name)
+
+
+def compile_to(out_dir: str | os.PathLike, path: str | os.PathLike, overrides=None, model=None,
+               force: bool = False, options: CompileOptions | None = None) -> Path:
+    from .codegen.writer import write_package
+
+    text = Path(path).read_text()
+    files = compile_files(text, str(path), overrides, model, options)
+    return write_package(out_dir, _stem(str(path)), files, force=force)
+
+
+def _templates_digest() -> str:
+    h = hashlib.sha256()
+    root = importlib.resources.files("sparkc.codegen_templates")
+    for entry in sorted(root.iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".jinja"):
+            h.update(entry.name.encode())
+            h.update(entry.read_bytes())
+    return h.hexdigest()
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("SPARKC_CACHE_DIR")
+    return Path(base) if base else Path.home() / ".cache" / "sparkc"
+
+
+def load_source(text: str, source_name: str = "model.spark", model: str | None = None,
+                **hyper: Any) -> ModuleType:
+    """Compile `text` (cached) and import the generated package."""
+    key_src = repr((__version__, _templates_digest(), text, model, sorted(hyper.items())))
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
+    stem = _stem(source_name)
+    out = cache_dir() / "modules" / key
+    pkg = out / stem
+    if not (pkg / "__init__.py").is_file():
+        from .codegen.writer import write_package
+
+        files = compile_files(text, source_name, hyper, model)
+        write_package(out, stem, files, force=True)
+    return import_package(pkg, f"sparkc_gen_{stem}_{key}")
+
+
+def load(path: str | os.PathLike, model: str | None = None, **hyper: Any) -> ModuleType:
+    """`sparkc.load("model.spark", d=256)`: compile (cached) and import; returns the module."""
+    text = Path(path).read_text()
+    return load_source(text, Path(path).name, model=model, **hyper)
+
+
+def import_package(pkg: Path, module_name: str) -> ModuleType:
+    import importlib.util
+
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(
+        module_name, pkg / "__init__.py", submodule_search_locations=[str(pkg)]
+    )
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import the generated package {pkg}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module
