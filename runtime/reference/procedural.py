@@ -46,7 +46,7 @@ def ref_opcode_tape(inputs: Inputs, params: Params, hp: Hp,
     check_opcodes(ops)
     b, t_len, dm = args.shape
     cap, budget = int(hp["capacity"]), int(hp["budget"])
-    a_all = torch.where(has[..., None], up(args), torch.zeros((), dtype=up(args).dtype))
+    a_all = torch.where(has[..., None], up(args), 0.0)
     branch = params["branch"].to(a_all.dtype)
     cdt, dev = a_all.dtype, args.device
     slots = torch.arange(cap, device=dev)
@@ -74,7 +74,7 @@ def ref_opcode_tape(inputs: Inputs, params: Params, hp: Hp,
 
         top_val = stack.gather(1, (depth - 1).clamp(min=0)[:, None, None].expand(b, 1, dm))[:, 0]
         check_val = torch.where((depth > 0)[:, None], top_val, a)
-        checks.append(torch.where((is_check & ok)[:, None], check_val, torch.zeros((), dtype=cdt)))
+        checks.append(torch.where((is_check & ok)[:, None], check_val, 0.0))
 
         live = (slots[None, :] < depth[:, None]).to(cdt)
         mean = (stack * live[..., None]).sum(1) / depth.clamp(min=1).to(cdt)[:, None]
@@ -92,7 +92,7 @@ def ref_opcode_tape(inputs: Inputs, params: Params, hp: Hp,
         running = ok
 
     top = stack.gather(1, (depth - 1).clamp(min=0)[:, None, None].expand(b, 1, dm))[:, 0]
-    top = torch.where((depth > 0)[:, None], top, torch.zeros((), dtype=cdt))
+    top = torch.where((depth > 0)[:, None], top, 0.0)
     checks_t = torch.stack(checks, 1) if checks else a_all.new_zeros(b, 0, dm)
     trace_t = torch.stack(trace, 1) if trace else ops.new_zeros(b, 0)
     i32 = torch.int32

@@ -180,3 +180,13 @@ def test_cross_entropy_bad_target_is_a_value_error():
     with pytest.raises(ValueError, match="target 3 in input 'targets'"):
         b.run({"logits": b.inputs["logits"], "targets": torch.tensor([[0, 3]])})
 
+
+
+def test_trajectory_repeated_token_has_finite_gradient():
+    b = build(OpCase("trajectory", {"x": (1, 5, 4)}, {"window": 3}))
+    x = b.inputs["x"].detach().clone()
+    x[:, 2] = x[:, 1]  # a zero step: ‖δ‖ = 0 is clamped to 1e-8, δ = 0
+    x.requires_grad_(True)
+    (y,) = b.run({"x": x})
+    y.sum().backward()
+    assert torch.isfinite(x.grad).all() and torch.isfinite(b.params["strength"].grad)
