@@ -56,12 +56,22 @@ def graphs(draw) -> Graph:
     g = Graph("Random")
     pool = [inp(g, "x", F, ("B", 4)), inp(g, "y", F, (4,))]
     for i in range(draw(st.integers(1, 14))):
-        if draw(st.booleans()):
+        action = draw(st.sampled_from(("binary", "binary", "unary", "copy")))
+        ops_so_far = [n for n in pool if n.op != "input"]
+        if action == "copy" and ops_so_far:
+            # A duplicate (operands maybe swapped) for cse to find, or not to find.
+            src = draw(st.sampled_from(ops_so_far))
+            ins = dict(zip(src.port_names, src.inputs))
+            if len(ins) == 2 and draw(st.booleans()):
+                ins = {"a": ins["b"], "b": ins["a"]}
+            pool.append(op(g, src.op, f"v{i}", **ins))
+        elif action == "binary":
             name = draw(st.sampled_from(_BINARY))
-            a = draw(st.sampled_from(pool + [None]))
-            b = draw(st.sampled_from(pool + [None]))
-            a = a or const(g, draw(st.sampled_from(_CONSTS)))
-            b = b or const(g, draw(st.sampled_from(_CONSTS)))
+            a, b = (
+                draw(st.sampled_from(pool)) if draw(st.integers(0, 2)) else
+                const(g, draw(st.sampled_from(_CONSTS)))
+                for _ in range(2)
+            )
             pool.append(op(g, name, f"v{i}", a=a.out(), b=b.out()))
         else:
             name = draw(st.sampled_from(_UNARY))
@@ -69,11 +79,12 @@ def graphs(draw) -> Graph:
             if g.type_of(x.out()).dtype is not F:
                 continue
             pool.append(op(g, name, f"v{i}", x=x.out()))
-    n_out = draw(st.integers(1, 3))
-    for k, node in enumerate(draw(st.lists(st.sampled_from(pool[2:] or pool), min_size=n_out,
-                                           max_size=n_out))):
-        if g.type_of(node.out()).dtype is F:
+    # Most unread values become outputs (so rewrites are observable); the rest are dead code.
+    k = 0
+    for node in pool[2:]:
+        if not g.users(node.id) and g.type_of(node.out()).dtype is F and draw(st.integers(0, 3)):
             output(g, node.out(), f"out{k}")
+            k += 1
     if not g.outputs():
         output(g, pool[0].out(), "out")
     return finish(g)
