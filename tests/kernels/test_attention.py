@@ -1,0 +1,309 @@
+"""Numerics of the flash-attention family (`codegen_templates/attention.py.jinja`).
+
+Without CUDA the kernels run under the Triton interpreter in float32 and are compared, forward and
+backward (the `.grad` of q, k, v and gains), with a float64 reference written here from SPEC §1.1
+and §5.5 with explicit masking, RoPE and basis atoms (Legendre polynomials from numpy, not from the
+recurrence the kernel uses). The reference is cross-checked once against torch's
+`scaled_dot_product_attention`. GPU tests (float32 and bfloat16 at N=1000) are marked `gpu`.
+"""
+
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"
+
+import functools  # noqa: E402
+import math  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from sparkc.codegen.render import render  # noqa: E402
+from sparkc.runtime.loader import load_source  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+BASES = {
+    None: None,
+    "distance": {"freqs": 2, "legendre": 3, "over": "distance", "max_len": 40},
+    "key": {"freqs": 3, "legendre": 2, "over": "key", "max_len": 48},
+}
+
+
+def context(causal, group, rope, basis, layout="bnhd"):
+    return dict(
+        name=f"attn_c{int(causal)}_g{group}_r{int(rope)}_b{basis or 'none'}_{layout}",
+        causal=causal, group=group, rope=rope, rope_base=10000.0, basis=BASES[basis],
+        layout=layout,
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def build_module(causal, group, rope, basis, layout="bnhd"):
+    ctx = context(causal, group, rope, basis, layout)
+    prelude = render("prelude.py.jinja", version="test", source_name="test_attention")
+    module = load_source(ctx["name"], prelude + "\n\n" + render("attention.py.jinja", **ctx))
+    return module, ctx["name"]
+
+
+def build(causal, group, rope, basis, layout="bnhd"):
+    module, name = build_module(causal, group, rope, basis, layout)
+    return getattr(module, name), getattr(module, name + "_forward_lse")
+
+
+# ---- float64 reference -------------------------------------------------------------------------
+
+
+def rope_ref(x, positions, base):
+    """Rotate-half RoPE of x [B, N, H, d] (SPEC §1 `rope`), positions [N]."""
+    d = x.shape[-1]
+    half = d // 2
+    theta = base ** (-2.0 * torch.arange(half, dtype=torch.float64) / d)
+    ang = positions.to(torch.float64)[:, None] * theta[None, :]
+    cos, sin = torch.cos(ang)[None, :, None, :], torch.sin(ang)[None, :, None, :]
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+def atoms_ref(spec, qpos, kpos):
+    """The §5.5 atoms [A, Nq, Nk] in SPEC order, Legendre polynomials from numpy."""
+    if spec["over"] == "distance":
+        x = (qpos[:, None] - kpos[None, :]).abs().to(torch.float64) / spec["max_len"]
+    else:
+        x = (kpos.to(torch.float64) / spec["max_len"])[None, :].expand(len(qpos), len(kpos))
+    out = [torch.sin(math.pi * f * x) for f in range(1, spec["freqs"] + 1)]
+    out += [torch.cos(math.pi * f * x) for f in range(1, spec["freqs"] + 1)]
+    y = (2 * x - 1).numpy()
+    for n in range(1, spec["legendre"] + 1):
+        coef = np.zeros(n + 1)
+        coef[n] = 1.0
+        out.append(torch.from_numpy(np.polynomial.legendre.legval(y, coef)))
+    return torch.stack(out)
+
+
+def reference(q, k, v, gains, causal, rope, basis, q_offset=0, k_offset=0):
+    """o [B, Nq, H, d] in float64 for bnhd inputs."""
+    q, k, v = (t.to("cpu", torch.float64) for t in (q, k, v))
+    nq, h, d = q.shape[1], q.shape[2], q.shape[3]
+    nk, kv = k.shape[1], k.shape[2]
+    qpos = torch.arange(nq) + q_offset
+    kpos = torch.arange(nk) + k_offset
+    if rope:
+        q, k = rope_ref(q, qpos, 10000.0), rope_ref(k, kpos, 10000.0)
+    k = k.repeat_interleave(h // kv, dim=2)
+    v = v.repeat_interleave(h // kv, dim=2)
+    s = torch.einsum("bihd,bjhd->bhij", q, k) / math.sqrt(d)
+    if basis is not None:
+        atoms = atoms_ref(BASES[basis], qpos, kpos)
+        s = s + torch.einsum("ha,aij->hij", gains.to("cpu", torch.float64), atoms)
+    if causal:
+        s = s.masked_fill(kpos[None, :] > qpos[:, None], float("-inf"))
+    p = torch.softmax(s, dim=-1)
+    lse = torch.logsumexp(s, dim=-1)
+    return torch.einsum("bhij,bjhd->bihd", p, v), lse
+
+
+def make_inputs(b, nq, nk, h, kv, d, basis, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(b, nq, h, d, generator=g)
+    k = torch.randn(b, nk, kv, d, generator=g)
+    v = torch.randn(b, nk, kv, d, generator=g)
+    gains = None
+    if basis is not None:
+        spec = BASES[basis]
+        gains = torch.randn(h, 2 * spec["freqs"] + spec["legendre"], generator=g)
+    out = [t.to(DEVICE, dtype).requires_grad_(True) for t in (q, k, v)]
+    if gains is not None:
+        gains = gains.to(DEVICE).requires_grad_(True)
+    return (*out, gains)
+
+
+def rel(a, b):
+    """‖a − b‖ / ‖b‖, with ‖b‖ floored at 1: some exact gradients vanish (dq, dk at N = 1, where
+    softmax over one key is constant), and there the kernel's rounding noise is the error."""
+    a, b = a.detach().to("cpu", torch.float64), b.detach().to("cpu", torch.float64)
+    return ((a - b).norm() / b.norm().clamp_min(1.0)).item()
+
+
+def check(causal, group, rope, basis, b, n, d, nk=None, q_offset=0, k_offset=0, tol=1e-4):
+    kv = 2 if group == 2 else 4
+    h = kv * group
+    nk = n if nk is None else nk
+    fn, fn_lse = build(causal, group, rope, basis)
+    q, k, v, gains = make_inputs(b, n, nk, h, kv, d, basis)
+    o, lse = fn_lse(q, k, v, gains, q_offset, k_offset)
+    assert o.shape == q.shape and o.dtype == q.dtype
+    assert lse.shape == (b, h, n) and lse.dtype == torch.float32
+    ins = [q, k, v] + ([gains] if gains is not None else [])
+    ref_ins = [t.detach().to("cpu", torch.float64).requires_grad_(True) for t in ins]
+    ref_o, ref_lse = reference(*ref_ins[:3], ref_ins[3] if gains is not None else None,
+                               causal, rope, basis, q_offset, k_offset)
+    assert rel(o, ref_o) < tol, rel(o, ref_o)
+    assert rel(lse, ref_lse) < tol
+    do = torch.randn(o.shape, generator=torch.Generator().manual_seed(1))
+    (o * do.to(o.device, o.dtype)).sum().backward()
+    (ref_o * do.to(torch.float64)).sum().backward()
+    for name, got, want in zip("qkvg", ins, ref_ins):
+        assert got.grad is not None, name
+        err = rel(got.grad, want.grad)
+        assert err < tol, (name, err)
+
+
+# ---- interpreter numerics ----------------------------------------------------------------------
+
+
+def test_reference_matches_sdpa():
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(2, 9, 4, 16, generator=g, dtype=torch.float64) for _ in range(3))
+    for causal in (False, True):
+        ours, _ = reference(q, k, v, None, causal, False, None)
+        sdpa = torch.nn.functional.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=causal)
+        assert rel(ours, sdpa.transpose(1, 2)) < 1e-12
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("n", [1, 7, 33])
+def test_plain(causal, n):
+    check(causal, 1, False, None, b=2, n=n, d=16)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_gqa_group2_head32(causal):
+    check(causal, 2, False, None, b=1, n=33, d=32)
+
+
+@pytest.mark.parametrize("causal,group", [(True, 1), (False, 2)])
+def test_rope(causal, group):
+    check(causal, group, True, None, b=1, n=33, d=16)
+
+
+@pytest.mark.parametrize("basis", ["distance", "key"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_basis(basis, causal):
+    check(causal, 2 if causal else 1, False, basis, b=2 if causal else 1, n=33 if causal else 7,
+          d=16)
+
+
+def test_everything_together():
+    check(True, 2, True, "distance", b=2, n=33, d=32)
+
+
+def test_padded_head_width():
+    # d = 24 is not a power of two: loads and stores are masked to BLOCK_D = 32.
+    check(True, 1, True, "key", b=1, n=7, d=24)
+
+
+@pytest.mark.parametrize("causal,q_offset", [(False, 12), (True, 12), (True, 14)])
+def test_offsets_and_unequal_lengths(causal, q_offset):
+    # Decoding shape: 5 new queries at positions q_offset.. against every key from position 0.
+    check(causal, 2, True, "distance", b=1, n=5, d=16, nk=q_offset + 5, q_offset=q_offset)
+
+
+@pytest.mark.parametrize("blocks", [(16, 32), (32, 16)])
+def test_non_square_blocks(monkeypatch, blocks):
+    # The causal block-skipping bounds depend on BLOCK_M and BLOCK_N separately.
+    module, name = build_module(True, 2, False, "distance")
+    monkeypatch.setattr(module, name + "_config", lambda *args: (*blocks, 1, 1))
+    check(True, 2, False, "distance", b=1, n=40, d=16, nk=45, q_offset=5)
+
+
+def test_rows_that_see_no_key_are_finite():
+    # Queries at positions 0..6 against keys at 10..16: causally nothing is visible.
+    fn, fn_lse = build(True, 1, False, None)
+    q, k, v, _ = make_inputs(1, 7, 7, 4, 4, 16, None)
+    o, lse = fn_lse(q, k, v, None, 0, 10)
+    assert torch.equal(o, torch.zeros_like(o))
+    assert torch.isinf(lse).all() and (lse > 0).all()
+    o.sum().backward()
+    for t in (q, k, v):
+        assert torch.isfinite(t.grad).all() and not t.grad.any()
+
+
+def test_bhnd_layout_matches_bnhd():
+    fn, _ = build(True, 2, True, None, "bhnd")
+    q, k, v, _ = make_inputs(1, 7, 7, 4, 2, 16, None)
+    o = fn(q.transpose(1, 2).contiguous(), k.transpose(1, 2).contiguous(),
+           v.transpose(1, 2).contiguous())
+    ref, _ = reference(q, k, v, None, True, True, None)
+    assert rel(o.transpose(1, 2), ref) < 1e-4
+
+
+def test_strided_views_from_a_fused_projection():
+    # q, k, v as views into one [B, N, 3, H, d] buffer: only the head dim needs unit stride.
+    fn, _ = build(False, 1, False, None)
+    g = torch.Generator().manual_seed(5)
+    qkv = torch.randn(1, 7, 3, 4, 16, generator=g).requires_grad_(True)
+    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    o = fn(q, k, v)
+    ref, _ = reference(q, k, v, None, False, False, None)
+    assert rel(o, ref) < 1e-4
+    o.sum().backward()
+    assert qkv.grad is not None and torch.isfinite(qkv.grad).all()
+
+
+def test_causal_perturbation_is_bit_exact():
+    # SPEC §6.2: changing q, k, v at positions > t leaves outputs ≤ t bit-identical.
+    fn, _ = build(True, 2, True, "distance")
+    q, k, v, gains = make_inputs(1, 33, 33, 4, 2, 16, "distance")
+    t = 19
+    with torch.no_grad():
+        base = fn(q, k, v, gains)
+        q2, k2, v2 = q.clone(), k.clone(), v.clone()
+        for x in (q2, k2, v2):
+            x[:, t + 1:] = torch.randn_like(x[:, t + 1:]) * 5
+        moved = fn(q2, k2, v2, gains)
+    assert torch.equal(base[:, : t + 1], moved[:, : t + 1])
+    assert not torch.equal(base[:, t + 1:], moved[:, t + 1:])
+
+
+def test_deterministic_backward():
+    fn, _ = build(False, 2, False, "distance")
+    grads = []
+    for _ in range(2):
+        q, k, v, gains = make_inputs(1, 17, 17, 4, 2, 16, "distance")
+        fn(q, k, v, gains).square().sum().backward()
+        grads.append([t.grad.clone() for t in (q, k, v, gains)])
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
+
+
+def test_large_logits_stay_finite():
+    fn, _ = build(True, 1, False, None)
+    q, k, v, _ = make_inputs(1, 17, 17, 4, 4, 16, None)
+    with torch.no_grad():
+        q.mul_(300.0)
+    o = fn(q, k, v)
+    ref, _ = reference(q, k, v, None, True, False, None)
+    assert torch.isfinite(o).all() and rel(o, ref) < 1e-4
+
+
+# ---- GPU ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("d", [64, 128])
+@pytest.mark.parametrize("hooks", [(True, 1, False, None), (True, 2, True, "distance"),
+                                   (False, 2, False, "key"), (False, 1, True, None)])
+def test_gpu_against_reference(dtype, d, hooks):
+    causal, group, rope, basis = hooks
+    n, b = 1000, 2
+    kv = 4
+    h = kv * group
+    fn, fn_lse = build(causal, group, rope, basis)
+    q, k, v, gains = make_inputs(b, n, n, h, kv, d, basis, dtype=dtype)
+    o, lse = fn_lse(q, k, v, gains)
+    ins = [q, k, v] + ([gains] if gains is not None else [])
+    ref_ins = [t.detach().to("cpu", torch.float64).requires_grad_(True) for t in ins]
+    ref_o, ref_lse = reference(*ref_ins[:3], ref_ins[3] if gains is not None else None,
+                               causal, rope, basis)
+    tol = 2e-4 if dtype == torch.float32 else 2e-2
+    assert rel(o, ref_o) < tol
+    assert rel(lse, ref_lse) < tol
+    do = torch.randn(o.shape, generator=torch.Generator().manual_seed(1))
+    (o * do.to(o.device, o.dtype)).sum().backward()
+    (ref_o * do.to(torch.float64)).sum().backward()
+    for name, got, want in zip("qkvg", ins, ref_ins):
+        assert rel(got.grad, want.grad) < tol, name
