@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from . import tuning
 
@@ -56,7 +57,7 @@ def require_cuda(tensor: Any) -> None:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cuda_identity(index: int) -> tuple[str, int, int, int]:
     import torch
 
@@ -106,8 +107,15 @@ def row_tile(d: int, max_block_d: int = 16384, target: int = 4096) -> tuple[int,
     return max(1, min(64, target // block_d)), block_d
 
 
-def pick(name: str, shape_class: Any, candidates: Sequence[Any],
-         bench_fn: Callable[[Any], float], *, source: Any, like: Any) -> Any:
+def pick(
+    name: str,
+    shape_class: Any,
+    candidates: Sequence[Any],
+    bench_fn: Callable[[Any], float],
+    *,
+    source: Any,
+    like: Any,
+) -> Any:
     """Choose among `candidates` for kernel `name` on the device of tensor `like`.
 
     `bench_fn(candidate)` returns a time in milliseconds. The choice is cached on disk, keyed by
@@ -139,8 +147,14 @@ def configure_triton_cache() -> str:
     return str(path)
 
 
-def compile_for_target(fn: Any, signature: dict[str, str], constexprs: dict[str, Any], *,
-                       arch: int = 90, num_warps: int = 4) -> dict[str, Any]:
+def compile_for_target(
+    fn: Any,
+    signature: dict[str, str],
+    constexprs: dict[str, Any],
+    *,
+    arch: int = 90,
+    num_warps: int = 4,
+) -> dict[str, Any]:
     """Compile a `@triton.jit` function ahead of time for CUDA `sm_<arch>` (no GPU needed) and
     return its assembly by stage (`ttir`, `ttgir`, `llir`, `ptx`, ...).
 
@@ -161,13 +175,15 @@ def compile_for_target(fn: Any, signature: dict[str, str], constexprs: dict[str,
             raise KeyError(f"{fn.__name__}: no type for argument {arg!r}")
     consts = {(fn.arg_names.index(k),): v for k, v in constexprs.items()}
     src = triton.compiler.ASTSource(fn=fn, signature=sig, constexprs=consts)
-    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
-                              options={"num_warps": num_warps})
+    compiled = triton.compile(
+        src, target=GPUTarget("cuda", arch, 32), options={"num_warps": num_warps}
+    )
     return dict(compiled.asm)
 
 
-def collapse_dims(shape: Sequence[int], strides: Sequence[Sequence[int]],
-                  max_dims: int = 4) -> tuple[list[int], list[list[int]]] | None:
+def collapse_dims(
+    shape: Sequence[int], strides: Sequence[Sequence[int]], max_dims: int = 4
+) -> tuple[list[int], list[list[int]]] | None:
     """Merge dimensions of a contiguous output `shape` that every operand walks contiguously.
 
     `strides[k]` are operand k's strides over `shape` (0 on broadcast dimensions). Size-1

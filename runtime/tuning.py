@@ -19,8 +19,9 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 FORMAT_VERSION = 1
 
@@ -101,8 +102,9 @@ class TuningCache:
             "timings_ms": [t if math.isfinite(t) else None for t in timings_ms],
         }
         self._files[kernel] = entries
-        payload = json.dumps({"version": FORMAT_VERSION, "entries": entries}, indent=1,
-                             sort_keys=True)
+        payload = json.dumps(
+            {"version": FORMAT_VERSION, "entries": entries}, indent=1, sort_keys=True
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
@@ -114,8 +116,15 @@ class TuningCache:
                 os.unlink(tmp)
             raise
 
-    def choose(self, kernel: str, src_hash: str, shape_class: Any, device: str,
-               candidates: Sequence[Any], bench_fn: Callable[[Any], float]) -> Any:
+    def choose(
+        self,
+        kernel: str,
+        src_hash: str,
+        shape_class: Any,
+        device: str,
+        candidates: Sequence[Any],
+        bench_fn: Callable[[Any], float],
+    ) -> Any:
         """The cached choice, or time every candidate (ms; a failing one counts as infinitely
         slow), store the fastest and return it."""
         if not candidates:
@@ -128,9 +137,9 @@ class TuningCache:
         for candidate in candidates:
             try:
                 t = float(bench_fn(candidate))
-            except Exception:  # a config the compiler or the device rejects is just not chosen
+            except Exception:  # noqa: BLE001 - a config the compiler or device rejects is not chosen
                 t = math.inf
-            timings.append(t if t == t else math.inf)
+            timings.append(math.inf if math.isnan(t) else t)
         best = min(range(len(candidates)), key=lambda i: (timings[i], i))
         if math.isinf(timings[best]):
             raise RuntimeError(f"every tuning candidate of kernel {kernel!r} failed to run")

@@ -13,10 +13,10 @@ import torch
 if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
 
-import pytest  # noqa: E402
+import pytest
+from sparkc.runtime.loader import load_source
 
-from sparkc.codegen.render import render  # noqa: E402
-from sparkc.runtime.loader import load_source  # noqa: E402
+from sparkc.codegen.render import render
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 HOOKS = [(3, True), (4, True), (1, True), (3, False), (5, False)]
@@ -47,7 +47,7 @@ def rel(out, ref):
 
 
 def check(fn, k, causal, shape, dtype=torch.float32, device=DEVICE, tol=1e-4):
-    B, N, D = shape
+    _B, _N, D = shape
     x = torch.randn(shape, device=device, dtype=dtype, requires_grad=True)
     w = torch.randn(D, 1, k, device=device, dtype=dtype, requires_grad=True)
     b = torch.randn(D, device=device, dtype=dtype, requires_grad=True)
@@ -90,5 +90,12 @@ def test_noncausal_even_kernel_is_rejected_at_render():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_conv1d_gpu(convs, k, causal, dtype):
     torch.manual_seed(0)
-    check(convs[k, causal], k, causal, (4, 1023, 768), dtype=dtype, device="cuda",
-          tol=1e-4 if dtype == torch.float32 else 1e-2)
+    check(
+        convs[k, causal],
+        k,
+        causal,
+        (4, 1023, 768),
+        dtype=dtype,
+        device="cuda",
+        tol=1e-4 if dtype == torch.float32 else 1e-2,
+    )

@@ -9,30 +9,63 @@ import os
 import subprocess
 import sys
 
+
 def cases():
     """(template context, kernel attribute, signature, constexprs) for every kernel/hook/dtype."""
     out = []
     for kernel, causal in ((4, True), (3, False)):
-        ctx = dict(template="conv1d.py.jinja", name="cv", kernel=kernel, causal=causal)
+        ctx = {"template": "conv1d.py.jinja", "name": "cv", "kernel": kernel, "causal": causal}
         for dt in ("fp32", "bf16"):
             p = f"*{dt}"
             tiles = {"BLOCK_N": 32, "BLOCK_D": 128}
-            out.append((ctx, "cv_fwd_kernel", {"x_ptr": p, "w_ptr": p, "b_ptr": p, "y_ptr": p,
-                                               "N": "i32", "D": "i32"}, tiles))
-            out.append((ctx, "cv_bwd_kernel",
-                        {"dy_ptr": p, "x_ptr": p, "w_ptr": p, "dx_ptr": p,
-                         "dw_part_ptr": "*fp32", "db_part_ptr": "*fp32", "N": "i32", "D": "i32"},
-                        tiles))
-            out.append((ctx, "cv_param_grad_kernel",
-                        {"dw_part_ptr": "*fp32", "db_part_ptr": "*fp32", "dw_ptr": p, "db_ptr": p,
-                         "nparts": "i32", "D": "i32"}, {"BLOCK_D": 128}))
+            out.append(
+                (
+                    ctx,
+                    "cv_fwd_kernel",
+                    {"x_ptr": p, "w_ptr": p, "b_ptr": p, "y_ptr": p, "N": "i32", "D": "i32"},
+                    tiles,
+                )
+            )
+            out.append(
+                (
+                    ctx,
+                    "cv_bwd_kernel",
+                    {
+                        "dy_ptr": p,
+                        "x_ptr": p,
+                        "w_ptr": p,
+                        "dx_ptr": p,
+                        "dw_part_ptr": "*fp32",
+                        "db_part_ptr": "*fp32",
+                        "N": "i32",
+                        "D": "i32",
+                    },
+                    tiles,
+                )
+            )
+            out.append(
+                (
+                    ctx,
+                    "cv_param_grad_kernel",
+                    {
+                        "dw_part_ptr": "*fp32",
+                        "db_part_ptr": "*fp32",
+                        "dw_ptr": p,
+                        "db_ptr": p,
+                        "nparts": "i32",
+                        "D": "i32",
+                    },
+                    {"BLOCK_D": 128},
+                )
+            )
     return out
 
 
 def compile_all(case_list) -> list[str]:
-    from sparkc.codegen.render import render
     from sparkc.runtime.launch import compile_for_target
     from sparkc.runtime.loader import load_source
+
+    from sparkc.codegen.render import render
 
     prelude = render("prelude.py.jinja", version="test", source_name="compile_test")
     modules, failures = {}, []
@@ -45,7 +78,7 @@ def compile_all(case_list) -> list[str]:
         try:
             asm = compile_for_target(getattr(modules[text], kernel), sig, consts)
             assert ".target sm_90" in asm["ptx"], "no sm_90 PTX"
-        except Exception as e:  # report every failing case, not just the first
+        except Exception as e:  # noqa: BLE001 - report every failing case, not just the first
             failures.append(f"{template} {kernel} {sig} {consts}: {type(e).__name__}: {e}")
     return failures
 
@@ -53,8 +86,9 @@ def compile_all(case_list) -> list[str]:
 def run_in_subprocess(path: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-    proc = subprocess.run([sys.executable, path], env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(  # noqa: PLW1510 - the return code is asserted with the output
+        [sys.executable, path], env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-6000:]
     assert "compiled" in proc.stdout
 

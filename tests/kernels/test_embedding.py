@@ -12,10 +12,10 @@ import torch
 if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
 
-import pytest  # noqa: E402
+import pytest
+from sparkc.runtime.loader import load_source
 
-from sparkc.codegen.render import render  # noqa: E402
-from sparkc.runtime.loader import load_source  # noqa: E402
+from sparkc.codegen.render import render
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -33,8 +33,19 @@ def rel(out, ref):
     return ((out.double() - ref).norm() / ref.norm().clamp_min(1e-300)).item()
 
 
-def check(fn, pos, V, D, shape, offset, deterministic, tok_dtype=torch.int64,
-          dtype=torch.float32, device=DEVICE, tol=1e-5):
+def check(
+    fn,
+    pos,
+    V,
+    D,
+    shape,
+    offset,
+    deterministic,
+    tok_dtype=torch.int64,
+    dtype=torch.float32,
+    device=DEVICE,
+    tol=1e-5,
+):
     W = torch.randn(V, D, device=device, dtype=dtype, requires_grad=True)
     P = torch.randn(offset + shape[-1] + 3, D, device=device, dtype=dtype, requires_grad=True)
     # Few distinct ids: rows repeat, so dW really sums (the atomic and sorted paths differ).
@@ -43,7 +54,7 @@ def check(fn, pos, V, D, shape, offset, deterministic, tok_dtype=torch.int64,
     params = [W, P] if pos else [W]
     y = fn(tok, *params, pos_offset=offset, deterministic=deterministic)
     W64, P64 = (t.detach().double().requires_grad_() for t in (W, P))
-    ref = W64[tok.long()] + (P64[offset:offset + shape[-1]] if pos else 0)
+    ref = W64[tok.long()] + (P64[offset : offset + shape[-1]] if pos else 0)
     assert y.shape == (*shape, D) and y.dtype == dtype and rel(y, ref) < tol
     cot = torch.randn_like(y)
     grads = torch.autograd.grad(y, params, cot)
@@ -55,8 +66,9 @@ def check(fn, pos, V, D, shape, offset, deterministic, tok_dtype=torch.int64,
 
 @pytest.mark.parametrize("pos", [False, True])
 @pytest.mark.parametrize("deterministic", [False, True])
-@pytest.mark.parametrize("V,D,shape,offset", [(11, 40, (3, 7), 2), (5, 24, (1, 1), 0),
-                                              (9, 33, (2, 9), 0)])
+@pytest.mark.parametrize(
+    "V,D,shape,offset", [(11, 40, (3, 7), 2), (5, 24, (1, 1), 0), (9, 33, (2, 9), 0)]
+)
 def test_embedding_matches_float64(emb, pos, deterministic, V, D, shape, offset):
     torch.manual_seed(V + D)
     check(emb[pos], pos, V, D, shape, offset if pos else 0, deterministic)
@@ -105,5 +117,6 @@ def test_sequence_longer_than_positional_table(emb):
 def test_embedding_gpu(emb, pos, dtype, deterministic):
     torch.manual_seed(0)
     tol = 1e-5 if dtype == torch.float32 else 1e-2
-    check(emb[pos], pos, 50257, 768, (8, 1024), 0, deterministic, dtype=dtype, device="cuda",
-          tol=tol)
+    check(
+        emb[pos], pos, 50257, 768, (8, 1024), 0, deterministic, dtype=dtype, device="cuda", tol=tol
+    )

@@ -9,32 +9,57 @@ import os
 import subprocess
 import sys
 
+
 def cases():
     """(template context, kernel attribute, signature, constexprs) for every kernel/hook/dtype."""
     out = []
     for pos in (False, True):
-        ctx = dict(template="embedding.py.jinja", name="emb", pos=pos)
+        ctx = {"template": "embedding.py.jinja", "name": "emb", "pos": pos}
         for dt, tok in (("fp32", "*i64"), ("bf16", "*i32")):
             p = f"*{dt}"
-            ints = {"M": "i32", "N": "i32", "V": "i32", "D": "i32", "pos_offset": "i32",
-                    "Bsz": "i32"}
+            ints = {
+                "M": "i32",
+                "N": "i32",
+                "V": "i32",
+                "D": "i32",
+                "pos_offset": "i32",
+                "Bsz": "i32",
+            }
             tiles = {"BLOCK_R": 4, "BLOCK_D": 1024}
-            out.append((ctx, "emb_fwd_kernel", {"tok_ptr": tok, "w_ptr": p, "p_ptr": p,
-                                                "y_ptr": p, "err_ptr": "*i32", **ints}, tiles))
-            out.append((ctx, "emb_dw_atomic_kernel",
-                        {"tok_ptr": tok, "dy_ptr": p, "dw_ptr": "*fp32", **ints}, tiles))
-            out.append((ctx, "emb_dw_sorted_kernel",
-                        {"sorted_ptr": tok, "perm_ptr": "*i64", "dy_ptr": p, "dw_ptr": p,
-                         **ints}, {"BLOCK_D": 1024}))
+            out.append(
+                (
+                    ctx,
+                    "emb_fwd_kernel",
+                    {"tok_ptr": tok, "w_ptr": p, "p_ptr": p, "y_ptr": p, "err_ptr": "*i32", **ints},
+                    tiles,
+                )
+            )
+            out.append(
+                (
+                    ctx,
+                    "emb_dw_atomic_kernel",
+                    {"tok_ptr": tok, "dy_ptr": p, "dw_ptr": "*fp32", **ints},
+                    tiles,
+                )
+            )
+            out.append(
+                (
+                    ctx,
+                    "emb_dw_sorted_kernel",
+                    {"sorted_ptr": tok, "perm_ptr": "*i64", "dy_ptr": p, "dw_ptr": p, **ints},
+                    {"BLOCK_D": 1024},
+                )
+            )
             if pos:
                 out.append((ctx, "emb_dp_kernel", {"dy_ptr": p, "dp_ptr": p, **ints}, tiles))
     return out
 
 
 def compile_all(case_list) -> list[str]:
-    from sparkc.codegen.render import render
     from sparkc.runtime.launch import compile_for_target
     from sparkc.runtime.loader import load_source
+
+    from sparkc.codegen.render import render
 
     prelude = render("prelude.py.jinja", version="test", source_name="compile_test")
     modules, failures = {}, []
@@ -47,7 +72,7 @@ def compile_all(case_list) -> list[str]:
         try:
             asm = compile_for_target(getattr(modules[text], kernel), sig, consts)
             assert ".target sm_90" in asm["ptx"], "no sm_90 PTX"
-        except Exception as e:  # report every failing case, not just the first
+        except Exception as e:  # noqa: BLE001 - report every failing case, not just the first
             failures.append(f"{template} {kernel} {sig} {consts}: {type(e).__name__}: {e}")
     return failures
 
@@ -55,8 +80,9 @@ def compile_all(case_list) -> list[str]:
 def run_in_subprocess(path: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-    proc = subprocess.run([sys.executable, path], env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(  # noqa: PLW1510 - the return code is asserted with the output
+        [sys.executable, path], env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-6000:]
     assert "compiled" in proc.stdout
 

@@ -13,22 +13,22 @@ import torch
 if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
 
-import pytest  # noqa: E402
+import pytest
+from sparkc.runtime import launch
+from sparkc.runtime.loader import load_source
 
-from sparkc.codegen.render import render  # noqa: E402
-from sparkc.runtime import launch  # noqa: E402
-from sparkc.runtime.loader import load_source  # noqa: E402
+from sparkc.codegen.render import render
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 PRELUDE = render("prelude.py.jinja", version="test", source_name="test_pointwise")
 
 # The program under test: a gated, scaled SiLU of a broadcast sum, plus a second output.
-PROGRAM = dict(
-    inputs=["a", "b", "c"],
-    body=["t0 = a + b", "t1 = t0 * tl.sigmoid(t0)", "t2 = t1 * c * alpha", "t3 = t0 - c"],
-    outputs=[("y", "t2"), ("z", "t3")],
-    scalars=["alpha"],
-)
+PROGRAM = {
+    "inputs": ["a", "b", "c"],
+    "body": ["t0 = a + b", "t1 = t0 * tl.sigmoid(t0)", "t2 = t1 * c * alpha", "t3 = t0 - c"],
+    "outputs": [("y", "t2"), ("z", "t3")],
+    "scalars": ["alpha"],
+}
 
 
 def program_ref(a, b, c, alpha):
@@ -43,12 +43,25 @@ def rel(out, ref):
 @pytest.fixture(scope="module")
 def mod():
     text = PRELUDE + render("pointwise.py.jinja", name="pw", **PROGRAM) + "\n\n"
-    text += render("reduce.py.jinja", name="sq_err", mode="all", inputs=["p", "q"],
-                   body=["t0 = (p - q) * (p - q)"], value="t0")
-    text += "\n\n" + render("reduce.py.jinja", name="colsum", mode="leading", inputs=["g"],
-                            body=[], value="g")
-    text += "\n\n" + render("reduce.py.jinja", name="expsum", mode="all", inputs=["g"],
-                            body=["t0 = tl.exp(g)"], value="t0")
+    text += render(
+        "reduce.py.jinja",
+        name="sq_err",
+        mode="all",
+        inputs=["p", "q"],
+        body=["t0 = (p - q) * (p - q)"],
+        value="t0",
+    )
+    text += "\n\n" + render(
+        "reduce.py.jinja", name="colsum", mode="leading", inputs=["g"], body=[], value="g"
+    )
+    text += "\n\n" + render(
+        "reduce.py.jinja",
+        name="expsum",
+        mode="all",
+        inputs=["g"],
+        body=["t0 = tl.exp(g)"],
+        value="t0",
+    )
     return load_source("test_pointwise_mod", text)
 
 

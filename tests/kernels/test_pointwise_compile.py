@@ -9,12 +9,12 @@ import os
 import subprocess
 import sys
 
-PROGRAM = dict(
-    inputs=["a", "b"],
-    body=["t0 = a + b", "t1 = t0 * tl.sigmoid(t0) * alpha"],
-    outputs=[("y", "t1"), ("z", "t0")],
-    scalars=["alpha"],
-)
+PROGRAM = {
+    "inputs": ["a", "b"],
+    "body": ["t0 = a + b", "t1 = t0 * tl.sigmoid(t0) * alpha"],
+    "outputs": [("y", "t1"), ("z", "t0")],
+    "scalars": ["alpha"],
+}
 
 
 def cases():
@@ -22,17 +22,31 @@ def cases():
     out = []
     for dt in ("fp32", "bf16"):
         p = f"*{dt}"
-        sig = {"a_ptr": p, "b_ptr": p, "y_ptr": p, "z_ptr": "*fp32", "alpha": "fp32",
-               "numel": "i32", "size1": "i32", "size2": "i32", "size3": "i32"}
+        sig = {
+            "a_ptr": p,
+            "b_ptr": p,
+            "y_ptr": p,
+            "z_ptr": "*fp32",
+            "alpha": "fp32",
+            "numel": "i32",
+            "size1": "i32",
+            "size2": "i32",
+            "size3": "i32",
+        }
         sig.update({f"{x}_st{k}": "i32" for x in "ab" for k in range(4)})
         ctx = dict(template="pointwise.py.jinja", name="pw", **PROGRAM)
         for ndim in (1, 4):
             for int64 in (False, True):
-                out.append((ctx, "pw_kernel", sig,
-                            {"NDIM": ndim, "BLOCK": 1024, "INT64": int64}))
+                out.append((ctx, "pw_kernel", sig, {"NDIM": ndim, "BLOCK": 1024, "INT64": int64}))
         for mode in ("all", "leading"):
-            ctx = dict(template="reduce.py.jinja", name="rd", mode=mode, inputs=["g", "h"],
-                       body=["t0 = (g - h) * (g - h)"], value="t0")
+            ctx = {
+                "template": "reduce.py.jinja",
+                "name": "rd",
+                "mode": mode,
+                "inputs": ["g", "h"],
+                "body": ["t0 = (g - h) * (g - h)"],
+                "value": "t0",
+            }
             sig = {"g_ptr": p, "h_ptr": p, "part_ptr": "*fp32"}
             if mode == "all":
                 sig.update(numel="i32", nprog="i32")
@@ -41,18 +55,25 @@ def cases():
                 out.append((ctx, "rd_finish_kernel", fsig, {"BLOCK_P": 512}))
             else:
                 sig.update(R="i32", D="i32", rows_per_prog="i32")
-                out.append((ctx, "rd_partial_kernel", sig,
-                            {"BLOCK_R": 32, "BLOCK_D": 128, "INT64": False}))
-                fsig = {"part_ptr": "*fp32", "out_ptr": p, "nparts": "i32", "D": "i32",
-                        "scale": "fp32"}
+                out.append(
+                    (ctx, "rd_partial_kernel", sig, {"BLOCK_R": 32, "BLOCK_D": 128, "INT64": False})
+                )
+                fsig = {
+                    "part_ptr": "*fp32",
+                    "out_ptr": p,
+                    "nparts": "i32",
+                    "D": "i32",
+                    "scale": "fp32",
+                }
                 out.append((ctx, "rd_finish_kernel", fsig, {"BLOCK_D": 128}))
     return out
 
 
 def compile_all(case_list) -> list[str]:
-    from sparkc.codegen.render import render
     from sparkc.runtime.launch import compile_for_target
     from sparkc.runtime.loader import load_source
+
+    from sparkc.codegen.render import render
 
     prelude = render("prelude.py.jinja", version="test", source_name="compile_test")
     modules, failures = {}, []
@@ -65,7 +86,7 @@ def compile_all(case_list) -> list[str]:
         try:
             asm = compile_for_target(getattr(modules[text], kernel), sig, consts)
             assert ".target sm_90" in asm["ptx"], "no sm_90 PTX"
-        except Exception as e:  # report every failing case, not just the first
+        except Exception as e:  # noqa: BLE001 - report every failing case, not just the first
             failures.append(f"{template} {kernel} {sig} {consts}: {type(e).__name__}: {e}")
     return failures
 
@@ -73,8 +94,9 @@ def compile_all(case_list) -> list[str]:
 def run_in_subprocess(path: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-    proc = subprocess.run([sys.executable, path], env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(  # noqa: PLW1510 - the return code is asserted with the output
+        [sys.executable, path], env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-6000:]
     assert "compiled" in proc.stdout
 

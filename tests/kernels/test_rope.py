@@ -12,10 +12,10 @@ import torch
 if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
 
-import pytest  # noqa: E402
+import pytest
+from sparkc.runtime.loader import load_source
 
-from sparkc.codegen.render import render  # noqa: E402
-from sparkc.runtime.loader import load_source  # noqa: E402
+from sparkc.codegen.render import render
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -28,7 +28,7 @@ def rope():
 
 
 def reference(x, base, offset):
-    B, N, H, d = x.shape
+    _B, N, _H, d = x.shape
     half = d // 2
     i = torch.arange(half, dtype=torch.float64, device=x.device)
     theta = base ** (-2.0 * i / d)
@@ -74,5 +74,12 @@ def test_rope_offset_equals_slice_of_longer_sequence(rope):
 def test_rope_gpu(rope, dtype):
     torch.manual_seed(0)
     # Angles t·θ are float32 (as in every fused RoPE): at t ~ 2000 their rounding is ~1e-4 rad.
-    check(rope, (4, 2048, 12, 64), 10000.0, 0, dtype=dtype, device="cuda",
-          tol=5e-4 if dtype == torch.float32 else 1e-2)
+    check(
+        rope,
+        (4, 2048, 12, 64),
+        10000.0,
+        0,
+        dtype=dtype,
+        device="cuda",
+        tol=5e-4 if dtype == torch.float32 else 1e-2,
+    )

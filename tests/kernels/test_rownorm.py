@@ -12,10 +12,10 @@ import torch
 if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
 
-import pytest  # noqa: E402
+import pytest
+from sparkc.runtime.loader import load_source
 
-from sparkc.codegen.render import render  # noqa: E402
-from sparkc.runtime.loader import load_source  # noqa: E402
+from sparkc.codegen.render import render
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 PRELUDE = render("prelude.py.jinja", version="test", source_name="test_rownorm")
@@ -56,8 +56,7 @@ def rel(out, ref):
     return ((out.double() - ref).norm() / ref.norm().clamp_min(1e-300)).item()
 
 
-def check(fn, kind, residual, shape, eps, dtype=torch.float32, device=DEVICE, tol=1e-4,
-          use_s=True):
+def check(fn, kind, residual, shape, eps, dtype=torch.float32, device=DEVICE, tol=1e-4, use_s=True):
     args = make_args(kind, residual, shape, dtype, device)
     outs = fn(*args, eps)
     outs = outs if residual else (outs,)

@@ -9,23 +9,50 @@ import os
 import subprocess
 import sys
 
+
 def cases():
     """(template context, kernel attribute, signature, constexprs) for every kernel/hook/dtype."""
     out = []
     # Signatures name every optional argument; compile_for_target uses those the kernel has.
     for kind in ("rms", "layer"):
         for residual in (False, True):
-            ctx = dict(template="rownorm.py.jinja", name="nrm", kind=kind, residual=residual)
+            ctx = {
+                "template": "rownorm.py.jinja",
+                "name": "nrm",
+                "kind": kind,
+                "residual": residual,
+            }
             for dt in ("fp32", "bf16"):
                 p = f"*{dt}"
-                fwd = {"x_ptr": p, "r_ptr": p, "s_ptr": p, "w_ptr": p, "b_ptr": p, "y_ptr": p,
-                       "rstd_ptr": "*fp32", "mean_ptr": "*fp32", "R": "i32", "D": "i32",
-                       "eps": "fp32"}
+                fwd = {
+                    "x_ptr": p,
+                    "r_ptr": p,
+                    "s_ptr": p,
+                    "w_ptr": p,
+                    "b_ptr": p,
+                    "y_ptr": p,
+                    "rstd_ptr": "*fp32",
+                    "mean_ptr": "*fp32",
+                    "R": "i32",
+                    "D": "i32",
+                    "eps": "fp32",
+                }
                 out.append((ctx, "nrm_fwd_kernel", fwd, {"BLOCK_R": 4, "BLOCK_D": 1024}))
-                bwd = {"dy_ptr": p, "x_ptr": p, "w_ptr": p, "rstd_ptr": "*fp32",
-                       "mean_ptr": "*fp32", "ds_ptr": p, "dr_ptr": p, "dx_ptr": p,
-                       "dw_part_ptr": "*fp32", "db_part_ptr": "*fp32", "R": "i32", "D": "i32",
-                       "nprog": "i32"}
+                bwd = {
+                    "dy_ptr": p,
+                    "x_ptr": p,
+                    "w_ptr": p,
+                    "rstd_ptr": "*fp32",
+                    "mean_ptr": "*fp32",
+                    "ds_ptr": p,
+                    "dr_ptr": p,
+                    "dx_ptr": p,
+                    "dw_part_ptr": "*fp32",
+                    "db_part_ptr": "*fp32",
+                    "R": "i32",
+                    "D": "i32",
+                    "nprog": "i32",
+                }
                 consts = {"BLOCK_R": 4, "BLOCK_D": 1024}
                 if residual:
                     consts.update(HAS_DS=True, HAS_DR=True)
@@ -36,9 +63,10 @@ def cases():
 
 
 def compile_all(case_list) -> list[str]:
-    from sparkc.codegen.render import render
     from sparkc.runtime.launch import compile_for_target
     from sparkc.runtime.loader import load_source
+
+    from sparkc.codegen.render import render
 
     prelude = render("prelude.py.jinja", version="test", source_name="compile_test")
     modules, failures = {}, []
@@ -51,7 +79,7 @@ def compile_all(case_list) -> list[str]:
         try:
             asm = compile_for_target(getattr(modules[text], kernel), sig, consts)
             assert ".target sm_90" in asm["ptx"], "no sm_90 PTX"
-        except Exception as e:  # report every failing case, not just the first
+        except Exception as e:  # noqa: BLE001 - report every failing case, not just the first
             failures.append(f"{template} {kernel} {sig} {consts}: {type(e).__name__}: {e}")
     return failures
 
@@ -59,8 +87,9 @@ def compile_all(case_list) -> list[str]:
 def run_in_subprocess(path: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-    proc = subprocess.run([sys.executable, path], env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(  # noqa: PLW1510 - the return code is asserted with the output
+        [sys.executable, path], env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-6000:]
     assert "compiled" in proc.stdout
 

@@ -12,10 +12,10 @@ import torch
 if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
 
-import pytest  # noqa: E402
+import pytest
+from sparkc.runtime.loader import load_source
 
-from sparkc.codegen.render import render  # noqa: E402
-from sparkc.runtime.loader import load_source  # noqa: E402
+from sparkc.codegen.render import render
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 

@@ -9,25 +9,34 @@ import os
 import subprocess
 import sys
 
+
 def cases():
     """(template context, kernel attribute, signature, constexprs) for every kernel/hook/dtype."""
-    ctx = dict(template="softmax.py.jinja", name="sm")
+    ctx = {"template": "softmax.py.jinja", "name": "sm"}
     out = []
     for dt in ("fp32", "bf16"):
         p = f"*{dt}"
         for one_pass, block_r, block_d in ((True, 4, 1024), (False, 1, 8192)):
             consts = {"BLOCK_R": block_r, "BLOCK_D": block_d, "ONE_PASS": one_pass}
-            out.append((ctx, "sm_fwd_kernel",
-                        {"x_ptr": p, "y_ptr": p, "R": "i32", "D": "i32"}, consts))
-            out.append((ctx, "sm_bwd_kernel",
-                        {"y_ptr": p, "dy_ptr": p, "dx_ptr": p, "R": "i32", "D": "i32"}, consts))
+            out.append(
+                (ctx, "sm_fwd_kernel", {"x_ptr": p, "y_ptr": p, "R": "i32", "D": "i32"}, consts)
+            )
+            out.append(
+                (
+                    ctx,
+                    "sm_bwd_kernel",
+                    {"y_ptr": p, "dy_ptr": p, "dx_ptr": p, "R": "i32", "D": "i32"},
+                    consts,
+                )
+            )
     return out
 
 
 def compile_all(case_list) -> list[str]:
-    from sparkc.codegen.render import render
     from sparkc.runtime.launch import compile_for_target
     from sparkc.runtime.loader import load_source
+
+    from sparkc.codegen.render import render
 
     prelude = render("prelude.py.jinja", version="test", source_name="compile_test")
     modules, failures = {}, []
@@ -40,7 +49,7 @@ def compile_all(case_list) -> list[str]:
         try:
             asm = compile_for_target(getattr(modules[text], kernel), sig, consts)
             assert ".target sm_90" in asm["ptx"], "no sm_90 PTX"
-        except Exception as e:  # report every failing case, not just the first
+        except Exception as e:  # noqa: BLE001 - report every failing case, not just the first
             failures.append(f"{template} {kernel} {sig} {consts}: {type(e).__name__}: {e}")
     return failures
 
@@ -48,8 +57,9 @@ def compile_all(case_list) -> list[str]:
 def run_in_subprocess(path: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-    proc = subprocess.run([sys.executable, path], env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(  # noqa: PLW1510 - the return code is asserted with the output
+        [sys.executable, path], env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-6000:]
     assert "compiled" in proc.stdout
 
