@@ -1,0 +1,116 @@
+"""Benchmark of the fused linear + cross-entropy template (linear_cross_entropy.py.jinja) on a GPU.
+
+At M = 8192 rows, D = 1024, V = 32000 (bfloat16 by default) it times, with triton.testing.do_bench
+medians, the forward and forward + backward of
+  - sparkc: the fused kernels (the [M, V] logits are never stored);
+  - eager: F.cross_entropy(h @ w.T + b);
+  - compile: torch.compile of the eager function (unless --no-compile);
+and measures each one's peak extra memory over its inputs (torch.cuda.max_memory_allocated during
+one forward + backward). Prints a table and, with --json PATH, writes the rows.
+
+Run: python bench/bench_linear_ce.py [--M 8192 --D 1024 --V 32000] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+import torch.nn.functional as F
+
+from sparkc.codegen.render import render
+from sparkc.runtime.loader import load_source
+
+
+def build(name: str = "bench_lce"):
+    prelude = render("prelude.py.jinja", version="bench", source_name="bench_linear_ce")
+    text = prelude + "\n\n" + render("linear_cross_entropy.py.jinja", name=name)
+    return getattr(load_source(name, text), name)
+
+
+def eager(h, w, b, t, ignore_index=-100):
+    return F.cross_entropy(h @ w.t() + b, t, ignore_index=ignore_index)
+
+
+def bench(fn) -> float:
+    import triton.testing
+
+    return float(triton.testing.do_bench(fn, warmup=10, rep=50, return_mode="median"))
+
+
+def measure(label: str, fn, h, w, b, t) -> dict:
+    leaves = [x.detach().requires_grad_(True) for x in (h, w, b)]
+
+    def fwd():
+        with torch.no_grad():
+            return fn(h, w, b, t)
+
+    def fwd_bwd():
+        loss = fn(*leaves, t)
+        loss.backward()
+        for x in leaves:
+            x.grad = None
+        return loss
+
+    fwd_bwd()  # compile / warm up
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    loss = fwd_bwd()
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() - base
+    return {
+        "impl": label,
+        "fwd_ms": bench(fwd),
+        "fwd_bwd_ms": bench(fwd_bwd),
+        "peak_extra_mib": peak / 2**20,
+        "loss": float(loss.item()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--M", type=int, default=8192)
+    p.add_argument("--D", type=int, default=1024)
+    p.add_argument("--V", type=int, default=32000)
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    p.add_argument("--json", default=None, help="write the rows to this JSON file")
+    a = p.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("bench_linear_ce needs a CUDA GPU", file=sys.stderr)
+        return 2
+    dtype = getattr(torch, a.dtype)
+    torch.manual_seed(0)
+    h = torch.randn(a.M, a.D, device="cuda", dtype=dtype)
+    w = torch.randn(a.V, a.D, device="cuda", dtype=dtype) / a.D**0.5
+    b = torch.randn(a.V, device="cuda", dtype=dtype) * 0.1
+    t = torch.randint(0, a.V, (a.M,), device="cuda")
+    t[:: 17] = -100
+    ours = build()
+    impls = [("sparkc", lambda h, w, b, t: ours(h, w, b, t)), ("eager", eager)]
+    if not a.no_compile:
+        impls.append(("compile", torch.compile(eager)))
+    logits_mib = a.M * a.V * h.element_size() / 2**20
+    print(f"device: {torch.cuda.get_device_name()}  M={a.M} D={a.D} V={a.V} dtype={a.dtype}  "
+          f"(logits would be {logits_mib:.0f} MiB; times in ms, median)")
+    print(f"{'impl':>8} {'fwd':>8} {'fwd+bwd':>8} {'peak MiB':>9} {'loss':>9}")
+    rows = []
+    flops = 2.0 * a.M * a.V * a.D
+    for label, fn in impls:
+        r = measure(label, fn, h, w, b, t)
+        r["fwd_tflops"] = flops / r["fwd_ms"] * 1e-9
+        rows.append(r)
+        print(f"{label:>8} {r['fwd_ms']:>8.3f} {r['fwd_bwd_ms']:>8.3f} "
+              f"{r['peak_extra_mib']:>9.0f} {r['loss']:>9.4f}", flush=True)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"device": torch.cuda.get_device_name(), "M": a.M, "D": a.D, "V": a.V,
+                       "dtype": a.dtype, "logits_mib": logits_mib, "rows": rows}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
