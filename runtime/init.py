@@ -54,8 +54,9 @@ def _normal(t: torch.Tensor, spec: Any, g: torch.Generator | None) -> None:
 
 def _trunc_normal(t: torch.Tensor, spec: Any, g: torch.Generator | None) -> None:
     std, bound = spec.init.args
-    torch.nn.init.trunc_normal_(t, mean=0.0, std=float(std), a=-float(bound), b=float(bound),
-                                generator=g)
+    torch.nn.init.trunc_normal_(
+        t, mean=0.0, std=float(std), a=-float(bound), b=float(bound), generator=g
+    )
 
 
 def _fill(value: float) -> Callable[[torch.Tensor, Any, torch.Generator | None], None]:
@@ -109,12 +110,15 @@ def init_tensor(
     if kind == "randint":
         return _randint(spec, shape, device)
     if str(spec.dtype) != "float":
-        raise ValueError(f"parameter '{spec.name}': init '{kind}' makes a float tensor, "
-                         f"but the spec's dtype is {spec.dtype}")
+        raise ValueError(
+            f"parameter '{spec.name}': init '{kind}' makes a float tensor, "
+            f"but the spec's dtype is {spec.dtype}"
+        )
     fill = _FLOAT_INITS.get(kind)
     if fill is None:
-        raise ValueError(f"parameter '{spec.name}': unknown init kind '{kind}' "
-                         f"(known: {', '.join(INIT_KINDS)})")
+        raise ValueError(
+            f"parameter '{spec.name}': unknown init kind '{kind}' (known: {', '.join(INIT_KINDS)})"
+        )
     t = torch.empty(shape, dtype=dtype or torch.get_default_dtype(), device=device)
     fill(t, spec, generator)
     return t

@@ -165,9 +165,13 @@ def _embed(embed_text: EmbedText, text: str, dim: int, dtype: torch.dtype) -> to
     return vec
 
 
-def encode_tape(program: Program, embed_text: EmbedText, dim: int, length: int | None = None,
-                dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor,
-                                                               torch.Tensor]:
+def encode_tape(
+    program: Program,
+    embed_text: EmbedText,
+    dim: int,
+    length: int | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(ops int32 [T], args [T, dim], has_arg bool [T]); T = `length` or len(program), the tail
     padded with −1, zero args and has_arg false."""
     t_len = len(program) if length is None else int(length)
@@ -184,17 +188,23 @@ def encode_tape(program: Program, embed_text: EmbedText, dim: int, length: int |
     return ops, args, has
 
 
-def encode_tapes(programs: Sequence[Program], embed_text: EmbedText, dim: int,
-                 length: int | None = None,
-                 dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor,
-                                                              torch.Tensor]:
+def encode_tapes(
+    programs: Sequence[Program],
+    embed_text: EmbedText,
+    dim: int,
+    length: int | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A batch: (ops int32 [B, T], args [B, T, dim], has_arg bool [B, T]), T = `length` or the
     longest program, shorter tapes padded with −1."""
     t_len = max((len(p) for p in programs), default=0) if length is None else int(length)
     encoded = [encode_tape(p, embed_text, dim, t_len, dtype) for p in programs]
     if not encoded:
-        return (torch.zeros(0, t_len, dtype=torch.int32), torch.zeros(0, t_len, dim, dtype=dtype),
-                torch.zeros(0, t_len, dtype=torch.bool))
+        return (
+            torch.zeros(0, t_len, dtype=torch.int32),
+            torch.zeros(0, t_len, dim, dtype=dtype),
+            torch.zeros(0, t_len, dtype=torch.bool),
+        )
     ops, args, has = zip(*encoded)
     return torch.stack(ops), torch.stack(args), torch.stack(has)
 

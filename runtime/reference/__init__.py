@@ -35,8 +35,13 @@ def _build() -> dict[str, RefFn]:
 REFERENCE: dict[str, RefFn] = _build()
 
 
-def run_op(op: str, inputs: dict[str, Tensor], params: dict[str, Tensor], hp: dict,
-           ctx: RefContext | None = None) -> tuple[Tensor, ...]:
+def run_op(
+    op: str,
+    inputs: dict[str, Tensor],
+    params: dict[str, Tensor],
+    hp: dict,
+    ctx: RefContext | None = None,
+) -> tuple[Tensor, ...]:
     """Call the reference rule of `op` (a convenience for tests and generated modules)."""
     return REFERENCE[op](inputs, params, hp, ctx if ctx is not None else RefContext())
 

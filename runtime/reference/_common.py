@@ -111,8 +111,9 @@ def merge(x: Tensor) -> Tensor:
     return x.reshape(b, n, h * d)
 
 
-def rope_tables(n: int, d: int, base: float, offset: int, device: torch.device,
-                dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+def rope_tables(
+    n: int, d: int, base: float, offset: int, device: torch.device, dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
     """cos, sin of shape [n, d/2] for positions offset..offset+n-1 (angles in float64)."""
     half = d // 2
     i = torch.arange(half, device=device, dtype=torch.float64)
@@ -133,6 +134,4 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 def check_positions(op: str, n: int, offset: int, max_len: int, what: str) -> None:
     if offset + n > max_len:
         at = f" starting at position {offset}" if offset else ""
-        raise ValueError(f"{op}: input '{what}' has {n} positions{at}, more than "
-                         f"max_len={max_len}")
-
+        raise ValueError(f"{op}: input '{what}' has {n} positions{at}, more than max_len={max_len}")

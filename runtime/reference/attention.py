@@ -68,8 +68,9 @@ def basis_bias(spec: dict[str, Any], gains: Tensor, q_pos: Tensor, k_pos: Tensor
     return torch.einsum("ha,aij->hij", gains.to(atoms.dtype), atoms)
 
 
-def project_qkv(x: Tensor, params: Params, heads: int, kv_heads: int,
-                bias: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+def project_qkv(
+    x: Tensor, params: Params, heads: int, kv_heads: int, bias: bool = False
+) -> tuple[Tensor, Tensor, Tensor]:
     """q [B,N,H,d], k and v [B,N,KV,d] from the `wq`, `wk`, `wv` linears."""
     q = heads_view(linear(x, params, "wq", bias), heads)
     k = heads_view(linear(x, params, "wk", bias), kv_heads)

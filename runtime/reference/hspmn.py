@@ -38,8 +38,7 @@ def topk_count(sparsity: float, n: int) -> int:
     return max(1, math.floor(float(sparsity) * n + 1e-9))
 
 
-def ref_token_router(inputs: Inputs, params: Params, hp: Hp,
-                     ctx: RefContext) -> tuple[Tensor, ...]:
+def ref_token_router(inputs: Inputs, params: Params, hp: Hp, ctx: RefContext) -> tuple[Tensor, ...]:
     x = inputs["x"]
     logit = up(linear(x, params, "w")).squeeze(-1)  # [B, N]
     p = torch.sigmoid(logit)
@@ -61,8 +60,9 @@ def ref_token_router(inputs: Inputs, params: Params, hp: Hp,
     return mask, down(gate, x), down(loss, x)
 
 
-def ref_sqdk_attention(inputs: Inputs, params: Params, hp: Hp,
-                       ctx: RefContext) -> tuple[Tensor, ...]:
+def ref_sqdk_attention(
+    inputs: Inputs, params: Params, hp: Hp, ctx: RefContext
+) -> tuple[Tensor, ...]:
     x, gate = inputs["x"], inputs["gate"]
     b, n, dm = x.shape
     heads, kv = hp["heads"], hp["kv_heads"] or hp["heads"]

@@ -42,8 +42,9 @@ def ref_embed(inputs: Inputs, params: Params, hp: Hp, ctx: RefContext) -> tuple[
         lo, hi = int(tokens.min()), int(tokens.max())
         if lo < 0 or hi >= vocab:
             bad = lo if lo < 0 else hi
-            raise ValueError(f"embed: token id {bad} in input 'tokens' is outside "
-                             f"[0, {vocab}) (vocab={vocab})")
+            raise ValueError(
+                f"embed: token id {bad} in input 'tokens' is outside [0, {vocab}) (vocab={vocab})"
+            )
     return (F.embedding(tokens.long(), params["weight"]),)
 
 
@@ -51,7 +52,7 @@ def ref_pos_embed(inputs: Inputs, params: Params, hp: Hp, ctx: RefContext) -> tu
     x = inputs["x"]
     n, off = x.shape[1], ctx.position_offset
     check_positions("pos_embed", n, off, hp["max_len"], "x")
-    return (x + params["weight"][off:off + n],)
+    return (x + params["weight"][off : off + n],)
 
 
 def ref_rmsnorm(inputs: Inputs, params: Params, hp: Hp, ctx: RefContext) -> tuple[Tensor, ...]:
@@ -115,15 +116,16 @@ def ref_conv1d(inputs: Inputs, params: Params, hp: Hp, ctx: RefContext) -> tuple
     y = b.expand_as(x)
     for j in range(k):
         # y_t += w[j] · x_{t - left + j}
-        y = y + w[:, 0, j] * xp[:, j:j + n, :]
+        y = y + w[:, 0, j] * xp[:, j : j + n, :]
     return (y,)
 
 
 def ref_rope(inputs: Inputs, params: Params, hp: Hp, ctx: RefContext) -> tuple[Tensor, ...]:
     x = inputs["x"]  # [B, N, H, d]
     xu = up(x)
-    cos, sin = rope_tables(x.shape[1], x.shape[-1], hp["base"], ctx.position_offset, x.device,
-                           xu.dtype)
+    cos, sin = rope_tables(
+        x.shape[1], x.shape[-1], hp["base"], ctx.position_offset, x.device, xu.dtype
+    )
     return (down(apply_rope(xu, cos, sin), x),)
 
 
@@ -148,15 +150,18 @@ def ref_mean(inputs: Inputs, params: Params, hp: Hp, ctx: RefContext) -> tuple[T
     return (down(up(x).mean(), x),)
 
 
-def ref_cross_entropy(inputs: Inputs, params: Params, hp: Hp,
-                      ctx: RefContext) -> tuple[Tensor, ...]:
+def ref_cross_entropy(
+    inputs: Inputs, params: Params, hp: Hp, ctx: RefContext
+) -> tuple[Tensor, ...]:
     logits, targets = inputs["logits"], inputs["targets"].long()
     v = logits.shape[-1]
     valid = targets != hp["ignore_index"]
     if bool(((targets < 0) | (targets >= v))[valid].any()):
         bad = targets[valid & ((targets < 0) | (targets >= v))][0].item()
-        raise ValueError(f"cross_entropy: target {bad} in input 'targets' is outside [0, {v}) "
-                         f"and is not ignore_index={hp['ignore_index']}")
+        raise ValueError(
+            f"cross_entropy: target {bad} in input 'targets' is outside [0, {v}) "
+            f"and is not ignore_index={hp['ignore_index']}"
+        )
     lu = up(logits)
     lse = torch.logsumexp(lu, dim=-1)
     picked = lu.gather(-1, torch.where(valid, targets, 0).unsqueeze(-1)).squeeze(-1)

@@ -23,8 +23,17 @@ from ._common import ACTIVATIONS, Params, RefContext, Tensor, down, linear, up
 Inputs = dict[str, Tensor]
 Hp = dict[str, Any]
 
-OPCODES: tuple[str, ...] = ("PLAN", "RETR", "ASSUME", "EXEC", "LEMMA", "CHECK", "BRANCH",
-                            "MERGE", "CITE")
+OPCODES: tuple[str, ...] = (
+    "PLAN",
+    "RETR",
+    "ASSUME",
+    "EXEC",
+    "LEMMA",
+    "CHECK",
+    "BRANCH",
+    "MERGE",
+    "CITE",
+)
 PLAN, RETR, ASSUME, EXEC, LEMMA, CHECK, BRANCH, MERGE, CITE = range(9)
 END = -1
 
@@ -36,12 +45,13 @@ def check_opcodes(ops: Tensor, what: str = "ops") -> None:
     bad = (ops < END) | (ops > CITE)
     if ops.numel() and bool(bad.any()):
         pos = tuple(int(i) for i in torch.nonzero(bad)[0])
-        raise ValueError(f"opcode_tape: input '{what}' holds opcode {int(ops[pos])} at index "
-                         f"{list(pos)}; opcodes are -1 (end) or 0..8 ({' '.join(OPCODES)})")
+        raise ValueError(
+            f"opcode_tape: input '{what}' holds opcode {int(ops[pos])} at index "
+            f"{list(pos)}; opcodes are -1 (end) or 0..8 ({' '.join(OPCODES)})"
+        )
 
 
-def ref_opcode_tape(inputs: Inputs, params: Params, hp: Hp,
-                    ctx: RefContext) -> tuple[Tensor, ...]:
+def ref_opcode_tape(inputs: Inputs, params: Params, hp: Hp, ctx: RefContext) -> tuple[Tensor, ...]:
     ops, args, has = inputs["ops"].long(), inputs["args"], inputs["has_arg"].bool()
     check_opcodes(ops)
     b, t_len, dm = args.shape
@@ -62,14 +72,16 @@ def ref_opcode_tape(inputs: Inputs, params: Params, hp: Hp,
         if i >= budget:
             status = torch.where(running, STATUS_BUDGET, status)
             running = torch.zeros_like(running)
-        is_push = running & (((op == PLAN) & has_i) | (op == RETR) | (op == ASSUME)
-                             | (op == LEMMA) | (op == BRANCH))
+        is_push = running & (
+            ((op == PLAN) & has_i) | (op == RETR) | (op == ASSUME) | (op == LEMMA) | (op == BRANCH)
+        )
         is_exec, is_check = running & (op == EXEC), running & (op == CHECK)
         is_merge = running & (op == MERGE)
         overflow = is_push & (depth >= cap)
         underflow = (is_exec & (depth == 0)) | (is_check & (depth == 0) & ~has_i)
-        status = torch.where(overflow, STATUS_CAPACITY,
-                             torch.where(underflow, STATUS_UNDERFLOW, status))
+        status = torch.where(
+            overflow, STATUS_CAPACITY, torch.where(underflow, STATUS_UNDERFLOW, status)
+        )
         ok = running & ~overflow & ~underflow
 
         top_val = stack.gather(1, (depth - 1).clamp(min=0)[:, None, None].expand(b, 1, dm))[:, 0]
@@ -81,8 +93,9 @@ def ref_opcode_tape(inputs: Inputs, params: Params, hp: Hp,
         value = a + branch * (op == BRANCH).to(cdt)[:, None]
         write = (is_push & ok)[:, None] & (slots[None, :] == depth[:, None])
         stack = torch.where(write[..., None], value[:, None, :], stack)
-        stack = torch.where((is_merge[:, None] & (slots[None, :] == 0))[..., None],
-                            mean[:, None, :], stack)
+        stack = torch.where(
+            (is_merge[:, None] & (slots[None, :] == 0))[..., None], mean[:, None, :], stack
+        )
 
         pops = (is_exec & ok) | (is_check & ok & (depth > 0))
         depth = depth + (is_push & ok).long() - pops.long()
@@ -96,8 +109,14 @@ def ref_opcode_tape(inputs: Inputs, params: Params, hp: Hp,
     checks_t = torch.stack(checks, 1) if checks else a_all.new_zeros(b, 0, dm)
     trace_t = torch.stack(trace, 1) if trace else ops.new_zeros(b, 0)
     i32 = torch.int32
-    return (down(top, args), depth.to(i32), status.to(i32), steps.to(i32), down(checks_t, args),
-            trace_t.to(i32))
+    return (
+        down(top, args),
+        depth.to(i32),
+        status.to(i32),
+        steps.to(i32),
+        down(checks_t, args),
+        trace_t.to(i32),
+    )
 
 
 _HASH_MUL = 2654435761
@@ -127,8 +146,10 @@ def routing_coefficients(x: Tensor, inputs: Inputs, params: Params, hp: Hp) -> T
     if tokens is None:
         raise ValueError("routed_mlp: route=hash needs the input 'tokens'")
     if tokens.numel() and int(tokens.min()) < 0:
-        raise ValueError(f"routed_mlp: input 'tokens' holds the negative id {int(tokens.min())}; "
-                         "hash routing needs ids >= 0")
+        raise ValueError(
+            f"routed_mlp: input 'tokens' holds the negative id {int(tokens.min())}; "
+            "hash routing needs ids >= 0"
+        )
     idx = (token_hash(tokens)[..., None] + torch.arange(active, device=x.device)) % groups
     cdt = up(x).dtype
     sel = torch.zeros(*tokens.shape, groups, dtype=cdt, device=x.device)
@@ -144,8 +165,9 @@ def ref_routed_mlp(inputs: Inputs, params: Params, hp: Hp, ctx: RefContext) -> t
     return (linear(h, params, "fc2"),)
 
 
-def ref_demopack_linear(inputs: Inputs, params: Params, hp: Hp,
-                        ctx: RefContext) -> tuple[Tensor, ...]:
+def ref_demopack_linear(
+    inputs: Inputs, params: Params, hp: Hp, ctx: RefContext
+) -> tuple[Tensor, ...]:
     x = inputs["x"]
     codebook, index = params["codebook"], params["index"].long()
     p = torch.nn.functional.linear(x, codebook)  # [..., codewords]
@@ -154,8 +176,7 @@ def ref_demopack_linear(inputs: Inputs, params: Params, hp: Hp,
     return (y,)
 
 
-def ref_lora_linear(inputs: Inputs, params: Params, hp: Hp,
-                    ctx: RefContext) -> tuple[Tensor, ...]:
+def ref_lora_linear(inputs: Inputs, params: Params, hp: Hp, ctx: RefContext) -> tuple[Tensor, ...]:
     x, meta = inputs["x"], inputs["meta"]
     b, _, d_in = x.shape
     out, rank = int(hp["out"]), int(hp["rank"])

@@ -33,8 +33,7 @@ Inputs = dict[str, Tensor]
 Hp = dict[str, Any]
 
 
-def ref_fk_attention(inputs: Inputs, params: Params, hp: Hp,
-                     ctx: RefContext) -> tuple[Tensor, ...]:
+def ref_fk_attention(inputs: Inputs, params: Params, hp: Hp, ctx: RefContext) -> tuple[Tensor, ...]:
     x = inputs["x"]
     n, heads, beta, hops = x.shape[1], hp["heads"], float(hp["beta"]), int(hp["hops"])
     q = up(heads_view(linear(x, params, "wq", bias=False), heads))
@@ -69,8 +68,7 @@ def _entropy(z: Tensor) -> Tensor:
     return -(a * torch.log(a + 1e-8)).sum(-1).mean()
 
 
-def ref_spd_router(inputs: Inputs, params: Params, hp: Hp,
-                   ctx: RefContext) -> tuple[Tensor, ...]:
+def ref_spd_router(inputs: Inputs, params: Params, hp: Hp, ctx: RefContext) -> tuple[Tensor, ...]:
     x = inputs["x"]
     noisy = ctx.training and bool(hp["gate_noise"])
     relu = torch.relu
@@ -97,8 +95,9 @@ def _bump(center: Tensor, slots: Tensor) -> Tensor:
     return torch.softmax(-0.5 * (slots[None, :] - center[:, None]) ** 2, dim=-1)
 
 
-def ref_verifier_stack(inputs: Inputs, params: Params, hp: Hp,
-                       ctx: RefContext) -> tuple[Tensor, ...]:
+def ref_verifier_stack(
+    inputs: Inputs, params: Params, hp: Hp, ctx: RefContext
+) -> tuple[Tensor, ...]:
     h = inputs["h"]
     b, n, _ = h.shape
     size = int(hp["stack"])

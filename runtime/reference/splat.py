@@ -21,8 +21,9 @@ Inputs = dict[str, Tensor]
 Hp = dict[str, Any]
 
 
-def splat_responsibilities(u: Tensor, centers: Tensor, log_scale: Tensor,
-                           log_amp: Tensor) -> Tensor:
+def splat_responsibilities(
+    u: Tensor, centers: Tensor, log_scale: Tensor, log_amp: Tensor
+) -> Tensor:
     """φ = softmax_k(−‖u − c_k‖²/(2σ_k²) + log_amp_k): u [B,N,H,d] -> [B,H,N,K]."""
     c = centers.to(u.dtype)
     u2 = u.pow(2).sum(-1).transpose(1, 2)[..., None]  # [B,H,N,1]
@@ -34,8 +35,9 @@ def splat_responsibilities(u: Tensor, centers: Tensor, log_scale: Tensor,
     return torch.softmax(z, dim=-1)
 
 
-def ref_splat_attention(inputs: Inputs, params: Params, hp: Hp,
-                        ctx: RefContext) -> tuple[Tensor, ...]:
+def ref_splat_attention(
+    inputs: Inputs, params: Params, hp: Hp, ctx: RefContext
+) -> tuple[Tensor, ...]:
     x = inputs["x"]
     heads, n = hp["heads"], x.shape[1]
     u = up(heads_view(linear(x, params, "wa", bias=False), heads))
@@ -67,7 +69,7 @@ def trajectory_signal(x: Tensor, window: int) -> Tensor:
     for i in range(window):
         w_i = math.exp(-1 + i / (window - 1))
         valid = (p - window + i >= 0).to(x.dtype)  # j ≤ p − 1 holds for every i < window
-        num = num + (w_i * valid)[None, :, None] * padded[:, i:i + n]
+        num = num + (w_i * valid)[None, :, None] * padded[:, i : i + n]
         den = den + w_i * valid
     return num / den.clamp_min(1e-30)[None, :, None]
 

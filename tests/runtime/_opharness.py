@@ -65,8 +65,9 @@ def random_program(t_len: int, g: torch.Generator, end_prob: float = 0.1) -> lis
     return [-1 if int(k) == 9 else int(k) for k in draws]
 
 
-def _gen_input(op: str, port: str, t: TensorType, hp: dict[str, Any], g: torch.Generator,
-               dtype: torch.dtype) -> torch.Tensor:
+def _gen_input(
+    op: str, port: str, t: TensorType, hp: dict[str, Any], g: torch.Generator, dtype: torch.dtype
+) -> torch.Tensor:
     shape = tuple(t.shape)
     rule = _INPUT_RULES.get((op, port))
     if rule is not None:
@@ -127,13 +128,21 @@ class Built:
     params: dict[str, torch.Tensor]
     inputs: dict[str, torch.Tensor]
 
-    def run(self, inputs: dict[str, torch.Tensor] | None = None,
-            params: dict[str, torch.Tensor] | None = None, training: bool = False,
-            generator: torch.Generator | None = None, **ctx: Any) -> tuple[torch.Tensor, ...]:
+    def run(
+        self,
+        inputs: dict[str, torch.Tensor] | None = None,
+        params: dict[str, torch.Tensor] | None = None,
+        training: bool = False,
+        generator: torch.Generator | None = None,
+        **ctx: Any,
+    ) -> tuple[torch.Tensor, ...]:
         c = RefContext(training=training, generator=generator, **ctx)
-        return REFERENCE[self.case.op](dict(inputs if inputs is not None else self.inputs),
-                                       dict(params if params is not None else self.params),
-                                       dict(self.hp), c)
+        return REFERENCE[self.case.op](
+            dict(inputs if inputs is not None else self.inputs),
+            dict(params if params is not None else self.params),
+            dict(self.hp),
+            c,
+        )
 
     def float_inputs(self) -> list[str]:
         return [k for k, v in self.inputs.items() if v.is_floating_point()]
@@ -142,8 +151,9 @@ class Built:
         return [p.name for p in self.inst.params if p.trainable]
 
 
-def build(case: OpCase, seed: int = 0, dtype: torch.dtype = torch.float64,
-          requires_grad: bool = True) -> Built:
+def build(
+    case: OpCase, seed: int = 0, dtype: torch.dtype = torch.float64, requires_grad: bool = True
+) -> Built:
     types = input_types(case)
     inst = instantiate(case.op, types, dict(case.hp))
     hp = reference_hp(inst)
@@ -204,36 +214,66 @@ CASES: list[OpCase] = [
     OpCase("attention", X, {"heads": 2}),
     OpCase("attention", X, {"heads": 4, "kv_heads": 2, "rope": True}, "gqa-rope"),
     OpCase("attention", X, {"heads": 2, "causal": False}, "bidir"),
-    OpCase("attention", X, {"heads": 2, "basis": {"freqs": 2, "legendre": 3, "over": "distance",
-                                                  "max_len": 8}}, "basis-dist"),
-    OpCase("attention", X, {"heads": 2, "causal": False,
-                            "basis": {"freqs": 1, "legendre": 2, "over": "key", "max_len": 6}},
-           "basis-key"),
+    OpCase(
+        "attention",
+        X,
+        {"heads": 2, "basis": {"freqs": 2, "legendre": 3, "over": "distance", "max_len": 8}},
+        "basis-dist",
+    ),
+    OpCase(
+        "attention",
+        X,
+        {
+            "heads": 2,
+            "causal": False,
+            "basis": {"freqs": 1, "legendre": 2, "over": "key", "max_len": 6},
+        },
+        "basis-key",
+    ),
     OpCase("fk_attention", X, {"heads": 2, "hops": 3}),
-    OpCase("fk_attention", X, {"heads": 2, "hops": 2, "causal": False, "normalize": True},
-           "bidir-norm"),
+    OpCase(
+        "fk_attention", X, {"heads": 2, "hops": 2, "causal": False, "normalize": True}, "bidir-norm"
+    ),
     # D = 16: with D = 8 the D/4 = 2 relu units of `pred` can both be dead on 10 tokens.
     OpCase("spd_router", X16),
-    OpCase("spd_router", X16, {"gate": "softmax", "gate_noise": True, "struct_dim": 3},
-           "softmax"),
+    OpCase("spd_router", X16, {"gate": "softmax", "gate_noise": True, "struct_dim": 3}, "softmax"),
     OpCase("spd_router", X16, {"gate_noise": True}, "noise"),
     OpCase("verifier_stack", {"h": (B, N, D)}, {"stack": 4}),
-    OpCase("verifier_stack", {"h": (B, N, D)}, {"stack": 3, "read": "mean", "op_noise": True,
-                                                "signals": 2}, "mean-noise"),
+    OpCase(
+        "verifier_stack",
+        {"h": (B, N, D)},
+        {"stack": 3, "read": "mean", "op_noise": True, "signals": 2},
+        "mean-noise",
+    ),
     OpCase("splat_attention", X, {"splats": 3}),
-    OpCase("splat_attention", X, {"splats": 3, "heads": 2, "causal": False, "normalize": False},
-           "bidir-raw"),
+    OpCase(
+        "splat_attention",
+        X,
+        {"splats": 3, "heads": 2, "causal": False, "normalize": False},
+        "bidir-raw",
+    ),
     OpCase("trajectory", X, {"window": 3}),
     OpCase("token_router", X),
     OpCase("token_router", X, {"mode": "topk", "sparsity": 0.4}, "topk"),
     OpCase("sqdk_attention", {"x": (B, N, D), "gate": (B, N)}, {"heads": 2}),
-    OpCase("sqdk_attention", {"x": (B, N, D), "gate": (B, N)}, {"heads": 4, "kv_heads": 2,
-                                                                "rope": False}, "gqa-norope"),
-    OpCase("opcode_tape", {"ops": (3, 9), "args": (3, 9, 4), "has_arg": (3, 9)},
-           {"budget": 7, "capacity": 3}),
+    OpCase(
+        "sqdk_attention",
+        {"x": (B, N, D), "gate": (B, N)},
+        {"heads": 4, "kv_heads": 2, "rope": False},
+        "gqa-norope",
+    ),
+    OpCase(
+        "opcode_tape",
+        {"ops": (3, 9), "args": (3, 9, 4), "has_arg": (3, 9)},
+        {"budget": 7, "capacity": 3},
+    ),
     OpCase("routed_mlp", X, {"hidden": 12, "groups": 4, "active": 2}),
-    OpCase("routed_mlp", {"x": (B, N, D), "tokens": (B, N)},
-           {"hidden": 12, "groups": 3, "active": 1, "route": "hash", "act": "relu"}, "hash"),
+    OpCase(
+        "routed_mlp",
+        {"x": (B, N, D), "tokens": (B, N)},
+        {"hidden": 12, "groups": 3, "active": 1, "route": "hash", "act": "relu"},
+        "hash",
+    ),
     OpCase("demopack_linear", X, {"out": 6, "codewords": 5, "per_row": 3, "seed": 3}),
     OpCase("demopack_linear", X, {"out": 6, "codewords": 5, "learnable": False}, "frozen"),
     OpCase("lora_linear", {"x": (B, N, D), "meta": (B, 3)}, {"out": 6, "rank": 2, "gen_dim": 5}),

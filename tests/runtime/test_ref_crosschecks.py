@@ -56,8 +56,12 @@ def test_rope_matches_complex_rotation_and_offset():
     half = 4
     theta = 100.0 ** (-2 * torch.arange(half, dtype=torch.float64) / 8)
     t = torch.arange(6, dtype=torch.float64)
-    z = torch.complex(x[..., :half], x[..., half:]) * torch.polar(
-        torch.ones(6, half, dtype=torch.float64), t[:, None] * theta)[None, :, None, :]
+    z = (
+        torch.complex(x[..., :half], x[..., half:])
+        * torch.polar(torch.ones(6, half, dtype=torch.float64), t[:, None] * theta)[
+            None, :, None, :
+        ]
+    )
     _close(y, torch.cat((z.real, z.imag), -1))
     # Decoding: rows 3.. computed alone at offset 3 equal rows 3.. of the full call.
     (tail,) = b.run(inputs={"x": x[:, 3:]}, position_offset=3)
@@ -67,8 +71,9 @@ def test_rope_matches_complex_rotation_and_offset():
 def test_cross_entropy_matches_torch_and_all_ignored_is_zero_with_gradient():
     b = build(OpCase("cross_entropy", {"logits": (2, 5, 9), "targets": (2, 5)}))
     (loss,) = b.run()
-    ref = F.cross_entropy(b.inputs["logits"].reshape(-1, 9), b.inputs["targets"].reshape(-1),
-                          ignore_index=-100)
+    ref = F.cross_entropy(
+        b.inputs["logits"].reshape(-1, 9), b.inputs["targets"].reshape(-1), ignore_index=-100
+    )
     _close(loss, ref)
     ignored = torch.full((2, 5), -100)
     (zero,) = b.run(inputs={"logits": b.inputs["logits"], "targets": ignored})
@@ -105,8 +110,9 @@ def test_pos_embed_offset_reads_the_right_rows():
 
 @pytest.mark.parametrize("heads,kv,causal", [(2, 2, True), (4, 2, True), (4, 1, False)])
 def test_attention_matches_sdpa(heads, kv, causal):
-    b = _nograd(OpCase("attention", {"x": (2, 7, 8)}, {"heads": heads, "kv_heads": kv,
-                                                       "causal": causal}))
+    b = _nograd(
+        OpCase("attention", {"x": (2, 7, 8)}, {"heads": heads, "kv_heads": kv, "causal": causal})
+    )
     (y,) = b.run()
     x, p = b.inputs["x"], b.params
     d = 8 // heads
@@ -138,8 +144,9 @@ def test_basis_bias_matches_explicit_atoms(over, causal):
     case = OpCase("attention", {"x": (1, 6, 4)}, {"heads": 2, "causal": causal, "basis": spec})
     b = _nograd(case)
     gains = torch.randn(2, 7, dtype=torch.float64)
-    params = dict(b.params, **{"basis.gains": gains, "wq.weight": torch.zeros(4, 4,
-                                                                              dtype=torch.float64)})
+    params = dict(
+        b.params, **{"basis.gains": gains, "wq.weight": torch.zeros(4, 4, dtype=torch.float64)}
+    )
     (y,) = b.run(params=params)  # q = 0: the scores are the bias alone
     n, d = 6, 2
     v = (b.inputs["x"] @ params["wv.weight"].T).view(n, 2, d)
@@ -166,8 +173,9 @@ def _fk_dense(b, hops: int, beta: float, causal: bool, heads: int):
     x, p = b.inputs["x"], b.params
     bsz, n, dm = x.shape
     d = dm // heads
-    q, k, v = ((x @ p[f"{w}.weight"].T).view(bsz, n, heads, d).transpose(1, 2)
-               for w in ("wq", "wk", "wv"))
+    q, k, v = (
+        (x @ p[f"{w}.weight"].T).view(bsz, n, heads, d).transpose(1, 2) for w in ("wq", "wk", "wv")
+    )
     s = q @ k.transpose(-1, -2) / math.sqrt(d)
     if causal:
         s = s.masked_fill(~torch.ones(n, n, dtype=torch.bool).tril(), float("-inf"))
@@ -178,15 +186,21 @@ def _fk_dense(b, hops: int, beta: float, causal: bool, heads: int):
 @pytest.mark.parametrize("causal,normalize", [(True, False), (False, True)])
 def test_fk_attention_matches_matrix_power_series(causal, normalize):
     hops, beta = 4, 0.7
-    b = _nograd(OpCase("fk_attention", {"x": (2, 6, 8)}, {"heads": 2, "hops": hops, "beta": beta,
-                                                         "causal": causal,
-                                                         "normalize": normalize}))
+    b = _nograd(
+        OpCase(
+            "fk_attention",
+            {"x": (2, 6, 8)},
+            {"heads": 2, "hops": hops, "beta": beta, "causal": causal, "normalize": normalize},
+        )
+    )
     (y,) = b.run()
     a, v, out = _fk_dense(b, hops, beta, causal, 2)
-    op = sum(beta ** k * torch.linalg.matrix_power(a, k) for k in range(hops + 1))
+    op = sum(beta**k * torch.linalg.matrix_power(a, k) for k in range(hops + 1))
     if normalize:
         op = op * (1 - beta) / (1 - beta ** (hops + 1))
-        assert torch.allclose(op.sum(-1), torch.ones((), dtype=op.dtype), atol=1e-12)  # rows sum to 1
+        assert torch.allclose(
+            op.sum(-1), torch.ones((), dtype=op.dtype), atol=1e-12
+        )  # rows sum to 1
     _close(y, out(op @ v))
 
 
@@ -210,10 +224,23 @@ def test_spd_router_softmax_gate_and_loss_formula():
     pred = lin(torch.relu(lin(xs, "pred1")), "pred2")
     ent = -(xp.abs() * torch.log(xp.abs() + 1e-8)).sum(-1).mean()
     _close(loss, 0.3 * (((pred - x) ** 2).mean() - 0.1 * ent))
-    ys = lin(torch.relu(F.layer_norm(lin(lin(xs, "coeffs"), "proc_s1"), (4,),
-                                     p["proc_s_norm.weight"], p["proc_s_norm.bias"])), "proc_s2")
-    yp = F.layer_norm(lin(torch.relu(lin(xp, "proc_p1")), "proc_p2"), (4,),
-                      p["proc_p_norm.weight"], p["proc_p_norm.bias"])
+    ys = lin(
+        torch.relu(
+            F.layer_norm(
+                lin(lin(xs, "coeffs"), "proc_s1"),
+                (4,),
+                p["proc_s_norm.weight"],
+                p["proc_s_norm.bias"],
+            )
+        ),
+        "proc_s2",
+    )
+    yp = F.layer_norm(
+        lin(torch.relu(lin(xp, "proc_p1")), "proc_p2"),
+        (4,),
+        p["proc_p_norm.weight"],
+        p["proc_p_norm.bias"],
+    )
     _close(y, lin(torch.cat((ys, yp), -1), "reconstruct"))
 
 
@@ -224,8 +251,11 @@ def test_verifier_stack_matches_scalar_loop():
     with torch.no_grad():
         p["ctrl2.bias"].copy_(torch.tensor([1.5, -0.5, 0.0], dtype=torch.float64))
     read, sig, ptr, loss = b.run()
-    pi = torch.softmax(torch.relu(h @ p["ctrl1.weight"].T + p["ctrl1.bias"]) @ p["ctrl2.weight"].T
-                       + p["ctrl2.bias"], -1).tolist()
+    pi = torch.softmax(
+        torch.relu(h @ p["ctrl1.weight"].T + p["ctrl1.bias"]) @ p["ctrl2.weight"].T
+        + p["ctrl2.bias"],
+        -1,
+    ).tolist()
     e = (h @ p["enc.weight"].T + p["enc.bias"]).tolist()
     size, elem = 4, 4
     mem = [[0.0] * elem for _ in range(size)]
@@ -234,8 +264,10 @@ def test_verifier_stack_matches_scalar_loop():
         push, pop, _ = pi[t]
         z = [math.exp(-((s - ptr_v) ** 2) / 2) for s in range(size)]
         w = [zi / sum(z) for zi in z]
-        mem = [[mem[s][f] * (1 - push * w[s]) + push * w[s] * e[t][f] for f in range(elem)]
-               for s in range(size)]
+        mem = [
+            [mem[s][f] * (1 - push * w[s]) + push * w[s] * e[t][f] for f in range(elem)]
+            for s in range(size)
+        ]
         under += pop * max(0.0, 1 - ptr_v)
         over += push * max(0.0, ptr_v - (size - 2))
         ptr_v = min(max(ptr_v + push - pop, 0.0), size - 1.0)
@@ -246,6 +278,8 @@ def test_verifier_stack_matches_scalar_loop():
     _close(ptr[0], torch.tensor(ptrs, dtype=torch.float64))
     _close(loss, torch.tensor(2.0 * (under + over) / 6, dtype=torch.float64))
     hr = torch.cat((h, read[0]), -1)
-    ref_sig = torch.sigmoid(torch.relu(hr @ p["head1.weight"].T + p["head1.bias"])
-                            @ p["head2.weight"].T + p["head2.bias"])
+    ref_sig = torch.sigmoid(
+        torch.relu(hr @ p["head1.weight"].T + p["head1.bias"]) @ p["head2.weight"].T
+        + p["head2.bias"]
+    )
     _close(sig[0], ref_sig)

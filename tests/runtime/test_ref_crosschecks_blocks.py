@@ -28,8 +28,11 @@ def _nograd(case: OpCase, seed: int = 0):
 
 @pytest.mark.parametrize("causal,normalize", [(True, True), (True, False), (False, True)])
 def test_splat_attention_matches_explicit_quadratic_and_state_forms(causal, normalize):
-    case = OpCase("splat_attention", {"x": (2, 6, 8)}, {"splats": 3, "heads": 2,
-                                                       "causal": causal, "normalize": normalize})
+    case = OpCase(
+        "splat_attention",
+        {"x": (2, 6, 8)},
+        {"splats": 3, "heads": 2, "causal": causal, "normalize": normalize},
+    )
     b = _nograd(case)
     with torch.no_grad():
         b.params["log_amp"].copy_(torch.randn(2, 3, dtype=torch.float64))
@@ -38,7 +41,7 @@ def test_splat_attention_matches_explicit_quadratic_and_state_forms(causal, norm
     u = (x @ p["wa.weight"].T).view(2, 6, 2, 4)
     v = (x @ p["wv.weight"].T).view(2, 6, 2, 4)
     diff = u[:, :, :, None, :] - p["centers"][None, None]  # [B,N,H,K,d], materialised on purpose
-    z = -(diff ** 2).sum(-1) / (2 * torch.exp(p["log_scale"]) ** 2) + p["log_amp"]
+    z = -(diff**2).sum(-1) / (2 * torch.exp(p["log_scale"]) ** 2) + p["log_amp"]
     phi = torch.softmax(z, -1)  # [B,N,H,K]
     o = torch.zeros(2, 6, 2, 4, dtype=torch.float64)
     for t in range(6):
@@ -62,15 +65,18 @@ def test_trajectory_matches_explicit_loop():
     x = b.inputs["x"]
     x[:, 3] = x[:, 2]  # a zero step: δ must be 0, not NaN
     (y,) = b.run()
-    delta = [(x[:, j + 1] - x[:, j]) / torch.clamp((x[:, j + 1] - x[:, j]).norm(dim=-1,
-                                                                               keepdim=True),
-                                                   min=1e-8) for j in range(6)]
+    delta = [
+        (x[:, j + 1] - x[:, j])
+        / torch.clamp((x[:, j + 1] - x[:, j]).norm(dim=-1, keepdim=True), min=1e-8)
+        for j in range(6)
+    ]
     omega = [math.exp(-1 + i / (window - 1)) for i in range(window)]
     traj = torch.zeros_like(x)
     for p in range(1, 7):
         js = range(max(0, p - window), p)
         traj[:, p] = sum(omega[j - p + window] * delta[j] for j in js) / sum(
-            omega[j - p + window] for j in js)
+            omega[j - p + window] for j in js
+        )
     _close(y, x + 0.2 * traj)
 
 
@@ -86,14 +92,18 @@ def test_token_router_routes_with_probability_p():
     reps = 6000
     x = torch.zeros(1, 3 * reps, 4, dtype=torch.float64)
     x[0, :, 0] = logits.repeat(reps)
-    mask, gate, _ = b.run(inputs={"x": x}, training=True, generator=torch.Generator().manual_seed(1))
+    mask, gate, _ = b.run(
+        inputs={"x": x}, training=True, generator=torch.Generator().manual_seed(1)
+    )
     freq = mask.view(reps, 3).double().mean(0)
     torch.testing.assert_close(freq, torch.sigmoid(logits), atol=0.025, rtol=0)
     assert torch.equal(gate, mask.double())  # straight-through: exactly 0 or 1 forward
 
 
-@pytest.mark.parametrize("sparsity,n,k", [(0.2, 10, 2), (0.3, 10, 3), (0.29, 10, 2), (0.0, 7, 1),
-                                          (1.0, 5, 5), (0.5, 1, 1)])
+@pytest.mark.parametrize(
+    "sparsity,n,k",
+    [(0.2, 10, 2), (0.3, 10, 3), (0.29, 10, 2), (0.0, 7, 1), (1.0, 5, 5), (0.5, 1, 1)],
+)
 def test_token_router_topk_count_and_ties_to_lower_index(sparsity, n, k):
     b = _nograd(OpCase("token_router", {"x": (2, n, 4)}, {"mode": "topk", "sparsity": sparsity}))
     x = torch.zeros(2, n, 4, dtype=torch.float64)  # every logit equal: pure ties
@@ -116,14 +126,13 @@ def test_token_router_loss_and_gate_gradient():
 
 
 def test_sqdk_attention_equals_dense_causal_attention_on_routed_rows():
-    case = OpCase("sqdk_attention", {"x": (2, 6, 8), "gate": (2, 6)}, {"heads": 4,
-                                                                       "kv_heads": 2})
+    case = OpCase("sqdk_attention", {"x": (2, 6, 8), "gate": (2, 6)}, {"heads": 4, "kv_heads": 2})
     b = build(case)
     (y,) = b.run()
-    att = _nograd(OpCase("attention", {"x": (2, 6, 8)}, {"heads": 4, "kv_heads": 2,
-                                                         "rope": True}))
-    (dense,) = att.run(inputs={"x": b.inputs["x"].detach()},
-                       params={k: v.detach() for k, v in b.params.items()})
+    att = _nograd(OpCase("attention", {"x": (2, 6, 8)}, {"heads": 4, "kv_heads": 2, "rope": True}))
+    (dense,) = att.run(
+        inputs={"x": b.inputs["x"].detach()}, params={k: v.detach() for k, v in b.params.items()}
+    )
     gate = b.inputs["gate"].detach()
     _close(y.detach(), dense * gate[..., None])
     (y * torch.randn(y.shape, dtype=torch.float64)).sum().backward()
@@ -172,8 +181,13 @@ def test_routed_mlp_learned_topk_and_hash_selection():
         order = sorted(range(4), key=lambda g: (-float(logits[idx][g]), g))[:2]
         keep[idx][order] = 1
     _close(y, _group_mlp(b, w * keep))
-    h = _nograd(OpCase("routed_mlp", {"x": (2, 5, 8), "tokens": (2, 5)},
-                       {"hidden": 12, "groups": 3, "active": 2, "route": "hash", "act": "relu"}))
+    h = _nograd(
+        OpCase(
+            "routed_mlp",
+            {"x": (2, 5, 8), "tokens": (2, 5)},
+            {"hidden": 12, "groups": 3, "active": 2, "route": "hash", "act": "relu"},
+        )
+    )
     (y,) = h.run()
     coef = torch.zeros(2, 5, 3, dtype=torch.float64)
     for idx in np.ndindex(2, 5):
@@ -184,8 +198,13 @@ def test_routed_mlp_learned_topk_and_hash_selection():
 
 
 def test_demopack_matches_explicitly_decoded_weight():
-    b = _nograd(OpCase("demopack_linear", {"x": (2, 3, 5)}, {"out": 4, "codewords": 6,
-                                                             "per_row": 3, "seed": 11}))
+    b = _nograd(
+        OpCase(
+            "demopack_linear",
+            {"x": (2, 3, 5)},
+            {"out": 4, "codewords": 6, "per_row": 3, "seed": 11},
+        )
+    )
     with torch.no_grad():
         b.params["scale"].copy_(torch.randn(4, dtype=torch.float64))
     (y,) = b.run()
@@ -202,8 +221,9 @@ def test_demopack_matches_explicitly_decoded_weight():
 
 
 def test_lora_matches_per_sample_weight():
-    b = _nograd(OpCase("lora_linear", {"x": (2, 3, 5), "meta": (2, 4)}, {"out": 6, "rank": 2,
-                                                                          "gen_dim": 7}))
+    b = _nograd(
+        OpCase("lora_linear", {"x": (2, 3, 5), "meta": (2, 4)}, {"out": 6, "rank": 2, "gen_dim": 7})
+    )
     p = b.params
     with torch.no_grad():
         p["gen_b.weight"].copy_(torch.randn(12, 7, dtype=torch.float64))

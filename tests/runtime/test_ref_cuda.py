@@ -43,6 +43,7 @@ def test_cuda_matches_cpu_float64(case):
             loss.backward()
     if OPS[case.op].noise(dict(b.hp)):
         g = torch.Generator(device="cuda").manual_seed(0)
-        outs = b.run(_to(b.inputs, torch.float32), _to(b.params, torch.float32), training=True,
-                     generator=g)
+        outs = b.run(
+            _to(b.inputs, torch.float32), _to(b.params, torch.float32), training=True, generator=g
+        )
         assert all(torch.isfinite(o).all() for o in outs if o.is_floating_point())

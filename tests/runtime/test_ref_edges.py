@@ -16,8 +16,10 @@ IDS = [c.id for c in CASES]
 def _with_length(case: OpCase, n: int) -> OpCase:
     """The case with every sequence axis (axis 1 of the [B, N, ...] ports) set to n."""
     seq = case.shapes[next(iter(case.shapes))][1]
-    shapes = {k: (s[:1] + (n,) + s[2:]) if len(s) >= 2 and s[1] == seq else s
-              for k, s in case.shapes.items()}
+    shapes = {
+        k: (s[:1] + (n,) + s[2:]) if len(s) >= 2 and s[1] == seq else s
+        for k, s in case.shapes.items()
+    }
     return dataclasses.replace(case, shapes=shapes, label=f"{case.label}-n{n}")
 
 
@@ -48,8 +50,10 @@ def test_length_one_is_finite(case: OpCase):
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_huge_and_tiny_inputs_are_finite(case: OpCase, scale: float):
     b = build(case)
-    inputs = {k: (v.detach() * scale).requires_grad_(True) if v.is_floating_point() else v
-              for k, v in b.inputs.items()}
+    inputs = {
+        k: (v.detach() * scale).requires_grad_(True) if v.is_floating_point() else v
+        for k, v in b.inputs.items()
+    }
     if case.op == "div":  # keep the divisor away from 0 at every scale
         inputs["b"] = (inputs["b"].detach().abs() + scale).requires_grad_(True)
     _check_finite_forward_backward(b, inputs)
@@ -75,8 +79,9 @@ def test_sqdk_no_routed_token_gives_zeros_and_zero_gradients():
     (y,) = b.run({"x": x, "gate": gate})
     assert torch.equal(y, torch.zeros_like(y))
     y.sum().backward()
-    assert torch.equal(x.grad, torch.zeros_like(x)) and torch.equal(gate.grad, torch.zeros(2, 4,
-                                                                    dtype=torch.float64))
+    assert torch.equal(x.grad, torch.zeros_like(x)) and torch.equal(
+        gate.grad, torch.zeros(2, 4, dtype=torch.float64)
+    )
 
 
 def test_sqdk_one_routed_token_touches_only_its_row():
@@ -89,8 +94,9 @@ def test_sqdk_one_routed_token_touches_only_its_row():
     assert torch.equal(y[0, [0, 1, 2, 4]], torch.zeros(4, 8, dtype=torch.float64))
     y.sum().backward()
     x_grad = b.inputs["x"].grad[0]
-    assert (x_grad[:4] != 0).any(dim=-1).all() and torch.equal(x_grad[4], torch.zeros(8,
-                                                                             dtype=torch.float64))
+    assert (x_grad[:4] != 0).any(dim=-1).all() and torch.equal(
+        x_grad[4], torch.zeros(8, dtype=torch.float64)
+    )
     assert gate.grad[0, 3] != 0 and (gate.grad[0, [0, 1, 2, 4]] == 0).all()
 
 
@@ -109,8 +115,9 @@ def test_verifier_stack_overflow_is_penalised_and_pointer_clamped():
     with torch.no_grad():
         b.params["ctrl2.bias"].copy_(torch.tensor([30.0, -30.0, 0.0], dtype=torch.float64))
     _, _, pointer, loss = b.run()
-    torch.testing.assert_close(pointer[0], torch.tensor([1, 2, 2, 2, 2, 2, 2.0],
-                                                        dtype=torch.float64))
+    torch.testing.assert_close(
+        pointer[0], torch.tensor([1, 2, 2, 2, 2, 2, 2.0], dtype=torch.float64)
+    )
     # under: pop ≈ 0; over: push·relu(p_{t−1} − 1) = 0, 0, 1, 1, 1, 1, 1 -> mean 5/7
     assert loss.item() == pytest.approx(5 / 7, abs=1e-9)
 
@@ -118,8 +125,9 @@ def test_verifier_stack_overflow_is_penalised_and_pointer_clamped():
 def test_tape_of_only_end_markers():
     b = build(OpCase("opcode_tape", {"ops": (2, 4), "args": (2, 4, 3), "has_arg": (2, 4)}))
     ops = torch.full((2, 4), -1, dtype=torch.int32)
-    top, depth, status, steps, checks, trace = b.run({"ops": ops, "args": b.inputs["args"],
-                                                      "has_arg": b.inputs["has_arg"]})
+    top, depth, status, steps, checks, trace = b.run(
+        {"ops": ops, "args": b.inputs["args"], "has_arg": b.inputs["has_arg"]}
+    )
     assert torch.equal(top, torch.zeros(2, 3, dtype=torch.float64))
     assert depth.tolist() == status.tolist() == steps.tolist() == [0, 0]
     assert torch.equal(checks, torch.zeros(2, 4, 3, dtype=torch.float64))
@@ -158,16 +166,29 @@ def test_too_long_for_max_len_is_a_value_error():
 def test_bad_opcode_is_a_value_error():
     b = build(OpCase("opcode_tape", {"ops": (1, 3), "args": (1, 3, 2), "has_arg": (1, 3)}))
     with pytest.raises(ValueError, match=r"opcode 9 at index \[0, 2\]"):
-        b.run({"ops": torch.tensor([[0, 1, 9]], dtype=torch.int32), "args": b.inputs["args"],
-               "has_arg": b.inputs["has_arg"]})
+        b.run(
+            {
+                "ops": torch.tensor([[0, 1, 9]], dtype=torch.int32),
+                "args": b.inputs["args"],
+                "has_arg": b.inputs["has_arg"],
+            }
+        )
     with pytest.raises(ValueError, match="opcode -2"):
-        b.run({"ops": torch.tensor([[-2, 1, 0]], dtype=torch.int32), "args": b.inputs["args"],
-               "has_arg": b.inputs["has_arg"]})
+        b.run(
+            {
+                "ops": torch.tensor([[-2, 1, 0]], dtype=torch.int32),
+                "args": b.inputs["args"],
+                "has_arg": b.inputs["has_arg"],
+            }
+        )
 
 
 def test_hash_route_errors():
-    case = OpCase("routed_mlp", {"x": (1, 3, 8), "tokens": (1, 3)},
-                  {"hidden": 8, "groups": 2, "active": 1, "route": "hash"})
+    case = OpCase(
+        "routed_mlp",
+        {"x": (1, 3, 8), "tokens": (1, 3)},
+        {"hidden": 8, "groups": 2, "active": 1, "route": "hash"},
+    )
     b = build(case)
     with pytest.raises(ValueError, match="negative id -4"):
         b.run({"x": b.inputs["x"], "tokens": torch.tensor([[1, -4, 2]])})
@@ -179,7 +200,6 @@ def test_cross_entropy_bad_target_is_a_value_error():
     b = build(OpCase("cross_entropy", {"logits": (1, 2, 3), "targets": (1, 2)}))
     with pytest.raises(ValueError, match="target 3 in input 'targets'"):
         b.run({"logits": b.inputs["logits"], "targets": torch.tensor([[0, 3]])})
-
 
 
 def test_trajectory_repeated_token_has_finite_gradient():

@@ -75,11 +75,11 @@ def _perturb_after(b: Built, t: int, g: torch.Generator) -> dict[str, torch.Tens
     for port in _seq_ports(b, n):
         x = b.inputs[port].detach().clone()
         if x.is_floating_point():
-            x[:, t + 1:] = torch.randn(x[:, t + 1:].shape, generator=g, dtype=x.dtype) * 3
+            x[:, t + 1 :] = torch.randn(x[:, t + 1 :].shape, generator=g, dtype=x.dtype) * 3
             if b.case.op == "sqdk_attention" and port == "gate":
-                x[:, t + 1:] *= torch.rand(x[:, t + 1:].shape, generator=g) < 0.5
+                x[:, t + 1 :] *= torch.rand(x[:, t + 1 :].shape, generator=g) < 0.5
         else:
-            x[:, t + 1:] = torch.randint(0, 3, x[:, t + 1:].shape, generator=g).to(x.dtype)
+            x[:, t + 1 :] = torch.randint(0, 3, x[:, t + 1 :].shape, generator=g).to(x.dtype)
         new[port] = x
     return new
 
@@ -101,10 +101,11 @@ def test_causality_bit_for_bit(case: OpCase, training: bool):
     leaked = False
     for t in range(n - 1):
         base = b.run(training=training, generator=torch.Generator().manual_seed(3))
-        pert = b.run(_perturb_after(b, t, g), training=training,
-                     generator=torch.Generator().manual_seed(3))
+        pert = b.run(
+            _perturb_after(b, t, g), training=training, generator=torch.Generator().manual_seed(3)
+        )
         for x, y in zip(_seq_outputs(base, n), _seq_outputs(pert, n)):
-            same = torch.equal(x[:, :t + 1], y[:, :t + 1])
+            same = torch.equal(x[:, : t + 1], y[:, : t + 1])
             if causal:
                 assert same, f"output at positions <= {t} depends on later inputs"
             leaked |= not same

@@ -48,12 +48,12 @@ def test_normal_trunc_normal_and_constants():
     assert n.std().item() == pytest.approx(0.02, rel=0.05) and abs(n.mean().item()) < 2e-3
     t = init_tensor(ParamSpec("c", (4000,), Init("trunc_normal", (0.02, 0.04))))
     assert t.abs().max() <= 0.04 and t.std().item() == pytest.approx(0.02 * 0.88, rel=0.06)
-    assert torch.equal(init_tensor(ParamSpec("s", (), Init("const", (0.2,)))),
-                       torch.tensor(0.2))
+    assert torch.equal(init_tensor(ParamSpec("s", (), Init("const", (0.2,)))), torch.tensor(0.2))
     assert torch.equal(init_tensor(ParamSpec("o", (3,), Init("ones"))), torch.ones(3))
     assert torch.equal(init_tensor(ParamSpec("z", (2, 2), Init("zeros"))), torch.zeros(2, 2))
-    half = init_tensor(ParamSpec("l", (2, 3), Init("const", (0.5 * math.log(4),))),
-                       dtype=torch.float64)
+    half = init_tensor(
+        ParamSpec("l", (2, 3), Init("const", (0.5 * math.log(4),))), dtype=torch.float64
+    )
     assert torch.equal(half, torch.full((2, 3), math.log(2), dtype=torch.float64))
 
 
@@ -71,7 +71,9 @@ def test_generator_and_global_rng_reproducibility():
 def test_every_init_kind_used_by_the_op_table_is_known():
     from _opharness import CASES, input_types
 
-    used = {p.init.kind for c in CASES for p in instantiate(c.op, input_types(c), dict(c.hp)).params}
+    used = {
+        p.init.kind for c in CASES for p in instantiate(c.op, input_types(c), dict(c.hp)).params
+    }
     assert used <= set(INIT_KINDS)
     assert {"linear_weight", "linear_bias", "normal", "trunc_normal", "const", "randint"} <= used
     with pytest.raises(ValueError, match="unknown init kind 'xavier'"):
