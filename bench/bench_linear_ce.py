@@ -19,9 +19,9 @@ import sys
 
 import torch
 import torch.nn.functional as F
+from sparkc.runtime.loader import load_source
 
 from sparkc.codegen.render import render
-from sparkc.runtime.loader import load_source
 
 
 def build(name: str = "bench_lce"):
@@ -88,14 +88,16 @@ def main(argv: list[str] | None = None) -> int:
     w = torch.randn(a.V, a.D, device="cuda", dtype=dtype) / a.D**0.5
     b = torch.randn(a.V, device="cuda", dtype=dtype) * 0.1
     t = torch.randint(0, a.V, (a.M,), device="cuda")
-    t[:: 17] = -100
+    t[::17] = -100
     ours = build()
     impls = [("sparkc", lambda h, w, b, t: ours(h, w, b, t)), ("eager", eager)]
     if not a.no_compile:
         impls.append(("compile", torch.compile(eager)))
     logits_mib = a.M * a.V * h.element_size() / 2**20
-    print(f"device: {torch.cuda.get_device_name()}  M={a.M} D={a.D} V={a.V} dtype={a.dtype}  "
-          f"(logits would be {logits_mib:.0f} MiB; times in ms, median)")
+    print(
+        f"device: {torch.cuda.get_device_name()}  M={a.M} D={a.D} V={a.V} dtype={a.dtype}  "
+        f"(logits would be {logits_mib:.0f} MiB; times in ms, median)"
+    )
     print(f"{'impl':>8} {'fwd':>8} {'fwd+bwd':>8} {'peak MiB':>9} {'loss':>9}")
     rows = []
     flops = 2.0 * a.M * a.V * a.D
@@ -103,12 +105,26 @@ def main(argv: list[str] | None = None) -> int:
         r = measure(label, fn, h, w, b, t)
         r["fwd_tflops"] = flops / r["fwd_ms"] * 1e-9
         rows.append(r)
-        print(f"{label:>8} {r['fwd_ms']:>8.3f} {r['fwd_bwd_ms']:>8.3f} "
-              f"{r['peak_extra_mib']:>9.0f} {r['loss']:>9.4f}", flush=True)
+        print(
+            f"{label:>8} {r['fwd_ms']:>8.3f} {r['fwd_bwd_ms']:>8.3f} "
+            f"{r['peak_extra_mib']:>9.0f} {r['loss']:>9.4f}",
+            flush=True,
+        )
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"device": torch.cuda.get_device_name(), "M": a.M, "D": a.D, "V": a.V,
-                       "dtype": a.dtype, "logits_mib": logits_mib, "rows": rows}, f, indent=2)
+            json.dump(
+                {
+                    "device": torch.cuda.get_device_name(),
+                    "M": a.M,
+                    "D": a.D,
+                    "V": a.V,
+                    "dtype": a.dtype,
+                    "logits_mib": logits_mib,
+                    "rows": rows,
+                },
+                f,
+                indent=2,
+            )
     return 0
 
 

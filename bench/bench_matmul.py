@@ -14,15 +14,16 @@ Run: python bench/bench_matmul.py [--sizes 1024,2048,4096] [--json out.json] [--
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
 
 import torch
 import torch.nn.functional as F
+from sparkc.runtime.loader import load_source
 
 from sparkc.codegen.render import render
-from sparkc.runtime.loader import load_source
 
 EPILOGUES = {
     "bias+gelu": (["bias", "act:gelu"], False),
@@ -57,11 +58,21 @@ def inputs(kind: str, M: int, K: int, N: int, dtype: torch.dtype):
         "bias+gelu": [x, w, torch.randn(N, device="cuda", dtype=dtype)],
         "bias+relu": [x, w, torch.randn(N, device="cuda", dtype=dtype)],
         "swiglu": [x, w, torch.randn(N, K, device="cuda", dtype=dtype) / math.sqrt(K)],
-        "bias+add": [x, w, torch.randn(N, device="cuda", dtype=dtype),
-                     torch.randn(M, N, device="cuda", dtype=dtype)],
+        "bias+add": [
+            x,
+            w,
+            torch.randn(N, device="cuda", dtype=dtype),
+            torch.randn(M, N, device="cuda", dtype=dtype),
+        ],
         "mul": [x, w, torch.randn(M, N, device="cuda", dtype=dtype)],
     }[kind]
     return args
+
+
+def plain_matmuls(args, dual: bool):
+    if dual:
+        return F.linear(args[0], args[1]), F.linear(args[0], args[2])
+    return F.linear(args[0], args[1])
 
 
 def bench(fn) -> float:
@@ -98,13 +109,10 @@ def run(sizes: list[int], M: int, dtype: torch.dtype, use_compile: bool) -> list
             args = inputs(kind, M, K, N, dtype)
             flops = 2.0 * M * N * K * (2 if dual else 1)
             row = {"epilogue": kind, "M": M, "K": K, "N": N, "dtype": str(dtype)}
-            row["sparkc_fwd_ms"] = bench(lambda: ours(*args))
-            row["torch_matmul_ms"] = bench(
-                (lambda: (F.linear(args[0], args[1]), F.linear(args[0], args[2])))
-                if dual else (lambda: F.linear(args[0], args[1]))
-            )
-            row["eager_fwd_ms"] = bench(lambda: ref(*args))
-            row["compile_fwd_ms"] = bench(lambda: compiled(*args)) if compiled else None
+            row["sparkc_fwd_ms"] = bench(functools.partial(ours, *args))
+            row["torch_matmul_ms"] = bench(functools.partial(plain_matmuls, args, dual))
+            row["eager_fwd_ms"] = bench(functools.partial(ref, *args))
+            row["compile_fwd_ms"] = bench(functools.partial(compiled, *args)) if compiled else None
             row["sparkc_fwd_bwd_ms"] = bench(fwd_bwd(ours, args))
             row["eager_fwd_bwd_ms"] = bench(fwd_bwd(ref, args))
             row["sparkc_fwd_tflops"] = flops / row["sparkc_fwd_ms"] * 1e-9
@@ -117,17 +125,33 @@ def run(sizes: list[int], M: int, dtype: torch.dtype, use_compile: bool) -> list
 
 
 COLUMNS = [
-    ("epilogue", "{:>10}"), ("K=N", "{:>5}"), ("sparkc", "{:>8.3f}"), ("matmul", "{:>8.3f}"),
-    ("eager", "{:>8.3f}"), ("compile", "{:>8}"), ("sp f+b", "{:>8.3f}"), ("eg f+b", "{:>8.3f}"),
-    ("TF/s", "{:>6.0f}"), ("mm TF/s", "{:>7.0f}"),
+    ("epilogue", "{:>10}"),
+    ("K=N", "{:>5}"),
+    ("sparkc", "{:>8.3f}"),
+    ("matmul", "{:>8.3f}"),
+    ("eager", "{:>8.3f}"),
+    ("compile", "{:>8}"),
+    ("sp f+b", "{:>8.3f}"),
+    ("eg f+b", "{:>8.3f}"),
+    ("TF/s", "{:>6.0f}"),
+    ("mm TF/s", "{:>7.0f}"),
 ]
 
 
 def format_row(r: dict) -> str:
     comp = "-" if r["compile_fwd_ms"] is None else f"{r['compile_fwd_ms']:.3f}"
-    vals = [r["epilogue"], r["K"], r["sparkc_fwd_ms"], r["torch_matmul_ms"], r["eager_fwd_ms"],
-            comp, r["sparkc_fwd_bwd_ms"], r["eager_fwd_bwd_ms"], r["sparkc_fwd_tflops"],
-            r["torch_matmul_tflops"]]
+    vals = [
+        r["epilogue"],
+        r["K"],
+        r["sparkc_fwd_ms"],
+        r["torch_matmul_ms"],
+        r["eager_fwd_ms"],
+        comp,
+        r["sparkc_fwd_bwd_ms"],
+        r["eager_fwd_bwd_ms"],
+        r["sparkc_fwd_tflops"],
+        r["torch_matmul_tflops"],
+    ]
     return " ".join(fmt.format(v) for (_, fmt), v in zip(COLUMNS, vals))
 
 

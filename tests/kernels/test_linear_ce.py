@@ -14,17 +14,17 @@ import torch
 if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
 
-import functools  # noqa: E402
+import functools
 
-import pytest  # noqa: E402
+import pytest
+from sparkc.runtime.loader import load_source
 
-from sparkc.codegen.render import render  # noqa: E402
-from sparkc.runtime.loader import load_source  # noqa: E402
+from sparkc.codegen.render import render
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def build(name="lce"):
     prelude = render("prelude.py.jinja", version="test", source_name="test_linear_ce")
     text = prelude + "\n\n" + render("linear_cross_entropy.py.jinja", name=name)
@@ -56,13 +56,28 @@ def make(M, D, V, bias, ignored, seed, scale=1.0, ignore_index=-100):
     return h, w, b, t
 
 
-def check(M, D, V, bias=True, ignored=0, dtype=torch.float32, tol=1e-4, device=DEVICE,
-          v_chunk=None, scale=1.0, ignore_index=-100, grad_scale=1.0, seed=0):
+def check(
+    M,
+    D,
+    V,
+    bias=True,
+    ignored=0,
+    dtype=torch.float32,
+    tol=1e-4,
+    device=DEVICE,
+    v_chunk=None,
+    scale=1.0,
+    ignore_index=-100,
+    grad_scale=1.0,
+    seed=0,
+):
     h64, w64, b64, t = make(M, D, V, bias, ignored, seed, scale, ignore_index)
 
     def leaves(dt, dev):
-        out = [None if x is None else x.to(dtype=dt, device=dev).requires_grad_(True)
-               for x in (h64, w64, b64)]
+        out = [
+            None if x is None else x.to(dtype=dt, device=dev).requires_grad_(True)
+            for x in (h64, w64, b64)
+        ]
         return out
 
     h, w, b = leaves(dtype, device)
@@ -77,7 +92,10 @@ def check(M, D, V, bias=True, ignored=0, dtype=torch.float32, tol=1e-4, device=D
     (ref * grad_scale).backward()
     assert loss.dtype == torch.float32 and loss.dim() == 0
     assert torch.isfinite(loss)
-    assert abs(loss.item() - ref.item()) <= tol * max(1.0, abs(ref.item())), (loss.item(), ref.item())
+    assert abs(loss.item() - ref.item()) <= tol * max(1.0, abs(ref.item())), (
+        loss.item(),
+        ref.item(),
+    )
     for label, x, rx in (("h", h, rh), ("w", w, rw), ("b", b, rb)):
         if x is None:
             continue

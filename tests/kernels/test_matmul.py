@@ -13,15 +13,15 @@ import torch
 if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
 
-import math  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
+import math
+import subprocess
+import sys
 
-import jinja2  # noqa: E402
-import pytest  # noqa: E402
+import jinja2
+import pytest
+from sparkc.runtime.loader import load_source
 
-from sparkc.codegen.render import render  # noqa: E402
-from sparkc.runtime.loader import load_source  # noqa: E402
+from sparkc.codegen.render import render
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -87,8 +87,14 @@ def rel_err(a, b):
 def run_case(epilogue, dual, M, K, N, dtype=torch.float32, device=DEVICE, tol=1e-4, x_t=False):
     torch.manual_seed(M * 1000 + K * 10 + N)
     fn = build(instance_name(epilogue, dual), epilogue, dual)
-    x64 = torch.randn(K, M, dtype=torch.float64).t() if x_t else torch.randn(M, K, dtype=torch.float64)
-    weights64 = [torch.randn(N, K, dtype=torch.float64) / math.sqrt(K) for _ in range(2 if dual else 1)]
+    x64 = (
+        torch.randn(K, M, dtype=torch.float64).t()
+        if x_t
+        else torch.randn(M, K, dtype=torch.float64)
+    )
+    weights64 = [
+        torch.randn(N, K, dtype=torch.float64) / math.sqrt(K) for _ in range(2 if dual else 1)
+    ]
     ops64 = {}
     for op in operand_names(epilogue):
         shape = (N,) if op == "bias" else (M, N)
@@ -170,14 +176,17 @@ def test_two_instances_share_one_module():
 
 
 def test_render_is_deterministic_and_formatted():
-    ctx = dict(name="mm_fmt", epilogue=["bias", "act:gelu", "mul:g", "add:r", "scale:0.5"])
+    ctx = {"name": "mm_fmt", "epilogue": ["bias", "act:gelu", "mul:g", "add:r", "scale:0.5"]}
     text = render("matmul.py.jinja", **ctx)
     assert text == render("matmul.py.jinja", **ctx)
     for extra in ({}, {"dual": True}):
         text = render("matmul.py.jinja", **{**ctx, **extra})
         proc = subprocess.run(
             [sys.executable, "-m", "ruff", "format", "--check", "--line-length", "100", "-"],
-            input=text, capture_output=True, text=True,
+            input=text,
+            check=False,
+            capture_output=True,
+            text=True,
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -203,6 +212,8 @@ GPU_SIZES = [(4096, 1024, 2816), (1000, 768, 3072)]
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 1e-2)])
 @pytest.mark.parametrize("M,K,N", GPU_SIZES)
-@pytest.mark.parametrize("epilogue,dual", [c[1:3] for c in CASES[:8]], ids=[c[0] for c in CASES[:8]])
+@pytest.mark.parametrize(
+    "epilogue,dual", [c[1:3] for c in CASES[:8]], ids=[c[0] for c in CASES[:8]]
+)
 def test_gpu_matches_reference(epilogue, dual, M, K, N, dtype, tol):
     run_case(epilogue, dual, M, K, N, dtype=dtype, device="cuda", tol=tol)

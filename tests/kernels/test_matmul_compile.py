@@ -19,8 +19,10 @@ COMBOS = [
     {"epilogue": [], "dual": True},
     {"epilogue": ["bias", "add:res"], "dual": False},
     {"epilogue": ["mul:gate"], "dual": False},
-    {"epilogue": ["bias", "act:silu", "mul:g", "act:sigmoid", "act:tanh", "scale:0.5", "add:r"],
-     "dual": False},
+    {
+        "epilogue": ["bias", "act:silu", "mul:g", "act:sigmoid", "act:tanh", "scale:0.5", "add:r"],
+        "dual": False,
+    },
     {"epilogue": ["scale:0.5", "add:res"], "dual": True},
 ]
 
@@ -83,7 +85,11 @@ def run_compile(combos, dtypes):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT, json.dumps(combos), json.dumps(dtypes)],
-        capture_output=True, text=True, env=env, timeout=600,
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
