@@ -41,7 +41,7 @@ def draw(graph, out_dir: Path, stem: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         svg = viz.to_svg(graph)
-    except viz.RendererMissing:
+    except viz.GraphvizNotFound:
         path = out_dir / f"{stem}.dot"
         path.write_text(viz.to_dot(graph), encoding="utf-8")
         return path
