@@ -11,7 +11,6 @@ with its `@line:col` position, made to be diffed and stored in golden files.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 from ..diagnostics import Span
 
@@ -61,14 +60,14 @@ class BinOp:
     """`left op right` with op one of + - * / //."""
 
     op: str
-    left: "Expr"
-    right: "Expr"
+    left: Expr
+    right: Expr
     span: Span
 
 
 @dataclass(frozen=True)
 class Neg:
-    operand: "Expr"
+    operand: Expr
     span: Span
 
 
@@ -76,7 +75,7 @@ class Neg:
 class Field:
     """`value.name`: one output of a multi-output op."""
 
-    value: "Expr"
+    value: Expr
     name: str
     name_span: Span
     span: Span
@@ -84,7 +83,7 @@ class Field:
 
 @dataclass(frozen=True)
 class PosArg:
-    value: "Expr"
+    value: Expr
     span: Span
 
 
@@ -92,11 +91,11 @@ class PosArg:
 class KwArg:
     name: str
     name_span: Span
-    value: "Expr"
+    value: Expr
     span: Span
 
 
-Arg = Union[PosArg, KwArg]
+Arg = PosArg | KwArg
 
 
 @dataclass(frozen=True)
@@ -113,12 +112,12 @@ class Call:
 class Repeat:
     """`repeat(count) Block(args)`: `count` chained copies of a one-in, one-out block."""
 
-    count: "Expr"
+    count: Expr
     call: Call
     span: Span
 
 
-Expr = Union[Name, IntLit, FloatLit, StringLit, BoolLit, NoneLit, BinOp, Neg, Field, Call, Repeat]
+Expr = Name | IntLit | FloatLit | StringLit | BoolLit | NoneLit | BinOp | Neg | Field | Call | Repeat
 
 # --------------------------------------------------------------------------------------------
 # Statements and definitions
@@ -187,7 +186,7 @@ class Return:
     span: Span
 
 
-Stmt = Union[InputDecl, Let, Output, Loss, Return]
+Stmt = InputDecl | Let | Output | Loss | Return
 
 
 @dataclass(frozen=True)
@@ -220,7 +219,7 @@ class BlockDef:
     kind = "block"
 
 
-Definition = Union[ModelDef, BlockDef]
+Definition = ModelDef | BlockDef
 
 
 @dataclass(frozen=True)
@@ -359,3 +358,38 @@ def dump(module: Module) -> str:
             else:
                 stack.append(("node", kid, indent + 1))
     return "\n".join(out) + "\n"
+
+
+def walk_expr(expr: Expr):
+    """Every sub-expression of `expr` (itself first), without recursion."""
+    stack: list[Expr] = [expr]
+    while stack:
+        e = stack.pop()
+        yield e
+        match e:
+            case BinOp():
+                stack += [e.right, e.left]
+            case Neg():
+                stack.append(e.operand)
+            case Field():
+                stack.append(e.value)
+            case Call():
+                stack += [a.value for a in reversed(e.args)]
+            case Repeat():
+                stack += [e.call, e.count]
+
+
+def stmt_exprs(stmt: Stmt) -> tuple[Expr, ...]:
+    """The expressions a statement evaluates, in source order."""
+    match stmt:
+        case InputDecl():
+            return stmt.type.dims
+        case Let():
+            return (stmt.value,)
+        case Output():
+            return () if stmt.value is None else (stmt.value,)
+        case Loss():
+            return (stmt.value,) if stmt.weight is None else (stmt.value, stmt.weight)
+        case Return():
+            return stmt.values
+    return ()

@@ -14,14 +14,15 @@ and expression nesting is capped, so no input can exhaust the Python stack.
 from __future__ import annotations
 
 import functools
-from dataclasses import replace
 import importlib.resources
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
 
-from ..diagnostics import Diagnostic, SparkError, Span
+from ..diagnostics import Diagnostic, Span, SparkError
 from . import ast
 from .syntax_errors import describe_syntax_error
 
@@ -279,4 +280,4 @@ def _is_expr(node: Any) -> bool:
                              ast.NoneLit, ast.BinOp, ast.Neg, ast.Field, ast.Call, ast.Repeat))
 
 
-__all__ = ["parse", "parse_bytes", "lark_parser", "grammar_text", "MAX_BYTES", "MAX_DEPTH"]
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "grammar_text", "lark_parser", "parse", "parse_bytes"]

@@ -9,7 +9,7 @@ header without parentheses, statement outside a model, ...).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
@@ -106,8 +106,7 @@ def _lex_until(parser: Lark, text: str, upto: int | None) -> list[Token]:
     """The tokens that start before offset `upto` (what the parser had already read)."""
     out: list[Token] = []
     try:
-        for tok in parser.lex(text[: upto or 0]):
-            out.append(tok)
+        out.extend(parser.lex(text[: upto or 0]))
     except UnexpectedInput:
         pass  # a bad character earlier in the text: report with what was seen so far
     return out

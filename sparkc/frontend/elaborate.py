@@ -1,0 +1,519 @@
+"""Elaboration: one model body evaluated into program data, blocks and `repeat` inlined.
+
+Consumes the AST of the selected model and the `Structure` of the file; fills lists of program
+inputs, constants, op instances (through `CallsMixin`), outputs, losses and aux-loss refs, and
+reports every independent error to the sink. Expressions and statements are dispatched through
+rule tables keyed by AST node type. An expression that failed evaluates to `POISON`, which
+silences the errors that would only follow from the first one.
+
+Evaluation has two positions. In tensor position (a binding's right-hand side, a tensor
+argument) an unbound name is an error. In hyperparameter position (a keyword argument of an op,
+a block hyperparameter, a dimension) an unbound bare name is a `Symbol` such as `gelu` or `N`,
+checked later against what the op expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..diagnostics import Diagnostic, DiagnosticSink, Label, Span, did_you_mean
+from ..ir.ops import BINARY_OPERATORS, OPS
+from ..ir.types import SOURCE_DTYPES, DType, TensorType
+from . import ast
+from .calls import MAX_OPS, CallsMixin
+from .program import Const, LossTerm, OpInstance, OutputTerm, ProgramInput, Ref
+from .scope import Scope, Stmt, reserved_names
+from .structure import Structure
+from .values import (
+    INT_LIMIT,
+    POISON,
+    Multi,
+    Problem,
+    ProblemError,
+    Symbol,
+    Tensor,
+    describe,
+    fold,
+    is_const,
+    negate,
+)
+
+MAX_BLOCK_DEPTH = 32
+MAX_REPEAT = 10_000
+MULTI_OUTPUT_OPS = tuple(sorted(n for n, op in OPS.items() if len(op.outputs) > 1))
+
+
+class TooLarge(Exception):
+    """Raised (after reporting E0231) to stop elaborating a runaway program."""
+
+
+class Elaborator(CallsMixin):
+    def __init__(self, structure: Structure, sink: DiagnosticSink):
+        self.st = structure
+        self.sink = sink
+        self.inputs: list[ProgramInput] = []
+        self.consts: list[Const] = []
+        self.ops: list[OpInstance] = []
+        self.aux: list[Ref] = []
+        self.outputs: list[OutputTerm] = []
+        self.losses: list[LossTerm] = []
+        self.calls: list[tuple[str, Span]] = []  # block instances being inlined (innermost last)
+        self._expr: dict[type, Callable[..., Any]] = {
+            ast.Name: self._name, ast.IntLit: self._literal, ast.FloatLit: self._literal,
+            ast.BoolLit: self._literal, ast.StringLit: self._string, ast.NoneLit: self._none,
+            ast.BinOp: self._binop, ast.Neg: self._neg, ast.Field: self._field,
+            ast.Call: self._call, ast.Repeat: self._repeat,
+        }
+        self._stmt: dict[type, Callable[[Any, Scope], None]] = {
+            ast.InputDecl: self._input, ast.Let: self._let, ast.Output: self._output,
+            ast.Loss: self._loss, ast.Return: self._return,
+        }
+
+    # -- diagnostics -----------------------------------------------------------------------------
+
+    def error(self, code: str, message: str, span: Span | None, label: str = "",
+              help: str = "", notes: tuple = (), in_block: bool = True) -> None:
+        notes = tuple(notes)
+        if in_block and self.calls:
+            name, call_span = self.calls[-1]
+            notes += (Label(call_span, f"in this use of block '{name}'"),)
+        self.sink.add(Diagnostic(code, message, span, label, notes, help))
+
+    def problem(self, p: Problem, span: Span, scope: Scope) -> None:
+        help = p.help
+        if p.code == "E0201" and not help:
+            name = p.message.split("'")[1]
+            help = did_you_mean(name, scope.names()) or "define it first, or pass it as a " \
+                "hyperparameter"
+        self.error(p.code, p.message, span, "", help=help)
+
+    def multi_error(self, v: Multi, span: Span) -> None:
+        if v.names:
+            help = (f"pick one output, e.g. .{v.names[0]}, or bind them all: "
+                    f"{', '.join(v.names)} = {v.what}(...)")
+        else:
+            help = "bind the results to names: " + ", ".join(
+                f"r{i}" for i in range(len(v.items))) + " = ..."
+        self.error("E0216", f"{v.what} has {len(v.items)} results, but one tensor is needed here",
+                   span, "several values", help=help)
+
+    def limit_ops(self, span: Span) -> None:
+        if len(self.ops) >= MAX_OPS:
+            self.error("E0231", f"the program expands to more than {MAX_OPS} op instances", span,
+                       "while expanding this", help="check repeat counts and block nesting")
+            raise TooLarge
+
+    def result_tensor(self, v: Any, span: Span, what: str) -> Tensor | None:
+        if isinstance(v, Tensor):
+            return v
+        if isinstance(v, Multi):
+            self.multi_error(v, span)
+        elif v is not POISON:
+            self.error("E0208", f"{what} must be a tensor, got {describe(v)}", span,
+                       "not a tensor", help="give the result of an op or a model input")
+        return None
+
+    # -- expressions -------------------------------------------------------------------------------
+
+    def eval(self, expr: ast.Expr, scope: Scope, stmt: Stmt, hyper: bool = False,
+             whole: bool = False) -> Any:
+        return self._expr[type(expr)](expr, scope, stmt, hyper, whole)
+
+    def _literal(self, e: Any, scope: Scope, stmt: Stmt, hyper: bool, whole: bool) -> Any:
+        return e.value
+
+    def _string(self, e: ast.StringLit, scope: Scope, stmt: Stmt, hyper: bool, whole: bool) -> Any:
+        return Symbol(e.value)
+
+    def _none(self, e: ast.NoneLit, scope: Scope, stmt: Stmt, hyper: bool, whole: bool) -> Any:
+        return None
+
+    def _name(self, e: ast.Name, scope: Scope, stmt: Stmt, hyper: bool, whole: bool) -> Any:
+        if e.id == "_":
+            self.error("E0229", "'_' discards a value and cannot be read", e.span, "discarded",
+                       help="bind the value to a name to use it later")
+            return POISON
+        found, v = scope.lookup(e.id)
+        if found:
+            return v
+        if hyper:
+            return Symbol(e.id)
+        self.unknown_name(e.id, e.span, scope)
+        return POISON
+
+    def unknown_name(self, name: str, span: Span, scope: Scope) -> None:
+        if name in scope.reserved:
+            self.error("E0201", f"'{name}' is used before it is defined", span, "not defined yet",
+                       help=f"statements run in order: define '{name}' above this line")
+            return
+        if name in OPS and OPS[name].callable:
+            help = f"'{name}' is an op: call it, e.g. {name}(x)"
+        else:
+            help = did_you_mean(name, scope.names()) or \
+                "define it first (name = ...) or declare it: input name: float[B, N, D]"
+        self.error("E0201", f"unknown name '{name}'", span, "not defined", help=help)
+
+    def _binop(self, e: ast.BinOp, scope: Scope, stmt: Stmt, hyper: bool, whole: bool) -> Any:
+        a = self.eval(e.left, scope, stmt, hyper)
+        b = self.eval(e.right, scope, stmt, hyper)
+        if a is POISON or b is POISON:
+            return POISON
+        if is_const(a) and is_const(b):
+            try:
+                return fold(e.op, a, b)
+            except ProblemError as exc:
+                self.problem(exc.problem, e.span, scope)
+                return POISON
+        if e.op == "//":
+            self.error("E0232", "'//' (floor division) works on hyperparameters only", e.span,
+                       "a tensor operand", help="divide tensors with '/'")
+            return POISON
+        return self.arith(BINARY_OPERATORS[e.op], e, scope, stmt,
+                          {"a": (a, e.left.span), "b": (b, e.right.span)})
+
+    def _neg(self, e: ast.Neg, scope: Scope, stmt: Stmt, hyper: bool, whole: bool) -> Any:
+        v = self.eval(e.operand, scope, stmt, hyper)
+        if v is POISON:
+            return POISON
+        if is_const(v):
+            try:
+                return negate(v)
+            except ProblemError as exc:
+                self.problem(exc.problem, e.span, scope)
+                return POISON
+        return self.arith("neg", e, scope, stmt, {"x": (v, e.operand.span)})
+
+    def arith(self, op: str, e: Any, scope: Scope, stmt: Stmt,
+              operands: dict[str, tuple[Any, Span]]) -> Any:
+        """An operator with a tensor operand: constants become `const` values, then the op."""
+        tensors: dict[str, Tensor] = {}
+        for port, (v, span) in operands.items():
+            if isinstance(v, Multi):
+                self.multi_error(v, span)
+                return POISON
+            if isinstance(v, Tensor):
+                tensors[port] = v
+            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                tensors[port] = self.const(v, span)
+            else:
+                self.error("E0232", f"cannot use {describe(v)} in tensor arithmetic", span,
+                           "not a number", help="tensor arithmetic takes tensors and numbers")
+                return POISON
+        spans = {p: s for p, (_, s) in operands.items()}
+        inst = self.instantiate(op, tensors, {}, e.span, spans)
+        if inst is None:
+            return POISON
+        path = scope.prefix + stmt.binding if stmt.binding else scope.path
+        return self.record(scope, path, OPS[op], tensors, inst, e.span)
+
+    def const(self, value: float, span: Span) -> Tensor:
+        t = TensorType(DType.FLOAT if isinstance(value, float) else DType.I64, ())
+        self.consts.append(Const(value, t, span))
+        return Tensor(Ref("const", len(self.consts) - 1), t)
+
+    def _field(self, e: ast.Field, scope: Scope, stmt: Stmt, hyper: bool, whole: bool) -> Any:
+        base = self.eval(e.value, scope, stmt)
+        if base is POISON:
+            return POISON
+        if isinstance(base, Multi) and base.names:
+            if e.name in base.names:
+                return base.items[base.names.index(e.name)]
+            self.error("E0214", f"{base.what} has no output '{e.name}'", e.name_span,
+                       "unknown field", help=did_you_mean(e.name, base.names)
+                       or f"its outputs are: {', '.join(base.names)}")
+        elif isinstance(base, Multi):
+            self.error("E0213", f"the results of {base.what} have no names", e.name_span,
+                       "no fields", help="destructure them instead: a, b = Block(...)")
+        else:
+            what = describe(base)
+            if isinstance(e.value, ast.Call) and e.value.func in OPS:
+                what = f"the single output of {e.value.func}"
+            self.error("E0213", f"'.{e.name}' needs a multi-output op, but this is {what}",
+                       e.name_span, "no fields",
+                       help=f"only {', '.join(MULTI_OUTPUT_OPS)} have named outputs")
+        return POISON
+
+    def _call(self, e: ast.Call, scope: Scope, stmt: Stmt, hyper: bool, whole: bool) -> Any:
+        if e.func in OPS and OPS[e.func].callable:
+            return self.eval_op(e, scope, stmt, whole)
+        if e.func in self.st.blocks and e.func not in self.st.cyclic:
+            return self.eval_block(e, scope, stmt, whole)
+        return POISON  # unknown callee or cycle: reported by the structure pass
+
+    # -- blocks and repeat -------------------------------------------------------------------------
+
+    def eval_block(self, call: ast.Call, scope: Scope, stmt: Stmt, whole: bool) -> Any:
+        blk = self.st.blocks[call.func]
+        prepared = self.prepare_block_call(blk, call, scope, stmt)
+        if prepared is None:
+            return POISON
+        name = scope.instance_name(stmt, blk.name, whole)
+        return self.inline(blk, f"{scope.prefix}{name}.", *prepared, call)
+
+    def prepare_block_call(self, blk: ast.BlockDef, call: ast.Call, scope: Scope, stmt: Stmt):
+        inputs = [d.name for d in self.st.block_inputs[blk.name]]
+        usage = f"{blk.name}(" + ", ".join(inputs + [f"{p.name}=..." for p in blk.params]) + ")"
+        args = self.bind_args(call, f"block {blk.name}", inputs, [p.name for p in blk.params],
+                              usage)
+        ok = args.ok
+        missing = [n for n in inputs if n not in args.tensors]
+        if missing and args.ok:
+            self.error("E0206", f"block {blk.name} needs the tensor input '{missing[0]}'",
+                       call.func_span, f"'{missing[0]}' is missing", help=f"usage: {usage}")
+            ok = False
+        for p in blk.params:
+            if p.default is None and p.name not in args.hypers:
+                self.error("E0205", f"block {blk.name} needs the hyperparameter '{p.name}'",
+                           call.func_span, f"'{p.name}' is missing",
+                           help=f"pass it by name: {blk.name}(..., {p.name}=...)")
+                ok = False
+        tensors: dict[str, Any] = {}
+        spans: dict[str, Span] = {}
+        for n in inputs:
+            if n in args.tensors:
+                expr, span = args.tensors[n]
+                v = self.tensor_arg(scope, stmt, expr, span, f"input '{n}' of block {blk.name}")
+                ok = ok and v is not POISON
+                tensors[n], spans[n] = v, span
+        hypers: dict[str, Any] = {}
+        for n, kw in args.hypers.items():
+            v = self.eval(kw.value, scope, stmt, hyper=True)
+            if isinstance(v, (Tensor, Multi)):
+                self.error("E0208", f"hyperparameter '{n}' of block {blk.name} must be a constant, "
+                           f"got {describe(v)}", kw.value.span, "not a constant",
+                           help="pass tensors as inputs; hyperparameters are numbers, true/false "
+                           "or names")
+                v = POISON
+            ok = ok and v is not POISON
+            hypers[n] = v
+        return (tensors, spans, hypers) if ok else None
+
+    def inline(self, blk: ast.BlockDef, prefix: str, tensors: dict[str, Any],
+               spans: dict[str, Span], hypers: dict[str, Any], call: ast.Call) -> Any:
+        if len(self.calls) >= MAX_BLOCK_DEPTH:
+            self.error("E0231", f"blocks are nested more than {MAX_BLOCK_DEPTH} deep", call.span,
+                       "too deep", help="flatten the block hierarchy")
+            return POISON
+        child = Scope(blk, prefix, reserved=reserved_names(blk), block_args=tensors,
+                      block_arg_spans=spans)
+        self.calls.append((blk.name, call.span))
+        try:
+            for p in blk.params:
+                if p.name in child.hypers:
+                    continue
+                if p.name in hypers:
+                    child.hypers[p.name] = hypers[p.name]
+                elif p.default is not None:
+                    child.hypers[p.name] = self.eval(p.default, child, Stmt(""), hyper=True)
+                else:
+                    child.hypers[p.name] = POISON
+            self.run_body(child)
+        finally:
+            self.calls.pop()
+        ret = child.returned
+        if not ret or any(v is POISON for v in ret):
+            return POISON
+        return ret[0] if len(ret) == 1 else Multi(f"block {blk.name}", tuple(ret), None)
+
+    def _repeat(self, e: ast.Repeat, scope: Scope, stmt: Stmt, hyper: bool, whole: bool) -> Any:
+        count = self.eval(e.count, scope, stmt, hyper=True)
+        name = e.call.func
+        ok = count is not POISON
+        if ok and (isinstance(count, bool) or not isinstance(count, int)
+                   or not 1 <= count <= MAX_REPEAT):
+            self.error("E0221", f"repeat needs a count between 1 and {MAX_REPEAT}, got "
+                       f"{describe(count)}", e.count.span, "invalid count",
+                       help="e.g. h = repeat(layers) Layer(x, ...) with layers = 4")
+            ok = False
+        if name in OPS:
+            self.error("E0221", f"repeat works on blocks; '{name}' is a built-in op",
+                       e.call.func_span, "not a block",
+                       help=f"wrap it in a block: block Step(D) {{ input x: float[B, N, D]  "
+                       f"return {name}(x, ...) }}")
+            return POISON
+        if name not in self.st.blocks or name in self.st.cyclic:
+            return POISON
+        blk = self.st.blocks[name]
+        inputs = self.st.block_inputs[name]
+        rets = [s for s in blk.body if isinstance(s, ast.Return)]
+        nret = len(rets[0].values) if rets else 0
+        if len(inputs) != 1 or nret != 1:
+            self.error("E0221", f"repeat needs a block with one input and one result; '{name}' "
+                       f"has {len(inputs)} input(s) and {nret} result(s)", e.call.func_span,
+                       "not chainable",
+                       help="repeat feeds each copy's result into the next copy's input")
+            return POISON
+        prepared = self.prepare_block_call(blk, e.call, scope, stmt)
+        if prepared is None or not ok:
+            return POISON
+        tensors, spans, hypers = prepared
+        inst = scope.instance_name(stmt, name, whole)
+        port = inputs[0].name
+        x = tensors[port]
+        for i in range(count):
+            y = self.inline(blk, f"{scope.prefix}{inst}.{i}.", {port: x}, spans, hypers, e.call)
+            if not isinstance(y, Tensor):
+                return POISON
+            if y.type != x.type:
+                self.error("E0221", f"repeat needs '{name}' to return the type of its input: it "
+                           f"takes {x.type} and returns {y.type}", e.span, "not chainable",
+                           help="each copy's result feeds the next copy, so the types must match")
+                return POISON
+            x = y
+        return x
+
+    # -- statements --------------------------------------------------------------------------------
+
+    def run_body(self, scope: Scope) -> None:
+        for s in scope.defn.body:
+            self._stmt[type(s)](s, scope)
+
+    def eval_type(self, texpr: ast.TypeExpr, scope: Scope) -> TensorType | None:
+        dtype = SOURCE_DTYPES.get(texpr.dtype)
+        ok = dtype is not None
+        if dtype is None:
+            self.error("E0202", f"unknown dtype '{texpr.dtype}'", texpr.dtype_span, "not a dtype",
+                       help=did_you_mean(texpr.dtype, SOURCE_DTYPES)
+                       or f"the dtypes are: {', '.join(SOURCE_DTYPES)}")
+        dims: list[Any] = []
+        for e in texpr.dims:
+            if not isinstance(e, ast.Name):
+                free = [n for n in ast.walk_expr(e)
+                        if isinstance(n, ast.Name) and not scope.lookup(n.id)[0]]
+                if free:
+                    self.error("E0227", f"the symbolic dimension '{free[0].id}' cannot be used in "
+                               "arithmetic", free[0].span, "symbolic",
+                               help="a dimension is a plain symbol (B, N) or a hyperparameter "
+                               "expression (4 * d)")
+                    ok = False
+                    continue
+            v = self.eval(e, scope, Stmt(""), hyper=True)
+            if isinstance(v, Symbol):
+                dims.append(v.name)
+            elif isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= INT_LIMIT:
+                dims.append(v)
+            else:
+                if v is not POISON:
+                    self.error("E0227", f"a dimension must be a positive integer or a symbol such "
+                               f"as N, got {describe(v)}", e.span, "invalid dimension",
+                               help="sizes are positive integers below 2^31")
+                ok = False
+        return TensorType(dtype, tuple(dims)) if ok and dtype is not None else None
+
+    def _input(self, s: ast.InputDecl, scope: Scope) -> None:
+        t = self.eval_type(s.type, scope)
+        if not scope.is_block:
+            if t is None:
+                scope.bind(s.name, POISON)
+                return
+            self.inputs.append(ProgramInput(s.name, t, s.type.dtype, s.span))
+            scope.bind(s.name, Tensor(Ref("input", len(self.inputs) - 1), t))
+            return
+        actual = scope.block_args.get(s.name, POISON)
+        if actual is not POISON and t is not None and not _matches(t, s.type.dtype, actual.type,
+                                                                   scope.dim_bindings):
+            self.error("E0222", f"input '{s.name}' of block {scope.defn.name} is declared {t}, "
+                       f"but the argument is {actual.type}", scope.block_arg_spans[s.name],
+                       f"{actual.type}", (Label(s.type.span, "declared here"),),
+                       help="named dims (B, N) match any size, consistently across the inputs; "
+                       "numbers and hyperparameters must match exactly", in_block=False)
+            actual = POISON
+        scope.bind(s.name, actual)
+
+    def _let(self, s: ast.Let, scope: Scope) -> None:
+        named = [t.name for t in s.targets if not t.is_discard]
+        stmt = Stmt(named[0] if named else "")
+        v = self.eval(s.value, scope, stmt, whole=isinstance(s.value, (ast.Call, ast.Repeat)))
+        if not s.is_tuple:
+            scope.bind(s.targets[0].name, v)
+            return
+        n = len(s.targets)
+        items: list[Any] = [POISON] * n
+        if isinstance(v, Multi) and len(v.items) == n:
+            items = list(v.items)
+        elif v is not POISON:
+            if isinstance(v, Multi):
+                listed = f" ({', '.join(v.names)})" if v.names else ""
+                msg = f"{v.what} returns {len(v.items)} values{listed}, but {n} names are bound"
+                help = f"bind {len(v.items)} names; use _ for the values you don't need"
+            elif isinstance(s.value, ast.Call) and s.value.func in OPS:
+                msg = f"{s.value.func} has a single output, but {n} names are bound"
+                help = f"bind it to one name: {named[0] if named else 'y'} = {s.value.func}(...)"
+            else:
+                msg = f"cannot destructure {describe(v)} into {n} names"
+                help = "only multi-output ops and blocks returning several values destructure"
+            first, last = s.targets[0].span, s.targets[-1].span
+            span = Span(first.file, first.line, first.col, last.end_line, last.end_col)
+            self.error("E0215", msg, span, f"{n} names", help=help)
+        for t, item in zip(s.targets, items):
+            scope.bind(t.name, item)
+
+    def _output(self, s: ast.Output, scope: Scope) -> None:
+        if scope.is_block:
+            return  # reported by the structure pass
+        if s.value is None:
+            found, v = scope.lookup(s.name)
+            if not found:
+                self.unknown_name(s.name, s.name_span, scope)
+                return
+            span = s.name_span
+        else:
+            v = self.eval(s.value, scope, Stmt(s.name),
+                          whole=isinstance(s.value, (ast.Call, ast.Repeat)))
+            scope.bind(s.name, v)
+            span = s.value.span
+        t = self.result_tensor(v, span, f"output '{s.name}'")
+        if t is not None:
+            self.outputs.append(OutputTerm(s.name, t.ref, s.span))
+
+    def _loss(self, s: ast.Loss, scope: Scope) -> None:
+        if scope.is_block:
+            return
+        v = self.eval(s.value, scope, Stmt(s.name), whole=isinstance(s.value, (ast.Call, ast.Repeat)))
+        scope.bind(s.name, v)
+        weight: float | None = 1.0
+        if s.weight is not None:
+            w = self.eval(s.weight, scope, Stmt(""), hyper=True)
+            weight = None
+            if isinstance(w, (int, float)) and not isinstance(w, bool):
+                weight = float(w)
+            elif w is not POISON:
+                self.error("E0207", f"a loss weight must be a number, got {describe(w)}",
+                           s.weight.span, "not a number", help="e.g. loss aux = ... weight 0.1")
+        t = self.result_tensor(v, s.value.span, f"loss '{s.name}'")
+        if t is None:
+            return
+        if t.type.shape != () or t.type.dtype is not DType.FLOAT:
+            self.error("E0220", f"loss '{s.name}' must be a 0-d float tensor, got {t.type}",
+                       s.value.span, "not a scalar",
+                       help="reduce it first, e.g. mean(...), or use cross_entropy(logits, targets)")
+            return
+        if weight is not None:
+            self.losses.append(LossTerm(s.name, t.ref, weight, s.span))
+
+    def _return(self, s: ast.Return, scope: Scope) -> None:
+        if not scope.is_block or scope.returned is not None:
+            return  # misplaced or second return: reported by the structure pass
+        single = len(s.values) == 1
+        vals: list[Any] = []
+        for e in s.values:
+            v = self.eval(e, scope, Stmt(""), whole=single and isinstance(e, (ast.Call, ast.Repeat)))
+            t = self.result_tensor(v, e.span, f"a result of block {scope.defn.name}")
+            vals.append(POISON if t is None else t)
+        scope.returned = vals
+
+
+def _matches(declared: TensorType, spelling: str, actual: TensorType,
+             dims: dict[str, Any]) -> bool:
+    """Does an argument fit a block's declared input type? Binds the declared symbols."""
+    same_dtype = declared.dtype is actual.dtype or (spelling == "int" and actual.dtype.is_int)
+    if not same_dtype or declared.rank != actual.rank:
+        return False
+    for d, a in zip(declared.shape, actual.shape):
+        if isinstance(d, int):
+            if d != a:
+                return False
+        elif dims.setdefault(d, a) != a:
+            return False
+    return True
