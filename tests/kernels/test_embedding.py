@@ -93,7 +93,8 @@ def test_out_of_range_ids_flag_without_sync_and_host_check(emb):
     err = torch.zeros(1, dtype=torch.int32, device=DEVICE)
     y = emb[False](tok, W, err=err)
     assert int(err) == 1
-    assert torch.equal(y[0, 1], torch.zeros(24)) and torch.equal(y[1, 0], torch.zeros(24))
+    assert torch.equal(y[0, 1], torch.zeros(24, device=DEVICE))
+    assert torch.equal(y[1, 0], torch.zeros(24, device=DEVICE))
     assert torch.equal(y[0, 0], W[0]) and torch.equal(y[1, 1], W[5])
     ok = torch.zeros(1, dtype=torch.int32, device=DEVICE)
     emb[False](tok.clamp(0, 5), W, err=ok)

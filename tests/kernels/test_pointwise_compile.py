@@ -37,7 +37,10 @@ def cases():
         ctx = dict(template="pointwise.py.jinja", name="pw", **PROGRAM)
         for ndim in (1, 4):
             for int64 in (False, True):
-                out.append((ctx, "pw_kernel", sig, {"NDIM": ndim, "BLOCK": 1024, "INT64": int64}))
+                for unit in (False, True):
+                    consts = {"NDIM": ndim, "BLOCK": 1024, "INT64": int64}
+                    consts.update(a_UNIT=unit, b_UNIT=not unit)
+                    out.append((ctx, "pw_kernel", sig, consts))
         for mode in ("all", "leading"):
             ctx = {
                 "template": "reduce.py.jinja",

@@ -93,7 +93,7 @@ def test_eps_is_a_runtime_argument(mods):
     w = torch.ones(8, device=DEVICE)
     small = mods["rms", False](x, w, 1e-12)
     big = mods["rms", False](x, w, 1.0)
-    assert rel(small, torch.ones(3, 8, dtype=torch.float64)) < 1e-4
+    assert rel(small, torch.ones(3, 8, dtype=torch.float64, device=DEVICE)) < 1e-4
     assert rel(big, (x / (1e-6 + 1.0) ** 0.5).double()) < 1e-4
 
 
@@ -113,7 +113,11 @@ def test_empty_rows(mods):
     w = torch.ones(16, device=DEVICE, requires_grad=True)
     y = mods["rms", False](x, w, 1e-6)
     (gx, gw) = torch.autograd.grad(y.sum(), [x, w])
-    assert y.shape == (0, 16) and gx.shape == (0, 16) and torch.equal(gw, torch.zeros(16))
+    assert (
+        y.shape == (0, 16)
+        and gx.shape == (0, 16)
+        and torch.equal(gw, torch.zeros(16, device=DEVICE))
+    )
 
 
 @pytest.mark.gpu
