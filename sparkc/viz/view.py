@@ -169,7 +169,9 @@ def _make_vnode(graph: Graph, node: Node, vid: str, blocks: set[str]) -> VNode:
     lines += operands
     params = [graph.node(v.node) for v in node.inputs if graph.node(v.node).op == "param"]
     note_parts = []
-    name = node.scope.rsplit(".", 1)[-1] if node.scope else ""
+    cluster = _block_of(node.scope, blocks)
+    # A node scoped by its block itself (a block's `return a + b`) has no instance name.
+    name = node.scope.rsplit(".", 1)[-1] if node.scope and node.scope != cluster else ""
     if name and name != node.op:
         note_parts.append(name)
     if params:
@@ -178,7 +180,7 @@ def _make_vnode(graph: Graph, node: Node, vid: str, blocks: set[str]) -> VNode:
         note_parts.append(f"{len(params)} param{plural} ({human_count(numel)})")
     spec = OPS.get(node.op)
     return VNode(vid, node.id, "op", node.op, lines, ", ".join(note_parts),
-                 spec.category if spec else "", _block_of(node.scope, blocks))
+                 spec.category if spec else "", cluster)
 
 
 def _numel(param: Node) -> int:

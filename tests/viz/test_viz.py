@@ -175,3 +175,12 @@ def test_view_has_no_special_ops_but_io() -> None:
     kinds = {v.kind for v in view.nodes}
     assert kinds == {"input", "output", "loss", "aux", "op"}
     assert all(v.title not in SPECIAL_OPS for v in view.nodes if v.kind == "op")
+
+
+def test_block_scoped_nodes_have_no_instance_note() -> None:
+    g = tiny_gpt(1)
+    last_add = g.nodes_of("add")[-1]
+    g.update(last_add.id, scope="h.0")  # how lowering scopes a block's `return a + b`
+    view = build_view(g)
+    (v,) = [v for v in view.nodes if v.node_id == last_add.id]
+    assert v.cluster == "h.0" and v.note == ""
