@@ -46,7 +46,6 @@ GROUP_COLORS = ("#dc2626", "#2563eb", "#059669", "#d97706", "#7c3aed", "#db2777"
 EDGE_STYLE: dict[str, list[str]] = {
     "data": [],
     "aux": ['style=dashed', 'color="#ea580c"', 'fontcolor="#ea580c"'],
-    "tie": ['style=dotted', 'color="#94a3b8"', 'arrowhead=none', 'constraint=false'],
 }
 
 CLUSTER_FILLS = ("#f8fafc", "#f1f5f9")  # alternate by depth so nested blocks stay visible

@@ -20,7 +20,7 @@ SHAPES: dict[str, tuple[str, str]] = {
     "op": ('["', '"]'),
 }
 
-ARROWS: dict[str, str] = {"data": "-->", "aux": "-.->", "tie": "-.-"}
+ARROWS: dict[str, str] = {"data": "-->", "aux": "-.->"}
 
 KIND_CLASSES: dict[str, str] = {
     "input": "fill:#dbeafe,stroke:#3b82f6",

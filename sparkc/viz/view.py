@@ -40,7 +40,7 @@ class VEdge:
     src: str
     dst: str
     label: str = ""
-    kind: str = "data"  # data | aux (an aux loss into aux_sum) | tie (a tied weight)
+    kind: str = "data"  # data | aux (an aux loss into aux_sum)
 
 
 @dataclass
@@ -120,7 +120,6 @@ def build_view(graph: Graph, title: str | None = None, groups: dict[str, str] | 
         vid[node.id] = v.vid
         vnodes.append(v)
 
-    embeds = {n.scope: n.id for n in order if n.op == "embed"}
     edges: list[VEdge] = []
     for node in order:
         if node.id not in vid:
@@ -134,9 +133,6 @@ def build_view(graph: Graph, title: str | None = None, groups: dict[str, str] | 
                 label = OPS[src.op].output_names[v.index]
             kind = "aux" if node.op == "aux_sum" else "data"
             edges.append(VEdge(vid[src.id], vid[node.id], label, kind))
-        tie = node.attr("tie") if node.op == "linear" else None
-        if tie and tie in embeds:
-            edges.append(VEdge(vid[embeds[tie]], vid[node.id], "tied weight", "tie"))
 
     root = _cluster_tree(vnodes)
     seen: list[str] = []
@@ -167,6 +163,8 @@ def _make_vnode(graph: Graph, node: Node, vid: str, blocks: set[str]) -> VNode:
         if src.op == "const":
             operands.append(f"{port} = {format_value(src.attr('value'))}")
     lines += operands
+    if node.attr("tie"):  # a label line, not an edge: a tie edge would cross the whole picture
+        lines.append(f"weight tied to {node.attr('tie')}")
     params = [graph.node(v.node) for v in node.inputs if graph.node(v.node).op == "param"]
     note_parts = []
     cluster = _block_of(node.scope, blocks)

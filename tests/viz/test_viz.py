@@ -65,7 +65,7 @@ def test_kinds_have_distinct_shapes() -> None:
     assert "shape=ellipse" in by_title["aux_loss"]
     assert "#ede9fe" in by_title["attention"]  # sequence mixers share a colour
     assert re.search(r"n\d+ -> n\d+ \[label=\" loss\", style=dashed", text)
-    assert "tied weight" in text
+    assert "weight tied to tok" in text
 
 
 def test_block_clusters_nest_by_instance_path() -> None:
