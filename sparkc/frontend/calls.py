@@ -200,7 +200,7 @@ class CallsMixin:
             return instantiate(op, {p: t.type for p, t in inputs.items()}, hp)
         except ShapeFailure as f:
             where = spans.get(f.arg, span) if f.arg else span
-            self.error(f.code, f.message, where, "", help=f.help)
+            self.error(f.code, f.message, where, "", help=f.help or f"usage: {OPS[op].signature()}")
             return None
 
     def record(self, scope: Scope, path: str, spec: OpSpec, inputs: dict[str, Tensor],

@@ -389,6 +389,8 @@ class Elaborator(CallsMixin):
                     ok = False
                     continue
             v = self.eval(e, scope, Stmt(""), hyper=True)
+            if isinstance(v, float) and v.is_integer():
+                v = int(v)  # like int hyperparameters: 64.0 is a size, 64.5 is not
             if isinstance(v, Symbol):
                 dims.append(v.name)
             elif isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= INT_LIMIT:
@@ -415,7 +417,7 @@ class Elaborator(CallsMixin):
                                                                    scope.dim_bindings):
             self.error("E0222", f"input '{s.name}' of block {scope.defn.name} is declared {t}, "
                        f"but the argument is {actual.type}", scope.block_arg_spans[s.name],
-                       f"{actual.type}", (Label(s.type.span, "declared here"),),
+                       f"{actual.type}", notes=(Label(s.type.span, "declared here"),),
                        help="named dims (B, N) match any size, consistently across the inputs; "
                        "numbers and hyperparameters must match exactly", in_block=False)
             actual = POISON

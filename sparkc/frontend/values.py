@@ -185,6 +185,10 @@ def coerce_hyper(op: str, h: Hyper, v: Any) -> Any:
         if msg:
             raise ProblemError(Problem("E0207", msg, f"give {h.name} {_type_word(h)}"))
         return None
+    if isinstance(v, Symbol) and h.type != "choice":
+        # An unbound bare name where a number or flag is expected: almost surely a typo (the
+        # checker adds a did-you-mean over the names in scope).
+        raise ProblemError(Problem("E0201", f"unknown name '{v.name}'"))
     wrong = Problem("E0207", f"'{h.name}' of {op} expects {_type_word(h)}, got {describe(v)}",
                     _choice_help(h, v))
     if h.type == "int":
