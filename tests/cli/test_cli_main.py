@@ -18,6 +18,7 @@ from sparkc.cli import main, parse_define
 from sparkc.diagnostics import CompilerBug
 from sparkc.docs_gen import render_ops_markdown
 from sparkc.ir.ops import CALLABLE, OPS
+from sparkc.passes import DEFAULT_PIPELINE
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = str(ROOT / "examples" / "tiny_gpt.spark")
@@ -254,7 +255,7 @@ def test_emit_is_deterministic_and_follows_overrides() -> None:
 
 
 def test_print_after_and_time_passes_go_to_stderr() -> None:
-    first = pipeline._registry()[1][0]
+    first = DEFAULT_PIPELINE[0]
     code, out, err = run("compile", TINY, "--emit", "opt", "--print-after", first, "--time-passes")
     assert code == 0
     assert out == run("compile", TINY, "--emit", "opt")[1]
@@ -293,7 +294,7 @@ def test_graph_dot_and_mermaid() -> None:
     assert dot.lstrip().startswith(("digraph", "strict digraph")) and "attention" in dot
     code, mermaid, _ = run("graph", TINY, "--format", "mermaid")
     assert code == 0
-    assert mermaid.lstrip().startswith(("flowchart", "graph")) and "attention" in mermaid
+    assert re.search(r"^(flowchart|graph) (TD|TB|LR)$", mermaid, re.MULTILINE) and "attention" in mermaid
 
 
 def test_graph_after_a_pass_and_to_a_file(tmp_path: Path) -> None:
@@ -302,7 +303,7 @@ def test_graph_after_a_pass_and_to_a_file(tmp_path: Path) -> None:
     assert (code, out) == (0, "")
     assert err == f"wrote {target}\n"
     assert target.read_text().lstrip().startswith(("digraph", "strict digraph"))
-    first = pipeline._registry()[1][0]
+    first = DEFAULT_PIPELINE[0]
     assert run("graph", TINY, "--after", first)[0] == 0
 
 
