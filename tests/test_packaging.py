@@ -119,3 +119,28 @@ def test_wheel_installs_into_an_empty_venv_and_runs_outside_the_repo(tmp_path: P
     proc = _run([str(venv / "bin" / "sparkc"), "check", str(example)], work, env)
     assert proc.stdout.startswith("ok: TinyGPT ("), proc.stdout
     assert proc.stderr == ""
+
+
+def test_readme_opens_with_the_two_commands_and_ci_runs_the_second() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    prose = [ln for ln in readme.split("```")[0].splitlines() if ln.strip()]
+    assert len(prose) == 2 and prose[0].startswith("# "), "only a title and one sentence first"
+    commands = [ln for ln in readme.split("```")[1].splitlines()[1:] if ln and not ln.startswith("#")]
+    assert len(commands) == 2
+    assert all(c.startswith("python3 -m venv .venv && ") for c in commands)
+    assert commands[0].endswith(".venv/bin/python -m sparkc.demo")
+    assert commands[1].endswith(".venv/bin/python -m pytest -q")
+    ci = [ln for ln in (ROOT / ".ci" / "run").read_text().splitlines()
+          if ln.strip() and not ln.lstrip().startswith(("#", "set "))]
+    assert ci[-1] == commands[1], "the last line of .ci/run must be the README's test command"
+    assert os.access(ROOT / ".ci" / "run", os.X_OK)
+
+
+def test_readme_example_program_checks(tmp_path: Path) -> None:
+    from sparkc.cli import main
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    example = readme.split("```spark\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "readme.spark"
+    path.write_text(example)
+    assert main(["check", str(path)]) == 0
