@@ -62,7 +62,7 @@ class CallsMixin:
                     out.ok = False
                 elif npos < len(tensors):
                     out.tensors[tensors[npos]] = (arg.value, arg.value.span)
-                else:
+                elif npos == len(tensors):  # report the first extra argument only
                     given = sum(isinstance(a, ast.PosArg) for a in call.args)
                     noun = "input" if len(tensors) == 1 else "inputs"
                     listed = f" ({', '.join(tensors)})" if tensors else ""
@@ -71,7 +71,6 @@ class CallsMixin:
                         f"{given} positional arguments were given", arg.span, "extra argument",
                         help=f"hyperparameters are passed by name: {usage}")
                     out.ok = False
-                    break
                 npos += 1
                 continue
             seen_kw = arg
@@ -159,9 +158,12 @@ class CallsMixin:
         accepts, word = _PORT_DTYPES[p.dtype]
         t = v.type
         if not accepts(t.dtype):
-            help = "pass a tensor of the right dtype"
+            help = f"usage: {spec.signature()}"
             if p.dtype == "float" and t.dtype.is_int:
                 help = "integer ids must be embedded first: embed(tokens, vocab=..., dim=...)"
+            elif p.dtype == "int":
+                help = "token ids and targets are integer tensors: declare them as i64, e.g. " \
+                    f"input {port}: i64[B, N]"
             self.error("E0303", f"'{port}' of {spec.name} must be {word} tensor, got {t}", span,
                        f"{t.dtype} tensor", help=help)
             return False

@@ -18,7 +18,7 @@ from .elaborate import Elaborator, TooLarge
 from .program import Program
 from .scope import Scope, Stmt, reserved_names
 from .structure import analyse
-from .values import POISON, ProblemError, parse_override, plain
+from .values import POISON, Problem, ProblemError, parse_override, plain
 
 
 def check(module: ast.Module, overrides: dict[str, object] | None = None,
@@ -94,7 +94,7 @@ def _model_hypers(el: Elaborator, model: ast.ModelDef, overrides: dict[str, obje
                      help=did_you_mean(name, params) or f"its hyperparameters are: {listed}")
             continue
         try:
-            given[name] = parse_override(overrides[key])
+            given[name] = _same_kind(params[name], parse_override(overrides[key]))
         except ProblemError as exc:
             el.error(exc.problem.code, f"-D {name}={overrides[key]!s:.40}: {exc.problem.message}",
                      params[name].span, "the hyperparameter", help=exc.problem.help)
@@ -110,6 +110,32 @@ def _model_hypers(el: Elaborator, model: ast.ModelDef, overrides: dict[str, obje
             el.error("E0230", f"model hyperparameter '{p.name}' has no value", p.span,
                      "no default", help=f"give it a default ({p.name} = 64) or pass -D {p.name}=...")
             scope.hypers[p.name] = POISON
+
+
+def _same_kind(p: ast.HyperParam, value: Any) -> Any:
+    """An override must be of the kind of a literal default: a number for 64, a flag for true,
+    a name for gelu (a typo such as -D d=big would otherwise surface far from the -D)."""
+    default = p.default
+    kinds = {ast.IntLit: "a number", ast.FloatLit: "a number", ast.BoolLit: "true or false",
+             ast.Name: "a name"}
+    want = kinds.get(type(default))
+    if want is None or value is None:
+        return value
+    got = ("true or false" if isinstance(value, bool) else
+           "a number" if isinstance(value, (int, float)) else "a name")
+    if got != want:
+        raise ProblemError(Problem(
+            "E0224", f"'{p.name}' takes {want} (its default is {_literal_text(default)})",
+            f"e.g. -D {p.name}={_literal_text(default)}"))
+    return value
+
+
+def _literal_text(e: ast.Expr) -> str:
+    if isinstance(e, ast.BoolLit):
+        return "true" if e.value else "false"
+    if isinstance(e, ast.Name):
+        return e.id
+    return getattr(e, "text", "?")
 
 
 def _unique(diags: list[Diagnostic]) -> list[Diagnostic]:

@@ -84,8 +84,12 @@ class Elaborator(CallsMixin):
         help = p.help
         if p.code == "E0201" and not help:
             name = p.message.split("'")[1]
-            help = did_you_mean(name, scope.names()) or "define it first, or pass it as a " \
-                "hyperparameter"
+            if name in scope.reserved:
+                help = f"'{name}' is defined later: hyperparameters and bindings can only use " \
+                    "names defined before them"
+            else:
+                help = did_you_mean(name, scope.names()) or "define it first, or pass it as a " \
+                    "hyperparameter"
         self.error(p.code, p.message, span, "", help=help)
 
     def multi_error(self, v: Multi, span: Span) -> None:
@@ -124,7 +128,7 @@ class Elaborator(CallsMixin):
         return e.value
 
     def _string(self, e: ast.StringLit, scope: Scope, stmt: Stmt, hyper: bool, whole: bool) -> Any:
-        return Symbol(e.value)
+        return Symbol(e.value, quoted=True)
 
     def _none(self, e: ast.NoneLit, scope: Scope, stmt: Stmt, hyper: bool, whole: bool) -> Any:
         return None

@@ -253,6 +253,8 @@ def _generic(ctx: _Ctx) -> Diagnostic:
         help = f"a statement binds a value: {prev} = <expression>"
     elif _EXPR_START <= exp:
         help = "a value is missing here: write a name, a number or a call"
+    elif tok.type == "COMMA" and _STMT_START <= exp:
+        help = "remove the ','; statements are separated by new lines, not commas"
     elif tok.type in _EXPR_START and _STMT_START <= exp:
         help = "each statement starts with a name and '=' (or input, output, loss, return)"
     else:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..diagnostics import did_you_mean
@@ -47,6 +47,7 @@ class Multi:
 @dataclass(frozen=True)
 class Symbol:
     name: str
+    quoted: bool = field(default=False, compare=False)  # written as "text" rather than text
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def describe(v: Any) -> str:
     if isinstance(v, Multi):
         return f"the {len(v.items)} results of {v.what}"
     if isinstance(v, Symbol):
-        return f"the name '{v.name}'"
+        return f'the string "{v.name}"' if v.quoted else f"the name '{v.name}'"
     if isinstance(v, BasisSpec):
         return "a basis(...) spec"
     if v is None:
@@ -185,6 +186,12 @@ def coerce_hyper(op: str, h: Hyper, v: Any) -> Any:
         if msg:
             raise ProblemError(Problem("E0207", msg, f"give {h.name} {_type_word(h)}"))
         return None
+    if isinstance(v, Symbol) and v.quoted and h.type != "choice":
+        unquoted = v.name if re.fullmatch(r"[0-9.eE+-]+|true|false", v.name) else ""
+        raise ProblemError(Problem(
+            "E0207", f"'{h.name}' of {op} expects {_type_word(h)}, got {describe(v)}",
+            f"remove the quotes: {h.name}={unquoted}" if unquoted else
+            f"give {h.name} {_type_word(h)}"))
     if isinstance(v, Symbol) and h.type != "choice":
         # An unbound bare name where a number or flag is expected: almost surely a typo (the
         # checker adds a did-you-mean over the names in scope).

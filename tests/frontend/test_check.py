@@ -102,8 +102,8 @@ CASES = [
     ("E0232", "y = x // 2\noutput y", "x // 2", ["floor division"]),
     ("E0301", "y = x + embed(tokens, vocab=vocab, dim=32)\noutput y", "x + embed",
      ["[B, N, 64] and [B, N, 32]", "broadcast"]),
-    ("E0301", "input t3: i64[B, N, 2]\nlogits = linear(x, out=vocab)\n"
-     "loss ce = cross_entropy(logits, t3)", "t3)", ["targets must have the shape"]),
+    ("E0301", ("input t3: i64[B, N, 2]\nlogits = linear(x, out=vocab)\n"
+     "loss ce = cross_entropy(logits, t3)"), "t3)", ["targets must have the shape"]),
     ("E0302", "y = fk_attention(x, heads=4, beta=1.5)\noutput y", "1.5", ["(0, 1)"]),
     ("E0302", "y = fk_attention(x, heads=4, hops=0)\noutput y", "0)\n", ["positive"]),
     ("E0302", "y = trajectory(x, window=1)\noutput y", "window=1", ["window must be >= 2"]),
