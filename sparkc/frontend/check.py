@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..diagnostics import Diagnostic, DiagnosticSink, SparkError, did_you_mean
+from ..diagnostics import CompilerBug, Diagnostic, DiagnosticSink, SparkError, did_you_mean
 from . import ast
 from .elaborate import Elaborator, TooLarge
 from .program import Program
@@ -29,6 +29,10 @@ def check(module: ast.Module, overrides: dict[str, object] | None = None,
         raise SparkError(Diagnostic(
             "E0231", "the program is nested too deeply to check", module.span,
             help="reduce block nesting or split long expressions into several bindings")) from None
+    except (SparkError, CompilerBug):
+        raise
+    except Exception as exc:  # a checker bug: say so (exit 3), never a bare traceback
+        raise CompilerBug(f"{type(exc).__name__}: {exc}", "check") from exc
 
 
 def _check(module: ast.Module, overrides: dict[str, object], model_name: str | None) -> Program:

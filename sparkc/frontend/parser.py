@@ -22,7 +22,7 @@ from typing import Any
 from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
 
-from ..diagnostics import Diagnostic, Span, SparkError
+from ..diagnostics import CompilerBug, Diagnostic, Span, SparkError
 from . import ast
 from .syntax_errors import describe_syntax_error
 
@@ -96,7 +96,12 @@ def parse(text: str, filename: str) -> ast.Module:
         raise SparkError(Diagnostic(
             "E0101", f"syntax error: {str(exc).splitlines()[0] if str(exc) else 'unparseable'}",
             Span.point(filename, 1, 1), help="see docs/language.md for the syntax")) from None
-    module = _Builder(filename, text).build(tree)
+    try:
+        module = _Builder(filename, text).build(tree)
+    except SparkError:
+        raise
+    except Exception as exc:  # a bug in the tree conversion, not in the input
+        raise CompilerBug(f"{type(exc).__name__}: {exc}", "parse") from exc
     if not module.definitions:
         raise SparkError(Diagnostic(
             "E0108", "no model in file", Span.point(filename, 1, 1),
