@@ -1,7 +1,8 @@
 """Mutation fuzzing of the front end: broken programs give a diagnostic, never a crash.
 
 Consumes the example programs (`examples/*.spark`), mutates them at the token or byte level
-(delete a token, duplicate one, swap two neighbours, insert random bytes, truncate) and runs the
+(delete a token, duplicate one, swap two neighbours, insert random bytes, truncate; and,
+syntax-preserving, replace a name by another of the program or a number by an edge value) and runs the
 result through `parse_bytes` + `check` (+ `lower` when the program is accepted). Each stage must
 either succeed or raise `SparkError` whose rendering carries an `error[E....]` code; any other
 exception (including `CompilerBug`) fails the test. A second test feeds raw random bytes.
@@ -69,12 +70,35 @@ def _truncate(src: bytes, toks: list[tuple[int, int]], i: int, _: bytes) -> byte
     return src[: i % (len(src) + 1)]
 
 
+# Syntax-preserving mutations reach the checker's deeper rules (shapes, ranges, scoping).
+_NAME = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*\Z")
+_NUMBER = re.compile(rb"[0-9.]")
+_ODD_NUMBERS = (b"0", b"1", b"2", b"3", b"7", b"0.5", b"1.5", b"100000", b"2147483648", b"1e9")
+
+
+def _rename(src: bytes, toks: list[tuple[int, int]], i: int, junk: bytes) -> bytes:
+    """Replace one name by another name of the same program (an op, a binding, a choice...)."""
+    names = [t for t in toks if _NAME.match(src[t[0]:t[1]])]
+    s, e = names[i % len(names)]
+    other_s, other_e = names[(i // len(names) + junk[0]) % len(names)]
+    return src[:s] + src[other_s:other_e] + src[e:]
+
+
+def _renumber(src: bytes, toks: list[tuple[int, int]], i: int, junk: bytes) -> bytes:
+    """Replace one number by an edge value (zero, odd, fractional, huge)."""
+    numbers = [t for t in toks if _NUMBER.match(src[t[0]:t[0] + 1])]
+    s, e = numbers[i % len(numbers)]
+    return src[:s] + _ODD_NUMBERS[junk[0] % len(_ODD_NUMBERS)] + src[e:]
+
+
 MUTATIONS = {
     "delete": _delete,
     "duplicate": _duplicate,
     "swap": _swap,
     "insert": _insert,
     "truncate": _truncate,
+    "rename": _rename,
+    "renumber": _renumber,
 }
 
 
