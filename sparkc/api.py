@@ -13,6 +13,7 @@ version and the templates, and import the package, so a second call is only an i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.resources
 import os
@@ -38,11 +39,13 @@ def compile_graph(text: str | bytes, source_name: str, overrides: dict[str, Any]
 
 
 def compile_files(text: str, source_name: str, overrides: dict[str, Any] | None = None,
-                  model: str | None = None, options: CompileOptions | None = None) -> dict[str, str]:
+                  model: str | None = None, options: CompileOptions | None = None,
+                  fuse: bool = True) -> dict[str, str]:
     from .codegen import generate
 
     graph = compile_graph(text, source_name, overrides, model, options)
-    return generate(graph, text if isinstance(text, str) else text.decode(), Path(source_name).name)
+    source = text if isinstance(text, str) else text.decode()
+    return generate(graph, source, Path(source_name).name, fuse=fuse)
 
 
 def compile_to(out_dir: str | os.PathLike, path: str | os.PathLike, overrides=None, model=None,
@@ -54,13 +57,20 @@ def compile_to(out_dir: str | os.PathLike, path: str | os.PathLike, overrides=No
     return write_package(out_dir, _stem(str(path)), files, force=force)
 
 
-def _templates_digest() -> str:
+@functools.lru_cache(maxsize=1)
+def _compiler_digest() -> str:
+    """A digest of everything that shapes generated code: the templates and the compiler's own
+    modules (so a development checkout never reuses a package an older compiler wrote)."""
     h = hashlib.sha256()
     root = importlib.resources.files("sparkc.codegen_templates")
     for entry in sorted(root.iterdir(), key=lambda p: p.name):
         if entry.name.endswith(".jinja"):
             h.update(entry.name.encode())
             h.update(entry.read_bytes())
+    pkg = Path(__file__).parent
+    for path in sorted(pkg.rglob("*.py")):
+        h.update(str(path.relative_to(pkg)).encode())
+        h.update(path.read_bytes())
     return h.hexdigest()
 
 
@@ -70,9 +80,9 @@ def cache_dir() -> Path:
 
 
 def load_source(text: str, source_name: str = "model.spark", model: str | None = None,
-                **hyper: Any) -> ModuleType:
+                fuse: bool = True, **hyper: Any) -> ModuleType:
     """Compile `text` (cached) and import the generated package."""
-    key_src = repr((__version__, _templates_digest(), text, model, sorted(hyper.items())))
+    key_src = repr((__version__, _compiler_digest(), text, model, fuse, sorted(hyper.items())))
     key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
     stem = _stem(source_name)
     out = cache_dir() / "modules" / key
@@ -80,7 +90,7 @@ def load_source(text: str, source_name: str = "model.spark", model: str | None =
     if not (pkg / "__init__.py").is_file():
         from .codegen.writer import write_package
 
-        files = compile_files(text, source_name, hyper, model)
+        files = compile_files(text, source_name, hyper, model, fuse=fuse)
         write_package(out, stem, files, force=True)
     return import_package(pkg, f"sparkc_gen_{stem}_{key}")
 

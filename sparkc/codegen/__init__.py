@@ -16,7 +16,12 @@ from .render import render
 from .triton_plan import triton_units
 
 
-def generate(graph: Graph, source_text: str, source_name: str) -> dict[str, str]:
+def generate(graph: Graph, source_text: str, source_name: str, fuse: bool = True) -> dict[str, str]:
+    """The package files; `fuse=False` generates one kernel group per op (no fusion)."""
+    if not fuse:
+        from ..passes.fuse import plan_fusion
+
+        graph.meta["fusion"] = plan_fusion(graph, enabled=False)
     names = name_values(graph)
     units, kernels, plan = triton_units(graph, names)
     float_inputs = [n.attr("name") for n in graph.inputs() if n.types[0].dtype.value == "float"]

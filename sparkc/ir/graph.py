@@ -236,10 +236,14 @@ class Graph:
             )
             inputs.append(param.out())
         attrs = tuple((k, freeze_hyper(spec, k, v)) for k, v in inst.hp)
-        return self.add(
-            op, inputs, attrs, inst.outputs, scope, span,
-            port_names=[*order, *(ps.name for ps in inst.params)],
-        )
+        names = [*order, *(ps.name for ps in inst.params)]
+        tie = dict(inst.hp).get("tie")
+        if tie:
+            # A tied linear reads the embed's weight param as its last input (it owns no weight).
+            weight = next(n for n in self.params() if n.attr("name") == f"{tie}.weight")
+            inputs.append(weight.out())
+            names.append("weight")
+        return self.add(op, inputs, attrs, inst.outputs, scope, span, port_names=names)
 
 
 def qualified(scope: str, name: str) -> str:

@@ -260,6 +260,9 @@ def _check_instance(report: _Report, node: Node, owners: dict[str, list[str]]) -
     if tuple(inst.outputs) != node.types:
         report.add(node, f"types {_fmt(node.types)} differ from the shape rule's {_fmt(inst.outputs)}")
     param_names = [p.name for p in inst.params]
+    tied = bool(hp.get("tie"))
+    if tied:
+        param_names.append("weight")  # the tied embed's weight, read (not owned) last
     if list(node.port_names[n_ports:]) != param_names:
         report.add(node, f"parameters {list(node.port_names[n_ports:])} differ from the op "
                          f"table's {param_names}")
@@ -267,8 +270,14 @@ def _check_instance(report: _Report, node: Node, owners: dict[str, list[str]]) -
     for ps, v in zip(inst.params, node.inputs[n_ports:]):
         _check_owned_param(report, node, ps, g.node(v.node), v.index)
         owners.setdefault(v.node, []).append(node.id)
-    if hp.get("tie"):
+    if tied:
         _check_tie(report, node, hp)
+        weight = g.node(node.inputs[-1].node)
+        if weight.op != "param" or weight.attr("name") != f"{hp['tie']}.weight":
+            report.add(node, f"a linear tied to {hp['tie']!r} must read the param "
+                             f"'{hp['tie']}.weight' last, reads {weight.id} ({weight.op})")
+        else:
+            owners.setdefault("tied:" + weight.id, []).append(node.id)
 
 
 def _check_owned_param(report: _Report, node: Node, ps: Any, param: Node, index: int) -> None:
@@ -307,7 +316,7 @@ def _check_owners(report: _Report, nodes: list[Node], owners: dict[str, list[str
         own = owners.get(n.id, [])
         if len(own) != 1:
             report.add(n, f"a parameter must have exactly one owning op, has {own or 'none'}")
-        readers = {u.id for u in report.graph.users(n.id)}
+        readers = {u.id for u in report.graph.users(n.id)} - set(owners.get("tied:" + n.id, []))
         if readers - set(own):
             report.add(n, f"read by {sorted(readers - set(own))}, which do not own it")
 

@@ -10,8 +10,8 @@ every op instance carrying its `InstanceSpec`); produces a `sparkc.ir.graph.Grap
 - one node per op instance: inputs are its ports in op-table order, then its parameters in
   ParamSpec order, `port_names` naming each; attrs are the resolved hyperparameters in op-table
   order; `scope` is the instance path. A tied `linear` owns only its bias: its `tie` attr holds
-  the embed's instance path, and the weight it uses is that embed's `<path>.weight` param node
-  (one node, one owner; the convention sparkc/ir/verify.py and the passes implement);
+  the embed's instance path, and it reads that embed's `<path>.weight` param node as its last
+  input (port name `weight`; one node, owned by the embed, read by both);
 - one `output` node per output (kind 'output') and loss term (kind 'loss', attr `weight`);
 - exactly one `aux_sum` over every aux-loss output of every op (present even with none, so the
   generated module always has `aux_loss`).
@@ -59,7 +59,7 @@ class _Lowering:
         node = self.g.add(
             "param",
             attrs=(("name", name), ("init", spec.init), ("trainable", spec.trainable),
-                   ("tied_to", None)),
+                   ("tied_to", None), ("fan_in", spec.fan_in)),
             types=(TensorType(spec.dtype, spec.shape),), scope=scope, span=span)
         self.params[name] = node.out()
         return node.out()
@@ -72,6 +72,10 @@ class _Lowering:
         for full, spec in inst.params():
             ins.append(self.param(full, spec, inst.path, inst.span))
             names.append(spec.name)
+        if inst.tie:
+            # The tied linear reads the embed's weight node: an edge, so ordering and DCE see it.
+            ins.append(self.params[f"{inst.tie}.weight"])
+            names.append("weight")
         node = self.g.add(inst.op, inputs=ins, attrs=inst.spec.hp, types=inst.spec.outputs,
                           scope=inst.path, span=inst.span, port_names=names)
         self.ops[index] = tuple(node.out(i) for i in range(len(inst.spec.outputs)))

@@ -142,8 +142,12 @@ def _absorb_tail(graph: Graph, anchor: Node, taken: set[str]) -> list[tuple[str,
     return steps
 
 
-def plan_fusion(graph: Graph) -> FusionPlan:
+def plan_fusion(graph: Graph, enabled: bool = True) -> FusionPlan:
+    """The kernel groups of `graph`; `enabled=False` gives one group per op node (the unfused
+    plan the property tests compare against)."""
     ops = [n for n in graph.topo_order() if n.op not in SPECIAL_OPS]
+    if not enabled:
+        return FusionPlan([Group(f"k{k}", KERNELS[n.op].kind, (n.id,)) for k, n in enumerate(ops)])
     taken: set[str] = set()
     groups: list[tuple[str, list[str], list[tuple[str, str]]]] = []  # (kind, nodes, epilogue)
     member: dict[str, int] = {}

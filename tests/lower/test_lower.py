@@ -54,7 +54,8 @@ def test_every_op_node_type_checks_against_the_op_table() -> None:
         inst = instantiate(node.op, types, dict(node.attrs))
         assert inst.outputs == node.types, node
         assert [k for k, _ in node.attrs] == [h.name for h in spec.hypers]
-        assert list(node.port_names[n_ports:]) == [p.name for p in inst.params]
+        tied = ["weight"] if node.attr("tie") else []  # a tied linear reads the embed's weight last
+        assert list(node.port_names[n_ports:]) == [p.name for p in inst.params] + tied
         for ps, v in zip(inst.params, node.inputs[n_ports:]):
             param = g.node(v.node)
             assert param.op == "param"
@@ -77,14 +78,18 @@ def test_parameters_exist_once_and_match_the_param_specs() -> None:
     per_layer += d * 4 * d + 4 * d + 4 * d * d + d  # mlp fc1, fc2
     expected = vocab * d + layers * per_layer + (d + 1) + vocab  # embed, layers, router, head bias
     assert total == expected
-    assert all(len(g.users(p.id)) == 1 for p in params)
+    # Every param has one reader, except the tied embedding weight (the embed and the head).
+    readers = {p.attr("name"): len(g.users(p.id)) for p in params}
+    assert readers.pop("tok.weight") == 2
+    assert all(n == 1 for n in readers.values())
 
 
 def test_tied_head_reuses_the_embedding() -> None:
     g, _ = _lower()
     head = next(n for n in g.nodes_of("linear") if n.scope == "logits")
     assert head.attr("tie") == "tok"
-    assert head.port_names == ("x", "bias")
+    assert head.port_names == ("x", "bias", "weight")
+    assert g.node(head.inputs[-1].node).attr("name") == "tok.weight"
     assert "logits.weight" not in [p.attr("name") for p in g.params()]
     assert "tok.weight" in [p.attr("name") for p in g.params()]
 
