@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import keyword
 import importlib.resources
 import os
 import sys
@@ -26,16 +27,17 @@ from . import __version__
 from .pipeline import CompileOptions, run_pipeline
 
 
-def _stem(source_name: str) -> str:
+def package_stem(source_name: str) -> str:
+    """The package name a source file compiles to: `examples/tiny_gpt.spark` → `tiny_gpt`."""
     stem = Path(source_name).stem
     safe = "".join(c if c.isalnum() or c == "_" else "_" for c in stem) or "model"
-    return safe if not safe[0].isdigit() else f"m_{safe}"
+    return f"m_{safe}" if safe[0].isdigit() or keyword.iskeyword(safe) else safe
 
 
 def compile_graph(text: str | bytes, source_name: str, overrides: dict[str, Any] | None = None,
                   model: str | None = None, options: CompileOptions | None = None):
     opts = options or CompileOptions(overrides=tuple((overrides or {}).items()), model=model)
-    return run_pipeline(text, source_name, opts, stop_after="opt").artefact
+    return run_pipeline(text, source_name, opts, stop_after="fuse").artefact
 
 
 def compile_files(text: str, source_name: str, overrides: dict[str, Any] | None = None,
@@ -54,7 +56,7 @@ def compile_to(out_dir: str | os.PathLike, path: str | os.PathLike, overrides=No
 
     text = Path(path).read_text()
     files = compile_files(text, str(path), overrides, model, options)
-    return write_package(out_dir, _stem(str(path)), files, force=force)
+    return write_package(out_dir, package_stem(str(path)), files, force=force)
 
 
 @functools.lru_cache(maxsize=1)
@@ -84,7 +86,7 @@ def load_source(text: str, source_name: str = "model.spark", model: str | None =
     """Compile `text` (cached) and import the generated package."""
     key_src = repr((__version__, _compiler_digest(), text, model, fuse, sorted(hyper.items())))
     key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
-    stem = _stem(source_name)
+    stem = package_stem(source_name)
     out = cache_dir() / "modules" / key
     pkg = out / stem
     if not (pkg / "__init__.py").is_file():

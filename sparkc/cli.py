@@ -119,6 +119,7 @@ def _options(args: argparse.Namespace) -> CompileOptions:
         time_passes=bool(getattr(args, "time_passes", False)),
         verify=not getattr(args, "no_verify", False),
         output_dir=getattr(args, "output", None) if args.command == "compile" else None,
+        force=bool(getattr(args, "force", False)),
     )
 
 
@@ -150,7 +151,14 @@ def cmd_compile(args: argparse.Namespace, io: Session) -> int:
 def _renderer(fmt: str) -> Callable[[Any], str | bytes]:
     from . import viz
 
-    return {"dot": viz.to_dot, "mermaid": viz.to_mermaid, "svg": viz.to_svg}[fmt]
+    def draw(graph: Any) -> str | bytes:
+        # After the fuse stage, kernel groups are drawn as coloured frames.
+        plan = graph.meta.get("fusion")
+        groups = plan.group_of() if plan is not None else None
+        render = {"dot": viz.to_dot, "mermaid": viz.to_mermaid, "svg": viz.to_svg}[fmt]
+        return render(graph, groups=groups)
+
+    return draw
 
 
 def cmd_graph(args: argparse.Namespace, io: Session) -> int:
@@ -206,7 +214,8 @@ _EPILOG = {
              "  ok: TinyGPT (... params, ... ops)",
     "compile": "examples:\n  sparkc compile examples/tiny_gpt.spark --emit ir\n"
                "  sparkc compile examples/spark_k.spark --emit opt --print-after cse --time-passes\n"
-               "  sparkc compile examples/tiny_gpt.spark -o build/tiny_gpt",
+               "  sparkc compile examples/tiny_gpt.spark --emit fused\n"
+               "  sparkc compile examples/tiny_gpt.spark -o build   # then: import build.tiny_gpt",
     "graph": "examples:\n  sparkc graph examples/tiny_gpt.spark --format dot | dot -Tsvg > g.svg\n"
              "  sparkc graph examples/hspmn.spark --format svg --after opt -o build/hspmn.svg",
     "ops": "examples:\n  sparkc ops attention fk_attention\n"
@@ -237,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--emit", choices=emit_names(), help="print this stage's text form and stop")
     p.add_argument("-o", "--output", metavar="DIR", help="generate the Python package into DIR")
+    p.add_argument("--force", action="store_true",
+                   help="with -o: replace the package folder even if it holds files sparkc did not write")
     _add_passes(p)
     p.add_argument("--print-after", metavar="PASS", action="append",
                    help="print the graph after this pass to stderr (repeatable; 'all': every pass)")

@@ -53,6 +53,7 @@ class CompileOptions:
     time_passes: bool = False
     verify: bool = True
     output_dir: str | None = None
+    force: bool = False  # codegen may replace an output folder holding files it did not write
 
     def __post_init__(self) -> None:
         # Accept a Mapping or any sequence for convenience, store hashable tuples.
@@ -79,6 +80,7 @@ class StageContext:
     filename: str
     options: CompileOptions
     sink: Sink
+    source: str | bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -163,12 +165,50 @@ def _optimise(graph: Any, ctx: StageContext) -> Any:
     return graph
 
 
+def _fuse(graph: Any, ctx: StageContext) -> Any:
+    from .passes.fuse import plan_fusion
+
+    graph.meta["fusion"] = plan_fusion(graph)
+    return graph
+
+
+def _describe_fusion(graph: Any) -> str:
+    return graph.meta["fusion"].describe(graph)
+
+
+@dataclass(frozen=True)
+class Generated:
+    """What the codegen stage produced: the files, and where they were written (if anywhere)."""
+
+    files: tuple[tuple[str, str], ...]
+    path: Any = None
+    summary: str = ""
+
+
 def _codegen(graph: Any, ctx: StageContext) -> Any:
-    raise StageUnavailable(
-        "code generation is not available yet; use --emit "
-        + "|".join(s.emit for s in STAGES if s.emit)
-        + " to see what the compiler produces"
-    )
+    from pathlib import Path
+
+    from .codegen import generate
+
+    if ctx.source is None:
+        raise StageUnavailable("code generation needs the source text")
+    source = ctx.source if isinstance(ctx.source, str) else ctx.source.decode("utf-8")
+    files = generate(graph, source, Path(ctx.filename).name)
+    plan = graph.meta["fusion"]
+    summary = f"{len(plan.groups)} kernel groups"
+    path = None
+    if ctx.options.output_dir:
+        from .api import package_stem
+        from .codegen.writer import write_package
+
+        path = write_package(ctx.options.output_dir, package_stem(ctx.filename), files,
+                             force=ctx.options.force)
+        summary = f"wrote {path}: {summary}"
+    return Generated(tuple(sorted(files.items())), path, summary)
+
+
+def _codegen_text(generated: Any) -> str:
+    return generated.summary
 
 
 STAGES: list[Stage] = [
@@ -176,7 +216,10 @@ STAGES: list[Stage] = [
     Stage("check", _check, doc="names, hyperparameters and shapes → checked Program"),
     Stage("lower", _lower, _print_graph, emit="ir", doc="Program → IR graph (one node per op instance)"),
     Stage("opt", _optimise, _print_graph, emit="opt", doc="IR graph after the pass pipeline"),
-    Stage("codegen", _codegen, doc="optimised graph → generated Python package in output_dir"),
+    Stage("fuse", _fuse, _describe_fusion, emit="fused",
+          doc="kernel groups: GEMM epilogues, pointwise chains, fused LM-head loss"),
+    Stage("codegen", _codegen, _codegen_text,
+          doc="fused graph → generated Python package (written to output_dir when given)"),
 ]
 
 
@@ -225,13 +268,13 @@ def pass_names(options: CompileOptions) -> tuple[str, ...]:
 
 
 def until(after: str, options: CompileOptions) -> tuple[str, CompileOptions]:
-    """Where to stop to get the graph "after X": a stage (`lower`/`ir`, `opt`) or a pass name.
+    """Where to stop to get the graph "after X": a stage (`lower`/`ir`, `opt`, `fuse`) or a pass.
 
     For a pass, the pipeline runs the selected passes up to and including its first occurrence.
     Returns the stage to stop after and the options to run with.
     """
     # Only stages whose artefact is a graph (their text form is the IR printer) qualify.
-    graph_stages = [s for s in STAGES if s.text is _print_graph]
+    graph_stages = [s for s in STAGES if s.text in (_print_graph, _describe_fusion)]
     if any(after in (s.name, s.emit) for s in graph_stages):
         return after, options
     from .passes import PASSES
@@ -270,7 +313,7 @@ def run_pipeline(
     last = find_stage(stop_after)
     if last >= find_stage("opt"):
         pass_names(options)  # report a misspelt pass before spending time on the program
-    ctx = StageContext(filename, options, sink or _no_sink)
+    ctx = StageContext(filename, options, sink or _no_sink, source)
     artefact: Any = source
     done: list[tuple[str, Any]] = []
     for stage in STAGES[: last + 1]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .. import __version__
 from ..ir.graph import Graph
+from .format import format_python
 from .module import module_context, name_values
 from .render import render
 from .triton_plan import triton_units
@@ -33,6 +34,6 @@ def generate(graph: Graph, source_text: str, source_name: str, fuse: bool = True
             float_inputs=float_inputs,
         ),
     )
-    module = render("module.py.jinja", **ctx)
+    module = format_python(render("module.py.jinja", **ctx), "__init__.py")
     kernel_text = kernels.render(dict(version=__version__, source_name=source_name))
-    return {"__init__.py": module, "kernels.py": kernel_text}
+    return {"__init__.py": module, "kernels.py": format_python(kernel_text, "kernels.py")}

@@ -211,7 +211,13 @@ def module_context(graph: Graph, source_text: str, source_name: str, names: Valu
             )
         )
     num_params = sum(_numel(p["shape"]) for p in params if p["trainable"])
-    sig = ", ".join(i["name"] + ("=None" if i["optional"] else "") for i in inputs)
+    # Python needs defaults after the first default: an input declared after an optional one
+    # defaults to None too, and check_inputs reports it as missing if it was required.
+    sig_parts, seen_optional = [], False
+    for i in inputs:
+        seen_optional = seen_optional or i["optional"]
+        sig_parts.append(i["name"] + ("=None" if seen_optional else ""))
+    sig = ", ".join(sig_parts)
     return dict(
         version=__version__,
         source_name=source_name,

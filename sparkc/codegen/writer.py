@@ -74,6 +74,7 @@ def write_package(out_dir: str | os.PathLike, stem: str, files: dict[str, str], 
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{stem}.tmp-", dir=out))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes 0700; the package is an ordinary folder
         manifest = {"generator": "sparkc", "files": {}}
         for rel in sorted(files):
             target = tmp / rel

@@ -1,10 +1,10 @@
 """Operator fusion: partition the op nodes of the graph into kernel groups.
 
-Consumes a verified graph; produces `graph.meta["fusion"]`, a `FusionPlan`: an ordered list of
-`Group`s, each one generated kernel family invocation (anchor op plus the nodes it absorbs).
-The graph itself is not rewritten (the pass reports `changed=False`), so the IR text, the
-verifier and the reference path see the same graph; code generation, `--emit fused` and
-`sparkc graph --after fuse` read the plan.
+Consumes a verified, optimised graph; produces a `FusionPlan` (stored in `graph.meta["fusion"]`
+by the pipeline's `fuse` stage): an ordered list of `Group`s, each one generated kernel family
+invocation (anchor op plus the nodes it absorbs). The graph itself is not rewritten, so the IR
+text, the verifier and the reference path see the same graph; code generation,
+`sparkc compile --emit fused` and `sparkc graph --after fuse` read the plan.
 
 Fusion rules, in the order they are applied (each is a table lookup, never an op ladder):
 1. `embed` → `pos_embed` (single use): one gather kernel adding the position rows.
@@ -28,7 +28,6 @@ import networkx as nx
 
 from ..ir.graph import SPECIAL_OPS, Graph, Node
 from ..ir.ops import OPS
-from .base import register
 
 
 @dataclass(frozen=True)
@@ -204,16 +203,6 @@ def _merge_pointwise(graph: Graph, node: Node, groups, member, new_group) -> Non
         member[node.id] = k
         return
     new_group("pointwise", [node.id])
-
-
-@register
-class Fuse:
-    name = "fuse"
-    description = "partition op nodes into kernel groups (GEMM epilogues, pointwise chains, ...)"
-
-    def run(self, graph: Graph) -> bool:
-        graph.meta["fusion"] = plan_fusion(graph)
-        return False
 
 
 def fusion_plan(graph: Graph) -> FusionPlan:
