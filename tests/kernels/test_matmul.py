@@ -46,12 +46,15 @@ def ref_step(z, step, ops):
     return table[kind]()
 
 
-def reference(x, weights, epilogue, ops):
+def reference(x, weights, epilogue, ops, kinks=None):
+    """Float64 epilogue(x @ wᵀ); appends the input of every relu to `kinks` when given."""
     if len(weights) == 2:
         z = torch.nn.functional.silu(x @ weights[0].t()) * (x @ weights[1].t())
     else:
         z = x @ weights[0].t()
     for step in epilogue:
+        if kinks is not None and step == "act:relu":
+            kinks.append(z.detach())
         z = ref_step(z, step, ops)
     return z
 
@@ -102,22 +105,32 @@ def run_case(epilogue, dual, M, K, N, dtype=torch.float32, device=DEVICE, tol=1e
     dy64 = torch.randn(M, N, dtype=torch.float64)
 
     def leaves(dt, dev):
-        x = x64.to(dtype=dt, device=dev)
+        # Through `dtype` first: the reference sees exactly the kernel's (rounded) inputs.
+        x = x64.to(dtype).to(dtype=dt, device=dev)
         if x_t:
             x = x.t().contiguous().t()
-        ws = [w.to(dtype=dt, device=dev) for w in weights64]
-        ops = {k: v.to(dtype=dt, device=dev) for k, v in ops64.items()}
+        ws = [w.to(dtype).to(dtype=dt, device=dev) for w in weights64]
+        ops = {k: v.to(dtype).to(dtype=dt, device=dev) for k, v in ops64.items()}
         for t in [x, *ws, *ops.values()]:
             t.requires_grad_(True)
         return x, ws, ops
+
+    # relu's derivative jumps at 0: where a pre-activation is within rounding of 0 the kernel and
+    # the float64 reference may take different sides. No upstream gradient flows there.
+    rx, rws, rops = leaves(torch.float64, device)
+    kinks = []
+    with torch.no_grad():
+        reference(rx, rws, epilogue, rops, kinks)
+    dy64 = dy64.to(device)
+    for z in kinks:
+        dy64 = torch.where(z.abs() < (1e-4 if dtype == torch.float32 else 2e-2) * z.std(), 0, dy64)
 
     x, ws, ops = leaves(dtype, device)
     y = fn(x, *ws, *[ops[k] for k in operand_names(epilogue)])
     y.backward(dy64.to(dtype=dtype, device=device))
 
-    rx, rws, rops = leaves(torch.float64, device)
     ry = reference(rx, rws, epilogue, rops)
-    ry.backward(dy64.to(device))
+    ry.backward(dy64)
 
     assert y.shape == (M, N) and y.dtype == dtype
     assert rel_err(y, ry) < tol, ("y", rel_err(y, ry))
@@ -206,7 +219,8 @@ def test_render_rejects_bad_epilogues(epilogue, needle):
         render("matmul.py.jinja", name="bad", epilogue=epilogue)
 
 
-GPU_SIZES = [(4096, 1024, 2816), (1000, 768, 3072)]
+# M >= 2048 takes the 128x256 tiles (3000 is not a multiple of 128); M <= 64 the decode tiles.
+GPU_SIZES = [(3000, 1024, 2816), (37, 768, 3072)]
 
 
 @pytest.mark.gpu
