@@ -13,6 +13,7 @@ import torch
 if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
 
+import functools
 import math
 import subprocess
 import sys
@@ -70,6 +71,12 @@ def operand_names(epilogue):
 
 
 def build(name, epilogue, dual=False, **extra):
+    return _build(name, tuple(epilogue), dual, tuple(sorted(extra.items())))
+
+
+@functools.cache
+def _build(name, epilogue, dual, extra):
+    epilogue, extra = list(epilogue), dict(extra)
     prelude = render("prelude.py.jinja", version="test", source_name="test_matmul")
     fragment = render("matmul.py.jinja", name=name, epilogue=epilogue, dual=dual, **extra)
     text = prelude + "\n\n" + fragment
