@@ -25,6 +25,7 @@ from ..passes.fuse import FusionPlan, Group, fusion_plan
 from .module import ValueNames, split_ports
 from .pointwise import build_program
 from .render import pyrepr, render
+from .rules_spark_k import SPARK_K_RULES
 
 
 @dataclass
@@ -343,6 +344,7 @@ GROUP_RULES: dict[str, Callable[[Emitter, Group], None]] = {
     "linear_ce": rule_linear_ce,
     "reference": rule_reference,
 }
+GROUP_RULES.update(SPARK_K_RULES)
 
 
 def group_order(graph: Graph, plan: FusionPlan) -> list[Group]:

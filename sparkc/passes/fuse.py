@@ -57,11 +57,13 @@ KERNELS: dict[str, KernelRule] = {
     "mean": KernelRule("mean"),
     "cross_entropy": KernelRule("cross_entropy"),
     **{op: KernelRule("pointwise") for op in ELEMENTWISE},
+    "fk_attention": KernelRule("fk_attention", tail="gemm"),
+    "verifier_stack": KernelRule("verifier_stack"),
     # Block ops whose kernels come with their own issues run their reference rule for now.
     **{
         op: KernelRule("reference")
         for op in (
-            "fk_attention", "spd_router", "verifier_stack", "splat_attention", "trajectory",
+            "spd_router", "splat_attention", "trajectory",
             "token_router", "sqdk_attention", "opcode_tape", "routed_mlp", "demopack_linear",
             "lora_linear",
         )
