@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-import sparkc.api as api
 from launch_record import compile_records, recording
+
+from sparkc import api
 
 FK = """
 model Fk(d = 24) {
@@ -73,7 +73,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def _objective(out) -> torch.Tensor:
     total = 0.0
-    for k, v in out.items():
+    for v in out.values():
         if isinstance(v, torch.Tensor) and v.is_floating_point():
             w = torch.linspace(0.5, 1.5, v.numel(), dtype=v.dtype).reshape(v.shape)
             total = total + (v * w).sum()
@@ -111,7 +111,8 @@ def test_blocks_run_on_their_own_kernels():
     for src, name, frag in ((FK, "fk", "_k.fk"), (STACK, "stack", "_k.stack")):
         module = _load(src, name)
         assert module.TRITON_COVERAGE["reference_ops"] == ()
-        assert frag in open(module.__file__).read()
+        with open(module.__file__) as f:
+            assert frag in f.read()
 
 
 def test_residual_add_fuses_into_the_output_projection():
@@ -145,8 +146,9 @@ def test_op_noise_in_training_follows_the_seed():
     assert not torch.equal(tri(h=x)["r"], out["r"].detach())
 
 
-@pytest.mark.parametrize("src,name", [(FK.replace("causal=false, ", ""), "fk_causal"),
-                                      (STACK, "stack")])
+@pytest.mark.parametrize(
+    "src,name", [(FK.replace("causal=false, ", ""), "fk_causal"), (STACK, "stack")]
+)
 def test_triton_path_is_causal(src, name):
     module = _load(src, name)
     torch.manual_seed(1)
@@ -155,7 +157,7 @@ def test_triton_path_is_causal(src, name):
     x = torch.randn(2, 10, module.INPUTS[0].shape[-1])
     x2 = x.clone()
     t = 4
-    x2[:, t + 1:] = torch.randn_like(x2[:, t + 1:]) * 3.0
+    x2[:, t + 1 :] = torch.randn_like(x2[:, t + 1 :]) * 3.0
     a, b = net(**{arg: x}), net(**{arg: x2})
     for k in module.OUTPUTS:
         assert torch.equal(a[k][:, : t + 1], b[k][:, : t + 1]), k
@@ -173,6 +175,14 @@ def test_every_launched_kernel_compiles_for_sm90(tmp_path):
         with recording(records):
             _objective(net(**{arg: x})).backward()
     names = compile_records(records, tmp_path)
-    for kernel in ("hop_kernel", "bwd_g_kernel", "bwd_dkdv_kernel", "bwd_dq_kernel",
-                   "fwd_kernel", "bwd_kernel", "dlogits_kernel", "loss_kernel"):
+    for kernel in (
+        "hop_kernel",
+        "bwd_g_kernel",
+        "bwd_dkdv_kernel",
+        "bwd_dq_kernel",
+        "fwd_kernel",
+        "bwd_kernel",
+        "dlogits_kernel",
+        "loss_kernel",
+    ):
         assert any(n.endswith(kernel) for n in names), kernel

@@ -16,23 +16,24 @@ import torch
 if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
 
-import functools  # noqa: E402
-import math  # noqa: E402
+import functools
+import math
 
-import pytest  # noqa: E402
+import pytest
+from sparkc.runtime.loader import load_source
 
-from sparkc.codegen.render import render  # noqa: E402
-from sparkc.runtime.loader import load_source  # noqa: E402
+from sparkc.codegen.render import render
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def build(causal):
     name = f"fk_c{int(causal)}"
     prelude = render("prelude.py.jinja", version="test", source_name="test_fk_attention")
-    module = load_source(name, prelude + "\n\n" + render("fk_attention.py.jinja", name=name,
-                                                            causal=causal))
+    module = load_source(
+        name, prelude + "\n\n" + render("fk_attention.py.jinja", name=name, causal=causal)
+    )
     return getattr(module, name)
 
 
@@ -103,8 +104,9 @@ def test_reference_is_the_truncated_resolvent():
 
 
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("n,hops,normalize", [(1, 1, False), (7, 5, True), (33, 1, True),
-                                              (33, 5, False)])
+@pytest.mark.parametrize(
+    "n,hops,normalize", [(1, 1, False), (7, 5, True), (33, 1, True), (33, 5, False)]
+)
 def test_matches_reference(causal, n, hops, normalize):
     check(causal, 2 if n < 33 else 1, n, 2, 24, hops, 0.4, normalize)
 
@@ -126,7 +128,7 @@ def test_causal_perturbation_is_bit_exact():
     t = 8
     q2, k2, v2 = (x.clone() for x in (q, k, v))
     for x in (q2, k2, v2):
-        x[:, t + 1:] = torch.randn_like(x[:, t + 1:]) * 3.0
+        x[:, t + 1 :] = torch.randn_like(x[:, t + 1 :]) * 3.0
     a, b = fn(q, k, v, 4, 0.5), fn(q2, k2, v2, 4, 0.5)
     assert torch.equal(a[:, : t + 1], b[:, : t + 1])
     assert not torch.equal(a, b)

@@ -63,8 +63,9 @@ def compile_one(fn, elt, consts, warps, stages):
 
 
 def run_jobs(jobs):
-    from sparkc.codegen.render import render
     from sparkc.runtime.loader import load_source
+
+    from sparkc.codegen.render import render
 
     results = []
     for causal, head_d, dtype, all_configs, role_ids in jobs:
@@ -76,7 +77,9 @@ def run_jobs(jobs):
         size = 2 if dtype == "bf16" else 4
         table = getattr(mod, name + "_CONFIGS")
         kernels = {
-            "hop": "_hop_kernel", "g": "_bwd_g_kernel", "dkdv": "_bwd_dkdv_kernel",
+            "hop": "_hop_kernel",
+            "g": "_bwd_g_kernel",
+            "dkdv": "_bwd_dkdv_kernel",
             "dq": "_bwd_dq_kernel",
         }
         job = [causal, head_d, dtype, all_configs, role_ids]
@@ -86,14 +89,19 @@ def run_jobs(jobs):
             roles = [HOP_ROLES[i] for i in role_ids] if kernel == "hop" else [None]
             for bm, bn, warps, stages in cands if all_configs else cands[:1]:
                 for role in roles:
-                    consts = dict(HEAD_D=head_d, BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=block_d,
-                                  DOT_PREC="ieee")
+                    consts = {
+                        "HEAD_D": head_d,
+                        "BLOCK_M": bm,
+                        "BLOCK_N": bn,
+                        "BLOCK_D": block_d,
+                        "DOT_PREC": "ieee",
+                    }
                     if role is not None:
                         consts.update(FIRST=role[0], LAST=role[1], STORE_P=role[2])
                     r = compile_one(fn, elt, consts, warps, stages)
                     results.append({"job": job, "kernel": kernel, "role": role, **r})
         fn = getattr(mod, name + "_bwd_prep_kernel")
-        r = compile_one(fn, elt, dict(HEAD_D=head_d, BLOCK_M=64, BLOCK_D=block_d), 4, 1)
+        r = compile_one(fn, elt, {"HEAD_D": head_d, "BLOCK_M": 64, "BLOCK_D": block_d}, 4, 1)
         results.append({"job": job, "kernel": "prep", "role": None, **r})
     return results
 
@@ -102,12 +110,15 @@ def compile_jobs(jobs):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
     proc = subprocess.run(  # noqa: PLW1510 - the return code is asserted with the output
-        [sys.executable, __file__, json.dumps(jobs)], env=env, capture_output=True, text=True,
+        [sys.executable, __file__, json.dumps(jobs)],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=1500,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULTS")][-1]
-    return json.loads(line[len("RESULTS"):])
+    return json.loads(line[len("RESULTS") :])
 
 
 def check_results(results, jobs):
@@ -136,8 +147,12 @@ def test_compile_every_kernel_and_hop_role():
 
 @pytest.mark.slow
 def test_compile_every_tuning_candidate():
-    jobs = [[c, d, dt, True, ALL_ROLES] for c in (False, True) for d in (64, 128)
-            for dt in ("bf16", "fp32")]
+    jobs = [
+        [c, d, dt, True, ALL_ROLES]
+        for c in (False, True)
+        for d in (64, 128)
+        for dt in ("bf16", "fp32")
+    ]
     check_results(compile_jobs(jobs), jobs)
 
 

@@ -16,25 +16,26 @@ import torch
 if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
 
-import functools  # noqa: E402
+import functools
 
-import pytest  # noqa: E402
+import pytest
+from sparkc.runtime.loader import load_source
+from sparkc.runtime.reference import RefContext
+from sparkc.runtime.reference._common import gumbel_noise
+from sparkc.runtime.reference.spark_k import ref_verifier_stack
 
-from sparkc.codegen.render import render  # noqa: E402
-from sparkc.runtime.loader import load_source  # noqa: E402
-from sparkc.runtime.reference import RefContext  # noqa: E402
-from sparkc.runtime.reference._common import gumbel_noise  # noqa: E402
-from sparkc.runtime.reference.spark_k import ref_verifier_stack  # noqa: E402
+from sparkc.codegen.render import render
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def build(read):
     name = f"stack_{read}"
     prelude = render("prelude.py.jinja", version="test", source_name="test_stack_scan")
-    module = load_source(name, prelude + "\n\n" + render("stack_scan.py.jinja", name=name,
-                                                            read=read))
+    module = load_source(
+        name, prelude + "\n\n" + render("stack_scan.py.jinja", name=name, read=read)
+    )
     return getattr(module, name)
 
 
@@ -63,8 +64,9 @@ def reference(logits, e, size, penalty, read, noise=None):
             reads.append(mem.mean(dim=1))
         ptrs.append(p)
     p_prev = torch.stack(prev, dim=1)
-    loss = penalty * ((pop * torch.relu(1 - p_prev)).mean()
-                      + (push * torch.relu(p_prev - (size - 2))).mean())
+    loss = penalty * (
+        (pop * torch.relu(1 - p_prev)).mean() + (push * torch.relu(p_prev - (size - 2))).mean()
+    )
     return torch.stack(reads, dim=1), torch.stack(ptrs, dim=1), loss
 
 
@@ -109,19 +111,33 @@ def test_local_reference_matches_runtime_reference():
     g = torch.Generator().manual_seed(4)
     b, n, d, elem, size = 2, 6, 8, 5, 4
     h = torch.randn(b, n, d, generator=g, dtype=torch.float64)
-    shapes = {"ctrl1": (d // 2, d), "ctrl2": (3, d // 2), "enc": (elem, d),
-              "head1": (d // 4, d + elem), "head2": (1, d // 4)}
+    shapes = {
+        "ctrl1": (d // 2, d),
+        "ctrl2": (3, d // 2),
+        "enc": (elem, d),
+        "head1": (d // 4, d + elem),
+        "head2": (1, d // 4),
+    }
     params = {}
     for key, (o, i) in shapes.items():
         params[f"{key}.weight"] = torch.randn(o, i, generator=g, dtype=torch.float64)
         params[f"{key}.bias"] = torch.randn(o, generator=g, dtype=torch.float64)
     lin = torch.nn.functional.linear
-    logits = lin(torch.relu(lin(h, params["ctrl1.weight"], params["ctrl1.bias"])),
-                 params["ctrl2.weight"], params["ctrl2.bias"])
+    logits = lin(
+        torch.relu(lin(h, params["ctrl1.weight"], params["ctrl1.bias"])),
+        params["ctrl2.weight"],
+        params["ctrl2.bias"],
+    )
     e = lin(h, params["enc.weight"], params["enc.bias"])
     for read in ("top", "mean"):
-        hp = {"stack": size, "elem": elem, "signals": 1, "read": read, "op_noise": False,
-              "penalty": 0.7}
+        hp = {
+            "stack": size,
+            "elem": elem,
+            "signals": 1,
+            "read": read,
+            "op_noise": False,
+            "penalty": 0.7,
+        }
         want = ref_verifier_stack({"h": h}, params, hp, RefContext())
         got = reference(logits, e, size, 0.7, read)
         assert torch.allclose(got[0], want[0]) and torch.allclose(got[1], want[2])
@@ -170,8 +186,8 @@ def test_causal_perturbation_is_bit_exact():
     logits, e = (x.detach() for x in make_inputs(2, 14, 24))
     t = 6
     l2, e2 = logits.clone(), e.clone()
-    l2[:, t + 1:] = torch.randn_like(l2[:, t + 1:]) * 3.0
-    e2[:, t + 1:] = torch.randn_like(e2[:, t + 1:]) * 3.0
+    l2[:, t + 1 :] = torch.randn_like(l2[:, t + 1 :]) * 3.0
+    e2[:, t + 1 :] = torch.randn_like(e2[:, t + 1 :]) * 3.0
     a, b = fn(logits, e, 8, 1.0), fn(l2, e2, 8, 1.0)
     for x, y in zip(a[:2], b[:2]):
         assert torch.equal(x[:, : t + 1], y[:, : t + 1])

@@ -69,7 +69,8 @@ def spill_bytes(ptx: str) -> int:
             f.write(ptx)
         proc = subprocess.run(  # noqa: PLW1510 - the output is parsed, failures asserted
             [ptxas_path(), "-arch=sm_90a", "-v", src, "-o", os.path.join(tmp, "k.cubin")],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
     assert proc.returncode == 0, proc.stderr
     found = re.findall(r"(\d+) bytes spill stores", proc.stderr)
@@ -78,8 +79,9 @@ def spill_bytes(ptx: str) -> int:
 
 
 def run_jobs(jobs):
-    from sparkc.codegen.render import render
     from sparkc.runtime.loader import load_source
+
+    from sparkc.codegen.render import render
 
     results = []
     for read, dtype, s_pad, block_e in jobs:
@@ -88,7 +90,7 @@ def run_jobs(jobs):
         mod = load_source(name, text + render("stack_scan.py.jinja", name=name, read=read))
         elt = "*bf16" if dtype == "bf16" else "*fp32"
         warps = 4 if s_pad * block_e >= 2048 else 2
-        tiles = dict(CHUNK=64, S_PAD=s_pad, BLOCK_E=block_e)
+        tiles = {"CHUNK": 64, "S_PAD": s_pad, "BLOCK_E": block_e}
         job = [read, dtype, s_pad, block_e]
         for noise, save in ((False, False), (True, True), (False, True)):
             consts = dict(tiles, HAS_NOISE=noise, SAVE=save)
@@ -96,9 +98,9 @@ def run_jobs(jobs):
             results.append({"job": job, "kernel": f"fwd noise={noise} save={save}", **r})
         r = compile_one(getattr(mod, name + "_bwd_kernel"), elt, tiles, warps)
         results.append({"job": job, "kernel": "bwd", **r})
-        r = compile_one(getattr(mod, name + "_loss_kernel"), elt, dict(BLOCK_R=256), 4)
+        r = compile_one(getattr(mod, name + "_loss_kernel"), elt, {"BLOCK_R": 256}, 4)
         results.append({"job": job, "kernel": "loss", **r})
-        r = compile_one(getattr(mod, name + "_dlogits_kernel"), elt, dict(BLOCK_R=256), 4)
+        r = compile_one(getattr(mod, name + "_dlogits_kernel"), elt, {"BLOCK_R": 256}, 4)
         results.append({"job": job, "kernel": "dlogits", **r})
     return results
 
@@ -111,12 +113,15 @@ def test_compile_every_scan_kernel():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
     proc = subprocess.run(  # noqa: PLW1510 - the return code is asserted with the output
-        [sys.executable, __file__, json.dumps(JOBS)], env=env, capture_output=True, text=True,
+        [sys.executable, __file__, json.dumps(JOBS)],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULTS")][-1]
-    results = json.loads(line[len("RESULTS"):])
+    results = json.loads(line[len("RESULTS") :])
     assert {json.dumps(r["job"]) for r in results} == {json.dumps(j) for j in JOBS}
     assert len(results) == 6 * len(JOBS)
     for r in results:
