@@ -9,26 +9,31 @@ what="${1:-all}"
 OUT="${OUT:-$PWD/out}"
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/lark-*.whl \
-  && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-python3 -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/install.log" 2>&1 \
-  || python3 -m pip install -q --no-deps .whl/sparkc-*.whl >>"$OUT/install.log" 2>&1 \
+# The wheel built here (`pip wheel . --no-deps -w .whl`): the GPU machine's setuptools may be too
+# old for an editable install of this pyproject. ruff (for formatting generated code) is carried
+# as a wheel too when the machine lacks it.
+python3 -m pip install -q --no-deps --no-index --no-compile --target /tmp/site .whl/lark-*.whl \
+  .whl/sparkc-*.whl .whl/ruff-*.whl >"$OUT/install.log" 2>&1 \
   || { echo "install failed"; tail -20 "$OUT/install.log"; exit 1; }
-python3 - <<'PY'
+export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+# -P: the checkout's own sparkc/ folder must not shadow the installed package (its runtime/ and
+# templates live beside it, not inside it).
+PY="python3 -P"
+$PY - <<'PY'
 import torch, triton
 p = torch.cuda.get_device_properties(0)
 print(f"torch {torch.__version__} triton {triton.__version__} {p.name} sm_{p.major}{p.minor} "
       f"{p.multi_processor_count} SMs {p.total_memory / 2**30:.0f} GiB")
 PY
 if [[ $what == tests || $what == all ]]; then
-  python3 -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+  $PY -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
 fi
 if [[ $what == train || $what == all ]]; then
-  python3 -m sparkc.demo --device cuda --steps 300 2>&1 | tee "$OUT/train.log" | tail -25
+  $PY -m sparkc.demo --device cuda --steps 300 2>&1 | tee "$OUT/train.log" | tail -25
 fi
 if [[ $what == bench || $what == all ]]; then
   for b in bench/bench_*.py; do
     echo "== $b"
-    timeout 240 python3 "$b" --json "$OUT/$(basename "$b" .py).json" 2>&1 | tail -30
+    timeout 240 $PY "$b" --json "$OUT/$(basename "$b" .py).json" 2>&1 | tail -30
   done
 fi
