@@ -12,8 +12,9 @@ export PYTHONUNBUFFERED=1
 # The wheel built here (`pip wheel . --no-deps -w .whl`): the GPU machine's setuptools may be too
 # old for an editable install of this pyproject. ruff (for formatting generated code) is carried
 # as a wheel too when the machine lacks it.
-python3 -m pip install -q --no-deps --no-index --no-compile --target /tmp/site .whl/lark-*.whl \
-  .whl/sparkc-*.whl .whl/ruff-*.whl >"$OUT/install.log" 2>&1 \
+rm -rf /tmp/site
+python3 -m pip install -q --no-deps --no-index --no-compile --target /tmp/site .whl/*.whl \
+  >"$OUT/install.log" 2>&1 \
   || { echo "install failed"; tail -20 "$OUT/install.log"; exit 1; }
 export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 # -P: the checkout's own sparkc/ folder must not shadow the installed package (its runtime/ and
