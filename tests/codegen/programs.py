@@ -91,7 +91,7 @@ model Attn(d = 32) {
     ),
     "attention_bidir_basis": (
         """
-model AttnBasis(d = 32, L = 16) {
+model AttnBasis(d = 32, L = 256) {
   input x: float[B, N, d]
   a = attention(x, heads=2, causal=false, basis=basis(freqs=2, legendre=3, over=key, max_len=L))
   b = attention(a, heads=2, basis=basis(freqs=3, legendre=2, over=distance, max_len=L))
@@ -105,7 +105,7 @@ model AttnBasis(d = 32, L = 16) {
 model LmFused(vocab = 13, d = 16) {
   input tokens: i64[B, N]
   input targets: i64[B, N]
-  e = pos_embed(embed(tokens, vocab=vocab, dim=d), max_len=32)
+  e = pos_embed(embed(tokens, vocab=vocab, dim=d), max_len=256)
   h = e + attention(rmsnorm(e), heads=2)
   loss ce = cross_entropy(linear(rmsnorm(h), out=vocab), targets)
 }
@@ -118,7 +118,7 @@ model LmTied(vocab = 11, d = 16) {
   input tokens: i64[B, N]
   input targets: i64[B, N]
   tok = embed(tokens, vocab=vocab, dim=d)
-  p = pos_embed(tok, max_len=32)
+  p = pos_embed(tok, max_len=256)
   logits = linear(layernorm(p), out=vocab, bias=false, tie=tok)
   output logits
   loss ce = cross_entropy(logits, targets) weight 0.5
