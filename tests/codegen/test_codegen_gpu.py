@@ -37,8 +37,11 @@ def test_generated_kernels_match_reference_on_gpu(name, dtype):
     g = torch.Generator().manual_seed(7)
     for b, n in [(2, 37), (3, 130)]:
         data = {k: make(b, n, g).cuda() for k, make in makers.items()}
-        out_r = ref(**data)
-        out_t = tri(**{k: v.to(dtype) if v.is_floating_point() else v for k, v in data.items()})
+        ref_in = {k: v.clone().requires_grad_(v.is_floating_point()) for k, v in data.items()}
+        tri_in = {k: v.to(dtype).requires_grad_(True) if v.is_floating_point() else v
+                  for k, v in data.items()}
+        out_r = ref(**ref_in)
+        out_t = tri(**tri_in)
         for k, v in out_r.items():
             if isinstance(v, torch.Tensor):
                 assert torch.isfinite(out_t[k]).all(), k
@@ -54,6 +57,9 @@ def test_generated_kernels_match_reference_on_gpu(name, dtype):
         for (pn, pr), (_, pt) in zip(ref.named_parameters(), tri.named_parameters()):
             assert pt.grad is not None and torch.isfinite(pt.grad).all(), pn
             assert _rel(pt.grad, pr.grad) < 3 * TOL[dtype], (name, pn, _rel(pt.grad, pr.grad))
+        for k, v in ref_in.items():
+            if v.is_floating_point():
+                assert _rel(tri_in[k].grad, v.grad) < 3 * TOL[dtype], (name, k)
 
 
 def test_tiny_gpt_trains_on_generated_kernels():
