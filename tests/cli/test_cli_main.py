@@ -278,10 +278,20 @@ def test_compile_needs_emit_or_output(tmp_path: Path) -> None:
 
 
 def test_output_runs_the_codegen_stage(tmp_path: Path) -> None:
-    # The package generator is the `codegen` stage; until it exists the CLI says so (exit 2).
+    # `-o DIR` runs the codegen stage: DIR/<stem>/ holds the module, its kernels and a manifest.
     code, out, err = run("compile", TINY, "-o", str(tmp_path / "pkg"))
-    assert (code, out) == (2, "")
-    assert err.startswith("sparkc: error: code generation is not available yet")
+    assert (code, err) == (0, "")
+    stem = Path(TINY).stem
+    assert out.startswith(f"wrote {tmp_path / 'pkg' / stem}: ")
+    files = sorted(p.name for p in (tmp_path / "pkg" / stem).iterdir())
+    assert files == [".sparkc-manifest.json", "__init__.py", "kernels.py"]
+    # A second compile replaces its own output; an edited file is not replaced (exit 1).
+    assert run("compile", TINY, "-o", str(tmp_path / "pkg"))[0] == 0
+    (tmp_path / "pkg" / stem / "__init__.py").write_text("# my edits\n")
+    code, out, err = run("compile", TINY, "-o", str(tmp_path / "pkg"))
+    assert code == 1 and "error[E0702]" in err and "__init__.py" in err
+    assert (tmp_path / "pkg" / stem / "__init__.py").read_text() == "# my edits\n"
+    assert run("compile", TINY, "-o", str(tmp_path / "pkg"), "--force")[0] == 0
 
 
 # --------------------------------------------------------------------------------------------

@@ -140,7 +140,7 @@ def test_compile_covering_hook_combinations():
     check_results(compile_jobs(COVERING), COVERING)
 
 
-@pytest.mark.slow
+@pytest.mark.exhaustive
 def test_compile_every_hook_combination_and_tuning_candidate():
     jobs = [[c, g, r, b, 128, dt, False]
             for c in (False, True) for g in (1, 2) for r in (False, True)

@@ -145,7 +145,7 @@ def test_compile_every_kernel_and_hop_role():
     check_results(compile_jobs(COVERING), COVERING)
 
 
-@pytest.mark.slow
+@pytest.mark.exhaustive
 def test_compile_every_tuning_candidate():
     jobs = [
         [c, d, dt, True, ALL_ROLES]
