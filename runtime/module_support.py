@@ -259,3 +259,19 @@ def to_param_dtype(x: torch.Tensor | None, params: Sequence[torch.Tensor]) -> to
 def check_positions(n: int, max_len: int, where: str) -> None:
     if n > max_len:
         raise InputError(f"{where}: sequence length {n} exceeds max_len={max_len}")
+
+
+def require_kernel_device(x: torch.Tensor) -> None:
+    """The Triton path needs Triton and a CUDA tensor (or the interpreter, TRITON_INTERPRET=1)."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        raise RuntimeError(
+            "impl='triton' needs Triton: pip install 'sparkc[gpu]' (or use impl='reference')"
+        ) from None
+    if not x.is_cuda and os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):
+        raise RuntimeError(
+            f"impl='triton' runs generated kernels on a CUDA device, but the input is on "
+            f"{x.device}; move the model and inputs with .cuda(), use impl='reference', or set "
+            "TRITON_INTERPRET=1 (before importing triton) to run the kernels in the interpreter"
+        )

@@ -1,3 +1,25 @@
-"""sparkc: a compiler from `.spark` model descriptions to Triton kernels and PyTorch modules."""
+"""sparkc: a compiler from `.spark` model descriptions to Triton kernels and PyTorch modules.
+
+    import sparkc
+    m = sparkc.load("model.spark", d=256)   # compile (cached) and import the generated package
+    net = m.Model().cuda()
+
+`sparkc.load`, `sparkc.load_source` and `sparkc.compile_to` are imported lazily, so
+`sparkc --version` and `sparkc ops` never pay for the compiler.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
+
+__all__ = ["__version__", "compile_to", "load", "load_source"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("load", "load_source", "compile_to"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'sparkc' has no attribute {name!r}")
