@@ -48,7 +48,7 @@ for dtype in json.loads(sys.argv[1]):
     for add in (False, True):
         compile_one(mod.lcec_mm_kernel, dtype, {"ADD_ACC": add, "DOT_PRECISION": prec,
                     "BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": bk, "GROUP_M": 8})
-    compile_one(mod.lcec_combine_kernel, dtype, {"BLOCK_M": 1024, "BLOCK_S": 32}, warps=4)
+    compile_one(mod.lcec_combine_kernel, dtype, {"BLOCK_M": 128, "BLOCK_S": 32}, warps=4)
     compile_one(mod.lcec_colsum_kernel, dtype, {"BLOCK_R": 16, "BLOCK_N": 128}, warps=4)
 print(json.dumps(report))
 """
