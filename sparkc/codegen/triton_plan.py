@@ -201,6 +201,18 @@ def rule_rownorm(e: Emitter, group: Group) -> None:
     e.emit(f"{e.out(node)} = {fn}({', '.join(args)}, {pyrepr(float(node.attr('eps')))})")
 
 
+def rule_rownorm_residual(e: Emitter, group: Group) -> None:
+    add, norm = (e.graph.node(n) for n in group.nodes)
+    _, params = _ports(norm)
+    kind = "rms" if norm.op == "rmsnorm" else "layer"
+    fn = e.kernels.use("rownorm.py.jinja", "norm", kind=kind, residual=True)
+    a, b = (e.v(v) for v in add.inputs)
+    args = [a, b, e.v(params["weight"])] + ([e.v(params["bias"])] if kind == "layer" else [])
+    eps = pyrepr(float(norm.attr("eps")))
+    e.emit(f"{e.out(norm)}, {e.out(add)} = {fn}({a}.contiguous(), {b}.contiguous(), "
+           f"{', '.join(args[2:])}, {eps})")
+
+
 def rule_softmax(e: Emitter, group: Group) -> None:
     node = e.graph.node(group.anchor)
     x = e.v(node.inputs[0])
@@ -330,6 +342,7 @@ GROUP_RULES: dict[str, Callable[[Emitter, Group], None]] = {
     "swiglu": rule_swiglu,
     "attention": rule_attention,
     "rownorm": rule_rownorm,
+    "rownorm_residual": rule_rownorm_residual,
     "softmax": rule_softmax,
     "pointwise": rule_pointwise,
     "embed_pos": rule_embed_pos,

@@ -10,13 +10,15 @@ Fusion rules, in the order they are applied (each is a table lookup, never an op
 1. `embed` → `pos_embed` (single use): one gather kernel adding the position rows.
 2. `linear` → `cross_entropy` (the logits' only use): the fused LM-head loss; [B, N, V] logits
    are never stored.
-3. GEMM tails (`KERNELS[op].tail`): a GEMM whose output has one use absorbs, as its epilogue, an
+3. A residual `add` of two same-shape tensors read by a norm: the norm kernel takes both
+   operands, stores their sum (still readable by other users) and normalises it.
+4. GEMM tails (`KERNELS[op].tail`): a GEMM whose output has one use absorbs, as its epilogue, an
    activation (only right after a bare `linear`), then any number of `mul` by a same-shape
    tensor, then one residual `add` of a same-shape tensor.
-4. Elementwise chains (`pointwise` kind) of one output shape merge into one kernel when no path
+5. Elementwise chains (`pointwise` kind) of one output shape merge into one kernel when no path
    leaves the group and comes back (no cycle through the contracted graph); values used outside
    the group become its outputs. Inputs may broadcast (a bias row).
-5. Everything else is a group of one node; ops with no kernel yet run their reference rule
+6. Everything else is a group of one node; ops with no kernel yet run their reference rule
    inside the Triton path (listed by `--emit fused` as `reference`).
 """
 
@@ -169,6 +171,8 @@ def plan_fusion(graph: Graph, enabled: bool = True) -> FusionPlan:
         elif node.op == "linear" and user is not None and user.op == "cross_entropy" \
                 and user.inputs[0] == node.out():
             new_group("linear_ce", [node.id, user.id])
+        elif node.op == "add" and _norm_reader(graph, node, taken) is not None:
+            new_group("rownorm_residual", [node.id, _norm_reader(graph, node, taken).id])
         elif rule.tail == "gemm":
             steps = _absorb_tail(graph, node, taken)
             new_group(rule.kind, [node.id, *(s[0] for s in steps)], steps)
@@ -181,6 +185,19 @@ def plan_fusion(graph: Graph, enabled: bool = True) -> FusionPlan:
     for k, (kind, nodes, epilogue) in enumerate(groups):
         plan.groups.append(Group(f"k{k}", kind, tuple(nodes), tuple(epilogue)))
     return plan
+
+
+def _norm_reader(graph: Graph, add: Node, taken: set[str]) -> Node | None:
+    """A norm reading the output of a residual `add` of two same-shape tensors: the norm kernel
+    computes the sum as its prologue and stores it once (the residual stream) beside its output."""
+    t = add.types[0]
+    if any(graph.type_of(v) != t for v in add.inputs):
+        return None
+    for user in graph.users(add.id):
+        if user.op in ("rmsnorm", "layernorm") and user.id not in taken \
+                and user.inputs[0] == add.out():
+            return user
+    return None
 
 
 def _merge_pointwise(graph: Graph, node: Node, groups, member, new_group) -> None:

@@ -56,6 +56,20 @@ model Norms(d = 10) {
 """,
         {"x": _float(10)},
     ),
+    "norm_residual": (
+        """
+model NormResidual(d = 12) {
+  input x: float[B, N, d]
+  s = gelu(x) + x
+  y = rmsnorm(s) * s
+  t = sigmoid(y) + s
+  z = layernorm(t)
+  output z
+  output t
+}
+""",
+        {"x": _float(12)},
+    ),
     "mlp_swiglu_conv": (
         """
 model Ffn(d = 12) {
@@ -129,4 +143,4 @@ model LmTied(vocab = 11, d = 16) {
 }
 
 # Programs whose every output at position t depends only on inputs at positions <= t.
-CAUSAL = ("elementwise", "rope_heads", "attention_causal")
+CAUSAL = ("elementwise", "rope_heads", "attention_causal", "norm_residual")
