@@ -116,8 +116,20 @@ def plain(v: Any) -> Any:
 # Arithmetic on constants
 
 
+def _choice_words() -> frozenset[str]:
+    from ..ir.ops import OPS
+
+    return frozenset(c for spec in OPS.values() for h in spec.hypers for c in h.choices)
+
+
 def _number(v: Any, op: str) -> int | float:
     if isinstance(v, Symbol):
+        if v.name in _choice_words():
+            # `act=gelu * 2`: the name is a choice value, not a number to compute with.
+            raise ProblemError(Problem(
+                "E0226", f"'{op}' needs numbers, got the choice '{v.name}'",
+                f"'{v.name}' is a value of a choice hyperparameter (like act={v.name}); "
+                "arithmetic works on integers and floats"))
         # A bare name in hyperparameter position that is not bound: almost surely a typo. The
         # checker adds a did-you-mean over the names in scope (empty help asks for it).
         raise ProblemError(Problem("E0201", f"unknown name '{v.name}'"))

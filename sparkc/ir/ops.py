@@ -551,7 +551,8 @@ def _splat_params(ctx: OpContext):
 
 def _traj_validate(ctx: OpContext):
     if ctx.hp["window"] < 2:
-        ctx.fail("window", f"window must be >= 2, got {ctx.hp['window']}", code="E0302")
+        ctx.fail("window", f"'window' must be >= 2, got {ctx.hp['window']} (in trajectory)",
+                 help="the trajectory averages at least two steps: window=2 or more", code="E0302")
 
 
 # --------------------------------------------------------------------------------------------
@@ -563,11 +564,17 @@ def _router_infer(ctx: OpContext):
     return (TensorType(DType.BOOL, (b, n)), _f((b, n)), _f(()))
 
 
+def _want(names: tuple[str, ...], dims: tuple[Dim, ...]) -> str:
+    """'[B, N]', or '[B, N] = [2, N]' when some dims are known numbers."""
+    sym = fmt_shape(names)
+    return sym if tuple(names) == tuple(dims) else f"{sym} = {fmt_shape(dims)}"
+
+
 def _sqdk_infer(ctx: OpContext):
     b, n, d_model = _seq(ctx)
     g = ctx.t("gate")
     if g.shape != (b, n):
-        ctx.fail("gate", f"gate must be [B, N] = {fmt_shape((b, n))}, got {fmt_shape(g.shape)}",
+        ctx.fail("gate", f"gate must be {_want(('B', 'N'), (b, n))} like x, got {fmt_shape(g.shape)}",
                  help="pass token_router(x).gate")
     d, _ = _gqa(ctx, d_model)
     _rope_even(ctx, d)
@@ -596,9 +603,9 @@ def _tape_infer(ctx: OpContext):
         ctx.fail("ops", f"ops must be int [B, T], got {fmt_shape(o.shape)}")
     b, t = o.shape
     if a.rank != 3 or a.shape[:2] != (b, t):
-        ctx.fail("args", f"args must be [B, T, D] = {fmt_shape((b, t, 'D'))}, got {fmt_shape(a.shape)}")
+        ctx.fail("args", f"args must be {_want(('B', 'T', 'D'), (b, t, 'D'))}, got {fmt_shape(a.shape)}")
     if h.shape != (b, t):
-        ctx.fail("has_arg", f"has_arg must be bool [B, T] = {fmt_shape((b, t))}, got {fmt_shape(h.shape)}")
+        ctx.fail("has_arg", f"has_arg must be bool {_want(('B', 'T'), (b, t))}, got {fmt_shape(h.shape)}")
     d = ctx.last("args")
     i32 = DType.I32
     return (
@@ -627,7 +634,7 @@ def _routed_infer(ctx: OpContext):
             ctx.fail(None, "route=hash needs the token ids: pass tokens=<int [B, N] tensor>",
                      code="E0305")
         if tok.shape != (b, n):
-            ctx.fail("tokens", f"tokens must be int [B, N] = {fmt_shape((b, n))}, got {fmt_shape(tok.shape)}")
+            ctx.fail("tokens", f"tokens must be int {_want(('B', 'N'), (b, n))}, got {fmt_shape(tok.shape)}")
     return (ctx.t("x"),)
 
 

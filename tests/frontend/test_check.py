@@ -106,7 +106,7 @@ CASES = [
      "loss ce = cross_entropy(logits, t3)"), "t3)", ["targets must have the shape"]),
     ("E0302", "y = fk_attention(x, heads=4, beta=1.5)\noutput y", "1.5", ["(0, 1)"]),
     ("E0302", "y = fk_attention(x, heads=4, hops=0)\noutput y", "0)\n", ["positive"]),
-    ("E0302", "y = trajectory(x, window=1)\noutput y", "window=1", ["window must be >= 2"]),
+    ("E0302", "y = trajectory(x, window=1)\noutput y", "window=1", ["'window' must be >= 2"]),
     ("E0302", "g = token_router(x, sparsity=2).gate\noutput g", "2)", ["[0, 1]"]),
     ("E0303", "y = attention(tokens, heads=4)\noutput y", "tokens, heads", ["float tensor", "embed"]),
     ("E0304", "y = attention(x, heads=5)\noutput y", "heads=5", ["does not divide"]),
