@@ -1,0 +1,53 @@
+"""Shared driver of the per-template compile-only tests.
+
+Each `test_<family>_compile.py` lists (template context, kernel name, signature, constexprs)
+cases and doubles as the script of a subprocess run without TRITON_INTERPRET (under the
+interpreter the JIT objects are replaced, and the interpreter accepts code the real compiler
+rejects). `compile_all` renders each template once, loads it from a file and compiles every
+case to PTX for sm_90; `run_in_subprocess` runs a test file as that script; `main` is its body.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def compile_all(case_list) -> list[str]:
+    from sparkc.runtime.launch import compile_for_target
+    from sparkc.runtime.loader import load_source
+
+    from sparkc.codegen.render import render
+
+    prelude = render("prelude.py.jinja", version="test", source_name="compile_test")
+    modules, failures = {}, []
+    for ctx, kernel, sig, consts in case_list:
+        ctx = dict(ctx)
+        template = ctx.pop("template")
+        text = prelude + render(template, **ctx)
+        if text not in modules:
+            modules[text] = load_source(f"compile_{ctx['name']}", text)
+        try:
+            asm = compile_for_target(getattr(modules[text], kernel), sig, consts)
+            assert ".target sm_90" in asm["ptx"], "no sm_90 PTX"
+        except Exception as e:  # noqa: BLE001 - report every failing case, not just the first
+            failures.append(f"{template} {kernel} {sig} {consts}: {type(e).__name__}: {e}")
+    return failures
+
+
+def run_in_subprocess(path: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+    proc = subprocess.run(
+        [sys.executable, path], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-6000:]
+    assert "compiled" in proc.stdout
+
+
+def main(case_list) -> int:
+    failed = compile_all(case_list)
+    print("\n".join(failed))
+    print(f"compiled {len(case_list) - len(failed)}/{len(case_list)}")
+    return 1 if failed else 0
