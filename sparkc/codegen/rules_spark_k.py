@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 
 def rule_fk_attention(e: Emitter, group: Group) -> None:
-    from .triton_plan import _epilogue, _gemm_call, _ports, _width
+    from .triton_plan import _epilogue, _gemm_call, _ports, _width, project_heads
 
     node = e.graph.node(group.anchor)
     ports, params = _ports(node)
@@ -38,11 +38,7 @@ def rule_fk_attention(e: Emitter, group: Group) -> None:
     d_model = _width(e.graph, ports["x"])
     heads = int(hp["heads"])
     o = e.out(node)
-    proj = {}
-    for w in ("wq", "wk", "wv"):
-        call = _gemm_call(e, x, d_model, [e.v(params[f"{w}.weight"])], None, [], [])
-        proj[w] = f"{o}_{w[1]}"
-        e.emit(f"{proj[w]} = {call}.view({x}.shape[0], {x}.shape[1], {heads}, {d_model // heads})")
+    proj = project_heads(e, node, heads, heads)
     fn = e.kernels.use("fk_attention.py.jinja", "fk", causal=bool(hp["causal"]))
     args = [
         proj["wq"],

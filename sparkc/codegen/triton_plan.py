@@ -162,6 +162,22 @@ def rule_swiglu(e: Emitter, group: Group) -> None:
     e.emit(f"{e.out(last)} = {second}.view({x}.shape)")
 
 
+def project_heads(e: Emitter, node: Node, heads: int, kv_heads: int) -> dict[str, str]:
+    """q, k, v projections of an attention-like op as [B, N, heads, d] views (GEMM fragments);
+    returns the local names by weight ('wq', 'wk', 'wv')."""
+    ports, params = _ports(node)
+    x = e.v(ports["x"])
+    d_model = _width(e.graph, ports["x"])
+    hd = d_model // heads
+    proj = {}
+    for w in ("wq", "wk", "wv"):
+        call = _gemm_call(e, x, d_model, [e.v(params[f"{w}.weight"])], None, [], [])
+        proj[w] = f"{e.out(node)}_{w[1]}"
+        nh = heads if w == "wq" else kv_heads
+        e.emit(f"{proj[w]} = {call}.view({x}.shape[0], {x}.shape[1], {nh}, {hd})")
+    return proj
+
+
 def rule_attention(e: Emitter, group: Group) -> None:
     node = e.graph.node(group.anchor)
     ports, params = _ports(node)
@@ -169,14 +185,8 @@ def rule_attention(e: Emitter, group: Group) -> None:
     x = e.v(ports["x"])
     d_model = _width(e.graph, ports["x"])
     heads, kv = int(hp["heads"]), int(hp["kv_heads"])
-    hd = d_model // heads
     o = e.out(node)
-    proj = {}
-    for w, width in (("wq", d_model), ("wk", kv * hd), ("wv", kv * hd)):
-        call = _gemm_call(e, x, d_model, [e.v(params[f"{w}.weight"])], None, [], [])
-        proj[w] = f"{o}_{w[1]}"
-        nh = heads if w == "wq" else kv
-        e.emit(f"{proj[w]} = {call}.view({x}.shape[0], {x}.shape[1], {nh}, {hd})")
+    proj = project_heads(e, node, heads, kv)
     basis = hp.get("basis")
     fn = e.kernels.use(
         "attention.py.jinja", "attn",
