@@ -79,8 +79,12 @@ def main() -> None:
 
     rows: list[dict[str, Any]] = []
 
-    def record(impl: str, run: Callable[[], torch.Tensor], inputs: list[torch.Tensor],
-               check: torch.Tensor | None) -> None:
+    def record(
+        impl: str,
+        run: Callable[[], torch.Tensor],
+        inputs: list[torch.Tensor],
+        check: torch.Tensor | None,
+    ) -> None:
         with torch.no_grad():
             out = run()
             err = None
@@ -88,11 +92,16 @@ def main() -> None:
                 err = float((out.float() - check.float()).abs().max())
             fwd = bench(run)
         both = time_fwd_bwd(run, inputs)
-        rows.append({
-            "impl": impl, "fwd_ms": fwd, "fwd_tflops": flops_fwd / fwd * 1e-9,
-            "fwd_bwd_ms": both, "fwd_bwd_tflops": 3.5 * flops_fwd / both * 1e-9,
-            "max_abs_err_vs_sdpa": err,
-        })
+        rows.append(
+            {
+                "impl": impl,
+                "fwd_ms": fwd,
+                "fwd_tflops": flops_fwd / fwd * 1e-9,
+                "fwd_bwd_ms": both,
+                "fwd_bwd_tflops": 3.5 * flops_fwd / both * 1e-9,
+                "max_abs_err_vs_sdpa": err,
+            }
+        )
 
     def sdpa() -> torch.Tensor:
         return torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, is_causal=causal)
@@ -111,8 +120,12 @@ def main() -> None:
         mask = None
         if causal:
             mask = create_block_mask(lambda b_, h_, i, j: j <= i, None, None, n, n, device=dev)
-        record("flex_attention (compiled)", lambda: flex(qt, kt, vt, block_mask=mask),
-               [qt, kt, vt], None)
+        record(
+            "flex_attention (compiled)",
+            lambda: flex(qt, kt, vt, block_mask=mask),
+            [qt, kt, vt],
+            None,
+        )
     except Exception as e:  # FlexAttention is optional: report why it is missing
         rows.append({"impl": "flex_attention", "error": f"{type(e).__name__}: {e}"[:200]})
 
@@ -127,20 +140,29 @@ def main() -> None:
     vg = v[:, :, : h // 4].detach().contiguous().requires_grad_(True)
     record("sparkc GQA G=4", lambda: gqa(q, kg, vg), [q, kg, vg], None)
 
-    title = (f"attention B={b} H={h} N={n} d={d} {'causal' if causal else 'non-causal'} "
-             f"{args.dtype} on {torch.cuda.get_device_name()}")
+    title = (
+        f"attention B={b} H={h} N={n} d={d} {'causal' if causal else 'non-causal'} "
+        f"{args.dtype} on {torch.cuda.get_device_name()}"
+    )
     print(title)
-    print(f"{'impl':32s} {'fwd ms':>9s} {'fwd TF/s':>9s} {'f+b ms':>9s} {'f+b TF/s':>9s} {'max err':>9s}")
+    print(
+        f"{'impl':32s} {'fwd ms':>9s} {'fwd TF/s':>9s} {'f+b ms':>9s} {'f+b TF/s':>9s} {'max err':>9s}"
+    )
     for r in rows:
         if "error" in r:
             print(f"{r['impl']:32s} unavailable: {r['error']}")
             continue
         err = "" if r["max_abs_err_vs_sdpa"] is None else f"{r['max_abs_err_vs_sdpa']:.2e}"
-        print(f"{r['impl']:32s} {r['fwd_ms']:9.3f} {r['fwd_tflops']:9.1f} "
-              f"{r['fwd_bwd_ms']:9.3f} {r['fwd_bwd_tflops']:9.1f} {err:>9s}")
+        print(
+            f"{r['impl']:32s} {r['fwd_ms']:9.3f} {r['fwd_tflops']:9.1f} "
+            f"{r['fwd_bwd_ms']:9.3f} {r['fwd_bwd_tflops']:9.1f} {err:>9s}"
+        )
     if args.json:
-        payload = {"title": title, "shape": {"B": b, "H": h, "N": n, "d": d, "causal": causal,
-                                             "dtype": args.dtype}, "rows": rows}
+        payload = {
+            "title": title,
+            "shape": {"B": b, "H": h, "N": n, "d": d, "causal": causal, "dtype": args.dtype},
+            "rows": rows,
+        }
         args.json.write_text(json.dumps(payload, indent=1) + "\n")
     if not math.isfinite(sum(r.get("fwd_ms", 0.0) for r in rows)):
         sys.exit(1)

@@ -10,8 +10,9 @@ reference path and the Triton path, and the `ModelOutput` returned by `forward`.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -231,8 +232,9 @@ def sum_losses(terms: Sequence[torch.Tensor], like: Sequence[torch.Tensor]) -> t
     return torch.zeros((), device=ref.device, dtype=ref.dtype)
 
 
-def build_variant(cls, source: str, source_name: str, model: str, defaults: dict,
-                  hyper: dict, impl: str):
+def build_variant(
+    cls, source: str, source_name: str, model: str, defaults: dict, hyper: dict, impl: str
+):
     """`Model(d=256)`: compile the embedded source with other hyperparameters and build that.
 
     The variant is compiled into sparkc's content-addressed cache (a second call is instant)."""

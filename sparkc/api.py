@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import keyword
 import importlib.resources
+import keyword
 import os
 import sys
 from pathlib import Path
@@ -34,15 +34,25 @@ def package_stem(source_name: str) -> str:
     return f"m_{safe}" if safe[0].isdigit() or keyword.iskeyword(safe) else safe
 
 
-def compile_graph(text: str | bytes, source_name: str, overrides: dict[str, Any] | None = None,
-                  model: str | None = None, options: CompileOptions | None = None):
+def compile_graph(
+    text: str | bytes,
+    source_name: str,
+    overrides: dict[str, Any] | None = None,
+    model: str | None = None,
+    options: CompileOptions | None = None,
+):
     opts = options or CompileOptions(overrides=tuple((overrides or {}).items()), model=model)
     return run_pipeline(text, source_name, opts, stop_after="fuse").artefact
 
 
-def compile_files(text: str, source_name: str, overrides: dict[str, Any] | None = None,
-                  model: str | None = None, options: CompileOptions | None = None,
-                  fuse: bool = True) -> dict[str, str]:
+def compile_files(
+    text: str,
+    source_name: str,
+    overrides: dict[str, Any] | None = None,
+    model: str | None = None,
+    options: CompileOptions | None = None,
+    fuse: bool = True,
+) -> dict[str, str]:
     from .codegen import generate
 
     graph = compile_graph(text, source_name, overrides, model, options)
@@ -50,8 +60,14 @@ def compile_files(text: str, source_name: str, overrides: dict[str, Any] | None 
     return generate(graph, source, Path(source_name).name, fuse=fuse)
 
 
-def compile_to(out_dir: str | os.PathLike, path: str | os.PathLike, overrides=None, model=None,
-               force: bool = False, options: CompileOptions | None = None) -> Path:
+def compile_to(
+    out_dir: str | os.PathLike,
+    path: str | os.PathLike,
+    overrides=None,
+    model=None,
+    force: bool = False,
+    options: CompileOptions | None = None,
+) -> Path:
     from .codegen.writer import write_package
 
     text = Path(path).read_text()
@@ -81,8 +97,13 @@ def cache_dir() -> Path:
     return Path(base) if base else Path.home() / ".cache" / "sparkc"
 
 
-def load_source(text: str, source_name: str = "model.spark", model: str | None = None,
-                fuse: bool = True, **hyper: Any) -> ModuleType:
+def load_source(
+    text: str,
+    source_name: str = "model.spark",
+    model: str | None = None,
+    fuse: bool = True,
+    **hyper: Any,
+) -> ModuleType:
     """Compile `text` (cached) and import the generated package."""
     key_src = repr((__version__, _compiler_digest(), text, model, fuse, sorted(hyper.items())))
     key = hashlib.sha256(key_src.encode()).hexdigest()[:20]

@@ -114,7 +114,9 @@ def _options(args: argparse.Namespace) -> CompileOptions:
     return CompileOptions(
         overrides=tuple(args.define or ()),
         model=args.model,
-        passes=tuple(p for p in args.passes.split(",") if p) if getattr(args, "passes", None) else None,
+        passes=tuple(p for p in args.passes.split(",") if p)
+        if getattr(args, "passes", None)
+        else None,
         print_after=tuple(getattr(args, "print_after", None) or ()),
         time_passes=bool(getattr(args, "time_passes", False)),
         verify=not getattr(args, "no_verify", False),
@@ -192,34 +194,49 @@ def cmd_ops(args: argparse.Namespace, io: Session) -> int:
 
 def _add_common(p: argparse.ArgumentParser, *, program: bool = True) -> None:
     # SUPPRESS: a subcommand's default must not overwrite a `-v` given before the subcommand.
-    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                   help="show the Python traceback of an internal error")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the Python traceback of an internal error",
+    )
     if not program:
         return
     p.add_argument("file", metavar="FILE", help="the .spark source file")
-    p.add_argument("-D", dest="define", metavar="NAME=VALUE", action="append", type=parse_define,
-                   help="override a model hyperparameter (repeatable; the last value wins)")
+    p.add_argument(
+        "-D",
+        dest="define",
+        metavar="NAME=VALUE",
+        action="append",
+        type=parse_define,
+        help="override a model hyperparameter (repeatable; the last value wins)",
+    )
     p.add_argument("--model", metavar="NAME", help="the model to build (default: the last one)")
-    p.add_argument("--no-verify", action="store_true",
-                   help="skip the IR verifier after lowering and after each pass")
+    p.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip the IR verifier after lowering and after each pass",
+    )
 
 
 def _add_passes(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--passes", metavar="P1,P2,...",
-                   help="run these passes instead of the default pipeline")
+    p.add_argument(
+        "--passes", metavar="P1,P2,...", help="run these passes instead of the default pipeline"
+    )
 
 
 _EPILOG = {
     "check": "example:\n  sparkc check examples/tiny_gpt.spark -D layers=4\n"
-             "  ok: TinyGPT (... params, ... ops)",
+    "  ok: TinyGPT (... params, ... ops)",
     "compile": "examples:\n  sparkc compile examples/tiny_gpt.spark --emit ir\n"
-               "  sparkc compile examples/spark_k.spark --emit opt --print-after cse --time-passes\n"
-               "  sparkc compile examples/tiny_gpt.spark --emit fused\n"
-               "  sparkc compile examples/tiny_gpt.spark -o build   # then: import build.tiny_gpt",
+    "  sparkc compile examples/spark_k.spark --emit opt --print-after cse --time-passes\n"
+    "  sparkc compile examples/tiny_gpt.spark --emit fused\n"
+    "  sparkc compile examples/tiny_gpt.spark -o build   # then: import build.tiny_gpt",
     "graph": "examples:\n  sparkc graph examples/tiny_gpt.spark --format dot | dot -Tsvg > g.svg\n"
-             "  sparkc graph examples/hspmn.spark --format svg --after opt -o build/hspmn.svg",
+    "  sparkc graph examples/hspmn.spark --format svg --after opt -o build/hspmn.svg",
     "ops": "examples:\n  sparkc ops attention fk_attention\n"
-           "  sparkc ops --format markdown > docs/ops.md",
+    "  sparkc ops --format markdown > docs/ops.md",
 }
 
 
@@ -230,13 +247,23 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'sparkc COMMAND --help' for the options and an example of each command.",
     )
     parser.add_argument("--version", action="version", version=f"sparkc {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", default=False,
-                        help="show the Python traceback of an internal error")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=False,
+        help="show the Python traceback of an internal error",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def subparser(name: str, help: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help, description=help, epilog=_EPILOG[name],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        return sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=_EPILOG[name],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
 
     p = subparser("check", "check a program and report its size")
     _add_common(p)
@@ -246,19 +273,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--emit", choices=emit_names(), help="print this stage's text form and stop")
     p.add_argument("-o", "--output", metavar="DIR", help="generate the Python package into DIR")
-    p.add_argument("--force", action="store_true",
-                   help="with -o: replace the package folder even if it holds files sparkc did not write")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="with -o: replace the package folder even if it holds files sparkc did not write",
+    )
     _add_passes(p)
-    p.add_argument("--print-after", metavar="PASS", action="append",
-                   help="print the graph after this pass to stderr (repeatable; 'all': every pass)")
+    p.add_argument(
+        "--print-after",
+        metavar="PASS",
+        action="append",
+        help="print the graph after this pass to stderr (repeatable; 'all': every pass)",
+    )
     p.add_argument("--time-passes", action="store_true", help="report each pass's time on stderr")
     p.set_defaults(handler=cmd_compile)
 
     p = subparser("graph", "draw the IR graph (Graphviz dot, SVG or Mermaid)")
     _add_common(p)
     p.add_argument("--format", choices=("dot", "svg", "mermaid"), default="dot")
-    p.add_argument("--after", metavar="STAGE_OR_PASS", default="lower",
-                   help="draw the graph after 'lower' (default), 'opt' or a named pass")
+    p.add_argument(
+        "--after",
+        metavar="STAGE_OR_PASS",
+        default="lower",
+        help="draw the graph after 'lower' (default), 'opt' or a named pass",
+    )
     _add_passes(p)
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     p.set_defaults(handler=cmd_graph)
@@ -276,11 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _debug(args: argparse.Namespace | None) -> bool:
-    return bool(getattr(args, "verbose", False)) or os.environ.get("SPARKC_DEBUG", "") not in ("", "0")
+    return bool(getattr(args, "verbose", False)) or os.environ.get("SPARKC_DEBUG", "") not in (
+        "",
+        "0",
+    )
 
 
-def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None,
-         stderr: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None
+) -> int:
     io = Session(stdout or sys.stdout, stderr or sys.stderr)
     parser = build_parser()
     args: argparse.Namespace | None = None

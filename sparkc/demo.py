@@ -34,7 +34,7 @@ def find_example(name: str = EXAMPLE) -> Path:
     raise FileNotFoundError(f"examples/{name}.spark not found (run from the repository root)")
 
 
-def progressions(batch: int, length: int, vocab: int, generator) -> "tuple":
+def progressions(batch: int, length: int, vocab: int, generator) -> tuple:
     """Token sequences t_i = (start + i·step) mod vocab; returns (tokens, next-token targets)."""
     import torch
 
@@ -72,10 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     path = "Triton kernels" if net._use_triton(torch.empty(0, device=device)) else "reference path"
     vocab = int(module.HYPER["vocab"])
     print(f"compiled {example.name} -> {pkg}")
-    print(f"model {module.MODEL_NAME}: {net.num_parameters:,} parameters, hyperparameters "
-          + ", ".join(f"{k}={v}" for k, v in module.HYPER.items()))
-    print(f"kernel plan: {module.TRITON_COVERAGE['groups']} fused kernel groups; "
-          f"running the {path} on {device}")
+    print(
+        f"model {module.MODEL_NAME}: {net.num_parameters:,} parameters, hyperparameters "
+        + ", ".join(f"{k}={v}" for k, v in module.HYPER.items())
+    )
+    print(
+        f"kernel plan: {module.TRITON_COVERAGE['groups']} fused kernel groups; "
+        f"running the {path} on {device}"
+    )
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(1)
     first = last = None
@@ -94,9 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - t0
-    print(f"summary: loss {first:.3f} -> {last:.3f} (ln vocab = {math.log(vocab):.3f}) in "
-          f"{args.steps} steps, {elapsed:.1f} s ({1000 * elapsed / args.steps:.1f} ms/step), "
-          f"{path} on {device}")
+    print(
+        f"summary: loss {first:.3f} -> {last:.3f} (ln vocab = {math.log(vocab):.3f}) in "
+        f"{args.steps} steps, {elapsed:.1f} s ({1000 * elapsed / args.steps:.1f} ms/step), "
+        f"{path} on {device}"
+    )
     return 0 if last < 0.5 * first else 2
 
 

@@ -18,8 +18,8 @@ A user error is raised as `SparkError` (exit code 1); a broken compiler invarian
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 
 @dataclass(frozen=True, order=True)
@@ -33,7 +33,7 @@ class Span:
     end_col: int
 
     @staticmethod
-    def point(file: str, line: int, col: int) -> "Span":
+    def point(file: str, line: int, col: int) -> Span:
         return Span(file, line, col, line, col + 1)
 
     def __str__(self) -> str:

@@ -95,7 +95,10 @@ class Variant:
 
 
 VARIANTS: dict[str, tuple[Variant, ...]] = {
-    "linear": (Variant("bias=false", (("bias", False),)), Variant("tie=<embed>", (("tie", "tok"),))),
+    "linear": (
+        Variant("bias=false", (("bias", False),)),
+        Variant("tie=<embed>", (("tie", "tok"),)),
+    ),
     "attention": (Variant("basis=basis(...)", (("basis", _BASIS_EXAMPLE),)),),
     "routed_mlp": (Variant("route=hash", (("route", "hash"),), ("tokens",)),),
     "demopack_linear": (Variant("learnable=false", (("learnable", False),)),),
@@ -213,19 +216,29 @@ def _param_rows(spec: OpSpec, hp: dict[str, Any]) -> tuple[Row, ...]:
 
     def cells(p: ParamSpec) -> list[str]:
         kind = "parameter" if p.trainable else "buffer"
-        return [p.name, "[" + ", ".join(str(d) for d in p.shape) + "]", kind, _INIT_TEXT[p.init.kind](p.init, p)]
+        return [
+            p.name,
+            "[" + ", ".join(str(d) for d in p.shape) + "]",
+            kind,
+            _INIT_TEXT[p.init.kind](p.init, p),
+        ]
 
     for p in base:
         rows[p.name] = cells(p)
         notes[p.name] = []
     for variant in VARIANTS.get(spec.name, ()):
         vhp = {**hp, **dict(variant.hp)}
-        got = {p.name: p for p in instantiate(spec.name, example_inputs(spec, variant.inputs), vhp).params}
+        got = {
+            p.name: p
+            for p in instantiate(spec.name, example_inputs(spec, variant.inputs), vhp).params
+        }
         for name in rows:
             if name not in got:
                 notes[name].append(f"absent with {variant.label}")
             elif got[name].trainable != (rows[name][2] == "parameter"):
-                notes[name].append(f"a {'parameter' if got[name].trainable else 'buffer'} with {variant.label}")
+                notes[name].append(
+                    f"a {'parameter' if got[name].trainable else 'buffer'} with {variant.label}"
+                )
         for name, p in got.items():
             if name not in rows:
                 rows[name] = cells(p)
@@ -255,8 +268,14 @@ def describe(spec: OpSpec) -> OpDoc:
         flags=" · ".join(flags),
         example=example,
         ports=tuple(
-            Row((p.name + (" (optional)" if p.optional else ""), p.dtype, _port_shape(p),
-                 _shape(example_inputs(spec, (p.name,))[p.name])))
+            Row(
+                (
+                    p.name + (" (optional)" if p.optional else ""),
+                    p.dtype,
+                    _port_shape(p),
+                    _shape(example_inputs(spec, (p.name,))[p.name]),
+                )
+            )
             for p in spec.inputs
         ),
         hypers=tuple(
@@ -295,7 +314,13 @@ def _md_table(head: tuple[str, ...], rows: tuple[Row, ...]) -> list[str]:
 
 
 def _md_op(doc: OpDoc) -> list[str]:
-    lines = [f"### `{doc.name}` (SPEC §{doc.section})", "", f"`{doc.signature}`", "", doc.summary + "."]
+    lines = [
+        f"### `{doc.name}` (SPEC §{doc.section})",
+        "",
+        f"`{doc.signature}`",
+        "",
+        doc.summary + ".",
+    ]
     if doc.spelling != "call":
         lines += ["", f"Written with an operator: `{doc.spelling}`."]
     lines += ["", doc.flags + ".", "", f"Example: `{doc.example}`"]
@@ -303,8 +328,11 @@ def _md_op(doc: OpDoc) -> list[str]:
         ("Inputs", PORT_HEAD, doc.ports),
         ("Hyperparameters", HYPER_HEAD, doc.hypers),
         ("Outputs", OUTPUT_HEAD, doc.outputs),
-        ("Parameters (state_dict names under the instance; shapes for the example)", PARAM_HEAD,
-         doc.params),
+        (
+            "Parameters (state_dict names under the instance; shapes for the example)",
+            PARAM_HEAD,
+            doc.params,
+        ),
     ):
         if rows:
             lines += ["", f"{title}:", "", *_md_table(head, rows)]
@@ -317,14 +345,18 @@ def render_ops_markdown() -> str:
         "",
         "# sparkc ops",
         "",
-        ("Every built-in op of the `.spark` language, generated from the op table "
-        "(`sparkc/ir/ops.py`). The exact semantics are in SPEC.md, section by section; the "
-        "choices made where SPEC is silent are in [ops_decisions.md](ops_decisions.md)."),
+        (
+            "Every built-in op of the `.spark` language, generated from the op table "
+            "(`sparkc/ir/ops.py`). The exact semantics are in SPEC.md, section by section; the "
+            "choices made where SPEC is silent are in [ops_decisions.md](ops_decisions.md)."
+        ),
         "",
-        (f"Example shapes are computed by each op's own rules for an input `x: float[B, N, "
-        f"{EXAMPLE_D}]` (D = {EXAMPLE_D}), `heads = {EXAMPLE_HEADS}` where an op needs heads, "
-        "and default values for everything else. `B`, `N`, `T` are symbolic sizes bound at run "
-        "time. The same list is printed by `sparkc ops`."),
+        (
+            f"Example shapes are computed by each op's own rules for an input `x: float[B, N, "
+            f"{EXAMPLE_D}]` (D = {EXAMPLE_D}), `heads = {EXAMPLE_HEADS}` where an op needs heads, "
+            "and default values for everything else. `B`, `N`, `T` are symbolic sizes bound at run "
+            "time. The same list is printed by `sparkc ops`."
+        ),
         "",
     ]
     groups = grouped()
@@ -341,8 +373,10 @@ def render_ops_markdown() -> str:
     lines += [
         "## Decisions",
         "",
-        ("Where SPEC.md leaves a choice open, the decision taken and its reason are recorded in "
-        "[ops_decisions.md](ops_decisions.md)."),
+        (
+            "Where SPEC.md leaves a choice open, the decision taken and its reason are recorded in "
+            "[ops_decisions.md](ops_decisions.md)."
+        ),
     ]
     return "\n".join(lines) + "\n"
 
@@ -363,9 +397,7 @@ def _text_table(head: tuple[str, ...], rows: tuple[Row, ...], indent: str) -> li
     keep = [i for i in range(len(head)) if any(r.cells[i] for r in rows) or i == 0]
     table = [tuple(head[i] for i in keep)] + [tuple(r.cells[i] for i in keep) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(keep))]
-    return [
-        indent + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table
-    ]
+    return [indent + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
 
 
 def render_ops_text(names: list[str] | None = None) -> str:

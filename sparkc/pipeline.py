@@ -201,8 +201,9 @@ def _codegen(graph: Any, ctx: StageContext) -> Any:
         from .api import package_stem
         from .codegen.writer import write_package
 
-        path = write_package(ctx.options.output_dir, package_stem(ctx.filename), files,
-                             force=ctx.options.force)
+        path = write_package(
+            ctx.options.output_dir, package_stem(ctx.filename), files, force=ctx.options.force
+        )
         summary = f"wrote {path}: {summary}"
     return Generated(tuple(sorted(files.items())), path, summary)
 
@@ -214,12 +215,27 @@ def _codegen_text(generated: Any) -> str:
 STAGES: list[Stage] = [
     Stage("parse", _parse, _dump_ast, emit="ast", doc="source text → AST with spans"),
     Stage("check", _check, doc="names, hyperparameters and shapes → checked Program"),
-    Stage("lower", _lower, _print_graph, emit="ir", doc="Program → IR graph (one node per op instance)"),
+    Stage(
+        "lower",
+        _lower,
+        _print_graph,
+        emit="ir",
+        doc="Program → IR graph (one node per op instance)",
+    ),
     Stage("opt", _optimise, _print_graph, emit="opt", doc="IR graph after the pass pipeline"),
-    Stage("fuse", _fuse, _describe_fusion, emit="fused",
-          doc="kernel groups: GEMM epilogues, pointwise chains, fused LM-head loss"),
-    Stage("codegen", _codegen, _codegen_text,
-          doc="fused graph → generated Python package (written to output_dir when given)"),
+    Stage(
+        "fuse",
+        _fuse,
+        _describe_fusion,
+        emit="fused",
+        doc="kernel groups: GEMM epilogues, pointwise chains, fused LM-head loss",
+    ),
+    Stage(
+        "codegen",
+        _codegen,
+        _codegen_text,
+        doc="fused graph → generated Python package (written to output_dir when given)",
+    ),
 ]
 
 
@@ -283,7 +299,8 @@ def until(after: str, options: CompileOptions) -> tuple[str, CompileOptions]:
         graphs = [s.name for s in graph_stages]
         hint = did_you_mean(after, [*graphs, *PASSES])
         raise UsageError(
-            f"unknown stage or pass '{after}'" + (f"; {hint}" if hint else "")
+            f"unknown stage or pass '{after}'"
+            + (f"; {hint}" if hint else "")
             + f" (stages: {', '.join(graphs)}; passes: {', '.join(sorted(PASSES))})"
         )
     names = pass_names(options)
@@ -351,4 +368,6 @@ def summarize(graph: Any) -> GraphSummary:
                 buffers += n
         elif node.op not in SPECIAL_OPS:
             counts[node.op] = counts.get(node.op, 0) + 1
-    return GraphSummary(graph.name, params, buffers, sum(counts.values()), tuple(sorted(counts.items())))
+    return GraphSummary(
+        graph.name, params, buffers, sum(counts.values()), tuple(sorted(counts.items()))
+    )

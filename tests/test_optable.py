@@ -60,7 +60,9 @@ def test_defaults_pass_their_own_checks(name: str) -> None:
         if h.default is not None:
             want = PY_TYPES.get(h.type)
             if want is not None:
-                assert type(h.default) is want, f"{name}.{h.name}: default {h.default!r} is not {h.type}"
+                assert type(h.default) is want, (
+                    f"{name}.{h.name}: default {h.default!r} is not {h.type}"
+                )
 
 
 @pytest.mark.parametrize("name", CALLABLE)

@@ -51,7 +51,9 @@ def test_every_package_folder_is_listed_in_pyproject() -> None:
         if name.endswith(".py"):
             wanted.add(".".join(name.split("/")[:-1]))
     missing = sorted(wanted - listed)
-    assert not missing, f"add these packages to [tool.setuptools] packages in pyproject.toml: {missing}"
+    assert not missing, (
+        f"add these packages to [tool.setuptools] packages in pyproject.toml: {missing}"
+    )
     stale = sorted(p for p in listed if p not in wanted)
     assert not stale, f"pyproject.toml lists packages that have no Python file: {stale}"
 
@@ -70,9 +72,15 @@ def test_console_script_and_extras_are_declared() -> None:
         assert dep in dev
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+def _run(
+    cmd: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        cmd, check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, (
+        f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    )
     return proc
 
 
@@ -81,13 +89,36 @@ def test_wheel_installs_into_an_empty_venv_and_runs_outside_the_repo(tmp_path: P
     # Build from a copy, so the build never writes build/ or *.egg-info into the working tree.
     src = tmp_path / "src"
     shutil.copytree(
-        ROOT, src,
-        ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", "build", "dist", "*.egg-info",
-                                      ".pytest_cache", ".hypothesis", ".ruff_cache"),
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".venv",
+            ".git",
+            "__pycache__",
+            "build",
+            "dist",
+            "*.egg-info",
+            ".pytest_cache",
+            ".hypothesis",
+            ".ruff_cache",
+        ),
     )
     dist = tmp_path / "dist"
-    _run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation",
-          "-q", "-w", str(dist)], cwd=src)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            ".",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(dist),
+        ],
+        cwd=src,
+    )
     (wheel,) = dist.glob("sparkc-*.whl")
 
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -103,11 +134,26 @@ def test_wheel_installs_into_an_empty_venv_and_runs_outside_the_repo(tmp_path: P
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp_path)
     py = venv / "bin" / "python"
-    site = Path(_run([str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                     cwd=tmp_path).stdout.strip())
+    site = Path(
+        _run(
+            [str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], cwd=tmp_path
+        ).stdout.strip()
+    )
     (site / "deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    _run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q",
-          str(wheel)], cwd=tmp_path)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(py),
+            "install",
+            "--no-deps",
+            "-q",
+            str(wheel),
+        ],
+        cwd=tmp_path,
+    )
 
     work = tmp_path / "elsewhere"
     work.mkdir()
@@ -127,13 +173,18 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_second() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     prose = [ln for ln in readme.split("```")[0].splitlines() if ln.strip()]
     assert len(prose) == 2 and prose[0].startswith("# "), "only a title and one sentence first"
-    commands = [ln for ln in readme.split("```")[1].splitlines()[1:] if ln and not ln.startswith("#")]
+    commands = [
+        ln for ln in readme.split("```")[1].splitlines()[1:] if ln and not ln.startswith("#")
+    ]
     assert len(commands) == 2
     assert all(c.startswith("python3 -m venv .venv && ") for c in commands)
     assert commands[0].endswith(".venv/bin/python -m sparkc.demo")
     assert commands[1].endswith(".venv/bin/python -m pytest -q")
-    ci = [ln for ln in (ROOT / ".ci" / "run").read_text().splitlines()
-          if ln.strip() and not ln.lstrip().startswith(("#", "set "))]
+    ci = [
+        ln
+        for ln in (ROOT / ".ci" / "run").read_text().splitlines()
+        if ln.strip() and not ln.lstrip().startswith(("#", "set "))
+    ]
     assert ci[-1] == commands[1], "the last line of .ci/run must be the README's test command"
     assert os.access(ROOT / ".ci" / "run", os.X_OK)
 

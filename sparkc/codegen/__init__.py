@@ -27,7 +27,11 @@ def generate(graph: Graph, source_text: str, source_name: str, fuse: bool = True
     units, kernels, plan = triton_units(graph, names)
     float_inputs = [n.attr("name") for n in graph.inputs() if n.types[0].dtype.value == "float"]
     ctx = module_context(
-        graph, source_text, source_name, names, units,
+        graph,
+        source_text,
+        source_name,
+        names,
+        units,
         extra=dict(
             kernel_count=len(plan.groups),
             reference_ops=tuple(kernels.reference_ops),

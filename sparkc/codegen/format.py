@@ -34,11 +34,23 @@ def format_python(text: str, name: str = "generated.py") -> str:
     if ruff is None:
         return text
     proc = subprocess.run(
-        [ruff, "format", "--isolated", "--line-length", str(LINE_LENGTH),
-         "--stdin-filename", name, "-"],
-        input=text, capture_output=True, text=True, timeout=60,
+        [
+            ruff,
+            "format",
+            "--isolated",
+            "--line-length",
+            str(LINE_LENGTH),
+            "--stdin-filename",
+            name,
+            "-",
+        ],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     if proc.returncode != 0:
-        raise CompilerBug(f"generated code of {name} is not valid Python:\n{proc.stderr[-2000:]}",
-                          "codegen")
+        raise CompilerBug(
+            f"generated code of {name} is not valid Python:\n{proc.stderr[-2000:]}", "codegen"
+        )
     return proc.stdout

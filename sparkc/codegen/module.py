@@ -20,7 +20,7 @@ from .. import __version__
 from ..diagnostics import error
 from ..ir.graph import Graph, Node, Value
 from ..ir.ops import OPS
-from .render import pyrepr, render
+from .render import pyrepr
 
 # Names a model input must not take: they would shadow what the generated forward uses.
 _RESERVED_ARGS = {"self", "ctx", "p", "torch", "_ms", "_REF", "_RefContext", "impl"}
@@ -184,8 +184,14 @@ def _needed_main(graph: Graph) -> set[str]:
     return needed
 
 
-def module_context(graph: Graph, source_text: str, source_name: str, names: ValueNames,
-                   triton_units=None, extra: dict | None = None) -> dict:
+def module_context(
+    graph: Graph,
+    source_text: str,
+    source_name: str,
+    names: ValueNames,
+    triton_units=None,
+    extra: dict | None = None,
+) -> dict:
     _check_input_names(graph)
     needed = _needed_main(graph)
     inputs = [
@@ -251,5 +257,3 @@ def _module_stem(source_name: str) -> str:
     import os
 
     return os.path.splitext(os.path.basename(source_name))[0]
-
-

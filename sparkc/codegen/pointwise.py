@@ -75,8 +75,9 @@ class PointwiseProgram:
         )
 
 
-def build_program(graph: Graph, node_ids: list[str] | tuple[str, ...], name: str,
-                  used_outside: set[Value]) -> PointwiseProgram:
+def build_program(
+    graph: Graph, node_ids: list[str] | tuple[str, ...], name: str, used_outside: set[Value]
+) -> PointwiseProgram:
     nodes = [graph.node(n) for n in node_ids]
     inside = {n.id for n in nodes}
     ssa: dict[Value, str] = {}

@@ -15,8 +15,8 @@ path; `KernelSet.reference_ops` lists them and the module reports them in `TRITO
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import networkx as nx
 
@@ -110,8 +110,16 @@ def _epilogue(e: Emitter, group: Group, anchor_out: Value) -> tuple[list[str], l
     return steps, operands, last
 
 
-def _gemm_call(e: Emitter, x: str, k_in: int, weights: list[str], bias: str | None,
-               steps: list[str], operands: list[str], dual: bool = False) -> str:
+def _gemm_call(
+    e: Emitter,
+    x: str,
+    k_in: int,
+    weights: list[str],
+    bias: str | None,
+    steps: list[str],
+    operands: list[str],
+    dual: bool = False,
+) -> str:
     epilogue = (["bias"] if bias else []) + steps
     fn = e.kernels.use("matmul.py.jinja", "mm", epilogue=epilogue, dual=dual)
     args = [f"{x}.reshape(-1, {k_in})", *weights] + ([bias] if bias else []) + operands
@@ -139,12 +147,20 @@ def rule_mlp(e: Emitter, group: Group) -> None:
     x = e.v(ports["x"])
     d, hidden = _width(e.graph, ports["x"]), int(node.attr("hidden"))
     h = f"{e.out(node)}_h"
-    first = _gemm_call(e, x, d, [e.v(params["fc1.weight"])], e.v(params["fc1.bias"]),
-                       [f"act:{node.attr('act')}"], [])
+    first = _gemm_call(
+        e,
+        x,
+        d,
+        [e.v(params["fc1.weight"])],
+        e.v(params["fc1.bias"]),
+        [f"act:{node.attr('act')}"],
+        [],
+    )
     e.emit(f"{h} = {first}")
     steps, operands, last = _epilogue(e, group, node.out())
-    second = _gemm_call(e, h, hidden, [e.v(params["fc2.weight"])], e.v(params["fc2.bias"]),
-                        steps, operands)
+    second = _gemm_call(
+        e, h, hidden, [e.v(params["fc2.weight"])], e.v(params["fc2.bias"]), steps, operands
+    )
     e.emit(f"{e.out(last)} = {second}.view({x}.shape)")
 
 
@@ -154,8 +170,9 @@ def rule_swiglu(e: Emitter, group: Group) -> None:
     x = e.v(ports["x"])
     d, hidden = _width(e.graph, ports["x"]), int(node.attr("hidden"))
     h = f"{e.out(node)}_h"
-    first = _gemm_call(e, x, d, [e.v(params["w_gate.weight"]), e.v(params["w_up.weight"])],
-                       None, [], [], dual=True)
+    first = _gemm_call(
+        e, x, d, [e.v(params["w_gate.weight"]), e.v(params["w_up.weight"])], None, [], [], dual=True
+    )
     e.emit(f"{h} = {first}")
     steps, operands, last = _epilogue(e, group, node.out())
     second = _gemm_call(e, h, hidden, [e.v(params["w_down.weight"])], None, steps, operands)
@@ -189,9 +206,14 @@ def rule_attention(e: Emitter, group: Group) -> None:
     proj = project_heads(e, node, heads, kv)
     basis = hp.get("basis")
     fn = e.kernels.use(
-        "attention.py.jinja", "attn",
-        causal=bool(hp["causal"]), group=heads // kv, rope=bool(hp["rope"]),
-        rope_base=float(hp["rope_base"]), basis=dict(basis) if basis else None, layout="bnhd",
+        "attention.py.jinja",
+        "attn",
+        causal=bool(hp["causal"]),
+        group=heads // kv,
+        rope=bool(hp["rope"]),
+        rope_base=float(hp["rope_base"]),
+        basis=dict(basis) if basis else None,
+        layout="bnhd",
     )
     gains = e.v(params["basis.gains"]) if basis else "None"
     e.emit(f"{o}_a = {fn}({proj['wq']}, {proj['wk']}, {proj['wv']}, {gains})")
@@ -219,8 +241,10 @@ def rule_rownorm_residual(e: Emitter, group: Group) -> None:
     a, b = (e.v(v) for v in add.inputs)
     args = [a, b, e.v(params["weight"])] + ([e.v(params["bias"])] if kind == "layer" else [])
     eps = pyrepr(float(norm.attr("eps")))
-    e.emit(f"{e.out(norm)}, {e.out(add)} = {fn}({a}.contiguous(), {b}.contiguous(), "
-           f"{', '.join(args[2:])}, {eps})")
+    e.emit(
+        f"{e.out(norm)}, {e.out(add)} = {fn}({a}.contiguous(), {b}.contiguous(), "
+        f"{', '.join(args[2:])}, {eps})"
+    )
 
 
 def rule_softmax(e: Emitter, group: Group) -> None:
@@ -270,17 +294,26 @@ def rule_pos_embed(e: Emitter, group: Group) -> None:
 
 
 def _add_program() -> dict:
-    return dict(inputs=["a0", "a1"], scalars=[], body=["t0 = a0 + a1"], outputs=[("o0", "t0")],
-                grad_inputs=["g0"], grad_body=["dt0 = g0"],
-                grad_outputs=[("da0", "dt0"), ("da1", "dt0")])
+    return dict(
+        inputs=["a0", "a1"],
+        scalars=[],
+        body=["t0 = a0 + a1"],
+        outputs=[("o0", "t0")],
+        grad_inputs=["g0"],
+        grad_body=["dt0 = g0"],
+        grad_outputs=[("da0", "dt0"), ("da1", "dt0")],
+    )
 
 
 def rule_conv1d(e: Emitter, group: Group) -> None:
     node = e.graph.node(group.anchor)
     ports, params = _ports(node)
-    fn = e.kernels.use("conv1d.py.jinja", "conv", kernel=int(node.attr("kernel")),
-                       causal=bool(node.attr("causal")))
-    e.emit(f"{e.out(node)} = {fn}({e.v(ports['x'])}, {e.v(params['weight'])}, {e.v(params['bias'])})")
+    fn = e.kernels.use(
+        "conv1d.py.jinja", "conv", kernel=int(node.attr("kernel")), causal=bool(node.attr("causal"))
+    )
+    e.emit(
+        f"{e.out(node)} = {fn}({e.v(ports['x'])}, {e.v(params['weight'])}, {e.v(params['bias'])})"
+    )
 
 
 def rule_rope(e: Emitter, group: Group) -> None:
@@ -316,8 +349,10 @@ def rule_cross_entropy(e: Emitter, group: Group) -> None:
     logits, targets = (e.v(v) for v in node.inputs)
     v = _width(e.graph, node.inputs[0])
     fn = e.kernels.use("cross_entropy.py.jinja", "ce")
-    e.emit(f"{e.out(node)} = {fn}({logits}.reshape(-1, {v}), {targets}.reshape(-1), "
-           f"{int(node.attr('ignore_index'))})")
+    e.emit(
+        f"{e.out(node)} = {fn}({logits}.reshape(-1, {v}), {targets}.reshape(-1), "
+        f"{int(node.attr('ignore_index'))})"
+    )
 
 
 def rule_linear_ce(e: Emitter, group: Group) -> None:
@@ -328,8 +363,10 @@ def rule_linear_ce(e: Emitter, group: Group) -> None:
     targets = e.v(ce.inputs[1])
     bias = e.v(params["bias"]) if "bias" in params else "None"
     fn = e.kernels.use("linear_cross_entropy.py.jinja", "lce")
-    e.emit(f"{e.out(ce)} = {fn}({h}.reshape(-1, {d}), {e.v(params['weight'])}, {bias}, "
-           f"{targets}.reshape(-1), {int(ce.attr('ignore_index'))})")
+    e.emit(
+        f"{e.out(ce)} = {fn}({h}.reshape(-1, {d}), {e.v(params['weight'])}, {bias}, "
+        f"{targets}.reshape(-1), {int(ce.attr('ignore_index'))})"
+    )
 
 
 def rule_reference(e: Emitter, group: Group) -> None:
@@ -342,8 +379,10 @@ def rule_reference(e: Emitter, group: Group) -> None:
         prm = "{" + ", ".join(f"{pyrepr(k)}: {e.v(v)}" for k, v in params) + "}"
         outs = [e.out(node, i) for i in range(len(node.types))]
         target = outs[0] + "," if len(outs) == 1 else ", ".join(outs)
-        e.emit(f"{target} = _REF[{pyrepr(node.op)}]({ins}, {prm}, {pyrepr(dict(node.attrs))}, ctx)"
-               f"  # {node.scope} (no kernel yet)")
+        e.emit(
+            f"{target} = _REF[{pyrepr(node.op)}]({ins}, {prm}, {pyrepr(dict(node.attrs))}, ctx)"
+            f"  # {node.scope} (no kernel yet)"
+        )
 
 
 GROUP_RULES: dict[str, Callable[[Emitter, Group], None]] = {
@@ -399,8 +438,13 @@ def triton_units(graph: Graph, names: ValueNames) -> tuple[list, KernelSet, Fusi
     """(compute units of the Triton path, its kernels, the fusion plan)."""
     plan = fusion_plan(graph)
     kernels = KernelSet()
-    e = Emitter(graph, names, kernels, {n.id: i for i, n in enumerate(graph.params())},
-                used_outside(graph, plan))
+    e = Emitter(
+        graph,
+        names,
+        kernels,
+        {n.id: i for i, n in enumerate(graph.params())},
+        used_outside(graph, plan),
+    )
     for node in graph.topo_order():
         if node.op == "param":
             e.unit((node.id,))

@@ -52,19 +52,31 @@ def foreign_files(pkg: Path) -> list[str]:
     return out
 
 
-def write_package(out_dir: str | os.PathLike, stem: str, files: dict[str, str], force: bool = False) -> Path:
+def write_package(
+    out_dir: str | os.PathLike, stem: str, files: dict[str, str], force: bool = False
+) -> Path:
     out = Path(out_dir)
     pkg = out / stem
     if out.exists() and not out.is_dir():
-        raise error("E0702", f"output path '{out}' exists and is not a folder", None,
-                    help="choose another -o folder")
+        raise error(
+            "E0702",
+            f"output path '{out}' exists and is not a folder",
+            None,
+            help="choose another -o folder",
+        )
     if pkg.exists() and not force:
         if not pkg.is_dir():
-            raise error("E0702", f"refusing to overwrite '{pkg}': it is a file sparkc did not write",
-                        None, help="remove it, choose another -o folder, or pass --force")
+            raise error(
+                "E0702",
+                f"refusing to overwrite '{pkg}': it is a file sparkc did not write",
+                None,
+                help="remove it, choose another -o folder, or pass --force",
+            )
         foreign = foreign_files(pkg)
         if foreign:
-            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            shown = ", ".join(foreign[:5]) + (
+                f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+            )
             raise error(
                 "E0702",
                 f"refusing to overwrite '{pkg}': it holds files sparkc did not write ({shown})",

@@ -117,7 +117,9 @@ class Repeat:
     span: Span
 
 
-Expr = Name | IntLit | FloatLit | StringLit | BoolLit | NoneLit | BinOp | Neg | Field | Call | Repeat
+Expr = (
+    Name | IntLit | FloatLit | StringLit | BoolLit | NoneLit | BinOp | Neg | Field | Call | Repeat
+)
 
 # --------------------------------------------------------------------------------------------
 # Statements and definitions
@@ -312,11 +314,29 @@ def _parts(node: object) -> _Parts:
 
 
 _TAGS = {
-    Module: "module", ModelDef: "model", BlockDef: "block", HyperParam: "hyper",
-    InputDecl: "input", TypeExpr: "type", Let: "let", Output: "output", Loss: "loss",
-    Return: "return", Name: "name", IntLit: "int", FloatLit: "float", StringLit: "string",
-    BoolLit: "bool", NoneLit: "none", BinOp: "binop", Neg: "neg", Field: "field", Call: "call",
-    PosArg: "arg", KwArg: "kwarg", Repeat: "repeat",
+    Module: "module",
+    ModelDef: "model",
+    BlockDef: "block",
+    HyperParam: "hyper",
+    InputDecl: "input",
+    TypeExpr: "type",
+    Let: "let",
+    Output: "output",
+    Loss: "loss",
+    Return: "return",
+    Name: "name",
+    IntLit: "int",
+    FloatLit: "float",
+    StringLit: "string",
+    BoolLit: "bool",
+    NoneLit: "none",
+    BinOp: "binop",
+    Neg: "neg",
+    Field: "field",
+    Call: "call",
+    PosArg: "arg",
+    KwArg: "kwarg",
+    Repeat: "repeat",
 }
 
 

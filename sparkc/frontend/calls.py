@@ -49,16 +49,22 @@ class CallsMixin:
 
     # -- arguments -----------------------------------------------------------------------------
 
-    def bind_args(self, call: ast.Call, what: str, tensors: list[str], hypers: list[str],
-                  usage: str) -> BoundArgs:
+    def bind_args(
+        self, call: ast.Call, what: str, tensors: list[str], hypers: list[str], usage: str
+    ) -> BoundArgs:
         out = BoundArgs()
         seen_kw: ast.KwArg | None = None
         npos = 0
         for arg in call.args:
             if isinstance(arg, ast.PosArg):
                 if seen_kw is not None:
-                    self.error("E0209", "positional argument after keyword arguments", arg.span,
-                               "positional", help=f"put tensor inputs first: {usage}")
+                    self.error(
+                        "E0209",
+                        "positional argument after keyword arguments",
+                        arg.span,
+                        "positional",
+                        help=f"put tensor inputs first: {usage}",
+                    )
                     out.ok = False
                 elif npos < len(tensors):
                     out.tensors[tensors[npos]] = (arg.value, arg.value.span)
@@ -67,25 +73,38 @@ class CallsMixin:
                     noun = "input" if len(tensors) == 1 else "inputs"
                     listed = f" ({', '.join(tensors)})" if tensors else ""
                     self.error(
-                        "E0206", f"{what} takes {len(tensors)} tensor {noun}{listed}, but "
-                        f"{given} positional arguments were given", arg.span, "extra argument",
-                        help=f"hyperparameters are passed by name: {usage}")
+                        "E0206",
+                        f"{what} takes {len(tensors)} tensor {noun}{listed}, but "
+                        f"{given} positional arguments were given",
+                        arg.span,
+                        "extra argument",
+                        help=f"hyperparameters are passed by name: {usage}",
+                    )
                     out.ok = False
                 npos += 1
                 continue
             seen_kw = arg
             if arg.name in out.tensors or arg.name in out.hypers:
-                self.error("E0209", f"argument '{arg.name}' is given twice", arg.span,
-                           "given again here", help="remove one of them")
+                self.error(
+                    "E0209",
+                    f"argument '{arg.name}' is given twice",
+                    arg.span,
+                    "given again here",
+                    help="remove one of them",
+                )
                 out.ok = False
             elif arg.name in tensors:
                 out.tensors[arg.name] = (arg.value, arg.span)
             elif arg.name in hypers:
                 out.hypers[arg.name] = arg
             else:
-                self.error("E0204", f"{what} has no argument '{arg.name}'", arg.name_span,
-                           "unknown keyword",
-                           help=did_you_mean(arg.name, [*tensors, *hypers]) or f"usage: {usage}")
+                self.error(
+                    "E0204",
+                    f"{what} has no argument '{arg.name}'",
+                    arg.name_span,
+                    "unknown keyword",
+                    help=did_you_mean(arg.name, [*tensors, *hypers]) or f"usage: {usage}",
+                )
                 out.ok = False
         return out
 
@@ -97,8 +116,13 @@ class CallsMixin:
         if isinstance(v, Multi):
             self.multi_error(v, span)
         else:
-            self.error("E0208", f"{role} must be a tensor, got {describe(v)}", span,
-                       "not a tensor", help="pass a model input or the result of an op")
+            self.error(
+                "E0208",
+                f"{role} must be a tensor, got {describe(v)}",
+                span,
+                "not a tensor",
+                help="pass a model input or the result of an op",
+            )
         return POISON
 
     # -- ops -----------------------------------------------------------------------------------
@@ -108,20 +132,30 @@ class CallsMixin:
         if spec.name == "basis":
             return self.eval_basis(call, scope, stmt)
         ports = [p.name for p in spec.inputs]
-        args = self.bind_args(call, spec.name, ports, [h.name for h in spec.hypers],
-                              spec.signature())
+        args = self.bind_args(
+            call, spec.name, ports, [h.name for h in spec.hypers], spec.signature()
+        )
         ok = args.ok
         missing = [p.name for p in spec.inputs if not p.optional and p.name not in args.tensors]
         if missing and args.ok:
-            self.error("E0206", f"{spec.name} needs the tensor input '{missing[0]}'",
-                       call.func_span, f"'{missing[0]}' is missing", help=f"usage: {spec.signature()}")
+            self.error(
+                "E0206",
+                f"{spec.name} needs the tensor input '{missing[0]}'",
+                call.func_span,
+                f"'{missing[0]}' is missing",
+                help=f"usage: {spec.signature()}",
+            )
             ok = False
         for h in spec.hypers:
             if h.default is REQUIRED and h.name not in args.hypers:
-                self.error("E0205", f"{spec.name} needs the hyperparameter '{h.name}'",
-                           call.func_span, f"'{h.name}' is missing",
-                           help=f"pass it by name, e.g. {spec.name}(..., {h.name}=...); "
-                           f"usage: {spec.signature()}")
+                self.error(
+                    "E0205",
+                    f"{spec.name} needs the hyperparameter '{h.name}'",
+                    call.func_span,
+                    f"'{h.name}' is missing",
+                    help=f"pass it by name, e.g. {spec.name}(..., {h.name}=...); "
+                    f"usage: {spec.signature()}",
+                )
                 ok = False
         inputs: dict[str, Tensor] = {}
         for port in spec.inputs:
@@ -162,16 +196,31 @@ class CallsMixin:
             if p.dtype == "float" and t.dtype.is_int:
                 help = "integer ids must be embedded first: embed(tokens, vocab=..., dim=...)"
             elif p.dtype == "int":
-                help = "token ids and targets are integer tensors: declare them as i64, e.g. " \
+                help = (
+                    "token ids and targets are integer tensors: declare them as i64, e.g. "
                     f"input {port}: i64[B, N]"
-            self.error("E0303", f"'{port}' of {spec.name} must be {word} tensor, got {t}", span,
-                       f"{t.dtype} tensor", help=help)
+                )
+            self.error(
+                "E0303",
+                f"'{port}' of {spec.name} must be {word} tensor, got {t}",
+                span,
+                f"{t.dtype} tensor",
+                help=help,
+            )
             return False
         if (p.rank is not None and t.rank != p.rank) or t.rank < p.min_rank:
-            want = f"rank {p.rank} {_RANK_WORDS.get(p.rank, '')}".rstrip() if p.rank is not None \
+            want = (
+                f"rank {p.rank} {_RANK_WORDS.get(p.rank, '')}".rstrip()
+                if p.rank is not None
                 else f"rank {p.min_rank} or more"
-            self.error("E0303", f"'{port}' of {spec.name} must have {want}, got {t}", span,
-                       f"rank {t.rank}", help=f"usage: {spec.signature()}")
+            )
+            self.error(
+                "E0303",
+                f"'{port}' of {spec.name} must have {want}, got {t}",
+                span,
+                f"rank {t.rank}",
+                help=f"usage: {spec.signature()}",
+            )
             return False
         return True
 
@@ -186,9 +235,13 @@ class CallsMixin:
         if h.type == "basis":
             if v is None or isinstance(v, BasisSpec):
                 return None if v is None else v.pairs
-            self.error("E0218", f"basis= takes a basis(...) spec or none, got {describe(v)}",
-                       kw.value.span, "not a basis",
-                       help="write basis=basis(freqs=4, legendre=4, over=distance, max_len=1024)")
+            self.error(
+                "E0218",
+                f"basis= takes a basis(...) spec or none, got {describe(v)}",
+                kw.value.span,
+                "not a basis",
+                help="write basis=basis(freqs=4, legendre=4, over=distance, max_len=1024)",
+            )
             return POISON
         try:
             return coerce_hyper(spec.name, h, v)
@@ -196,8 +249,14 @@ class CallsMixin:
             self.problem(exc.problem, kw.value.span, scope)
             return POISON
 
-    def instantiate(self, op: str, inputs: dict[str, Tensor], hp: dict[str, Any], span: Span,
-                    spans: dict[str, Span]) -> InstanceSpec | None:
+    def instantiate(
+        self,
+        op: str,
+        inputs: dict[str, Tensor],
+        hp: dict[str, Any],
+        span: Span,
+        spans: dict[str, Span],
+    ) -> InstanceSpec | None:
         try:
             return instantiate(op, {p: t.type for p, t in inputs.items()}, hp)
         except ShapeFailure as f:
@@ -205,8 +264,16 @@ class CallsMixin:
             self.error(f.code, f.message, where, "", help=f.help or f"usage: {OPS[op].signature()}")
             return None
 
-    def record(self, scope: Scope, path: str, spec: OpSpec, inputs: dict[str, Tensor],
-               inst: InstanceSpec, span: Span, local: str | None = None) -> Any:
+    def record(
+        self,
+        scope: Scope,
+        path: str,
+        spec: OpSpec,
+        inputs: dict[str, Tensor],
+        inst: InstanceSpec,
+        span: Span,
+        local: str | None = None,
+    ) -> Any:
         """Append the instance; `local` is its name in the scope (None for operators)."""
         self.limit_ops(span)
         refs = tuple((p.name, inputs[p.name].ref) for p in spec.inputs if p.name in inputs)
@@ -226,10 +293,14 @@ class CallsMixin:
         ok = args.ok
         for h in spec.hypers:
             if h.default is REQUIRED and h.name not in args.hypers:
-                self.error("E0205", f"basis needs the hyperparameter '{h.name}'", call.func_span,
-                           f"'{h.name}' is missing",
-                           help="basis(...) needs max_len, the longest sequence it covers, "
-                           "e.g. basis(max_len=1024)")
+                self.error(
+                    "E0205",
+                    f"basis needs the hyperparameter '{h.name}'",
+                    call.func_span,
+                    f"'{h.name}' is missing",
+                    help="basis(...) needs max_len, the longest sequence it covers, "
+                    "e.g. basis(max_len=1024)",
+                )
                 ok = False
         hp: dict[str, Any] = {}
         for name, kw in args.hypers.items():
@@ -249,23 +320,41 @@ class CallsMixin:
             return None
         embeds = sorted(n for n, i in scope.instances.items() if self.ops[i].op == "embed")
         if not isinstance(expr, ast.Name):
-            self.error("E0217", "tie= takes the name of an embed instance", expr.span,
-                       "not a name", help="e.g. tok = embed(tokens, vocab=V, dim=D) ... "
-                       "linear(h, out=V, tie=tok)")
+            self.error(
+                "E0217",
+                "tie= takes the name of an embed instance",
+                expr.span,
+                "not a name",
+                help="e.g. tok = embed(tokens, vocab=V, dim=D) ... linear(h, out=V, tie=tok)",
+            )
             return POISON
         idx = scope.instances.get(expr.id)
         if idx is None:
             help = did_you_mean(expr.id, embeds) or (
-                f"embed instances defined so far: {', '.join(embeds)}" if embeds else
-                "define the embedding first: tok = embed(tokens, vocab=..., dim=...)")
-            self.error("E0217", f"no embed instance named '{expr.id}' before this point",
-                       expr.span, "not an earlier embed instance of this scope", help=help)
+                f"embed instances defined so far: {', '.join(embeds)}"
+                if embeds
+                else "define the embedding first: tok = embed(tokens, vocab=..., dim=...)"
+            )
+            self.error(
+                "E0217",
+                f"no embed instance named '{expr.id}' before this point",
+                expr.span,
+                "not an earlier embed instance of this scope",
+                help=help,
+            )
             return POISON
         if self.ops[idx].op != "embed":
-            self.error("E0217", f"tie={expr.id} names a {self.ops[idx].op} instance; tie needs an "
-                       "embed instance", expr.span, f"a {self.ops[idx].op}",
-                       help=(f"embed instances here: {', '.join(embeds)}" if embeds else
-                             "tie= reuses the [vocab, dim] table of an embed(...) call"))
+            self.error(
+                "E0217",
+                f"tie={expr.id} names a {self.ops[idx].op} instance; tie needs an embed instance",
+                expr.span,
+                f"a {self.ops[idx].op}",
+                help=(
+                    f"embed instances here: {', '.join(embeds)}"
+                    if embeds
+                    else "tie= reuses the [vocab, dim] table of an embed(...) call"
+                ),
+            )
             return POISON
         return self.ops[idx].path
 
@@ -276,18 +365,31 @@ class CallsMixin:
         out, width = dict(inst.hp)["out"], inputs["x"].type.shape[-1]
         if (vocab, dim) == (out, width):
             return True
-        self.error("E0217", f"tie={path.rsplit('.', 1)[-1]}: the embedding table is "
-                   f"[{vocab}, {dim}] but this linear maps {width} → {out} features",
-                   args.hypers["tie"].span, "shapes differ",
-                   help=f"a tied head needs out = vocab = {vocab} and an input width of dim = {dim}")
+        self.error(
+            "E0217",
+            f"tie={path.rsplit('.', 1)[-1]}: the embedding table is "
+            f"[{vocab}, {dim}] but this linear maps {width} → {out} features",
+            args.hypers["tie"].span,
+            "shapes differ",
+            help=f"a tied head needs out = vocab = {vocab} and an input width of dim = {dim}",
+        )
         return False
 
     # Provided by the Elaborator.
-    def error(self, code: str, message: str, span: Span | None, label: str = "",
-              help: str = "", notes: tuple = (), in_block: bool = True) -> None: ...
+    def error(
+        self,
+        code: str,
+        message: str,
+        span: Span | None,
+        label: str = "",
+        help: str = "",
+        notes: tuple = (),
+        in_block: bool = True,
+    ) -> None: ...
 
-    def eval(self, expr: ast.Expr, scope: Scope, stmt: Stmt, hyper: bool = False,
-             whole: bool = False) -> Any: ...
+    def eval(
+        self, expr: ast.Expr, scope: Scope, stmt: Stmt, hyper: bool = False, whole: bool = False
+    ) -> Any: ...
 
     def multi_error(self, v: Multi, span: Span) -> None: ...
 

@@ -60,20 +60,38 @@ class Elaborator(CallsMixin):
         self.losses: list[LossTerm] = []
         self.calls: list[tuple[str, Span]] = []  # block instances being inlined (innermost last)
         self._expr: dict[type, Callable[..., Any]] = {
-            ast.Name: self._name, ast.IntLit: self._literal, ast.FloatLit: self._literal,
-            ast.BoolLit: self._literal, ast.StringLit: self._string, ast.NoneLit: self._none,
-            ast.BinOp: self._binop, ast.Neg: self._neg, ast.Field: self._field,
-            ast.Call: self._call, ast.Repeat: self._repeat,
+            ast.Name: self._name,
+            ast.IntLit: self._literal,
+            ast.FloatLit: self._literal,
+            ast.BoolLit: self._literal,
+            ast.StringLit: self._string,
+            ast.NoneLit: self._none,
+            ast.BinOp: self._binop,
+            ast.Neg: self._neg,
+            ast.Field: self._field,
+            ast.Call: self._call,
+            ast.Repeat: self._repeat,
         }
         self._stmt: dict[type, Callable[[Any, Scope], None]] = {
-            ast.InputDecl: self._input, ast.Let: self._let, ast.Output: self._output,
-            ast.Loss: self._loss, ast.Return: self._return,
+            ast.InputDecl: self._input,
+            ast.Let: self._let,
+            ast.Output: self._output,
+            ast.Loss: self._loss,
+            ast.Return: self._return,
         }
 
     # -- diagnostics -----------------------------------------------------------------------------
 
-    def error(self, code: str, message: str, span: Span | None, label: str = "",
-              help: str = "", notes: tuple = (), in_block: bool = True) -> None:
+    def error(
+        self,
+        code: str,
+        message: str,
+        span: Span | None,
+        label: str = "",
+        help: str = "",
+        notes: tuple = (),
+        in_block: bool = True,
+    ) -> None:
         notes = tuple(notes)
         if in_block and self.calls:
             name, call_span = self.calls[-1]
@@ -85,27 +103,46 @@ class Elaborator(CallsMixin):
         if p.code == "E0201" and not help:
             name = p.message.split("'")[1]
             if name in scope.reserved:
-                help = f"'{name}' is defined later: hyperparameters and bindings can only use " \
+                help = (
+                    f"'{name}' is defined later: hyperparameters and bindings can only use "
                     "names defined before them"
+                )
             else:
-                help = did_you_mean(name, scope.names()) or "define it first, or pass it as a " \
-                    "hyperparameter"
+                help = (
+                    did_you_mean(name, scope.names())
+                    or "define it first, or pass it as a hyperparameter"
+                )
         self.error(p.code, p.message, span, "", help=help)
 
     def multi_error(self, v: Multi, span: Span) -> None:
         if v.names:
-            help = (f"pick one output, e.g. .{v.names[0]}, or bind them all: "
-                    f"{', '.join(v.names)} = {v.what}(...)")
+            help = (
+                f"pick one output, e.g. .{v.names[0]}, or bind them all: "
+                f"{', '.join(v.names)} = {v.what}(...)"
+            )
         else:
-            help = "bind the results to names: " + ", ".join(
-                f"r{i}" for i in range(len(v.items))) + " = ..."
-        self.error("E0216", f"{v.what} has {len(v.items)} results, but one tensor is needed here",
-                   span, "several values", help=help)
+            help = (
+                "bind the results to names: "
+                + ", ".join(f"r{i}" for i in range(len(v.items)))
+                + " = ..."
+            )
+        self.error(
+            "E0216",
+            f"{v.what} has {len(v.items)} results, but one tensor is needed here",
+            span,
+            "several values",
+            help=help,
+        )
 
     def limit_ops(self, span: Span) -> None:
         if len(self.ops) >= MAX_OPS:
-            self.error("E0231", f"the program expands to more than {MAX_OPS} op instances", span,
-                       "while expanding this", help="check repeat counts and block nesting")
+            self.error(
+                "E0231",
+                f"the program expands to more than {MAX_OPS} op instances",
+                span,
+                "while expanding this",
+                help="check repeat counts and block nesting",
+            )
             raise TooLarge
 
     def result_tensor(self, v: Any, span: Span, what: str) -> Tensor | None:
@@ -114,14 +151,20 @@ class Elaborator(CallsMixin):
         if isinstance(v, Multi):
             self.multi_error(v, span)
         elif v is not POISON:
-            self.error("E0208", f"{what} must be a tensor, got {describe(v)}", span,
-                       "not a tensor", help="give the result of an op or a model input")
+            self.error(
+                "E0208",
+                f"{what} must be a tensor, got {describe(v)}",
+                span,
+                "not a tensor",
+                help="give the result of an op or a model input",
+            )
         return None
 
     # -- expressions -------------------------------------------------------------------------------
 
-    def eval(self, expr: ast.Expr, scope: Scope, stmt: Stmt, hyper: bool = False,
-             whole: bool = False) -> Any:
+    def eval(
+        self, expr: ast.Expr, scope: Scope, stmt: Stmt, hyper: bool = False, whole: bool = False
+    ) -> Any:
         return self._expr[type(expr)](expr, scope, stmt, hyper, whole)
 
     def _literal(self, e: Any, scope: Scope, stmt: Stmt, hyper: bool, whole: bool) -> Any:
@@ -135,8 +178,13 @@ class Elaborator(CallsMixin):
 
     def _name(self, e: ast.Name, scope: Scope, stmt: Stmt, hyper: bool, whole: bool) -> Any:
         if e.id == "_":
-            self.error("E0229", "'_' discards a value and cannot be read", e.span, "discarded",
-                       help="bind the value to a name to use it later")
+            self.error(
+                "E0229",
+                "'_' discards a value and cannot be read",
+                e.span,
+                "discarded",
+                help="bind the value to a name to use it later",
+            )
             return POISON
         found, v = scope.lookup(e.id)
         if found:
@@ -148,14 +196,21 @@ class Elaborator(CallsMixin):
 
     def unknown_name(self, name: str, span: Span, scope: Scope) -> None:
         if name in scope.reserved:
-            self.error("E0201", f"'{name}' is used before it is defined", span, "not defined yet",
-                       help=f"statements run in order: define '{name}' above this line")
+            self.error(
+                "E0201",
+                f"'{name}' is used before it is defined",
+                span,
+                "not defined yet",
+                help=f"statements run in order: define '{name}' above this line",
+            )
             return
         if name in OPS and OPS[name].callable:
             help = f"'{name}' is an op: call it, e.g. {name}(x)"
         else:
-            help = did_you_mean(name, scope.names()) or \
-                "define it first (name = ...) or declare it: input name: float[B, N, D]"
+            help = (
+                did_you_mean(name, scope.names())
+                or "define it first (name = ...) or declare it: input name: float[B, N, D]"
+            )
         self.error("E0201", f"unknown name '{name}'", span, "not defined", help=help)
 
     def _binop(self, e: ast.BinOp, scope: Scope, stmt: Stmt, hyper: bool, whole: bool) -> Any:
@@ -170,11 +225,17 @@ class Elaborator(CallsMixin):
                 self.problem(exc.problem, e.span, scope)
                 return POISON
         if e.op == "//":
-            self.error("E0232", "'//' (floor division) works on hyperparameters only", e.span,
-                       "a tensor operand", help="divide tensors with '/'")
+            self.error(
+                "E0232",
+                "'//' (floor division) works on hyperparameters only",
+                e.span,
+                "a tensor operand",
+                help="divide tensors with '/'",
+            )
             return POISON
-        return self.arith(BINARY_OPERATORS[e.op], e, scope, stmt,
-                          {"a": (a, e.left.span), "b": (b, e.right.span)})
+        return self.arith(
+            BINARY_OPERATORS[e.op], e, scope, stmt, {"a": (a, e.left.span), "b": (b, e.right.span)}
+        )
 
     def _neg(self, e: ast.Neg, scope: Scope, stmt: Stmt, hyper: bool, whole: bool) -> Any:
         v = self.eval(e.operand, scope, stmt, hyper)
@@ -188,8 +249,9 @@ class Elaborator(CallsMixin):
                 return POISON
         return self.arith("neg", e, scope, stmt, {"x": (v, e.operand.span)})
 
-    def arith(self, op: str, e: Any, scope: Scope, stmt: Stmt,
-              operands: dict[str, tuple[Any, Span]]) -> Any:
+    def arith(
+        self, op: str, e: Any, scope: Scope, stmt: Stmt, operands: dict[str, tuple[Any, Span]]
+    ) -> Any:
         """An operator with a tensor operand: constants become `const` values, then the op."""
         tensors: dict[str, Tensor] = {}
         for port, (v, span) in operands.items():
@@ -201,8 +263,13 @@ class Elaborator(CallsMixin):
             elif isinstance(v, (int, float)) and not isinstance(v, bool):
                 tensors[port] = self.const(v, span)
             else:
-                self.error("E0232", f"cannot use {describe(v)} in tensor arithmetic", span,
-                           "not a number", help="tensor arithmetic takes tensors and numbers")
+                self.error(
+                    "E0232",
+                    f"cannot use {describe(v)} in tensor arithmetic",
+                    span,
+                    "not a number",
+                    help="tensor arithmetic takes tensors and numbers",
+                )
                 return POISON
         spans = {p: s for p, (_, s) in operands.items()}
         inst = self.instantiate(op, tensors, {}, e.span, spans)
@@ -223,19 +290,33 @@ class Elaborator(CallsMixin):
         if isinstance(base, Multi) and base.names:
             if e.name in base.names:
                 return base.items[base.names.index(e.name)]
-            self.error("E0214", f"{base.what} has no output '{e.name}'", e.name_span,
-                       "unknown field", help=did_you_mean(e.name, base.names)
-                       or f"its outputs are: {', '.join(base.names)}")
+            self.error(
+                "E0214",
+                f"{base.what} has no output '{e.name}'",
+                e.name_span,
+                "unknown field",
+                help=did_you_mean(e.name, base.names)
+                or f"its outputs are: {', '.join(base.names)}",
+            )
         elif isinstance(base, Multi):
-            self.error("E0213", f"the results of {base.what} have no names", e.name_span,
-                       "no fields", help="destructure them instead: a, b = Block(...)")
+            self.error(
+                "E0213",
+                f"the results of {base.what} have no names",
+                e.name_span,
+                "no fields",
+                help="destructure them instead: a, b = Block(...)",
+            )
         else:
             what = describe(base)
             if isinstance(e.value, ast.Call) and e.value.func in OPS:
                 what = f"the single output of {e.value.func}"
-            self.error("E0213", f"'.{e.name}' needs a multi-output op, but this is {what}",
-                       e.name_span, "no fields",
-                       help=f"only {', '.join(MULTI_OUTPUT_OPS)} have named outputs")
+            self.error(
+                "E0213",
+                f"'.{e.name}' needs a multi-output op, but this is {what}",
+                e.name_span,
+                "no fields",
+                help=f"only {', '.join(MULTI_OUTPUT_OPS)} have named outputs",
+            )
         return POISON
 
     def _call(self, e: ast.Call, scope: Scope, stmt: Stmt, hyper: bool, whole: bool) -> Any:
@@ -258,19 +339,29 @@ class Elaborator(CallsMixin):
     def prepare_block_call(self, blk: ast.BlockDef, call: ast.Call, scope: Scope, stmt: Stmt):
         inputs = [d.name for d in self.st.block_inputs[blk.name]]
         usage = f"{blk.name}(" + ", ".join(inputs + [f"{p.name}=..." for p in blk.params]) + ")"
-        args = self.bind_args(call, f"block {blk.name}", inputs, [p.name for p in blk.params],
-                              usage)
+        args = self.bind_args(
+            call, f"block {blk.name}", inputs, [p.name for p in blk.params], usage
+        )
         ok = args.ok
         missing = [n for n in inputs if n not in args.tensors]
         if missing and args.ok:
-            self.error("E0206", f"block {blk.name} needs the tensor input '{missing[0]}'",
-                       call.func_span, f"'{missing[0]}' is missing", help=f"usage: {usage}")
+            self.error(
+                "E0206",
+                f"block {blk.name} needs the tensor input '{missing[0]}'",
+                call.func_span,
+                f"'{missing[0]}' is missing",
+                help=f"usage: {usage}",
+            )
             ok = False
         for p in blk.params:
             if p.default is None and p.name not in args.hypers:
-                self.error("E0205", f"block {blk.name} needs the hyperparameter '{p.name}'",
-                           call.func_span, f"'{p.name}' is missing",
-                           help=f"pass it by name: {blk.name}(..., {p.name}=...)")
+                self.error(
+                    "E0205",
+                    f"block {blk.name} needs the hyperparameter '{p.name}'",
+                    call.func_span,
+                    f"'{p.name}' is missing",
+                    help=f"pass it by name: {blk.name}(..., {p.name}=...)",
+                )
                 ok = False
         tensors: dict[str, Any] = {}
         spans: dict[str, Span] = {}
@@ -284,23 +375,40 @@ class Elaborator(CallsMixin):
         for n, kw in args.hypers.items():
             v = self.eval(kw.value, scope, stmt, hyper=True)
             if isinstance(v, (Tensor, Multi)):
-                self.error("E0208", f"hyperparameter '{n}' of block {blk.name} must be a constant, "
-                           f"got {describe(v)}", kw.value.span, "not a constant",
-                           help="pass tensors as inputs; hyperparameters are numbers, true/false "
-                           "or names")
+                self.error(
+                    "E0208",
+                    f"hyperparameter '{n}' of block {blk.name} must be a constant, "
+                    f"got {describe(v)}",
+                    kw.value.span,
+                    "not a constant",
+                    help="pass tensors as inputs; hyperparameters are numbers, true/false or names",
+                )
                 v = POISON
             ok = ok and v is not POISON
             hypers[n] = v
         return (tensors, spans, hypers) if ok else None
 
-    def inline(self, blk: ast.BlockDef, prefix: str, tensors: dict[str, Any],
-               spans: dict[str, Span], hypers: dict[str, Any], call: ast.Call) -> Any:
+    def inline(
+        self,
+        blk: ast.BlockDef,
+        prefix: str,
+        tensors: dict[str, Any],
+        spans: dict[str, Span],
+        hypers: dict[str, Any],
+        call: ast.Call,
+    ) -> Any:
         if len(self.calls) >= MAX_BLOCK_DEPTH:
-            self.error("E0231", f"blocks are nested more than {MAX_BLOCK_DEPTH} deep", call.span,
-                       "too deep", help="flatten the block hierarchy")
+            self.error(
+                "E0231",
+                f"blocks are nested more than {MAX_BLOCK_DEPTH} deep",
+                call.span,
+                "too deep",
+                help="flatten the block hierarchy",
+            )
             return POISON
-        child = Scope(blk, prefix, reserved=reserved_names(blk), block_args=tensors,
-                      block_arg_spans=spans)
+        child = Scope(
+            blk, prefix, reserved=reserved_names(blk), block_args=tensors, block_arg_spans=spans
+        )
         self.calls.append((blk.name, call.span))
         try:
             for p in blk.params:
@@ -324,17 +432,26 @@ class Elaborator(CallsMixin):
         count = self.eval(e.count, scope, stmt, hyper=True)
         name = e.call.func
         ok = count is not POISON
-        if ok and (isinstance(count, bool) or not isinstance(count, int)
-                   or not 1 <= count <= MAX_REPEAT):
-            self.error("E0221", f"repeat needs a count between 1 and {MAX_REPEAT}, got "
-                       f"{describe(count)}", e.count.span, "invalid count",
-                       help="e.g. h = repeat(layers) Layer(x, ...) with layers = 4")
+        if ok and (
+            isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_REPEAT
+        ):
+            self.error(
+                "E0221",
+                f"repeat needs a count between 1 and {MAX_REPEAT}, got {describe(count)}",
+                e.count.span,
+                "invalid count",
+                help="e.g. h = repeat(layers) Layer(x, ...) with layers = 4",
+            )
             ok = False
         if name in OPS:
-            self.error("E0221", f"repeat works on blocks; '{name}' is a built-in op",
-                       e.call.func_span, "not a block",
-                       help=f"wrap it in a block: block Step(D) {{ input x: float[B, N, D]  "
-                       f"return {name}(x, ...) }}")
+            self.error(
+                "E0221",
+                f"repeat works on blocks; '{name}' is a built-in op",
+                e.call.func_span,
+                "not a block",
+                help=f"wrap it in a block: block Step(D) {{ input x: float[B, N, D]  "
+                f"return {name}(x, ...) }}",
+            )
             return POISON
         if name not in self.st.blocks or name in self.st.cyclic:
             return POISON
@@ -343,10 +460,14 @@ class Elaborator(CallsMixin):
         rets = [s for s in blk.body if isinstance(s, ast.Return)]
         nret = len(rets[0].values) if rets else 0
         if len(inputs) != 1 or nret != 1:
-            self.error("E0221", f"repeat needs a block with one input and one result; '{name}' "
-                       f"has {len(inputs)} input(s) and {nret} result(s)", e.call.func_span,
-                       "not chainable",
-                       help="repeat feeds each copy's result into the next copy's input")
+            self.error(
+                "E0221",
+                f"repeat needs a block with one input and one result; '{name}' "
+                f"has {len(inputs)} input(s) and {nret} result(s)",
+                e.call.func_span,
+                "not chainable",
+                help="repeat feeds each copy's result into the next copy's input",
+            )
             return POISON
         prepared = self.prepare_block_call(blk, e.call, scope, stmt)
         if prepared is None or not ok:
@@ -360,9 +481,14 @@ class Elaborator(CallsMixin):
             if not isinstance(y, Tensor):
                 return POISON
             if y.type != x.type:
-                self.error("E0221", f"repeat needs '{name}' to return the type of its input: it "
-                           f"takes {x.type} and returns {y.type}", e.span, "not chainable",
-                           help="each copy's result feeds the next copy, so the types must match")
+                self.error(
+                    "E0221",
+                    f"repeat needs '{name}' to return the type of its input: it "
+                    f"takes {x.type} and returns {y.type}",
+                    e.span,
+                    "not chainable",
+                    help="each copy's result feeds the next copy, so the types must match",
+                )
                 return POISON
             x = y
         return x
@@ -377,19 +503,31 @@ class Elaborator(CallsMixin):
         dtype = SOURCE_DTYPES.get(texpr.dtype)
         ok = dtype is not None
         if dtype is None:
-            self.error("E0202", f"unknown dtype '{texpr.dtype}'", texpr.dtype_span, "not a dtype",
-                       help=did_you_mean(texpr.dtype, SOURCE_DTYPES)
-                       or f"the dtypes are: {', '.join(SOURCE_DTYPES)}")
+            self.error(
+                "E0202",
+                f"unknown dtype '{texpr.dtype}'",
+                texpr.dtype_span,
+                "not a dtype",
+                help=did_you_mean(texpr.dtype, SOURCE_DTYPES)
+                or f"the dtypes are: {', '.join(SOURCE_DTYPES)}",
+            )
         dims: list[Any] = []
         for e in texpr.dims:
             if not isinstance(e, ast.Name):
-                free = [n for n in ast.walk_expr(e)
-                        if isinstance(n, ast.Name) and not scope.lookup(n.id)[0]]
+                free = [
+                    n
+                    for n in ast.walk_expr(e)
+                    if isinstance(n, ast.Name) and not scope.lookup(n.id)[0]
+                ]
                 if free:
-                    self.error("E0227", f"the symbolic dimension '{free[0].id}' cannot be used in "
-                               "arithmetic", free[0].span, "symbolic",
-                               help="a dimension is a plain symbol (B, N) or a hyperparameter "
-                               "expression (4 * d)")
+                    self.error(
+                        "E0227",
+                        f"the symbolic dimension '{free[0].id}' cannot be used in arithmetic",
+                        free[0].span,
+                        "symbolic",
+                        help="a dimension is a plain symbol (B, N) or a hyperparameter "
+                        "expression (4 * d)",
+                    )
                     ok = False
                     continue
             v = self.eval(e, scope, Stmt(""), hyper=True)
@@ -401,9 +539,14 @@ class Elaborator(CallsMixin):
                 dims.append(v)
             else:
                 if v is not POISON:
-                    self.error("E0227", f"a dimension must be a positive integer or a symbol such "
-                               f"as N, got {describe(v)}", e.span, "invalid dimension",
-                               help="sizes are positive integers below 2^31")
+                    self.error(
+                        "E0227",
+                        f"a dimension must be a positive integer or a symbol such "
+                        f"as N, got {describe(v)}",
+                        e.span,
+                        "invalid dimension",
+                        help="sizes are positive integers below 2^31",
+                    )
                 ok = False
         return TensorType(dtype, tuple(dims)) if ok and dtype is not None else None
 
@@ -417,13 +560,22 @@ class Elaborator(CallsMixin):
             scope.bind(s.name, Tensor(Ref("input", len(self.inputs) - 1), t))
             return
         actual = scope.block_args.get(s.name, POISON)
-        if actual is not POISON and t is not None and not _matches(t, s.type.dtype, actual.type,
-                                                                   scope.dim_bindings):
-            self.error("E0222", f"input '{s.name}' of block {scope.defn.name} is declared {t}, "
-                       f"but the argument is {actual.type}", scope.block_arg_spans[s.name],
-                       f"{actual.type}", notes=(Label(s.type.span, "declared here"),),
-                       help="named dims (B, N) match any size, consistently across the inputs; "
-                       "numbers and hyperparameters must match exactly", in_block=False)
+        if (
+            actual is not POISON
+            and t is not None
+            and not _matches(t, s.type.dtype, actual.type, scope.dim_bindings)
+        ):
+            self.error(
+                "E0222",
+                f"input '{s.name}' of block {scope.defn.name} is declared {t}, "
+                f"but the argument is {actual.type}",
+                scope.block_arg_spans[s.name],
+                f"{actual.type}",
+                notes=(Label(s.type.span, "declared here"),),
+                help="named dims (B, N) match any size, consistently across the inputs; "
+                "numbers and hyperparameters must match exactly",
+                in_block=False,
+            )
             actual = POISON
         scope.bind(s.name, actual)
 
@@ -465,8 +617,9 @@ class Elaborator(CallsMixin):
                 return
             span = s.name_span
         else:
-            v = self.eval(s.value, scope, Stmt(s.name),
-                          whole=isinstance(s.value, (ast.Call, ast.Repeat)))
+            v = self.eval(
+                s.value, scope, Stmt(s.name), whole=isinstance(s.value, (ast.Call, ast.Repeat))
+            )
             scope.bind(s.name, v)
             span = s.value.span
         t = self.result_tensor(v, span, f"output '{s.name}'")
@@ -476,7 +629,9 @@ class Elaborator(CallsMixin):
     def _loss(self, s: ast.Loss, scope: Scope) -> None:
         if scope.is_block:
             return
-        v = self.eval(s.value, scope, Stmt(s.name), whole=isinstance(s.value, (ast.Call, ast.Repeat)))
+        v = self.eval(
+            s.value, scope, Stmt(s.name), whole=isinstance(s.value, (ast.Call, ast.Repeat))
+        )
         scope.bind(s.name, v)
         weight: float | None = 1.0
         if s.weight is not None:
@@ -485,15 +640,24 @@ class Elaborator(CallsMixin):
             if isinstance(w, (int, float)) and not isinstance(w, bool):
                 weight = float(w)
             elif w is not POISON:
-                self.error("E0207", f"a loss weight must be a number, got {describe(w)}",
-                           s.weight.span, "not a number", help="e.g. loss aux = ... weight 0.1")
+                self.error(
+                    "E0207",
+                    f"a loss weight must be a number, got {describe(w)}",
+                    s.weight.span,
+                    "not a number",
+                    help="e.g. loss aux = ... weight 0.1",
+                )
         t = self.result_tensor(v, s.value.span, f"loss '{s.name}'")
         if t is None:
             return
         if t.type.shape != () or t.type.dtype is not DType.FLOAT:
-            self.error("E0220", f"loss '{s.name}' must be a 0-d float tensor, got {t.type}",
-                       s.value.span, "not a scalar",
-                       help="reduce it first, e.g. mean(...), or use cross_entropy(logits, targets)")
+            self.error(
+                "E0220",
+                f"loss '{s.name}' must be a 0-d float tensor, got {t.type}",
+                s.value.span,
+                "not a scalar",
+                help="reduce it first, e.g. mean(...), or use cross_entropy(logits, targets)",
+            )
             return
         if weight is not None:
             self.losses.append(LossTerm(s.name, t.ref, weight, s.span))
@@ -504,14 +668,15 @@ class Elaborator(CallsMixin):
         single = len(s.values) == 1
         vals: list[Any] = []
         for e in s.values:
-            v = self.eval(e, scope, Stmt(""), whole=single and isinstance(e, (ast.Call, ast.Repeat)))
+            v = self.eval(
+                e, scope, Stmt(""), whole=single and isinstance(e, (ast.Call, ast.Repeat))
+            )
             t = self.result_tensor(v, e.span, f"a result of block {scope.defn.name}")
             vals.append(POISON if t is None else t)
         scope.returned = vals
 
 
-def _matches(declared: TensorType, spelling: str, actual: TensorType,
-             dims: dict[str, Any]) -> bool:
+def _matches(declared: TensorType, spelling: str, actual: TensorType, dims: dict[str, Any]) -> bool:
     """Does an argument fit a block's declared input type? Binds the declared symbols."""
     same_dtype = declared.dtype is actual.dtype or (spelling == "int" and actual.dtype.is_int)
     if not same_dtype or declared.rank != actual.rank:

@@ -29,9 +29,7 @@ from .syntax_errors import describe_syntax_error
 MAX_BYTES = 1 << 20  # real models are a few KB; lark needs ~8 s per MB, so refuse more up front
 MAX_DEPTH = 100  # expression nesting; keeps every recursive stage far from Python's stack limit
 
-MINIMAL_MODEL = (
-    "model M(d = 64) { input x: float[B, N, d]  output y = mlp(x, hidden=4*d) }"
-)
+MINIMAL_MODEL = "model M(d = 64) { input x: float[B, N, d]  output y = mlp(x, hidden=4*d) }"
 
 
 @functools.lru_cache(maxsize=1)
@@ -60,18 +58,28 @@ def parse_bytes(data: bytes, filename: str) -> ast.Module:
     nul = data.find(b"\x00")
     if nul >= 0:
         line, col = _byte_position(data, nul)
-        raise SparkError(Diagnostic(
-            "E0107", "the file contains NUL bytes; it looks like a binary file, not .spark source",
-            Span.point(filename, line, col), "NUL byte here",
-            help="pass a .spark text file (UTF-8)"))
+        raise SparkError(
+            Diagnostic(
+                "E0107",
+                "the file contains NUL bytes; it looks like a binary file, not .spark source",
+                Span.point(filename, line, col),
+                "NUL byte here",
+                help="pass a .spark text file (UTF-8)",
+            )
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line, col = _byte_position(data, exc.start)
-        raise SparkError(Diagnostic(
-            "E0106", f"the file is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset "
-            f"{exc.start})", Span.point(filename, line, col), "invalid byte here",
-            help="save the file as UTF-8 text")) from None
+        raise SparkError(
+            Diagnostic(
+                "E0106",
+                f"the file is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+                Span.point(filename, line, col),
+                "invalid byte here",
+                help="save the file as UTF-8 text",
+            )
+        ) from None
     return parse(text, filename)
 
 
@@ -81,21 +89,37 @@ def parse(text: str, filename: str) -> ast.Module:
         raise _too_large(len(text.encode("utf-8", "surrogatepass")), filename)
     if "\x00" in text:
         line, col = _text_position(text, text.index("\x00"))
-        raise SparkError(Diagnostic(
-            "E0107", "the source contains NUL characters", Span.point(filename, line, col),
-            "NUL here", help="remove the NUL characters; .spark files are plain text"))
+        raise SparkError(
+            Diagnostic(
+                "E0107",
+                "the source contains NUL characters",
+                Span.point(filename, line, col),
+                "NUL here",
+                help="remove the NUL characters; .spark files are plain text",
+            )
+        )
     try:
         tree = _parser().parse(text)
     except (UnexpectedToken, UnexpectedCharacters, UnexpectedEOF) as exc:
         raise SparkError(describe_syntax_error(exc, text, filename, _parser())) from None
     except RecursionError:
-        raise SparkError(Diagnostic(
-            "E0104", "the program is nested too deeply to parse", Span.point(filename, 1, 1),
-            help="split deeply nested expressions into several bindings")) from None
+        raise SparkError(
+            Diagnostic(
+                "E0104",
+                "the program is nested too deeply to parse",
+                Span.point(filename, 1, 1),
+                help="split deeply nested expressions into several bindings",
+            )
+        ) from None
     except LarkError as exc:  # any other lark failure is still the input's fault
-        raise SparkError(Diagnostic(
-            "E0101", f"syntax error: {str(exc).splitlines()[0] if str(exc) else 'unparseable'}",
-            Span.point(filename, 1, 1), help="see docs/language.md for the syntax")) from None
+        raise SparkError(
+            Diagnostic(
+                "E0101",
+                f"syntax error: {str(exc).splitlines()[0] if str(exc) else 'unparseable'}",
+                Span.point(filename, 1, 1),
+                help="see docs/language.md for the syntax",
+            )
+        ) from None
     try:
         module = _Builder(filename, text).build(tree)
     except SparkError:
@@ -103,19 +127,29 @@ def parse(text: str, filename: str) -> ast.Module:
     except Exception as exc:  # a bug in the tree conversion, not in the input
         raise CompilerBug(f"{type(exc).__name__}: {exc}", "parse") from exc
     if not module.definitions:
-        raise SparkError(Diagnostic(
-            "E0108", "no model in file", Span.point(filename, 1, 1),
-            "expected a model definition",
-            help=f"a file needs at least one model, e.g. {MINIMAL_MODEL}"))
+        raise SparkError(
+            Diagnostic(
+                "E0108",
+                "no model in file",
+                Span.point(filename, 1, 1),
+                "expected a model definition",
+                help=f"a file needs at least one model, e.g. {MINIMAL_MODEL}",
+            )
+        )
     return module
 
 
 def _too_large(size: int, filename: str) -> SparkError:
-    return SparkError(Diagnostic(
-        "E0102", f"file too large ({size / 1e6:.1f} MB; the limit is {MAX_BYTES // (1 << 20)} MB)",
-        Span.point(filename, 1, 1), "in this file",
-        help="a .spark file describes one architecture in a few hundred lines; split generated "
-        "sources or check that this is the right file"))
+    return SparkError(
+        Diagnostic(
+            "E0102",
+            f"file too large ({size / 1e6:.1f} MB; the limit is {MAX_BYTES // (1 << 20)} MB)",
+            Span.point(filename, 1, 1),
+            "in this file",
+            help="a .spark file describes one architecture in a few hundred lines; split generated "
+            "sources or check that this is the right file",
+        )
+    )
 
 
 def _byte_position(data: bytes, offset: int) -> tuple[int, int]:
@@ -141,21 +175,38 @@ class _Builder:
         self.filename = filename
         self.text = text
         self.rules: dict[str, Callable[[Tree, list[Any]], Any]] = {
-            "start": self._start, "model_def": self._model, "block_def": self._block,
-            "hyper_params": lambda t, c: tuple(c), "hyper_param": self._hyper_param,
-            "body": lambda t, c: tuple(c), "input_decl": self._input, "type_expr": self._type,
-            "dims": lambda t, c: tuple(c), "let_stmt": self._let,
-            "single_target": self._targets, "tuple_target": self._targets,
-            "output_stmt": self._output, "loss_stmt": self._loss, "return_stmt": self._return,
-            "add": self._binop("+"), "sub": self._binop("-"), "mul": self._binop("*"),
-            "div": self._binop("/"), "floordiv": self._binop("//"),
+            "start": self._start,
+            "model_def": self._model,
+            "block_def": self._block,
+            "hyper_params": lambda t, c: tuple(c),
+            "hyper_param": self._hyper_param,
+            "body": lambda t, c: tuple(c),
+            "input_decl": self._input,
+            "type_expr": self._type,
+            "dims": lambda t, c: tuple(c),
+            "let_stmt": self._let,
+            "single_target": self._targets,
+            "tuple_target": self._targets,
+            "output_stmt": self._output,
+            "loss_stmt": self._loss,
+            "return_stmt": self._return,
+            "add": self._binop("+"),
+            "sub": self._binop("-"),
+            "mul": self._binop("*"),
+            "div": self._binop("/"),
+            "floordiv": self._binop("//"),
             "neg": lambda t, c: ast.Neg(c[0], self.span(t)),
-            "pos": self._pos, "field": self._field, "loss_field": self._loss_field, "repeat": self._repeat, "call": self._call,
+            "pos": self._pos,
+            "field": self._field,
+            "loss_field": self._loss_field,
+            "repeat": self._repeat,
+            "call": self._call,
             "args": lambda t, c: tuple(c),
             "pos_arg": lambda t, c: ast.PosArg(c[0], self.span(t)),
             "kw_arg": lambda t, c: ast.KwArg(str(c[0]), self.tspan(c[0]), c[1], self.span(t)),
             "name": lambda t, c: ast.Name(str(c[0]), self.span(t)),
-            "int_lit": self._int, "float_lit": self._float,
+            "int_lit": self._int,
+            "float_lit": self._float,
             "string_lit": lambda t, c: ast.StringLit(str(c[0])[1:-1], self.span(t)),
             "true_lit": lambda t, c: ast.BoolLit(True, self.span(t)),
             "false_lit": lambda t, c: ast.BoolLit(False, self.span(t)),
@@ -185,10 +236,15 @@ class _Builder:
             d = max((depth[id(c)] for c in sub.children if isinstance(c, Tree)), default=0)
             d += 1 if _is_expr(node) else 0
             if d > MAX_DEPTH:
-                raise SparkError(Diagnostic(
-                    "E0104", f"expression nested too deeply (more than {MAX_DEPTH} levels)",
-                    node.span, "nesting exceeds the limit here",
-                    help="split the expression into several bindings (h1 = ..., h2 = ...)"))
+                raise SparkError(
+                    Diagnostic(
+                        "E0104",
+                        f"expression nested too deeply (more than {MAX_DEPTH} levels)",
+                        node.span,
+                        "nesting exceeds the limit here",
+                        help="split the expression into several bindings (h1 = ..., h2 = ...)",
+                    )
+                )
             done[id(sub)] = node
             depth[id(sub)] = d
         return done[id(tree)]
@@ -244,7 +300,9 @@ class _Builder:
         # `loss` is a reserved word, so the grammar spells this field separately; the keyword is
         # the last four characters of the expression.
         span = self.span(t)
-        name_span = Span(self.filename, span.end_line, span.end_col - 4, span.end_line, span.end_col)
+        name_span = Span(
+            self.filename, span.end_line, span.end_col - 4, span.end_line, span.end_col
+        )
         return ast.Field(c[0], "loss", name_span, span)
 
     def _repeat(self, t: Tree, c: list[Any]) -> ast.Repeat:
@@ -259,7 +317,9 @@ class _Builder:
             return ast.IntLit(int(text), text, self.span(t))
         except ValueError:
             digits = sum(ch.isdigit() for ch in text)
-            raise self._bad_number(t, text, f"{digits} digits is too many" if digits > 4000 else "") from None
+            raise self._bad_number(
+                t, text, f"{digits} digits is too many" if digits > 4000 else ""
+            ) from None
 
     def _float(self, t: Tree, c: list[Any]) -> ast.FloatLit:
         text = str(c[0])
@@ -273,16 +333,35 @@ class _Builder:
 
     def _bad_number(self, t: Tree, text: str, why: str) -> SparkError:
         shown = text if len(text) <= 40 else text[:37] + "..."
-        return SparkError(Diagnostic(
-            "E0109", f"invalid number literal '{shown}'" + (f": {why}" if why else ""),
-            self.span(t), "not a valid number",
-            help="write integers like 1024 or 1_024 and floats like 0.5 or 1e-3 "
-            "(an underscore may only separate two digits)"))
+        return SparkError(
+            Diagnostic(
+                "E0109",
+                f"invalid number literal '{shown}'" + (f": {why}" if why else ""),
+                self.span(t),
+                "not a valid number",
+                help="write integers like 1024 or 1_024 and floats like 0.5 or 1e-3 "
+                "(an underscore may only separate two digits)",
+            )
+        )
 
 
 def _is_expr(node: Any) -> bool:
-    return isinstance(node, (ast.Name, ast.IntLit, ast.FloatLit, ast.StringLit, ast.BoolLit,
-                             ast.NoneLit, ast.BinOp, ast.Neg, ast.Field, ast.Call, ast.Repeat))
+    return isinstance(
+        node,
+        (
+            ast.Name,
+            ast.IntLit,
+            ast.FloatLit,
+            ast.StringLit,
+            ast.BoolLit,
+            ast.NoneLit,
+            ast.BinOp,
+            ast.Neg,
+            ast.Field,
+            ast.Call,
+            ast.Repeat,
+        ),
+    )
 
 
 __all__ = ["MAX_BYTES", "MAX_DEPTH", "grammar_text", "lark_parser", "parse", "parse_bytes"]

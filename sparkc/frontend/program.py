@@ -114,8 +114,9 @@ class Program:
         return [name for op in self.ops for name, _ in op.params()]
 
     def param_count(self, trainable_only: bool = True) -> int:
-        return sum(p.numel for op in self.ops for _, p in op.params()
-                   if p.trainable or not trainable_only)
+        return sum(
+            p.numel for op in self.ops for _, p in op.params() if p.trainable or not trainable_only
+        )
 
     def describe(self) -> str:
         """A compact text form (debugging and tests): one line per input, op and output."""

@@ -16,23 +16,53 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from ..diagnostics import Diagnostic, Label, Span
 
-RESERVED = ("block", "false", "input", "loss", "model", "none", "output", "repeat", "return",
-            "true", "weight")
+RESERVED = (
+    "block",
+    "false",
+    "input",
+    "loss",
+    "model",
+    "none",
+    "output",
+    "repeat",
+    "return",
+    "true",
+    "weight",
+)
 _KEYWORD_TOKENS = {w.upper(): w for w in RESERVED}
 
 # Regex terminals in words; string terminals are shown quoted ('(' or 'model').
-_WORDS = {"NAME": "a name", "INT": "an integer", "FLOAT": "a number", "STRING": "a string",
-          "$END": "end of file"}
+_WORDS = {
+    "NAME": "a name",
+    "INT": "an integer",
+    "FLOAT": "a number",
+    "STRING": "a string",
+    "$END": "end of file",
+}
 
-_EXPR_START = frozenset({"NAME", "INT", "FLOAT", "STRING", "TRUE", "FALSE", "NONE", "LPAR",
-                         "MINUS", "PLUS", "REPEAT"})
+_EXPR_START = frozenset(
+    {"NAME", "INT", "FLOAT", "STRING", "TRUE", "FALSE", "NONE", "LPAR", "MINUS", "PLUS", "REPEAT"}
+)
 _STMT_START = frozenset({"NAME", "INPUT", "OUTPUT", "LOSS", "RETURN"})
 _OPERATORS = frozenset({"PLUS", "MINUS", "STAR", "SLASH", "DOT"})
 _CLOSERS = {"RPAR": "(", "RSQB": "[", "RBRACE": "{"}
 _OPENERS = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
 # The order in which expected punctuation is listed: closers and separators first.
-_ORDER = ["COMMA", "RPAR", "RSQB", "RBRACE", "EQUAL", "COLON", "LPAR", "LSQB", "LBRACE",
-          "WEIGHT", "MODEL", "BLOCK", "$END"]
+_ORDER = [
+    "COMMA",
+    "RPAR",
+    "RSQB",
+    "RBRACE",
+    "EQUAL",
+    "COLON",
+    "LPAR",
+    "LSQB",
+    "LBRACE",
+    "WEIGHT",
+    "MODEL",
+    "BLOCK",
+    "$END",
+]
 
 
 class _Names:
@@ -98,8 +128,9 @@ def _rank(ttype: str) -> tuple[int, str]:
 
 
 def _tok_span(filename: str, tok: Token) -> Span:
-    return Span(filename, tok.line, tok.column, tok.end_line or tok.line,
-                tok.end_column or tok.column + 1)
+    return Span(
+        filename, tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + 1
+    )
 
 
 def _lex_until(parser: Lark, text: str, upto: int | None) -> list[Token]:
@@ -126,6 +157,7 @@ def _open_brackets(tokens: list[Token]) -> list[Token]:
 # --------------------------------------------------------------------------------------------
 # Situations: each returns a Diagnostic or None; the first that applies wins.
 
+
 class _Ctx:
     """One syntax error and what the situations need to describe it."""
 
@@ -134,7 +166,9 @@ class _Ctx:
         self.names = _Names(parser)
         self.tok: Token = exc.token
         self.expected: set[str] = set(exc.expected)
-        before = _lex_until(parser, text, self.tok.start_pos if self.tok.type != "$END" else len(text))
+        before = _lex_until(
+            parser, text, self.tok.start_pos if self.tok.type != "$END" else len(text)
+        )
         self.prev: Token | None = before[-1] if before else None
         self.open_brackets: list[Token] = _open_brackets(before)
 
@@ -149,10 +183,12 @@ def _reserved_word(ctx: _Ctx) -> Diagnostic | None:
         return None
     word = str(bad)
     return Diagnostic(
-        "E0111", f"'{word}' is a reserved word and cannot be used as a name",
-        _tok_span(ctx.filename, bad), "reserved word",
-        help=f"choose another name, e.g. '{word}_'; reserved words are "
-        + ", ".join(RESERVED))
+        "E0111",
+        f"'{word}' is a reserved word and cannot be used as a name",
+        _tok_span(ctx.filename, bad),
+        "reserved word",
+        help=f"choose another name, e.g. '{word}_'; reserved words are " + ", ".join(RESERVED),
+    )
 
 
 def _bad_number(ctx: _Ctx) -> Diagnostic | None:
@@ -164,13 +200,16 @@ def _bad_number(ctx: _Ctx) -> Diagnostic | None:
     start = prev.start_pos - 1
     while start > 0 and (text[start - 1].isalnum() or text[start - 1] in "._"):
         start -= 1
-    lit = text[start:tok.end_pos]
+    lit = text[start : tok.end_pos]
     line = text.count("\n", 0, start) + 1
     col = start - (text.rfind("\n", 0, start) + 1) + 1
     return Diagnostic(
-        "E0109", f"invalid number literal '{lit}'",
-        Span(ctx.filename, line, col, line, col + len(lit)), "not a valid number",
-        help="a number has at most one decimal point, as in 0.5 or 1.5e-3")
+        "E0109",
+        f"invalid number literal '{lit}'",
+        Span(ctx.filename, line, col, line, col + len(lit)),
+        "not a valid number",
+        help="a number has at most one decimal point, as in 0.5 or 1.5e-3",
+    )
 
 
 def _end_of_file(ctx: _Ctx) -> Diagnostic | None:
@@ -185,13 +224,20 @@ def _end_of_file(ctx: _Ctx) -> Diagnostic | None:
         o = ctx.open_brackets[-1]
         closer = ctx.names.literal[_OPENERS[o.type]]
         return Diagnostic(
-            "E0105", f"unexpected end of file: the '{o}' opened at {o.line}:{o.column} is never "
-            "closed", here, "the file ends here",
+            "E0105",
+            f"unexpected end of file: the '{o}' opened at {o.line}:{o.column} is never closed",
+            here,
+            "the file ends here",
             (Label(_tok_span(ctx.filename, o), f"this '{o}' is not closed"),),
-            help=f"add '{closer}' to close it")
+            help=f"add '{closer}' to close it",
+        )
     return Diagnostic(
-        "E0105", f"unexpected end of file; expected {ctx.names.expected(ctx.expected)}", here,
-        "the file ends here", help="the file ends in the middle of a statement")
+        "E0105",
+        f"unexpected end of file; expected {ctx.names.expected(ctx.expected)}",
+        here,
+        "the file ends here",
+        help="the file ends in the middle of a statement",
+    )
 
 
 def _unclosed_bracket(ctx: _Ctx) -> Diagnostic | None:
@@ -205,11 +251,14 @@ def _unclosed_bracket(ctx: _Ctx) -> Diagnostic | None:
         return None
     closer = ctx.names.literal[_OPENERS[o.type]]
     return Diagnostic(
-        "E0101", f"expected {ctx.names.expected(ctx.expected, prev)}, found "
-        f"{ctx.names.found(tok)}", _tok_span(ctx.filename, tok), "unexpected here",
+        "E0101",
+        f"expected {ctx.names.expected(ctx.expected, prev)}, found {ctx.names.found(tok)}",
+        _tok_span(ctx.filename, tok),
+        "unexpected here",
         (Label(_tok_span(ctx.filename, o), f"this '{o}' is not closed"),),
         help=f"add '{closer}' at the end of line {prev.end_line} to close the '{o}' "
-        f"opened at {o.line}:{o.column}")
+        f"opened at {o.line}:{o.column}",
+    )
 
 
 def _unmatched_closer(ctx: _Ctx) -> Diagnostic | None:
@@ -219,28 +268,37 @@ def _unmatched_closer(ctx: _Ctx) -> Diagnostic | None:
     if any(_OPENERS[o.type] == tok.type for o in ctx.open_brackets):
         return None
     return Diagnostic(
-        "E0101", f"unmatched '{tok}'", _tok_span(ctx.filename, tok), "no matching "
-        f"'{_CLOSERS[tok.type]}' before it", help=f"remove this '{tok}' or add the missing "
-        f"'{_CLOSERS[tok.type]}'")
+        "E0101",
+        f"unmatched '{tok}'",
+        _tok_span(ctx.filename, tok),
+        f"no matching '{_CLOSERS[tok.type]}' before it",
+        help=f"remove this '{tok}' or add the missing '{_CLOSERS[tok.type]}'",
+    )
 
 
 def _header_without_parens(ctx: _Ctx) -> Diagnostic | None:
     if ctx.expected != {"LPAR"} or ctx.tok.type != "LBRACE":
         return None
     return Diagnostic(
-        "E0101", f"expected '(', found {ctx.names.found(ctx.tok)}", _tok_span(ctx.filename, ctx.tok),
+        "E0101",
+        f"expected '(', found {ctx.names.found(ctx.tok)}",
+        _tok_span(ctx.filename, ctx.tok),
         "expected '(' before the body",
         help="a model or block header lists its hyperparameters in parentheses, even when there "
-        "are none: model M() { ... }")
+        "are none: model M() { ... }",
+    )
 
 
 def _outside_definition(ctx: _Ctx) -> Diagnostic | None:
     if not {"MODEL", "BLOCK"} <= ctx.expected:
         return None
     return Diagnostic(
-        "E0101", f"expected 'model' or 'block', found {ctx.names.found(ctx.tok)}",
-        _tok_span(ctx.filename, ctx.tok), "outside any definition",
-        help="statements belong inside a body: model M(d = 64) { input x: float[B, N, d] ... }")
+        "E0101",
+        f"expected 'model' or 'block', found {ctx.names.found(ctx.tok)}",
+        _tok_span(ctx.filename, ctx.tok),
+        "outside any definition",
+        help="statements belong inside a body: model M(d = 64) { input x: float[B, N, d] ... }",
+    )
 
 
 def _generic(ctx: _Ctx) -> Diagnostic:
@@ -260,13 +318,22 @@ def _generic(ctx: _Ctx) -> Diagnostic:
     else:
         help = "see docs/language.md for the syntax of models, blocks and statements"
     return Diagnostic(
-        "E0101", f"expected {names.expected(exp, prev)}, found {names.found(tok)}",
-        _tok_span(ctx.filename, tok), "unexpected here", help=help)
+        "E0101",
+        f"expected {names.expected(exp, prev)}, found {names.found(tok)}",
+        _tok_span(ctx.filename, tok),
+        "unexpected here",
+        help=help,
+    )
 
 
 _SITUATIONS: tuple[Callable[[_Ctx], Diagnostic | None], ...] = (
-    _end_of_file, _reserved_word, _bad_number, _header_without_parens, _outside_definition,
-    _unclosed_bracket, _unmatched_closer,
+    _end_of_file,
+    _reserved_word,
+    _bad_number,
+    _header_without_parens,
+    _outside_definition,
+    _unclosed_bracket,
+    _unmatched_closer,
 )
 
 
@@ -280,11 +347,13 @@ def _characters(exc: UnexpectedCharacters, text: str, filename: str, names: _Nam
         end = text.find("\n", exc.pos_in_stream)
         end = len(text) if end < 0 else end
         return Diagnostic(
-            "E0110", "unterminated string literal",
+            "E0110",
+            "unterminated string literal",
             Span(filename, line, col, line, col + max(1, end - exc.pos_in_stream)),
             "this string has no closing quote",
             help='close the string with " on the same line (strings cannot span lines or '
-            "contain backslashes)")
+            "contain backslashes)",
+        )
     code = f"U+{ord(ch):04X}"
     shown = repr(ch)[1:-1] if not ch.isprintable() else ch
     if ch.isprintable() and ord(ch) < 128:
@@ -298,7 +367,9 @@ def _characters(exc: UnexpectedCharacters, text: str, filename: str, names: _Nam
     return Diagnostic("E0103", msg, Span.point(filename, line, col), "not valid here", help=help)
 
 
-def describe_syntax_error(exc: UnexpectedInput, text: str, filename: str, parser: Lark) -> Diagnostic:
+def describe_syntax_error(
+    exc: UnexpectedInput, text: str, filename: str, parser: Lark
+) -> Diagnostic:
     """The diagnostic for one lark parse failure."""
     names = _Names(parser)
     if isinstance(exc, UnexpectedCharacters):
@@ -307,8 +378,13 @@ def describe_syntax_error(exc: UnexpectedInput, text: str, filename: str, parser
         end = len(text.rstrip())
         line = text.count("\n", 0, end) + 1
         col = end - (text.rfind("\n", 0, end) + 1) + 1
-        return Diagnostic("E0105", "unexpected end of file", Span.point(filename, line, col),
-                          "the file ends here", help="the file ends in the middle of a definition")
+        return Diagnostic(
+            "E0105",
+            "unexpected end of file",
+            Span.point(filename, line, col),
+            "the file ends here",
+            help="the file ends in the middle of a definition",
+        )
     assert isinstance(exc, UnexpectedToken)
     ctx = _Ctx(exc, text, filename, parser)
     for situation in _SITUATIONS:

@@ -126,17 +126,25 @@ def _number(v: Any, op: str) -> int | float:
     if isinstance(v, Symbol):
         if v.name in _choice_words():
             # `act=gelu * 2`: the name is a choice value, not a number to compute with.
-            raise ProblemError(Problem(
-                "E0226", f"'{op}' needs numbers, got the choice '{v.name}'",
-                f"'{v.name}' is a value of a choice hyperparameter (like act={v.name}); "
-                "arithmetic works on integers and floats"))
+            raise ProblemError(
+                Problem(
+                    "E0226",
+                    f"'{op}' needs numbers, got the choice '{v.name}'",
+                    f"'{v.name}' is a value of a choice hyperparameter (like act={v.name}); "
+                    "arithmetic works on integers and floats",
+                )
+            )
         # A bare name in hyperparameter position that is not bound: almost surely a typo. The
         # checker adds a did-you-mean over the names in scope (empty help asks for it).
         raise ProblemError(Problem("E0201", f"unknown name '{v.name}'"))
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ProblemError(Problem(
-            "E0226", f"'{op}' needs numbers, got {describe(v)}",
-            "hyperparameter arithmetic works on integers and floats"))
+        raise ProblemError(
+            Problem(
+                "E0226",
+                f"'{op}' needs numbers, got {describe(v)}",
+                "hyperparameter arithmetic works on integers and floats",
+            )
+        )
     return v
 
 
@@ -159,16 +167,29 @@ def fold(op: str, a: Any, b: Any) -> int | float:
     """`a op b` on constants, by the language's rules; raises ProblemError."""
     x, y = _number(a, op), _number(b, op)
     if op in ("/", "//") and y == 0:
-        raise ProblemError(Problem("E0226", "division by zero in a hyperparameter expression",
-                                   "check the divisor's value"))
+        raise ProblemError(
+            Problem(
+                "E0226",
+                "division by zero in a hyperparameter expression",
+                "check the divisor's value",
+            )
+        )
     try:
         out = _ARITH[op](x, y)
     except OverflowError:
-        raise ProblemError(Problem("E0226", f"the result of '{op}' is too large",
-                                   "use smaller hyperparameter values")) from None
+        raise ProblemError(
+            Problem(
+                "E0226", f"the result of '{op}' is too large", "use smaller hyperparameter values"
+            )
+        ) from None
     if isinstance(out, float) and not math.isfinite(out):
-        raise ProblemError(Problem("E0226", f"the result of '{op}' is not a finite number",
-                                   "use smaller hyperparameter values"))
+        raise ProblemError(
+            Problem(
+                "E0226",
+                f"the result of '{op}' is not a finite number",
+                "use smaller hyperparameter values",
+            )
+        )
     return out
 
 
@@ -181,18 +202,26 @@ def negate(v: Any) -> int | float:
 
 
 def _type_word(h: Hyper) -> str:
-    return {"int": "an integer", "float": "a number", "bool": "true or false",
-            "choice": "one of " + ", ".join(h.choices)}.get(h.type, h.type)
+    return {
+        "int": "an integer",
+        "float": "a number",
+        "bool": "true or false",
+        "choice": "one of " + ", ".join(h.choices),
+    }.get(h.type, h.type)
 
 
 def coerce_hyper(op: str, h: Hyper, v: Any) -> Any:
     """Check `v` against hyperparameter `h` of `op`; return the value to use (ints for int
     hyperparameters, floats for float ones, strings for choices). Raises ProblemError."""
     if isinstance(v, (Tensor, Multi)):
-        raise ProblemError(Problem(
-            "E0208", f"'{h.name}' of {op} is a compile-time {h.type}, but got {describe(v)}",
-            "hyperparameters are constants: numbers, true/false, names like gelu, or "
-            "arithmetic on other hyperparameters"))
+        raise ProblemError(
+            Problem(
+                "E0208",
+                f"'{h.name}' of {op} is a compile-time {h.type}, but got {describe(v)}",
+                "hyperparameters are constants: numbers, true/false, names like gelu, or "
+                "arithmetic on other hyperparameters",
+            )
+        )
     if v is None:
         msg = check_hyper_value(h, None)
         if msg:
@@ -200,16 +229,24 @@ def coerce_hyper(op: str, h: Hyper, v: Any) -> Any:
         return None
     if isinstance(v, Symbol) and v.quoted and h.type != "choice":
         unquoted = v.name if re.fullmatch(r"[0-9.eE+-]+|true|false", v.name) else ""
-        raise ProblemError(Problem(
-            "E0207", f"'{h.name}' of {op} expects {_type_word(h)}, got {describe(v)}",
-            f"remove the quotes: {h.name}={unquoted}" if unquoted else
-            f"give {h.name} {_type_word(h)}"))
+        raise ProblemError(
+            Problem(
+                "E0207",
+                f"'{h.name}' of {op} expects {_type_word(h)}, got {describe(v)}",
+                f"remove the quotes: {h.name}={unquoted}"
+                if unquoted
+                else f"give {h.name} {_type_word(h)}",
+            )
+        )
     if isinstance(v, Symbol) and h.type != "choice":
         # An unbound bare name where a number or flag is expected: almost surely a typo (the
         # checker adds a did-you-mean over the names in scope).
         raise ProblemError(Problem("E0201", f"unknown name '{v.name}'"))
-    wrong = Problem("E0207", f"'{h.name}' of {op} expects {_type_word(h)}, got {describe(v)}",
-                    _choice_help(h, v))
+    wrong = Problem(
+        "E0207",
+        f"'{h.name}' of {op} expects {_type_word(h)}, got {describe(v)}",
+        _choice_help(h, v),
+    )
     if h.type == "int":
         if isinstance(v, float) and not isinstance(v, bool) and v.is_integer():
             v = int(v)
@@ -226,17 +263,25 @@ def coerce_hyper(op: str, h: Hyper, v: Any) -> Any:
         if not isinstance(v, Symbol):
             raise ProblemError(wrong)
         if v.name not in h.choices:
-            raise ProblemError(Problem(
-                "E0207", f"'{h.name}' of {op} must be one of {', '.join(h.choices)}; "
-                f"got '{v.name}'", did_you_mean(v.name, h.choices)
-                or f"choose one of: {', '.join(h.choices)}"))
+            raise ProblemError(
+                Problem(
+                    "E0207",
+                    f"'{h.name}' of {op} must be one of {', '.join(h.choices)}; got '{v.name}'",
+                    did_you_mean(v.name, h.choices) or f"choose one of: {', '.join(h.choices)}",
+                )
+            )
         v = v.name
     msg = check_hyper_value(h, v)
     if msg:
         raise ProblemError(Problem("E0302", f"{msg} (in {op})", _range_help(h)))
     if h.type == "int" and abs(v) > INT_LIMIT:
-        raise ProblemError(Problem("E0302", f"'{h.name}' of {op} is too large ({v})",
-                                   f"sizes must be below 2^31 = {INT_LIMIT + 1}"))
+        raise ProblemError(
+            Problem(
+                "E0302",
+                f"'{h.name}' of {op} is too large ({v})",
+                f"sizes must be below 2^31 = {INT_LIMIT + 1}",
+            )
+        )
     return v
 
 
@@ -273,12 +318,18 @@ def parse_override(raw: object) -> Any:
     'none' → None, 'gelu' → Symbol('gelu'). Python values are taken as they are."""
     if raw is None or isinstance(raw, (bool, int, float)):
         if isinstance(raw, float) and not math.isfinite(raw):
-            raise ProblemError(Problem("E0224", f"'{raw}' is not a finite number",
-                                       "give a finite number"))
+            raise ProblemError(
+                Problem("E0224", f"'{raw}' is not a finite number", "give a finite number")
+            )
         return raw
     if not isinstance(raw, str):
-        raise ProblemError(Problem("E0224", f"cannot use a {type(raw).__name__} as a value",
-                                   "give a number, true, false, none or a name"))
+        raise ProblemError(
+            Problem(
+                "E0224",
+                f"cannot use a {type(raw).__name__} as a value",
+                "give a number, true, false, none or a name",
+            )
+        )
     text = raw.strip()
     words = {"true": True, "false": False, "none": None}
     if text in words:
@@ -293,10 +344,18 @@ def parse_override(raw: object) -> Any:
             value = float(text)
         except ValueError:
             value = None
-        if value is not None and math.isfinite(value) and not text.lower().lstrip("+-").startswith(("inf", "nan")):
+        if (
+            value is not None
+            and math.isfinite(value)
+            and not text.lower().lstrip("+-").startswith(("inf", "nan"))
+        ):
             return value
     if _NAME_RE.match(text):
         return Symbol(text)
-    raise ProblemError(Problem(
-        "E0224", f"cannot read '{text[:40]}' as a value",
-        "give an integer (256), a number (0.5, 1e-3), true, false, none or a name (gelu)"))
+    raise ProblemError(
+        Problem(
+            "E0224",
+            f"cannot read '{text[:40]}' as a value",
+            "give an integer (256), a number (0.5, 1e-3), true, false, none or a name (gelu)",
+        )
+    )

@@ -95,7 +95,9 @@ class Graph:
             attrs = tuple(attrs.items())
         nid = f"n{self._counter}"
         self._counter += 1
-        node = Node(nid, op, tuple(inputs), tuple(attrs), tuple(types), scope, span, tuple(port_names))
+        node = Node(
+            nid, op, tuple(inputs), tuple(attrs), tuple(types), scope, span, tuple(port_names)
+        )
         for v in node.inputs:
             if v.node not in self._g:
                 raise CompilerBug(f"{nid} ({op}) reads {v}, which does not exist", "ir")

@@ -15,10 +15,11 @@ This module imports nothing heavy (no torch, no lark): it is data plus small fun
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
-from .types import DType, Dim, TensorType, broadcast, fmt_shape
+from .types import Dim, DType, TensorType, broadcast, fmt_shape
 
 # --------------------------------------------------------------------------------------------
 # Schema
@@ -37,7 +38,7 @@ class Derived:
     """A default computed from the input shapes, e.g. `D/2` (written as `text` in docs)."""
 
     text: str
-    fn: Callable[["OpContext"], Any]
+    fn: Callable[[OpContext], Any]
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class Init:
         return f"{self.kind}({', '.join(_fmt_num(a) for a in self.args)})"
 
 
-def _fmt_num(v: float | int) -> str:
+def _fmt_num(v: float) -> str:
     if isinstance(v, float):
         return repr(round(v, 12))
     return str(v)
@@ -161,7 +162,9 @@ class OpSpec:
     outputs: tuple[OutSpec, ...]
     infer: Callable[[OpContext], tuple[TensorType, ...]]
     params: Callable[[OpContext], list[ParamSpec]] = lambda ctx: []
-    category: str = "primitive"  # primitive | elementwise | arith | reduction | mixing | block | config
+    category: str = (
+        "primitive"  # primitive | elementwise | arith | reduction | mixing | block | config
+    )
     causal: Callable[[Mapping[str, Any]], bool | None] = lambda hp: None  # None: not a mixer
     decodable: Callable[[Mapping[str, Any]], bool] = lambda hp: True
     validate: Callable[[OpContext], None] = lambda ctx: None
@@ -296,7 +299,9 @@ def _linear_params(ctx: OpContext):
 
 def _strip(ps: list[ParamSpec]) -> list[ParamSpec]:
     """`linear_params('')` gives '.weight'; a bare linear owns 'weight' and 'bias'."""
-    return [ParamSpec(p.name.lstrip("."), p.shape, p.init, p.trainable, p.dtype, p.fan_in) for p in ps]
+    return [
+        ParamSpec(p.name.lstrip("."), p.shape, p.init, p.trainable, p.dtype, p.fan_in) for p in ps
+    ]
 
 
 def _embed_infer(ctx: OpContext):
@@ -360,8 +365,12 @@ def _swiglu_params(ctx: OpContext):
 
 def _conv_validate(ctx: OpContext):
     if not ctx.hp["causal"] and ctx.hp["kernel"] % 2 == 0:
-        ctx.fail("kernel", f"a non-causal conv1d needs an odd kernel, got {ctx.hp['kernel']}",
-                 help="use an odd kernel (symmetric padding) or causal=true", code="E0304")
+        ctx.fail(
+            "kernel",
+            f"a non-causal conv1d needs an odd kernel, got {ctx.hp['kernel']}",
+            help="use an odd kernel (symmetric padding) or causal=true",
+            code="E0304",
+        )
 
 
 def _conv_params(ctx: OpContext):
@@ -375,8 +384,11 @@ def _conv_params(ctx: OpContext):
 def _rope_infer(ctx: OpContext):
     t = ctx.t("x")
     if t.rank != 4:
-        ctx.fail("x", f"rope needs [B, N, H, d], got {fmt_shape(t.shape)}",
-                 help="split the heads first: rope(split_heads(x, heads=H))")
+        ctx.fail(
+            "x",
+            f"rope needs [B, N, H, d], got {fmt_shape(t.shape)}",
+            help="split the heads first: rope(split_heads(x, heads=H))",
+        )
     if ctx.last("x") % 2:
         ctx.fail("x", f"rope needs an even head width, got d={ctx.last('x')}", code="E0304")
     return (t,)
@@ -391,14 +403,19 @@ def _split_heads_infer(ctx: OpContext):
 def _merge_heads_infer(ctx: OpContext):
     t = ctx.t("x")
     if t.rank != 4 or not isinstance(t.shape[2], int) or not isinstance(t.shape[3], int):
-        ctx.fail("x", f"merge_heads needs [B, N, H, d] with constant H and d, got {fmt_shape(t.shape)}")
+        ctx.fail(
+            "x", f"merge_heads needs [B, N, H, d] with constant H and d, got {fmt_shape(t.shape)}"
+        )
     return (_f((t.shape[0], t.shape[1], t.shape[2] * t.shape[3])),)
 
 
 def _concat_infer(ctx: OpContext):
     a, b = ctx.t("a"), ctx.t("b")
     if a.rank != b.rank or a.shape[:-1] != b.shape[:-1]:
-        ctx.fail("b", f"concat needs equal leading dimensions, got {fmt_shape(a.shape)} and {fmt_shape(b.shape)}")
+        ctx.fail(
+            "b",
+            f"concat needs equal leading dimensions, got {fmt_shape(a.shape)} and {fmt_shape(b.shape)}",
+        )
     la, lb = ctx.last("a"), ctx.last("b")
     return (_f(a.shape[:-1] + (la + lb,)),)
 
@@ -406,8 +423,11 @@ def _concat_infer(ctx: OpContext):
 def _ce_infer(ctx: OpContext):
     lg, tg = ctx.t("logits"), ctx.t("targets")
     if lg.rank < 2 or tg.shape != lg.shape[:-1]:
-        ctx.fail("targets", f"targets must have the shape of logits without the last dimension: "
-                 f"expected {fmt_shape(lg.shape[:-1])}, got {fmt_shape(tg.shape)}")
+        ctx.fail(
+            "targets",
+            f"targets must have the shape of logits without the last dimension: "
+            f"expected {fmt_shape(lg.shape[:-1])}, got {fmt_shape(tg.shape)}",
+        )
     return (_f(()),)
 
 
@@ -551,8 +571,12 @@ def _splat_params(ctx: OpContext):
 
 def _traj_validate(ctx: OpContext):
     if ctx.hp["window"] < 2:
-        ctx.fail("window", f"'window' must be >= 2, got {ctx.hp['window']} (in trajectory)",
-                 help="the trajectory averages at least two steps: window=2 or more", code="E0302")
+        ctx.fail(
+            "window",
+            f"'window' must be >= 2, got {ctx.hp['window']} (in trajectory)",
+            help="the trajectory averages at least two steps: window=2 or more",
+            code="E0302",
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -574,8 +598,11 @@ def _sqdk_infer(ctx: OpContext):
     b, n, d_model = _seq(ctx)
     g = ctx.t("gate")
     if g.shape != (b, n):
-        ctx.fail("gate", f"gate must be {_want(('B', 'N'), (b, n))} like x, got {fmt_shape(g.shape)}",
-                 help="pass token_router(x).gate")
+        ctx.fail(
+            "gate",
+            f"gate must be {_want(('B', 'N'), (b, n))} like x, got {fmt_shape(g.shape)}",
+            help="pass token_router(x).gate",
+        )
     d, _ = _gqa(ctx, d_model)
     _rope_even(ctx, d)
     return (ctx.t("x"),)
@@ -603,9 +630,13 @@ def _tape_infer(ctx: OpContext):
         ctx.fail("ops", f"ops must be int [B, T], got {fmt_shape(o.shape)}")
     b, t = o.shape
     if a.rank != 3 or a.shape[:2] != (b, t):
-        ctx.fail("args", f"args must be {_want(('B', 'T', 'D'), (b, t, 'D'))}, got {fmt_shape(a.shape)}")
+        ctx.fail(
+            "args", f"args must be {_want(('B', 'T', 'D'), (b, t, 'D'))}, got {fmt_shape(a.shape)}"
+        )
     if h.shape != (b, t):
-        ctx.fail("has_arg", f"has_arg must be bool {_want(('B', 'T'), (b, t))}, got {fmt_shape(h.shape)}")
+        ctx.fail(
+            "has_arg", f"has_arg must be bool {_want(('B', 'T'), (b, t))}, got {fmt_shape(h.shape)}"
+        )
     d = ctx.last("args")
     i32 = DType.I32
     return (
@@ -631,10 +662,16 @@ def _routed_infer(ctx: OpContext):
     if ctx.hp["route"] == "hash":
         tok = ctx.inputs.get("tokens")
         if tok is None:
-            ctx.fail(None, "route=hash needs the token ids: pass tokens=<int [B, N] tensor>",
-                     code="E0305")
+            ctx.fail(
+                None,
+                "route=hash needs the token ids: pass tokens=<int [B, N] tensor>",
+                code="E0305",
+            )
         if tok.shape != (b, n):
-            ctx.fail("tokens", f"tokens must be int {_want(('B', 'N'), (b, n))}, got {fmt_shape(tok.shape)}")
+            ctx.fail(
+                "tokens",
+                f"tokens must be int {_want(('B', 'N'), (b, n))}, got {fmt_shape(tok.shape)}",
+            )
     return (ctx.t("x"),)
 
 
@@ -657,12 +694,21 @@ def _linear_like_infer(ctx: OpContext):
 def _demopack_params(ctx: OpContext):
     i, o, hp = ctx.last("x"), ctx.hp["out"], ctx.hp
     return [
-        ParamSpec("codebook", (hp["codewords"], i), Init("trunc_normal", (0.02, 0.04)),
-                  trainable=bool(hp["learnable"])),
+        ParamSpec(
+            "codebook",
+            (hp["codewords"], i),
+            Init("trunc_normal", (0.02, 0.04)),
+            trainable=bool(hp["learnable"]),
+        ),
         ParamSpec("scale", (o,), Init("ones")),
         ParamSpec("bias", (o,), Init("zeros")),
-        ParamSpec("index", (o, hp["per_row"]), Init("randint", (hp["codewords"], hp["seed"])),
-                  trainable=False, dtype=DType.I64),
+        ParamSpec(
+            "index",
+            (o, hp["per_row"]),
+            Init("randint", (hp["codewords"], hp["seed"])),
+            trainable=False,
+            dtype=DType.I64,
+        ),
     ]
 
 
@@ -701,14 +747,30 @@ def _act_hyper(default: str = "gelu") -> Hyper:
 
 
 def _unary(name: str, summary: str) -> OpSpec:
-    return OpSpec(name, "1", summary, (Port("x", "float"),), (), (OutSpec("y"),), _same,
-                  category="elementwise")
+    return OpSpec(
+        name,
+        "1",
+        summary,
+        (Port("x", "float"),),
+        (),
+        (OutSpec("y"),),
+        _same,
+        category="elementwise",
+    )
 
 
 def _binary(name: str, symbol: str) -> OpSpec:
-    return OpSpec(name, "1", f"elementwise a {symbol} b with broadcasting",
-                  (Port("a", "any"), Port("b", "any")), (), (OutSpec("y"),), _binary_infer,
-                  category="arith", callable=False)
+    return OpSpec(
+        name,
+        "1",
+        f"elementwise a {symbol} b with broadcasting",
+        (Port("a", "any"), Port("b", "any")),
+        (),
+        (OutSpec("y"),),
+        _binary_infer,
+        category="arith",
+        callable=False,
+    )
 
 
 _HALF_D = Derived("D/2", lambda ctx: ctx.last(ctx_port(ctx)) // 2)
@@ -720,190 +782,444 @@ def ctx_port(ctx: OpContext) -> str:
 
 _OPS: list[OpSpec] = [
     # §1 primitives --------------------------------------------------------------------------
-    OpSpec("linear", "1", "x Wᵀ + b",
-           (Port("x", "float", min_rank=1),),
-           (Hyper("out", "int", check="pos", doc="output features"),
+    OpSpec(
+        "linear",
+        "1",
+        "x Wᵀ + b",
+        (Port("x", "float", min_rank=1),),
+        (
+            Hyper("out", "int", check="pos", doc="output features"),
             Hyper("bias", "bool", True, doc="add a bias"),
-            Hyper("tie", "ref", None, nullable=True,
-                  doc="name of an `embed` instance whose weight [vocab, dim] this layer reuses "
-                      "(a tied LM head: out = vocab, in = dim)")),
-           (OutSpec("y"),), _linear_infer, lambda ctx: _strip(_linear_params(ctx))),
-    OpSpec("embed", "1", "row gather from a [vocab, dim] table; out-of-range ids are a runtime error",
-           (Port("tokens", "int"),),
-           (Hyper("vocab", "int", check="pos"), Hyper("dim", "int", check="pos")),
-           (OutSpec("y"),), _embed_infer,
-           lambda ctx: [ParamSpec("weight", (ctx.hp["vocab"], ctx.hp["dim"]), Init("normal", (1.0,)))]),
-    OpSpec("pos_embed", "1", "x + weight[0:N]; N > max_len is a runtime error",
-           (Port("x", "float", rank=3),), (Hyper("max_len", "int", check="pos"),),
-           (OutSpec("y"),), _pos_embed_infer,
-           lambda ctx: [ParamSpec("weight", (ctx.hp["max_len"], ctx.last("x")), Init("normal", (0.02,)))]),
-    OpSpec("rmsnorm", "1", "x / sqrt(mean(x²) + eps) ⊙ weight",
-           (Port("x", "float", min_rank=1),), (Hyper("eps", "float", 1e-6, check="pos"),),
-           (OutSpec("y"),), _same, _norm_params(False), category="reduction"),
-    OpSpec("layernorm", "1", "torch.nn.functional.layer_norm over the last dimension",
-           (Port("x", "float", min_rank=1),), (Hyper("eps", "float", 1e-5, check="pos"),),
-           (OutSpec("y"),), _same, _norm_params(True), category="reduction"),
+            Hyper(
+                "tie",
+                "ref",
+                None,
+                nullable=True,
+                doc="name of an `embed` instance whose weight [vocab, dim] this layer reuses "
+                "(a tied LM head: out = vocab, in = dim)",
+            ),
+        ),
+        (OutSpec("y"),),
+        _linear_infer,
+        lambda ctx: _strip(_linear_params(ctx)),
+    ),
+    OpSpec(
+        "embed",
+        "1",
+        "row gather from a [vocab, dim] table; out-of-range ids are a runtime error",
+        (Port("tokens", "int"),),
+        (Hyper("vocab", "int", check="pos"), Hyper("dim", "int", check="pos")),
+        (OutSpec("y"),),
+        _embed_infer,
+        lambda ctx: [ParamSpec("weight", (ctx.hp["vocab"], ctx.hp["dim"]), Init("normal", (1.0,)))],
+    ),
+    OpSpec(
+        "pos_embed",
+        "1",
+        "x + weight[0:N]; N > max_len is a runtime error",
+        (Port("x", "float", rank=3),),
+        (Hyper("max_len", "int", check="pos"),),
+        (OutSpec("y"),),
+        _pos_embed_infer,
+        lambda ctx: [
+            ParamSpec("weight", (ctx.hp["max_len"], ctx.last("x")), Init("normal", (0.02,)))
+        ],
+    ),
+    OpSpec(
+        "rmsnorm",
+        "1",
+        "x / sqrt(mean(x²) + eps) ⊙ weight",
+        (Port("x", "float", min_rank=1),),
+        (Hyper("eps", "float", 1e-6, check="pos"),),
+        (OutSpec("y"),),
+        _same,
+        _norm_params(False),
+        category="reduction",
+    ),
+    OpSpec(
+        "layernorm",
+        "1",
+        "torch.nn.functional.layer_norm over the last dimension",
+        (Port("x", "float", min_rank=1),),
+        (Hyper("eps", "float", 1e-5, check="pos"),),
+        (OutSpec("y"),),
+        _same,
+        _norm_params(True),
+        category="reduction",
+    ),
     _unary("relu", "max(x, 0)"),
     _unary("gelu", "x·Φ(x) (erf form)"),
     _unary("silu", "x·σ(x)"),
     _unary("sigmoid", "σ(x)"),
     _unary("tanh", "tanh(x)"),
-    OpSpec("neg", "1", "-x", (Port("x", "float"),), (), (OutSpec("y"),), _same,
-           category="arith", callable=False),
+    OpSpec(
+        "neg",
+        "1",
+        "-x",
+        (Port("x", "float"),),
+        (),
+        (OutSpec("y"),),
+        _same,
+        category="arith",
+        callable=False,
+    ),
     _binary("add", "+"),
     _binary("sub", "-"),
     _binary("mul", "*"),
     _binary("div", "/"),
-    OpSpec("softmax", "1", "softmax over one dimension",
-           (Port("x", "float", min_rank=1),), (Hyper("dim", "int", -1),),
-           (OutSpec("y"),), _softmax_infer, category="reduction"),
-    OpSpec("mlp", "1", "fc2(act(fc1 x))",
-           (Port("x", "float", min_rank=1),),
-           (Hyper("hidden", "int", check="pos"), _act_hyper()),
-           (OutSpec("y"),), _same, _mlp_params),
-    OpSpec("swiglu", "1", "w_down(silu(w_gate x) ⊙ w_up x)",
-           (Port("x", "float", min_rank=1),), (Hyper("hidden", "int", check="pos"),),
-           (OutSpec("y"),), _same, _swiglu_params),
-    OpSpec("conv1d", "1", "depthwise convolution over N (causal: left padding kernel-1)",
-           (Port("x", "float", rank=3),),
-           (Hyper("kernel", "int", 3, check="pos"), _BOOL_CAUSAL),
-           (OutSpec("y"),), lambda ctx: (_seq(ctx), ctx.t("x"))[1:], _conv_params,
-           category="mixing", causal=_causal, validate=_conv_validate),
-    OpSpec("rope", "1", "rotate-half rotary position embedding of [B, N, H, d]",
-           (Port("x", "float", rank=4),), (Hyper("base", "float", 10000.0, check="pos"),),
-           (OutSpec("y"),), _rope_infer),
-    OpSpec("split_heads", "1", "[B, N, D] → [B, N, heads, D/heads] (a view)",
-           (Port("x", "float", rank=3),), (Hyper("heads", "int", check="pos"),),
-           (OutSpec("y"),), _split_heads_infer),
-    OpSpec("merge_heads", "1", "[B, N, H, d] → [B, N, H·d] (a view)",
-           (Port("x", "float", rank=4),), (), (OutSpec("y"),), _merge_heads_infer),
-    OpSpec("concat", "1", "concatenation along the last dimension",
-           (Port("a", "float", min_rank=1), Port("b", "float", min_rank=1)), (),
-           (OutSpec("y"),), _concat_infer),
-    OpSpec("mean", "1", "mean of all elements (a 0-d tensor)",
-           (Port("x", "float"),), (), (OutSpec("y"),), _mean_infer, category="reduction"),
-    OpSpec("cross_entropy", "1",
-           "mean token cross-entropy over non-ignored positions (0 when all are ignored)",
-           (Port("logits", "float", min_rank=2), Port("targets", "int")),
-           (Hyper("ignore_index", "int", -100),),
-           (OutSpec("loss"),), _ce_infer, category="reduction"),
+    OpSpec(
+        "softmax",
+        "1",
+        "softmax over one dimension",
+        (Port("x", "float", min_rank=1),),
+        (Hyper("dim", "int", -1),),
+        (OutSpec("y"),),
+        _softmax_infer,
+        category="reduction",
+    ),
+    OpSpec(
+        "mlp",
+        "1",
+        "fc2(act(fc1 x))",
+        (Port("x", "float", min_rank=1),),
+        (Hyper("hidden", "int", check="pos"), _act_hyper()),
+        (OutSpec("y"),),
+        _same,
+        _mlp_params,
+    ),
+    OpSpec(
+        "swiglu",
+        "1",
+        "w_down(silu(w_gate x) ⊙ w_up x)",
+        (Port("x", "float", min_rank=1),),
+        (Hyper("hidden", "int", check="pos"),),
+        (OutSpec("y"),),
+        _same,
+        _swiglu_params,
+    ),
+    OpSpec(
+        "conv1d",
+        "1",
+        "depthwise convolution over N (causal: left padding kernel-1)",
+        (Port("x", "float", rank=3),),
+        (Hyper("kernel", "int", 3, check="pos"), _BOOL_CAUSAL),
+        (OutSpec("y"),),
+        lambda ctx: (_seq(ctx), ctx.t("x"))[1:],
+        _conv_params,
+        category="mixing",
+        causal=_causal,
+        validate=_conv_validate,
+    ),
+    OpSpec(
+        "rope",
+        "1",
+        "rotate-half rotary position embedding of [B, N, H, d]",
+        (Port("x", "float", rank=4),),
+        (Hyper("base", "float", 10000.0, check="pos"),),
+        (OutSpec("y"),),
+        _rope_infer,
+    ),
+    OpSpec(
+        "split_heads",
+        "1",
+        "[B, N, D] → [B, N, heads, D/heads] (a view)",
+        (Port("x", "float", rank=3),),
+        (Hyper("heads", "int", check="pos"),),
+        (OutSpec("y"),),
+        _split_heads_infer,
+    ),
+    OpSpec(
+        "merge_heads",
+        "1",
+        "[B, N, H, d] → [B, N, H·d] (a view)",
+        (Port("x", "float", rank=4),),
+        (),
+        (OutSpec("y"),),
+        _merge_heads_infer,
+    ),
+    OpSpec(
+        "concat",
+        "1",
+        "concatenation along the last dimension",
+        (Port("a", "float", min_rank=1), Port("b", "float", min_rank=1)),
+        (),
+        (OutSpec("y"),),
+        _concat_infer,
+    ),
+    OpSpec(
+        "mean",
+        "1",
+        "mean of all elements (a 0-d tensor)",
+        (Port("x", "float"),),
+        (),
+        (OutSpec("y"),),
+        _mean_infer,
+        category="reduction",
+    ),
+    OpSpec(
+        "cross_entropy",
+        "1",
+        "mean token cross-entropy over non-ignored positions (0 when all are ignored)",
+        (Port("logits", "float", min_rank=2), Port("targets", "int")),
+        (Hyper("ignore_index", "int", -100),),
+        (OutSpec("loss"),),
+        _ce_infer,
+        category="reduction",
+    ),
     # §1.1 / §5.5 attention ------------------------------------------------------------------
-    OpSpec("attention", "1.1", "multi-head attention with grouped-query heads",
-           (Port("x", "float", rank=3),),
-           (Hyper("heads", "int", check="pos"),
+    OpSpec(
+        "attention",
+        "1.1",
+        "multi-head attention with grouped-query heads",
+        (Port("x", "float", rank=3),),
+        (
+            Hyper("heads", "int", check="pos"),
             Hyper("kv_heads", "int", Derived("heads", lambda ctx: ctx.hp["heads"]), check="pos"),
             _BOOL_CAUSAL,
             Hyper("rope", "bool", False, doc="apply RoPE to q and k"),
             Hyper("rope_base", "float", 10000.0, check="pos"),
-            Hyper("basis", "basis", None, nullable=True,
-                  doc="procedural score bias: basis(freqs=4, legendre=4, over=distance, max_len=L)")),
-           (OutSpec("y"),), _attention_infer, _attention_params,
-           category="mixing", causal=_causal),
-    OpSpec("basis", "5.5", "procedural attention-bias spec (a value for attention's basis=)",
-           (),
-           (Hyper("freqs", "int", 4, check="nonneg"),
+            Hyper(
+                "basis",
+                "basis",
+                None,
+                nullable=True,
+                doc="procedural score bias: basis(freqs=4, legendre=4, over=distance, max_len=L)",
+            ),
+        ),
+        (OutSpec("y"),),
+        _attention_infer,
+        _attention_params,
+        category="mixing",
+        causal=_causal,
+    ),
+    OpSpec(
+        "basis",
+        "5.5",
+        "procedural attention-bias spec (a value for attention's basis=)",
+        (),
+        (
+            Hyper("freqs", "int", 4, check="nonneg"),
             Hyper("legendre", "int", 4, check="nonneg"),
             Hyper("over", "choice", "distance", choices=("distance", "key")),
-            Hyper("max_len", "int", check="pos")),
-           (), lambda ctx: (), category="config", validate=_basis_validate),
+            Hyper("max_len", "int", check="pos"),
+        ),
+        (),
+        lambda ctx: (),
+        category="config",
+        validate=_basis_validate,
+    ),
     # §2 SPaR-K --------------------------------------------------------------------------------
-    OpSpec("fk_attention", "2.1", "Feynman–Kac multi-hop attention Σ_k (βA)^k V",
-           (Port("x", "float", rank=3),),
-           (Hyper("heads", "int", check="pos"),
+    OpSpec(
+        "fk_attention",
+        "2.1",
+        "Feynman–Kac multi-hop attention Σ_k (βA)^k V",
+        (Port("x", "float", rank=3),),
+        (
+            Hyper("heads", "int", check="pos"),
             Hyper("hops", "int", 10, check="pos"),
             Hyper("beta", "float", 0.5, check="open01"),
             _BOOL_CAUSAL,
-            Hyper("normalize", "bool", False)),
-           (OutSpec("y"),), _fk_infer, _fk_params, category="mixing", causal=_causal),
-    OpSpec("spd_router", "2.2", "structure / pseudo-randomness decomposition",
-           (Port("x", "float", rank=3),),
-           (Hyper("struct_dim", "int", _HALF_D, check="pos"),
+            Hyper("normalize", "bool", False),
+        ),
+        (OutSpec("y"),),
+        _fk_infer,
+        _fk_params,
+        category="mixing",
+        causal=_causal,
+    ),
+    OpSpec(
+        "spd_router",
+        "2.2",
+        "structure / pseudo-randomness decomposition",
+        (Port("x", "float", rank=3),),
+        (
+            Hyper("struct_dim", "int", _HALF_D, check="pos"),
             Hyper("pseudo_dim", "int", _HALF_D, check="pos"),
             Hyper("gate", "choice", "sigmoid", choices=("sigmoid", "softmax")),
             Hyper("gate_noise", "bool", False),
-            Hyper("sep_weight", "float", 0.1, check="nonneg")),
-           (OutSpec("y"), OutSpec("x_struct"), OutSpec("x_pseudo"),
-            OutSpec("loss", "separation loss (weighted by sep_weight)", is_loss=True)),
-           _spd_infer, _spd_params, category="block",
-           noise=lambda hp: bool(hp["gate_noise"])),
-    OpSpec("verifier_stack", "2.3", "differentiable stack driven by the sequence",
-           (Port("h", "float", rank=3),),
-           (Hyper("stack", "int", 16, check="pos"),
+            Hyper("sep_weight", "float", 0.1, check="nonneg"),
+        ),
+        (
+            OutSpec("y"),
+            OutSpec("x_struct"),
+            OutSpec("x_pseudo"),
+            OutSpec("loss", "separation loss (weighted by sep_weight)", is_loss=True),
+        ),
+        _spd_infer,
+        _spd_params,
+        category="block",
+        noise=lambda hp: bool(hp["gate_noise"]),
+    ),
+    OpSpec(
+        "verifier_stack",
+        "2.3",
+        "differentiable stack driven by the sequence",
+        (Port("h", "float", rank=3),),
+        (
+            Hyper("stack", "int", 16, check="pos"),
             Hyper("elem", "int", _HALF_D, check="pos"),
             Hyper("signals", "int", 1, check="pos"),
             Hyper("read", "choice", "top", choices=("top", "mean")),
             Hyper("op_noise", "bool", False),
-            Hyper("penalty", "float", 1.0, check="nonneg")),
-           (OutSpec("read"), OutSpec("signals"), OutSpec("pointer"),
-            OutSpec("loss", "under/overflow penalty (weighted by penalty)", is_loss=True)),
-           _stack_infer, _stack_params, category="mixing", causal=lambda hp: True,
-           noise=lambda hp: bool(hp["op_noise"])),
+            Hyper("penalty", "float", 1.0, check="nonneg"),
+        ),
+        (
+            OutSpec("read"),
+            OutSpec("signals"),
+            OutSpec("pointer"),
+            OutSpec("loss", "under/overflow penalty (weighted by penalty)", is_loss=True),
+        ),
+        _stack_infer,
+        _stack_params,
+        category="mixing",
+        causal=lambda hp: True,
+        noise=lambda hp: bool(hp["op_noise"]),
+    ),
     # §3 SplatFlow -------------------------------------------------------------------------------
-    OpSpec("splat_attention", "3.1", "token mixing through K Gaussian splats, O(N·K)",
-           (Port("x", "float", rank=3),),
-           (Hyper("splats", "int", 16, check="pos"),
+    OpSpec(
+        "splat_attention",
+        "3.1",
+        "token mixing through K Gaussian splats, O(N·K)",
+        (Port("x", "float", rank=3),),
+        (
+            Hyper("splats", "int", 16, check="pos"),
             Hyper("heads", "int", 1, check="pos"),
             _BOOL_CAUSAL,
-            Hyper("normalize", "bool", True)),
-           (OutSpec("y"),), _splat_infer, _splat_params, category="mixing", causal=_causal),
-    OpSpec("trajectory", "3.2", "causal trajectory signal x + strength·T",
-           (Port("x", "float", rank=3),), (Hyper("window", "int", 6, check="pos"),),
-           (OutSpec("y"),), lambda ctx: (_seq(ctx), ctx.t("x"))[1:],
-           lambda ctx: [ParamSpec("strength", (), Init("const", (0.2,)))],
-           category="mixing", causal=lambda hp: True, validate=_traj_validate),
+            Hyper("normalize", "bool", True),
+        ),
+        (OutSpec("y"),),
+        _splat_infer,
+        _splat_params,
+        category="mixing",
+        causal=_causal,
+    ),
+    OpSpec(
+        "trajectory",
+        "3.2",
+        "causal trajectory signal x + strength·T",
+        (Port("x", "float", rank=3),),
+        (Hyper("window", "int", 6, check="pos"),),
+        (OutSpec("y"),),
+        lambda ctx: (_seq(ctx), ctx.t("x"))[1:],
+        lambda ctx: [ParamSpec("strength", (), Init("const", (0.2,)))],
+        category="mixing",
+        causal=lambda hp: True,
+        validate=_traj_validate,
+    ),
     # §4 HSPMN -------------------------------------------------------------------------------------
-    OpSpec("token_router", "4.1", "decides which tokens take the contextual path",
-           (Port("x", "float", rank=3),),
-           (Hyper("sparsity", "float", 0.2, check="prob"),
+    OpSpec(
+        "token_router",
+        "4.1",
+        "decides which tokens take the contextual path",
+        (Port("x", "float", rank=3),),
+        (
+            Hyper("sparsity", "float", 0.2, check="prob"),
             Hyper("mode", "choice", "threshold", choices=("threshold", "topk")),
             Hyper("noise", "bool", True),
-            Hyper("aux_weight", "float", 0.1, check="nonneg")),
-           (OutSpec("mask"), OutSpec("gate"),
-            OutSpec("loss", "sparsity regulariser (weighted by aux_weight)", is_loss=True)),
-           _router_infer, lambda ctx: linear_params("w", ctx.last("x"), 1),
-           category="block",
-           causal=lambda hp: hp["mode"] == "threshold",
-           decodable=lambda hp: hp["mode"] == "threshold",
-           noise=lambda hp: bool(hp["noise"])),
-    OpSpec("sqdk_attention", "4.2", "sparse-query dense-key attention (always causal)",
-           (Port("x", "float", rank=3), Port("gate", "float", rank=2)),
-           (Hyper("heads", "int", check="pos"),
+            Hyper("aux_weight", "float", 0.1, check="nonneg"),
+        ),
+        (
+            OutSpec("mask"),
+            OutSpec("gate"),
+            OutSpec("loss", "sparsity regulariser (weighted by aux_weight)", is_loss=True),
+        ),
+        _router_infer,
+        lambda ctx: linear_params("w", ctx.last("x"), 1),
+        category="block",
+        causal=lambda hp: hp["mode"] == "threshold",
+        decodable=lambda hp: hp["mode"] == "threshold",
+        noise=lambda hp: bool(hp["noise"]),
+    ),
+    OpSpec(
+        "sqdk_attention",
+        "4.2",
+        "sparse-query dense-key attention (always causal)",
+        (Port("x", "float", rank=3), Port("gate", "float", rank=2)),
+        (
+            Hyper("heads", "int", check="pos"),
             Hyper("kv_heads", "int", Derived("heads", lambda ctx: ctx.hp["heads"]), check="pos"),
             Hyper("rope", "bool", True),
-            Hyper("rope_base", "float", 10000.0, check="pos")),
-           (OutSpec("y"),), _sqdk_infer, _sqdk_params, category="mixing",
-           causal=lambda hp: True),
+            Hyper("rope_base", "float", 10000.0, check="pos"),
+        ),
+        (OutSpec("y"),),
+        _sqdk_infer,
+        _sqdk_params,
+        category="mixing",
+        causal=lambda hp: True,
+    ),
     # §5 SPARK procedural ------------------------------------------------------------------------
-    OpSpec("opcode_tape", "5.1", "batched stack machine over instruction tapes",
-           (Port("ops", "int", rank=2), Port("args", "float", rank=3), Port("has_arg", "bool", rank=2)),
-           (Hyper("budget", "int", 32, check="pos"), Hyper("capacity", "int", 32, check="pos")),
-           (OutSpec("top"), OutSpec("depth"), OutSpec("status"), OutSpec("steps"),
-            OutSpec("checks"), OutSpec("trace")),
-           _tape_infer, lambda ctx: [ParamSpec("branch", (ctx.last("args"),), Init("zeros"))],
-           category="block"),
-    OpSpec("routed_mlp", "5.2", "MLP whose hidden neurons are split into groups; each token runs `active` groups",
-           (Port("x", "float", rank=3), Port("tokens", "int", rank=2, optional=True)),
-           (Hyper("hidden", "int", check="pos"),
+    OpSpec(
+        "opcode_tape",
+        "5.1",
+        "batched stack machine over instruction tapes",
+        (
+            Port("ops", "int", rank=2),
+            Port("args", "float", rank=3),
+            Port("has_arg", "bool", rank=2),
+        ),
+        (Hyper("budget", "int", 32, check="pos"), Hyper("capacity", "int", 32, check="pos")),
+        (
+            OutSpec("top"),
+            OutSpec("depth"),
+            OutSpec("status"),
+            OutSpec("steps"),
+            OutSpec("checks"),
+            OutSpec("trace"),
+        ),
+        _tape_infer,
+        lambda ctx: [ParamSpec("branch", (ctx.last("args"),), Init("zeros"))],
+        category="block",
+    ),
+    OpSpec(
+        "routed_mlp",
+        "5.2",
+        "MLP whose hidden neurons are split into groups; each token runs `active` groups",
+        (Port("x", "float", rank=3), Port("tokens", "int", rank=2, optional=True)),
+        (
+            Hyper("hidden", "int", check="pos"),
             Hyper("groups", "int", 8, check="pos"),
             Hyper("active", "int", 2, check="pos"),
             Hyper("route", "choice", "learned", choices=("learned", "hash")),
-            _act_hyper()),
-           (OutSpec("y"),), _routed_infer, _routed_params, category="block",
-           validate=_routed_validate),
-    OpSpec("demopack_linear", "5.3", "linear layer with a codebook-synthesised weight",
-           (Port("x", "float", min_rank=1),),
-           (Hyper("out", "int", check="pos"),
+            _act_hyper(),
+        ),
+        (OutSpec("y"),),
+        _routed_infer,
+        _routed_params,
+        category="block",
+        validate=_routed_validate,
+    ),
+    OpSpec(
+        "demopack_linear",
+        "5.3",
+        "linear layer with a codebook-synthesised weight",
+        (Port("x", "float", min_rank=1),),
+        (
+            Hyper("out", "int", check="pos"),
             Hyper("codewords", "int", 256, check="pos"),
             Hyper("per_row", "int", 4, check="pos"),
             Hyper("seed", "int", 0, check="nonneg"),
-            Hyper("learnable", "bool", True)),
-           (OutSpec("y"),), _linear_like_infer, _demopack_params, category="block"),
-    OpSpec("lora_linear", "5.4", "linear layer plus a per-sample low-rank delta from metadata",
-           (Port("x", "float", rank=3), Port("meta", "float", rank=2)),
-           (Hyper("out", "int", check="pos"),
+            Hyper("learnable", "bool", True),
+        ),
+        (OutSpec("y"),),
+        _linear_like_infer,
+        _demopack_params,
+        category="block",
+    ),
+    OpSpec(
+        "lora_linear",
+        "5.4",
+        "linear layer plus a per-sample low-rank delta from metadata",
+        (Port("x", "float", rank=3), Port("meta", "float", rank=2)),
+        (
+            Hyper("out", "int", check="pos"),
             Hyper("rank", "int", 4, check="pos"),
-            Hyper("gen_dim", "int", 64, check="pos")),
-           (OutSpec("y"),), _lora_infer, _lora_params, category="block"),
+            Hyper("gen_dim", "int", 64, check="pos"),
+        ),
+        (OutSpec("y"),),
+        _lora_infer,
+        _lora_params,
+        category="block",
+    ),
 ]
 
 OPS: dict[str, OpSpec] = {op.name: op for op in _OPS}

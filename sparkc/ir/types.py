@@ -57,10 +57,10 @@ class TensorType:
     def rank(self) -> int:
         return len(self.shape)
 
-    def with_shape(self, shape: tuple[Dim, ...]) -> "TensorType":
+    def with_shape(self, shape: tuple[Dim, ...]) -> TensorType:
         return TensorType(self.dtype, tuple(shape))
 
-    def with_dtype(self, dtype: DType) -> "TensorType":
+    def with_dtype(self, dtype: DType) -> TensorType:
         return TensorType(dtype, self.shape)
 
     def __str__(self) -> str:

@@ -98,8 +98,11 @@ def _check_inputs(report: _Report, node: Node) -> bool:
             continue
         producer = g.node(v.node)
         if not 0 <= v.index < len(producer.types):
-            report.add(node, f"input {i} reads output {v.index} of {v.node}, which has "
-                             f"{len(producer.types)} output(s)")
+            report.add(
+                node,
+                f"input {i} reads output {v.index} of {v.node}, which has "
+                f"{len(producer.types)} output(s)",
+            )
             ok = False
     if ok:
         edges = {p.id for p in g.producers(node.id)}
@@ -108,7 +111,8 @@ def _check_inputs(report: _Report, node: Node) -> bool:
             ok = False
     for t in node.types:
         if not isinstance(t, TensorType) or not all(
-            (isinstance(d, int) and not isinstance(d, bool) and d >= 0) or (isinstance(d, str) and d)
+            (isinstance(d, int) and not isinstance(d, bool) and d >= 0)
+            or (isinstance(d, str) and d)
             for d in t.shape
         ):
             report.add(node, f"malformed type {t!r}")
@@ -237,8 +241,11 @@ def _check_instance(report: _Report, node: Node, owners: dict[str, list[str]]) -
         return
     hyper_order = [h.name for h in spec.hypers]
     if [k for k, _ in node.attrs] != hyper_order:
-        report.add(node, f"attrs {[k for k, _ in node.attrs]} must be the hyperparameters "
-                         f"{hyper_order} in op-table order")
+        report.add(
+            node,
+            f"attrs {[k for k, _ in node.attrs]} must be the hyperparameters "
+            f"{hyper_order} in op-table order",
+        )
         return
     types: dict[str, TensorType] = {}
     for port_name, v in zip(given, node.inputs):
@@ -258,14 +265,19 @@ def _check_instance(report: _Report, node: Node, owners: dict[str, list[str]]) -
         report.add(node, f"its shape rule rejects the inputs: {e.message}")
         return
     if tuple(inst.outputs) != node.types:
-        report.add(node, f"types {_fmt(node.types)} differ from the shape rule's {_fmt(inst.outputs)}")
+        report.add(
+            node, f"types {_fmt(node.types)} differ from the shape rule's {_fmt(inst.outputs)}"
+        )
     param_names = [p.name for p in inst.params]
     tied = bool(hp.get("tie"))
     if tied:
         param_names.append("weight")  # the tied embed's weight, read (not owned) last
     if list(node.port_names[n_ports:]) != param_names:
-        report.add(node, f"parameters {list(node.port_names[n_ports:])} differ from the op "
-                         f"table's {param_names}")
+        report.add(
+            node,
+            f"parameters {list(node.port_names[n_ports:])} differ from the op "
+            f"table's {param_names}",
+        )
         return
     for ps, v in zip(inst.params, node.inputs[n_ports:]):
         _check_owned_param(report, node, ps, g.node(v.node), v.index)
@@ -274,8 +286,11 @@ def _check_instance(report: _Report, node: Node, owners: dict[str, list[str]]) -
         _check_tie(report, node, hp)
         weight = g.node(node.inputs[-1].node)
         if weight.op != "param" or weight.attr("name") != f"{hp['tie']}.weight":
-            report.add(node, f"a linear tied to {hp['tie']!r} must read the param "
-                             f"'{hp['tie']}.weight' last, reads {weight.id} ({weight.op})")
+            report.add(
+                node,
+                f"a linear tied to {hp['tie']!r} must read the param "
+                f"'{hp['tie']}.weight' last, reads {weight.id} ({weight.op})",
+            )
         else:
             owners.setdefault("tied:" + weight.id, []).append(node.id)
 
@@ -286,14 +301,21 @@ def _check_owned_param(report: _Report, node: Node, ps: Any, param: Node, index:
         return
     expected = qualified(node.scope, ps.name)
     if param.attr("name") != expected:
-        report.add(node, f"parameter '{ps.name}' is named {param.attr('name')!r}, expected "
-                         f"{expected!r}")
+        report.add(
+            node, f"parameter '{ps.name}' is named {param.attr('name')!r}, expected {expected!r}"
+        )
     if param.types != (TensorType(ps.dtype, ps.shape),):
-        report.add(node, f"parameter '{ps.name}' has type {_fmt(param.types)}, expected "
-                         f"{TensorType(ps.dtype, ps.shape)}")
+        report.add(
+            node,
+            f"parameter '{ps.name}' has type {_fmt(param.types)}, expected "
+            f"{TensorType(ps.dtype, ps.shape)}",
+        )
     if param.attr("init") != ps.init or param.attr("trainable") != ps.trainable:
-        report.add(node, f"parameter '{ps.name}' has init {param.attr('init')} trainable="
-                         f"{param.attr('trainable')}, expected {ps.init} trainable={ps.trainable}")
+        report.add(
+            node,
+            f"parameter '{ps.name}' has init {param.attr('init')} trainable="
+            f"{param.attr('trainable')}, expected {ps.init} trainable={ps.trainable}",
+        )
 
 
 def _check_tie(report: _Report, node: Node, hp: dict[str, Any]) -> None:
@@ -305,8 +327,10 @@ def _check_tie(report: _Report, node: Node, hp: dict[str, Any]) -> None:
     emb = target[0].attr_dict
     d_in = report.graph.type_of(node.inputs[0]).shape[-1]
     if (emb["vocab"], emb["dim"]) != (hp["out"], d_in):
-        report.add(node, f"tied to an embedding [{emb['vocab']}, {emb['dim']}] but maps "
-                         f"{d_in} -> {hp['out']}")
+        report.add(
+            node,
+            f"tied to an embedding [{emb['vocab']}, {emb['dim']}] but maps {d_in} -> {hp['out']}",
+        )
 
 
 def _check_owners(report: _Report, nodes: list[Node], owners: dict[str, list[str]]) -> None:

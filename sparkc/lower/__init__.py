@@ -45,8 +45,9 @@ class _Lowering:
         if ref.kind == "const":
             if ref.index not in self.consts:
                 c = self.p.consts[ref.index]
-                node = self.g.add("const", attrs=(("value", c.value),), types=(c.type,),
-                                  span=c.span)
+                node = self.g.add(
+                    "const", attrs=(("value", c.value),), types=(c.type,), span=c.span
+                )
                 self.consts[ref.index] = node.out()
             return self.consts[ref.index]
         if ref.kind == "op" and ref.index in self.ops:
@@ -58,9 +59,17 @@ class _Lowering:
             raise CompilerBug(f"parameter '{name}' is created twice", "lower")
         node = self.g.add(
             "param",
-            attrs=(("name", name), ("init", spec.init), ("trainable", spec.trainable),
-                   ("tied_to", None), ("fan_in", spec.fan_in)),
-            types=(TensorType(spec.dtype, spec.shape),), scope=scope, span=span)
+            attrs=(
+                ("name", name),
+                ("init", spec.init),
+                ("trainable", spec.trainable),
+                ("tied_to", None),
+                ("fan_in", spec.fan_in),
+            ),
+            types=(TensorType(spec.dtype, spec.shape),),
+            scope=scope,
+            span=span,
+        )
         self.params[name] = node.out()
         return node.out()
 
@@ -68,7 +77,9 @@ class _Lowering:
         ins = [self.value(ref) for _, ref in inst.inputs]
         names = [port for port, _ in inst.inputs]
         if inst.tie and f"{inst.tie}.weight" not in self.params:
-            raise CompilerBug(f"the tied weight of {inst.path} ({inst.tie}) does not exist", "lower")
+            raise CompilerBug(
+                f"the tied weight of {inst.path} ({inst.tie}) does not exist", "lower"
+            )
         for full, spec in inst.params():
             ins.append(self.param(full, spec, inst.path, inst.span))
             names.append(spec.name)
@@ -76,14 +87,25 @@ class _Lowering:
             # The tied linear reads the embed's weight node: an edge, so ordering and DCE see it.
             ins.append(self.params[f"{inst.tie}.weight"])
             names.append("weight")
-        node = self.g.add(inst.op, inputs=ins, attrs=inst.spec.hp, types=inst.spec.outputs,
-                          scope=inst.path, span=inst.span, port_names=names)
+        node = self.g.add(
+            inst.op,
+            inputs=ins,
+            attrs=inst.spec.hp,
+            types=inst.spec.outputs,
+            scope=inst.path,
+            span=inst.span,
+            port_names=names,
+        )
         self.ops[index] = tuple(node.out(i) for i in range(len(inst.spec.outputs)))
 
     def run(self) -> Graph:
         for i, inp in enumerate(self.p.inputs):
-            node = self.g.add("input", attrs=(("name", inp.name), ("source_dtype", inp.source_dtype)),
-                              types=(inp.type,), span=inp.span)
+            node = self.g.add(
+                "input",
+                attrs=(("name", inp.name), ("source_dtype", inp.source_dtype)),
+                types=(inp.type,),
+                span=inp.span,
+            )
             self.inputs[i] = node.out()
         for i, inst in enumerate(self.p.ops):
             if inst.op not in OPS:
@@ -91,13 +113,17 @@ class _Lowering:
             self.op(i, inst)
         for o in self.p.outputs:
             v = self.value(o.ref)
-            self.g.add("output", inputs=(v,), attrs=(("name", o.name), ("kind", "output")),
-                       span=o.span)
+            self.g.add(
+                "output", inputs=(v,), attrs=(("name", o.name), ("kind", "output")), span=o.span
+            )
         for loss in self.p.losses:
             v = self.value(loss.ref)
-            self.g.add("output", inputs=(v,),
-                       attrs=(("name", loss.name), ("kind", "loss"), ("weight", loss.weight)),
-                       span=loss.span)
+            self.g.add(
+                "output",
+                inputs=(v,),
+                attrs=(("name", loss.name), ("kind", "loss"), ("weight", loss.weight)),
+                span=loss.span,
+            )
         aux = [self.value(r) for r in self.p.aux_losses]
         self.g.add("aux_sum", inputs=aux, types=(TensorType(DType.FLOAT, ()),))
         return self.g

@@ -48,8 +48,14 @@ def _fold(g: Graph, node: Node) -> bool:
     value = _fold_rules.fold(node.op, args, node.types[0].dtype)
     if value is None:
         return False
-    c = g.add("const", (), {"value": value}, (TensorType(node.types[0].dtype, ()),),
-              scope=node.scope, span=node.span)
+    c = g.add(
+        "const",
+        (),
+        {"value": value},
+        (TensorType(node.types[0].dtype, ()),),
+        scope=node.scope,
+        span=node.span,
+    )
     g.replace_uses(node.out(), c.out())
     erase_if_dead(g, node.id)
     return True

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from ..ir.graph import SPECIAL_OPS, Graph, Node
-from ..ir.ops import OPS
 
 
 @dataclass(frozen=True)
@@ -65,8 +64,14 @@ KERNELS: dict[str, KernelRule] = {
     **{
         op: KernelRule("reference")
         for op in (
-            "spd_router", "splat_attention", "trajectory",
-            "token_router", "sqdk_attention", "opcode_tape", "routed_mlp", "demopack_linear",
+            "spd_router",
+            "splat_attention",
+            "trajectory",
+            "token_router",
+            "sqdk_attention",
+            "opcode_tape",
+            "routed_mlp",
+            "demopack_linear",
             "lora_linear",
         )
     },
@@ -168,8 +173,12 @@ def plan_fusion(graph: Graph, enabled: bool = True) -> FusionPlan:
         user = _single_user(graph, node)
         if node.op == "embed" and user is not None and user.op == "pos_embed":
             new_group("embed_pos", [node.id, user.id])
-        elif node.op == "linear" and user is not None and user.op == "cross_entropy" \
-                and user.inputs[0] == node.out():
+        elif (
+            node.op == "linear"
+            and user is not None
+            and user.op == "cross_entropy"
+            and user.inputs[0] == node.out()
+        ):
             new_group("linear_ce", [node.id, user.id])
         elif node.op == "add" and _norm_reader(graph, node, taken) is not None:
             new_group("rownorm_residual", [node.id, _norm_reader(graph, node, taken).id])
@@ -194,8 +203,11 @@ def _norm_reader(graph: Graph, add: Node, taken: set[str]) -> Node | None:
     if any(graph.type_of(v) != t for v in add.inputs):
         return None
     for user in graph.users(add.id):
-        if user.op in ("rmsnorm", "layernorm") and user.id not in taken \
-                and user.inputs[0] == add.out():
+        if (
+            user.op in ("rmsnorm", "layernorm")
+            and user.id not in taken
+            and user.inputs[0] == add.out()
+        ):
             return user
     return None
 

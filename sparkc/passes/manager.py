@@ -47,8 +47,14 @@ def check_pass_names(names: Iterable[str], option: str = "pass") -> None:
             continue
         hint = did_you_mean(name, PASSES)
         known = "known passes: " + ", ".join(sorted(PASSES))
-        diags.append(Diagnostic("E0901", f"unknown {option} '{name}'", None,
-                                help=f"{hint} ({known})" if hint else known))
+        diags.append(
+            Diagnostic(
+                "E0901",
+                f"unknown {option} '{name}'",
+                None,
+                help=f"{hint} ({known})" if hint else known,
+            )
+        )
     if diags:
         raise SparkError(diags)
 
@@ -116,13 +122,17 @@ class PassManager:
         rows = [(s.name, str(s.runs), f"{s.seconds * 1e3:.3f}", str(s.changed)) for s in self.stats]
         total = sum(s.seconds for s in self.stats)
         if self.verify_runs:
-            rows.append(("(verify)", str(self.verify_runs), f"{self.verify_seconds * 1e3:.3f}", "-"))
+            rows.append(
+                ("(verify)", str(self.verify_runs), f"{self.verify_seconds * 1e3:.3f}", "-")
+            )
             total += self.verify_seconds
         rows.append(("total", "", f"{total * 1e3:.3f}", ""))
         head = ("pass", "runs", "ms", "changed")
         width = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
         lines = ["===== pass timings ====="]
         for r in [head, *rows]:
-            lines.append(f"{r[0]:<{width[0]}}  {r[1]:>{width[1]}}  {r[2]:>{width[2]}}  "
-                         f"{r[3]:>{width[3]}}".rstrip())
+            lines.append(
+                f"{r[0]:<{width[0]}}  {r[1]:>{width[1]}}  {r[2]:>{width[2]}}  "
+                f"{r[3]:>{width[3]}}".rstrip()
+            )
         return "\n".join(lines)

@@ -39,7 +39,9 @@ def is_trivially_erasable(graph: Graph, node: Node) -> bool:
     if node.op in SPECIAL_OPS or node.op not in OPS:
         return False
     spec = OPS[node.op]
-    return spec.category in _PURE_CATEGORIES and not spec.loss_outputs and not owns_params(graph, node)
+    return (
+        spec.category in _PURE_CATEGORIES and not spec.loss_outputs and not owns_params(graph, node)
+    )
 
 
 def erase_if_dead(graph: Graph, node_id: str) -> int:

@@ -40,12 +40,20 @@ KIND_STYLE: dict[str, str] = {
     "op": "",
 }
 
-GROUP_COLORS = ("#dc2626", "#2563eb", "#059669", "#d97706", "#7c3aed", "#db2777", "#0891b2",
-                "#65a30d")
+GROUP_COLORS = (
+    "#dc2626",
+    "#2563eb",
+    "#059669",
+    "#d97706",
+    "#7c3aed",
+    "#db2777",
+    "#0891b2",
+    "#65a30d",
+)
 
 EDGE_STYLE: dict[str, list[str]] = {
     "data": [],
-    "aux": ['style=dashed', 'color="#ea580c"', 'fontcolor="#ea580c"'],
+    "aux": ["style=dashed", 'color="#ea580c"', 'fontcolor="#ea580c"'],
 }
 
 CLUSTER_FILLS = ("#f8fafc", "#f1f5f9")  # alternate by depth so nested blocks stay visible
@@ -94,8 +102,15 @@ def _group_frames(view: View, cluster: Cluster, nodes: dict[str, VNode]) -> dict
     return frames
 
 
-def _emit_cluster(out: list[str], view: View, c: Cluster, nodes: dict[str, VNode],
-                  group_color: dict[str, str], depth: int, counter: list[int]) -> None:
+def _emit_cluster(
+    out: list[str],
+    view: View,
+    c: Cluster,
+    nodes: dict[str, VNode],
+    group_color: dict[str, str],
+    depth: int,
+    counter: list[int],
+) -> None:
     pad = "  " * (depth + 1)
     frames = _group_frames(view, c, nodes)
     framed = {vid for vids in frames.values() for vid in vids}
@@ -105,16 +120,20 @@ def _emit_cluster(out: list[str], view: View, c: Cluster, nodes: dict[str, VNode
     for g, vids in frames.items():
         out.append(f"{pad}subgraph cluster_{counter[0]} {{")
         counter[0] += 1
-        out.append(f'{pad}  label={_q("fused: " + g)}; style="rounded,dashed"; '
-                   f'color="{group_color[g]}"; fontcolor="{group_color[g]}"; fontsize=9;')
+        out.append(
+            f'{pad}  label={_q("fused: " + g)}; style="rounded,dashed"; '
+            f'color="{group_color[g]}"; fontcolor="{group_color[g]}"; fontsize=9;'
+        )
         out += [pad + "  " + _node_line(nodes[vid], group_color) for vid in vids]
         out.append(pad + "}")
     for child in c.children:
         out.append(f"{pad}subgraph cluster_{counter[0]} {{")
         counter[0] += 1
         fill = CLUSTER_FILLS[depth % len(CLUSTER_FILLS)]
-        out.append(f'{pad}  label={_q(child.label)}; style="rounded,filled"; fillcolor="{fill}"; '
-                   f'color="#94a3b8"; fontcolor="#334155"; labeljust=l; fontsize=11;')
+        out.append(
+            f'{pad}  label={_q(child.label)}; style="rounded,filled"; fillcolor="{fill}"; '
+            f'color="#94a3b8"; fontcolor="#334155"; labeljust=l; fontsize=11;'
+        )
         _emit_cluster(out, view, child, nodes, group_color, depth + 1, counter)
         out.append(pad + "}")
 
@@ -124,12 +143,18 @@ def view_to_dot(view: View) -> str:
     group_color = {g: GROUP_COLORS[i % len(GROUP_COLORS)] for i, g in enumerate(view.groups)}
     out = [
         "digraph sparkc {",
-        (f"  graph [rankdir=TB, fontname={_q(FONT)}, fontsize=13, nodesep=0.3, ranksep=0.32, "
-         f"labelloc=t, label={_q(view.title)}, newrank=true];"),
-        (f'  node [shape=box, style="rounded,filled", fontname={_q(FONT)}, fontsize=11, '
-         f'fillcolor="#ffffff", color="#64748b", margin="0.14,0.05", height=0.3];'),
-        (f'  edge [color="#64748b", arrowsize=0.6, fontname={_q(FONT)}, fontsize=9, '
-         f'fontcolor="#475569"];'),
+        (
+            f"  graph [rankdir=TB, fontname={_q(FONT)}, fontsize=13, nodesep=0.3, ranksep=0.32, "
+            f"labelloc=t, label={_q(view.title)}, newrank=true];"
+        ),
+        (
+            f'  node [shape=box, style="rounded,filled", fontname={_q(FONT)}, fontsize=11, '
+            f'fillcolor="#ffffff", color="#64748b", margin="0.14,0.05", height=0.3];'
+        ),
+        (
+            f'  edge [color="#64748b", arrowsize=0.6, fontname={_q(FONT)}, fontsize=9, '
+            f'fontcolor="#475569"];'
+        ),
     ]
     _emit_cluster(out, view, view.root, nodes, group_color, 0, [0])
     for e in view.edges:

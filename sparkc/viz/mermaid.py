@@ -44,7 +44,9 @@ def _label(v: VNode) -> str:
     return "<br/>".join(parts)
 
 
-def _emit(out: list[str], c: Cluster, nodes: dict[str, VNode], depth: int, counter: list[int]) -> None:
+def _emit(
+    out: list[str], c: Cluster, nodes: dict[str, VNode], depth: int, counter: list[int]
+) -> None:
     pad = "  " * (depth + 1)
     for vid in c.nodes:
         v = nodes[vid]
@@ -71,7 +73,9 @@ def view_to_mermaid(view: View) -> str:
         cls = v.kind if v.kind != "op" else f"cat_{v.category or 'primitive'}"
         classes.setdefault(cls, []).append(v.vid)
     for cls in sorted(classes):
-        style = KIND_CLASSES.get(cls) or f"fill:{CATEGORY_FILL.get(cls[4:], '#ffffff')},stroke:#64748b"
+        style = (
+            KIND_CLASSES.get(cls) or f"fill:{CATEGORY_FILL.get(cls[4:], '#ffffff')},stroke:#64748b"
+        )
         out.append(f"  classDef {cls} {style}")
         out.append(f"  class {','.join(classes[cls])} {cls}")
     for i, g in enumerate(view.groups):

@@ -58,8 +58,13 @@ def dot_to_svg(dot: str, program: str | None = None, timeout: float = 60.0) -> b
     if exe is None:
         raise GraphvizNotFound()
     try:
-        proc = subprocess.run([exe, "-Tsvg"], input=dot.encode("utf-8"), capture_output=True,
-                              timeout=timeout, check=False)
+        proc = subprocess.run(
+            [exe, "-Tsvg"],
+            input=dot.encode("utf-8"),
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         raise GraphvizError(f"{exe} did not finish within {timeout:g} s") from None
     except OSError as err:
@@ -70,7 +75,12 @@ def dot_to_svg(dot: str, program: str | None = None, timeout: float = 60.0) -> b
     return proc.stdout
 
 
-def to_svg(graph: Graph, title: str | None = None, groups: dict[str, str] | None = None,
-           program: str | None = None, timeout: float = 60.0) -> bytes:
+def to_svg(
+    graph: Graph,
+    title: str | None = None,
+    groups: dict[str, str] | None = None,
+    program: str | None = None,
+    timeout: float = 60.0,
+) -> bytes:
     """SVG bytes of `to_dot(graph, title, groups)` rendered by Graphviz."""
     return dot_to_svg(to_dot(graph, title, groups), program, timeout)

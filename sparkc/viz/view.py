@@ -94,7 +94,9 @@ def _shape_lines(node: Node) -> list[str]:
     if len(node.types) == 1:
         return [_fmt_type(node.types[0])]
     names = OPS[node.op].output_names if node.op in OPS else ()
-    return [f"{names[i] if i < len(names) else i}: {_fmt_type(t)}" for i, t in enumerate(node.types)]
+    return [
+        f"{names[i] if i < len(names) else i}: {_fmt_type(t)}" for i, t in enumerate(node.types)
+    ]
 
 
 def _fmt_type(t) -> str:
@@ -104,7 +106,9 @@ def _fmt_type(t) -> str:
     return shape if t.dtype.value == "float" else f"{t.dtype.value}{shape}"
 
 
-def build_view(graph: Graph, title: str | None = None, groups: dict[str, str] | None = None) -> View:
+def build_view(
+    graph: Graph, title: str | None = None, groups: dict[str, str] | None = None
+) -> View:
     groups = groups or {}
     order = print_order(graph)
     instance_scopes = [n.scope for n in order if n.op in OPS and n.scope]
@@ -177,8 +181,16 @@ def _make_vnode(graph: Graph, node: Node, vid: str, blocks: set[str]) -> VNode:
         plural = "s" if len(params) > 1 else ""
         note_parts.append(f"{len(params)} param{plural} ({human_count(numel)})")
     spec = OPS.get(node.op)
-    return VNode(vid, node.id, "op", node.op, lines, ", ".join(note_parts),
-                 spec.category if spec else "", cluster)
+    return VNode(
+        vid,
+        node.id,
+        "op",
+        node.op,
+        lines,
+        ", ".join(note_parts),
+        spec.category if spec else "",
+        cluster,
+    )
 
 
 def _numel(param: Node) -> int:

@@ -23,6 +23,7 @@ from sparkc.passes import DEFAULT_PIPELINE
 ROOT = Path(__file__).resolve().parents[2]
 TINY = str(ROOT / "examples" / "tiny_gpt.spark")
 
+
 # Trainable parameters of examples/tiny_gpt.spark, counted by hand from SPEC's parameter lists:
 # tok [vocab, d] + pos [max_len, d] + layers * (rmsnorm d + attention 4 d² + rmsnorm d +
 # mlp (d·4d + 4d + 4d·d + d)) + final rmsnorm d + head (d·vocab + vocab).
@@ -111,7 +112,7 @@ def test_define_values(text: str, expected: tuple) -> None:
     assert got == expected and type(got[1]) is type(expected[1])
 
 
-@pytest.mark.parametrize("bad", ["layers", "=4", "2x=1", "d=", "d=1.2.3", "d=a-b", "d=\"x\""])
+@pytest.mark.parametrize("bad", ["layers", "=4", "2x=1", "d=", "d=1.2.3", "d=a-b", 'd="x"'])
 def test_malformed_define_is_a_usage_error(bad: str) -> None:
     code, out, err = run("check", TINY, "-D", bad)
     assert (code, out) == (2, "")
@@ -265,7 +266,9 @@ def test_print_after_and_time_passes_go_to_stderr() -> None:
 def test_unknown_pass_is_a_usage_error() -> None:
     code, _, err = run("compile", TINY, "--emit", "opt", "--print-after", "cse_")
     assert code == 2
-    assert err.startswith("sparkc: error: unknown pass in --print-after 'cse_'; did you mean 'cse'?")
+    assert err.startswith(
+        "sparkc: error: unknown pass in --print-after 'cse_'; did you mean 'cse'?"
+    )
     code, _, err = run("compile", TINY, "--emit", "opt", "--passes", "cse,nosuch")
     assert code == 2 and err.startswith("sparkc: error: unknown pass 'nosuch'")
 
@@ -304,7 +307,10 @@ def test_graph_dot_and_mermaid() -> None:
     assert dot.lstrip().startswith(("digraph", "strict digraph")) and "attention" in dot
     code, mermaid, _ = run("graph", TINY, "--format", "mermaid")
     assert code == 0
-    assert re.search(r"^(flowchart|graph) (TD|TB|LR)$", mermaid, re.MULTILINE) and "attention" in mermaid
+    assert (
+        re.search(r"^(flowchart|graph) (TD|TB|LR)$", mermaid, re.MULTILINE)
+        and "attention" in mermaid
+    )
 
 
 def test_graph_after_a_pass_and_to_a_file(tmp_path: Path) -> None:

@@ -19,8 +19,15 @@ def _env() -> dict[str, str]:
 
 def test_console_script_checks_an_example(tmp_path: Path) -> None:
     assert SCRIPT.exists(), f"the console script is not installed next to {sys.executable}"
-    proc = subprocess.run([str(SCRIPT), "check", str(TINY)], cwd=tmp_path, env=_env(),
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [str(SCRIPT), "check", str(TINY)],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ok: TinyGPT (") and proc.stderr == ""
 
@@ -28,14 +35,28 @@ def test_console_script_checks_an_example(tmp_path: Path) -> None:
 def test_python_dash_m_reports_a_program_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.spark"
     bad.write_text("model M() {\n  output y\n}\n")
-    proc = subprocess.run([sys.executable, "-m", "sparkc", "check", "bad.spark"], cwd=tmp_path,
-                          env=_env(), capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sparkc", "check", "bad.spark"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 1
     assert proc.stdout == ""
     assert proc.stderr.startswith("bad.spark:2:") and "Traceback" not in proc.stderr
 
 
 def test_python_dash_m_usage_error(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "sparkc", "compile"], cwd=tmp_path, env=_env(),
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sparkc", "compile"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 2 and "usage: sparkc compile" in proc.stderr

@@ -119,8 +119,13 @@ def compile_records(records: list[dict], tmp_path) -> list[str]:
     path = tmp_path / "records.json"
     path.write_text(json.dumps(distinct(records)))
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT, str(path)], env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if proc.returncode != 0:
         raise AssertionError(f"compile-only failed:\n{proc.stderr[-6000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

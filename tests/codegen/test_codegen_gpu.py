@@ -38,18 +38,26 @@ def test_generated_kernels_match_reference_on_gpu(name, dtype):
     for b, n in [(2, 37), (3, 130)]:
         data = {k: make(b, n, g).cuda() for k, make in makers.items()}
         ref_in = {k: v.clone().requires_grad_(v.is_floating_point()) for k, v in data.items()}
-        tri_in = {k: v.to(dtype).requires_grad_(True) if v.is_floating_point() else v
-                  for k, v in data.items()}
+        tri_in = {
+            k: v.to(dtype).requires_grad_(True) if v.is_floating_point() else v
+            for k, v in data.items()
+        }
         out_r = ref(**ref_in)
         out_t = tri(**tri_in)
         for k, v in out_r.items():
             if isinstance(v, torch.Tensor):
                 assert torch.isfinite(out_t[k]).all(), k
                 assert _rel(out_t[k], v) < TOL[dtype], (name, k, _rel(out_t[k], v))
-        total_r = sum(v.double().sum() for k, v in out_r.items()
-                      if isinstance(v, torch.Tensor) and v.is_floating_point() and k != "aux_loss")
-        total_t = sum(v.float().sum() for k, v in out_t.items()
-                      if isinstance(v, torch.Tensor) and v.is_floating_point() and k != "aux_loss")
+        total_r = sum(
+            v.double().sum()
+            for k, v in out_r.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and k != "aux_loss"
+        )
+        total_t = sum(
+            v.float().sum()
+            for k, v in out_t.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and k != "aux_loss"
+        )
         ref.zero_grad()
         tri.zero_grad()
         total_r.backward()

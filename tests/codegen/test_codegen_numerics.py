@@ -33,8 +33,9 @@ def _pair(module):
     torch.manual_seed(0)
     ref = module.Model(impl="reference").double()
     tri = module.Model(impl="triton")
-    tri.load_state_dict({k: v.float() if v.is_floating_point() else v
-                         for k, v in ref.state_dict().items()})
+    tri.load_state_dict(
+        {k: v.float() if v.is_floating_point() else v for k, v in ref.state_dict().items()}
+    )
     return ref, tri
 
 
@@ -64,8 +65,10 @@ def test_triton_matches_reference(name, fuse):
     for b, n in SHAPES:
         data = _inputs(name, b, n, seed=b * 100 + n)
         ref_in = {k: v.clone().requires_grad_(v.is_floating_point()) for k, v in data.items()}
-        tri_in = {k: v.float().clone().requires_grad_(True) if v.is_floating_point() else v
-                  for k, v in data.items()}
+        tri_in = {
+            k: v.float().clone().requires_grad_(True) if v.is_floating_point() else v
+            for k, v in data.items()
+        }
         out_r, out_t = ref(**ref_in), tri(**tri_in)
         assert set(out_r) == set(out_t)
         for k, v in out_r.items():

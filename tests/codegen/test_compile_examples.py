@@ -44,9 +44,15 @@ def test_every_launched_kernel_compiles_for_sm90(path, tmp_path):
         for dtype in (torch.float32, torch.bfloat16):
             net.to(dtype)
             out = net(**_inputs(module))
-            loss = out["loss"] if out.get("loss") is not None else sum(
-                v.float().sum() for v in out.values()
-                if isinstance(v, torch.Tensor) and v.is_floating_point())
+            loss = (
+                out["loss"]
+                if out.get("loss") is not None
+                else sum(
+                    v.float().sum()
+                    for v in out.values()
+                    if isinstance(v, torch.Tensor) and v.is_floating_point()
+                )
+            )
             loss.backward()
     assert records, "the Triton path launched no kernel"
     compiled = compile_records(records, tmp_path)

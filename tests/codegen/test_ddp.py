@@ -44,8 +44,13 @@ def test_ddp_averages_gradients(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     init = tmp_path / "rendezvous"
     procs = [
-        subprocess.Popen([sys.executable, "-c", SCRIPT, str(r), str(init), str(example)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, str(r), str(init), str(example)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         for r in range(2)
     ]
     outs = [p.communicate(timeout=300) for p in procs]

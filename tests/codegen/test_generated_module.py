@@ -58,10 +58,15 @@ def test_outputs_loss_and_optional_targets(tiny):
 @pytest.mark.parametrize(
     "args, message",
     [
-        ((torch.randint(0, 64, (2, 3, 4)),), "input 'tokens' must have shape i64[B, N] (2 dims), got [2, 3, 4]"),
+        (
+            (torch.randint(0, 64, (2, 3, 4)),),
+            "input 'tokens' must have shape i64[B, N] (2 dims), got [2, 3, 4]",
+        ),
         ((torch.randn(2, 3),), "input 'tokens' must have dtype int64"),
-        ((torch.randint(0, 64, (2, 3)), torch.randint(0, 64, (2, 4))),
-         "input 'targets' must have shape i64[B=2, N=3]: dim 1 (N) must be 3"),
+        (
+            (torch.randint(0, 64, (2, 3)), torch.randint(0, 64, (2, 4))),
+            "input 'targets' must have shape i64[B=2, N=3]: dim 1 (N) must be 3",
+        ),
         (("tokens",), "input 'tokens' must be a torch.Tensor"),
     ],
 )
@@ -97,11 +102,14 @@ def test_load_is_cached():
 def test_compile_output_is_importable_as_a_package(tmp_path):
     pkg = api.compile_to(tmp_path / "build", TINY)
     assert pkg == tmp_path / "build" / "tiny_gpt"
-    code = ("import torch, build.tiny_gpt as m; net = m.TinyGPT(); "
-            "out = net(torch.randint(0, 64, (2, 7)), torch.randint(0, 64, (2, 7))); "
-            "out.loss.backward(); print(round(float(out.loss), 3) > 0)")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+    code = (
+        "import torch, build.tiny_gpt as m; net = m.TinyGPT(); "
+        "out = net(torch.randint(0, 64, (2, 7)), torch.randint(0, 64, (2, 7))); "
+        "out.loss.backward(); print(round(float(out.loss), 3) > 0)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "True"
 
@@ -124,20 +132,45 @@ def test_source_cannot_inject_code():
     and comments full of Python stay data, and the module imports only what codegen writes."""
     import ast
 
-    src = TINY.read_text().replace(
-        "model TinyGPT(", 'model TinyGPT(note = "); import os; os.system(1); (", '
-    ).replace("# tiny_gpt.spark", "# \"\"\"); import shutil; (\"\"\"")
+    src = (
+        TINY.read_text()
+        .replace("model TinyGPT(", 'model TinyGPT(note = "); import os; os.system(1); (", ')
+        .replace("# tiny_gpt.spark", '# """); import shutil; ("""')
+    )
     files = api.compile_files(src, "inject.spark")
     for name, text in files.items():
         tree = ast.parse(text)
-        imported = {a.name.split(".")[0] for n in ast.walk(tree)
-                    if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
-        modules = {n.module.split(".")[0] for n in ast.walk(tree)
-                   if isinstance(n, ast.ImportFrom) and n.module}
-        assert imported | modules <= {"__future__", "torch", "sparkc", "math", "triton",
-                                      "kernels", "annotations", "_ms", "launch", "module_support",
-                                      "REFERENCE", "RefContext", "tl", "language"}, name
-        calls = {n.func.attr for n in ast.walk(tree)
-                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
+        imported = {
+            a.name.split(".")[0]
+            for n in ast.walk(tree)
+            if isinstance(n, (ast.Import, ast.ImportFrom))
+            for a in n.names
+        }
+        modules = {
+            n.module.split(".")[0]
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and n.module
+        }
+        assert imported | modules <= {
+            "__future__",
+            "torch",
+            "sparkc",
+            "math",
+            "triton",
+            "kernels",
+            "annotations",
+            "_ms",
+            "launch",
+            "module_support",
+            "REFERENCE",
+            "RefContext",
+            "tl",
+            "language",
+        }, name
+        calls = {
+            n.func.attr
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+        }
         assert "system" not in calls, name
     assert "'); import os; os.system(1); ('" in files["__init__.py"]

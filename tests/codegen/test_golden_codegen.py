@@ -48,8 +48,13 @@ def test_deterministic_across_processes():
         "print(json.dumps({k: hashlib.sha256(v.encode()).hexdigest() for k, v in f.items()}))"
     )
     runs = {
-        subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
-                       check=True, env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"}).stdout
+        subprocess.run(
+            [sys.executable, "-c", code, str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"},
+        ).stdout
         for seed in ("1", "2")
     }
     assert len(runs) == 1
@@ -61,6 +66,9 @@ def test_generated_code_is_formatted(path, tmp_path):
     for rel, text in files.items():
         (tmp_path / rel).write_text(text)
     ruff = Path(sys.executable).with_name("ruff")
-    proc = subprocess.run([str(ruff), "format", "--check", "--diff", "--line-length", "100",
-                           str(tmp_path)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(ruff), "format", "--check", "--diff", "--line-length", "100", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

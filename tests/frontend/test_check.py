@@ -63,8 +63,18 @@ CASES = [
     # -- names and calls
     ("E0201", "y = x + hh\noutput y", "hh", ["unknown name 'hh'"]),
     ("E0201", "y = z\nz = x\noutput y", "z\n  z", ["used before it is defined"]),
-    ("E0201", "y = mlp(x, hidden=4 * dd)\noutput y", "4 * dd", ["unknown name 'dd'", "did you mean 'd'"]),
-    ("E0203", "y = atention(x, heads=4)\noutput y", "atention", ["unknown op or block", "attention"]),
+    (
+        "E0201",
+        "y = mlp(x, hidden=4 * dd)\noutput y",
+        "4 * dd",
+        ["unknown name 'dd'", "did you mean 'd'"],
+    ),
+    (
+        "E0203",
+        "y = atention(x, heads=4)\noutput y",
+        "atention",
+        ["unknown op or block", "attention"],
+    ),
     ("E0203", "y = add(x, x)\noutput y", "add", ["operator"]),
     ("E0204", "y = attention(x, heads=4, hedas=2)\noutput y", "hedas", ["no argument 'hedas'"]),
     ("E0205", "y = attention(x)\noutput y", "attention", ["needs the hyperparameter 'heads'"]),
@@ -88,8 +98,12 @@ CASES = [
     ("E0216", "r = spd_router(x)\ny = r + 1\noutput y", "r + 1", ["4 results", ".y"]),
     ("E0217", "y = linear(x, out=4, tie=x)\noutput y", "x)", ["no embed instance named 'x'"]),
     ("E0217", "t = rmsnorm(x)\ny = linear(x, out=4, tie=t)\noutput y", "t)", ["rmsnorm instance"]),
-    ("E0217", "t = embed(tokens, vocab=vocab, dim=d)\ny = linear(x, out=7, tie=t)\noutput y",
-     "tie=t", ["[50, 64]", "out = vocab = 50"]),
+    (
+        "E0217",
+        "t = embed(tokens, vocab=vocab, dim=d)\ny = linear(x, out=7, tie=t)\noutput y",
+        "tie=t",
+        ["[50, 64]", "out = vocab = 50"],
+    ),
     ("E0218", "y = attention(x, heads=4, basis=3)\noutput y", "3)", ["basis(...)"]),
     ("E0220", "loss l = rmsnorm(x)", "rmsnorm(x)", ["0-d float tensor", "float[B,N,64]"]),
     ("E0221", "y = repeat(0) Blk(x, d=d)\noutput y", "0) Blk", ["count between 1"]),
@@ -100,15 +114,31 @@ CASES = [
     ("E0202", "input z: flot[B]\noutput z", "flot", ["unknown dtype", "float"]),
     ("E0229", "a, _, _ = token_router(x)\ny = _\noutput y", "_\n  output", ["discards"]),
     ("E0232", "y = x // 2\noutput y", "x // 2", ["floor division"]),
-    ("E0301", "y = x + embed(tokens, vocab=vocab, dim=32)\noutput y", "x + embed",
-     ["[B, N, 64] and [B, N, 32]", "broadcast"]),
-    ("E0301", ("input t3: i64[B, N, 2]\nlogits = linear(x, out=vocab)\n"
-     "loss ce = cross_entropy(logits, t3)"), "t3)", ["targets must have the shape"]),
+    (
+        "E0301",
+        "y = x + embed(tokens, vocab=vocab, dim=32)\noutput y",
+        "x + embed",
+        ["[B, N, 64] and [B, N, 32]", "broadcast"],
+    ),
+    (
+        "E0301",
+        (
+            "input t3: i64[B, N, 2]\nlogits = linear(x, out=vocab)\n"
+            "loss ce = cross_entropy(logits, t3)"
+        ),
+        "t3)",
+        ["targets must have the shape"],
+    ),
     ("E0302", "y = fk_attention(x, heads=4, beta=1.5)\noutput y", "1.5", ["(0, 1)"]),
     ("E0302", "y = fk_attention(x, heads=4, hops=0)\noutput y", "0)\n", ["positive"]),
     ("E0302", "y = trajectory(x, window=1)\noutput y", "window=1", ["'window' must be >= 2"]),
     ("E0302", "g = token_router(x, sparsity=2).gate\noutput g", "2)", ["[0, 1]"]),
-    ("E0303", "y = attention(tokens, heads=4)\noutput y", "tokens, heads", ["float tensor", "embed"]),
+    (
+        "E0303",
+        "y = attention(tokens, heads=4)\noutput y",
+        "tokens, heads",
+        ["float tensor", "embed"],
+    ),
     ("E0304", "y = attention(x, heads=5)\noutput y", "heads=5", ["does not divide"]),
     ("E0304", "y = attention(x, heads=4, kv_heads=3)\noutput y", "kv_heads=3", ["must divide"]),
     ("E0304", "y = conv1d(x, kernel=4, causal=false)\noutput y", "kernel=4", ["odd kernel"]),
@@ -116,7 +146,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("code,body,at,words", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+@pytest.mark.parametrize(
+    "code,body,at,words", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)]
+)
 def test_error_classes(code: str, body: str, at: str, words: list[str]) -> None:
     extra = "block Blk(d) {\n  input x: float[B, N, d]\n  return x\n}\n"
     src = model(body, extra=extra)
@@ -124,8 +156,10 @@ def test_error_classes(code: str, body: str, at: str, words: list[str]) -> None:
 
 
 def test_unknown_name_in_a_block_notes_the_call_site() -> None:
-    src = model("y = Layer(x, d=d, heads=heads)\noutput y",
-                extra=BLOCK.replace("hidden=hidden", "hidden=hiden"))
+    src = model(
+        "y = Layer(x, d=d, heads=heads)\noutput y",
+        extra=BLOCK.replace("hidden=hidden", "hidden=hiden"),
+    )
     diags = errors(src)
     assert diags[0].code == "E0201" and "hiden" in diags[0].message
     assert diags[0].help == "did you mean 'hidden'?"
@@ -134,20 +168,24 @@ def test_unknown_name_in_a_block_notes_the_call_site() -> None:
 
 
 def test_block_errors_are_reported_once_per_site() -> None:
-    src = model("y = repeat(3) Layer(x, d=d, heads=heads)\noutput y",
-                extra=BLOCK.replace("act", "").replace("hidden=hidden)", "hidden=hidden, act=fu)"))
+    src = model(
+        "y = repeat(3) Layer(x, d=d, heads=heads)\noutput y",
+        extra=BLOCK.replace("act", "").replace("hidden=hidden)", "hidden=hidden, act=fu)"),
+    )
     diags = errors(src)
     assert [d.code for d in diags] == ["E0207"]
 
 
 def test_structure_errors() -> None:
-    src = ("block A(d) {\n  input x: float[B, d]\n  return B(x, d=d)\n}\n"
-           "block B(d) {\n  input x: float[B, d]\n  return A(x, d=d)\n}\n"
-           "block C(d) {\n  input x: float[B, d]\n  return C(x, d=d)\n}\n"
-           "block A(d) {\n  input x: float[B, d]\n  return x\n}\n"
-           "block mlp(d) {\n  input x: float[B, d]\n  return x\n}\n"
-           "block NoRet(d) {\n  input x: float[B, d]\n  output x\n}\n"
-           "model M(d = 4, d = 5) {\n  input x: float[B, d]\n  y = A(x, d=d)\n  return y\n  output y\n}\n")
+    src = (
+        "block A(d) {\n  input x: float[B, d]\n  return B(x, d=d)\n}\n"
+        "block B(d) {\n  input x: float[B, d]\n  return A(x, d=d)\n}\n"
+        "block C(d) {\n  input x: float[B, d]\n  return C(x, d=d)\n}\n"
+        "block A(d) {\n  input x: float[B, d]\n  return x\n}\n"
+        "block mlp(d) {\n  input x: float[B, d]\n  return x\n}\n"
+        "block NoRet(d) {\n  input x: float[B, d]\n  output x\n}\n"
+        "model M(d = 4, d = 5) {\n  input x: float[B, d]\n  y = A(x, d=d)\n  return y\n  output y\n}\n"
+    )
     diags = errors(src)
     got = {(d.code, d.span.line) for d in diags}
     assert ("E0212", 7) in got  # A → B → A, closed in B
@@ -160,10 +198,15 @@ def test_structure_errors() -> None:
 
 
 def test_block_argument_type_and_repeat_shape() -> None:
-    extra = ("block Half(d) {\n  input x: float[B, N, d]\n  return linear(x, out=d / 2)\n}\n"
-             "block Two(d) {\n  input x: float[B, N, d]\n  input y: float[B, N, d]\n  return x + y\n}\n")
-    src = model("a = Half(x, d=32)\nb = repeat(2) Half(x, d=d)\nc = repeat(2) Two(x, x, d=d)\n"
-                "output a\noutput b\noutput c", extra=extra)
+    extra = (
+        "block Half(d) {\n  input x: float[B, N, d]\n  return linear(x, out=d / 2)\n}\n"
+        "block Two(d) {\n  input x: float[B, N, d]\n  input y: float[B, N, d]\n  return x + y\n}\n"
+    )
+    src = model(
+        "a = Half(x, d=32)\nb = repeat(2) Half(x, d=d)\nc = repeat(2) Two(x, x, d=d)\n"
+        "output a\noutput b\noutput c",
+        extra=extra,
+    )
     diags = errors(src)
     e222 = next(d for d in diags if d.code == "E0222")
     assert (e222.span.line, e222.span.col) == where(src, "x, d=32")
@@ -174,22 +217,30 @@ def test_block_argument_type_and_repeat_shape() -> None:
 
 
 def test_model_level_errors() -> None:
-    d = one("model M(d = 4) {\n  input x: float[B, d]\n  y = relu(x)\n}\n", "E0219", "M(",
-            ["no outputs and no losses"])
+    d = one(
+        "model M(d = 4) {\n  input x: float[B, d]\n  y = relu(x)\n}\n",
+        "E0219",
+        "M(",
+        ["no outputs and no losses"],
+    )
     assert "output" in d.help
     one("model M(d) {\n  input x: float[B, d]\n  output x\n}\n", "E0230", "d)", ["no value"])
     one("block L(d) {\n  input x: float[B, d]\n  return x\n}\n", "E0108", "L(", ["no model"])
 
 
 def test_overrides() -> None:
-    src = model("y = mlp(x, hidden=4 * d, act=act)\noutput y",
-                header=HEADER.replace("vocab = 50", "vocab = 50, act = gelu"))
+    src = model(
+        "y = mlp(x, hidden=4 * d, act=act)\noutput y",
+        header=HEADER.replace("vocab = 50", "vocab = 50, act = gelu"),
+    )
     prog = check(parse(src, F), {"d": "32", "act": "relu", "heads": 2})
     hp = dict(prog.hyper)
     assert hp == {"d": 32, "heads": 2, "vocab": 50, "act": "relu"}
     assert prog.ops[0].spec.outputs[0].shape == ("B", "N", 32)
     assert dict(prog.ops[0].spec.hp) == {"hidden": 128, "act": "relu"}
-    d = one(src, "E0223", "M(", ["no hyperparameter 'dd'", "did you mean 'd'"], overrides={"dd": "3"})
+    d = one(
+        src, "E0223", "M(", ["no hyperparameter 'dd'", "did you mean 'd'"], overrides={"dd": "3"}
+    )
     assert "-D dd" in d.message
     one(src, "E0224", "d = 64", ["cannot read '1.2.3'"], overrides={"d": "1.2.3"})
     one(src, "E0207", "act)", ["relu, gelu"], overrides={"act": "swish"})
@@ -209,16 +260,20 @@ def test_override_values_are_parsed_sensibly() -> None:
 
 
 def test_model_selection() -> None:
-    src = ("model A(d = 4) {\n  input x: float[B, d]\n  output x\n}\n"
-           "model B(d = 8) {\n  input x: float[B, d]\n  output y = relu(x)\n}\n")
+    src = (
+        "model A(d = 4) {\n  input x: float[B, d]\n  output x\n}\n"
+        "model B(d = 8) {\n  input x: float[B, d]\n  output y = relu(x)\n}\n"
+    )
     assert check(parse(src, F)).name == "B"
     assert check(parse(src, F), model="A").name == "A"
     one(src, "E0225", "B(", ["no model named 'C'"], model="C")
 
 
 def test_all_independent_errors_are_reported() -> None:
-    src = model("a = atention(x, heads=4)\nb = mlp(x, hidden=2.5)\nc = a + b\n"
-                "e = linear(x, out=0)\noutput c\noutput e")
+    src = model(
+        "a = atention(x, heads=4)\nb = mlp(x, hidden=2.5)\nc = a + b\n"
+        "e = linear(x, out=0)\noutput c\noutput e"
+    )
     codes = [d.code for d in errors(src)]
     assert codes == ["E0203", "E0207", "E0302"]  # c depends on failed values: no follow-up error
 

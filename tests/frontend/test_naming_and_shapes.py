@@ -50,20 +50,33 @@ def test_instance_paths_follow_the_naming_rule() -> None:
     paths = [op.path for op in _prog().ops if op.op not in ("add", "sub", "mul", "div", "neg")]
     assert paths == [
         "tok",
-        "h.0.a", "h.0.h_Inner.rmsnorm", "h.0.h_Inner.mlp",
-        "h.0.Inner.rmsnorm", "h.0.Inner.mlp",
-        "h.1.a", "h.1.h_Inner.rmsnorm", "h.1.h_Inner.mlp",
-        "h.1.Inner.rmsnorm", "h.1.Inner.mlp",
+        "h.0.a",
+        "h.0.h_Inner.rmsnorm",
+        "h.0.h_Inner.mlp",
+        "h.0.Inner.rmsnorm",
+        "h.0.Inner.mlp",
+        "h.1.a",
+        "h.1.h_Inner.rmsnorm",
+        "h.1.h_Inner.mlp",
+        "h.1.Inner.rmsnorm",
+        "h.1.Inner.mlp",
         "h_mlp",
         # 'o_mlp' is free; the second nested mlp skips nothing: o_mlp_1
-        "o_mlp", "o_mlp_1",
-        "y", "g_token_router", "logits_rmsnorm", "logits", "ce",
+        "o_mlp",
+        "o_mlp_1",
+        "y",
+        "g_token_router",
+        "logits_rmsnorm",
+        "logits",
+        "ce",
     ]
 
 
 def test_generated_names_skip_names_bound_later() -> None:
-    src = ("model M(d = 8) {\n  input x: float[B, N, d]\n  h = x + mlp(x, hidden=d)\n"
-           "  h_mlp = mlp(h, hidden=d)\n  output h_mlp\n}\n")
+    src = (
+        "model M(d = 8) {\n  input x: float[B, N, d]\n  h = x + mlp(x, hidden=d)\n"
+        "  h_mlp = mlp(h, hidden=d)\n  output h_mlp\n}\n"
+    )
     assert [op.path for op in _prog(src).ops] == ["h_mlp_1", "h", "h_mlp"]
 
 
@@ -83,8 +96,11 @@ def test_types_are_inferred_over_symbolic_dims() -> None:
     f = DType.FLOAT
     assert by_path["tok"].spec.outputs == (TensorType(f, ("B", "T", 16)),)
     assert by_path["y"].spec.outputs == (
-        TensorType(f, ("B", "T", 16)), TensorType(f, ("B", "T", 8)),
-        TensorType(f, ("B", "T", 8)), TensorType(f, ()))
+        TensorType(f, ("B", "T", 16)),
+        TensorType(f, ("B", "T", 8)),
+        TensorType(f, ("B", "T", 8)),
+        TensorType(f, ()),
+    )
     assert by_path["g_token_router"].spec.outputs[0] == TensorType(DType.BOOL, ("B", "T"))
     assert by_path["logits"].spec.outputs == (TensorType(f, ("B", "T", 32)),)
     assert dict(by_path["logits"].spec.hp)["tie"] == "tok"
@@ -102,8 +118,10 @@ def test_outputs_losses_and_aux_losses() -> None:
 
 
 def test_constants_and_arithmetic() -> None:
-    src = ("model M(d = 8, scale = 0.5) {\n  input x: float[B, N, d]\n"
-           "  y = -x * scale + 2 / d\n  output y\n}\n")
+    src = (
+        "model M(d = 8, scale = 0.5) {\n  input x: float[B, N, d]\n"
+        "  y = -x * scale + 2 / d\n  output y\n}\n"
+    )
     prog = _prog(src)
     assert [c.value for c in prog.consts] == [0.5, 0.25]
     assert [op.op for op in prog.ops] == ["neg", "mul", "add"]

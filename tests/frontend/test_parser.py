@@ -78,8 +78,19 @@ def test_definitions_and_hyperparameters() -> None:
 def test_statements() -> None:
     model = _parse().definitions[1]
     kinds = [type(s).__name__ for s in model.body]
-    assert kinds == ["InputDecl", "InputDecl", "Let", "Let", "Let", "Let", "Let", "Let",
-                     "Output", "Output", "Loss"]
+    assert kinds == [
+        "InputDecl",
+        "InputDecl",
+        "Let",
+        "Let",
+        "Let",
+        "Let",
+        "Let",
+        "Let",
+        "Output",
+        "Output",
+        "Loss",
+    ]
     inp = model.body[0]
     assert inp.name == "tokens" and inp.type.dtype == "i64"
     assert [d.id for d in inp.type.dims] == ["B", "N"]
@@ -121,16 +132,16 @@ def test_spans_cover_the_source_text() -> None:
     assert (blk.name_span.line, blk.name_span.col, blk.name_span.end_col) == (2, 7, 12)
     let = blk.body[1]
     call = let.value.right  # attention(...)
-    text = lines[call.span.line - 1][call.span.col - 1:call.span.end_col - 1]
+    text = lines[call.span.line - 1][call.span.col - 1 : call.span.end_col - 1]
     assert text == "attention(rmsnorm(x), heads=heads, basis=basis(max_len=64))"
     kw = call.args[1]
-    assert lines[3][kw.span.col - 1:kw.span.end_col - 1] == "heads=heads"
-    assert lines[3][kw.name_span.col - 1:kw.name_span.end_col - 1] == "heads"
+    assert lines[3][kw.span.col - 1 : kw.span.end_col - 1] == "heads=heads"
+    assert lines[3][kw.name_span.col - 1 : kw.name_span.end_col - 1] == "heads"
     paren = model.body[6].value.left.right  # (y * 3) // 1 includes the parenthesis
     assert lines[paren.span.line - 1][paren.span.col - 1] == "("
     loss_field = model.body[7].value.args[3].value
     src = lines[loss_field.name_span.line - 1]
-    assert src[loss_field.name_span.col - 1:loss_field.name_span.end_col - 1] == "loss"
+    assert src[loss_field.name_span.col - 1 : loss_field.name_span.end_col - 1] == "loss"
     assert all(s.file == F for s in (blk.span, kw.span, loss_field.span))
 
 
@@ -154,8 +165,13 @@ def test_empty_and_comment_only_files() -> None:
 
 SYNTAX_ERRORS = [
     # (source, code, line, col, words in the message)
-    ("model M(d=4) {\n  h = attention(rmsnorm(x, heads=4)\n  y = h\n}\n", "E0101", 3, 3,
-     ["expected ',' or ')'", "name 'y'"]),
+    (
+        "model M(d=4) {\n  h = attention(rmsnorm(x, heads=4)\n  y = h\n}\n",
+        "E0101",
+        3,
+        3,
+        ["expected ',' or ')'", "name 'y'"],
+    ),
     ("model M(d=4) {\n  h = x\n", "E0105", 2, 8, ["end of file", "'{'", "1:14"]),
     ("model M() {\n  output = x\n}\n", "E0111", 2, 3, ["'output' is a reserved word"]),
     ("model M() { true = 1 }", "E0111", 1, 13, ["'true' is a reserved word"]),
@@ -246,7 +262,9 @@ def test_random_bytes_never_crash() -> None:
         data = bytearray(base)
         for _ in range(rng.randint(1, 4)):
             pos = rng.randrange(len(data))
-            data[pos:pos + rng.randint(0, 3)] = bytes(rng.randrange(256) for _ in range(rng.randint(0, 3)))
+            data[pos : pos + rng.randint(0, 3)] = bytes(
+                rng.randrange(256) for _ in range(rng.randint(0, 3))
+            )
         try:
             parse_bytes(bytes(data), F)
         except SparkError as e:

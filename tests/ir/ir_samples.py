@@ -15,8 +15,12 @@ F = DType.FLOAT
 
 
 def inp(g: Graph, name: str, dtype: DType, shape: tuple, source: str | None = None) -> Node:
-    return g.add("input", (), {"name": name, "source_dtype": source or dtype.value},
-                 (TensorType(dtype, tuple(shape)),))
+    return g.add(
+        "input",
+        (),
+        {"name": name, "source_dtype": source or dtype.value},
+        (TensorType(dtype, tuple(shape)),),
+    )
 
 
 def const(g: Graph, value: float, scope: str = "") -> Node:
@@ -34,9 +38,7 @@ def loss(g: Graph, v: Value, name: str, weight: float = 1.0) -> Node:
 
 def finish(g: Graph) -> Graph:
     """Add the aux_sum over every aux-loss output, as lowering does."""
-    losses = [
-        n.out(i) for n in g.topo_order() if n.op in OPS for i in OPS[n.op].loss_outputs
-    ]
+    losses = [n.out(i) for n in g.topo_order() if n.op in OPS for i in OPS[n.op].loss_outputs]
     g.add("aux_sum", losses, types=(TensorType(F, ()),))
     return g
 
@@ -78,8 +80,13 @@ def zoo() -> Graph:
     has = inp(g, "has_arg", DType.BOOL, ("B", "T"))
     e = op(g, "embed", "tok", {"vocab": 50, "dim": d}, tokens=tokens.out())
     basis = (("freqs", 2), ("legendre", 1), ("over", "distance"), ("max_len", 64))
-    a = op(g, "attention", "attn", {"heads": 4, "kv_heads": 2, "rope": True, "basis": dict(basis)},
-           x=x.out())
+    a = op(
+        g,
+        "attention",
+        "attn",
+        {"heads": 4, "kv_heads": 2, "rope": True, "basis": dict(basis)},
+        x=x.out(),
+    )
     fk = op(g, "fk_attention", "fk", {"heads": 2, "hops": 3}, x=a.out())
     spd = op(g, "spd_router", "spd", {"gate_noise": True}, x=fk.out())
     st = op(g, "verifier_stack", "stack", {"stack": 4}, h=spd.out())
@@ -89,8 +96,14 @@ def zoo() -> Graph:
     sq = op(g, "sqdk_attention", "sqdk", {"heads": 2}, x=tr.out(), gate=rt.out(1))
     cv = op(g, "conv1d", "conv", {"kernel": 3}, x=sq.out())
     sw = op(g, "swiglu", "sw", {"hidden": 32}, x=cv.out())
-    rm = op(g, "routed_mlp", "rmlp", {"hidden": 32, "groups": 4, "active": 1, "route": "hash"},
-            x=sw.out(), tokens=tokens.out())
+    rm = op(
+        g,
+        "routed_mlp",
+        "rmlp",
+        {"hidden": 32, "groups": 4, "active": 1, "route": "hash"},
+        x=sw.out(),
+        tokens=tokens.out(),
+    )
     dp = op(g, "demopack_linear", "dp", {"out": d, "codewords": 8}, x=rm.out())
     lo = op(g, "lora_linear", "lora", {"out": d}, x=dp.out(), meta=meta.out())
     ln = op(g, "layernorm", "ln", x=lo.out())
@@ -102,8 +115,15 @@ def zoo() -> Graph:
     half = const(g, 0.5)
     sc = op(g, "mul", "scaled", a=sm.out(), b=half.out())
     ge = op(g, "gelu", "act", x=e.out())
-    tape = op(g, "opcode_tape", "tape", {"budget": 8, "capacity": 4},
-              ops=ops_.out(), args=args.out(), has_arg=has.out())
+    tape = op(
+        g,
+        "opcode_tape",
+        "tape",
+        {"budget": 8, "capacity": 4},
+        ops=ops_.out(),
+        args=args.out(),
+        has_arg=has.out(),
+    )
     mn = op(g, "mean", "m", x=tape.out(4))
     head = op(g, "linear", "head", {"out": 50, "tie": "tok"}, x=ge.out())
     ce = op(g, "cross_entropy", "ce", logits=head.out(), targets=tokens.out())

@@ -46,7 +46,11 @@ def bases():
 def context(causal, group, rope, basis, layout="bnhd"):
     return dict(
         name=f"attn_c{int(causal)}_g{group}_r{int(rope)}_b{basis or 'none'}_{layout}",
-        causal=causal, group=group, rope=rope, rope_base=10000.0, basis=bases()[basis],
+        causal=causal,
+        group=group,
+        rope=rope,
+        rope_base=10000.0,
+        basis=bases()[basis],
         layout=layout,
     )
 
@@ -149,8 +153,15 @@ def check(causal, group, rope, basis, b, n, d, nk=None, q_offset=0, k_offset=0, 
     assert lse.shape == (b, h, n) and lse.dtype == torch.float32
     ins = [q, k, v] + ([gains] if gains is not None else [])
     ref_ins = [t.detach().to("cpu", torch.float64).requires_grad_(True) for t in ins]
-    ref_o, ref_lse = reference(*ref_ins[:3], ref_ins[3] if gains is not None else None,
-                               causal, rope, basis, q_offset, k_offset)
+    ref_o, ref_lse = reference(
+        *ref_ins[:3],
+        ref_ins[3] if gains is not None else None,
+        causal,
+        rope,
+        basis,
+        q_offset,
+        k_offset,
+    )
     assert rel(o, ref_o) < tol, rel(o, ref_o)
     assert rel(lse, ref_lse) < tol
     do = torch.randn(o.shape, generator=torch.Generator().manual_seed(1))
@@ -171,7 +182,8 @@ def test_reference_matches_sdpa():
     for causal in (False, True):
         ours, _ = reference(q, k, v, None, causal, False, None)
         sdpa = torch.nn.functional.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=causal)
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=causal
+        )
         assert rel(ours, sdpa.transpose(1, 2)) < 1e-12
 
 
@@ -194,8 +206,9 @@ def test_rope(causal, group):
 @pytest.mark.parametrize("basis", ["distance", "key"])
 @pytest.mark.parametrize("causal", [False, True])
 def test_basis(basis, causal):
-    check(causal, 2 if causal else 1, False, basis, b=2 if causal else 1, n=33 if causal else 7,
-          d=16)
+    check(
+        causal, 2 if causal else 1, False, basis, b=2 if causal else 1, n=33 if causal else 7, d=16
+    )
 
 
 def test_everything_together():
@@ -236,8 +249,11 @@ def test_rows_that_see_no_key_are_finite():
 def test_bhnd_layout_matches_bnhd():
     fn, _ = build(True, 2, True, None, "bhnd")
     q, k, v, _ = make_inputs(1, 7, 7, 4, 2, 16, None)
-    o = fn(q.transpose(1, 2).contiguous(), k.transpose(1, 2).contiguous(),
-           v.transpose(1, 2).contiguous())
+    o = fn(
+        q.transpose(1, 2).contiguous(),
+        k.transpose(1, 2).contiguous(),
+        v.transpose(1, 2).contiguous(),
+    )
     ref, _ = reference(q, k, v, None, True, True, None)
     assert rel(o.transpose(1, 2), ref) < 1e-4
 
@@ -264,10 +280,10 @@ def test_causal_perturbation_is_bit_exact():
         base = fn(q, k, v, gains)
         q2, k2, v2 = q.clone(), k.clone(), v.clone()
         for x in (q2, k2, v2):
-            x[:, t + 1:] = torch.randn_like(x[:, t + 1:]) * 5
+            x[:, t + 1 :] = torch.randn_like(x[:, t + 1 :]) * 5
         moved = fn(q2, k2, v2, gains)
     assert torch.equal(base[:, : t + 1], moved[:, : t + 1])
-    assert not torch.equal(base[:, t + 1:], moved[:, t + 1:])
+    assert not torch.equal(base[:, t + 1 :], moved[:, t + 1 :])
 
 
 def test_deterministic_backward():
@@ -297,8 +313,15 @@ def test_large_logits_stay_finite():
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("d", [64, 128])
-@pytest.mark.parametrize("hooks", [(True, 1, False, None), (True, 2, True, "distance"),
-                                   (False, 2, False, "key"), (False, 1, True, None)])
+@pytest.mark.parametrize(
+    "hooks",
+    [
+        (True, 1, False, None),
+        (True, 2, True, "distance"),
+        (False, 2, False, "key"),
+        (False, 1, True, None),
+    ],
+)
 def test_gpu_against_reference(dtype, d, hooks):
     causal, group, rope, basis = hooks
     n, b = 1000, 2
@@ -309,8 +332,9 @@ def test_gpu_against_reference(dtype, d, hooks):
     o, lse = fn_lse(q, k, v, gains)
     ins = [q, k, v] + ([gains] if gains is not None else [])
     ref_ins = [t.detach().to("cpu", torch.float64).requires_grad_(True) for t in ins]
-    ref_o, ref_lse = reference(*ref_ins[:3], ref_ins[3] if gains is not None else None,
-                               causal, rope, basis)
+    ref_o, ref_lse = reference(
+        *ref_ins[:3], ref_ins[3] if gains is not None else None, causal, rope, basis
+    )
     tol = 2e-4 if dtype == torch.float32 else 2e-2
     assert rel(o, ref_o) < tol
     assert rel(lse, ref_lse) < tol

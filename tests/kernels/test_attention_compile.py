@@ -110,11 +110,16 @@ SCRIPT = textwrap.dedent(
 def compile_jobs(jobs):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(jobs)], env=env,
-                          capture_output=True, text=True, timeout=1500)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, json.dumps(jobs)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULTS")][-1]
-    return json.loads(line[len("RESULTS"):])
+    return json.loads(line[len("RESULTS") :])
 
 
 def check_results(results, jobs):
@@ -142,9 +147,14 @@ def test_compile_covering_hook_combinations():
 
 @pytest.mark.exhaustive
 def test_compile_every_hook_combination_and_tuning_candidate():
-    jobs = [[c, g, r, b, 128, dt, False]
-            for c in (False, True) for g in (1, 2) for r in (False, True)
-            for b in (None, "distance", "key") for dt in ("bf16", "fp32")]
+    jobs = [
+        [c, g, r, b, 128, dt, False]
+        for c in (False, True)
+        for g in (1, 2)
+        for r in (False, True)
+        for b in (None, "distance", "key")
+        for dt in ("bf16", "fp32")
+    ]
     jobs += [[True, 2, True, "distance", d, dt, True] for d in (64, 256) for dt in ("bf16", "fp32")]
     jobs += [[False, 2, True, "distance", 128, dt, True] for dt in ("bf16", "fp32")]
     results = compile_jobs(jobs)

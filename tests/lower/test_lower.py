@@ -105,7 +105,10 @@ def test_inputs_consts_outputs_and_aux_sum() -> None:
     assert consts[0].types == (TensorType(DType.FLOAT, ()),)
     outs = g.outputs()
     assert [(o.attr("name"), o.attr("kind"), o.attr("weight")) for o in outs] == [
-        ("logits", "output", None), ("gate", "output", None), ("ce", "loss", 2.0)]
+        ("logits", "output", None),
+        ("gate", "output", None),
+        ("ce", "loss", 2.0),
+    ]
     (aux,) = g.nodes_of("aux_sum")
     router = next(n for n in g.nodes_of("token_router"))
     assert aux.inputs == (router.out(2),)
@@ -122,8 +125,12 @@ def test_hyperparameters_become_attributes() -> None:
     g, _ = _lower()
     attn = next(n for n in g.nodes_of("attention"))
     assert attn.scope == "h.0.h_attention"
-    assert attn.attr("basis") == (("freqs", 2), ("legendre", 4), ("over", "distance"),
-                                  ("max_len", 64))
+    assert attn.attr("basis") == (
+        ("freqs", 2),
+        ("legendre", 4),
+        ("over", "distance"),
+        ("max_len", 64),
+    )
     assert attn.attr("kv_heads") == 2 and attn.attr("causal") is True
     assert g.hyper == (("vocab", 32), ("d", 16), ("heads", 2), ("layers", 2))
     assert g.name == "M"
@@ -131,8 +138,9 @@ def test_hyperparameters_become_attributes() -> None:
 
 def test_lowering_is_deterministic() -> None:
     def text(g: Graph) -> list[tuple]:
-        return [(n.id, n.op, n.inputs, n.attrs, n.types, n.scope, n.port_names)
-                for n in g.topo_order()]
+        return [
+            (n.id, n.op, n.inputs, n.attrs, n.types, n.scope, n.port_names) for n in g.topo_order()
+        ]
 
     assert text(_lower()[0]) == text(_lower()[0])
 

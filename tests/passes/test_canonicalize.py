@@ -41,7 +41,9 @@ def test_folds_constants_and_moves_them_right() -> None:
     output(g, y.out(), "y")
     finish(g)
     assert _run(g)
-    assert print_graph(g) == """\
+    assert (
+        print_graph(g)
+        == """\
 graph G() {
   %0 : float[B,N,4] = input "x"
   %1 : float[] = const 6.0   # six
@@ -50,6 +52,7 @@ graph G() {
   aux_loss = aux_sum()
 }
 """
+    )
     assert not PASSES["canonicalize"].run(g)  # a fixed point
 
 
@@ -64,13 +67,16 @@ def test_identities_disappear() -> None:
     output(g, e.out(), "y")
     finish(g)
     assert _run(g)
-    assert print_graph(g) == """\
+    assert (
+        print_graph(g)
+        == """\
 graph G() {
   %0 : float[B,N,4] = input "x"
   output "y" = %0
   aux_loss = aux_sum()
 }
 """
+    )
 
 
 def test_identity_needs_an_unchanged_type() -> None:

@@ -32,7 +32,9 @@ def test_merges_pure_duplicates_in_one_sweep() -> None:
     output(g, s.out(), "y")
     finish(g)
     assert _cse(g)
-    assert print_graph(g) == """\
+    assert (
+        print_graph(g)
+        == """\
 graph G() {
   %0 : float[B,4] = input "x"
   %1 : float[B,4] = relu(%0)   # r1
@@ -42,6 +44,7 @@ graph G() {
   aux_loss = aux_sum()
 }
 """
+    )
     assert not PASSES["cse"].run(g)
 
 

@@ -58,7 +58,9 @@ def test_unused_inputs_stay() -> None:
     output(g, r.out(), "y")
     finish(g)
     assert _dce(g)
-    assert print_graph(g) == """\
+    assert (
+        print_graph(g)
+        == """\
 graph G() {
   %0 : float[B] = input "x"
   %1 : float[B] = input "unused"
@@ -67,6 +69,7 @@ graph G() {
   aux_loss = aux_sum()
 }
 """
+    )
 
 
 def test_tied_embedding_stays_alive() -> None:

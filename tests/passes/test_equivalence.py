@@ -68,8 +68,9 @@ def graphs(draw) -> Graph:
         elif action == "binary":
             name = draw(st.sampled_from(_BINARY))
             a, b = (
-                draw(st.sampled_from(pool)) if draw(st.integers(0, 2)) else
-                const(g, draw(st.sampled_from(_CONSTS)))
+                draw(st.sampled_from(pool))
+                if draw(st.integers(0, 2))
+                else const(g, draw(st.sampled_from(_CONSTS)))
                 for _ in range(2)
             )
             pool.append(op(g, name, f"v{i}", a=a.out(), b=b.out()))

@@ -20,8 +20,11 @@ def programs(draw) -> str:
     values = ["x"]
     for i in range(draw(st.integers(2, 6))):
         a = draw(st.sampled_from(values))
-        kind = draw(st.sampled_from(["unary", "binary", "const", "linear", "mlp", "swiglu",
-                                     "conv", "attention"]))
+        kind = draw(
+            st.sampled_from(
+                ["unary", "binary", "const", "linear", "mlp", "swiglu", "conv", "attention"]
+            )
+        )
         if kind == "unary":
             expr = f"{draw(st.sampled_from(UNARY))}({a})"
         elif kind == "binary":
@@ -64,8 +67,9 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
     return float((a - b).norm()) <= 1e-4 * float(b.norm()) + 1e-6 * b.numel() ** 0.5
 
 
-@settings(max_examples=25, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(programs(), st.integers(1, 9))
 def test_fused_equals_unfused_equals_reference(src, n):
     fused = api.load_source(src, "random.spark")

@@ -30,7 +30,7 @@ SOURCES = {p.name: p.read_bytes() for p in EXAMPLES}
 # Tokens of the language at the byte level (comments and whitespace are not tokens): good enough
 # to cut programs at token boundaries, which is where mutations produce interesting errors.
 _TOKEN = re.compile(
-    rb'[A-Za-z_][A-Za-z0-9_]*|[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][+-]?[0-9]+)?|\.[0-9]+'
+    rb"[A-Za-z_][A-Za-z0-9_]*|[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][+-]?[0-9]+)?|\.[0-9]+"
     rb'|"[^"\n]*"|//|[-+*/=(){}\[\],:.]'
 )
 _COMMENT = re.compile(rb"#[^\n]*")
@@ -78,7 +78,7 @@ _ODD_NUMBERS = (b"0", b"1", b"2", b"3", b"7", b"0.5", b"1.5", b"100000", b"21474
 
 def _rename(src: bytes, toks: list[tuple[int, int]], i: int, junk: bytes) -> bytes:
     """Replace one name by another name of the same program (an op, a binding, a choice...)."""
-    names = [t for t in toks if _NAME.match(src[t[0]:t[1]])]
+    names = [t for t in toks if _NAME.match(src[t[0] : t[1]])]
     s, e = names[i % len(names)]
     other_s, other_e = names[(i // len(names) + junk[0]) % len(names)]
     return src[:s] + src[other_s:other_e] + src[e:]
@@ -86,7 +86,7 @@ def _rename(src: bytes, toks: list[tuple[int, int]], i: int, junk: bytes) -> byt
 
 def _renumber(src: bytes, toks: list[tuple[int, int]], i: int, junk: bytes) -> bytes:
     """Replace one number by an edge value (zero, odd, fractional, huge)."""
-    numbers = [t for t in toks if _NUMBER.match(src[t[0]:t[0] + 1])]
+    numbers = [t for t in toks if _NUMBER.match(src[t[0] : t[0] + 1])]
     s, e = numbers[i % len(numbers)]
     return src[:s] + _ODD_NUMBERS[junk[0] % len(_ODD_NUMBERS)] + src[e:]
 
@@ -124,8 +124,9 @@ def test_examples_compile_unmutated() -> None:
         assert compile_front(data, name) is None, name
 
 
-@settings(max_examples=120, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(
     example=st.sampled_from(sorted(SOURCES)),
     mutation=st.sampled_from(sorted(MUTATIONS)),

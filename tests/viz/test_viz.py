@@ -33,8 +33,11 @@ def _parse(text: str) -> pydot.Dot:
 
 
 def _drawn(g) -> int:
-    return sum(1 for n in g.topo_order() if n.op not in ("param", "const")
-               and not (n.op == "aux_sum" and not n.inputs))
+    return sum(
+        1
+        for n in g.topo_order()
+        if n.op not in ("param", "const") and not (n.op == "aux_sum" and not n.inputs)
+    )
 
 
 def test_dot_is_deterministic_and_parses() -> None:
@@ -75,7 +78,13 @@ def test_block_clusters_nest_by_instance_path() -> None:
     assert [c.label for c in outer.children] == ["h.0", "h.1"]
     titles = {v.vid: v.title for v in view.nodes}
     assert [titles[v] for v in outer.children[0].nodes] == [
-        "rmsnorm", "attention", "add", "rmsnorm", "mlp", "add"]
+        "rmsnorm",
+        "attention",
+        "add",
+        "rmsnorm",
+        "mlp",
+        "add",
+    ]
     top = [titles[v] for v in view.root.nodes]
     assert top[:4] == ["tokens", "targets", "embed", "pos_embed"]
     text = to_dot(tiny_gpt(2))
@@ -106,11 +115,15 @@ def test_mermaid_structure() -> None:
     assert text == to_mermaid(g.copy())
     lines = text.splitlines()
     assert lines[:4] == ["---", "title: TinyGPT(vocab=64, d=32, layers=2)", "---", "flowchart TD"]
-    assert sum(1 for x in lines if x.strip().startswith("subgraph ")) == sum(
-        1 for x in lines if x.strip() == "end") == 3
+    assert (
+        sum(1 for x in lines if x.strip().startswith("subgraph "))
+        == sum(1 for x in lines if x.strip() == "end")
+        == 3
+    )
     declared = set(re.findall(r"^\s*(n\d+)[\[\(\{]", text, flags=re.MULTILINE))
     used = set(re.findall(r"^\s*(n\d+) -", text, flags=re.MULTILINE)) | set(
-        re.findall(r"(n\d+)$", text, flags=re.MULTILINE))
+        re.findall(r"(n\d+)$", text, flags=re.MULTILINE)
+    )
     assert used <= declared and len(declared) == _drawn(g)
     assert 'subgraph c1["h.0"]' in text and "<b>attention</b>" in text
 
@@ -130,9 +143,12 @@ def _fake_renderer(tmp_path: Path, body: str) -> str:
 
 
 def test_svg_through_a_renderer_process(tmp_path: Path) -> None:
-    prog = _fake_renderer(tmp_path, "dot = sys.stdin.read()\n"
-                          "assert sys.argv[1:] == ['-Tsvg'], sys.argv\n"
-                          "sys.stdout.write('<svg>' + str(dot.count('->')) + '</svg>')")
+    prog = _fake_renderer(
+        tmp_path,
+        "dot = sys.stdin.read()\n"
+        "assert sys.argv[1:] == ['-Tsvg'], sys.argv\n"
+        "sys.stdout.write('<svg>' + str(dot.count('->')) + '</svg>')",
+    )
     g = tiny_gpt(1)
     svg = to_svg(g, program=prog)
     assert svg == f"<svg>{to_dot(g).count('->')}</svg>".encode()
@@ -151,8 +167,9 @@ def test_missing_graphviz_is_a_clear_usage_error() -> None:
     with pytest.raises(GraphvizNotFound) as info:
         to_svg(tiny_gpt(1), program="sparkc-no-such-renderer")
     assert isinstance(info.value, UsageError)
-    assert str(info.value) == ("Graphviz 'dot' not found; install graphviz (apt-get install "
-                               "graphviz) or use --format dot")
+    assert str(info.value) == (
+        "Graphviz 'dot' not found; install graphviz (apt-get install graphviz) or use --format dot"
+    )
 
 
 def test_real_renderer_draws_every_node() -> None:

@@ -24,8 +24,9 @@ def test_example_drawings(path: Path) -> None:
         (parsed,) = pydot.graph_from_dot_data(dot)
     assert parsed.get_name() == "sparkc"
     # Every repeated layer `name.i.` of the model gets its own cluster.
-    layers = sorted({m.group(1) for n in g.topo_order()
-                     if (m := re.match(r"^([A-Za-z_]\w*\.\d+)\.", n.scope))})
+    layers = sorted(
+        {m.group(1) for n in g.topo_order() if (m := re.match(r"^([A-Za-z_]\w*\.\d+)\.", n.scope))}
+    )
     for layer in layers:
         assert f'label="{layer}"' in dot
     mer = to_mermaid(g)
