@@ -277,3 +277,13 @@ def require_kernel_device(x: torch.Tensor) -> None:
             f"{x.device}; move the model and inputs with .cuda(), use impl='reference', or set "
             "TRITON_INTERPRET=1 (before importing triton) to run the kernels in the interpreter"
         )
+
+
+def gate_noise(kind: str, shape: tuple[int, ...], like: torch.Tensor, ctx) -> torch.Tensor:
+    """Training noise of a gate, drawn exactly as the reference path draws it (same helper,
+    shape and order), so both paths route identically from one seed: logistic noise for a
+    sigmoid gate, Gumbel(0, 1) for a softmax gate."""
+    from .reference._common import gumbel_noise, logistic_noise
+
+    draw = logistic_noise if kind == "sigmoid" else gumbel_noise
+    return draw(tuple(shape), like.device, ctx).to(like.dtype)

@@ -26,6 +26,7 @@ from .module import ValueNames, split_ports
 from .pointwise import build_program
 from .render import pyrepr, render
 from .rules_spark_k import SPARK_K_RULES
+from .rules_spd import SPD_RULES
 
 
 @dataclass
@@ -407,6 +408,7 @@ GROUP_RULES: dict[str, Callable[[Emitter, Group], None]] = {
     "reference": rule_reference,
 }
 GROUP_RULES.update(SPARK_K_RULES)
+GROUP_RULES.update(SPD_RULES)
 
 
 def group_order(graph: Graph, plan: FusionPlan) -> list[Group]:

@@ -60,11 +60,11 @@ KERNELS: dict[str, KernelRule] = {
     **{op: KernelRule("pointwise") for op in ELEMENTWISE},
     "fk_attention": KernelRule("fk_attention", tail="gemm"),
     "verifier_stack": KernelRule("verifier_stack"),
+    "spd_router": KernelRule("spd_router"),
     # Block ops whose kernels come with their own issues run their reference rule for now.
     **{
         op: KernelRule("reference")
         for op in (
-            "spd_router",
             "splat_attention",
             "trajectory",
             "token_router",

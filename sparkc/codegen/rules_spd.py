@@ -1,0 +1,123 @@
+"""Code-generation rule of `spd_router` (SPEC §2.2): GEMM chains with fused epilogues.
+
+Consumes a fusion `Group` of kind "spd_router" (see `sparkc/passes/fuse.py`) and the `Emitter`
+of `codegen/triton_plan.py`; produces the lines of `_forward_triton` that compute the router on
+generated kernels, every one differentiable with Triton backward kernels:
+- the two gate MLPs as GEMMs with `relu` and (sigmoid gate) `add:noise` + `sigmoid` epilogues;
+  the softmax gate as a GEMM, a fused log-sigmoid (+ Gumbel noise) program and the softmax kernel;
+- `x_struct = basis(x) ⊙ g_s` and `x_pseudo = pseudo_proj(x) ⊙ g_p` as GEMMs whose epilogue is the
+  gating product (`mul:`), so the ungated projections never reach memory;
+- the structure and pseudo processors as GEMMs with bias/relu epilogues and the layer-norm kernel;
+- `reconstruct` on the concatenation;
+- the separation loss from two fused elementwise programs reduced by the deterministic mean
+  kernel: `(pred − x)²` and `|z| · log(|z| + 1e-8)`.
+Training noise is drawn by the same helpers, in the same order and shapes, as the reference path,
+so both paths route identically from one seed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .render import pyrepr
+
+if TYPE_CHECKING:
+    from ..passes.fuse import Group
+    from .triton_plan import Emitter
+
+# Fused elementwise programs (fused_pointwise.py.jinja contexts) with hand-derived gradients.
+_SQUARED_DIFF = dict(
+    inputs=["a0", "a1"], scalars=[], body=["t0 = a0 - a1", "t1 = t0 * t0"],
+    outputs=[("o0", "t1")], grad_inputs=["g0"], grad_body=["dt0 = 2.0 * g0 * t0"],
+    grad_outputs=[("da0", "dt0"), ("da1", "-dt0")],
+)
+# |z| log(|z| + 1e-8); d/dz = sign(z) (log(|z| + 1e-8) + |z| / (|z| + 1e-8)), sign(0) = 0.
+_ENTROPY_TERM = dict(
+    inputs=["a0"], scalars=[], body=["t0 = tl.abs(a0)", "t1 = t0 * tl.log(t0 + 1e-8)"],
+    outputs=[("o0", "t1")], grad_inputs=["g0"],
+    grad_body=["s0 = tl.where(a0 > 0.0, 1.0, tl.where(a0 < 0.0, -1.0, 0.0))",
+               "dt0 = g0 * s0 * (tl.log(t0 + 1e-8) + t0 / (t0 + 1e-8))"],
+    grad_outputs=[("da0", "dt0")],
+)
+# log σ(ℓ) + noise, computed stably: min(ℓ, 0) − log(1 + exp(−|ℓ|)).
+_LOGSIGMOID_PLUS = dict(
+    inputs=["a0", "a1"], scalars=[],
+    body=["t0 = tl.minimum(a0, 0.0) - tl.log(1.0 + tl.exp(-tl.abs(a0))) + a1"],
+    outputs=[("o0", "t0")], grad_inputs=["g0"], grad_body=[],
+    grad_outputs=[("da0", "g0 * (1.0 - tl.sigmoid(a0))"), ("da1", "g0")],
+)
+_RELU = dict(
+    inputs=["a0"], scalars=[], body=["t0 = tl.maximum(a0, 0.0)"], outputs=[("o0", "t0")],
+    grad_inputs=["g0"], grad_body=[], grad_outputs=[("da0", "tl.where(a0 > 0.0, g0, 0.0)")],
+)
+
+
+def rule_spd_router(e: Emitter, group: Group) -> None:
+    from .triton_plan import _gemm_call, _ports, _width
+
+    node = e.graph.node(group.anchor)
+    ports, params = _ports(node)
+    hp = node.attr_dict
+    x = e.v(ports["x"])
+    d = _width(e.graph, ports["x"])
+    ds, dp = int(hp["struct_dim"]), int(hp["pseudo_dim"])
+    y, xs, xp, loss = (e.out(node, i) for i in range(4))
+    t = f"{y}_"  # prefix of this instance's temporaries
+
+    def gemm(inp: str, k_in: int, layer: str, steps: list[str], operands: list[str] = (),
+             bias: bool = True) -> str:
+        b = e.v(params[f"{layer}.bias"]) if bias else None
+        return _gemm_call(e, inp, k_in, [e.v(params[f"{layer}.weight"])], b, steps, list(operands))
+
+    def pointwise(ctx: dict, *args: str) -> str:
+        return f"{e.kernels.use('fused_pointwise.py.jinja', 'pw', **ctx)}({', '.join(args)})"
+
+    def layernorm(inp: str, prefix: str) -> str:
+        fn = e.kernels.use("rownorm.py.jinja", "norm", kind="layer", residual=False)
+        w, b = e.v(params[f"{prefix}.weight"]), e.v(params[f"{prefix}.bias"])
+        return f"{fn}({inp}, {w}, {b}, 1e-05)"
+
+    e.emit(f"{t}m = {x}.numel() // {d}")
+    e.emit(f"{t}noisy = self.training and {pyrepr(bool(hp['gate_noise']))}")
+    gates = {}
+    for side, width in (("s", ds), ("p", dp)):
+        hidden = f"{t}h{side}"
+        e.emit(f"{hidden} = {gemm(x, d, f'gate_{side}1', ['act:relu'])}")
+        g = f"{t}g{side}"
+        if hp["gate"] == "sigmoid":
+            e.emit(f"if {t}noisy:")
+            noise = f"_ms.gate_noise('sigmoid', ({t}m, {width}), {x}, ctx)"
+            call = gemm(hidden, d // 2, f"gate_{side}2", ["add:noise", "act:sigmoid"], [noise])
+            e.emit(f"    {g} = {call}")
+            e.emit("else:")
+            e.emit(f"    {g} = {gemm(hidden, d // 2, f'gate_{side}2', ['act:sigmoid'])}")
+        else:
+            logits = gemm(hidden, d // 2, f"gate_{side}2", [])
+            e.emit(f"{g}_l = {logits}")
+            noise = f"_ms.gate_noise('softmax', ({t}m, {width}), {x}, ctx) if {t}noisy else 0.0"
+            e.emit(f"{g}_n = {noise}")
+            z = pointwise(_LOGSIGMOID_PLUS, f"{g}_l", f"torch.as_tensor({g}_n, dtype={g}_l.dtype, "
+                          f"device={g}_l.device)")
+            e.emit(f"{g} = {e.kernels.use('softmax.py.jinja', 'softmax')}({z})")
+        gates[side] = g
+    e.emit(f"{t}xs = {gemm(x, d, 'basis', [f'mul:gs'], [gates['s']], bias=False)}")
+    e.emit(f"{t}xp = {gemm(x, d, 'pseudo_proj', [f'mul:gp'], [gates['p']])}")
+    e.emit(f"{t}c = {gemm(f'{t}xs', ds, 'coeffs', [])}")
+    e.emit(f"{t}s = {layernorm(gemm(f'{t}c', ds, 'proc_s1', []), 'proc_s_norm')}")
+    e.emit(f"{t}ys = {gemm(pointwise(_RELU, f'{t}s'), ds, 'proc_s2', [])}")
+    e.emit(f"{t}p = {gemm(gemm(f'{t}xp', dp, 'proc_p1', ['act:relu']), 2 * dp, 'proc_p2', [])}")
+    e.emit(f"{t}yp = {layernorm(f'{t}p', 'proc_p_norm')}")
+    e.emit(f"{t}cat = torch.cat([{t}ys, {t}yp], dim=-1)")
+    e.emit(f"{y} = {gemm(f'{t}cat', ds + dp, 'reconstruct', [])}.view({x}.shape)")
+    e.emit(f"{xs} = {t}xs.view({x}.shape[:-1] + ({ds},))")
+    e.emit(f"{xp} = {t}xp.view({x}.shape[:-1] + ({dp},))")
+    pred = gemm(gemm(f"{t}xs", ds, "pred1", ["act:relu"]), d // 4, "pred2", [])
+    mean = e.kernels.use("mean.py.jinja", "mean")
+    e.emit(f"{t}mse = {mean}({pointwise(_SQUARED_DIFF, pred, f'{x}.reshape(-1, {d})')})")
+    e.emit(f"{t}ent = {mean}({pointwise(_ENTROPY_TERM, f'{t}xp')})")
+    # H = −Σ/(B·N) = −mean · Dp, so loss = w · (mse − 0.1 H) = w · (mse + 0.1 · Dp · mean).
+    w = float(hp["sep_weight"])
+    e.emit(f"{loss} = ({pyrepr(w)} * ({t}mse + {pyrepr(0.1 * dp)} * {t}ent)).to({x}.dtype)")
+
+
+SPD_RULES = {"spd_router": rule_spd_router}
