@@ -287,3 +287,13 @@ def gate_noise(kind: str, shape: tuple[int, ...], like: torch.Tensor, ctx) -> to
 
     draw = logistic_noise if kind == "sigmoid" else gumbel_noise
     return draw(tuple(shape), like.device, ctx).to(like.dtype)
+
+
+def topk_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """token_router's top-k selection: per sequence the k = max(1, ⌊sparsity·N + 1e-9⌋) largest
+    scores, ties to the lower index (a stable descending sort), as a bool mask [B, N]."""
+    from .reference.hspmn import topk_count
+
+    k = topk_count(sparsity, scores.shape[-1])
+    order = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]
+    return torch.zeros_like(scores, dtype=torch.bool).scatter(-1, order, True)

@@ -27,6 +27,7 @@ from .pointwise import build_program
 from .render import pyrepr, render
 from .rules_spark_k import SPARK_K_RULES
 from .rules_spd import SPD_RULES
+from .rules_hspmn import HSPMN_RULES
 
 
 @dataclass
@@ -409,6 +410,7 @@ GROUP_RULES: dict[str, Callable[[Emitter, Group], None]] = {
 }
 GROUP_RULES.update(SPARK_K_RULES)
 GROUP_RULES.update(SPD_RULES)
+GROUP_RULES.update(HSPMN_RULES)
 
 
 def group_order(graph: Graph, plan: FusionPlan) -> list[Group]:

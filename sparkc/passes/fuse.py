@@ -61,13 +61,13 @@ KERNELS: dict[str, KernelRule] = {
     "fk_attention": KernelRule("fk_attention", tail="gemm"),
     "verifier_stack": KernelRule("verifier_stack"),
     "spd_router": KernelRule("spd_router"),
+    "token_router": KernelRule("token_router"),
     # Block ops whose kernels come with their own issues run their reference rule for now.
     **{
         op: KernelRule("reference")
         for op in (
             "splat_attention",
             "trajectory",
-            "token_router",
             "sqdk_attention",
             "opcode_tape",
             "routed_mlp",
