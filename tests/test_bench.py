@@ -1,0 +1,116 @@
+"""`sparkc bench` and the cost model, on the CPU (timings are printed, never asserted)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from sparkc import api
+from sparkc.bench import op_program, parse_shape
+from sparkc.cli import main
+from sparkc.diagnostics import SparkError
+from sparkc.ir.cost import FLOPS, graph_cost
+from sparkc.ir.ops import OPS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_op_has_a_cost_rule():
+    assert set(FLOPS) == set(OPS)
+
+
+def test_counted_flops_of_known_formulas():
+    src = """
+model C(d = 64) {
+  input x: float[B, N, d]
+  a = linear(x, out=32)
+  b = attention(x, heads=4, causal=false)
+  output a
+  output b
+}
+"""
+    g = api.compile_graph(src, "c.spark")
+    cost = graph_cost(g, {"B": 2, "N": 10})
+    m = 2 * 10
+    linear = 2 * m * 64 * 32
+    attention = 2 * m * 64 * 64 * 4 + 4 * 2 * 4 * 10 * 10 * 16
+    assert cost["flops_by_op"] == {"attention": attention, "linear": linear}
+    assert cost["flops_fwd"] == linear + attention
+    assert cost["flops_fwd_bwd"] == linear * 3 + attention * 3.5
+    params = 64 * 32 + 32 + 4 * 64 * 64
+    assert cost["bytes_fwd"] == 2 * (m * 64 + params + m * 32 + m * 64)
+
+
+def test_op_program_wraps_one_op():
+    src = op_program("spd_router", {"gate": "softmax"}, 16)
+    g = api.compile_graph(src, "b.spark")
+    assert [n.attr("name") for n in g.outputs()] == ["o_y", "o_x_struct", "o_x_pseudo"]
+    with pytest.raises(SparkError, match="only tensor input"):
+        op_program("sqdk_attention", {"heads": 2}, 16)
+    with pytest.raises(SparkError, match="not a callable op"):
+        op_program("attentoin", {}, 16)
+
+
+def test_parse_shape():
+    assert parse_shape("B=2, N=128,D=64") == {"B": 2, "N": 128, "D": 64}
+    with pytest.raises(ValueError, match="bad --shape entry 'N=0'"):
+        parse_shape("B=2,N=0")
+
+
+def test_bench_command_on_cpu(tmp_path):
+    out, err = io.StringIO(), io.StringIO()
+    path = tmp_path / "b.json"
+    code = main(
+        [
+            "bench",
+            str(ROOT / "examples" / "tiny_gpt.spark"),
+            "--shape",
+            "B=2,N=8",
+            "-D",
+            "d=32",
+            "--device",
+            "cpu",
+            "--dtype",
+            "f32",
+            "--no-compile",
+            "--json",
+            str(path),
+        ],
+        stdout=out,
+        stderr=err,
+    )
+    assert code == 0, err.getvalue()
+    table = out.getvalue()
+    assert "TinyGPT [B=2,N=8] f32 on cpu" in table
+    assert "eager    fwd" in table and "eager    fwd+bwd" in table
+    report = json.loads(path.read_text())
+    assert [(r["variant"], r["mode"]) for r in report["rows"]] == [
+        ("eager", "fwd"),
+        ("eager", "fwd+bwd"),
+    ]
+    assert all(r["ms"] > 0 and r["TFLOPs"] > 0 for r in report["rows"])
+    assert report["cost"]["flops_fwd_bwd"] > report["cost"]["flops_fwd"] > 0
+
+
+def test_bench_usage_errors():
+    err = io.StringIO()
+    assert main(["bench", "--shape", "B=2"], stdout=io.StringIO(), stderr=err) == 2
+    assert "FILE or --op" in err.getvalue()
+    err = io.StringIO()
+    code = main(
+        [
+            "bench",
+            str(ROOT / "examples" / "tiny_gpt.spark"),
+            "--shape",
+            "B=2",
+            "--device",
+            "cpu",
+            "--no-compile",
+        ],
+        stdout=io.StringIO(),
+        stderr=err,
+    )
+    assert code == 1 and "does not bind N" in err.getvalue()
