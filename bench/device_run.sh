@@ -33,9 +33,9 @@ if [[ $what == train || $what == all ]]; then
   $PY -m sparkc.demo --device cuda --steps 300 2>&1 | tee "$OUT/train.log" | tail -25
 fi
 if [[ $what == bench || $what == all ]]; then
-  $PY -m sparkc.cli bench examples/tiny_gpt.spark --shape B=8,N=1024 -D d=1024 -D heads=16 \
+  $PY -m sparkc bench examples/tiny_gpt.spark --shape B=8,N=1024 -D d=1024 -D heads=16 \
     -D max_len=1024 -D vocab=32000 --json "$OUT/bench_tiny_gpt.json" 2>&1 | tail -14
-  $PY -m sparkc.cli bench --op attention --hp heads=16 --shape B=4,N=4096,D=2048 \
+  $PY -m sparkc bench --op attention --hp heads=16 --shape B=4,N=4096,D=2048 \
     --json "$OUT/bench_op_attention.json" 2>&1 | tail -14
   for b in bench/bench_*.py; do
     echo "== $b"
