@@ -27,7 +27,8 @@ print(f"torch {torch.__version__} triton {triton.__version__} {p.name} sm_{p.maj
       f"{p.multi_processor_count} SMs {p.total_memory / 2**30:.0f} GiB")
 PY
 if [[ $what == tests || $what == all ]]; then
-  $PY -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+  # -n 8: kernel compilation and autotuning dominate; one process per core group keeps it short.
+  $PY -m pytest -q -m gpu -n 8 --timeout 900 -p no:cacheprovider tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
 fi
 if [[ $what == train || $what == all ]]; then
   $PY -m sparkc.demo --device cuda --steps 300 2>&1 | tee "$OUT/train.log" | tail -25
