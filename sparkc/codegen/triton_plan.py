@@ -28,6 +28,7 @@ from .render import pyrepr, render
 from .rules_spark_k import SPARK_K_RULES
 from .rules_spd import SPD_RULES
 from .rules_hspmn import HSPMN_RULES
+from .rules_splat import SPLAT_RULES
 
 
 @dataclass
@@ -411,6 +412,7 @@ GROUP_RULES: dict[str, Callable[[Emitter, Group], None]] = {
 GROUP_RULES.update(SPARK_K_RULES)
 GROUP_RULES.update(SPD_RULES)
 GROUP_RULES.update(HSPMN_RULES)
+GROUP_RULES.update(SPLAT_RULES)
 
 
 def group_order(graph: Graph, plan: FusionPlan) -> list[Group]:

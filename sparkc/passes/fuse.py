@@ -62,12 +62,12 @@ KERNELS: dict[str, KernelRule] = {
     "verifier_stack": KernelRule("verifier_stack"),
     "spd_router": KernelRule("spd_router"),
     "token_router": KernelRule("token_router"),
+    "trajectory": KernelRule("trajectory"),
     # Block ops whose kernels come with their own issues run their reference rule for now.
     **{
         op: KernelRule("reference")
         for op in (
             "splat_attention",
-            "trajectory",
             "sqdk_attention",
             "opcode_tape",
             "routed_mlp",
