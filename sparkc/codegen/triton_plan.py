@@ -144,42 +144,39 @@ def rule_gemm(e: Emitter, group: Group) -> None:
     e.emit(f"{e.out(last)} = {call}.view({_shape_of(e, x, n_out)})")
 
 
-def rule_mlp(e: Emitter, group: Group) -> None:
+def _ffn(
+    e: Emitter,
+    group: Group,
+    first: list[str],
+    first_bias: str | None,
+    steps1: list[str],
+    second: str,
+    second_bias: str | None,
+    dual: bool = False,
+) -> None:
+    """A two-GEMM feed-forward op (mlp, swiglu): the hidden activation is the first GEMM's
+    epilogue (or the SwiGLU dual product); the group's epilogue goes on the second GEMM."""
     node = e.graph.node(group.anchor)
     ports, params = _ports(node)
     x = e.v(ports["x"])
     d, hidden = _width(e.graph, ports["x"]), int(node.attr("hidden"))
     h = f"{e.out(node)}_h"
-    first = _gemm_call(
-        e,
-        x,
-        d,
-        [e.v(params["fc1.weight"])],
-        e.v(params["fc1.bias"]),
-        [f"act:{node.attr('act')}"],
-        [],
-    )
-    e.emit(f"{h} = {first}")
+    weights = [e.v(params[w]) for w in first]
+    bias1 = e.v(params[first_bias]) if first_bias else None
+    e.emit(f"{h} = {_gemm_call(e, x, d, weights, bias1, steps1, [], dual=dual)}")
     steps, operands, last = _epilogue(e, group, node.out())
-    second = _gemm_call(
-        e, h, hidden, [e.v(params["fc2.weight"])], e.v(params["fc2.bias"]), steps, operands
-    )
-    e.emit(f"{e.out(last)} = {second}.view({x}.shape)")
+    bias2 = e.v(params[second_bias]) if second_bias else None
+    call = _gemm_call(e, h, hidden, [e.v(params[second])], bias2, steps, operands)
+    e.emit(f"{e.out(last)} = {call}.view({x}.shape)")
+
+
+def rule_mlp(e: Emitter, group: Group) -> None:
+    act = e.graph.node(group.anchor).attr("act")
+    _ffn(e, group, ["fc1.weight"], "fc1.bias", [f"act:{act}"], "fc2.weight", "fc2.bias")
 
 
 def rule_swiglu(e: Emitter, group: Group) -> None:
-    node = e.graph.node(group.anchor)
-    ports, params = _ports(node)
-    x = e.v(ports["x"])
-    d, hidden = _width(e.graph, ports["x"]), int(node.attr("hidden"))
-    h = f"{e.out(node)}_h"
-    first = _gemm_call(
-        e, x, d, [e.v(params["w_gate.weight"]), e.v(params["w_up.weight"])], None, [], [], dual=True
-    )
-    e.emit(f"{h} = {first}")
-    steps, operands, last = _epilogue(e, group, node.out())
-    second = _gemm_call(e, h, hidden, [e.v(params["w_down.weight"])], None, steps, operands)
-    e.emit(f"{e.out(last)} = {second}.view({x}.shape)")
+    _ffn(e, group, ["w_gate.weight", "w_up.weight"], None, [], "w_down.weight", None, dual=True)
 
 
 def project_heads(e: Emitter, node: Node, heads: int, kv_heads: int) -> dict[str, str]:
