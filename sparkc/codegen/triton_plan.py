@@ -25,9 +25,9 @@ from ..passes.fuse import FusionPlan, Group, fusion_plan
 from .module import ValueNames, split_ports
 from .pointwise import build_program
 from .render import pyrepr, render
+from .rules_hspmn import HSPMN_RULES
 from .rules_spark_k import SPARK_K_RULES
 from .rules_spd import SPD_RULES
-from .rules_hspmn import HSPMN_RULES
 from .rules_splat import SPLAT_RULES
 
 
