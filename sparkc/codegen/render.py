@@ -24,6 +24,8 @@ def environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["pyrepr"] = pyrepr
+    # `{% if v is match_identifier %}`: a bare name needs no parentheses around it.
+    env.tests["match_identifier"] = lambda v: isinstance(v, str) and v.isidentifier()
     return env
 
 

@@ -26,6 +26,7 @@ from .module import ValueNames, split_ports
 from .pointwise import build_program
 from .render import pyrepr, render
 from .rules_hspmn import HSPMN_RULES
+from .rules_procedural import PROCEDURAL_RULES
 from .rules_spark_k import SPARK_K_RULES
 from .rules_spd import SPD_RULES
 from .rules_splat import SPLAT_RULES
@@ -410,6 +411,7 @@ GROUP_RULES.update(SPARK_K_RULES)
 GROUP_RULES.update(SPD_RULES)
 GROUP_RULES.update(HSPMN_RULES)
 GROUP_RULES.update(SPLAT_RULES)
+GROUP_RULES.update(PROCEDURAL_RULES)
 
 
 def group_order(graph: Graph, plan: FusionPlan) -> list[Group]:

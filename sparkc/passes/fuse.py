@@ -63,6 +63,7 @@ KERNELS: dict[str, KernelRule] = {
     "spd_router": KernelRule("spd_router"),
     "token_router": KernelRule("token_router"),
     "trajectory": KernelRule("trajectory"),
+    "demopack_linear": KernelRule("demopack_linear"),
     # Block ops whose kernels come with their own issues run their reference rule for now.
     **{
         op: KernelRule("reference")
@@ -71,7 +72,6 @@ KERNELS: dict[str, KernelRule] = {
             "sqdk_attention",
             "opcode_tape",
             "routed_mlp",
-            "demopack_linear",
             "lora_linear",
         )
     },

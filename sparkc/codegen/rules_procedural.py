@@ -1,0 +1,52 @@
+"""Code-generation rules of the SPARK procedural blocks: `demopack_linear` (SPEC §5.3).
+
+Consumes a fusion `Group` of kind "demopack_linear" and the `Emitter` of
+`codegen/triton_plan.py`; produces the lookup form on generated kernels, never writing the
+decoded weight W [out, in] to memory:
+    P = x · codebookᵀ                       [M, codewords]   (GEMM)
+    G = counts ⊙ scale[:, None] / per_row    [out, codewords] (fused elementwise)
+    y = P · Gᵀ + bias                        [M, out]         (GEMM with a bias epilogue)
+where counts[r, c] is how often codeword c appears in row r of the index table (a buffer; it is
+recounted each call, so a loaded index table takes effect). y_r = scale_r/per_row · Σ_j P[index_rj]
++ bias_r exactly as SPEC writes it; the two GEMMs cost 2·M·codewords·(in + out) FLOPs instead of
+2·M·in·out for a decoded weight (half at in = out = 1024, codewords = 256).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .render import pyrepr
+
+if TYPE_CHECKING:
+    from ..passes.fuse import Group
+    from .triton_plan import Emitter
+
+# G = counts · scale · (1 / per_row); scale broadcasts along the codeword axis.
+_MIXING = dict(
+    inputs=["a0", "a1"], scalars=["c0"], body=["t0 = a0 * a1 * c0"], outputs=[("o0", "t0")],
+    grad_inputs=["g0"], grad_body=[],
+    grad_outputs=[("da0", "g0 * a1 * c0"), ("da1", "g0 * a0 * c0")],
+)
+
+
+def rule_demopack_linear(e: Emitter, group: Group) -> None:
+    from .triton_plan import _gemm_call, _ports, _width
+
+    node = e.graph.node(group.anchor)
+    ports, params = _ports(node)
+    x = e.v(ports["x"])
+    d_in, out = _width(e.graph, ports["x"]), int(node.attr("out"))
+    codewords, per_row = int(node.attr("codewords")), int(node.attr("per_row"))
+    codebook, index = e.v(params["codebook"]), e.v(params["index"])
+    scale, bias = e.v(params["scale"]), e.v(params["bias"])
+    y = e.out(node)
+    mix = e.kernels.use("fused_pointwise.py.jinja", "pw", **_MIXING)
+    e.emit(f"{y}_cnt = _ms.index_counts({index}, {codewords}, {scale}.dtype)")
+    e.emit(f"{y}_g = {mix}({y}_cnt, {scale}[:, None], {pyrepr(1.0 / per_row)})")
+    e.emit(f"{y}_p = {_gemm_call(e, x, d_in, [codebook], None, [], [])}")
+    call = _gemm_call(e, f"{y}_p", codewords, [f"{y}_g"], bias, [], [])
+    e.emit(f"{y} = {call}.view({x}.shape[:-1] + ({out},))")
+
+
+PROCEDURAL_RULES = {"demopack_linear": rule_demopack_linear}
