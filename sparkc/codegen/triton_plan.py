@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from ..ir.graph import SPECIAL_OPS, Graph, Node, Value
+from ..ir.graph import Graph, Node, Value
 from ..passes.fuse import FusionPlan, Group, fusion_plan
 from .module import ValueNames, split_ports
 from .pointwise import build_program
@@ -461,7 +461,3 @@ def triton_units(graph: Graph, names: ValueNames) -> tuple[list, KernelSet, Fusi
         e.unit(group.nodes)
         GROUP_RULES[group.kind](e, group)
     return e.units, kernels, plan
-
-
-def special_ops() -> tuple[str, ...]:
-    return SPECIAL_OPS
