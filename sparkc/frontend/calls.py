@@ -11,6 +11,7 @@ that argument.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from ..diagnostics import Span, did_you_mean
@@ -108,6 +109,41 @@ class CallsMixin:
                 out.ok = False
         return out
 
+    def check_missing(
+        self,
+        call: ast.Call,
+        args: BoundArgs,
+        callee: str,
+        tensors: list[str],
+        hypers: list[str],
+        usage: str,
+        hyper_help: Callable[[str], str],
+    ) -> bool:
+        """E0206 for the first missing tensor input, E0205 for each missing hyperparameter
+        (of an op or a block); returns whether the call can go on."""
+        ok = args.ok
+        missing = [n for n in tensors if n not in args.tensors]
+        if missing and args.ok:
+            self.error(
+                "E0206",
+                f"{callee} needs the tensor input '{missing[0]}'",
+                call.func_span,
+                f"'{missing[0]}' is missing",
+                help=f"usage: {usage}",
+            )
+            ok = False
+        for name in hypers:
+            if name not in args.hypers:
+                self.error(
+                    "E0205",
+                    f"{callee} needs the hyperparameter '{name}'",
+                    call.func_span,
+                    f"'{name}' is missing",
+                    help=hyper_help(name),
+                )
+                ok = False
+        return ok
+
     def tensor_arg(self, scope: Scope, stmt: Stmt, expr: ast.Expr, span: Span, role: str) -> Any:
         """Evaluate an argument that must be a single tensor; POISON after reporting."""
         v = self.eval(expr, scope, stmt)
@@ -135,28 +171,18 @@ class CallsMixin:
         args = self.bind_args(
             call, spec.name, ports, [h.name for h in spec.hypers], spec.signature()
         )
-        ok = args.ok
-        missing = [p.name for p in spec.inputs if not p.optional and p.name not in args.tensors]
-        if missing and args.ok:
-            self.error(
-                "E0206",
-                f"{spec.name} needs the tensor input '{missing[0]}'",
-                call.func_span,
-                f"'{missing[0]}' is missing",
-                help=f"usage: {spec.signature()}",
-            )
-            ok = False
-        for h in spec.hypers:
-            if h.default is REQUIRED and h.name not in args.hypers:
-                self.error(
-                    "E0205",
-                    f"{spec.name} needs the hyperparameter '{h.name}'",
-                    call.func_span,
-                    f"'{h.name}' is missing",
-                    help=f"pass it by name, e.g. {spec.name}(..., {h.name}=...); "
-                    f"usage: {spec.signature()}",
-                )
-                ok = False
+        required = [p.name for p in spec.inputs if not p.optional]
+        needed = [h.name for h in spec.hypers if h.default is REQUIRED]
+        usage = spec.signature()
+        ok = self.check_missing(
+            call,
+            args,
+            spec.name,
+            required,
+            needed,
+            usage,
+            lambda h: f"pass it by name, e.g. {spec.name}(..., {h}=...); usage: {usage}",
+        )
         inputs: dict[str, Tensor] = {}
         for port in spec.inputs:
             if port.name not in args.tensors:

@@ -342,27 +342,15 @@ class Elaborator(CallsMixin):
         args = self.bind_args(
             call, f"block {blk.name}", inputs, [p.name for p in blk.params], usage
         )
-        ok = args.ok
-        missing = [n for n in inputs if n not in args.tensors]
-        if missing and args.ok:
-            self.error(
-                "E0206",
-                f"block {blk.name} needs the tensor input '{missing[0]}'",
-                call.func_span,
-                f"'{missing[0]}' is missing",
-                help=f"usage: {usage}",
-            )
-            ok = False
-        for p in blk.params:
-            if p.default is None and p.name not in args.hypers:
-                self.error(
-                    "E0205",
-                    f"block {blk.name} needs the hyperparameter '{p.name}'",
-                    call.func_span,
-                    f"'{p.name}' is missing",
-                    help=f"pass it by name: {blk.name}(..., {p.name}=...)",
-                )
-                ok = False
+        ok = self.check_missing(
+            call,
+            args,
+            f"block {blk.name}",
+            inputs,
+            [p.name for p in blk.params if p.default is None],
+            usage,
+            lambda h: f"pass it by name: {blk.name}(..., {h}=...)",
+        )
         tensors: dict[str, Any] = {}
         spans: dict[str, Span] = {}
         for n in inputs:
