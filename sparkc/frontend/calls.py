@@ -10,8 +10,8 @@ that argument.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..diagnostics import Span, did_you_mean
