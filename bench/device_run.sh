@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device call: install sparkc on the GPU machine, run the GPU tests, train tiny_gpt on the
 # Triton path, and run the kernel benchmarks. Usage (from the repo root, on the GPU machine):
-#   bash bench/device_run.sh [tests|train|bench|all]
+#   bash bench/device_run.sh [tests|train|sanitize|bench|all]
 # Writes logs and JSON under $OUT (or ./out when unset). Needs .whl/ with the lark wheel (the
 # GPU machine has no network); see docs/performance.md.
 set -uo pipefail
@@ -28,10 +28,17 @@ print(f"torch {torch.__version__} triton {triton.__version__} {p.name} sm_{p.maj
 PY
 if [[ $what == tests || $what == all ]]; then
   # -n 8: kernel compilation and autotuning dominate; one process per core group keeps it short.
-  $PY -m pytest -q -m gpu -n 8 --timeout 900 -p no:cacheprovider tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+  timeout "${TEST_LIMIT:-420}" $PY -m pytest -q -m gpu -n 8 --timeout 400 -p no:cacheprovider tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
 fi
 if [[ $what == train || $what == all ]]; then
   $PY -m sparkc.demo --device cuda --steps 300 2>&1 | tee "$OUT/train.log" | tail -25
+  $PY -m sparkc.demo --device cuda --example spark_k --steps 300 2>&1 | tee -a "$OUT/train.log" | tail -25
+fi
+if [[ $what == sanitize || $what == all ]]; then
+  # Every kernel family, odd shapes, forward and backward, under the memory checker.
+  compute-sanitizer --tool memcheck --error-exitcode 9 --print-limit 50 \
+    $PY bench/sanitize.py 2>&1 | tee "$OUT/sanitize.log" | tail -80
+  echo "compute-sanitizer exit status ${PIPESTATUS[0]}"
 fi
 if [[ $what == bench || $what == all ]]; then
   $PY -m sparkc bench examples/tiny_gpt.spark --shape B=8,N=1024 -D d=1024 -D heads=16 \

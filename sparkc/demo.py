@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from .cli import parse_define
 from .diagnostics import SparkError
 
 EXAMPLE = "tiny_gpt"
@@ -53,19 +54,35 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     ap.add_argument("--impl", default="auto", choices=("auto", "reference", "triton"))
     ap.add_argument("--out", default="build", help="where the generated package is written")
+    ap.add_argument(
+        "--example", default=EXAMPLE, help=f"which examples/NAME.spark to train (default {EXAMPLE})"
+    )
+    ap.add_argument(
+        "-D",
+        dest="define",
+        action="append",
+        type=parse_define,
+        metavar="NAME=VALUE",
+        help="override a model hyperparameter (repeatable), as `sparkc compile -D`",
+    )
     args = ap.parse_args(argv)
+    overrides = dict(args.define or ())
 
     import torch
 
     from .api import compile_to, import_package
 
-    example = find_example()
     try:
-        pkg = compile_to(args.out, example, force=False)
+        example = find_example(args.example)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    try:
+        pkg = compile_to(args.out, example, force=False, overrides=overrides)
     except SparkError as err:
         print(err.render({str(example): example.read_text()}), file=sys.stderr)
         return 1
-    module = import_package(pkg, f"sparkc_demo_{EXAMPLE}")
+    module = import_package(pkg, f"sparkc_demo_{example.stem}")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(0)
     net = module.Model(impl=args.impl).to(device)
@@ -90,11 +107,14 @@ def main(argv: list[str] | None = None) -> int:
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         opt.step()
-        loss = out.loss.item()
+        # The task loss: the model's `ce` output where it has one (the total also carries
+        # auxiliary losses such as a router's balance term), else the total.
+        task = out["ce"] if "ce" in out else out.loss
+        loss = task.item()
         first = loss if first is None else first
         last = loss
         if step == 1 or step % max(1, args.steps // 10) == 0:
-            print(f"step {step:4d}  loss {loss:.4f}")
+            print(f"step {step:4d}  loss {loss:.4f}  total {out.loss.item():.4f}")
     if device.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - t0

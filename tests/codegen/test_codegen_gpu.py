@@ -117,3 +117,38 @@ def test_example_triton_path_matches_reference_on_gpu(name):
             assert pt.grad is None, pn
             continue
         assert _rel(pt.grad, pr.grad) < 1e-3, (name, pn, _rel(pt.grad, pr.grad))
+
+
+# (example, overrides, steps, learning rate): the CPU training cases of test_examples_train.py,
+# here at the examples' own widths, on their generated kernels.
+TRAIN_CASES = [
+    ("spark_k", {}, 200, 3e-3),
+    ("splatflow", {}, 120, 3e-3),
+    ("hspmn", {}, 120, 3e-3),
+]
+
+
+@pytest.mark.parametrize("name, hyper, steps, lr", TRAIN_CASES, ids=[c[0] for c in TRAIN_CASES])
+def test_example_trains_on_generated_kernels(name, hyper, steps, lr):
+    """Each example learns the next-token task on its Triton path: the task loss (`ce`) ends
+    well below ln(vocab) and below half its start."""
+    import math
+
+    from sparkc.demo import progressions
+
+    module = api.load(ROOT / "examples" / f"{name}.spark", **hyper)
+    torch.manual_seed(0)
+    net = module.Model(impl="triton").cuda()
+    vocab = int(module.HYPER["vocab"])
+    opt = torch.optim.AdamW(net.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(1)
+    losses = []
+    for _ in range(steps):
+        tokens, targets = progressions(16, 32, vocab, gen)
+        out = net(tokens.cuda(), targets.cuda())
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        losses.append(out["ce"].item())
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < 0.5 * math.log(vocab) and last < 0.5 * first, (name, first, last)
