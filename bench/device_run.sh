@@ -35,18 +35,31 @@ if [[ $what == train || $what == all ]]; then
   $PY -m sparkc.demo --device cuda --example spark_k --steps 300 2>&1 | tee -a "$OUT/train.log" | tail -25
 fi
 if [[ $what == sanitize || $what == all ]]; then
-  # Every kernel family, odd shapes, forward and backward, under the memory checker.
-  compute-sanitizer --tool memcheck --error-exitcode 9 --print-limit 50 \
-    $PY bench/sanitize.py 2>&1 | tee "$OUT/sanitize.log" | tail -80
-  echo "compute-sanitizer exit status ${PIPESTATUS[0]}"
+  # Every kernel family, odd shapes, forward and backward, under the memory checker, in
+  # SHARDS processes side by side (SANITIZE_ONLY: comma-separated program/example names).
+  shards=${SHARDS:-4}
+  for ((i = 0; i < shards; i++)); do
+    timeout "${SANITIZE_LIMIT:-300}" compute-sanitizer --tool memcheck --error-exitcode 9 \
+      --print-limit 50 $PY bench/sanitize.py --shard "$i/$shards" --only "${SANITIZE_ONLY:-}" \
+      >"/tmp/sanitize_$i.log" 2>&1 &
+  done
+  wait
+  for ((i = 0; i < shards; i++)); do
+    echo "== shard $i/$shards"
+    cat "/tmp/sanitize_$i.log"
+  done | tee "$OUT/sanitize.log" | grep -v "^  " | tail -60
 fi
 if [[ $what == bench || $what == all ]]; then
-  $PY -m sparkc bench examples/tiny_gpt.spark --shape B=8,N=1024 -D d=1024 -D heads=16 \
-    -D max_len=1024 -D vocab=32000 --json "$OUT/bench_tiny_gpt.json" 2>&1 | tail -14
-  $PY -m sparkc bench --op attention --hp heads=16 --shape B=4,N=4096,D=2048 \
-    --json "$OUT/bench_op_attention.json" 2>&1 | tail -14
-  for b in bench/bench_*.py; do
+  # MODEL_BENCH=0 skips the `sparkc bench` runs; BENCHES names the bench/ scripts to run
+  # (default: all of them); BENCH_LIMIT bounds each script's seconds.
+  if [[ ${MODEL_BENCH:-1} == 1 ]]; then
+    $PY -m sparkc bench examples/tiny_gpt.spark --shape B=8,N=1024 -D d=1024 -D heads=16 \
+      -D max_len=1024 -D vocab=32000 --json "$OUT/bench_tiny_gpt.json" 2>&1 | tail -14
+    $PY -m sparkc bench --op attention --hp heads=16 --shape B=4,N=4096,D=2048 \
+      --json "$OUT/bench_op_attention.json" 2>&1 | tail -14
+  fi
+  for b in ${BENCHES:-bench/bench_*.py}; do
     echo "== $b"
-    timeout 240 $PY "$b" --json "$OUT/$(basename "$b" .py).json" 2>&1 | tail -30
+    timeout "${BENCH_LIMIT:-240}" $PY "$b" --json "$OUT/$(basename "$b" .py).json" 2>&1 | tail -30
   done
 fi

@@ -96,16 +96,17 @@ EXAMPLES = {
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", default="", help="comma-separated program/example names")
+    ap.add_argument("--shard", default="0/1", help="I/N: run every N-th job starting at I")
     args = ap.parse_args()
+    shard, shards = (int(v) for v in args.shard.split("/"))
     only = set(filter(None, args.only.split(",")))
     _record_launches()
     failed = []
     jobs = [(f"{p}/{str(dt)[6:]}", run_program, (p, dt)) for p in sorted(PROGRAMS)
             for dt in (torch.float32, torch.bfloat16)]
     jobs += [(f"example {e}", run_example, (e, hp)) for e, hp in EXAMPLES.items()]
+    jobs = [j for j in jobs if not only or j[2][0] in only][shard::shards]
     for label, fn, fargs in jobs:
-        if only and fargs[0] not in only:
-            continue
         try:
             fn(*fargs)
             torch.cuda.synchronize()

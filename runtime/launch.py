@@ -31,6 +31,28 @@ def cdiv(a: int, b: int) -> int:
     return -(-int(a) // int(b))
 
 
+def broadcast_shape(*shapes: Sequence[int]) -> tuple[int, ...]:
+    """The broadcast of `shapes` (numpy rules), in plain Python.
+
+    `torch.broadcast_shapes` costs a few hundred microseconds per call on the host, more than a
+    memory-bound kernel over 64 MB takes on an H100; every generated launch calls this instead.
+    """
+    ndim = max((len(s) for s in shapes), default=0)
+    out = [1] * ndim
+    for shape in shapes:
+        offset = ndim - len(shape)
+        for i, n in enumerate(shape):
+            cur = out[offset + i]
+            if n != cur and n != 1:
+                if cur != 1:
+                    raise RuntimeError(
+                        "shapes cannot be broadcast together: "
+                        + ", ".join(str(list(s)) for s in shapes)
+                    )
+                out[offset + i] = n
+    return tuple(out)
+
+
 def interpreting() -> bool:
     """True when Triton runs kernels in its CPU interpreter (`TRITON_INTERPRET=1`)."""
     return os.environ.get("TRITON_INTERPRET", "0").strip().lower() not in ("", "0", "false", "no")
@@ -124,9 +146,21 @@ def pick(
     """
     if interpreting() or like.device.type != "cuda":
         return candidates[0]
-    return tuning.default_cache().choose(
-        name, tuning.source_hash(source), shape_class, device_key(like), candidates, bench_fn
-    )
+    # In-process memo in front of the disk cache: the lookup runs on every launch, and hashing
+    # the source and serialising the key would cost more host time than a small kernel runs.
+    memo_key = (name, id(source), repr(shape_class), like.device.index, repr(candidates))
+    hit = _PICKED.get(memo_key)
+    if hit is None:
+        hit = tuning.default_cache().choose(
+            name, tuning.source_hash(source), shape_class, device_key(like), candidates, bench_fn
+        )
+        _PICKED[memo_key] = hit
+    return hit
+
+
+# pick()'s memo: (kernel, id of its source object, shape class, device, candidates) -> choice.
+# Sources are module-level JIT functions that live as long as the process, so ids are stable.
+_PICKED: dict[tuple, Any] = {}
 
 
 def bench_ms(fn: Callable[[], Any]) -> float:
