@@ -17,15 +17,14 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
+from sparkc.runtime.loader import load_source
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sparkc.codegen.render import render  # noqa: E402
-from sparkc.runtime.loader import load_source  # noqa: E402
+from sparkc.codegen.render import render
 
 
 def build(name: str, **hooks: Any) -> Callable[..., torch.Tensor]:

@@ -21,9 +21,10 @@ import torch
 
 
 def build_module():
-    from sparkc.codegen.render import render
     from sparkc.runtime import launch
     from sparkc.runtime.loader import load_source
+
+    from sparkc.codegen.render import render
 
     launch.configure_triton_cache()
     text = render("prelude.py.jinja", version="bench", source_name="bench_pointwise")

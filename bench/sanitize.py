@@ -24,10 +24,10 @@ import triton
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "codegen"))
 
-from programs import PROGRAMS  # noqa: E402
-from sparkc.demo import progressions  # noqa: E402
+from programs import PROGRAMS
 
-import sparkc.api as api  # noqa: E402
+from sparkc import api
+from sparkc.demo import progressions
 
 LAUNCHES: collections.Counter = collections.Counter()
 
@@ -102,8 +102,11 @@ def main() -> int:
     only = set(filter(None, args.only.split(",")))
     _record_launches()
     failed = []
-    jobs = [(f"{p}/{str(dt)[6:]}", run_program, (p, dt)) for p in sorted(PROGRAMS)
-            for dt in (torch.float32, torch.bfloat16)]
+    jobs = [
+        (f"{p}/{str(dt)[6:]}", run_program, (p, dt))
+        for p in sorted(PROGRAMS)
+        for dt in (torch.float32, torch.bfloat16)
+    ]
     jobs += [(f"example {e}", run_example, (e, hp)) for e, hp in EXAMPLES.items()]
     jobs = [j for j in jobs if not only or j[2][0] in only][shard::shards]
     for label, fn, fargs in jobs:
@@ -114,8 +117,10 @@ def main() -> int:
         except Exception as err:  # report every model, then fail
             failed.append(label)
             print(f"FAIL  {label}: {type(err).__name__}: {err}", flush=True)
-    print(f"triton {triton.__version__}, torch {torch.__version__}; "
-          f"{len(LAUNCHES)} distinct kernels, {sum(LAUNCHES.values())} launches:")
+    print(
+        f"triton {triton.__version__}, torch {torch.__version__}; "
+        f"{len(LAUNCHES)} distinct kernels, {sum(LAUNCHES.values())} launches:"
+    )
     for k, v in sorted(LAUNCHES.items()):
         print(f"  {k:48s} {v}")
     return 1 if failed else 0
