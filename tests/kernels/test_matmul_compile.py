@@ -109,3 +109,51 @@ def test_all_kernels_compile_for_sm90(dtype, combos):
     # fwd per combo + epilogue backward where present + mm (two hooks) + colsum
     assert len(compiled) == len(combos) + n_bwd + 3
     assert f"mmc0_mm_kernel:{dtype}" in compiled
+
+
+TUNING_SCRIPT = r"""
+import json, sys
+import torch
+from sparkc.codegen.render import render
+from sparkc.runtime import launch
+from sparkc.runtime.loader import load_source
+
+prelude = render("prelude.py.jinja", version="test", source_name="compile")
+report = []
+for dual in (False, True):
+    name = f"mmt{int(dual)}"
+    mod = load_source(name, prelude + render("matmul.py.jinja", name=name, epilogue=["bias"],
+                                             dual=dual))
+    for dtype, ptr, prec in ((torch.bfloat16, "*bf16", "tf32"), (torch.float32, "*fp32", "ieee")):
+        like = torch.empty(0, dtype=dtype)
+        cands = {getattr(mod, name + "_fit")(c, dtype, like, dual)
+                 for c in getattr(mod, name + "_CANDIDATES") + getattr(mod, name + "_SKINNY_CANDIDATES")}
+        for bm, bn, bk, group, warps, stages in sorted(cands):
+            tiles = {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": group}
+            for fn, consts in ((getattr(mod, name + "_fwd_kernel"), {"SAVE": True}),
+                               (getattr(mod, name + "_mm_kernel"), {"HAS_SECOND": dual})):
+                sig = {a: ("i32" if a in ("M", "N", "K") or "stride" in a else ptr)
+                       for a in fn.arg_names}
+                consts = {**consts, "DOT_PRECISION": prec, **tiles}
+                sig = {k: v for k, v in sig.items() if k not in consts}
+                asm = launch.compile_for_target(fn, sig, consts, arch=90, num_warps=warps)
+                report.append([fn.__name__, str(dtype), bm, bn, bk, warps, stages])
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.exhaustive
+def test_every_tuning_candidate_compiles_for_sm90():
+    """Each (fitted) tuning candidate of the GEMM kernels compiles for sm_90, plain and dual."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run(
+        [sys.executable, "-c", TUNING_SCRIPT],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(report) >= 2 * 2 * 2 * 8, report
