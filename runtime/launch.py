@@ -163,6 +163,79 @@ def pick(
 _PICKED: dict[tuple, Any] = {}
 
 
+# GEMM tuning candidates (BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages) for Hopper,
+# shared by every generated GEMM kernel (`tuned_gemm`). BLOCK_K is halved for float32 operands and
+# stages are dropped to fit shared memory (`fit_gemm`).
+GEMM_CANDIDATES = (
+    (128, 256, 64, 8, 8, 3),
+    (256, 128, 64, 8, 8, 3),
+    (128, 128, 64, 8, 8, 3),
+    (128, 128, 64, 8, 4, 4),
+    (128, 256, 64, 8, 8, 4),
+    (64, 128, 64, 8, 4, 4),
+)
+# Skinny outputs (M <= 64 rows: decoding, small batches).
+GEMM_SKINNY_CANDIDATES = (
+    (64, 64, 128, 1, 4, 4),
+    (64, 128, 64, 1, 4, 4),
+    (64, 64, 64, 1, 4, 3),
+    (64, 256, 64, 1, 8, 3),
+)
+GEMM_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_stages")
+# Shared memory the operand pipeline may use (the H100/H200 have 227 KB per block).
+GEMM_SMEM_BUDGET = 200 * 1024
+
+
+def fit_gemm(cand: Sequence[int], element_size: int, dual: bool = False) -> tuple[int, ...]:
+    """A candidate adjusted to its operands: BLOCK_K halved for 4-byte elements, pipeline stages
+    dropped until `stages x (BLOCK_M + BLOCK_N) x BLOCK_K` elements (twice that when two operand
+    pairs share a stage, `dual`) fit in GEMM_SMEM_BUDGET."""
+    bm, bn, bk, group, warps, stages = cand
+    if element_size >= 4 and bk > 16:
+        bk //= 2
+    pairs = 2 if dual else 1
+    while stages > 2 and stages * pairs * (bm + bn) * bk * element_size > GEMM_SMEM_BUDGET:
+        stages -= 1
+    return (bm, bn, bk, group, warps, stages)
+
+
+def tuned_gemm(
+    kernel: Any,
+    heuristic: Callable[..., dict],
+    M: int,
+    N: int,
+    K: int,
+    like: Any,
+    run: Callable[[dict], Any],
+    dual: bool = False,
+) -> dict:
+    """Tile configuration of a GEMM kernel producing [M, N] with reduction length K.
+
+    `heuristic(M, N, K, dtype, like, dual=dual)` is the template's own choice, used as is under
+    the interpreter and off GPU. On a GPU every fitted candidate (the heuristic's first) is timed
+    once per shape class by `run(cfg)`, which launches `kernel` with that configuration, and the
+    fastest is remembered (`pick`).
+    """
+    base = heuristic(M, N, K, like.dtype, like, dual=dual)
+    if interpreting() or like.device.type != "cuda":
+        return base
+    pool = GEMM_SKINNY_CANDIDATES if M <= 64 else GEMM_CANDIDATES
+    candidates = [tuple(base[k] for k in GEMM_KEYS)]
+    for cand in pool:
+        cand = fit_gemm(cand, like.element_size(), dual)
+        if cand not in candidates:
+            candidates.append(cand)
+
+    def bench(cand: Sequence[int]) -> float:
+        return bench_ms(lambda: run(dict(zip(GEMM_KEYS, cand))))
+
+    m_class = "skinny" if M <= 64 else min(next_pow2(M), 1 << 16)
+    shape_class = [m_class, N, K, str(like.dtype), bool(dual)]
+    name = getattr(getattr(kernel, "fn", kernel), "__name__", "gemm")
+    best = pick(name, shape_class, candidates, bench, source=kernel, like=like)
+    return dict(zip(GEMM_KEYS, best))
+
+
 def bench_ms(fn: Callable[[], Any]) -> float:
     """Median milliseconds of `fn()` on the GPU (Triton's do_bench, warm-up included)."""
     import triton.testing

@@ -125,9 +125,9 @@ for dual in (False, True):
     mod = load_source(name, prelude + render("matmul.py.jinja", name=name, epilogue=["bias"],
                                              dual=dual))
     for dtype, ptr, prec in ((torch.bfloat16, "*bf16", "tf32"), (torch.float32, "*fp32", "ieee")):
-        like = torch.empty(0, dtype=dtype)
-        cands = {getattr(mod, name + "_fit")(c, dtype, like, dual)
-                 for c in getattr(mod, name + "_CANDIDATES") + getattr(mod, name + "_SKINNY_CANDIDATES")}
+        size = torch.empty(0, dtype=dtype).element_size()
+        cands = {launch.fit_gemm(c, size, dual)
+                 for c in launch.GEMM_CANDIDATES + launch.GEMM_SKINNY_CANDIDATES}
         for bm, bn, bk, group, warps, stages in sorted(cands):
             tiles = {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": group}
             for fn, consts in ((getattr(mod, name + "_fwd_kernel"), {"SAVE": True}),
@@ -144,7 +144,8 @@ print(json.dumps(report))
 
 @pytest.mark.exhaustive
 def test_every_tuning_candidate_compiles_for_sm90():
-    """Each (fitted) tuning candidate of the GEMM kernels compiles for sm_90, plain and dual."""
+    """Each (fitted) GEMM tuning candidate of `launch.tuned_gemm` compiles for sm_90 in the
+    matmul template's kernels, plain and dual."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     proc = subprocess.run(
         [sys.executable, "-c", TUNING_SCRIPT],

@@ -1,0 +1,81 @@
+"""Host-side launch helpers: `broadcast_shape` (what every generated launch uses instead of
+`torch.broadcast_shapes`, which costs more host time than a small kernel runs) and the GEMM
+tuning candidates of `tuned_gemm`."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sparkc.runtime import launch
+
+dims = st.lists(st.integers(0, 4), min_size=0, max_size=4)
+
+
+@given(st.lists(dims, min_size=1, max_size=4))
+def test_matches_torch_broadcast_shapes(shapes):
+    try:
+        want = tuple(torch.broadcast_shapes(*shapes))
+    except RuntimeError:
+        with pytest.raises(RuntimeError, match="cannot be broadcast"):
+            launch.broadcast_shape(*shapes)
+        return
+    assert launch.broadcast_shape(*shapes) == want
+
+
+def test_error_names_the_shapes():
+    with pytest.raises(RuntimeError, match=r"\[2, 3\], \[4\]"):
+        launch.broadcast_shape((2, 3), (4,))
+
+
+def test_fit_gemm_halves_k_for_float32_and_drops_stages_to_fit_shared_memory():
+    assert launch.fit_gemm((128, 128, 64, 8, 8, 3), 2) == (128, 128, 64, 8, 8, 3)
+    assert launch.fit_gemm((128, 128, 64, 8, 8, 3), 4) == (128, 128, 32, 8, 8, 3)
+    # Two operand pairs per stage: 4 x 2 x 128 x 128 x 2 B = 256 KB > budget -> 3 stages.
+    assert launch.fit_gemm((64, 64, 128, 1, 4, 4), 2, dual=True) == (64, 64, 128, 1, 4, 3)
+    for cand in launch.GEMM_CANDIDATES + launch.GEMM_SKINNY_CANDIDATES:
+        for size in (2, 4):
+            for dual in (False, True):
+                bm, bn, bk, _, _, stages = launch.fit_gemm(cand, size, dual)
+                pairs = 2 if dual else 1
+                assert stages == 2 or stages * pairs * (bm + bn) * bk * size <= (200 << 10)
+
+
+class _FakeCudaTensor:
+    """Enough of a CUDA tensor for `tuned_gemm` to take its GPU branch."""
+
+    dtype = torch.bfloat16
+
+    class device:  # noqa: N801 - mimics tensor.device
+        type = "cuda"
+        index = 0
+
+    @staticmethod
+    def element_size():
+        return 2
+
+
+def test_tuned_gemm_times_the_heuristic_first_then_every_fitted_candidate(monkeypatch):
+    seen = {}
+
+    def fake_pick(name, shape_class, candidates, bench_fn, *, source, like):
+        seen.update(name=name, shape_class=shape_class, candidates=candidates)
+        bench_fn(candidates[1])  # timing a candidate launches the kernel with it
+        return candidates[1]
+
+    runs = []
+    monkeypatch.setattr(launch, "pick", fake_pick)
+    monkeypatch.setattr(launch, "interpreting", lambda: False)
+    monkeypatch.setattr(launch, "bench_ms", lambda fn: fn() or 1.0)
+
+    def heuristic(M, N, K, dtype, like, dual=False):
+        return dict(zip(launch.GEMM_KEYS, (128, 128, 64, 8, 8, 3)))
+
+    cfg = launch.tuned_gemm("mm_kernel", heuristic, 4096, 1024, 512, _FakeCudaTensor(), runs.append)
+    cands = seen["candidates"]
+    assert cands[0] == (128, 128, 64, 8, 8, 3)
+    assert len(set(cands)) == len(cands) == len(launch.GEMM_CANDIDATES)
+    assert seen["shape_class"] == [4096, 1024, 512, "torch.bfloat16", False]
+    assert cfg == dict(zip(launch.GEMM_KEYS, cands[1])) == runs[0]
