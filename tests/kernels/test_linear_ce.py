@@ -70,6 +70,7 @@ def check(
     ignore_index=-100,
     grad_scale=1.0,
     seed=0,
+    recompute=False,
 ):
     h64, w64, b64, t = make(M, D, V, bias, ignored, seed, scale, ignore_index)
 
@@ -81,7 +82,7 @@ def check(
         return out
 
     h, w, b = leaves(dtype, device)
-    loss = build()(h, w, b, t.to(device), ignore_index, v_chunk=v_chunk)
+    loss = build()(h, w, b, t.to(device), ignore_index, v_chunk=v_chunk, recompute=recompute)
     (loss * grad_scale).backward()
     rh, rw, rb = leaves(torch.float64, device)
     rh_q, rw_q = rh, rw
@@ -110,37 +111,54 @@ def check(
     [(33, 40, 100, True, 5), (7, 24, 65, False, 0), (1, 40, 7, True, 0), (65, 24, 33, True, 64)],
     ids=["odd", "nobias", "single_row", "one_counted"],
 )
-def test_matches_float64(M, D, V, bias, ignored):
-    check(M, D, V, bias, ignored)
+@pytest.mark.parametrize("recompute", [False, True], ids=["train_forward", "recompute"])
+def test_matches_float64(M, D, V, bias, ignored, recompute):
+    check(M, D, V, bias, ignored, recompute=recompute)
+
+
+def test_loss_without_gradients_matches_training_loss():
+    # No gradient needed: the loss-only forward (online log-sum-exp, no stored logits).
+    h, w, b, t = make(33, 40, 100, True, 5, 0, 1.0, -100)
+    fn = build()
+    with torch.no_grad():
+        eval_loss = fn(h.float(), w.float(), b.float(), t)
+    train_loss = fn(h.float().requires_grad_(True), w.float(), b.float(), t)
+    assert abs(eval_loss.item() - train_loss.item()) < 1e-5
 
 
 @pytest.mark.parametrize("v_chunk", [24, 40], ids=["chunk24", "chunk40"])
 def test_backward_in_vocabulary_chunks(v_chunk):
     # Several chunks: dh accumulates in place (float32), dw/db written chunk by chunk.
-    check(33, 40, 100, True, 3, v_chunk=v_chunk, seed=1)
+    check(33, 40, 100, True, 3, v_chunk=v_chunk, seed=1, recompute=True)
 
 
-def test_half_inputs_accumulate_dh_in_float32():
+@pytest.mark.parametrize("recompute", [False, True], ids=["train_forward", "recompute"])
+def test_half_inputs_accumulate_in_float32(recompute):
     # float16 (the interpreter handles it; bfloat16 it does not) takes the separate float32
-    # accumulator for dh across chunks.
-    check(33, 24, 72, True, 2, dtype=torch.float16, tol=1e-2, v_chunk=32, seed=2)
+    # accumulator across chunks: dh's vocabulary chunks (recompute), dw's row chunks (training).
+    check(
+        33, 24, 72, True, 2, dtype=torch.float16, tol=1e-2, v_chunk=32, seed=2, recompute=recompute
+    )
 
 
-def test_every_row_ignored_gives_zero_loss_and_zero_grads():
-    loss, (h, w, b) = check(7, 24, 40, True, ignored=7)
+@pytest.mark.parametrize("recompute", [False, True], ids=["train_forward", "recompute"])
+def test_every_row_ignored_gives_zero_loss_and_zero_grads(recompute):
+    loss, (h, w, b) = check(7, 24, 40, True, ignored=7, recompute=recompute)
     assert loss.item() == 0.0
     for x in (h, w, b):
         assert torch.count_nonzero(x.grad).item() == 0
 
 
-def test_custom_ignore_index_and_upstream_scale():
+@pytest.mark.parametrize("recompute", [False, True], ids=["train_forward", "recompute"])
+def test_custom_ignore_index_and_upstream_scale(recompute):
     # ignore_index = 0 is a real class id: rows targeting it drop out; the upstream grad scales.
-    check(33, 24, 40, False, ignored=9, ignore_index=0, grad_scale=3.0, seed=3)
+    check(33, 24, 40, False, ignored=9, ignore_index=0, grad_scale=3.0, seed=3, recompute=recompute)
 
 
-def test_large_logits_are_stable():
+@pytest.mark.parametrize("recompute", [False, True], ids=["train_forward", "recompute"])
+def test_large_logits_are_stable(recompute):
     # Logits of magnitude ~ 100: the online log-sum-exp must not overflow.
-    check(7, 40, 100, True, 1, scale=60.0, tol=1e-4, seed=4)
+    check(7, 40, 100, True, 1, scale=60.0, tol=1e-4, seed=4, recompute=recompute)
 
 
 def test_render_is_deterministic():
@@ -152,25 +170,45 @@ def test_render_is_deterministic():
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 1e-2)])
 @pytest.mark.parametrize("M,D,V", [(4096, 1024, 32000), (1000, 768, 50257)])
-def test_gpu_matches_reference(M, D, V, dtype, tol):
-    check(M, D, V, True, M // 10, dtype=dtype, tol=tol, device="cuda", seed=5)
+@pytest.mark.parametrize("recompute", [False, True], ids=["train_forward", "recompute"])
+def test_gpu_matches_reference(M, D, V, dtype, tol, recompute):
+    check(M, D, V, True, M // 10, dtype=dtype, tol=tol, device="cuda", seed=5, recompute=recompute)
 
 
 @pytest.mark.gpu
-def test_gpu_peak_memory_far_below_logits():
+@pytest.mark.parametrize("recompute", [False, True], ids=["train_forward", "recompute"])
+def test_gpu_peak_memory_below_logits(recompute):
     M, D, V = 8192, 1024, 32000
     h = torch.randn(M, D, device="cuda", dtype=torch.bfloat16, requires_grad=True)
     w = (torch.randn(V, D, device="cuda", dtype=torch.bfloat16) / 32).requires_grad_(True)
     t = torch.randint(0, V, (M,), device="cuda")
     fn = build()
-    fn(h, w, None, t).backward()  # compile and warm up
+    fn(h, w, None, t, recompute=recompute).backward()  # compile and warm up
     h.grad = w.grad = None
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
-    fn(h, w, None, t).backward()
+    fn(h, w, None, t, recompute=recompute).backward()
     torch.cuda.synchronize()
     extra = torch.cuda.max_memory_allocated() - base
     grads = h.numel() * 2 + w.numel() * 2
-    logits = M * V * 2
-    assert extra - grads < logits / 4, (extra, grads, logits)
+    logits = M * V * 2  # the bfloat16 logits eager PyTorch stores
+    if recompute:  # one 64 MB dlogits chunk at a time
+        bound = logits / 4
+    else:  # the criterion: below eager PyTorch's peak by at least the logits
+        h.grad = w.grad = None
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        torch.nn.functional.cross_entropy((h @ w.t()).float(), t).backward()
+        torch.cuda.synchronize()
+        bound = torch.cuda.max_memory_allocated() - base - grads - logits
+    assert extra - grads < bound, (extra, grads, logits)
+
+
+def test_second_backward_of_a_training_forward_is_refused():
+    h, w, b, t = make(9, 16, 20, True, 0, 0, 1.0, -100)
+    h = h.float().requires_grad_(True)
+    loss = build()(h, w.float(), b.float(), t)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="recompute=True"):
+        loss.backward()

@@ -15,7 +15,7 @@ from sparkc.runtime import launch
 from sparkc.runtime.loader import load_source
 
 TY = {"bfloat16": "*bf16", "float32": "*fp32"}
-FP32 = {"PM", "PS", "PZ", "LSE", "LOSS", "G", "PB", "P", "ACC"}
+FP32 = {"PM", "PS", "PZ", "LSE", "LOSS", "G", "PB", "P", "ACC", "L", "LROW"}
 INTS = {"M", "V", "D", "N", "K", "R", "v0", "VC", "SPLITS", "v_per_split", "ignore_index"}
 SPECIAL = {"T": "*i64", "COUNT": "*i32"}
 report = []
@@ -45,6 +45,7 @@ for dtype in json.loads(sys.argv[1]):
                     "BLOCK_M": 128, "BLOCK_V": 128, "BLOCK_D": bk})
         compile_one(mod.lcec_dlogits_kernel, dtype, {"HAS_BIAS": has_bias, "DOT_PRECISION": prec,
                     "BLOCK_M": 128, "BLOCK_V": 128, "BLOCK_D": bk, "GROUP_M": 8})
+        compile_one(mod.lcec_rowgrad_kernel, dtype, {"HAS_BIAS": has_bias, "BLOCK_V": 2048})
     for add in (False, True):
         compile_one(mod.lcec_mm_kernel, dtype, {"ADD_ACC": add, "DOT_PRECISION": prec,
                     "BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": bk, "GROUP_M": 8})
@@ -66,5 +67,6 @@ def test_all_kernels_compile_for_sm90():
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     compiled = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert len(compiled) == 2 * (2 + 2 + 2 + 1 + 1)
+    assert len(compiled) == 2 * (2 + 2 + 2 + 2 + 1 + 1)
     assert any(c.startswith("lcec_dlogits_kernel:bfloat16") for c in compiled)
+    assert any(c.startswith("lcec_rowgrad_kernel:float32") for c in compiled)
