@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device call: install sparkc on the GPU machine, run the GPU tests, train tiny_gpt on the
 # Triton path, and run the kernel benchmarks. Usage (from the repo root, on the GPU machine):
-#   bash bench/device_run.sh [tests|train|sanitize|bench|all]
+#   bash bench/device_run.sh [tests|train|sanitize|bench|model|all]
 # Writes logs and JSON under $OUT (or ./out when unset). Needs .whl/ with the lark wheel (the
 # GPU machine has no network); see docs/performance.md.
 set -uo pipefail
@@ -28,7 +28,10 @@ print(f"torch {torch.__version__} triton {triton.__version__} {p.name} sm_{p.maj
 PY
 if [[ $what == tests || $what == all ]]; then
   # -n 8: kernel compilation and autotuning dominate; one process per core group keeps it short.
-  timeout "${TEST_LIMIT:-420}" $PY -m pytest -q -m gpu -n 8 --timeout 400 -p no:cacheprovider tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+  # GPU_TESTS: which test paths (default: all); TEST_LIMIT bounds the run in seconds.
+  # shellcheck disable=SC2086
+  timeout "${TEST_LIMIT:-420}" $PY -m pytest -q -m gpu -n 8 --timeout 400 -p no:cacheprovider \
+    ${GPU_TESTS:-tests} 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
 fi
 if [[ $what == train || $what == all ]]; then
   $PY -m sparkc.demo --device cuda --steps 300 2>&1 | tee "$OUT/train.log" | tail -25
@@ -50,16 +53,33 @@ if [[ $what == sanitize || $what == all ]]; then
   done | tee "$OUT/sanitize.log" | grep -v "^  " | tail -60
 fi
 if [[ $what == bench || $what == all ]]; then
-  # MODEL_BENCH=0 skips the `sparkc bench` runs; BENCHES names the bench/ scripts to run
-  # (default: all of them); BENCH_LIMIT bounds each script's seconds.
-  if [[ ${MODEL_BENCH:-1} == 1 ]]; then
-    $PY -m sparkc bench examples/tiny_gpt.spark --shape B=8,N=1024 -D d=1024 -D heads=16 \
-      -D max_len=1024 -D vocab=32000 --json "$OUT/bench_tiny_gpt.json" 2>&1 | tail -14
-    $PY -m sparkc bench --op attention --hp heads=16 --shape B=4,N=4096,D=2048 \
-      --json "$OUT/bench_op_attention.json" 2>&1 | tail -14
-  fi
-  for b in ${BENCHES:-bench/bench_*.py}; do
+  # BENCHES names the bench/ scripts to run (default: all of them), BENCH_LIMIT bounds each
+  # script's seconds.
+  # Entries are separated by ';' and may carry arguments ("bench/bench_spark_k.py --blocks spd").
+  if [[ -n ${BENCHES:-} ]]; then IFS=';' read -ra list <<<"$BENCHES"; else list=(bench/bench_*.py); fi
+  for b in "${list[@]}"; do
     echo "== $b"
-    timeout "${BENCH_LIMIT:-240}" $PY "$b" --json "$OUT/$(basename "$b" .py).json" 2>&1 | tail -30
+    # shellcheck disable=SC2086
+    timeout "${BENCH_LIMIT:-240}" $PY $b --json "$OUT/$(basename "${b%% *}" .py).json" 2>&1 | tail -30
   done
+fi
+if [[ $what == model || $what == all ]]; then
+  # `sparkc bench` of tiny_gpt at GPT-2-small-like width (MODEL_MODES, default
+  # fwd,fwd+bwd,step; MODEL_LIMIT seconds), unless MODEL_BENCH=0; then one attention op.
+  if [[ ${MODEL_BENCH:-1} == 1 ]]; then
+    timeout "${MODEL_LIMIT:-600}" $PY -m sparkc bench examples/tiny_gpt.spark --shape B=8,N=1024 \
+      -D d=1024 -D heads=16 -D max_len=1024 -D vocab=32000 --modes "${MODEL_MODES:-fwd,fwd+bwd,step}" \
+      --json "$OUT/bench_tiny_gpt.json" 2>&1 | tail -24
+  fi
+  if [[ ${OP_BENCH:-1} == 1 ]]; then
+    # Twice: the first process starts cold (Triton compiles, tiles are timed), the second warm
+    # (Triton's cache and sparkc's tuning cache on disk): compare their "first call s".
+    export SPARKC_CACHE_DIR=/tmp/sparkc_startup_cache
+    rm -rf "$SPARKC_CACHE_DIR"
+    for start in cold warm; do
+      echo "== sparkc bench --op attention ($start start)"
+      $PY -m sparkc bench --op attention --hp heads=16 --shape B=4,N=4096,D=2048 --no-compile \
+        --json "$OUT/bench_op_attention_$start.json" 2>&1 | tail -8
+    done
+  fi
 fi

@@ -147,6 +147,9 @@ def make_inputs(module, shape: dict[str, int], device, dtype, generator) -> dict
     return out
 
 
+MODES = ("fwd", "fwd+bwd", "step")
+
+
 def _objective(out, torch):
     if out.get("loss") is not None:
         return out["loss"]
@@ -163,6 +166,14 @@ def run(opts: BenchOptions, emit: Callable[[str], None] = print) -> dict[str, An
     from . import api
     from .ir.cost import graph_cost
 
+    bad = [m for m in opts.modes if m not in MODES]
+    if bad:
+        raise error(
+            "E0803",
+            f"unknown --modes entry '{bad[0]}'",
+            None,
+            help="use fwd, fwd+bwd and/or step (a training step with AdamW), comma-separated",
+        )
     cuda = torch.cuda.is_available() if opts.device is None else opts.device == "cuda"
     device = torch.device("cuda" if cuda else "cpu")
     dtype = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": torch.float32}[opts.dtype]
@@ -231,10 +242,13 @@ def run(opts: BenchOptions, emit: Callable[[str], None] = print) -> dict[str, An
         target = getattr(net, "_orig_mod", net)
         target.load_state_dict(base.state_dict())
         target.to(device=device, dtype=dtype)
+        # "step": a whole training step, forward + backward + AdamW (the same optimizer for every
+        # variant; fused on the GPU).
+        opt = torch.optim.AdamW(target.parameters(), lr=1e-4, fused=cuda or None)
         for mode in opts.modes:
             k = [0]
 
-            def step(net=net, mode=mode, k=k, target=target):
+            def step(net=net, mode=mode, k=k, target=target, opt=opt):
                 inputs = sets[k[0] % len(sets)]
                 k[0] += 1
                 if mode == "fwd":
@@ -242,6 +256,8 @@ def run(opts: BenchOptions, emit: Callable[[str], None] = print) -> dict[str, An
                         return net(**inputs)
                 target.zero_grad(set_to_none=True)
                 _objective(net(**inputs), torch).backward()
+                if mode == "step":
+                    opt.step()
 
             t0 = time.perf_counter()
             step()
@@ -275,7 +291,8 @@ def run(opts: BenchOptions, emit: Callable[[str], None] = print) -> dict[str, An
                 )
                 row["of_floor"] = row["floor_ms"] / ms
             report["rows"].append(row)
-        del net
+            emit(f"  {vname:<12} {mode:<8} {ms:9.3f} ms  first call {first_s:6.1f} s")
+        del net, opt
     emit(format_table(report))
     if opts.json_path:
         Path(opts.json_path).write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")

@@ -264,9 +264,9 @@ _EPILOG = {
     "graph": "examples:\n  sparkc graph examples/tiny_gpt.spark --format dot | dot -Tsvg > g.svg\n"
     "  sparkc graph examples/hspmn.spark --format svg --after opt -o build/hspmn.svg",
     "bench": "examples (on a GPU machine):\n"
-             "  sparkc bench examples/tiny_gpt.spark --shape B=8,N=1024 --json tiny.json\n"
-             "  sparkc bench --op attention --hp heads=16 --shape B=4,N=4096,D=2048\n"
-             "  sparkc bench examples/tiny_gpt.spark --shape B=2,N=64 --device cpu --dtype f32",
+    "  sparkc bench examples/tiny_gpt.spark --shape B=8,N=1024 --json tiny.json\n"
+    "  sparkc bench --op attention --hp heads=16 --shape B=4,N=4096,D=2048\n"
+    "  sparkc bench examples/tiny_gpt.spark --shape B=2,N=64 --device cpu --dtype f32",
     "ops": "examples:\n  sparkc ops attention fk_attention\n"
     "  sparkc ops --format markdown > docs/ops.md",
 }
@@ -334,21 +334,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_graph)
 
     p = subparser("bench", "time a model or one op: generated kernels vs eager and torch.compile")
-    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                   help="show the Python traceback of an internal error")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the Python traceback of an internal error",
+    )
     p.add_argument("file", metavar="FILE", nargs="?", help="the .spark source file")
     p.add_argument("--op", metavar="NAME", help="benchmark one op on x: float[B, N, D] instead")
-    p.add_argument("--hp", metavar="NAME=VALUE", action="append", type=parse_define,
-                   help="a hyperparameter of --op (repeatable)")
-    p.add_argument("-D", dest="define", metavar="NAME=VALUE", action="append", type=parse_define,
-                   help="override a model hyperparameter (repeatable)")
+    p.add_argument(
+        "--hp",
+        metavar="NAME=VALUE",
+        action="append",
+        type=parse_define,
+        help="a hyperparameter of --op (repeatable)",
+    )
+    p.add_argument(
+        "-D",
+        dest="define",
+        metavar="NAME=VALUE",
+        action="append",
+        type=parse_define,
+        help="override a model hyperparameter (repeatable)",
+    )
     p.add_argument("--model", metavar="NAME", help="the model to build (default: the last one)")
-    p.add_argument("--shape", metavar="B=8,N=2048,...", default="",
-                   help="sizes of the symbolic dimensions (and D= for --op)")
+    p.add_argument(
+        "--shape",
+        metavar="B=8,N=2048,...",
+        default="",
+        help="sizes of the symbolic dimensions (and D= for --op)",
+    )
     p.add_argument("--dtype", choices=("bf16", "f16", "f32"), default="bf16")
-    p.add_argument("--device", choices=("cuda", "cpu"), default=None,
-                   help="default: cuda when available")
-    p.add_argument("--modes", default="fwd,fwd+bwd", help="fwd, fwd+bwd or both (comma-separated)")
+    p.add_argument(
+        "--device", choices=("cuda", "cpu"), default=None, help="default: cuda when available"
+    )
+    p.add_argument(
+        "--modes", default="fwd,fwd+bwd", help="fwd, fwd+bwd, step (fwd+bwd+AdamW), comma-separated"
+    )
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile baselines")
     p.add_argument("--json", metavar="PATH", help="also write the full report as JSON")
     p.set_defaults(handler=cmd_bench)

@@ -76,6 +76,8 @@ def test_bench_command_on_cpu(tmp_path):
             "--dtype",
             "f32",
             "--no-compile",
+            "--modes",
+            "fwd,fwd+bwd,step",
             "--json",
             str(path),
         ],
@@ -90,6 +92,7 @@ def test_bench_command_on_cpu(tmp_path):
     assert [(r["variant"], r["mode"]) for r in report["rows"]] == [
         ("eager", "fwd"),
         ("eager", "fwd+bwd"),
+        ("eager", "step"),
     ]
     assert all(r["ms"] > 0 and r["TFLOPs"] > 0 for r in report["rows"])
     assert report["cost"]["flops_fwd_bwd"] > report["cost"]["flops_fwd"] > 0
@@ -114,3 +117,20 @@ def test_bench_usage_errors():
         stderr=err,
     )
     assert code == 1 and "does not bind N" in err.getvalue()
+
+    err = io.StringIO()
+    code = main(
+        [
+            "bench",
+            str(ROOT / "examples" / "tiny_gpt.spark"),
+            "--shape",
+            "B=2,N=8",
+            "--device",
+            "cpu",
+            "--modes",
+            "fwd,train",
+        ],
+        stdout=io.StringIO(),
+        stderr=err,
+    )
+    assert code == 1 and "E0803" in err.getvalue() and "'train'" in err.getvalue()

@@ -66,4 +66,5 @@ ERROR_CODES: dict[str, str] = {
     # -- E08xx: sparkc bench ---------------------------------------------------------------------
     "E0801": "an op that --op cannot benchmark on its own",
     "E0802": "a --shape that does not bind every symbolic dimension",
+    "E0803": "a --modes entry other than fwd, fwd+bwd and step",
 }
