@@ -32,6 +32,11 @@ if [[ $what == tests || $what == all ]]; then
   # shellcheck disable=SC2086
   timeout "${TEST_LIMIT:-420}" $PY -m pytest -q -m gpu -n 8 --timeout 400 -p no:cacheprovider \
     ${GPU_TESTS:-tests} 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+  # `timeout` ends pytest but not its xdist workers, which go on running GPU tests: on
+  # 2026-12-01 they overlapped (and spoiled) the benchmarks that followed. End every process
+  # still holding the GPU before anything is timed.
+  nvidia-smi --query-compute-apps=pid --format=csv,noheader | xargs -r kill -9 2>/dev/null
+  sleep 1
 fi
 if [[ $what == train || $what == all ]]; then
   $PY -m sparkc.demo --device cuda --steps 300 2>&1 | tee "$OUT/train.log" | tail -25

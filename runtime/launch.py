@@ -132,7 +132,7 @@ def row_tile(d: int, max_block_d: int = 16384, target: int = 4096) -> tuple[int,
 def pick(
     name: str,
     shape_class: Any,
-    candidates: Sequence[Any],
+    candidates: Sequence[Any] | Callable[[], Sequence[Any]],
     bench_fn: Callable[[Any], float],
     *,
     source: Any,
@@ -143,23 +143,28 @@ def pick(
     `bench_fn(candidate)` returns a time in milliseconds. The choice is cached on disk, keyed by
     the hash of `source` (the kernel's source text or JITFunction), the shape class, the GPU and
     the Triton version. Under the interpreter or off GPU the first candidate is returned untimed.
+    `candidates` may be a function returning the list, called only when the choice is not
+    already known in this process (the lookup runs on every launch).
     """
     if interpreting() or like.device.type != "cuda":
-        return candidates[0]
-    # In-process memo in front of the disk cache: the lookup runs on every launch, and hashing
-    # the source and serialising the key would cost more host time than a small kernel runs.
-    memo_key = (name, id(source), repr(shape_class), like.device.index, repr(candidates))
+        return (candidates() if callable(candidates) else candidates)[0]
+    # In-process memo in front of the disk cache: hashing the source and serialising the key
+    # would cost more host time than a small kernel runs. Everything that changes the candidate
+    # list must be part of the shape class.
+    key = tuple(shape_class) if isinstance(shape_class, list) else shape_class
+    memo_key = (name, id(source), key, like.device.index)
     hit = _PICKED.get(memo_key)
     if hit is None:
+        cands = candidates() if callable(candidates) else candidates
         hit = tuning.default_cache().choose(
-            name, tuning.source_hash(source), shape_class, device_key(like), candidates, bench_fn
+            name, tuning.source_hash(source), shape_class, device_key(like), cands, bench_fn
         )
         _PICKED[memo_key] = hit
     return hit
 
 
-# pick()'s memo: (kernel, id of its source object, shape class, device, candidates) -> choice.
-# Sources are module-level JIT functions that live as long as the process, so ids are stable.
+# pick()'s memo: (kernel, id of its source object, shape class, device) -> choice. Sources are
+# module-level JIT functions that live as long as the process, so ids are stable.
 _PICKED: dict[tuple, Any] = {}
 
 
@@ -216,24 +221,36 @@ def tuned_gemm(
     once per shape class by `run(cfg)`, which launches `kernel` with that configuration, and the
     fastest is remembered (`pick`).
     """
-    base = heuristic(M, N, K, like.dtype, like, dual=dual)
     if interpreting() or like.device.type != "cuda":
-        return base
-    pool = GEMM_SKINNY_CANDIDATES if M <= 64 else GEMM_CANDIDATES
-    candidates = [tuple(base[k] for k in GEMM_KEYS)]
-    for cand in pool:
-        cand = fit_gemm(cand, like.element_size(), dual)
-        if cand not in candidates:
-            candidates.append(cand)
+        return heuristic(M, N, K, like.dtype, like, dual=dual)
+    m_class = "skinny" if M <= 64 else min(next_pow2(M), 1 << 16)
+    memo_key = (id(kernel), m_class, N, K, like.dtype, dual, like.device.index)
+    cfg = _GEMM_CHOICE.get(memo_key)
+    if cfg is not None:
+        return cfg
+
+    def candidates() -> list[tuple[int, ...]]:
+        base = heuristic(M, N, K, like.dtype, like, dual=dual)
+        out = [tuple(base[k] for k in GEMM_KEYS)]
+        for cand in GEMM_SKINNY_CANDIDATES if M <= 64 else GEMM_CANDIDATES:
+            cand = fit_gemm(cand, like.element_size(), dual)
+            if cand not in out:
+                out.append(cand)
+        return out
 
     def bench(cand: Sequence[int]) -> float:
         return bench_ms(lambda: run(dict(zip(GEMM_KEYS, cand))))
 
-    m_class = "skinny" if M <= 64 else min(next_pow2(M), 1 << 16)
     shape_class = [m_class, N, K, str(like.dtype), bool(dual)]
     name = getattr(getattr(kernel, "fn", kernel), "__name__", "gemm")
     best = pick(name, shape_class, candidates, bench, source=kernel, like=like)
-    return dict(zip(GEMM_KEYS, best))
+    cfg = _GEMM_CHOICE[memo_key] = dict(zip(GEMM_KEYS, best))
+    return cfg
+
+
+# tuned_gemm()'s memo, checked before anything else on every launch: (kernel id, M class, N, K,
+# dtype, dual, device) -> configuration (callers never modify it).
+_GEMM_CHOICE: dict[tuple, dict] = {}
 
 
 def bench_ms(fn: Callable[[], Any]) -> float:

@@ -305,5 +305,6 @@ def index_counts(index: torch.Tensor, codewords: int, dtype: torch.dtype) -> tor
     if index.numel() and (int(index.min()) < 0 or int(index.max()) >= codewords):
         raise InputError(f"demopack index table holds ids outside [0, {codewords})")
     counts = torch.zeros(index.shape[0], codewords, device=index.device, dtype=dtype)
-    return counts.scatter_add_(1, index.long(), torch.ones(index.shape, device=index.device,
-                                                           dtype=dtype))
+    return counts.scatter_add_(
+        1, index.long(), torch.ones(index.shape, device=index.device, dtype=dtype)
+    )

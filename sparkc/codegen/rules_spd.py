@@ -27,28 +27,45 @@ if TYPE_CHECKING:
 
 # Fused elementwise programs (fused_pointwise.py.jinja contexts) with hand-derived gradients.
 _SQUARED_DIFF = dict(
-    inputs=["a0", "a1"], scalars=[], body=["t0 = a0 - a1", "t1 = t0 * t0"],
-    outputs=[("o0", "t1")], grad_inputs=["g0"], grad_body=["dt0 = 2.0 * g0 * t0"],
+    inputs=["a0", "a1"],
+    scalars=[],
+    body=["t0 = a0 - a1", "t1 = t0 * t0"],
+    outputs=[("o0", "t1")],
+    grad_inputs=["g0"],
+    grad_body=["dt0 = 2.0 * g0 * t0"],
     grad_outputs=[("da0", "dt0"), ("da1", "-dt0")],
 )
 # |z| log(|z| + 1e-8); d/dz = sign(z) (log(|z| + 1e-8) + |z| / (|z| + 1e-8)), sign(0) = 0.
 _ENTROPY_TERM = dict(
-    inputs=["a0"], scalars=[], body=["t0 = tl.abs(a0)", "t1 = t0 * tl.log(t0 + 1e-8)"],
-    outputs=[("o0", "t1")], grad_inputs=["g0"],
-    grad_body=["s0 = tl.where(a0 > 0.0, 1.0, tl.where(a0 < 0.0, -1.0, 0.0))",
-               "dt0 = g0 * s0 * (tl.log(t0 + 1e-8) + t0 / (t0 + 1e-8))"],
+    inputs=["a0"],
+    scalars=[],
+    body=["t0 = tl.abs(a0)", "t1 = t0 * tl.log(t0 + 1e-8)"],
+    outputs=[("o0", "t1")],
+    grad_inputs=["g0"],
+    grad_body=[
+        "s0 = tl.where(a0 > 0.0, 1.0, tl.where(a0 < 0.0, -1.0, 0.0))",
+        "dt0 = g0 * s0 * (tl.log(t0 + 1e-8) + t0 / (t0 + 1e-8))",
+    ],
     grad_outputs=[("da0", "dt0")],
 )
 # log σ(ℓ) + noise, computed stably: min(ℓ, 0) − log(1 + exp(−|ℓ|)).
 _LOGSIGMOID_PLUS = dict(
-    inputs=["a0", "a1"], scalars=[],
+    inputs=["a0", "a1"],
+    scalars=[],
     body=["t0 = tl.minimum(a0, 0.0) - tl.log(1.0 + tl.exp(-tl.abs(a0))) + a1"],
-    outputs=[("o0", "t0")], grad_inputs=["g0"], grad_body=[],
+    outputs=[("o0", "t0")],
+    grad_inputs=["g0"],
+    grad_body=[],
     grad_outputs=[("da0", "g0 * (1.0 - tl.sigmoid(a0))"), ("da1", "g0")],
 )
 _RELU = dict(
-    inputs=["a0"], scalars=[], body=["t0 = tl.maximum(a0, 0.0)"], outputs=[("o0", "t0")],
-    grad_inputs=["g0"], grad_body=[], grad_outputs=[("da0", "tl.where(a0 > 0.0, g0, 0.0)")],
+    inputs=["a0"],
+    scalars=[],
+    body=["t0 = tl.maximum(a0, 0.0)"],
+    outputs=[("o0", "t0")],
+    grad_inputs=["g0"],
+    grad_body=[],
+    grad_outputs=[("da0", "tl.where(a0 > 0.0, g0, 0.0)")],
 )
 
 
@@ -64,8 +81,14 @@ def rule_spd_router(e: Emitter, group: Group) -> None:
     y, xs, xp, loss = (e.out(node, i) for i in range(4))
     t = f"{y}_"  # prefix of this instance's temporaries
 
-    def gemm(inp: str, k_in: int, layer: str, steps: list[str], operands: list[str] = (),
-             bias: bool = True) -> str:
+    def gemm(
+        inp: str,
+        k_in: int,
+        layer: str,
+        steps: list[str],
+        operands: list[str] = (),
+        bias: bool = True,
+    ) -> str:
         b = e.v(params[f"{layer}.bias"]) if bias else None
         return _gemm_call(e, inp, k_in, [e.v(params[f"{layer}.weight"])], b, steps, list(operands))
 
@@ -96,8 +119,11 @@ def rule_spd_router(e: Emitter, group: Group) -> None:
             e.emit(f"{g}_l = {logits}")
             noise = f"_ms.gate_noise('softmax', ({t}m, {width}), {x}, ctx) if {t}noisy else 0.0"
             e.emit(f"{g}_n = {noise}")
-            z = pointwise(_LOGSIGMOID_PLUS, f"{g}_l", f"torch.as_tensor({g}_n, dtype={g}_l.dtype, "
-                          f"device={g}_l.device)")
+            z = pointwise(
+                _LOGSIGMOID_PLUS,
+                f"{g}_l",
+                f"torch.as_tensor({g}_n, dtype={g}_l.dtype, device={g}_l.device)",
+            )
             e.emit(f"{g} = {e.kernels.use('softmax.py.jinja', 'softmax')}({z})")
         gates[side] = g
     e.emit(f"{t}xs = {gemm(x, d, 'basis', [f'mul:gs'], [gates['s']], bias=False)}")

@@ -33,8 +33,9 @@ def test_demopack_kernels_match_reference(learnable):
     with torch.no_grad():
         ref.get_parameter("y.scale").copy_(torch.linspace(0.5, 1.5, 20))
         ref.get_buffer("y.index")[3] = torch.tensor([2, 2, 5])  # a repeated codeword
-    tri.load_state_dict({k: v.float() if v.is_floating_point() else v
-                         for k, v in ref.state_dict().items()})
+    tri.load_state_dict(
+        {k: v.float() if v.is_floating_point() else v for k, v in ref.state_dict().items()}
+    )
     for b, n in [(1, 1), (2, 7)]:
         x = torch.randn(b, n, 24, dtype=torch.float64, generator=torch.Generator().manual_seed(n))
         xr, xt = x.clone().requires_grad_(True), x.float().clone().requires_grad_(True)

@@ -68,5 +68,9 @@ def test_trajectory_kernel_is_causal_and_compiles(tmp_path):
         tri(x=xg).y.sum().backward()
     assert torch.equal(a[:, :5], b[:, :5]) and not torch.equal(a, b)
     assert sorted(set(compile_records(records, tmp_path))) == [
-        "traj0_bwd_dv_kernel", "traj0_bwd_dx_kernel", "traj0_fwd_kernel", "traj0_norm_kernel",
-        "traj0_sum_kernel"]
+        "traj0_bwd_dv_kernel",
+        "traj0_bwd_dx_kernel",
+        "traj0_fwd_kernel",
+        "traj0_norm_kernel",
+        "traj0_sum_kernel",
+    ]

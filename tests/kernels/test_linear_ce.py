@@ -208,7 +208,30 @@ def test_gpu_peak_memory_below_logits(recompute):
 def test_second_backward_of_a_training_forward_is_refused():
     h, w, b, t = make(9, 16, 20, True, 0, 0, 1.0, -100)
     h = h.float().requires_grad_(True)
-    loss = build()(h, w.float(), b.float(), t)
+    loss = build()(h, w.float(), b.float(), t, recompute=False)
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="recompute=True"):
         loss.backward()
+
+
+def test_default_path_follows_the_hidden_width():
+    # Below TRAIN_FORWARD_MIN_D the default recomputes (a second backward works, and adds up);
+    # at or above it the training forward is taken (a second backward is refused).
+    fn = build()
+    consts = fn.__globals__  # the rendered module's namespace
+    h, w, b, t = make(9, 16, 20, True, 0, 0, 1.0, -100)
+    h = h.float().requires_grad_(True)
+    loss = fn(h, w.float(), b.float(), t)
+    loss.backward(retain_graph=True)
+    first = h.grad.clone()
+    loss.backward()
+    assert torch.allclose(h.grad, 2 * first)
+    consts["lce_TRAIN_FORWARD_MIN_D"] = 16
+    try:
+        h.grad = None
+        loss = fn(h, w.float(), b.float(), t)
+        loss.backward(retain_graph=True)
+        with pytest.raises(RuntimeError, match="recompute=True"):
+            loss.backward()
+    finally:
+        consts["lce_TRAIN_FORWARD_MIN_D"] = 2048
