@@ -334,13 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_graph)
 
     p = subparser("bench", "time a model or one op: generated kernels vs eager and torch.compile")
-    p.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="show the Python traceback of an internal error",
-    )
+    _add_common(p, program=False)  # -v only: FILE is optional here (--op), -D comes below
     p.add_argument("file", metavar="FILE", nargs="?", help="the .spark source file")
     p.add_argument("--op", metavar="NAME", help="benchmark one op on x: float[B, N, D] instead")
     p.add_argument(

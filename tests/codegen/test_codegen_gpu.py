@@ -134,21 +134,12 @@ def test_example_trains_on_generated_kernels(name, hyper, steps, lr):
     well below ln(vocab) and below half its start."""
     import math
 
-    from sparkc.demo import progressions
+    from training import task_losses
 
     module = api.load(ROOT / "examples" / f"{name}.spark", **hyper)
     torch.manual_seed(0)
     net = module.Model(impl="triton").cuda()
     vocab = int(module.HYPER["vocab"])
-    opt = torch.optim.AdamW(net.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(1)
-    losses = []
-    for _ in range(steps):
-        tokens, targets = progressions(16, 32, vocab, gen)
-        out = net(tokens.cuda(), targets.cuda())
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
-        losses.append(out["ce"].item())
+    losses = task_losses(net, vocab, steps, lr, device="cuda", length=32)
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < 0.5 * math.log(vocab) and last < 0.5 * first, (name, first, last)

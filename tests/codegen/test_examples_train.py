@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import sparkc
-from sparkc.demo import progressions
+from training import task_losses
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,17 +32,7 @@ def test_example_learns_next_token_task(name, hyper, loss_name, steps, lr):
     torch.manual_seed(0)
     net = module.Model(impl="reference")
     vocab = int(net.HYPER["vocab"])
-    opt = torch.optim.AdamW(net.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(1)
-    losses = []
-    for _ in range(steps):
-        tokens, targets = progressions(16, 24, vocab, gen)
-        out = net(tokens, targets)
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
-        task = out[loss_name]
-        losses.append(task.item())
+    losses = task_losses(net, vocab, steps, lr, loss_name=loss_name)
     first = sum(losses[:5]) / 5
     last = sum(losses[-5:]) / 5
     assert last < 0.5 * math.log(vocab) and last < 0.5 * first, (name, first, last)

@@ -81,18 +81,23 @@ print(json.dumps(report))
 """
 
 
-def run_compile(combos, dtypes):
+def run_script(script, *args, timeout=600):
+    """Run `script` in a subprocess without TRITON_INTERPRET; its last line of output is JSON."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, json.dumps(combos), json.dumps(dtypes)],
+        [sys.executable, "-c", script, *args],
         check=False,
         capture_output=True,
         text=True,
         env=env,
-        timeout=600,
+        timeout=timeout,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_compile(combos, dtypes):
+    return run_script(SCRIPT, json.dumps(combos), json.dumps(dtypes))
 
 
 # float32 pointers change only loads, casts and the dot's precision, not the hook code: a subset
@@ -146,15 +151,5 @@ print(json.dumps(report))
 def test_every_tuning_candidate_compiles_for_sm90():
     """Each (fitted) GEMM tuning candidate of `launch.tuned_gemm` compiles for sm_90 in the
     matmul template's kernels, plain and dual."""
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run(
-        [sys.executable, "-c", TUNING_SCRIPT],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=1800,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    report = run_script(TUNING_SCRIPT, timeout=1800)
     assert len(report) >= 2 * 2 * 2 * 8, report
