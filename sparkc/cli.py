@@ -232,6 +232,16 @@ def _add_common(p: argparse.ArgumentParser, *, program: bool = True) -> None:
     if not program:
         return
     p.add_argument("file", metavar="FILE", help="the .spark source file")
+    _add_model_choice(p)
+    p.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip the IR verifier after lowering and after each pass",
+    )
+
+
+def _add_model_choice(p: argparse.ArgumentParser) -> None:
+    """-D overrides and --model: which model of the file, with which hyperparameters."""
     p.add_argument(
         "-D",
         dest="define",
@@ -241,11 +251,6 @@ def _add_common(p: argparse.ArgumentParser, *, program: bool = True) -> None:
         help="override a model hyperparameter (repeatable; the last value wins)",
     )
     p.add_argument("--model", metavar="NAME", help="the model to build (default: the last one)")
-    p.add_argument(
-        "--no-verify",
-        action="store_true",
-        help="skip the IR verifier after lowering and after each pass",
-    )
 
 
 def _add_passes(p: argparse.ArgumentParser) -> None:
@@ -344,15 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_define,
         help="a hyperparameter of --op (repeatable)",
     )
-    p.add_argument(
-        "-D",
-        dest="define",
-        metavar="NAME=VALUE",
-        action="append",
-        type=parse_define,
-        help="override a model hyperparameter (repeatable)",
-    )
-    p.add_argument("--model", metavar="NAME", help="the model to build (default: the last one)")
+    _add_model_choice(p)
     p.add_argument(
         "--shape",
         metavar="B=8,N=2048,...",

@@ -98,39 +98,17 @@ def test_bench_command_on_cpu(tmp_path):
     assert report["cost"]["flops_fwd_bwd"] > report["cost"]["flops_fwd"] > 0
 
 
-def test_bench_usage_errors():
+def _bench(*args):
     err = io.StringIO()
-    assert main(["bench", "--shape", "B=2"], stdout=io.StringIO(), stderr=err) == 2
-    assert "FILE or --op" in err.getvalue()
-    err = io.StringIO()
-    code = main(
-        [
-            "bench",
-            str(ROOT / "examples" / "tiny_gpt.spark"),
-            "--shape",
-            "B=2",
-            "--device",
-            "cpu",
-            "--no-compile",
-        ],
-        stdout=io.StringIO(),
-        stderr=err,
-    )
-    assert code == 1 and "does not bind N" in err.getvalue()
+    code = main(["bench", *args], stdout=io.StringIO(), stderr=err)
+    return code, err.getvalue()
 
-    err = io.StringIO()
-    code = main(
-        [
-            "bench",
-            str(ROOT / "examples" / "tiny_gpt.spark"),
-            "--shape",
-            "B=2,N=8",
-            "--device",
-            "cpu",
-            "--modes",
-            "fwd,train",
-        ],
-        stdout=io.StringIO(),
-        stderr=err,
-    )
-    assert code == 1 and "E0803" in err.getvalue() and "'train'" in err.getvalue()
+
+def test_bench_usage_errors():
+    code, err = _bench("--shape", "B=2")
+    assert code == 2 and "FILE or --op" in err
+    tiny = str(ROOT / "examples" / "tiny_gpt.spark")
+    code, err = _bench(tiny, "--shape", "B=2", "--device", "cpu", "--no-compile")
+    assert code == 1 and "does not bind N" in err
+    code, err = _bench(tiny, "--shape", "B=2,N=8", "--device", "cpu", "--modes", "fwd,train")
+    assert code == 1 and "E0803" in err and "'train'" in err
