@@ -1,4 +1,5 @@
-"""Elaboration: one model body evaluated into program data, blocks and `repeat` inlined.
+"""Elaboration: one model body evaluated into program data, blocks and `repeat` inlined
+(through `BlocksMixin`, sparkc/frontend/blocks.py).
 
 Consumes the AST of the selected model and the `Structure` of the file; fills lists of program
 inputs, constants, op instances (through `CallsMixin`), outputs, losses and aux-loss refs, and
@@ -21,9 +22,10 @@ from ..diagnostics import Diagnostic, DiagnosticSink, Label, Span, did_you_mean
 from ..ir.ops import BINARY_OPERATORS, OPS
 from ..ir.types import SOURCE_DTYPES, DType, TensorType
 from . import ast
+from .blocks import BlocksMixin
 from .calls import MAX_OPS, CallsMixin
 from .program import Const, LossTerm, OpInstance, OutputTerm, ProgramInput, Ref
-from .scope import Scope, Stmt, reserved_names
+from .scope import Scope, Stmt
 from .structure import Structure
 from .values import (
     INT_LIMIT,
@@ -39,8 +41,6 @@ from .values import (
     negate,
 )
 
-MAX_BLOCK_DEPTH = 32
-MAX_REPEAT = 10_000
 MULTI_OUTPUT_OPS = tuple(sorted(n for n, op in OPS.items() if len(op.outputs) > 1))
 
 
@@ -48,7 +48,7 @@ class TooLarge(Exception):
     """Raised (after reporting E0231) to stop elaborating a runaway program."""
 
 
-class Elaborator(CallsMixin):
+class Elaborator(BlocksMixin, CallsMixin):
     def __init__(self, structure: Structure, sink: DiagnosticSink):
         self.st = structure
         self.sink = sink
@@ -325,161 +325,6 @@ class Elaborator(CallsMixin):
         if e.func in self.st.blocks and e.func not in self.st.cyclic:
             return self.eval_block(e, scope, stmt, whole)
         return POISON  # unknown callee or cycle: reported by the structure pass
-
-    # -- blocks and repeat -------------------------------------------------------------------------
-
-    def eval_block(self, call: ast.Call, scope: Scope, stmt: Stmt, whole: bool) -> Any:
-        blk = self.st.blocks[call.func]
-        prepared = self.prepare_block_call(blk, call, scope, stmt)
-        if prepared is None:
-            return POISON
-        name = scope.instance_name(stmt, blk.name, whole)
-        return self.inline(blk, f"{scope.prefix}{name}.", *prepared, call)
-
-    def prepare_block_call(self, blk: ast.BlockDef, call: ast.Call, scope: Scope, stmt: Stmt):
-        inputs = [d.name for d in self.st.block_inputs[blk.name]]
-        usage = f"{blk.name}(" + ", ".join(inputs + [f"{p.name}=..." for p in blk.params]) + ")"
-        args = self.bind_args(
-            call, f"block {blk.name}", inputs, [p.name for p in blk.params], usage
-        )
-        ok = self.check_missing(
-            call,
-            args,
-            f"block {blk.name}",
-            inputs,
-            [p.name for p in blk.params if p.default is None],
-            usage,
-            lambda h: f"pass it by name: {blk.name}(..., {h}=...)",
-        )
-        tensors: dict[str, Any] = {}
-        spans: dict[str, Span] = {}
-        for n in inputs:
-            if n in args.tensors:
-                expr, span = args.tensors[n]
-                v = self.tensor_arg(scope, stmt, expr, span, f"input '{n}' of block {blk.name}")
-                ok = ok and v is not POISON
-                tensors[n], spans[n] = v, span
-        hypers: dict[str, Any] = {}
-        for n, kw in args.hypers.items():
-            v = self.eval(kw.value, scope, stmt, hyper=True)
-            if isinstance(v, (Tensor, Multi)):
-                self.error(
-                    "E0208",
-                    f"hyperparameter '{n}' of block {blk.name} must be a constant, "
-                    f"got {describe(v)}",
-                    kw.value.span,
-                    "not a constant",
-                    help="pass tensors as inputs; hyperparameters are numbers, true/false or names",
-                )
-                v = POISON
-            ok = ok and v is not POISON
-            hypers[n] = v
-        return (tensors, spans, hypers) if ok else None
-
-    def inline(
-        self,
-        blk: ast.BlockDef,
-        prefix: str,
-        tensors: dict[str, Any],
-        spans: dict[str, Span],
-        hypers: dict[str, Any],
-        call: ast.Call,
-    ) -> Any:
-        if len(self.calls) >= MAX_BLOCK_DEPTH:
-            self.error(
-                "E0231",
-                f"blocks are nested more than {MAX_BLOCK_DEPTH} deep",
-                call.span,
-                "too deep",
-                help="flatten the block hierarchy",
-            )
-            return POISON
-        child = Scope(
-            blk, prefix, reserved=reserved_names(blk), block_args=tensors, block_arg_spans=spans
-        )
-        self.calls.append((blk.name, call.span))
-        try:
-            for p in blk.params:
-                if p.name in child.hypers:
-                    continue
-                if p.name in hypers:
-                    child.hypers[p.name] = hypers[p.name]
-                elif p.default is not None:
-                    child.hypers[p.name] = self.eval(p.default, child, Stmt(""), hyper=True)
-                else:
-                    child.hypers[p.name] = POISON
-            self.run_body(child)
-        finally:
-            self.calls.pop()
-        ret = child.returned
-        if not ret or any(v is POISON for v in ret):
-            return POISON
-        return ret[0] if len(ret) == 1 else Multi(f"block {blk.name}", tuple(ret), None)
-
-    def _repeat(self, e: ast.Repeat, scope: Scope, stmt: Stmt, hyper: bool, whole: bool) -> Any:
-        count = self.eval(e.count, scope, stmt, hyper=True)
-        name = e.call.func
-        ok = count is not POISON
-        if ok and (
-            isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_REPEAT
-        ):
-            self.error(
-                "E0221",
-                f"repeat needs a count between 1 and {MAX_REPEAT}, got {describe(count)}",
-                e.count.span,
-                "invalid count",
-                help="e.g. h = repeat(layers) Layer(x, ...) with layers = 4",
-            )
-            ok = False
-        if name in OPS:
-            self.error(
-                "E0221",
-                f"repeat works on blocks; '{name}' is a built-in op",
-                e.call.func_span,
-                "not a block",
-                help=f"wrap it in a block: block Step(D) {{ input x: float[B, N, D]  "
-                f"return {name}(x, ...) }}",
-            )
-            return POISON
-        if name not in self.st.blocks or name in self.st.cyclic:
-            return POISON
-        blk = self.st.blocks[name]
-        inputs = self.st.block_inputs[name]
-        rets = [s for s in blk.body if isinstance(s, ast.Return)]
-        nret = len(rets[0].values) if rets else 0
-        if len(inputs) != 1 or nret != 1:
-            self.error(
-                "E0221",
-                f"repeat needs a block with one input and one result; '{name}' "
-                f"has {len(inputs)} input(s) and {nret} result(s)",
-                e.call.func_span,
-                "not chainable",
-                help="repeat feeds each copy's result into the next copy's input",
-            )
-            return POISON
-        prepared = self.prepare_block_call(blk, e.call, scope, stmt)
-        if prepared is None or not ok:
-            return POISON
-        tensors, spans, hypers = prepared
-        inst = scope.instance_name(stmt, name, whole)
-        port = inputs[0].name
-        x = tensors[port]
-        for i in range(count):
-            y = self.inline(blk, f"{scope.prefix}{inst}.{i}.", {port: x}, spans, hypers, e.call)
-            if not isinstance(y, Tensor):
-                return POISON
-            if y.type != x.type:
-                self.error(
-                    "E0221",
-                    f"repeat needs '{name}' to return the type of its input: it "
-                    f"takes {x.type} and returns {y.type}",
-                    e.span,
-                    "not chainable",
-                    help="each copy's result feeds the next copy, so the types must match",
-                )
-                return POISON
-            x = y
-        return x
 
     # -- statements --------------------------------------------------------------------------------
 
