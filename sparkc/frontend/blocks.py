@@ -9,6 +9,7 @@ value (a `Tensor`, a `Multi` for several results, or `POISON` after an error).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..diagnostics import Span
@@ -96,15 +97,7 @@ class BlocksMixin:
         )
         self.calls.append((blk.name, call.span))
         try:
-            for p in blk.params:
-                if p.name in child.hypers:
-                    continue
-                if p.name in hypers:
-                    child.hypers[p.name] = hypers[p.name]
-                elif p.default is not None:
-                    child.hypers[p.name] = self.eval(p.default, child, Stmt(""), hyper=True)
-                else:
-                    child.hypers[p.name] = POISON
+            self.bind_hypers(blk.params, hypers, child)  # a missing one was reported
             self.run_body(child)
         finally:
             self.calls.pop()
@@ -112,6 +105,28 @@ class BlocksMixin:
         if not ret or any(v is POISON for v in ret):
             return POISON
         return ret[0] if len(ret) == 1 else Multi(f"block {blk.name}", tuple(ret), None)
+
+    def bind_hypers(
+        self,
+        params: list[ast.HyperParam],
+        given: dict[str, Any],
+        scope: Scope,
+        missing: Callable[[ast.HyperParam], None] | None = None,
+    ) -> None:
+        """Bind each hyperparameter of a block or model into `scope`, in order: the given value,
+        else its default (evaluated in `scope`, so it may use earlier ones), else `POISON` after
+        `missing(param)`. A name already bound (a duplicate parameter) keeps its first value."""
+        for p in params:
+            if p.name in scope.hypers:
+                continue
+            if p.name in given:
+                scope.hypers[p.name] = given[p.name]
+            elif p.default is not None:
+                scope.hypers[p.name] = self.eval(p.default, scope, Stmt(""), hyper=True)
+            else:
+                if missing is not None:
+                    missing(p)
+                scope.hypers[p.name] = POISON
 
     def _repeat(self, e: ast.Repeat, scope: Scope, stmt: Stmt, hyper: bool, whole: bool) -> Any:
         count = self.eval(e.count, scope, stmt, hyper=True)

@@ -16,7 +16,7 @@ from ..diagnostics import CompilerBug, Diagnostic, DiagnosticSink, SparkError, d
 from . import ast
 from .elaborate import Elaborator, TooLarge
 from .program import Program
-from .scope import Scope, Stmt, reserved_names
+from .scope import Scope, reserved_names
 from .structure import analyse
 from .values import POISON, Problem, ProblemError, parse_override, plain
 
@@ -139,22 +139,17 @@ def _model_hypers(
                 help=exc.problem.help,
             )
             given[name] = POISON
-    for p in model.params:
-        if p.name in scope.hypers:
-            continue
-        if p.name in given:
-            scope.hypers[p.name] = given[p.name]
-        elif p.default is not None:
-            scope.hypers[p.name] = el.eval(p.default, scope, Stmt(""), hyper=True)
-        else:
-            el.error(
-                "E0230",
-                f"model hyperparameter '{p.name}' has no value",
-                p.span,
-                "no default",
-                help=f"give it a default ({p.name} = 64) or pass -D {p.name}=...",
-            )
-            scope.hypers[p.name] = POISON
+
+    def missing(p: ast.HyperParam) -> None:
+        el.error(
+            "E0230",
+            f"model hyperparameter '{p.name}' has no value",
+            p.span,
+            "no default",
+            help=f"give it a default ({p.name} = 64) or pass -D {p.name}=...",
+        )
+
+    el.bind_hypers(model.params, given, scope, missing)
 
 
 def _same_kind(p: ast.HyperParam, value: Any) -> Any:
