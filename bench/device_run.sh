@@ -29,9 +29,12 @@ PY
 if [[ $what == tests || $what == all ]]; then
   # -n 8: kernel compilation and autotuning dominate; one process per core group keeps it short.
   # GPU_TESTS: which test paths (default: all); TEST_LIMIT bounds the run in seconds.
+  # Tile tuning off (GPU_TUNE=1 turns it on): every test shape is a new shape class, and timing
+  # seven GEMM candidates for each made the suite run out of time; sanitize.py launches every
+  # candidate instead.
   # shellcheck disable=SC2086
-  timeout "${TEST_LIMIT:-420}" $PY -m pytest -q -m gpu -n 8 --timeout 400 -p no:cacheprovider \
-    ${GPU_TESTS:-tests} 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+  SPARKC_TUNE=${GPU_TUNE:-0} timeout "${TEST_LIMIT:-420}" $PY -m pytest -q -m gpu -n 8 \
+    --timeout 400 --durations 15 -p no:cacheprovider ${GPU_TESTS:-tests} 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
   # `timeout` ends pytest but not its xdist workers, which go on running GPU tests: on
   # 2026-12-01 they overlapped (and spoiled) the benchmarks that followed. End every process
   # still holding the GPU before anything is timed.

@@ -129,6 +129,13 @@ def row_tile(d: int, max_block_d: int = 16384, target: int = 4096) -> tuple[int,
     return max(1, min(64, target // block_d)), block_d
 
 
+def tuning_enabled() -> bool:
+    """False when `$SPARKC_TUNE` is 0/false/no/off: every kernel then launches its template's
+    heuristic configuration without timing candidates (quick first calls, e.g. in test runs that
+    compile hundreds of shapes once each)."""
+    return os.environ.get("SPARKC_TUNE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def pick(
     name: str,
     shape_class: Any,
@@ -142,11 +149,12 @@ def pick(
 
     `bench_fn(candidate)` returns a time in milliseconds. The choice is cached on disk, keyed by
     the hash of `source` (the kernel's source text or JITFunction), the shape class, the GPU and
-    the Triton version. Under the interpreter or off GPU the first candidate is returned untimed.
+    the Triton version. Under the interpreter, off GPU, or with `$SPARKC_TUNE=0` the first
+    candidate (the template's heuristic) is returned untimed.
     `candidates` may be a function returning the list, called only when the choice is not
     already known in this process (the lookup runs on every launch).
     """
-    if interpreting() or like.device.type != "cuda":
+    if interpreting() or like.device.type != "cuda" or not tuning_enabled():
         return (candidates() if callable(candidates) else candidates)[0]
     # In-process memo in front of the disk cache: hashing the source and serialising the key
     # would cost more host time than a small kernel runs. Everything that changes the candidate

@@ -194,6 +194,7 @@ def cmd_bench(args: argparse.Namespace, io: Session) -> int:
         compile=not args.no_compile,
         modes=tuple(args.modes.split(",")),
         json_path=args.json,
+        profile=args.profile,
     )
     run(opts, emit=io.out)
     return EXIT_OK
@@ -365,6 +366,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile baselines")
     p.add_argument("--json", metavar="PATH", help="also write the full report as JSON")
+    p.add_argument(
+        "--profile",
+        metavar="TOP",
+        type=int,
+        default=0,
+        help="profile each row (torch.profiler): print the TOP busiest kernels and how busy "
+        "the device is",
+    )
     p.set_defaults(handler=cmd_bench)
 
     p = subparser("ops", "list every built-in op with its signature and parameters")

@@ -112,3 +112,24 @@ def test_bench_usage_errors():
     assert code == 1 and "does not bind N" in err
     code, err = _bench(tiny, "--shape", "B=2,N=8", "--device", "cpu", "--modes", "fwd,train")
     assert code == 1 and "E0803" in err and "'train'" in err
+
+
+def test_profile_lists_the_busiest_operators_on_cpu():
+    import torch
+
+    from sparkc.bench import format_profile, profile_step
+
+    a = torch.randn(256, 256)
+
+    def fn():
+        (a @ a).relu_()
+        a.sum()
+
+    prof = profile_step(fn, cuda=False, top=2, iters=2)
+    names = [name for name, _, _ in prof["top"]]
+    assert len(names) == 2 and "aten::matmul" in names
+    assert all(n == 1.0 and ms > 0 for _, n, ms in prof["top"])
+    assert prof["launches"] == 3.0  # matmul, relu_, sum: top-level operators, once per call
+    assert 0 < prof["busy_ms"] <= prof["wall_ms"]
+    text = format_profile("eager", "fwd", prof, cuda=False)
+    assert text.startswith("profile eager fwd:") and "3 operators per call" in text

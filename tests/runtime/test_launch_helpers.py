@@ -89,3 +89,23 @@ def test_tuned_gemm_times_the_heuristic_first_then_every_fitted_candidate(monkey
         "mm_kernel", heuristic, 4000, 1024, 512, _FakeCudaTensor(), runs.append
     )
     assert again is cfg and not seen and len(runs) == 1
+
+
+def test_tuning_off_takes_the_heuristic_without_timing(monkeypatch, tmp_path):
+    monkeypatch.setenv("SPARKC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(launch, "interpreting", lambda: False)
+    monkeypatch.setattr(launch, "_PICKED", {})
+    monkeypatch.setattr(launch, "device_key", lambda like: "fake-gpu")
+    timed = []
+
+    def bench(cand):
+        timed.append(cand)
+        return {"a": 2.0, "b": 1.0}[cand]
+
+    monkeypatch.setenv("SPARKC_TUNE", "0")
+    assert not launch.tuning_enabled()
+    assert launch.pick("k", 1, ["a", "b"], bench, source="src", like=_FakeCudaTensor()) == "a"
+    assert timed == [] and not (tmp_path / "tuning").exists()
+    monkeypatch.setenv("SPARKC_TUNE", "1")
+    assert launch.pick("k", 2, ["a", "b"], bench, source="src", like=_FakeCudaTensor()) == "b"
+    assert timed == ["a", "b"]
