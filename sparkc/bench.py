@@ -44,6 +44,8 @@ class BenchOptions:
     # > 0: profile every row with torch.profiler and print its `profile` busiest kernels (CPU:
     # operators) with the device-busy fraction, which tells kernel-bound from host-bound.
     profile: int = 0
+    # Only these variants (sparkc, eager, compile, compile-max); None: every one that applies.
+    variants: tuple[str, ...] | None = None
 
 
 def parse_shape(text: str) -> dict[str, int]:
@@ -151,6 +153,7 @@ def make_inputs(module, shape: dict[str, int], device, dtype, generator) -> dict
 
 
 MODES = ("fwd", "fwd+bwd", "step")
+VARIANTS = ("sparkc", "eager", "compile", "compile-max")
 
 
 def _objective(out, torch):
@@ -234,6 +237,16 @@ def run(opts: BenchOptions, emit: Callable[[str], None] = print) -> dict[str, An
             variants["compile-max"] = lambda: torch.compile(
                 module.Model(impl="reference"), mode="max-autotune"
             )
+    if opts.variants is not None:
+        unknown = [v for v in opts.variants if v not in VARIANTS]
+        if unknown:
+            raise error(
+                "E0804",
+                f"unknown --variants entry '{unknown[0]}'",
+                None,
+                help=f"choose from {', '.join(VARIANTS)}, comma-separated",
+            )
+        variants = {k: v for k, v in variants.items() if k in opts.variants}
     gen = torch.Generator().manual_seed(0)
     one = make_inputs(module, opts.shape, device, dtype, gen)
     per_set = sum(t.numel() * t.element_size() for t in one.values())

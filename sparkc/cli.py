@@ -195,6 +195,7 @@ def cmd_bench(args: argparse.Namespace, io: Session) -> int:
         modes=tuple(args.modes.split(",")),
         json_path=args.json,
         profile=args.profile,
+        variants=tuple(args.variants.split(",")) if args.variants else None,
     )
     run(opts, emit=io.out)
     return EXIT_OK
@@ -365,6 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--modes", default="fwd,fwd+bwd", help="fwd, fwd+bwd, step (fwd+bwd+AdamW), comma-separated"
     )
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile baselines")
+    p.add_argument(
+        "--variants",
+        metavar="LIST",
+        help="only these of sparkc, eager, compile, compile-max (comma-separated)",
+    )
     p.add_argument("--json", metavar="PATH", help="also write the full report as JSON")
     p.add_argument(
         "--profile",

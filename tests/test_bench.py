@@ -112,6 +112,19 @@ def test_bench_usage_errors():
     assert code == 1 and "does not bind N" in err
     code, err = _bench(tiny, "--shape", "B=2,N=8", "--device", "cpu", "--modes", "fwd,train")
     assert code == 1 and "E0803" in err and "'train'" in err
+    code, err = _bench(tiny, "--shape", "B=2,N=8", "--device", "cpu", "--variants", "eager,inductor")
+    assert code == 1 and "E0804" in err and "'inductor'" in err
+
+
+def test_variants_choose_the_rows(tmp_path):
+    path = tmp_path / "v.json"
+    tiny = str(ROOT / "examples" / "tiny_gpt.spark")
+    # No --no-compile: --variants alone keeps the torch.compile baselines out.
+    args = [tiny, "--shape", "B=2,N=8", "-D", "d=32", "--device", "cpu", "--dtype", "f32"]
+    code, err = _bench(*args, "--variants", "eager", "--modes", "fwd", "--json", str(path))
+    assert code == 0, err
+    rows = json.loads(path.read_text())["rows"]
+    assert [(r["variant"], r["mode"]) for r in rows] == [("eager", "fwd")]
 
 
 def test_profile_lists_the_busiest_operators_on_cpu():
