@@ -103,6 +103,16 @@ def device_key(tensor: Any) -> str:
     return f"{tensor.device.type}-interpreter|triton-{_triton_version()}"
 
 
+def capturing(tensor: Any) -> bool:
+    """True while the current CUDA stream is being captured into a CUDA graph (work that
+    synchronises with the host, such as validating ids, must be skipped then)."""
+    if tensor.device.type != "cuda":
+        return False
+    import torch
+
+    return torch.cuda.is_current_stream_capturing()
+
+
 def sm_count(tensor: Any) -> int:
     """Streaming multiprocessors of the tensor's GPU (a small number under the interpreter, where
     every program runs one after another)."""

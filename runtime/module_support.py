@@ -131,6 +131,25 @@ class ModelOutput(dict):
             ) from None
 
 
+def _register_model_output() -> None:
+    # A pytree node, like `dict` (its keys are the context): torch.cuda.make_graphed_callables,
+    # torch.export and other pytree-based tools then see the output tensors inside.
+    from torch.utils import _pytree
+
+    try:
+        _pytree.register_pytree_node(
+            ModelOutput,
+            lambda out: (list(out.values()), list(out.keys())),
+            lambda values, keys: ModelOutput(zip(keys, values)),
+            serialized_type_name="sparkc.runtime.module_support.ModelOutput",
+        )
+    except ValueError:  # already registered (this module imported under a second name)
+        pass
+
+
+_register_model_output()
+
+
 @dataclass(frozen=True)
 class ParamDecl:
     """A parameter or buffer of the generated model (mirrors sparkc.ir.ops.ParamSpec)."""

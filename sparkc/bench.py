@@ -44,7 +44,7 @@ class BenchOptions:
     # > 0: profile every row with torch.profiler and print its `profile` busiest kernels (CPU:
     # operators) with the device-busy fraction, which tells kernel-bound from host-bound.
     profile: int = 0
-    # Only these variants (sparkc, eager, compile, compile-max); None: every one that applies.
+    # Only these variants (VARIANTS); None: every one that applies, except OPT_IN.
     variants: tuple[str, ...] | None = None
 
 
@@ -153,7 +153,9 @@ def make_inputs(module, shape: dict[str, int], device, dtype, generator) -> dict
 
 
 MODES = ("fwd", "fwd+bwd", "step")
-VARIANTS = ("sparkc", "eager", "compile", "compile-max")
+VARIANTS = ("sparkc", "sparkc-graph", "eager", "compile", "compile-max", "compile-graph")
+# Run only when named in --variants (each costs minutes of compilation or adds little).
+OPT_IN = ("compile-graph",)
 
 
 def _objective(out, torch):
@@ -230,6 +232,8 @@ def run(opts: BenchOptions, emit: Callable[[str], None] = print) -> dict[str, An
     variants: dict[str, Callable[[], Any]] = {}
     if cuda:
         variants["sparkc"] = lambda: module.Model(impl="triton")
+        # The same kernels replayed from CUDA graphs: no host work per launch.
+        variants["sparkc-graph"] = lambda: module.Model(impl="triton")
     variants["eager"] = lambda: module.Model(impl="reference")
     if opts.compile:
         variants["compile"] = lambda: torch.compile(module.Model(impl="reference"))
@@ -237,6 +241,11 @@ def run(opts: BenchOptions, emit: Callable[[str], None] = print) -> dict[str, An
             variants["compile-max"] = lambda: torch.compile(
                 module.Model(impl="reference"), mode="max-autotune"
             )
+            variants["compile-graph"] = lambda: torch.compile(
+                module.Model(impl="reference"), mode="reduce-overhead"
+            )
+    if opts.variants is None:
+        variants = {k: v for k, v in variants.items() if k not in OPT_IN}
     if opts.variants is not None:
         unknown = [v for v in opts.variants if v not in VARIANTS]
         if unknown:
@@ -261,6 +270,7 @@ def run(opts: BenchOptions, emit: Callable[[str], None] = print) -> dict[str, An
         # "step": a whole training step, forward + backward + AdamW (the same optimizer for every
         # variant; fused on the GPU).
         opt = torch.optim.AdamW(target.parameters(), lr=1e-4, fused=cuda or None)
+        graphed: dict[str, Any] = {}
         for mode in opts.modes:
             k = [0]
 
@@ -276,6 +286,8 @@ def run(opts: BenchOptions, emit: Callable[[str], None] = print) -> dict[str, An
                     opt.step()
 
             t0 = time.perf_counter()
+            if vname == "sparkc-graph":
+                step = graph_step(module, net, mode, sets, opt, graphed)
             step()
             if cuda:
                 torch.cuda.synchronize()
@@ -316,6 +328,57 @@ def run(opts: BenchOptions, emit: Callable[[str], None] = print) -> dict[str, An
     if opts.json_path:
         Path(opts.json_path).write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
     return report
+
+
+def graph_step(module, net, mode: str, sets: list[dict], opt, graphed: dict) -> Callable[[], Any]:
+    """`mode`'s step for `net` replayed from CUDA graphs. The forward is one graph captured under
+    no_grad; forward+backward uses `torch.cuda.make_graphed_callables` (a forward and a backward
+    graph behind an autograd function, made once per net and kept in `graphed`). Each call first
+    copies the next input set into the graph's static inputs, the cost a user pays too."""
+    import torch
+
+    names = [spec.name for spec in module.INPUTS]
+    static = [sets[0][n].clone() for n in names]
+    k = [0]
+
+    def load() -> None:
+        inputs = sets[k[0] % len(sets)]
+        k[0] += 1
+        for buf, n in zip(static, names):
+            buf.copy_(inputs[n])
+
+    if mode == "fwd":
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.no_grad():
+            for _ in range(2):  # compiles and tunes outside the capture
+                net(*static)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), torch.cuda.graph(graph):
+            out = net(*static)
+
+        def replay():
+            load()
+            graph.replay()
+            return out
+
+        return replay
+    if "fn" not in graphed:
+        graphed["fn"] = torch.cuda.make_graphed_callables(
+            net, tuple(static), allow_unused_input=True
+        )
+    fn = graphed["fn"]
+
+    def train():
+        inputs = sets[k[0] % len(sets)]
+        k[0] += 1
+        net.zero_grad(set_to_none=True)
+        _objective(fn(*[inputs[n] for n in names]), torch).backward()
+        if mode == "step":
+            opt.step()
+
+    return train
 
 
 def profile_step(fn: Callable[[], Any], cuda: bool, top: int, iters: int = 3) -> dict[str, Any]:

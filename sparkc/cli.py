@@ -369,7 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--variants",
         metavar="LIST",
-        help="only these of sparkc, eager, compile, compile-max (comma-separated)",
+        help="only these of sparkc, sparkc-graph, eager, compile, compile-max, compile-graph "
+        "(comma-separated; compile-graph runs only when named)",
     )
     p.add_argument("--json", metavar="PATH", help="also write the full report as JSON")
     p.add_argument(

@@ -67,5 +67,6 @@ ERROR_CODES: dict[str, str] = {
     "E0801": "an op that --op cannot benchmark on its own",
     "E0802": "a --shape that does not bind every symbolic dimension",
     "E0803": "a --modes entry other than fwd, fwd+bwd and step",
-    "E0804": "a --variants entry other than sparkc, eager, compile and compile-max",
+    "E0804": "a --variants entry other than sparkc, sparkc-graph, eager, compile, compile-max and "
+    "compile-graph",
 }
