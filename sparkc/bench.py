@@ -7,9 +7,11 @@ time of the first call (cold start: compilation, tuning), achieved TFLOP/s and G
 counted FLOPs and minimum bytes (`sparkc/ir/cost.py`), their fraction of the ceilings measured in
 the same run (a large device-to-device copy and an 8192³ bf16 matmul), and the peak memory.
 
-Variants: `sparkc` (the generated Triton path), `eager` (the generated reference path: plain
-PyTorch), `compile` and `compile-max` (`torch.compile` of the reference path, default and
-max-autotune). On a machine without CUDA only `eager` (and `compile`) run, timed with
+Variants: `sparkc` (the generated Triton path), `sparkc-graph` (the same kernels replayed from
+CUDA graphs, `graph_step`), `eager` (the generated reference path: plain PyTorch), `compile` and
+`compile-max` (`torch.compile` of the reference path, default and max-autotune), and, only when
+named in `--variants`, `compile-graph` (mode="reduce-overhead", torch's CUDA graphs).
+`--profile TOP` adds, per row, torch.profiler's busiest kernels and the device-busy fraction. On a machine without CUDA only `eager` (and `compile`) run, timed with
 `time.perf_counter`, so the command also works as a CPU smoke test. Timing on CUDA uses
 `triton.testing.do_bench` medians over rotating input sets larger than L2. Never asserts times.
 """
@@ -285,6 +287,10 @@ def run(opts: BenchOptions, emit: Callable[[str], None] = print) -> dict[str, An
                 if mode == "step":
                     opt.step()
 
+            if cuda:
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                base_mem = torch.cuda.memory_allocated()
             t0 = time.perf_counter()
             if vname == "sparkc-graph":
                 step = graph_step(module, net, mode, sets, opt, graphed)
@@ -292,14 +298,19 @@ def run(opts: BenchOptions, emit: Callable[[str], None] = print) -> dict[str, An
             if cuda:
                 torch.cuda.synchronize()
             first_s = time.perf_counter() - t0
-            if cuda:
+            peak = float("nan")
+            if cuda and vname == "sparkc-graph":
+                # A graph's memory is allocated once, at capture (in the first call): a replay
+                # allocates nothing, so the first call's peak is the one to report.
+                peak = (torch.cuda.max_memory_allocated() - base_mem) / 2**20
+            elif vname == "compile-graph":
+                pass  # captured on a later call into torch's own pool: not measured (nan)
+            elif cuda:
                 torch.cuda.reset_peak_memory_stats()
                 base_mem = torch.cuda.memory_allocated()
                 step()
                 torch.cuda.synchronize()
                 peak = (torch.cuda.max_memory_allocated() - base_mem) / 2**20
-            else:
-                peak = float("nan")
             ms = timer(step)
             flops = cost["flops_fwd" if mode == "fwd" else "flops_fwd_bwd"]
             nbytes = cost["bytes_fwd" if mode == "fwd" else "bytes_fwd_bwd"]
