@@ -212,12 +212,29 @@ class SparkModule(nn.Module):
                 owner.register_buffer(leaf, tensor, persistent=True)
 
     def _tensors(self) -> list[torch.Tensor]:
-        """Parameters and buffers in declaration order (what the forward paths index)."""
+        """Parameters and buffers in declaration order (what the forward paths index).
+
+        Runs on every forward, so it walks the `_modules` / `_parameters` / `_buffers` dicts
+        directly (`get_submodule` and `nn.Module.__getattr__` cost microseconds per level, which
+        a host-bound forward pays dozens of times); the walk is fresh each call, so replaced
+        parameters and submodules are seen."""
+        paths = type(self).__dict__.get("_PARAM_PATHS")
+        if paths is None:
+            paths = tuple(
+                (tuple(decl.name.split(".")[:-1]), decl.name.split(".")[-1]) for decl in self.PARAMS
+            )
+            type(self)._PARAM_PATHS = paths
         out = []
-        for decl in self.PARAMS:
-            *path, leaf = decl.name.split(".")
-            mod = self.get_submodule(".".join(path)) if path else self
-            out.append(getattr(mod, leaf))
+        for path, leaf in paths:
+            mod = self
+            for part in path:
+                mod = mod._modules[part]
+            t = mod._parameters.get(leaf)
+            if t is None:
+                t = mod._buffers.get(leaf)
+                if t is None:
+                    t = getattr(mod, leaf)  # a plain attribute (not a registered tensor)
+            out.append(t)
         return out
 
     def _use_triton(self, first: torch.Tensor) -> bool:
