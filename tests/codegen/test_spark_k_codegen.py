@@ -64,11 +64,13 @@ def _pair(module):
     return ref, tri
 
 
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    """‖a − b‖ / ‖b‖ with ‖b‖ floored at 1e-3: at N = 1 the query/key projections' exact
-    gradients vanish (softmax over one key is constant) and float32 rounding is the error."""
+def _rel(a: torch.Tensor, b: torch.Tensor, scale: float = 0.0) -> float:
+    """‖a − b‖ / max(‖b‖, 1e-3·scale, 1e-3). At N = 1 the query/key projections' exact
+    gradients vanish (softmax over one key is constant), so float32 rounding of the other
+    terms is all that is left: `scale` (the largest gradient norm of the model) measures
+    that rounding against the gradients that do not vanish."""
     a, b = a.detach().double(), b.detach().double()
-    return float((a - b).norm() / b.norm().clamp_min(1e-3))
+    return float((a - b).norm() / b.norm().clamp_min(max(1e-3 * scale, 1e-3)))
 
 
 def _objective(out) -> torch.Tensor:
@@ -98,11 +100,13 @@ def _compare(module, b: int, n: int, train: bool = False, seed: int = 3):
         assert _rel(out_t[k], v) < 1e-4, (k, _rel(out_t[k], v))
     _objective(out_r).backward()
     _objective(out_t).backward()
+    scale = max(float(p.grad.norm()) for p in ref.parameters())
     for (pname, pr), (_, pt) in zip(ref.named_parameters(), tri.named_parameters()):
         assert pt.grad is not None, pname
         if n > 1:
             assert pr.grad.abs().sum() > 0, pname  # SPEC §6.4: every parameter learns
-        assert _rel(pt.grad, pr.grad) < 1e-4, (pname, _rel(pt.grad, pr.grad))
+        err = _rel(pt.grad, pr.grad, scale)
+        assert err < 1e-4, (pname, err)
     assert _rel(xt.grad, xr.grad) < 1e-4
     return out_t
 
