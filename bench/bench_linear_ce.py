@@ -2,16 +2,21 @@
 
 At M = 8192 rows, D = 1024, V = 32000 (bfloat16 by default) it times, with triton.testing.do_bench
 medians, the forward and forward + backward of
-  - sparkc: the fused kernels (the [M, V] logits are never stored whole; the training forward
-    computes the gradients too, a 256 MB chunk of float32 logits at a time: three GEMMs);
-  - sparkc-lean: recompute=True (only the log-sum-exp is kept; the backward recomputes the
-    logits a vocabulary chunk at a time: four GEMMs, least memory);
+  - sparkc: the default path, recompute=None: below D = 2048 (TRAIN_FORWARD_MIN_D) the
+    log-sum-exp forward (one vocabulary tile per program on a GPU, tuned; only lse [M] is kept)
+    and a backward that recomputes the logits a vocabulary chunk at a time (four GEMMs, least
+    memory), at or above it the training forward;
+  - sparkc-train: recompute=False, the training forward (loss and gradients together, a 256 MB
+    chunk of float32 logits at a time: three GEMMs); its no-gradient forward (the "fwd" column)
+    is the log-sum-exp forward, as for sparkc;
   - eager: F.cross_entropy(h @ w.T + b);
   - compile: torch.compile of the eager function (unless --no-compile);
 and measures each one's peak extra memory over its inputs (torch.cuda.max_memory_allocated during
-one forward + backward). Prints a table and, with --json PATH, writes the rows.
+one forward + backward). Prints a table and, with --json PATH, writes the rows. `--v-split N`
+passes v_split=N (vocabulary columns per forward program, rounded up to whole tiles: 1 for one
+tile per program, V for a single split) to the sparkc rows instead of the tuned choice.
 
-Run: python bench/bench_linear_ce.py [--M 8192 --D 1024 --V 32000] [--json out.json]
+Run: python bench/bench_linear_ce.py [--M 8192 --D 1024 --V 32000] [--v-split N] [--json out.json]
 """
 
 from __future__ import annotations
@@ -80,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--V", type=int, default=32000)
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    p.add_argument(
+        "--v-split",
+        type=int,
+        default=None,
+        help="vocabulary columns per forward program (default: tuned; 1: one tile per program)",
+    )
     p.add_argument("--json", default=None, help="write the rows to this JSON file")
     a = p.parse_args(argv)
     if not torch.cuda.is_available():
@@ -93,9 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     t = torch.randint(0, a.V, (a.M,), device="cuda")
     t[::17] = -100
     ours = build()
+    vs = a.v_split
     impls = [
-        ("sparkc", lambda h, w, b, t: ours(h, w, b, t)),
-        ("sparkc-lean", lambda h, w, b, t: ours(h, w, b, t, recompute=True)),
+        ("sparkc", lambda h, w, b, t: ours(h, w, b, t, v_split=vs)),
+        ("sparkc-train", lambda h, w, b, t: ours(h, w, b, t, recompute=False, v_split=vs)),
         ("eager", eager),
     ]
     if not a.no_compile:
@@ -103,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     logits_mib = a.M * a.V * h.element_size() / 2**20
     print(
         f"device: {torch.cuda.get_device_name()}  M={a.M} D={a.D} V={a.V} dtype={a.dtype}  "
-        f"(logits would be {logits_mib:.0f} MiB; times in ms, median)"
+        f"v_split={vs}  (logits would be {logits_mib:.0f} MiB; times in ms, median)"
     )
-    print(f"{'impl':>11} {'fwd':>8} {'fwd+bwd':>8} {'peak MiB':>9} {'loss':>9}")
+    print(f"{'impl':>12} {'fwd':>8} {'fwd+bwd':>8} {'peak MiB':>9} {'loss':>9}")
     rows = []
     flops = 2.0 * a.M * a.V * a.D
     for label, fn in impls:
@@ -113,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         r["fwd_tflops"] = flops / r["fwd_ms"] * 1e-9
         rows.append(r)
         print(
-            f"{label:>11} {r['fwd_ms']:>8.3f} {r['fwd_bwd_ms']:>8.3f} "
+            f"{label:>12} {r['fwd_ms']:>8.3f} {r['fwd_bwd_ms']:>8.3f} "
             f"{r['peak_extra_mib']:>9.0f} {r['loss']:>9.4f}",
             flush=True,
         )
@@ -126,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                     "D": a.D,
                     "V": a.V,
                     "dtype": a.dtype,
+                    "v_split": vs,
                     "logits_mib": logits_mib,
                     "rows": rows,
                 },
