@@ -52,6 +52,10 @@ def time_fwd_bwd(run: Callable[[], torch.Tensor], inputs: list[torch.Tensor]) ->
     return bench(step)
 
 
+# The rows --only can choose from.
+IMPLS = ("sdpa", "sparkc", "flex", "rope", "basis", "gqa")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=4)
@@ -61,7 +65,16 @@ def main() -> None:
     ap.add_argument("--non-causal", action="store_true")
     ap.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default="bf16")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows to this file")
+    ap.add_argument(
+        "--only",
+        default=",".join(IMPLS),
+        help=f"comma-separated subset of {','.join(IMPLS)} (sdpa is always run: it is the check)",
+    )
     args = ap.parse_args()
+    only = {x.strip() for x in args.only.split(",") if x.strip()}
+    unknown = only - set(IMPLS)
+    if unknown:
+        sys.exit(f"--only: unknown entries {sorted(unknown)}; choose from {','.join(IMPLS)}")
     if not torch.cuda.is_available():
         sys.exit("bench_attention needs a CUDA GPU")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
@@ -91,16 +104,17 @@ def main() -> None:
                 err = float((out.float() - check.float()).abs().max())
             fwd = bench(run)
         both = time_fwd_bwd(run, inputs)
-        rows.append(
-            {
-                "impl": impl,
-                "fwd_ms": fwd,
-                "fwd_tflops": flops_fwd / fwd * 1e-9,
-                "fwd_bwd_ms": both,
-                "fwd_bwd_tflops": 3.5 * flops_fwd / both * 1e-9,
-                "max_abs_err_vs_sdpa": err,
-            }
-        )
+        row = {
+            "impl": impl,
+            "fwd_ms": fwd,
+            "fwd_tflops": flops_fwd / fwd * 1e-9,
+            "fwd_bwd_ms": both,
+            "fwd_bwd_tflops": 3.5 * flops_fwd / both * 1e-9,
+            "max_abs_err_vs_sdpa": err,
+        }
+        rows.append(row)
+        # Each row as soon as it is measured: a run cut short by a time limit keeps its rows.
+        print(f"  measured {impl}: fwd {fwd:.3f} ms, fwd+bwd {both:.3f} ms", flush=True)
 
     def sdpa() -> torch.Tensor:
         return torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, is_causal=causal)
@@ -109,10 +123,13 @@ def main() -> None:
         ref = sdpa().transpose(1, 2)
     record("torch sdpa", sdpa, [qt, kt, vt], None)
 
-    plain = build("bench_attn", causal=causal)
-    record("sparkc", lambda: plain(q, k, v), [q, k, v], ref)
+    if "sparkc" in only:
+        plain = build("bench_attn", causal=causal)
+        record("sparkc", lambda: plain(q, k, v), [q, k, v], ref)
 
     try:
+        if "flex" not in only:
+            raise LookupError("not asked for (--only)")
         from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
         flex = torch.compile(flex_attention, dynamic=False)
@@ -128,16 +145,24 @@ def main() -> None:
     except Exception as e:  # FlexAttention is optional: report why it is missing
         rows.append({"impl": "flex_attention", "error": f"{type(e).__name__}: {e}"[:200]})
 
-    rope = build("bench_attn_rope", causal=causal, rope=True)
-    record("sparkc +rope", lambda: rope(q, k, v), [q, k, v], None)
-    basis = {"freqs": 4, "legendre": 4, "over": "distance", "max_len": n}
-    biased = build("bench_attn_basis", causal=causal, basis=basis)
-    gains = (0.1 * torch.randn(h, 12, device=dev)).requires_grad_(True)
-    record("sparkc +basis(distance,F4,L4)", lambda: biased(q, k, v, gains), [q, k, v, gains], None)
-    gqa = build("bench_attn_gqa", causal=causal, group=4)
-    kg = k[:, :, : h // 4].detach().contiguous().requires_grad_(True)
-    vg = v[:, :, : h // 4].detach().contiguous().requires_grad_(True)
-    record("sparkc GQA G=4", lambda: gqa(q, kg, vg), [q, kg, vg], None)
+    if "rope" in only:
+        rope = build("bench_attn_rope", causal=causal, rope=True)
+        record("sparkc +rope", lambda: rope(q, k, v), [q, k, v], None)
+    if "basis" in only:
+        basis = {"freqs": 4, "legendre": 4, "over": "distance", "max_len": n}
+        biased = build("bench_attn_basis", causal=causal, basis=basis)
+        gains = (0.1 * torch.randn(h, 12, device=dev)).requires_grad_(True)
+        record(
+            "sparkc +basis(distance,F4,L4)",
+            lambda: biased(q, k, v, gains),
+            [q, k, v, gains],
+            None,
+        )
+    if "gqa" in only:
+        gqa = build("bench_attn_gqa", causal=causal, group=4)
+        kg = k[:, :, : h // 4].detach().contiguous().requires_grad_(True)
+        vg = v[:, :, : h // 4].detach().contiguous().requires_grad_(True)
+        record("sparkc GQA G=4", lambda: gqa(q, kg, vg), [q, kg, vg], None)
 
     title = (
         f"attention B={b} H={h} N={n} d={d} {'causal' if causal else 'non-causal'} "
