@@ -77,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="also time each norm at every (rows per program, warps) tuning candidate, and show "
+        "which one the tuner picked",
+    )
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("bench_pointwise needs a CUDA GPU", file=sys.stderr)
@@ -158,6 +164,41 @@ def main(argv: list[str] | None = None) -> int:
                     }
                 )
 
+    sweep = []
+    if args.sweep:
+        calls = {
+            "rms_res": (lambda: mod.rms_res(a, b, w, eps), 4 * nbytes),
+            "rms": (lambda: mod.rms(a, w, eps), 2 * nbytes),
+            "ln": (lambda: mod.ln(a, w, bias, eps), 2 * nbytes),
+        }
+        with torch.no_grad():
+            for name, (call, moved) in calls.items():
+                tuned = getattr(mod, f"{name}_fwd_config")
+                picked = []
+
+                def spy(*a_, tuned=tuned, picked=picked):
+                    picked.append(tuple(tuned(*a_)))
+                    return picked[-1]
+
+                setattr(mod, f"{name}_fwd_config", spy)
+                call()
+                for rows_per in (1, 2, 4):
+                    for warps in (4, 8, 16):
+                        cfg = (rows_per, warps)
+                        setattr(mod, f"{name}_fwd_config", lambda *a_, cfg=cfg: cfg)
+                        ms = bench_ms(call)
+                        sweep.append(
+                            {
+                                "norm": name,
+                                "rows_per_program": rows_per,
+                                "warps": warps,
+                                "ms": ms,
+                                "of_copy": moved / ms / 1e6 / copy_gbs,
+                                "tuner_pick": cfg == picked[0],
+                            }
+                        )
+                setattr(mod, f"{name}_fwd_config", tuned)
+
     print(f"device: {torch.cuda.get_device_name()}  dtype: {args.dtype}  rows x D: {rows} x {D}")
     print(f"tensor: {nbytes / 2**20:.0f} MiB   device-to-device copy: {copy_gbs:.0f} GB/s\n")
     print(f"{'workload':<22}{'impl':<15}{'ms':>9}{'GB/s':>9}{'% copy':>9}")
@@ -166,6 +207,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['workload']:<22}{r['impl']:<15}{r['ms']:>9.3f}{r['GB/s']:>9.0f}"
             f"{100 * r['of_copy']:>8.0f}%"
         )
+    if sweep:
+        print(f"\n{'norm':<10}{'rows/prog':>10}{'warps':>7}{'ms':>9}{'% copy':>8}  tuner")
+        for r in sweep:
+            print(
+                f"{r['norm']:<10}{r['rows_per_program']:>10}{r['warps']:>7}{r['ms']:>9.4f}"
+                f"{100 * r['of_copy']:>7.0f}%  {'<- picked' if r['tuner_pick'] else ''}"
+            )
     if args.json:
         meta = {
             "device": torch.cuda.get_device_name(),
@@ -176,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             "copy_GB/s": copy_gbs,
         }
         with open(args.json, "w") as f:
-            json.dump({"meta": meta, "results": results}, f, indent=1)
+            json.dump({"meta": meta, "results": results, "sweep": sweep}, f, indent=1)
     return 0
 
 
