@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 FORMAT_VERSION = 1
+# Timing rounds over the candidates (see TuningCache.choose).
+ROUNDS = 3
 
 
 def cache_root() -> Path:
@@ -124,22 +126,37 @@ class TuningCache:
         device: str,
         candidates: Sequence[Any],
         bench_fn: Callable[[Any], float],
+        rounds: int | None = None,
     ) -> Any:
-        """The cached choice, or time every candidate (ms; a failing one counts as infinitely
-        slow), store the fastest and return it."""
+        """The cached choice, or time every candidate `rounds` times in turn (default ROUNDS;
+        ms, each candidate's fastest round counts; a failing one counts as infinitely slow),
+        store the fastest and return it."""
+        rounds = ROUNDS if rounds is None else rounds
         if not candidates:
             raise ValueError(f"no tuning candidates for kernel {kernel!r}")
         key = entry_key(src_hash, shape_class, device)
         hit = self.lookup(kernel, key, candidates)
         if hit is not None:
             return hit
-        timings: list[float] = []
-        for candidate in candidates:
-            try:
-                t = float(bench_fn(candidate))
-            except Exception:  # noqa: BLE001 - a config the compiler or device rejects is not chosen
-                t = math.inf
-            timings.append(math.inf if math.isnan(t) else t)
+        # Round-robin rounds, each candidate's best time kept: on the lent H200 one timing of a
+        # bandwidth-bound kernel swung 2x between consecutive measurements (clock or memory state,
+        # not the configuration; docs/performance.md, 2026-12-02), so a single pass picked
+        # configurations at half speed. Interleaving spreads such a slow spell over every candidate.
+        timings = [math.inf] * len(candidates)
+        failed = [False] * len(candidates)
+        for _ in range(max(1, rounds)):
+            for i, candidate in enumerate(candidates):
+                if failed[i]:
+                    continue
+                try:
+                    t = float(bench_fn(candidate))
+                except Exception:  # noqa: BLE001 - a config the compiler or device rejects is not chosen
+                    t = math.nan
+                if math.isnan(t):
+                    failed[i] = True
+                    timings[i] = math.inf
+                else:
+                    timings[i] = min(timings[i], t)
         best = min(range(len(candidates)), key=lambda i: (timings[i], i))
         if math.isinf(timings[best]):
             raise RuntimeError(f"every tuning candidate of kernel {kernel!r} failed to run")
