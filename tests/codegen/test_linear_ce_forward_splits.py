@@ -174,6 +174,40 @@ def test_gradients_after_a_split_forward(v_split):
         assert err < 1e-4
 
 
+def test_backward_runs_the_tuned_dlogits_configuration(monkeypatch):
+    # On a GPU the dlogits GEMM goes through launch.tuned_gemm, whose trial launches may use a
+    # different BLOCK_M than the heuristic (the bias column sums are kept per row block). Stand
+    # in for the tuner under the interpreter: launch two trials (16- and 32-row tiles), choose
+    # the 32-row one, and check the gradients of the run that uses it.
+    launch = module()._launch
+    tried = []
+
+    def fake_tuned_gemm(kernel, heuristic, M, N, K, like, run, dual=False):
+        base = heuristic(M, N, K, like.dtype, like, dual=dual)
+        if kernel is not sym("dlogits_kernel"):
+            return base  # the dW and dh GEMMs
+        for bm in (16, 32):
+            cfg = {**base, "BLOCK_M": bm}
+            run(cfg)
+            tried.append(cfg)
+        return tried[-1]
+
+    monkeypatch.setattr(launch, "tuned_gemm", fake_tuned_gemm)
+    M, D, V = 37, 24, 100
+    h64, w64, b64, t = make(M, D, V, True, 4, seed=11)
+    leaves = [x.float().to(DEVICE).requires_grad_(True) for x in (h64, w64, b64)]
+    sym("Fn").apply(*leaves, t.to(DEVICE), -100, 48, True, None).backward()
+    assert [c["BLOCK_M"] for c in tried] == [16, 32]
+    ref_leaves = [x.clone().requires_grad_(True) for x in (h64, w64, b64)]
+    valid = t != -100
+    logits = ref_leaves[0] @ ref_leaves[1].t() + ref_leaves[2]
+    per_row = torch.logsumexp(logits, 1) - logits.gather(1, t.clamp(min=0)[:, None])[:, 0]
+    (torch.where(valid, per_row, 0.0).sum() / valid.sum()).backward()
+    for x, rx in zip(leaves, ref_leaves):
+        err = (x.grad.double().cpu() - rx.grad).norm() / rx.grad.norm()
+        assert err < 1e-4
+
+
 def test_tuning_candidates_start_with_the_heuristic(monkeypatch):
     # What an H200 would time (the launch helpers told they are not interpreting): the heuristic
     # (one tile per program, 128 registers for half types, none for float32), the ranges of

@@ -4,7 +4,8 @@ Hopper tile sizes the launcher picks; the forward at every tuning candidate
 (`NAME_fwd_candidates` for a CUDA tensor: one vocabulary tile per program at 128x128, 128x256,
 256x128, 64x128 with their warps, pipeline stages and register limit, and the ranges of tiles),
 specialised as a launch at M = 8192, D = 1024, V = 32000 is (unit strides, sizes and pointers
-divisible by 16: the software-pipelined main loop), and each within the H200's shared memory.
+divisible by 16: the software-pipelined main loop), the dlogits GEMM at every shared GEMM
+tuning candidate likewise, and each within the H200's shared memory.
 Runs in a subprocess without TRITON_INTERPRET.
 """
 
@@ -84,6 +85,14 @@ for dtype in json.loads(sys.argv[1]):
         compile_one(mod.lcec_dlogits_kernel, dtype, {"HAS_BIAS": has_bias, "DOT_PRECISION": prec,
                     "BLOCK_M": 128, "BLOCK_V": 128, "BLOCK_D": bk, "GROUP_M": 8})
         compile_one(mod.lcec_rowgrad_kernel, dtype, {"HAS_BIAS": has_bias, "BLOCK_V": 2048})
+    # The dlogits GEMM is tuned over the shared GEMM candidates (launch.tuned_gemm): each one,
+    # fitted to the element size, specialised as a real launch.
+    from sparkc.runtime import launch
+    for cand in launch.GEMM_CANDIDATES:
+        bm, bn, bk_c, group, warps, stages = launch.fit_gemm(cand, SIZE[dtype])
+        compile_one(mod.lcec_dlogits_kernel, dtype, {"HAS_BIAS": True, "DOT_PRECISION": prec,
+                    "BLOCK_M": bm, "BLOCK_V": bn, "BLOCK_D": bk_c, "GROUP_M": group}, warps,
+                    stages, aligned=True)
     for add in (False, True):
         compile_one(mod.lcec_mm_kernel, dtype, {"ADD_ACC": add, "DOT_PRECISION": prec,
                     "BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": bk, "GROUP_M": 8})
@@ -111,7 +120,10 @@ def test_all_kernels_compile_for_sm90():
     fwd = [c for c in compiled if c.startswith("lcec_fwd_kernel:")]
     assert any("('BLOCK_V', 256)" in c for c in fwd) and any("('BLOCK_M', 256)" in c for c in fwd)
     assert any(c.startswith("lcec_fwd_kernel:bfloat16") and c.endswith(":8:3:128") for c in fwd)
-    assert len(compiled) - len(fwd) == 2 * (2 + 2 + 2 + 2 + 1 + 1)
+    from sparkc.runtime import launch
+
+    tuned_dlogits = len(launch.GEMM_CANDIDATES)
+    assert len(compiled) - len(fwd) == 2 * (2 + tuned_dlogits + 2 + 2 + 2 + 1 + 1)
     assert any(c.startswith("lcec_dlogits_kernel:bfloat16") for c in compiled)
     assert any(c.startswith("lcec_rowgrad_kernel:float32") for c in compiled)
     assert any(c.startswith("lcec_mean_kernel:float32") for c in compiled)
