@@ -34,6 +34,12 @@ def build(name: str, **hooks: Any) -> Callable[..., torch.Tensor]:
     return getattr(load_source(name, text + "\n\n" + render("attention.py.jinja", **ctx)), name)
 
 
+def chosen_tiles(fn: Callable[..., torch.Tensor]) -> dict[str, list[int]]:
+    """The tile configurations a generated attention function's tuner settled on, by kernel."""
+    choices = fn.__globals__.get(f"{fn.__name__}_CHOICES", {})
+    return {shape_class[0]: list(choice) for (shape_class, _device), choice in choices.items()}
+
+
 def bench(fn: Callable[[], Any]) -> float:
     import triton.testing
 
@@ -96,6 +102,7 @@ def main() -> None:
         run: Callable[[], torch.Tensor],
         inputs: list[torch.Tensor],
         check: torch.Tensor | None,
+        run_fn: Callable[..., torch.Tensor] | None = None,
     ) -> None:
         with torch.no_grad():
             out = run()
@@ -112,9 +119,14 @@ def main() -> None:
             "fwd_bwd_tflops": 3.5 * flops_fwd / both * 1e-9,
             "max_abs_err_vs_sdpa": err,
         }
+        tiles = chosen_tiles(run_fn) if run_fn is not None else None
+        if tiles:
+            row["tiles"] = tiles  # (BLOCK_M, BLOCK_N, warps, stages) the tuner chose per kernel
         rows.append(row)
         # Each row as soon as it is measured: a run cut short by a time limit keeps its rows.
         print(f"  measured {impl}: fwd {fwd:.3f} ms, fwd+bwd {both:.3f} ms", flush=True)
+        if tiles:
+            print(f"    tiles: {tiles}", flush=True)
 
     def sdpa() -> torch.Tensor:
         return torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, is_causal=causal)
@@ -125,7 +137,7 @@ def main() -> None:
 
     if "sparkc" in only:
         plain = build("bench_attn", causal=causal)
-        record("sparkc", lambda: plain(q, k, v), [q, k, v], ref)
+        record("sparkc", lambda: plain(q, k, v), [q, k, v], ref, plain)
 
     try:
         if "flex" not in only:
@@ -147,7 +159,7 @@ def main() -> None:
 
     if "rope" in only:
         rope = build("bench_attn_rope", causal=causal, rope=True)
-        record("sparkc +rope", lambda: rope(q, k, v), [q, k, v], None)
+        record("sparkc +rope", lambda: rope(q, k, v), [q, k, v], None, rope)
     if "basis" in only:
         basis = {"freqs": 4, "legendre": 4, "over": "distance", "max_len": n}
         biased = build("bench_attn_basis", causal=causal, basis=basis)
@@ -157,12 +169,13 @@ def main() -> None:
             lambda: biased(q, k, v, gains),
             [q, k, v, gains],
             None,
+            biased,
         )
     if "gqa" in only:
         gqa = build("bench_attn_gqa", causal=causal, group=4)
         kg = k[:, :, : h // 4].detach().contiguous().requires_grad_(True)
         vg = v[:, :, : h // 4].detach().contiguous().requires_grad_(True)
-        record("sparkc GQA G=4", lambda: gqa(q, kg, vg), [q, kg, vg], None)
+        record("sparkc GQA G=4", lambda: gqa(q, kg, vg), [q, kg, vg], None, gqa)
 
     title = (
         f"attention B={b} H={h} N={n} d={d} {'causal' if causal else 'non-causal'} "
