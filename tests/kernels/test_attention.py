@@ -55,8 +55,14 @@ def context(causal, group, rope, basis, layout="bnhd"):
     )
 
 
-@functools.lru_cache(maxsize=None)
 def build_module(causal, group, rope, basis, layout="bnhd"):
+    # One module per configuration however the arguments are spelled (lru_cache keys
+    # build_module(..., None) and build_module(..., None, "bnhd") apart): tests monkeypatch it.
+    return _build_module(causal, group, rope, basis, layout)
+
+
+@functools.lru_cache(maxsize=None)
+def _build_module(causal, group, rope, basis, layout):
     ctx = context(causal, group, rope, basis, layout)
     prelude = render("prelude.py.jinja", version="test", source_name="test_attention")
     module = load_source(ctx["name"], prelude + "\n\n" + render("attention.py.jinja", **ctx))
@@ -232,6 +238,40 @@ def test_non_square_blocks(monkeypatch, blocks):
     module, name = build_module(True, 2, False, "distance")
     monkeypatch.setattr(module, name + "_config", lambda *args: (*blocks, 1, 1))
     check(True, 2, False, "distance", b=1, n=35, d=16, nk=40, q_offset=5)
+
+
+# (causal, group, rope, basis, b, n, d, nk, q_offset) for the one-launch backward.
+FUSED_CASES = [
+    (True, 1, False, None, 2, 33, 16, None, 0),
+    (False, 2, False, None, 1, 33, 32, None, 0),
+    (True, 2, True, "distance", 1, 35, 16, 40, 5),
+    (False, 1, False, "key", 1, 7, 16, None, 0),
+    (True, 2, False, "key", 2, 33, 16, None, 0),
+]
+
+
+@pytest.mark.parametrize("tiles", [(16, 16, 16, 16), (16, 32, 32, 16)], ids=["square", "flex"])
+@pytest.mark.parametrize("case", FUSED_CASES, ids=lambda c: f"c{int(c[0])}g{c[1]}{c[3] or ''}")
+def test_one_launch_backward(monkeypatch, case, tiles):
+    # NAME_bwd_fused_kernel: dK/dV programs and dQ programs side by side in one grid.
+    causal, group, rope, basis, b, n, d, nk, q_offset = case
+    module, name = build_module(causal, group, rope, basis)
+    monkeypatch.setattr(module, name + "_BWD_MODE", ("fused", *tiles, 1, 1))
+    check(causal, group, rope, basis, b=b, n=n, d=d, nk=nk, q_offset=q_offset)
+
+
+def test_one_launch_backward_is_bitwise_the_two_kernels(monkeypatch):
+    # Same tiles, same arithmetic, same order of every sum: identical gradients, gains included.
+    module, name = build_module(True, 2, False, "distance")
+    grads = {}
+    for plan in [("split", [16, 32, 1, 1], [32, 16, 1, 1]), ("fused", 16, 32, 32, 16, 1, 1)]:
+        monkeypatch.setattr(module, name + "_BWD_MODE", plan)
+        fn, _ = build(True, 2, False, "distance")
+        q, k, v, gains = make_inputs(1, 35, 40, 4, 2, 16, "distance", seed=5)
+        fn(q, k, v, gains, 5, 0).square().sum().backward()
+        grads[plan[0]] = [t.grad.clone() for t in (q, k, v, gains)]
+    for got, want in zip(grads["fused"], grads["split"]):
+        assert torch.equal(got, want)
 
 
 def test_rows_that_see_no_key_are_finite():

@@ -87,6 +87,13 @@ SCRIPT = textwrap.dedent(
                               DOT_PREC="ieee")
                 r = compile_one(fn, elt, consts, warps, stages, grad_elt)
                 results.append({"job": job, "kernel": kernel, "config": [bm, bn, warps, stages], **r})
+        fused = getattr(mod, name + "_FUSED_CONFIGS").get((max(64, block_d), size), [])
+        for bm1, bn1, bm2, bn2, warps, stages in (fused if all_configs else fused[:1]):
+            consts = dict(HEAD_D=head_d, BLOCK_M1=bm1, BLOCK_N1=bn1, BLOCK_M2=bm2, BLOCK_N2=bn2,
+                          BLOCK_D=block_d, DOT_PREC="ieee")
+            r = compile_one(getattr(mod, name + "_bwd_fused_kernel"), elt, consts, warps, stages,
+                            grad_elt)
+            results.append({"job": job, "kernel": "fused", "config": [bm1, bn1, bm2, bn2, warps, stages], **r})
         fn = getattr(mod, name + "_bwd_preprocess_kernel")
         r = compile_one(fn, elt, dict(HEAD_D=head_d, BLOCK_M=64, BLOCK_D=block_d), 4, 1)
         results.append({"job": job, "kernel": "preprocess", **r})
@@ -142,7 +149,11 @@ COVERING = [
 
 
 def test_compile_covering_hook_combinations():
-    check_results(compile_jobs(COVERING), COVERING)
+    results = compile_jobs(COVERING)
+    check_results(results, COVERING)
+    # The one-launch backward is offered for 16-bit operands up to d = 128.
+    fused = {tuple(r["job"]) for r in results if r["kernel"] == "fused"}
+    assert fused == {tuple(j) for j in COVERING if j[5] == "bf16" and j[4] <= 128}
 
 
 @pytest.mark.exhaustive
