@@ -363,6 +363,21 @@ def test_large_logits_stay_finite():
     ],
 )
 def test_gpu_against_reference(dtype, d, hooks):
+    gpu_check(dtype, d, hooks)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("d", [64, 128])
+@pytest.mark.parametrize("hooks", [(True, 2, True, "distance"), (False, 1, False, None)])
+def test_gpu_one_launch_backward(monkeypatch, d, hooks):
+    # Every one-launch candidate the tuner may time (GPU tests otherwise run the split plan).
+    module, name = build_module(*hooks)
+    for cfg in getattr(module, name + "_FUSED_CONFIGS")[(max(64, d), 2)]:
+        monkeypatch.setattr(module, name + "_BWD_MODE", ("fused", *cfg))
+        gpu_check(torch.bfloat16, d, hooks)
+
+
+def gpu_check(dtype, d, hooks):
     causal, group, rope, basis = hooks
     n, b = 1000, 2
     kv = 4
