@@ -231,39 +231,84 @@ def tuned_gemm(
     like: Any,
     run: Callable[[dict], Any],
     dual: bool = False,
+    tma: bool = False,
 ) -> dict:
     """Tile configuration of a GEMM kernel producing [M, N] with reduction length K.
 
     `heuristic(M, N, K, dtype, like, dual=dual)` is the template's own choice, used as is under
     the interpreter and off GPU. On a GPU every fitted candidate (the heuristic's first) is timed
     once per shape class by `run(cfg)`, which launches `kernel` with that configuration, and the
-    fastest is remembered (`pick`).
+    fastest is remembered (`pick`). `tma`: the kernel also has a tensor-descriptor main loop
+    (constexpr USE_TMA) and its operands allow one (`tma_ok`): every candidate is offered both
+    ways, the configurations carrying "USE_TMA".
     """
     if interpreting() or like.device.type != "cuda":
         return heuristic(M, N, K, like.dtype, like, dual=dual)
     m_class = "skinny" if M <= 64 else min(next_pow2(M), 1 << 16)
-    memo_key = (id(kernel), m_class, N, K, like.dtype, dual, like.device.index)
+    memo_key = (id(kernel), m_class, N, K, like.dtype, dual, bool(tma), like.device.index)
     cfg = _GEMM_CHOICE.get(memo_key)
     if cfg is not None:
         return cfg
+    keys = GEMM_KEYS + ("USE_TMA",) if tma else GEMM_KEYS
 
     def candidates() -> list[tuple[int, ...]]:
         base = heuristic(M, N, K, like.dtype, like, dual=dual)
-        out = [tuple(base[k] for k in GEMM_KEYS)]
+        tiles = [tuple(base[k] for k in GEMM_KEYS)]
         for cand in GEMM_SKINNY_CANDIDATES if M <= 64 else GEMM_CANDIDATES:
             cand = fit_gemm(cand, like.element_size(), dual)
-            if cand not in out:
-                out.append(cand)
-        return out
+            if cand not in tiles:
+                tiles.append(cand)
+        if not tma:
+            return tiles
+        return [(*t, 0) for t in tiles] + [(*t, 1) for t in tiles]
 
     def bench(cand: Sequence[int]) -> float:
-        return bench_ms(lambda: run(dict(zip(GEMM_KEYS, cand))))
+        return bench_ms(lambda: run(_gemm_cfg(keys, cand)))
 
-    shape_class = [m_class, N, K, str(like.dtype), bool(dual)]
+    shape_class = [m_class, N, K, str(like.dtype), bool(dual)] + (["tma"] if tma else [])
     name = getattr(getattr(kernel, "fn", kernel), "__name__", "gemm")
     best = pick(name, shape_class, candidates, bench, source=kernel, like=like)
-    cfg = _GEMM_CHOICE[memo_key] = dict(zip(GEMM_KEYS, best))
+    cfg = _GEMM_CHOICE[memo_key] = _gemm_cfg(keys, best)
     return cfg
+
+
+def _gemm_cfg(keys: Sequence[str], cand: Sequence[int]) -> dict:
+    cfg = dict(zip(keys, cand))
+    if "USE_TMA" in cfg:
+        cfg["USE_TMA"] = bool(cfg["USE_TMA"])
+    return cfg
+
+
+def tma_ok(*tensors: Any) -> bool:
+    """Whether every tensor can be read through a host tensor descriptor (the Hopper tensor
+    memory accelerator): 2-D, 16-bit, unit last stride, 16-byte aligned base and row stride,
+    on a GPU (or the interpreter), with a Triton that has `TensorDescriptor`."""
+    if _tensor_descriptor_class() is None:
+        return False
+    import torch
+
+    for t in tensors:
+        if t.dim() != 2 or t.dtype not in (torch.float16, torch.bfloat16) or min(t.shape) == 0:
+            return False
+        if t.device.type != "cuda" and not interpreting():
+            return False
+        if t.stride(1) != 1 or (t.stride(0) * t.element_size()) % 16 or t.data_ptr() % 16:
+            return False
+    return True
+
+
+def tma_descriptor(t: Any, block_shape: Sequence[int]) -> Any:
+    """A host tensor descriptor of 2-D `t` read in `block_shape` tiles (zero padding)."""
+    return _tensor_descriptor_class()(t, list(t.shape), list(t.stride()), list(block_shape))
+
+
+@functools.cache
+def _tensor_descriptor_class() -> Any:
+    try:
+        from triton.tools.tensor_descriptor import TensorDescriptor
+    except ImportError:  # Triton before 3.4
+        return None
+    return TensorDescriptor
 
 
 # tuned_gemm()'s memo, checked before anything else on every launch: (kernel id, M class, N, K,

@@ -171,6 +171,43 @@ def test_forward_backward_matches_float64(epilogue, dual, M, K, N):
     run_case(epilogue, dual, M, K, N)
 
 
+@pytest.mark.parametrize("case", ["bias_gelu", "swiglu", "chain", "single_row", "none"])
+def test_tma_main_loop_matches_float64(monkeypatch, case):
+    # The tensor-descriptor (TMA) main loop is a GPU tuning candidate for 16-bit operands; here
+    # the forward kernel is forced onto it under the interpreter (float32: the interpreter's
+    # descriptors take any dtype), edge tiles and K tails read as zeros through the descriptors.
+    from sparkc.runtime import launch
+
+    real, used = launch.tuned_gemm, []
+
+    def forced(kernel, heuristic, M, N, K, like, run, dual=False, tma=False):
+        cfg = real(kernel, heuristic, M, N, K, like, run, dual)
+        if getattr(kernel, "fn", kernel).__name__.endswith("_fwd_kernel"):
+            used.append(tma)
+            return {**cfg, "USE_TMA": True}
+        return cfg
+
+    monkeypatch.setattr(launch, "tuned_gemm", forced)
+    monkeypatch.setattr(launch, "tma_ok", lambda *ts: all(t.stride(1) == 1 for t in ts))
+    epilogue, dual, M, K, N = next(c[1:] for c in CASES if c[0] == case)
+    run_case(epilogue, dual, M, K, N)
+    assert used == [True]
+
+
+def test_tma_needs_aligned_16_bit_rows():
+    from sparkc.runtime import launch
+
+    if launch._tensor_descriptor_class() is None:
+        pytest.fail("this Triton has no triton.tools.tensor_descriptor (3.4+ is required)")
+    x = torch.zeros(8, 64, dtype=torch.bfloat16, device=DEVICE)
+    assert launch.tma_ok(x, torch.zeros(16, 64, dtype=torch.float16, device=DEVICE))
+    assert not launch.tma_ok(x.float())  # 32-bit operands keep the pointer main loop
+    assert not launch.tma_ok(x.t())  # last stride is not 1
+    assert launch.tma_ok(x[:, :60])  # a column slice keeps 128-byte rows
+    assert not launch.tma_ok(torch.zeros(8, 60, dtype=torch.bfloat16, device=DEVICE))  # 120 B
+    assert not launch.tma_ok(x.view(-1)[1:65].view(1, 64))  # base not 16-byte aligned
+
+
 def test_strided_input():
     # x as a transposed (column-major) view: the kernels read any strides.
     run_case(["bias", "act:relu"], False, 33, 40, 10, x_t=True)
@@ -219,6 +256,7 @@ def test_render_is_deterministic_and_formatted():
         (["mul:x"], "bad operand name"),
         (["add:bias"], "bad operand name"),
         (["mul:dy"], "bad operand name"),
+        (["mul:tma"], "bad operand name"),  # a local of the forward's launcher
     ],
 )
 def test_render_rejects_bad_epilogues(epilogue, needle):

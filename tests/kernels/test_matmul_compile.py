@@ -49,11 +49,12 @@ def signature(fn, ptr):
     return sig
 
 
-def compile_one(fn, dtype, consts, warps):
+def compile_one(fn, dtype, consts, warps, descriptors=None):
     sig = {k: v for k, v in signature(fn, TY[dtype]).items() if k not in consts}
+    sig.update(descriptors or {})
     asm = launch.compile_for_target(fn, sig, consts, arch=90, num_warps=warps)
     assert "ptx" in asm and ".target sm_90" in asm["ptx"], fn.__name__
-    report.append(f"{fn.__name__}:{dtype}")
+    report.append(f"{fn.__name__}:{dtype}" + (":tma" if descriptors else ""))
 
 
 prelude = render("prelude.py.jinja", version="test", source_name="compile")
@@ -64,8 +65,13 @@ for i, combo in enumerate(combos):
         prec = "ieee" if dtype == "float32" else "tf32"
         bk = 32 if dtype == "float32" else 64
         tiles = {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": bk, "GROUP_M": 8}
-        compile_one(getattr(mod, name + "_fwd_kernel"), dtype,
-                    {"SAVE": True, "DOT_PRECISION": prec, **tiles}, 8)
+        fwd = getattr(mod, name + "_fwd_kernel")
+        compile_one(fwd, dtype, {"SAVE": True, "DOT_PRECISION": prec, "USE_TMA": False, **tiles}, 8)
+        if dtype == "bfloat16":  # the tensor-descriptor main loop (16-bit operands only)
+            blocks = {"X": (128, bk), "W": (128, bk), "W_GATE": (128, bk), "W_UP": (128, bk)}
+            desc = {a: "tensordesc<bf16[%d, %d]>" % blocks[a] for a in fwd.arg_names if a in blocks}
+            compile_one(fwd, dtype, {"SAVE": True, "DOT_PRECISION": prec, "USE_TMA": True, **tiles},
+                        8, desc)
         bwd = getattr(mod, name + "_bwd_epilogue_kernel", None)
         if combo["epilogue"] or combo["dual"]:
             compile_one(bwd, dtype, {"BLOCK_M": 64, "BLOCK_N": 64}, 4)
@@ -111,9 +117,12 @@ FP32_COMBOS = [COMBOS[0], COMBOS[2], COMBOS[4], COMBOS[7]]
 def test_all_kernels_compile_for_sm90(dtype, combos):
     compiled = run_compile(combos, [dtype])
     n_bwd = sum(1 for c in combos if c["epilogue"] or c["dual"])
-    # fwd per combo + epilogue backward where present + mm (two hooks) + colsum
-    assert len(compiled) == len(combos) + n_bwd + 3
+    n_tma = len(combos) if dtype == "bfloat16" else 0
+    # fwd per combo (and its TMA main loop) + epilogue backward where present + mm (two hooks)
+    # + colsum
+    assert len(compiled) == len(combos) + n_tma + n_bwd + 3
     assert f"mmc0_mm_kernel:{dtype}" in compiled
+    assert (f"mmc4_fwd_kernel:{dtype}:tma" in compiled) == (dtype == "bfloat16")
 
 
 TUNING_SCRIPT = r"""
@@ -135,14 +144,22 @@ for dual in (False, True):
                  for c in launch.GEMM_CANDIDATES + launch.GEMM_SKINNY_CANDIDATES}
         for bm, bn, bk, group, warps, stages in sorted(cands):
             tiles = {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": group}
-            for fn, consts in ((getattr(mod, name + "_fwd_kernel"), {"SAVE": True}),
-                               (getattr(mod, name + "_mm_kernel"), {"HAS_SECOND": dual})):
+            fwd = getattr(mod, name + "_fwd_kernel")
+            variants = [(fwd, {"SAVE": True, "USE_TMA": False}, {}),
+                        (getattr(mod, name + "_mm_kernel"), {"HAS_SECOND": dual}, {})]
+            if dtype == torch.bfloat16:
+                blocks = {"X": (bm, bk), "W": (bn, bk), "W_GATE": (bn, bk), "W_UP": (bn, bk)}
+                desc = {a: "tensordesc<bf16[%d, %d]>" % blocks[a]
+                        for a in fwd.arg_names if a in blocks}
+                variants.append((fwd, {"SAVE": True, "USE_TMA": True}, desc))
+            for fn, consts, desc in variants:
                 sig = {a: ("i32" if a in ("M", "N", "K") or "stride" in a else ptr)
                        for a in fn.arg_names}
                 consts = {**consts, "DOT_PRECISION": prec, **tiles}
                 sig = {k: v for k, v in sig.items() if k not in consts}
+                sig.update(desc)
                 asm = launch.compile_for_target(fn, sig, consts, arch=90, num_warps=warps)
-                report.append([fn.__name__, str(dtype), bm, bn, bk, warps, stages])
+                report.append([fn.__name__, str(dtype), bm, bn, bk, warps, stages, bool(desc)])
 print(json.dumps(report))
 """
 

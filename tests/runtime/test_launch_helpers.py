@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparkc.runtime import launch
+from sparkc.runtime import launch, tuning
 
 dims = st.lists(st.integers(0, 4), min_size=0, max_size=4)
 
@@ -91,6 +91,44 @@ def test_tuned_gemm_times_the_heuristic_first_then_every_fitted_candidate(monkey
     assert again is cfg and not seen and len(runs) == 1
 
 
+def test_tuned_gemm_offers_every_tile_both_ways_with_tma(monkeypatch):
+    seen = {}
+
+    def fake_pick(name, shape_class, candidates, bench_fn, *, source, like):
+        candidates = candidates()
+        seen.update(shape_class=shape_class, candidates=candidates)
+        return candidates[-1]
+
+    monkeypatch.setattr(launch, "pick", fake_pick)
+    monkeypatch.setattr(launch, "interpreting", lambda: False)
+    monkeypatch.setattr(launch, "_GEMM_CHOICE", {})
+
+    def heuristic(M, N, K, dtype, like, dual=False):
+        return dict(zip(launch.GEMM_KEYS, (128, 128, 64, 8, 8, 3)))
+
+    runs = []
+    plain = launch.tuned_gemm("k", heuristic, 4096, 1024, 512, _FakeCudaTensor(), runs.append)
+    cfg = launch.tuned_gemm(
+        "k", heuristic, 4096, 1024, 512, _FakeCudaTensor(), runs.append, tma=True
+    )
+    cands = seen["candidates"]
+    tiles = [c[:6] for c in cands]
+    assert [c[6] for c in cands] == [0] * (len(cands) // 2) + [1] * (len(cands) // 2)
+    assert tiles[: len(cands) // 2] == tiles[len(cands) // 2 :] and tiles[0] == (
+        128,
+        128,
+        64,
+        8,
+        8,
+        3,
+    )
+    assert seen["shape_class"][-1] == "tma"  # cached apart from the pointer-only class
+    assert cfg["USE_TMA"] is True and "USE_TMA" not in plain
+    assert {k: v for k, v in cfg.items() if k != "USE_TMA"} == dict(
+        zip(launch.GEMM_KEYS, tiles[-1])
+    )
+
+
 def test_tuning_off_takes_the_heuristic_without_timing(monkeypatch, tmp_path):
     monkeypatch.setenv("SPARKC_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(launch, "interpreting", lambda: False)
@@ -108,4 +146,4 @@ def test_tuning_off_takes_the_heuristic_without_timing(monkeypatch, tmp_path):
     assert timed == [] and not (tmp_path / "tuning").exists()
     monkeypatch.setenv("SPARKC_TUNE", "1")
     assert launch.pick("k", 2, ["a", "b"], bench, source="src", like=_FakeCudaTensor()) == "b"
-    assert timed == ["a", "b"]
+    assert timed == ["a", "b"] * tuning.ROUNDS  # interleaved rounds
