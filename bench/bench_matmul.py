@@ -75,6 +75,18 @@ def plain_matmuls(args, dual: bool):
     return F.linear(args[0], args[1])
 
 
+def chosen_config(fn, N: int, K: int) -> dict | None:
+    """The tile configuration the tuner chose for the forward kernel of generated GEMM `fn` at
+    this N and K (USE_TMA: the tensor-descriptor main loop), or None before any choice."""
+    from sparkc.runtime import launch
+
+    kernel = fn.__globals__[fn.__name__ + "_fwd_kernel"]
+    for key, cfg in launch._GEMM_CHOICE.items():
+        if key[0] == id(kernel) and key[2] == N and key[3] == K:
+            return dict(cfg)
+    return None
+
+
 def bench(fn) -> float:
     import triton.testing
 
@@ -117,6 +129,7 @@ def run(sizes: list[int], M: int, dtype: torch.dtype, use_compile: bool) -> list
             row["eager_fwd_bwd_ms"] = bench(fwd_bwd(ref, args))
             row["sparkc_fwd_tflops"] = flops / row["sparkc_fwd_ms"] * 1e-9
             row["torch_matmul_tflops"] = flops / row["torch_matmul_ms"] * 1e-9
+            row["sparkc_fwd_config"] = chosen_config(ours, N, K)
             out = ours(*args).float()
             row["max_rel_err_vs_eager"] = ((out - ref(*args).float()).norm() / out.norm()).item()
             rows.append(row)
@@ -135,7 +148,15 @@ COLUMNS = [
     ("eg f+b", "{:>8.3f}"),
     ("TF/s", "{:>6.0f}"),
     ("mm TF/s", "{:>7.0f}"),
+    ("tiles", "{:>22}"),
 ]
+
+
+def describe(cfg: dict | None) -> str:
+    if not cfg:
+        return "-"
+    tiles = f"{cfg['BLOCK_M']}x{cfg['BLOCK_N']}x{cfg['BLOCK_K']} w{cfg['num_warps']} s{cfg['num_stages']}"
+    return tiles + (" tma" if cfg.get("USE_TMA") else "")
 
 
 def format_row(r: dict) -> str:
@@ -151,6 +172,7 @@ def format_row(r: dict) -> str:
         r["eager_fwd_bwd_ms"],
         r["sparkc_fwd_tflops"],
         r["torch_matmul_tflops"],
+        describe(r.get("sparkc_fwd_config")),
     ]
     return " ".join(fmt.format(v) for (_, fmt), v in zip(COLUMNS, vals))
 
