@@ -50,7 +50,8 @@ if [[ $what == sanitize || $what == all ]]; then
   # SHARDS processes side by side (SANITIZE_ONLY: comma-separated program/example names).
   shards=${SHARDS:-4}
   for ((i = 0; i < shards; i++)); do
-    timeout "${SANITIZE_LIMIT:-300}" compute-sanitizer --tool memcheck --error-exitcode 9 \
+    # One tuning round: every candidate still launches once (coverage), not three times.
+    SPARKC_TUNE_ROUNDS=1 timeout "${SANITIZE_LIMIT:-300}" compute-sanitizer --tool memcheck --error-exitcode 9 \
       --print-limit 50 $PY bench/sanitize.py --shard "$i/$shards" --only "${SANITIZE_ONLY:-}" \
       >"/tmp/sanitize_$i.log" 2>&1 &
   done
@@ -63,12 +64,19 @@ fi
 if [[ $what == bench || $what == all ]]; then
   # BENCHES names the bench/ scripts to run (default: all of them), BENCH_LIMIT bounds each
   # script's seconds.
-  # Entries are separated by ';' and may carry arguments ("bench/bench_spark_k.py --blocks spd").
+  # Entries are separated by ';' and may carry arguments ("bench/bench_spark_k.py --blocks spd")
+  # and their own limit after '@' ("bench/bench_attention.py --only sdpa,sparkc,flex@200"). The
+  # JSON of the n-th entry is $OUT/<script>_<n>.json (a script may appear twice).
   if [[ -n ${BENCHES:-} ]]; then IFS=';' read -ra list <<<"$BENCHES"; else list=(bench/bench_*.py); fi
-  for b in "${list[@]}"; do
-    echo "== $b"
+  n=0
+  for entry in "${list[@]}"; do
+    b=${entry%@*}
+    limit=${BENCH_LIMIT:-240}
+    [[ $entry == *@* ]] && limit=${entry##*@}
+    n=$((n + 1))
+    echo "== $b (limit ${limit} s)"
     # shellcheck disable=SC2086
-    timeout "${BENCH_LIMIT:-240}" $PY $b --json "$OUT/$(basename "${b%% *}" .py).json" 2>&1 | tail -30
+    timeout "$limit" $PY $b --json "$OUT/$(basename "${b%% *}" .py)_$n.json" 2>&1 | tail -30
   done
 fi
 if [[ $what == model || $what == all ]]; then

@@ -24,8 +24,16 @@ from pathlib import Path
 from typing import Any
 
 FORMAT_VERSION = 1
-# Timing rounds over the candidates (see TuningCache.choose).
+# Timing rounds over the candidates (see TuningCache.choose); `$SPARKC_TUNE_ROUNDS` overrides it
+# (1 under compute-sanitizer, where every launch is slow and only coverage matters).
 ROUNDS = 3
+
+
+def tuning_rounds() -> int:
+    try:
+        return max(1, int(os.environ.get("SPARKC_TUNE_ROUNDS", ROUNDS)))
+    except ValueError:
+        return ROUNDS
 
 
 def cache_root() -> Path:
@@ -128,10 +136,10 @@ class TuningCache:
         bench_fn: Callable[[Any], float],
         rounds: int | None = None,
     ) -> Any:
-        """The cached choice, or time every candidate `rounds` times in turn (default ROUNDS;
-        ms, each candidate's fastest round counts; a failing one counts as infinitely slow),
-        store the fastest and return it."""
-        rounds = ROUNDS if rounds is None else rounds
+        """The cached choice, or time every candidate `rounds` times in turn (default
+        `tuning_rounds()`; ms, each candidate's fastest round counts; a failing one counts as
+        infinitely slow), store the fastest and return it."""
+        rounds = tuning_rounds() if rounds is None else rounds
         if not candidates:
             raise ValueError(f"no tuning candidates for kernel {kernel!r}")
         key = entry_key(src_hash, shape_class, device)

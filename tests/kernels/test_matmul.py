@@ -171,11 +171,9 @@ def test_forward_backward_matches_float64(epilogue, dual, M, K, N):
     run_case(epilogue, dual, M, K, N)
 
 
-@pytest.mark.parametrize("case", ["bias_gelu", "swiglu", "chain", "single_row", "none"])
-def test_tma_main_loop_matches_float64(monkeypatch, case):
-    # The tensor-descriptor (TMA) main loop is a GPU tuning candidate for 16-bit operands; here
-    # the forward kernel is forced onto it under the interpreter (float32: the interpreter's
-    # descriptors take any dtype), edge tiles and K tails read as zeros through the descriptors.
+def force_tma(monkeypatch):
+    """Make every matmul forward take the tensor-descriptor main loop (a tuning candidate);
+    returns the list of the `tma` flags the forwards passed to the tuner."""
     from sparkc.runtime import launch
 
     real, used = launch.tuned_gemm, []
@@ -188,9 +186,31 @@ def test_tma_main_loop_matches_float64(monkeypatch, case):
         return cfg
 
     monkeypatch.setattr(launch, "tuned_gemm", forced)
+    return used
+
+
+@pytest.mark.parametrize("case", ["bias_gelu", "swiglu", "chain", "single_row", "none"])
+def test_tma_main_loop_matches_float64(monkeypatch, case):
+    # The tensor-descriptor (TMA) main loop is a GPU tuning candidate for 16-bit operands; here
+    # the forward kernel is forced onto it under the interpreter (float32: the interpreter's
+    # descriptors take any dtype), edge tiles and K tails read as zeros through the descriptors.
+    from sparkc.runtime import launch
+
+    used = force_tma(monkeypatch)
     monkeypatch.setattr(launch, "tma_ok", lambda *ts: all(t.stride(1) == 1 for t in ts))
     epilogue, dual, M, K, N = next(c[1:] for c in CASES if c[0] == case)
     run_case(epilogue, dual, M, K, N)
+    assert used == [True]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", ["bias_gelu", "swiglu", "chain"])
+def test_gpu_tma_main_loop(monkeypatch, case):
+    # GPU test runs do not tune (SPARKC_TUNE=0), so the descriptor loop is forced here: bfloat16,
+    # sizes that are not tile multiples (K = 520: a K tail of 8).
+    used = force_tma(monkeypatch)
+    epilogue, dual = next(c[1:3] for c in CASES if c[0] == case)
+    run_case(epilogue, dual, 1000, 520, 776, dtype=torch.bfloat16, tol=1e-2)
     assert used == [True]
 
 

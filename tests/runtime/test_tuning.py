@@ -117,6 +117,16 @@ def test_rounds_interleave_so_a_slow_spell_does_not_decide(tmp_path):
     assert [round(t, 6) for t in next(iter(timings.values()))["timings_ms"]] == [1.0, 1.2, 3.0]
 
 
+def test_rounds_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARKC_TUNE_ROUNDS", "1")
+    bench = Bench({1024: 3.0, 2048: 1.0, 4096: 2.0})
+    assert tuning.TuningCache(tmp_path).choose("k", "h", 1, "gpu", CANDS, bench) == (2048, 8)
+    assert len(bench.calls) == 3
+    for junk in ("0", "x"):
+        monkeypatch.setenv("SPARKC_TUNE_ROUNDS", junk)
+        assert tuning.tuning_rounds() == (1 if junk == "0" else tuning.ROUNDS)
+
+
 def test_a_failing_candidate_is_not_timed_again(tmp_path):
     cache = tuning.TuningCache(tmp_path)
     bench = Bench({1024: RuntimeError("out of resources"), 2048: 2.0, 4096: 1.0})
