@@ -147,3 +147,34 @@ def test_tuning_off_takes_the_heuristic_without_timing(monkeypatch, tmp_path):
     monkeypatch.setenv("SPARKC_TUNE", "1")
     assert launch.pick("k", 2, ["a", "b"], bench, source="src", like=_FakeCudaTensor()) == "b"
     assert timed == ["a", "b"] * tuning.ROUNDS  # interleaved rounds
+
+
+class _Double(torch.autograd.Function):
+    seen: list = []
+
+    @staticmethod
+    def forward(ctx, x, factor):
+        _Double.seen.append(ctx.needs_input_grad)
+        ctx.save_for_backward(x)
+        ctx.mark_non_differentiable()
+        ctx.factor = factor
+        return x * factor
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.factor, None
+
+
+def test_apply_skips_autograd_when_no_gradient_can_flow():
+    _Double.seen.clear()
+    x = torch.ones(3)
+    assert launch.apply(_Double, x, 2.0).grad_fn is None  # no input requires a gradient
+    w = torch.ones(3, requires_grad=True)
+    with torch.no_grad():
+        y = launch.apply(_Double, w, 2.0)
+    assert y.grad_fn is None and not y.requires_grad and torch.equal(y, 2 * x)
+    assert _Double.seen == [(False, False), (False, False)]
+    y = launch.apply(_Double, w, 3.0)  # recorded: the real Function.apply
+    assert y.grad_fn is not None and _Double.seen[-1] == (True, False)
+    y.sum().backward()
+    assert torch.equal(w.grad, torch.full((3,), 3.0))
