@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import launch
 from .init import init_tensor
 
 _FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
@@ -307,7 +308,7 @@ def require_kernel_device(x: torch.Tensor) -> None:
         raise RuntimeError(
             "impl='triton' needs Triton: pip install 'sparkc[gpu]' (or use impl='reference')"
         ) from None
-    if not x.is_cuda and os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):
+    if not x.is_cuda and not launch.interpreting():
         raise RuntimeError(
             f"impl='triton' runs generated kernels on a CUDA device, but the input is on "
             f"{x.device}; move the model and inputs with .cuda(), use impl='reference', or set "
