@@ -78,8 +78,8 @@ def apply(function: Any, *args: Any) -> Any:
     """`function.apply(*args)` for a generated torch.autograd.Function, or, when autograd would
     record nothing (grad mode off, or no tensor argument requires a gradient), its forward called
     directly: `Function.apply` costs ~10 µs of host time per call even then (measured on the H200
-    machine: 11.2 µs), a sizeable share of a small model's per-call host time. The outputs are
-    the same tensors either way; they do not require gradients in both cases."""
+    machine: 11.2 µs), a sizeable share of a small model's per-call host time. The outputs have
+    the same values either way and do not require gradients."""
     import torch
 
     if torch.is_grad_enabled():
@@ -348,7 +348,7 @@ def _tensor_descriptor_class() -> Any:
 
 
 # tuned_gemm()'s memo, checked before anything else on every launch: (kernel id, M class, N, K,
-# dtype, dual, device) -> configuration (callers never modify it).
+# dtype, dual, tma, device) -> configuration (callers never modify it).
 _GEMM_CHOICE: dict[tuple, dict] = {}
 
 

@@ -100,7 +100,9 @@ def _compare(module, b: int, n: int, train: bool = False, seed: int = 3):
         assert _rel(out_t[k], v) < 1e-4, (k, _rel(out_t[k], v))
     _objective(out_r).backward()
     _objective(out_t).backward()
-    scale = max(float(p.grad.norm()) for p in ref.parameters())
+    # Only at N = 1, where some exact gradients vanish, is the error measured against the
+    # model's gradient scale; elsewhere every gradient is compared with its own norm.
+    scale = max(float(p.grad.norm()) for p in ref.parameters()) if n == 1 else 0.0
     for (pname, pr), (_, pt) in zip(ref.named_parameters(), tri.named_parameters()):
         assert pt.grad is not None, pname
         if n > 1:
