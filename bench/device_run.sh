@@ -81,10 +81,13 @@ if [[ $what == bench || $what == all ]]; then
 fi
 if [[ $what == model || $what == all ]]; then
   # `sparkc bench` of tiny_gpt at GPT-2-small-like width (MODEL_MODES, default
-  # fwd,fwd+bwd,step; MODEL_LIMIT seconds), unless MODEL_BENCH=0; then one attention op.
+  # fwd,fwd+bwd,step; MODEL_VARIANTS, default every one that applies; MODEL_LIMIT seconds),
+  # unless MODEL_BENCH=0; then one attention op (OP_BENCH=0 skips it).
   if [[ ${MODEL_BENCH:-1} == 1 ]]; then
+    # shellcheck disable=SC2046
     timeout "${MODEL_LIMIT:-600}" $PY -m sparkc bench examples/tiny_gpt.spark --shape B=8,N=1024 \
       -D d=1024 -D heads=16 -D max_len=1024 -D vocab=32000 --modes "${MODEL_MODES:-fwd,fwd+bwd,step}" \
+      $([[ -n ${MODEL_VARIANTS:-} ]] && echo --variants "$MODEL_VARIANTS") \
       --json "$OUT/bench_tiny_gpt.json" 2>&1 | tail -24
   fi
   if [[ ${OP_BENCH:-1} == 1 ]]; then

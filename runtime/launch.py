@@ -268,6 +268,7 @@ def tuned_gemm(
     run: Callable[[dict], Any],
     dual: bool = False,
     tma: bool = False,
+    extern: Callable[[], Any] | None = None,
 ) -> dict:
     """Tile configuration of a GEMM kernel producing [M, N] with reduction length K.
 
@@ -276,12 +277,27 @@ def tuned_gemm(
     once per shape class by `run(cfg)`, which launches `kernel` with that configuration, and the
     fastest is remembered (`pick`). `tma`: the kernel also has a tensor-descriptor main loop
     (constexpr USE_TMA) and its operands allow one (`tma_ok`): every candidate is offered both
-    ways, the configurations carrying "USE_TMA".
+    ways, the configurations carrying "USE_TMA". `extern`: the GEMM has no epilogue, and
+    `extern()` computes the same product with torch's own GEMM (cuBLAS, `extern_gemm`): it is
+    timed as one more candidate (TorchInductor's `extern_kernels.mm` choice), and when it wins
+    the configuration is `EXTERN_CFG` (`{"EXTERN": True}`), which the caller runs instead of
+    `kernel`. Never the untimed default: with tuning off the heuristic's tiles run.
     """
     if interpreting() or like.device.type != "cuda":
         return heuristic(M, N, K, like.dtype, like, dual=dual)
     m_class = "skinny" if M <= 64 else min(next_pow2(M), 1 << 16)
-    memo_key = (id(kernel), m_class, N, K, like.dtype, dual, bool(tma), like.device.index)
+    offer_extern = extern is not None
+    memo_key = (
+        id(kernel),
+        m_class,
+        N,
+        K,
+        like.dtype,
+        dual,
+        bool(tma),
+        offer_extern,
+        like.device.index,
+    )
     cfg = _GEMM_CHOICE.get(memo_key)
     if cfg is not None:
         return cfg
@@ -294,25 +310,80 @@ def tuned_gemm(
             cand = fit_gemm(cand, like.element_size(), dual)
             if cand not in tiles:
                 tiles.append(cand)
-        if not tma:
-            return tiles
-        return [(*t, 0) for t in tiles] + [(*t, 1) for t in tiles]
+        out: list[Any] = [(*t, 0) for t in tiles] + [(*t, 1) for t in tiles] if tma else tiles
+        return out + [EXTERN] if offer_extern else out
 
-    def bench(cand: Sequence[int]) -> float:
+    def bench(cand: Any) -> float:
+        if cand == EXTERN:
+            return bench_ms(extern)
         return bench_ms(lambda: run(_gemm_cfg(keys, cand)))
 
     shape_class = [m_class, N, K, str(like.dtype), bool(dual)] + (["tma"] if tma else [])
+    shape_class += ["extern"] if offer_extern else []
     name = getattr(getattr(kernel, "fn", kernel), "__name__", "gemm")
     best = pick(name, shape_class, candidates, bench, source=kernel, like=like)
     cfg = _GEMM_CHOICE[memo_key] = _gemm_cfg(keys, best)
     return cfg
 
 
-def _gemm_cfg(keys: Sequence[str], cand: Sequence[int]) -> dict:
+def _gemm_cfg(keys: Sequence[str], cand: Any) -> dict:
+    if cand == EXTERN:
+        return EXTERN_CFG
     cfg = dict(zip(keys, cand))
     if "USE_TMA" in cfg:
         cfg["USE_TMA"] = bool(cfg["USE_TMA"])
     return cfg
+
+
+# The extern GEMM candidate of `tuned_gemm` (a JSON string in the tuning cache) and the
+# configuration it stands for.
+EXTERN = "extern"
+EXTERN_CFG: dict = {"EXTERN": True}
+
+
+def extern_gemm_ok(a: Any, b: Any, out: Any, acc: Any = None) -> bool:
+    """Whether `extern_gemm(a, b, out, acc)` may be offered as a tuning candidate: CUDA operands
+    of one 16-bit dtype (float32 operands stay on the template's IEEE/TF32 choice, which torch's
+    global TF32 flag would override), `out` of that dtype or float32, `acc` (float32) only with a
+    float32-capable `out`; not with `$SPARKC_EXTERN_GEMM=0` (Triton kernels only)."""
+    import torch
+
+    if os.environ.get("SPARKC_EXTERN_GEMM", "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    half = (torch.float16, torch.bfloat16)
+    if a.device.type != "cuda" or a.dtype not in half or b.dtype != a.dtype:
+        return False
+    if acc is not None and acc.dtype != torch.float32:
+        return False
+    return out.dtype in (a.dtype, torch.float32)
+
+
+def extern_call(a: Any, b: Any, out: Any, acc: Any = None) -> Callable[[], Any] | None:
+    """`extern_gemm(a, b, out, acc)` as a no-argument call for `tuned_gemm(extern=...)`, or None
+    where `extern_gemm_ok` says it may not be offered."""
+    if not extern_gemm_ok(a, b, out, acc):
+        return None
+    return functools.partial(extern_gemm, a, b, out, acc)
+
+
+def extern_gemm(a: Any, b: Any, out: Any, acc: Any = None) -> Any:
+    """out = a @ b (+ acc) through torch's GEMM (cuBLAS), for 16-bit a [M, K], b [K, N] of any
+    strides; float32 accumulation throughout. A float32 `out` (or `acc`) takes the product
+    without a 16-bit rounding (`out_dtype`); with `acc` the sum is formed in `acc`, which is
+    overwritten, then copied to `out` when `out` is another tensor."""
+    import torch
+
+    if acc is None:
+        if out.dtype == a.dtype:
+            return torch.mm(a, b, out=out)
+        return torch.mm(a, b, out_dtype=out.dtype, out=out)
+    if acc.dtype == a.dtype:
+        torch.addmm(acc, a, b, out=acc)
+    else:
+        torch.addmm(acc, a, b, out_dtype=acc.dtype, out=acc)
+    if out is not acc:
+        out.copy_(acc)
+    return out
 
 
 def tma_ok(*tensors: Any) -> bool:
@@ -353,10 +424,35 @@ _GEMM_CHOICE: dict[tuple, dict] = {}
 
 
 def bench_ms(fn: Callable[[], Any]) -> float:
-    """Median milliseconds of `fn()` on the GPU (Triton's do_bench, warm-up included)."""
+    """Milliseconds per call of `fn()` on the GPU: the larger of Triton's do_bench median (L2
+    flushed before each call) and the time per call of calls issued back to back.
+
+    do_bench launches a cache flush (~70 µs of GPU work on an H200) before each call, and the
+    host prepares the call while the flush runs: host time up to the flush's length is hidden.
+    A candidate whose host side outlasts its kernel (tensor-descriptor encoding on a 30 µs GEMM:
+    bench_matmul.py measured 0.089 ms per call where the pointer loop took 0.036-0.044, 2026-12-02)
+    then wins the tuning and loses every real call. Back-to-back calls expose it."""
     import triton.testing
 
-    return float(triton.testing.do_bench(fn, warmup=5, rep=20, return_mode="median"))
+    flushed = float(triton.testing.do_bench(fn, warmup=5, rep=20, return_mode="median"))
+    return max(flushed, back_to_back_ms(fn))
+
+
+def back_to_back_ms(fn: Callable[[], Any], calls: int = 10) -> float:
+    """Milliseconds per call of `calls` calls of `fn()` issued back to back (after one untimed
+    call), between two CUDA events: max(host time, GPU time) per call in steady state."""
+    import torch
+
+    fn()
+    start = torch.cuda.Event(enable_timing=True)
+    end = torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize()
+    start.record()
+    for _ in range(calls):
+        fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / calls
 
 
 def configure_triton_cache() -> str:

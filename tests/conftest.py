@@ -41,3 +41,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         # The marker, not `item.keywords`: keywords also hold node names (a tests/gpu/ folder).
         if item.get_closest_marker("gpu") is not None:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def force_extern_gemm(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every GEMM that offers torch's own GEMM (`tuned_gemm(extern=...)`) gets it, as if it had
+    won the tuning; the list collects the names of those kernels. Off GPU the offer is widened
+    to CPU (and float32) operands, so the interpreter tests run the generated code's extern
+    branch through `launch.extern_gemm` (torch.mm / addmm)."""
+    from sparkc.runtime import launch
+
+    real, used = launch.tuned_gemm, []
+
+    def forced(kernel, heuristic, M, N, K, like, run, dual=False, tma=False, extern=None):
+        if extern is not None:
+            used.append(getattr(kernel, "fn", kernel).__name__)
+            return launch.EXTERN_CFG
+        return real(kernel, heuristic, M, N, K, like, run, dual, tma=tma)
+
+    monkeypatch.setattr(launch, "tuned_gemm", forced)
+    if not HAS_CUDA:
+        monkeypatch.setattr(launch, "extern_gemm_ok", lambda a, b, out, acc=None: True)
+    return used

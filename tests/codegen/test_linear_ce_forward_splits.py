@@ -189,7 +189,7 @@ def test_backward_runs_the_tuned_dlogits_configuration(monkeypatch):
     launch = module()._launch
     tried = []
 
-    def fake_tuned_gemm(kernel, heuristic, M, N, K, like, run, dual=False):
+    def fake_tuned_gemm(kernel, heuristic, M, N, K, like, run, dual=False, tma=False, extern=None):
         base = heuristic(M, N, K, like.dtype, like, dual=dual)
         if kernel is not sym("dlogits_kernel"):
             return base  # the dW and dh GEMMs

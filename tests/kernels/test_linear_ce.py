@@ -133,6 +133,18 @@ def test_backward_in_vocabulary_chunks(v_chunk):
 
 
 @pytest.mark.parametrize("recompute", [False, True], ids=["train_forward", "recompute"])
+def test_extern_gemm_choice_matches_float64(force_extern_gemm, recompute):
+    # torch's own GEMM (a tuning candidate of the epilogue-free GEMMs: the training forward's
+    # logits, dh and dw; the recompute backward's dw and dh, accumulated over vocabulary
+    # chunks), forced as if it had won.
+    check(33, 40, 100, True, 3, v_chunk=None if not recompute else 40, seed=2, recompute=recompute)
+    assert force_extern_gemm and set(force_extern_gemm) == {"lce_mm_kernel"}
+    # Three chunks of 40 columns: dw and dh once per chunk; the training forward's chunks of
+    # rows: logits, dh and dw per chunk.
+    assert len(force_extern_gemm) % 3 == 0 if not recompute else len(force_extern_gemm) == 6
+
+
+@pytest.mark.parametrize("recompute", [False, True], ids=["train_forward", "recompute"])
 def test_half_inputs_accumulate_in_float32(recompute):
     # float16 (the interpreter handles it; bfloat16 it does not) takes the separate float32
     # accumulator across chunks: dh's vocabulary chunks (recompute), dw's row chunks (training).
@@ -173,6 +185,25 @@ def test_render_is_deterministic():
 @pytest.mark.parametrize("recompute", [False, True], ids=["train_forward", "recompute"])
 def test_gpu_matches_reference(M, D, V, dtype, tol, recompute):
     check(M, D, V, True, M // 10, dtype=dtype, tol=tol, device="cuda", seed=5, recompute=recompute)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("recompute", [False, True], ids=["train_forward", "recompute"])
+def test_gpu_extern_gemm_choice(force_extern_gemm, recompute):
+    check(
+        1000,
+        768,
+        5000,
+        True,
+        100,
+        dtype=torch.bfloat16,
+        tol=1e-2,
+        device="cuda",
+        seed=6,
+        v_chunk=None if not recompute else 2048,
+        recompute=recompute,
+    )
+    assert force_extern_gemm
 
 
 @pytest.mark.gpu

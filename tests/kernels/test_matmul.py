@@ -178,7 +178,7 @@ def force_tma(monkeypatch):
 
     real, used = launch.tuned_gemm, []
 
-    def forced(kernel, heuristic, M, N, K, like, run, dual=False, tma=False):
+    def forced(kernel, heuristic, M, N, K, like, run, dual=False, tma=False, extern=None):
         cfg = real(kernel, heuristic, M, N, K, like, run, dual)
         if getattr(kernel, "fn", kernel).__name__.endswith("_fwd_kernel"):
             used.append(tma)
@@ -212,6 +212,26 @@ def test_gpu_tma_main_loop(monkeypatch, case):
     epilogue, dual = next(c[1:3] for c in CASES if c[0] == case)
     run_case(epilogue, dual, 1000, 520, 776, dtype=torch.bfloat16, tol=1e-2)
     assert used == [True]
+
+
+@pytest.mark.parametrize("case", ["none", "bias_gelu", "swiglu", "single_row"])
+def test_extern_gemm_choice_matches_float64(force_extern_gemm, case):
+    # torch's own GEMM is a tuning candidate of every GEMM without an epilogue: the forward of
+    # an epilogue-free matmul, the backward's dX and dW (SwiGLU: its one dW GEMM; its dX sums
+    # two products and stays on the kernel). Forced here, as if it had won.
+    epilogue, dual, M, K, N = next(c[1:] for c in CASES if c[0] == case)
+    run_case(epilogue, dual, M, K, N)
+    plain = [f"{instance_name(epilogue, dual)}_mm_kernel"] * (1 if dual else 2)
+    first = [f"{instance_name(epilogue, dual)}_fwd_kernel"] if not epilogue and not dual else []
+    assert force_extern_gemm == first + plain
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", ["none", "bias_gelu"])
+def test_gpu_extern_gemm_choice(force_extern_gemm, case):
+    epilogue, dual = next(c[1:3] for c in CASES if c[0] == case)
+    run_case(epilogue, dual, 1000, 520, 776, dtype=torch.bfloat16, tol=1e-2)
+    assert len(force_extern_gemm) == (3 if not epilogue else 2)
 
 
 def test_tma_needs_aligned_16_bit_rows():
