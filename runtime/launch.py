@@ -175,11 +175,16 @@ def row_tile(d: int, max_block_d: int = 16384, target: int = 4096) -> tuple[int,
     return max(1, min(64, target // block_d)), block_d
 
 
+def _switched_off(variable: str) -> bool:
+    """Whether environment switch `variable` (default on) is set to 0/false/no/off."""
+    return os.environ.get(variable, "1").strip().lower() in ("0", "false", "no", "off")
+
+
 def tuning_enabled() -> bool:
     """False when `$SPARKC_TUNE` is 0/false/no/off: every kernel then launches its template's
     heuristic configuration without timing candidates (quick first calls, e.g. in test runs that
     compile hundreds of shapes once each)."""
-    return os.environ.get("SPARKC_TUNE", "1").strip().lower() not in ("0", "false", "no", "off")
+    return not _switched_off("SPARKC_TUNE")
 
 
 def pick(
@@ -348,7 +353,7 @@ def extern_gemm_ok(a: Any, b: Any, out: Any, acc: Any = None) -> bool:
     float32-capable `out`; not with `$SPARKC_EXTERN_GEMM=0` (Triton kernels only)."""
     import torch
 
-    if os.environ.get("SPARKC_EXTERN_GEMM", "1").strip().lower() in ("0", "false", "no", "off"):
+    if _switched_off("SPARKC_EXTERN_GEMM"):
         return False
     half = (torch.float16, torch.bfloat16)
     if a.device.type != "cuda" or a.dtype not in half or b.dtype != a.dtype:
@@ -389,8 +394,9 @@ def extern_gemm(a: Any, b: Any, out: Any, acc: Any = None) -> Any:
 def tma_ok(*tensors: Any) -> bool:
     """Whether every tensor can be read through a host tensor descriptor (the Hopper tensor
     memory accelerator): 2-D, 16-bit, unit last stride, 16-byte aligned base and row stride,
-    on a GPU (or the interpreter), with a Triton that has `TensorDescriptor`."""
-    if _tensor_descriptor_class() is None:
+    on a GPU (or the interpreter), with a Triton that has `TensorDescriptor`; never with
+    `$SPARKC_GEMM_TMA=0` (pointer main loops only, for side-by-side measurements)."""
+    if _tensor_descriptor_class() is None or _switched_off("SPARKC_GEMM_TMA"):
         return False
     import torch
 

@@ -248,6 +248,15 @@ def test_tma_needs_aligned_16_bit_rows():
     assert not launch.tma_ok(x.view(-1)[1:65].view(1, 64))  # base not 16-byte aligned
 
 
+def test_tma_can_be_switched_off(monkeypatch):
+    from sparkc.runtime import launch
+
+    x = torch.zeros(8, 64, dtype=torch.bfloat16, device=DEVICE)
+    assert launch.tma_ok(x)
+    monkeypatch.setenv("SPARKC_GEMM_TMA", "0")  # for side-by-side measurements
+    assert not launch.tma_ok(x)
+
+
 def test_strided_input():
     # x as a transposed (column-major) view: the kernels read any strides.
     run_case(["bias", "act:relu"], False, 33, 40, 10, x_t=True)
