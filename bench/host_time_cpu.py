@@ -9,6 +9,8 @@ no-grad forward's microseconds per call and launches per call, then a cProfile b
 Timings are printed, never asserted.
 
 Run: python bench/host_time_cpu.py --op spd_router [--shape B=2,N=16,D=64] [--calls 1000]
+     python bench/host_time_cpu.py --file examples/tiny_gpt.spark --shape B=2,N=16 --mode fwd+bwd
+(`--mode fwd+bwd`: forward, backward of the loss, gradients cleared; fewer calls by default.)
 """
 
 from __future__ import annotations
@@ -41,32 +43,52 @@ def _no_launch(self, grid):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--op", default="spd_router")
+    ap.add_argument("--file", help="a .spark file (its model, default hyperparameters)")
     ap.add_argument("--shape", default="B=2,N=16,D=64")
-    ap.add_argument("--calls", type=int, default=1000)
+    ap.add_argument("--mode", choices=("fwd", "fwd+bwd"), default="fwd")
+    ap.add_argument("--calls", type=int)
     ap.add_argument("--top", type=int, default=12)
     args = ap.parse_args()
+    calls = args.calls or (1000 if args.mode == "fwd" else 200)
     shape = parse_shape(args.shape)
     InterpretedFunction.__getitem__ = _no_launch
-    module = api.load_source(op_program(args.op, {}, shape["D"]), f"bench_{args.op}.spark")
+    if args.file:
+        module, label = api.load(args.file), os.path.basename(args.file)
+    else:
+        module = api.load_source(op_program(args.op, {}, shape["D"]), f"bench_{args.op}.spark")
+        label = args.op
     net = module.Model(impl="triton")
     gen = torch.Generator().manual_seed(0)
     inputs = make_inputs(module, shape, torch.device("cpu"), torch.float32, gen)
-    with torch.no_grad():
-        net(**inputs)  # first call: imports, tile choices
-        LAUNCHES[0] = 0
-        t0 = time.perf_counter()
-        for _ in range(args.calls):
-            net(**inputs)
-        us = (time.perf_counter() - t0) / args.calls * 1e6
-        print(
-            f"{args.op} {args.shape}: {us:.0f} us of host time per no-grad forward, "
-            f"{LAUNCHES[0] / args.calls:.0f} launches per call (kernels stubbed)"
+
+    def call():
+        if args.mode == "fwd":
+            with torch.no_grad():
+                net(**inputs)
+            return
+        out = net(**inputs)
+        loss = out["loss"] if out.get("loss") is not None else sum(
+            v.sum() for v in out.values() if isinstance(v, torch.Tensor) and v.requires_grad
         )
-        prof = cProfile.Profile()
-        prof.enable()
-        for _ in range(50):
-            net(**inputs)
-        prof.disable()
+        loss.backward()
+        net.zero_grad(set_to_none=True)
+
+    call()  # first call: imports, tile choices
+    LAUNCHES[0] = 0
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        call()
+    us = (time.perf_counter() - t0) / calls * 1e6
+    what = "no-grad forward" if args.mode == "fwd" else "forward + backward"
+    print(
+        f"{label} {args.shape}: {us:.0f} us of host time per {what}, "
+        f"{LAUNCHES[0] / calls:.0f} launches per call (kernels stubbed)"
+    )
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(50):
+        call()
+    prof.disable()
     out = io.StringIO()
     pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(args.top)
     print(out.getvalue())

@@ -89,9 +89,34 @@ def apply(function: Any, *args: Any) -> Any:
     return function.forward(_NoGradCtx(len(args)), *args)
 
 
+# The bytes dictionary behind `os.environ` on POSIX (kept in step by os.environ's setters,
+# putenv included): generated code asks `interpreting()` and the switches below ~180 times per
+# tiny_gpt training step, and `os.environ.get` plus the parsing cost 0.67 µs a call against
+# 0.14 µs for a lookup here and a cached parse (bench/host_time_cpu.py). Elsewhere: os.environ.
+_ENV_BYTES = getattr(os.environ, "_data", None) if os.name == "posix" else None
+_ENV_KEYS = {
+    k: k.encode()
+    for k in ("TRITON_INTERPRET", "SPARKC_TUNE", "SPARKC_EXTERN_GEMM", "SPARKC_GEMM_TMA")
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _flag(raw: bytes | str | None, default: bool) -> bool:
+    text = (raw.decode(errors="replace") if isinstance(raw, bytes) else raw or "").strip().lower()
+    return default if not text else text not in ("0", "false", "no", "off")
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    """Environment variable `name` as a boolean: unset or empty is `default`, 0/false/no/off
+    False, anything else True."""
+    if isinstance(_ENV_BYTES, dict):
+        return _flag(_ENV_BYTES.get(_ENV_KEYS.get(name) or name.encode()), default)
+    return _flag(os.environ.get(name), default)
+
+
 def interpreting() -> bool:
     """True when Triton runs kernels in its CPU interpreter (`TRITON_INTERPRET=1`)."""
-    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() not in ("", "0", "false", "no")
+    return _env_flag("TRITON_INTERPRET", False)
 
 
 def require_triton() -> Any:
@@ -177,7 +202,7 @@ def row_tile(d: int, max_block_d: int = 16384, target: int = 4096) -> tuple[int,
 
 def _switched_off(variable: str) -> bool:
     """Whether environment switch `variable` (default on) is set to 0/false/no/off."""
-    return os.environ.get(variable, "1").strip().lower() in ("0", "false", "no", "off")
+    return not _env_flag(variable, True)
 
 
 def tuning_enabled() -> bool:

@@ -260,3 +260,30 @@ def test_bench_ms_keeps_the_slower_of_flushed_and_back_to_back_timings(monkeypat
     assert launch.bench_ms(lambda: None) == 0.09
     monkeypatch.setattr(launch, "back_to_back_ms", lambda fn: 0.01)  # L2-hot, GPU-bound
     assert launch.bench_ms(lambda: None) == 0.03
+
+
+@pytest.mark.parametrize(
+    "value,interp,tune",
+    [
+        (None, False, True),
+        ("", False, True),
+        ("1", True, True),
+        ("0", False, False),
+        ("off", False, False),
+        (" No ", False, False),
+        ("yes", True, True),
+        ("false", False, False),
+    ],
+)
+def test_environment_switches_follow_every_change(monkeypatch, value, interp, tune):
+    # The switches are read on every call (through os.environ's own dictionary): a change made
+    # at any time, by os.environ or monkeypatch, is seen by the next call.
+    for name in ("TRITON_INTERPRET", "SPARKC_TUNE", "SPARKC_EXTERN_GEMM"):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    assert launch.interpreting() is interp
+    assert launch.tuning_enabled() is tune
+    assert launch._switched_off("SPARKC_EXTERN_GEMM") is (not tune)
+    assert launch._switched_off("SPARKC_SOME_NEW_SWITCH") is False  # unset: on
