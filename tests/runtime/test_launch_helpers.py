@@ -59,25 +59,35 @@ class _FakeCudaTensor:
         return 2
 
 
-def test_tuned_gemm_times_the_heuristic_first_then_every_fitted_candidate(monkeypatch):
+def _fake_gpu_tuning(monkeypatch, index, timed=True):
+    """`tuned_gemm` as on a GPU, with `pick` replaced: it records the name, shape class and
+    candidates into the returned dict, times candidate `index` (when `timed`) and picks it."""
     seen = {}
 
     def fake_pick(name, shape_class, candidates, bench_fn, *, source, like):
         candidates = candidates()  # evaluated only on a miss of the in-process memo
         seen.update(name=name, shape_class=shape_class, candidates=candidates)
-        bench_fn(candidates[1])  # timing a candidate launches the kernel with it
-        return candidates[1]
+        if timed:
+            bench_fn(candidates[index])  # timing a candidate launches the kernel with it
+        return candidates[index]
 
-    runs = []
     monkeypatch.setattr(launch, "pick", fake_pick)
     monkeypatch.setattr(launch, "interpreting", lambda: False)
     monkeypatch.setattr(launch, "_GEMM_CHOICE", {})
     monkeypatch.setattr(launch, "bench_ms", lambda fn: fn() or 1.0)
+    return seen
 
-    def heuristic(M, N, K, dtype, like, dual=False):
-        return dict(zip(launch.GEMM_KEYS, (128, 128, 64, 8, 8, 3)))
 
-    cfg = launch.tuned_gemm("mm_kernel", heuristic, 4096, 1024, 512, _FakeCudaTensor(), runs.append)
+def _heuristic(M, N, K, dtype, like, dual=False):
+    return dict(zip(launch.GEMM_KEYS, (128, 128, 64, 8, 8, 3)))
+
+
+def test_tuned_gemm_times_the_heuristic_first_then_every_fitted_candidate(monkeypatch):
+    seen = _fake_gpu_tuning(monkeypatch, 1)
+    runs = []
+    cfg = launch.tuned_gemm(
+        "mm_kernel", _heuristic, 4096, 1024, 512, _FakeCudaTensor(), runs.append
+    )
     cands = seen["candidates"]
     assert cands[0] == (128, 128, 64, 8, 8, 3)
     assert len(set(cands)) == len(cands) == len(launch.GEMM_CANDIDATES)
@@ -86,30 +96,17 @@ def test_tuned_gemm_times_the_heuristic_first_then_every_fitted_candidate(monkey
     # The next launch of the same shape class is a dictionary lookup: no pick, no timing.
     seen.clear()
     again = launch.tuned_gemm(
-        "mm_kernel", heuristic, 4000, 1024, 512, _FakeCudaTensor(), runs.append
+        "mm_kernel", _heuristic, 4000, 1024, 512, _FakeCudaTensor(), runs.append
     )
     assert again is cfg and not seen and len(runs) == 1
 
 
 def test_tuned_gemm_offers_every_tile_both_ways_with_tma(monkeypatch):
-    seen = {}
-
-    def fake_pick(name, shape_class, candidates, bench_fn, *, source, like):
-        candidates = candidates()
-        seen.update(shape_class=shape_class, candidates=candidates)
-        return candidates[-1]
-
-    monkeypatch.setattr(launch, "pick", fake_pick)
-    monkeypatch.setattr(launch, "interpreting", lambda: False)
-    monkeypatch.setattr(launch, "_GEMM_CHOICE", {})
-
-    def heuristic(M, N, K, dtype, like, dual=False):
-        return dict(zip(launch.GEMM_KEYS, (128, 128, 64, 8, 8, 3)))
-
+    seen = _fake_gpu_tuning(monkeypatch, -1, timed=False)
     runs = []
-    plain = launch.tuned_gemm("k", heuristic, 4096, 1024, 512, _FakeCudaTensor(), runs.append)
+    plain = launch.tuned_gemm("k", _heuristic, 4096, 1024, 512, _FakeCudaTensor(), runs.append)
     cfg = launch.tuned_gemm(
-        "k", heuristic, 4096, 1024, 512, _FakeCudaTensor(), runs.append, tma=True
+        "k", _heuristic, 4096, 1024, 512, _FakeCudaTensor(), runs.append, tma=True
     )
     cands = seen["candidates"]
     tiles = [c[:6] for c in cands]
@@ -181,29 +178,15 @@ def test_apply_skips_autograd_when_no_gradient_can_flow():
 
 
 def test_tuned_gemm_offers_torch_gemm_last_and_returns_its_marker(monkeypatch):
-    seen, calls = {}, []
-
-    def fake_pick(name, shape_class, candidates, bench_fn, *, source, like):
-        candidates = candidates()
-        seen.update(shape_class=shape_class, candidates=candidates)
-        bench_fn(candidates[-1])  # timing the extern candidate calls `extern`, not `run`
-        return candidates[-1]
-
-    monkeypatch.setattr(launch, "pick", fake_pick)
-    monkeypatch.setattr(launch, "interpreting", lambda: False)
-    monkeypatch.setattr(launch, "_GEMM_CHOICE", {})
-    monkeypatch.setattr(launch, "bench_ms", lambda fn: fn() or 1.0)
-
-    def heuristic(M, N, K, dtype, like, dual=False):
-        return dict(zip(launch.GEMM_KEYS, (128, 128, 64, 8, 8, 3)))
-
+    # Timing the extern candidate calls `extern`, not `run`.
+    seen, calls = _fake_gpu_tuning(monkeypatch, -1), []
     runs = []
-    plain = launch.tuned_gemm("k", heuristic, 4096, 1024, 512, _FakeCudaTensor(), runs.append)
+    plain = launch.tuned_gemm("k", _heuristic, 4096, 1024, 512, _FakeCudaTensor(), runs.append)
     tiles, plain_class = seen["candidates"], seen["shape_class"]
     assert launch.EXTERN not in tiles and plain is not launch.EXTERN_CFG and len(runs) == 1
     cfg = launch.tuned_gemm(
         "k",
-        heuristic,
+        _heuristic,
         4096,
         1024,
         512,
