@@ -77,7 +77,8 @@ def plain_matmuls(args, dual: bool):
 
 def chosen_config(fn, N: int, K: int) -> dict | None:
     """The tile configuration the tuner chose for the forward kernel of generated GEMM `fn` at
-    this N and K (USE_TMA: the tensor-descriptor main loop), or None before any choice."""
+    this N and K (USE_TMA: the tensor-descriptor main loop, PERSISTENT: in a persistent grid;
+    EXTERN: torch's GEMM), or None before any choice."""
     from sparkc.runtime import launch
 
     kernel = fn.__globals__[fn.__name__ + "_fwd_kernel"]
@@ -148,15 +149,19 @@ COLUMNS = [
     ("eg f+b", "{:>8.3f}"),
     ("TF/s", "{:>6.0f}"),
     ("mm TF/s", "{:>7.0f}"),
-    ("tiles", "{:>22}"),
+    ("tiles", "{:>27}"),
 ]
 
 
 def describe(cfg: dict | None) -> str:
     if not cfg:
         return "-"
+    if cfg.get("EXTERN"):
+        return "torch.mm"
     tiles = f"{cfg['BLOCK_M']}x{cfg['BLOCK_N']}x{cfg['BLOCK_K']} w{cfg['num_warps']} s{cfg['num_stages']}"
-    return tiles + (" tma" if cfg.get("USE_TMA") else "")
+    return (
+        tiles + (" tma" if cfg.get("USE_TMA") else "") + (" pers" if cfg.get("PERSISTENT") else "")
+    )
 
 
 def format_row(r: dict) -> str:

@@ -299,6 +299,7 @@ def tuned_gemm(
     dual: bool = False,
     tma: bool = False,
     extern: Callable[[], Any] | None = None,
+    persistent: bool = False,
 ) -> dict:
     """Tile configuration of a GEMM kernel producing [M, N] with reduction length K.
 
@@ -307,7 +308,10 @@ def tuned_gemm(
     once per shape class by `run(cfg)`, which launches `kernel` with that configuration, and the
     fastest is remembered (`pick`). `tma`: the kernel also has a tensor-descriptor main loop
     (constexpr USE_TMA) and its operands allow one (`tma_ok`): every candidate is offered both
-    ways, the configurations carrying "USE_TMA". `extern`: the GEMM has no epilogue, and
+    ways, the configurations carrying "USE_TMA" and "PERSISTENT" (False unless `persistent`: the
+    kernel also has the constexpr PERSISTENT, and the 8-warp tiles are offered a third way, the
+    descriptor loop in a persistent grid of about one program per SM walking the tiles, which
+    the caller sizes). `extern`: the GEMM has no epilogue, and
     `extern()` computes the same product with torch's own GEMM (cuBLAS, `extern_gemm`): it is
     timed as one more candidate (TorchInductor's `extern_kernels.mm` choice), and when it wins
     the configuration is `EXTERN_CFG` (`{"EXTERN": True}`), which the caller runs instead of
@@ -317,6 +321,7 @@ def tuned_gemm(
         return heuristic(M, N, K, like.dtype, like, dual=dual)
     m_class = "skinny" if M <= 64 else min(next_pow2(M), 1 << 16)
     offer_extern = extern is not None
+    persistent = bool(tma and persistent and M > 64)
     memo_key = (
         id(kernel),
         m_class,
@@ -325,13 +330,14 @@ def tuned_gemm(
         like.dtype,
         dual,
         bool(tma),
+        persistent,
         offer_extern,
         like.device.index,
     )
     cfg = _GEMM_CHOICE.get(memo_key)
     if cfg is not None:
         return cfg
-    keys = GEMM_KEYS + ("USE_TMA",) if tma else GEMM_KEYS
+    keys = GEMM_KEYS + ("USE_TMA", "PERSISTENT") if tma else GEMM_KEYS
 
     def candidates() -> list[tuple[int, ...]]:
         base = heuristic(M, N, K, like.dtype, like, dual=dual)
@@ -340,7 +346,11 @@ def tuned_gemm(
             cand = fit_gemm(cand, like.element_size(), dual)
             if cand not in tiles:
                 tiles.append(cand)
-        out: list[Any] = [(*t, 0) for t in tiles] + [(*t, 1) for t in tiles] if tma else tiles
+        out: list[Any] = tiles
+        if tma:
+            out = [(*t, 0, 0) for t in tiles] + [(*t, 1, 0) for t in tiles]
+            # Persistent grids pay off with one large program per SM: 8-warp tiles only.
+            out += [(*t, 1, 1) for t in tiles if persistent and t[4] == 8]
         return out + [EXTERN] if offer_extern else out
 
     def bench(cand: Any) -> float:
@@ -349,6 +359,7 @@ def tuned_gemm(
         return bench_ms(lambda: run(_gemm_cfg(keys, cand)))
 
     shape_class = [m_class, N, K, str(like.dtype), bool(dual)] + (["tma"] if tma else [])
+    shape_class += ["persistent"] if persistent else []
     shape_class += ["extern"] if offer_extern else []
     name = getattr(getattr(kernel, "fn", kernel), "__name__", "gemm")
     best = pick(name, shape_class, candidates, bench, source=kernel, like=like)
@@ -360,8 +371,9 @@ def _gemm_cfg(keys: Sequence[str], cand: Any) -> dict:
     if cand == EXTERN:
         return EXTERN_CFG
     cfg = dict(zip(keys, cand))
-    if "USE_TMA" in cfg:
-        cfg["USE_TMA"] = bool(cfg["USE_TMA"])
+    for flag in ("USE_TMA", "PERSISTENT"):
+        if flag in cfg:
+            cfg[flag] = bool(cfg[flag])
     return cfg
 
 

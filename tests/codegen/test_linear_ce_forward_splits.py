@@ -262,7 +262,7 @@ def test_forward_kernel_writes_every_partial_once(v_per_split, group_v):
     sym("fwd_kernel")[grid](
         h, w, b, t, pl, z, M, V, D, h.stride(0), h.stride(1), w.stride(0), w.stride(1), 1,
         v_per_split, HAS_BIAS=True, DOT_PRECISION="ieee", BLOCK_M=16, BLOCK_V=16, BLOCK_D=16,
-        GROUP_V=group_v,
+        GROUP_V=group_v, USE_TMA=False,
     )  # fmt: skip
     logits = h.double() @ w.double().t() + b.double()
     for s in range(splits):

@@ -132,6 +132,48 @@ def test_backward_in_vocabulary_chunks(v_chunk):
     check(33, 40, 100, True, 3, v_chunk=v_chunk, seed=1, recompute=True)
 
 
+def force_tma(monkeypatch, on_gpu=False):
+    """Make the loss forward and the dlogits GEMM take their tensor-descriptor main loops (GPU
+    tuning candidates); returns the names of the kernels forced. Under the interpreter the
+    descriptors take float32 too."""
+    from sparkc.runtime import launch
+
+    forced = []
+    real_pick, real_tuned = launch.pick, launch.tuned_gemm
+
+    def pick(name, shape_class, candidates, bench_fn, *, source, like):
+        if name.endswith("_fwd_kernel") and shape_class[-1] == "tma":
+            cands = candidates() if callable(candidates) else candidates
+            forced.append(name)
+            return next(c for c in cands if len(c) == 8)
+        return real_pick(name, shape_class, candidates, bench_fn, source=source, like=like)
+
+    def tuned(kernel, heuristic, M, N, K, like, run, dual=False, tma=False, **kw):
+        cfg = real_tuned(kernel, heuristic, M, N, K, like, run, dual, **kw)
+        if tma and getattr(kernel, "fn", kernel).__name__.endswith("_dlogits_kernel"):
+            forced.append("dlogits")
+            return {**cfg, "USE_TMA": True, "PERSISTENT": False}
+        return cfg
+
+    monkeypatch.setattr(launch, "pick", pick)
+    monkeypatch.setattr(launch, "tuned_gemm", tuned)
+    monkeypatch.setattr(launch, "tuning_enabled", lambda: True)
+    if not on_gpu:
+        monkeypatch.setattr(launch, "tma_ok", lambda *ts: all(t.stride(-1) == 1 for t in ts))
+        # pick() returns the first candidate untimed under the interpreter: go through ours.
+        monkeypatch.setattr(launch, "interpreting", lambda: False)
+    return forced
+
+
+@pytest.mark.parametrize("M,D,V,bias", [(33, 40, 100, True), (7, 24, 65, False)])
+def test_tma_main_loops_match_float64(monkeypatch, M, D, V, bias):
+    # The loss forward's and the dlogits GEMM's descriptor main loops (tuning candidates for
+    # 16-bit operands on a GPU), forced under the interpreter: rows past M and V read as zeros.
+    forced = force_tma(monkeypatch)
+    check(M, D, V, bias, 3, v_chunk=40, seed=4, recompute=True)
+    assert forced == ["lce_fwd_kernel", "dlogits"]
+
+
 @pytest.mark.parametrize("recompute", [False, True], ids=["train_forward", "recompute"])
 def test_extern_gemm_choice_matches_float64(force_extern_gemm, recompute):
     # torch's own GEMM (a tuning candidate of the epilogue-free GEMMs: the training forward's
@@ -185,6 +227,14 @@ def test_render_is_deterministic():
 @pytest.mark.parametrize("recompute", [False, True], ids=["train_forward", "recompute"])
 def test_gpu_matches_reference(M, D, V, dtype, tol, recompute):
     check(M, D, V, True, M // 10, dtype=dtype, tol=tol, device="cuda", seed=5, recompute=recompute)
+
+
+@pytest.mark.gpu
+def test_gpu_tma_main_loops(monkeypatch):
+    forced = force_tma(monkeypatch, on_gpu=True)
+    check(1000, 768, 5000, True, 100, dtype=torch.bfloat16, tol=1e-2, device="cuda", seed=7,
+          v_chunk=2048, recompute=True)
+    assert forced == ["lce_fwd_kernel", "dlogits"]
 
 
 @pytest.mark.gpu

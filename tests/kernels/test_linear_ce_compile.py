@@ -31,16 +31,21 @@ SMEM = 227 * 1024
 report = []
 
 
-def compile_one(fn, dtype, consts, warps=8, stages=3, maxnreg=0, aligned=False):
+def compile_one(fn, dtype, consts, warps=8, stages=3, maxnreg=0, aligned=False, desc=None):
     # launch.compile_for_target, plus pipeline depth, register limit and the specialisation of a
-    # real launch (`aligned`): without it the loads cannot be vectorised or pipelined.
-    consts = dict(consts)
+    # real launch (`aligned`): without it the loads cannot be vectorised or pipelined. `desc`:
+    # arguments passed as tensor descriptors (their types), with USE_TMA.
+    consts = {"USE_TMA": bool(desc), **consts} if "USE_TMA" in fn.arg_names else dict(consts)
+    desc = desc or {}
     if aligned:
         consts.update({a: 1 for a in fn.arg_names if a in UNIT})
     sig, attrs = {}, {}
     for i, arg in enumerate(fn.arg_names):
         if arg in consts:
             sig[arg] = "constexpr"
+            continue
+        if arg in desc:
+            sig[arg] = desc[arg]
             continue
         if arg in INTS or arg.startswith("stride"):
             sig[arg] = "i32"
@@ -63,6 +68,10 @@ def compile_one(fn, dtype, consts, warps=8, stages=3, maxnreg=0, aligned=False):
     report.append(f"{fn.__name__}:{dtype}:{sorted(consts.items())}:{warps}:{stages}:{maxnreg}")
 
 
+def descriptors(dtype, bm, bv, bd):
+    return {"H": f"tensordesc<bf16[{bm}, {bd}]>", "W": f"tensordesc<bf16[{bv}, {bd}]>"}
+
+
 prelude = render("prelude.py.jinja", version="test", source_name="compile")
 mod = load_source("lcec", prelude + render("linear_cross_entropy.py.jinja", name="lcec"))
 for dtype in json.loads(sys.argv[1]):
@@ -71,13 +80,18 @@ for dtype in json.loads(sys.argv[1]):
     like = types.SimpleNamespace(
         device=types.SimpleNamespace(type="cuda"), element_size=lambda: SIZE[dtype]
     )
-    cands = mod.lcec_fwd_candidates(8192, 32000, 1024, getattr(mod.torch, dtype), like)
+    tma = dtype == "bfloat16"  # descriptor main loops: 16-bit operands only
+    cands = mod.lcec_fwd_candidates(8192, 32000, 1024, getattr(mod.torch, dtype), like, tma)
     assert cands[0] == (128, 128, bk, 8, 3, 0, 128 if dtype == "bfloat16" else 0), cands
-    for i, (bm, bv, bd, warps, stages, _, maxnreg) in enumerate(cands):
+    assert len([c for c in cands if len(c) == 8]) == (len(cands) // 2 if tma else 0)
+    for i, cand in enumerate(cands):
+        bm, bv, bd, warps, stages, _, maxnreg = cand[:7]
+        desc = descriptors(dtype, bm, bv, bd) if len(cand) == 8 else None
         tiles = {"DOT_PRECISION": prec, "BLOCK_M": bm, "BLOCK_V": bv, "BLOCK_D": bd, "GROUP_V": 8}
         for has_bias in (False, True) if i == 0 else (True,):
             consts = {"HAS_BIAS": has_bias, **tiles}
-            compile_one(mod.lcec_fwd_kernel, dtype, consts, warps, stages, maxnreg, aligned=True)
+            compile_one(mod.lcec_fwd_kernel, dtype, consts, warps, stages, maxnreg, aligned=True,
+                        desc=desc)
         if i == 0:  # any sizes and strides (V = 50257, a column slice of h)
             compile_one(mod.lcec_fwd_kernel, dtype, {"HAS_BIAS": True, **tiles}, warps, stages,
                         maxnreg)
@@ -90,9 +104,10 @@ for dtype in json.loads(sys.argv[1]):
     from sparkc.runtime import launch
     for cand in launch.GEMM_CANDIDATES:
         bm, bn, bk_c, group, warps, stages = launch.fit_gemm(cand, SIZE[dtype])
-        compile_one(mod.lcec_dlogits_kernel, dtype, {"HAS_BIAS": True, "DOT_PRECISION": prec,
-                    "BLOCK_M": bm, "BLOCK_V": bn, "BLOCK_D": bk_c, "GROUP_M": group}, warps,
-                    stages, aligned=True)
+        for desc in [None] + ([descriptors(dtype, bm, bn, bk_c)] if tma else []):
+            compile_one(mod.lcec_dlogits_kernel, dtype, {"HAS_BIAS": True, "DOT_PRECISION": prec,
+                        "BLOCK_M": bm, "BLOCK_V": bn, "BLOCK_D": bk_c, "GROUP_M": group}, warps,
+                        stages, aligned=True, desc=desc)
     for add in (False, True):
         compile_one(mod.lcec_mm_kernel, dtype, {"ADD_ACC": add, "DOT_PRECISION": prec,
                     "BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": bk, "GROUP_M": 8})
@@ -122,8 +137,9 @@ def test_all_kernels_compile_for_sm90():
     assert any(c.startswith("lcec_fwd_kernel:bfloat16") and c.endswith(":8:3:128") for c in fwd)
     from sparkc.runtime import launch
 
-    tuned_dlogits = len(launch.GEMM_CANDIDATES)
-    assert len(compiled) - len(fwd) == 2 * (2 + tuned_dlogits + 2 + 2 + 2 + 1 + 1)
+    tuned_dlogits = len(launch.GEMM_CANDIDATES)  # twice in bfloat16: pointer and TMA loops
+    assert len(compiled) - len(fwd) == 2 * (2 + tuned_dlogits + 2 + 2 + 2 + 1 + 1) + tuned_dlogits
+    assert any("('USE_TMA', True)" in c for c in fwd)
     assert any(c.startswith("lcec_dlogits_kernel:bfloat16") for c in compiled)
     assert any(c.startswith("lcec_rowgrad_kernel:float32") for c in compiled)
     assert any(c.startswith("lcec_mean_kernel:float32") for c in compiled)

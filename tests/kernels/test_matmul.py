@@ -171,9 +171,10 @@ def test_forward_backward_matches_float64(epilogue, dual, M, K, N):
     run_case(epilogue, dual, M, K, N)
 
 
-def force_tma(monkeypatch):
-    """Make every matmul forward take the tensor-descriptor main loop (a tuning candidate);
-    returns the list of the `tma` flags the forwards passed to the tuner."""
+def force_tma(monkeypatch, persistent=False):
+    """Make every matmul forward take the tensor-descriptor main loop (a tuning candidate), in a
+    persistent grid when `persistent`; returns the list of the `tma` flags the forwards passed
+    to the tuner."""
     from sparkc.runtime import launch
 
     real, used = launch.tuned_gemm, []
@@ -182,7 +183,7 @@ def force_tma(monkeypatch):
         cfg = real(kernel, heuristic, M, N, K, like, run, dual)
         if getattr(kernel, "fn", kernel).__name__.endswith("_fwd_kernel"):
             used.append(tma)
-            return {**cfg, "USE_TMA": True}
+            return {**cfg, "USE_TMA": True, "PERSISTENT": persistent}
         return cfg
 
     monkeypatch.setattr(launch, "tuned_gemm", forced)
@@ -203,12 +204,29 @@ def test_tma_main_loop_matches_float64(monkeypatch, case):
     assert used == [True]
 
 
+@pytest.mark.parametrize("case", ["bias_gelu", "swiglu", "single_row", "none"])
+def test_persistent_tma_grid_matches_float64(monkeypatch, case):
+    # The persistent grid: under the interpreter 2 programs (its 2 "SMs") walk every tile in
+    # the grouped order, edge tiles included.
+    from sparkc.runtime import launch
+
+    used = force_tma(monkeypatch, persistent=True)
+    monkeypatch.setattr(launch, "tma_ok", lambda *ts: all(t.stride(1) == 1 for t in ts))
+    grids = []
+    real_sm_count = launch.sm_count
+    monkeypatch.setattr(launch, "sm_count", lambda t: grids.append(1) or real_sm_count(t))
+    epilogue, dual, M, K, N = next(c[1:] for c in CASES if c[0] == case)
+    run_case(epilogue, dual, M, K, N)
+    assert used == [True] and grids
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("case", ["bias_gelu", "swiglu", "chain"])
-def test_gpu_tma_main_loop(monkeypatch, case):
+@pytest.mark.parametrize("persistent", [False, True], ids=["grid", "persistent"])
+def test_gpu_tma_main_loop(monkeypatch, case, persistent):
     # GPU test runs do not tune (SPARKC_TUNE=0), so the descriptor loop is forced here: bfloat16,
     # sizes that are not tile multiples (K = 520: a K tail of 8).
-    used = force_tma(monkeypatch)
+    used = force_tma(monkeypatch, persistent)
     epilogue, dual = next(c[1:3] for c in CASES if c[0] == case)
     run_case(epilogue, dual, 1000, 520, 776, dtype=torch.bfloat16, tol=1e-2)
     assert used == [True]

@@ -54,7 +54,8 @@ def compile_one(fn, dtype, consts, warps, descriptors=None):
     sig.update(descriptors or {})
     asm = launch.compile_for_target(fn, sig, consts, arch=90, num_warps=warps)
     assert "ptx" in asm and ".target sm_90" in asm["ptx"], fn.__name__
-    report.append(f"{fn.__name__}:{dtype}" + (":tma" if descriptors else ""))
+    tag = (":tma" if descriptors else "") + (":persistent" if consts.get("PERSISTENT") else "")
+    report.append(f"{fn.__name__}:{dtype}" + tag)
 
 
 prelude = render("prelude.py.jinja", version="test", source_name="compile")
@@ -66,12 +67,14 @@ for i, combo in enumerate(combos):
         bk = 32 if dtype == "float32" else 64
         tiles = {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": bk, "GROUP_M": 8}
         fwd = getattr(mod, name + "_fwd_kernel")
-        compile_one(fwd, dtype, {"SAVE": True, "DOT_PRECISION": prec, "USE_TMA": False, **tiles}, 8)
+        base = {"SAVE": True, "DOT_PRECISION": prec, "PERSISTENT": False, **tiles}
+        compile_one(fwd, dtype, {**base, "USE_TMA": False}, 8)
         if dtype == "bfloat16":  # the tensor-descriptor main loop (16-bit operands only)
             blocks = {"X": (128, bk), "W": (128, bk), "W_GATE": (128, bk), "W_UP": (128, bk)}
             desc = {a: "tensordesc<bf16[%d, %d]>" % blocks[a] for a in fwd.arg_names if a in blocks}
-            compile_one(fwd, dtype, {"SAVE": True, "DOT_PRECISION": prec, "USE_TMA": True, **tiles},
-                        8, desc)
+            compile_one(fwd, dtype, {**base, "USE_TMA": True}, 8, desc)
+            # ... and in a persistent grid (the tile loop flattened with the K loop)
+            compile_one(fwd, dtype, {**base, "USE_TMA": True, "PERSISTENT": True}, 8, desc)
         bwd = getattr(mod, name + "_bwd_epilogue_kernel", None)
         if combo["epilogue"] or combo["dual"]:
             compile_one(bwd, dtype, {"BLOCK_M": 64, "BLOCK_N": 64}, 4)
@@ -117,12 +120,13 @@ FP32_COMBOS = [COMBOS[0], COMBOS[2], COMBOS[4], COMBOS[7]]
 def test_all_kernels_compile_for_sm90(dtype, combos):
     compiled = run_compile(combos, [dtype])
     n_bwd = sum(1 for c in combos if c["epilogue"] or c["dual"])
-    n_tma = len(combos) if dtype == "bfloat16" else 0
-    # fwd per combo (and its TMA main loop) + epilogue backward where present + mm (two hooks)
-    # + colsum
+    n_tma = 2 * len(combos) if dtype == "bfloat16" else 0
+    # fwd per combo (and its TMA main loop, one tile per program and persistent) + epilogue
+    # backward where present + mm (two hooks) + colsum
     assert len(compiled) == len(combos) + n_tma + n_bwd + 3
     assert f"mmc0_mm_kernel:{dtype}" in compiled
     assert (f"mmc4_fwd_kernel:{dtype}:tma" in compiled) == (dtype == "bfloat16")
+    assert (f"mmc7_fwd_kernel:{dtype}:tma:persistent" in compiled) == (dtype == "bfloat16")
 
 
 TUNING_SCRIPT = r"""
@@ -145,13 +149,16 @@ for dual in (False, True):
         for bm, bn, bk, group, warps, stages in sorted(cands):
             tiles = {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": group}
             fwd = getattr(mod, name + "_fwd_kernel")
-            variants = [(fwd, {"SAVE": True, "USE_TMA": False}, {}),
+            plain = {"SAVE": True, "USE_TMA": False, "PERSISTENT": False}
+            variants = [(fwd, plain, {}),
                         (getattr(mod, name + "_mm_kernel"), {"HAS_SECOND": dual}, {})]
             if dtype == torch.bfloat16:
                 blocks = {"X": (bm, bk), "W": (bn, bk), "W_GATE": (bn, bk), "W_UP": (bn, bk)}
                 desc = {a: "tensordesc<bf16[%d, %d]>" % blocks[a]
                         for a in fwd.arg_names if a in blocks}
-                variants.append((fwd, {"SAVE": True, "USE_TMA": True}, desc))
+                variants.append((fwd, {**plain, "USE_TMA": True}, desc))
+                if warps == 8:  # the persistent candidates (launch.tuned_gemm)
+                    variants.append((fwd, {**plain, "USE_TMA": True, "PERSISTENT": True}, desc))
             for fn, consts, desc in variants:
                 sig = {a: ("i32" if a in ("M", "N", "K") or "stride" in a else ptr)
                        for a in fn.arg_names}

@@ -105,25 +105,39 @@ def test_tuned_gemm_offers_every_tile_both_ways_with_tma(monkeypatch):
     seen = _fake_gpu_tuning(monkeypatch, -1, timed=False)
     runs = []
     plain = launch.tuned_gemm("k", _heuristic, 4096, 1024, 512, _FakeCudaTensor(), runs.append)
+    tiles = seen["candidates"]
+    launch.tuned_gemm("k", _heuristic, 4096, 1024, 512, _FakeCudaTensor(), runs.append, tma=True)
+    no_persistent = seen["candidates"]
     cfg = launch.tuned_gemm(
-        "k", _heuristic, 4096, 1024, 512, _FakeCudaTensor(), runs.append, tma=True
+        "k",
+        _heuristic,
+        4096,
+        1024,
+        512,
+        _FakeCudaTensor(),
+        runs.append,
+        tma=True,
+        persistent=True,
     )
     cands = seen["candidates"]
-    tiles = [c[:6] for c in cands]
-    assert [c[6] for c in cands] == [0] * (len(cands) // 2) + [1] * (len(cands) // 2)
-    assert tiles[: len(cands) // 2] == tiles[len(cands) // 2 :] and tiles[0] == (
-        128,
-        128,
-        64,
-        8,
-        8,
-        3,
+    n = len(tiles)
+    assert no_persistent == cands[: 2 * n]  # persistent grids only for kernels that have them
+    # Every tile with the pointer loop, then with the descriptor loop, then the 8-warp tiles
+    # with the descriptor loop in a persistent grid.
+    assert cands[:n] == [(*t, 0, 0) for t in tiles]
+    assert cands[n : 2 * n] == [(*t, 1, 0) for t in tiles]
+    assert cands[2 * n :] == [(*t, 1, 1) for t in tiles if t[4] == 8]
+    assert 0 < len(cands) - 2 * n < n and tiles[0] == (128, 128, 64, 8, 8, 3)
+    assert seen["shape_class"][-2:] == ["tma", "persistent"]  # cached apart
+    assert cfg["USE_TMA"] is True and cfg["PERSISTENT"] is True and "USE_TMA" not in plain
+    assert {k: v for k, v in cfg.items() if k not in ("USE_TMA", "PERSISTENT")} == dict(
+        zip(launch.GEMM_KEYS, cands[-1][:6])
     )
-    assert seen["shape_class"][-1] == "tma"  # cached apart from the pointer-only class
-    assert cfg["USE_TMA"] is True and "USE_TMA" not in plain
-    assert {k: v for k, v in cfg.items() if k != "USE_TMA"} == dict(
-        zip(launch.GEMM_KEYS, tiles[-1])
+    # Skinny outputs (M <= 64) get no persistent candidates: too few tiles to walk.
+    launch.tuned_gemm(
+        "k", _heuristic, 32, 1024, 512, _FakeCudaTensor(), runs.append, tma=True, persistent=True
     )
+    assert all(c[7] == 0 for c in seen["candidates"])
 
 
 def test_tuning_off_takes_the_heuristic_without_timing(monkeypatch, tmp_path):
