@@ -226,7 +226,8 @@ def pick(
     `bench_fn(candidate)` returns a time in milliseconds. The choice is cached on disk, keyed by
     the hash of `source` (the kernel's source text or JITFunction), the shape class, the GPU and
     the Triton version. Under the interpreter, off GPU, or with `$SPARKC_TUNE=0` the first
-    candidate (the template's heuristic) is returned untimed.
+    candidate (the template's heuristic) is returned untimed; inside a CUDA graph capture, where
+    timing cannot run, the choice on disk if there is one, else the heuristic, not remembered.
     `candidates` may be a function returning the list, called only when the choice is not
     already known in this process (the lookup runs on every launch).
     """
@@ -240,9 +241,14 @@ def pick(
     hit = _PICKED.get(memo_key)
     if hit is None:
         cands = candidates() if callable(candidates) else candidates
-        hit = tuning.default_cache().choose(
-            name, tuning.source_hash(source), shape_class, device_key(like), cands, bench_fn
-        )
+        cache, src = tuning.default_cache(), tuning.source_hash(source)
+        if capturing(like):
+            # Timing synchronises, which a CUDA graph capture forbids: a choice stored on disk,
+            # else the heuristic for this call, remembered by nobody (callers memoising their
+            # choices check `capturing` too), so the first call outside a capture tunes.
+            stored = cache.lookup(name, tuning.entry_key(src, shape_class, device_key(like)), cands)
+            return cands[0] if stored is None else stored
+        hit = cache.choose(name, src, shape_class, device_key(like), cands, bench_fn)
         _PICKED[memo_key] = hit
     return hit
 
@@ -362,8 +368,9 @@ def tuned_gemm(
     shape_class += ["persistent"] if persistent else []
     shape_class += ["extern"] if offer_extern else []
     name = getattr(getattr(kernel, "fn", kernel), "__name__", "gemm")
-    best = pick(name, shape_class, candidates, bench, source=kernel, like=like)
-    cfg = _GEMM_CHOICE[memo_key] = _gemm_cfg(keys, best)
+    cfg = _gemm_cfg(keys, pick(name, shape_class, candidates, bench, source=kernel, like=like))
+    if not capturing(like):  # inside a capture pick() may answer provisionally
+        _GEMM_CHOICE[memo_key] = cfg
     return cfg
 
 

@@ -75,6 +75,7 @@ def _fake_gpu_tuning(monkeypatch, index, timed=True):
     monkeypatch.setattr(launch, "interpreting", lambda: False)
     monkeypatch.setattr(launch, "_GEMM_CHOICE", {})
     monkeypatch.setattr(launch, "bench_ms", lambda fn: fn() or 1.0)
+    monkeypatch.setattr(launch, "capturing", lambda like: False)
     return seen
 
 
@@ -145,6 +146,7 @@ def test_tuning_off_takes_the_heuristic_without_timing(monkeypatch, tmp_path):
     monkeypatch.setattr(launch, "interpreting", lambda: False)
     monkeypatch.setattr(launch, "_PICKED", {})
     monkeypatch.setattr(launch, "device_key", lambda like: "fake-gpu")
+    monkeypatch.setattr(launch, "capturing", lambda like: False)
     timed = []
 
     def bench(cand):
@@ -284,3 +286,13 @@ def test_environment_switches_follow_every_change(monkeypatch, value, interp, tu
     assert launch.tuning_enabled() is tune
     assert launch._switched_off("SPARKC_EXTERN_GEMM") is (not tune)
     assert launch._switched_off("SPARKC_SOME_NEW_SWITCH") is False  # unset: on
+
+
+def test_tuned_gemm_remembers_no_choice_made_inside_a_capture(monkeypatch):
+    seen = _fake_gpu_tuning(monkeypatch, 0, timed=False)
+    monkeypatch.setattr(launch, "capturing", lambda like: True)
+    for _ in range(2):
+        seen.clear()
+        launch.tuned_gemm("k", _heuristic, 4096, 1024, 512, _FakeCudaTensor(), lambda cfg: None)
+        assert seen  # asked pick() again: the provisional answer was not memoised
+    assert launch._GEMM_CHOICE == {}

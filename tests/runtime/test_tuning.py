@@ -161,6 +161,34 @@ def test_pick_without_gpu_returns_first_candidate_untimed(tmp_path, monkeypatch)
     assert bench.calls == [] and not (tmp_path / "tuning").exists()
 
 
+def test_pick_inside_a_cuda_graph_capture_never_times(tmp_path, monkeypatch):
+    # Timing synchronises, which a capture forbids: the stored choice if any, else the
+    # heuristic, and nothing is remembered, so the first call after the capture tunes.
+    class Cuda:
+        class device:  # noqa: N801 - mimics tensor.device
+            type = "cuda"
+            index = 0
+
+    monkeypatch.setenv("SPARKC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(tuning, "_default", None)
+    monkeypatch.setattr(launch, "interpreting", lambda: False)
+    monkeypatch.setattr(launch, "device_key", lambda like: "gpu")
+    monkeypatch.setattr(launch, "_PICKED", {})
+    capture = [True]
+    monkeypatch.setattr(launch, "capturing", lambda like: capture[0])
+    bench = Bench({1024: 3.0, 2048: 1.0, 4096: 2.0})
+    assert launch.pick("k", [7], CANDS, bench, source="src", like=Cuda()) == CANDS[0]
+    assert bench.calls == [] and launch._PICKED == {}
+    capture[0] = False  # after the capture: timed, stored, remembered
+    assert launch.pick("k", [7], CANDS, bench, source="src", like=Cuda()) == (2048, 8)
+    assert bench.calls and launch._PICKED
+    launch._PICKED.clear()
+    capture[0] = True  # a later capture (another process would be the same) reads the disk
+    calls = len(bench.calls)
+    assert launch.pick("k", [7], CANDS, bench, source="src", like=Cuda()) == (2048, 8)
+    assert len(bench.calls) == calls and launch._PICKED == {}
+
+
 def test_small_helpers(monkeypatch):
     assert [launch.next_pow2(n) for n in (0, 1, 2, 3, 17, 64)] == [1, 1, 2, 4, 32, 64]
     assert [launch.cdiv(a, 4) for a in (0, 1, 4, 5)] == [0, 1, 1, 2]
