@@ -78,6 +78,24 @@ def measure(label: str, fn, h, w, b, t) -> dict:
     }
 
 
+def tuned_choices(fn) -> dict:
+    """What the tuner chose in this process for the generated function `fn`: the loss forward's
+    candidate (a 7-tuple, or 8 ending in 1 for the descriptor loop), the dlogits GEMM's and the
+    epilogue-free GEMMs' configurations ({"EXTERN": True}: torch's GEMM)."""
+    from sparkc.runtime import launch
+
+    name, scope = fn.__name__, fn.__globals__
+    out: dict = {}
+    for key, choice in launch._PICKED.items():
+        if key[0] == f"{name}_fwd_kernel":
+            out.setdefault("fwd", []).append(list(choice))
+    ids = {id(scope[f"{name}_dlogits_kernel"]): "dlogits", id(scope[f"{name}_mm_kernel"]): "mm"}
+    for key, cfg in launch._GEMM_CHOICE.items():
+        if key[0] in ids:
+            out.setdefault(ids[key[0]], []).append(dict(cfg))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--M", type=int, default=8192)
@@ -129,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['peak_extra_mib']:>9.0f} {r['loss']:>9.4f}",
             flush=True,
         )
+    choices = tuned_choices(ours)
+    for kind, picked in choices.items():
+        print(f"  tuned {kind}: {picked}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(
@@ -141,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                     "v_split": vs,
                     "logits_mib": logits_mib,
                     "rows": rows,
+                    "tuned": choices,
                 },
                 f,
                 indent=2,

@@ -53,7 +53,7 @@ def force_extern_gemm(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     real, used = launch.tuned_gemm, []
 
-    def forced(kernel, heuristic, M, N, K, like, run, dual=False, tma=False, extern=None):
+    def forced(kernel, heuristic, M, N, K, like, run, dual=False, tma=False, extern=None, **kw):
         if extern is not None:
             used.append(getattr(kernel, "fn", kernel).__name__)
             return launch.EXTERN_CFG

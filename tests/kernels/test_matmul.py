@@ -179,7 +179,7 @@ def force_tma(monkeypatch, persistent=False):
 
     real, used = launch.tuned_gemm, []
 
-    def forced(kernel, heuristic, M, N, K, like, run, dual=False, tma=False, extern=None):
+    def forced(kernel, heuristic, M, N, K, like, run, dual=False, tma=False, extern=None, **kw):
         cfg = real(kernel, heuristic, M, N, K, like, run, dual)
         if getattr(kernel, "fn", kernel).__name__.endswith("_fwd_kernel"):
             used.append(tma)
