@@ -83,6 +83,11 @@ def _heuristic(M, N, K, dtype, like, dual=False):
     return dict(zip(launch.GEMM_KEYS, (128, 128, 64, 8, 8, 3)))
 
 
+def _tune(runs, M=4096, **kw):
+    """`tuned_gemm` of kernel "k" for a [M, 1024] output with K = 512 (fake GPU tensor)."""
+    return launch.tuned_gemm("k", _heuristic, M, 1024, 512, _FakeCudaTensor(), runs.append, **kw)
+
+
 def test_tuned_gemm_times_the_heuristic_first_then_every_fitted_candidate(monkeypatch):
     seen = _fake_gpu_tuning(monkeypatch, 1)
     runs = []
@@ -105,21 +110,11 @@ def test_tuned_gemm_times_the_heuristic_first_then_every_fitted_candidate(monkey
 def test_tuned_gemm_offers_every_tile_both_ways_with_tma(monkeypatch):
     seen = _fake_gpu_tuning(monkeypatch, -1, timed=False)
     runs = []
-    plain = launch.tuned_gemm("k", _heuristic, 4096, 1024, 512, _FakeCudaTensor(), runs.append)
+    plain = _tune(runs)
     tiles = seen["candidates"]
-    launch.tuned_gemm("k", _heuristic, 4096, 1024, 512, _FakeCudaTensor(), runs.append, tma=True)
+    _tune(runs, tma=True)
     no_persistent = seen["candidates"]
-    cfg = launch.tuned_gemm(
-        "k",
-        _heuristic,
-        4096,
-        1024,
-        512,
-        _FakeCudaTensor(),
-        runs.append,
-        tma=True,
-        persistent=True,
-    )
+    cfg = _tune(runs, tma=True, persistent=True)
     cands = seen["candidates"]
     n = len(tiles)
     assert no_persistent == cands[: 2 * n]  # persistent grids only for kernels that have them
@@ -197,19 +192,10 @@ def test_tuned_gemm_offers_torch_gemm_last_and_returns_its_marker(monkeypatch):
     # Timing the extern candidate calls `extern`, not `run`.
     seen, calls = _fake_gpu_tuning(monkeypatch, -1), []
     runs = []
-    plain = launch.tuned_gemm("k", _heuristic, 4096, 1024, 512, _FakeCudaTensor(), runs.append)
+    plain = _tune(runs)
     tiles, plain_class = seen["candidates"], seen["shape_class"]
     assert launch.EXTERN not in tiles and plain is not launch.EXTERN_CFG and len(runs) == 1
-    cfg = launch.tuned_gemm(
-        "k",
-        _heuristic,
-        4096,
-        1024,
-        512,
-        _FakeCudaTensor(),
-        runs.append,
-        extern=lambda: calls.append("extern"),
-    )
+    cfg = _tune(runs, extern=lambda: calls.append("extern"))
     assert seen["candidates"] == tiles + [launch.EXTERN]
     # Cached apart from the kernel-only class (which may not offer it).
     assert seen["shape_class"] == plain_class + ["extern"]
