@@ -393,8 +393,9 @@ EXTERN_CFG: dict = {"EXTERN": True}
 def extern_gemm_ok(a: Any, b: Any, out: Any, acc: Any = None) -> bool:
     """Whether `extern_gemm(a, b, out, acc)` may be offered as a tuning candidate: CUDA operands
     of one 16-bit dtype (float32 operands stay on the template's IEEE/TF32 choice, which torch's
-    global TF32 flag would override), `out` of that dtype or float32, `acc` (float32) only with a
-    float32-capable `out`; not with `$SPARKC_EXTERN_GEMM=0` (Triton kernels only)."""
+    global TF32 flag would override), `out` of that dtype or float32, and `acc`, if any, float32
+    (a 16-bit accumulator would round once per chunk); not with `$SPARKC_EXTERN_GEMM=0` (Triton
+    kernels only)."""
     import torch
 
     if _switched_off("SPARKC_EXTERN_GEMM"):
