@@ -20,6 +20,25 @@ export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 # -P: the checkout's own sparkc/ folder must not shadow the installed package (its runtime/ and
 # templates live beside it, not inside it).
 PY="python3 -P"
+# The tuning and Triton caches live in .devcache/ (ignored by git), which a warm machine keeps
+# between calls; `devcache.tgz` under $OUT carries them to the next cold machine (put it at
+# .devcache/devcache.tgz and name .devcache in the device call's carry). A choice is keyed by its
+# kernel's source hash, so an edited kernel is tuned afresh. The startup measurement of `model`
+# uses its own empty cache.
+export SPARKC_CACHE_DIR="${SPARKC_CACHE_DIR:-$PWD/.devcache/sparkc}"
+if [[ ! -d $SPARKC_CACHE_DIR && -f .devcache/devcache.tgz ]]; then
+  mkdir -p "$SPARKC_CACHE_DIR" && tar xzf .devcache/devcache.tgz -C "$SPARKC_CACHE_DIR"
+fi
+save_cache() {
+  [[ -d $SPARKC_CACHE_DIR ]] || return 0
+  tar czf /tmp/devcache.tgz -C "$SPARKC_CACHE_DIR" . 2>/dev/null
+  # Files back from the machine are capped at 16 MiB each: without Triton's kernels when too big.
+  if (($(stat -c %s /tmp/devcache.tgz) > 15000000)); then
+    tar czf /tmp/devcache.tgz -C "$SPARKC_CACHE_DIR" --exclude ./triton . 2>/dev/null
+  fi
+  cp /tmp/devcache.tgz "$OUT/devcache.tgz"
+}
+trap save_cache EXIT
 $PY - <<'PY'
 import torch, triton
 p = torch.cuda.get_device_properties(0)
@@ -93,11 +112,10 @@ if [[ $what == model || $what == all ]]; then
   if [[ ${OP_BENCH:-1} == 1 ]]; then
     # Twice: the first process starts cold (Triton compiles, tiles are timed), the second warm
     # (Triton's cache and sparkc's tuning cache on disk): compare their "first call s".
-    export SPARKC_CACHE_DIR=/tmp/sparkc_startup_cache
-    rm -rf "$SPARKC_CACHE_DIR"
+    rm -rf /tmp/sparkc_startup_cache
     for start in cold warm; do
       echo "== sparkc bench --op attention ($start start)"
-      $PY -m sparkc bench --op attention --hp heads=16 --shape B=4,N=4096,D=2048 --no-compile \
+      SPARKC_CACHE_DIR=/tmp/sparkc_startup_cache TRITON_CACHE_DIR= $PY -m sparkc bench --op attention --hp heads=16 --shape B=4,N=4096,D=2048 --no-compile \
         --json "$OUT/bench_op_attention_$start.json" 2>&1 | tail -8
     done
   fi
