@@ -436,6 +436,65 @@ def extern_gemm(a: Any, b: Any, out: Any, acc: Any = None) -> Any:
     return out
 
 
+def _column_blocks(tensors: Sequence[Any], widths: Sequence[int]) -> tuple[int, int] | None:
+    """(rows, row stride) when `tensors`, read as [rows, widths[i]] matrices, are the adjacent
+    column blocks, in order, of one row-major [rows, sum(widths)] buffer; else None."""
+    first = tensors[0]
+    total = sum(widths)
+    offset = first.storage_offset()
+    rows = None
+    for t, w in zip(tensors, widths):
+        if t.dtype != first.dtype or t.device != first.device or w <= 0 or t.numel() % w:
+            return None
+        if t.untyped_storage().data_ptr() != first.untyped_storage().data_ptr():
+            return None
+        try:
+            m = t.view(-1, w)
+        except RuntimeError:
+            return None
+        if rows is None:
+            rows = m.shape[0]
+        if m.shape[0] != rows or m.stride(1) != 1 or (rows > 1 and m.stride(0) != total):
+            return None
+        if t.storage_offset() != offset:
+            return None
+        offset += w
+    return rows, total
+
+
+def adjacent_columns(mats: Sequence[Any], widths: Sequence[int]) -> Any:
+    """The [rows, sum(widths)] matrix whose column blocks are `mats` (each [rows, widths[i]]):
+    a view of their buffer when they already are its adjacent blocks (no copy), else their
+    concatenation."""
+    import torch
+
+    found = _column_blocks(mats, widths)
+    if found is not None:
+        rows, total = found
+        return mats[0].as_strided((rows, total), (total, 1))
+    return torch.cat([m.reshape(-1, w) for m, w in zip(mats, widths)], 1)
+
+
+def grads_like(*tensors: Any) -> list[Any]:
+    """Empty gradient buffers shaped like `tensors` (each read as [rows, its last two dims]).
+    When the tensors are adjacent column blocks of one buffer (the views a horizontally fused
+    projection returns), the gradients are the same blocks of one new buffer, so the fused
+    projection's backward reads them as one matrix without stacking them."""
+    import torch
+
+    widths = [t.shape[-1] * t.shape[-2] if t.dim() > 1 else t.shape[-1] for t in tensors]
+    found = _column_blocks(tensors, widths) if tensors[0].numel() else None
+    if found is None:
+        return [torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in tensors]
+    rows, total = found
+    buf = torch.empty((rows, total), dtype=tensors[0].dtype, device=tensors[0].device)
+    out, start = [], 0
+    for t, w in zip(tensors, widths):
+        out.append(buf[:, start : start + w].view(t.shape))
+        start += w
+    return out
+
+
 def tma_ok(*tensors: Any) -> bool:
     """Whether every tensor can be read through a host tensor descriptor (the Hopper tensor
     memory accelerator): 2-D, 16-bit, unit last stride, 16-byte aligned base and row stride,

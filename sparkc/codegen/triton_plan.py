@@ -180,19 +180,33 @@ def rule_swiglu(e: Emitter, group: Group) -> None:
     _ffn(e, group, ["w_gate.weight", "w_up.weight"], None, [], "w_down.weight", None, dual=True)
 
 
-def project_heads(e: Emitter, node: Node, heads: int, kv_heads: int) -> dict[str, str]:
+def project_heads(
+    e: Emitter, node: Node, heads: int, kv_heads: int, fused: bool = False
+) -> dict[str, str]:
     """q, k, v projections of an attention-like op as [B, N, heads, d] views (GEMM fragments);
-    returns the local names by weight ('wq', 'wk', 'wv')."""
+    returns the local names by weight ('wq', 'wk', 'wv'). `fused` (for consumers that take
+    strided q, k, v): one horizontally fused GEMM over the three weights, whose outputs are
+    column blocks of one [B·N, (heads + 2·kv_heads)·d] buffer; otherwise three GEMMs with
+    contiguous outputs."""
     ports, params = _ports(node)
     x = e.v(ports["x"])
     d_model = _width(e.graph, ports["x"])
     hd = d_model // heads
-    proj = {}
-    for w in ("wq", "wk", "wv"):
-        call = _gemm_call(e, x, d_model, [e.v(params[f"{w}.weight"])], None, [], [])
-        proj[w] = f"{e.out(node)}_{w[1]}"
-        nh = heads if w == "wq" else kv_heads
-        e.emit(f"{proj[w]} = {call}.view({x}.shape[0], {x}.shape[1], {nh}, {hd})")
+    names = ("wq", "wk", "wv")
+    proj = {w: f"{e.out(node)}_{w[1]}" for w in names}
+    nh = {"wq": heads, "wk": kv_heads, "wv": kv_heads}
+    weights = {w: e.v(params[f"{w}.weight"]) for w in names}
+    if fused:
+        fn = e.kernels.use("matmul.py.jinja", "mm", epilogue=[], dual=False)
+        flat = [f"{proj[w]}2" for w in names]
+        args = ", ".join(weights[w] for w in names)
+        e.emit(f"{', '.join(flat)} = {fn}_many({x}.reshape(-1, {d_model}), {args})")
+        for w, f in zip(names, flat):
+            e.emit(f"{proj[w]} = {f}.view({x}.shape[0], {x}.shape[1], {nh[w]}, {hd})")
+        return proj
+    for w in names:
+        call = _gemm_call(e, x, d_model, [weights[w]], None, [], [])
+        e.emit(f"{proj[w]} = {call}.view({x}.shape[0], {x}.shape[1], {nh[w]}, {hd})")
     return proj
 
 
@@ -204,7 +218,7 @@ def rule_attention(e: Emitter, group: Group) -> None:
     d_model = _width(e.graph, ports["x"])
     heads, kv = int(hp["heads"]), int(hp["kv_heads"])
     o = e.out(node)
-    proj = project_heads(e, node, heads, kv)
+    proj = project_heads(e, node, heads, kv, fused=True)
     basis = hp.get("basis")
     fn = e.kernels.use(
         "attention.py.jinja",

@@ -343,3 +343,88 @@ GPU_SIZES = [(3000, 1024, 2816), (37, 768, 3072)]
 )
 def test_gpu_matches_reference(epilogue, dual, M, K, N, dtype, tol):
     run_case(epilogue, dual, M, K, N, dtype=dtype, device="cuda", tol=tol)
+
+
+def _many_case(M, K, widths, dtype, device, adjacent_grads, tol):
+    """The horizontally fused projection `<name>_many(x, *ws)` against float64 x @ wᵢᵀ, forward and
+    the gradients of x and every weight; `adjacent_grads`: the output gradients arrive as column
+    blocks of one buffer (what attention's backward writes), else as separate tensors."""
+    torch.manual_seed(M + K + sum(widths))
+    mod = build("mm_many_plain", [])
+    many = getattr(sys.modules[mod.__module__], "mm_many_plain_many")
+    x64 = torch.randn(M, K, dtype=torch.float64)
+    ws64 = [torch.randn(n, K, dtype=torch.float64) / math.sqrt(K) for n in widths]
+    dys64 = [torch.randn(M, n, dtype=torch.float64) for n in widths]
+    x = x64.to(dtype).to(device).requires_grad_()
+    ws = [w.to(dtype).to(device).requires_grad_() for w in ws64]
+    outs = many(x, *ws)
+    assert [tuple(o.shape) for o in outs] == [(M, n) for n in widths]
+    # One buffer: the outputs are its column blocks (views), in order.
+    assert len({o.untyped_storage().data_ptr() for o in outs}) == 1
+    if adjacent_grads:
+        buf = torch.cat(dys64, 1).to(dtype).to(device)
+        starts = [sum(widths[:i]) for i in range(len(widths))]
+        dys = [buf[:, s : s + n] for s, n in zip(starts, widths)]
+    else:
+        dys = [d.to(dtype).to(device) for d in dys64]
+    torch.autograd.backward(outs, dys)
+    xr = x64.to(dtype).double().requires_grad_()
+    wr = [w.to(dtype).double().requires_grad_() for w in ws64]
+    refs = [xr @ w.t() for w in wr]
+    torch.autograd.backward(refs, [d.to(dtype).double() for d in dys64])
+    for out, ref in zip(outs, refs):
+        assert rel_err(out, ref) < tol
+    assert rel_err(x.grad, xr.grad) < tol
+    for w, r in zip(ws, wr):
+        assert rel_err(w.grad, r.grad) < tol
+
+
+@pytest.mark.parametrize("adjacent", [True, False], ids=["adjacent-grads", "separate-grads"])
+@pytest.mark.parametrize("widths", [(24, 24, 24), (24, 8, 8)], ids=["mha", "gqa"])
+def test_many_projection_matches_float64(adjacent, widths):
+    _many_case(19, 24, widths, torch.float32, DEVICE, adjacent, 1e-4)
+
+
+def test_many_projection_reads_adjacent_gradients_in_place(monkeypatch):
+    # Gradients written as column blocks of one buffer reach the backward GEMMs as that buffer
+    # (no stacking copy); separate ones are stacked.
+    from sparkc.runtime import launch
+
+    seen = []
+    real = launch.adjacent_columns
+    monkeypatch.setattr(launch, "adjacent_columns", lambda m, w: seen.append(real(m, w)) or seen[-1])
+    for adjacent in (True, False):
+        _many_case(9, 16, (16, 8, 8), torch.float32, DEVICE, adjacent, 1e-4)
+    shared, stacked = seen
+    assert shared._base is not None and shared.shape == (9, 32)
+    assert stacked._base is None and stacked.is_contiguous()
+
+
+def test_column_block_helpers():
+    from sparkc.runtime import launch
+
+    buf = torch.randn(6, 10)
+    blocks = [buf[:, 0:4], buf[:, 4:7], buf[:, 7:10]]
+    whole = launch.adjacent_columns(blocks, [4, 3, 3])
+    assert whole.data_ptr() == buf.data_ptr() and torch.equal(whole, buf)
+    # Out of order, a gap, or another buffer: stacked copies.
+    for mats in ([blocks[1], blocks[0], blocks[2]], [buf[:, 0:4], buf[:, 5:8], buf[:, 7:10]]):
+        widths = [m.shape[1] for m in mats]
+        got = launch.adjacent_columns(mats, widths)
+        assert got.data_ptr() != buf.data_ptr() and torch.equal(got, torch.cat(mats, 1))
+    # bnhd views of one [B·N, 3·H·d] buffer get gradient buffers laid out the same way.
+    qkv = torch.randn(2 * 5, 3 * 2 * 4)
+    q, k, v = (qkv[:, i * 8 : (i + 1) * 8].view(2, 5, 2, 4) for i in range(3))
+    dq, dk, dv = launch.grads_like(q, k, v)
+    assert [t.stride() for t in (dq, dk, dv)] == [q.stride()] * 3
+    assert dk.data_ptr() == dq.data_ptr() + 8 * dq.element_size()
+    # Contiguous separate tensors: separate contiguous gradients.
+    a, b = torch.randn(2, 5, 2, 4), torch.randn(2, 5, 2, 4)
+    ga, gb = launch.grads_like(a, b)
+    assert ga.is_contiguous() and gb.is_contiguous() and ga.data_ptr() != gb.data_ptr()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 1e-2)])
+def test_gpu_many_projection(dtype, tol):
+    _many_case(3000, 1024, (1024, 256, 256), dtype, "cuda", True, tol)
