@@ -20,9 +20,8 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-import bench_matmul as bm  # noqa: E402
-
-from sparkc.runtime import launch  # noqa: E402
+import bench_matmul as bm
+from sparkc.runtime import launch
 
 CHOICES = {
     "pointer": {"USE_TMA": False, "PERSISTENT": False},
@@ -99,10 +98,10 @@ def main(argv: list[str] | None = None) -> int:
             real = force(choice)
             try:
                 with torch.no_grad():
-                    fwd = per_call_us(lambda: fn(*xs))
+                    fwd = per_call_us(lambda fn=fn, xs=xs: fn(*xs))
                 leaves = [t.detach().requires_grad_() for t in xs]
 
-                def step():
+                def step(fn=fn, leaves=leaves):
                     fn(*leaves).sum().backward()
 
                 fb = per_call_us(step, 100)
@@ -113,8 +112,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"fwd+bwd {fb[0]:7.1f} / {fb[1]:7.1f}"
             )
             rows.append(
-                {"epilogue": kind, "choice": choice, "fwd_host_us": fwd[0], "fwd_wall_us": fwd[1],
-                 "fwd_bwd_host_us": fb[0], "fwd_bwd_wall_us": fb[1]}
+                {
+                    "epilogue": kind,
+                    "choice": choice,
+                    "fwd_host_us": fwd[0],
+                    "fwd_wall_us": fwd[1],
+                    "fwd_bwd_host_us": fb[0],
+                    "fwd_bwd_wall_us": fb[1],
+                }
             )
     if args.json:
         with open(args.json, "w") as f:
