@@ -23,7 +23,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-FORMAT_VERSION = 1
+# 2 (2026-12-02): candidates are scored by GPU plus host time (launch.bench_ms); choices timed
+# by GPU time alone are not reused.
+FORMAT_VERSION = 2
 # Timing rounds over the candidates (see TuningCache.choose); `$SPARKC_TUNE_ROUNDS` overrides it
 # (1 under compute-sanitizer, where every launch is slow and only coverage matters).
 ROUNDS = 3

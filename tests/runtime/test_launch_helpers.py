@@ -235,16 +235,24 @@ def test_extern_gemm_accumulates_into_acc_and_copies_to_out():
     assert torch.allclose(plain.double(), a.double() @ b.double(), atol=1e-5)
 
 
-def test_bench_ms_keeps_the_slower_of_flushed_and_back_to_back_timings(monkeypatch):
+def test_bench_ms_charges_gpu_and_host_time(monkeypatch):
     import triton.testing
 
-    # A candidate whose host side outlasts its kernel: do_bench's flush hides the host time,
-    # back-to-back calls show it. The tuner must see the per-call cost.
-    monkeypatch.setattr(triton.testing, "do_bench", lambda fn, **kw: 0.03)
-    monkeypatch.setattr(launch, "back_to_back_ms", lambda fn: 0.09)
-    assert launch.bench_ms(lambda: None) == 0.09
-    monkeypatch.setattr(launch, "back_to_back_ms", lambda fn: 0.01)  # L2-hot, GPU-bound
-    assert launch.bench_ms(lambda: None) == 0.03
+    # The tuner's score is the serial cost, GPU (flushed median) plus host (time to issue): a
+    # candidate whose kernel is faster but whose host side is slower by more loses, also when
+    # its kernel alone outlasts its host side (in a host-bound model the host time adds up).
+    monkeypatch.setattr(triton.testing, "do_bench", lambda fn, **kw: 0.030)
+    monkeypatch.setattr(launch, "back_to_back_ms", lambda fn: (0.030, 0.020))
+    descriptor_loop = launch.bench_ms(lambda: None)
+    monkeypatch.setattr(triton.testing, "do_bench", lambda fn, **kw: 0.036)
+    monkeypatch.setattr(launch, "back_to_back_ms", lambda fn: (0.036, 0.008))
+    pointer_loop = launch.bench_ms(lambda: None)
+    assert descriptor_loop == pytest.approx(0.050) and pointer_loop == pytest.approx(0.044)
+    # Benchmarks' per-call time: the slower of the flushed median and back-to-back calls.
+    monkeypatch.setattr(launch, "back_to_back_ms", lambda fn: (0.09, 0.09))
+    assert launch.call_ms(lambda: None) == 0.09
+    monkeypatch.setattr(launch, "back_to_back_ms", lambda fn: (0.01, 0.005))  # L2-hot
+    assert launch.call_ms(lambda: None) == 0.036
 
 
 @pytest.mark.parametrize(
