@@ -23,11 +23,14 @@ sys.path.insert(0, os.path.dirname(__file__))
 import bench_matmul as bm
 from sparkc.runtime import launch
 
+# choice -> (forward configuration flags, descriptors built in the kernel)
 CHOICES = {
-    "pointer": {"USE_TMA": False, "PERSISTENT": False},
-    "tma": {"USE_TMA": True, "PERSISTENT": False},
-    "tma+persistent": {"USE_TMA": True, "PERSISTENT": True},
-    "extern": launch.EXTERN_CFG,
+    "pointer": ({"USE_TMA": False, "PERSISTENT": False}, True),
+    "tma host-desc": ({"USE_TMA": True, "PERSISTENT": False}, False),
+    "tma kernel-desc": ({"USE_TMA": True, "PERSISTENT": False}, True),
+    "tma+pers host-desc": ({"USE_TMA": True, "PERSISTENT": True}, False),
+    "tma+pers kernel-desc": ({"USE_TMA": True, "PERSISTENT": True}, True),
+    "extern": (launch.EXTERN_CFG, True),
 }
 
 
@@ -55,9 +58,10 @@ def force(choice: str):
         if getattr(kernel, "fn", kernel).__name__.endswith("_fwd_kernel"):
             if choice == "extern":
                 return launch.EXTERN_CFG if extern is not None else cfg
-            return {**cfg, **CHOICES[choice]} if tma or choice == "pointer" else cfg
+            return {**cfg, **CHOICES[choice][0]} if tma or choice == "pointer" else cfg
         return cfg
 
+    os.environ["SPARKC_TMA_DEVICE"] = "1" if CHOICES[choice][1] else "0"
     launch.tuned_gemm = forced
     return real
 
@@ -108,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 launch.tuned_gemm = real
             print(
-                f"  {kind:>9} {choice:>15}: fwd {fwd[0]:7.1f} / {fwd[1]:7.1f}   "
+                f"  {kind:>9} {choice:>20}: fwd {fwd[0]:7.1f} / {fwd[1]:7.1f}   "
                 f"fwd+bwd {fb[0]:7.1f} / {fb[1]:7.1f}"
             )
             rows.append(

@@ -97,7 +97,13 @@ def apply(function: Any, *args: Any) -> Any:
 _ENV_BYTES = getattr(os.environ, "_data", None) if os.name == "posix" else None
 _ENV_KEYS = {
     k: k.encode()
-    for k in ("TRITON_INTERPRET", "SPARKC_TUNE", "SPARKC_EXTERN_GEMM", "SPARKC_GEMM_TMA")
+    for k in (
+        "TRITON_INTERPRET",
+        "SPARKC_TUNE",
+        "SPARKC_EXTERN_GEMM",
+        "SPARKC_GEMM_TMA",
+        "SPARKC_TMA_DEVICE",
+    )
 }
 
 
@@ -513,6 +519,35 @@ def tma_ok(*tensors: Any) -> bool:
         if t.stride(1) != 1 or (t.stride(0) * t.element_size()) % 16 or t.data_ptr() % 16:
             return False
     return True
+
+
+def tma_on_device() -> bool:
+    """Whether the descriptor main loops build their tensor descriptors inside the kernel
+    (`tl.make_tensor_descriptor`) instead of taking host descriptors, whose encoding costs a
+    driver call per descriptor and launch on the host. `$SPARKC_TMA_DEVICE=0`: host descriptors
+    (for side-by-side measurements)."""
+    return not _switched_off("SPARKC_TMA_DEVICE")
+
+
+def ensure_scratch_allocator() -> None:
+    """Give Triton a global-scratch allocator unless this thread has one: kernels that build
+    tensor descriptors on the device keep them in global scratch (128 bytes per descriptor and
+    program), which Triton allocates at launch through the allocator of `triton.set_allocator`.
+    Triton keeps it in a context variable, which the autograd engine's worker threads do not
+    inherit, so this runs before such launches. A user's own allocator is left alone."""
+    if interpreting():
+        return
+    from triton.runtime import _allocation
+
+    if isinstance(_allocation._allocator.get(), _allocation.NullAllocator):
+        _allocation._allocator.set(_scratch)
+
+
+def _scratch(size: int, alignment: int, stream: Any) -> Any:
+    import torch
+
+    # The caching allocator's blocks are 512-byte aligned; Triton asks for 128.
+    return torch.empty(size, dtype=torch.int8, device="cuda")
 
 
 def tma_descriptor(t: Any, block_shape: Sequence[int]) -> Any:

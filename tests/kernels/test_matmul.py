@@ -190,18 +190,26 @@ def force_tma(monkeypatch, persistent=False):
     return used
 
 
+@pytest.mark.parametrize("where", ["device", "host"], ids=["kernel-desc", "host-desc"])
 @pytest.mark.parametrize("case", ["bias_gelu", "swiglu", "chain", "single_row", "none"])
-def test_tma_main_loop_matches_float64(monkeypatch, case):
+def test_tma_main_loop_matches_float64(monkeypatch, case, where):
     # The tensor-descriptor (TMA) main loop is a GPU tuning candidate for 16-bit operands; here
     # the forward kernel is forced onto it under the interpreter (float32: the interpreter's
-    # descriptors take any dtype), edge tiles and K tails read as zeros through the descriptors.
+    # descriptors take any dtype), edge tiles and K tails read as zeros through the descriptors,
+    # which the kernel builds from pointers (the default) or takes from the host.
     from sparkc.runtime import launch
 
+    monkeypatch.setenv("SPARKC_TMA_DEVICE", "1" if where == "device" else "0")
+    assert launch.tma_on_device() == (where == "device")
+    made = []
+    real_desc = launch.tma_descriptor
+    monkeypatch.setattr(launch, "tma_descriptor", lambda *a: made.append(1) or real_desc(*a))
     used = force_tma(monkeypatch)
     monkeypatch.setattr(launch, "tma_ok", lambda *ts: all(t.stride(1) == 1 for t in ts))
     epilogue, dual, M, K, N = next(c[1:] for c in CASES if c[0] == case)
     run_case(epilogue, dual, M, K, N)
     assert used == [True]
+    assert bool(made) == (where == "host")
 
 
 @pytest.mark.parametrize("case", ["bias_gelu", "swiglu", "single_row", "none"])
@@ -223,9 +231,11 @@ def test_persistent_tma_grid_matches_float64(monkeypatch, case):
 @pytest.mark.gpu
 @pytest.mark.parametrize("case", ["bias_gelu", "swiglu", "chain"])
 @pytest.mark.parametrize("persistent", [False, True], ids=["grid", "persistent"])
-def test_gpu_tma_main_loop(monkeypatch, case, persistent):
+@pytest.mark.parametrize("where", ["device", "host"], ids=["kernel-desc", "host-desc"])
+def test_gpu_tma_main_loop(monkeypatch, case, persistent, where):
     # GPU test runs do not tune (SPARKC_TUNE=0), so the descriptor loop is forced here: bfloat16,
     # sizes that are not tile multiples (K = 520: a K tail of 8).
+    monkeypatch.setenv("SPARKC_TMA_DEVICE", "1" if where == "device" else "0")
     used = force_tma(monkeypatch, persistent)
     epilogue, dual = next(c[1:3] for c in CASES if c[0] == case)
     run_case(epilogue, dual, 1000, 520, 776, dtype=torch.bfloat16, tol=1e-2)

@@ -54,7 +54,8 @@ def compile_one(fn, dtype, consts, warps, descriptors=None):
     sig.update(descriptors or {})
     asm = launch.compile_for_target(fn, sig, consts, arch=90, num_warps=warps)
     assert "ptx" in asm and ".target sm_90" in asm["ptx"], fn.__name__
-    tag = (":tma" if descriptors else "") + (":persistent" if consts.get("PERSISTENT") else "")
+    tag = (":tma" if consts.get("USE_TMA") else "") + (":dev" if consts.get("TMA_DEVICE") else "")
+    tag += ":persistent" if consts.get("PERSISTENT") else ""
     report.append(f"{fn.__name__}:{dtype}" + tag)
 
 
@@ -67,7 +68,8 @@ for i, combo in enumerate(combos):
         bk = 32 if dtype == "float32" else 64
         tiles = {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": bk, "GROUP_M": 8}
         fwd = getattr(mod, name + "_fwd_kernel")
-        base = {"SAVE": True, "DOT_PRECISION": prec, "PERSISTENT": False, **tiles}
+        base = {"SAVE": True, "DOT_PRECISION": prec, "PERSISTENT": False, "TMA_DEVICE": False,
+                **tiles}
         compile_one(fwd, dtype, {**base, "USE_TMA": False}, 8)
         if dtype == "bfloat16":  # the tensor-descriptor main loop (16-bit operands only)
             blocks = {"X": (128, bk), "W": (128, bk), "W_GATE": (128, bk), "W_UP": (128, bk)}
@@ -75,6 +77,10 @@ for i, combo in enumerate(combos):
             compile_one(fwd, dtype, {**base, "USE_TMA": True}, 8, desc)
             # ... and in a persistent grid (the tile loop flattened with the K loop)
             compile_one(fwd, dtype, {**base, "USE_TMA": True, "PERSISTENT": True}, 8, desc)
+            # ... with the descriptors built in the kernel from pointers (launch.tma_on_device)
+            dev = {**base, "USE_TMA": True, "TMA_DEVICE": True}
+            compile_one(fwd, dtype, dev, 8)
+            compile_one(fwd, dtype, {**dev, "PERSISTENT": True}, 8)
         bwd = getattr(mod, name + "_bwd_epilogue_kernel", None)
         if combo["epilogue"] or combo["dual"]:
             compile_one(bwd, dtype, {"BLOCK_M": 64, "BLOCK_N": 64}, 4)
@@ -120,13 +126,15 @@ FP32_COMBOS = [COMBOS[0], COMBOS[2], COMBOS[4], COMBOS[7]]
 def test_all_kernels_compile_for_sm90(dtype, combos):
     compiled = run_compile(combos, [dtype])
     n_bwd = sum(1 for c in combos if c["epilogue"] or c["dual"])
-    n_tma = 2 * len(combos) if dtype == "bfloat16" else 0
-    # fwd per combo (and its TMA main loop, one tile per program and persistent) + epilogue
+    n_tma = 4 * len(combos) if dtype == "bfloat16" else 0
+    # fwd per combo (and its TMA main loop, one tile per program and persistent, with host and
+    # with in-kernel descriptors) + epilogue
     # backward where present + mm (two hooks) + colsum
     assert len(compiled) == len(combos) + n_tma + n_bwd + 3
     assert f"mmc0_mm_kernel:{dtype}" in compiled
     assert (f"mmc4_fwd_kernel:{dtype}:tma" in compiled) == (dtype == "bfloat16")
     assert (f"mmc7_fwd_kernel:{dtype}:tma:persistent" in compiled) == (dtype == "bfloat16")
+    assert (f"mmc7_fwd_kernel:{dtype}:tma:dev:persistent" in compiled) == (dtype == "bfloat16")
 
 
 TUNING_SCRIPT = r"""
@@ -149,16 +157,18 @@ for dual in (False, True):
         for bm, bn, bk, group, warps, stages in sorted(cands):
             tiles = {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": group}
             fwd = getattr(mod, name + "_fwd_kernel")
-            plain = {"SAVE": True, "USE_TMA": False, "PERSISTENT": False}
+            plain = {"SAVE": True, "USE_TMA": False, "PERSISTENT": False, "TMA_DEVICE": False}
             variants = [(fwd, plain, {}),
                         (getattr(mod, name + "_mm_kernel"), {"HAS_SECOND": dual}, {})]
             if dtype == torch.bfloat16:
                 blocks = {"X": (bm, bk), "W": (bn, bk), "W_GATE": (bn, bk), "W_UP": (bn, bk)}
                 desc = {a: "tensordesc<bf16[%d, %d]>" % blocks[a]
                         for a in fwd.arg_names if a in blocks}
-                variants.append((fwd, {**plain, "USE_TMA": True}, desc))
+                dev = {**plain, "USE_TMA": True, "TMA_DEVICE": True}
+                variants += [(fwd, {**plain, "USE_TMA": True}, desc), (fwd, dev, {})]
                 if warps == 8:  # the persistent candidates (launch.tuned_gemm)
                     variants.append((fwd, {**plain, "USE_TMA": True, "PERSISTENT": True}, desc))
+                    variants.append((fwd, {**dev, "PERSISTENT": True}, {}))
             for fn, consts, desc in variants:
                 sig = {a: ("i32" if a in ("M", "N", "K") or "stride" in a else ptr)
                        for a in fn.arg_names}
