@@ -103,6 +103,7 @@ _ENV_KEYS = {
         "SPARKC_EXTERN_GEMM",
         "SPARKC_GEMM_TMA",
         "SPARKC_TMA_DEVICE",
+        "SPARKC_TUNE_HOST",
     )
 }
 
@@ -167,8 +168,16 @@ def device_key(tensor: Any) -> str:
     """Identifies the hardware and compiler a tuning result is valid for."""
     if tensor.device.type == "cuda" and not interpreting():
         name, major, minor, _ = _cuda_identity(tensor.device.index or 0)
-        return f"{name}|sm{major}{minor}|triton-{_triton_version()}"
+        mode = "" if charge_host() else "|gpu-only"
+        return f"{name}|sm{major}{minor}|triton-{_triton_version()}{mode}"
     return f"{tensor.device.type}-interpreter|triton-{_triton_version()}"
+
+
+def charge_host() -> bool:
+    """Whether tuning charges each candidate its host time as well as its GPU time
+    (`bench_ms`). `$SPARKC_TUNE_HOST=0`: GPU time alone, for programs replayed from CUDA graphs,
+    where launches cost no host time; its choices are stored apart (`device_key`)."""
+    return not _switched_off("SPARKC_TUNE_HOST")
 
 
 def capturing(tensor: Any) -> bool:
@@ -244,7 +253,7 @@ def pick(
     # would cost more host time than a small kernel runs. Everything that changes the candidate
     # list must be part of the shape class.
     key = tuple(shape_class) if isinstance(shape_class, list) else shape_class
-    memo_key = (name, id(source), key, like.device.index)
+    memo_key = (name, id(source), key, like.device.index, charge_host())
     hit = _PICKED.get(memo_key)
     if hit is None:
         cands = candidates() if callable(candidates) else candidates
@@ -346,6 +355,7 @@ def tuned_gemm(
         persistent,
         offer_extern,
         like.device.index,
+        charge_host(),
     )
     cfg = _GEMM_CHOICE.get(memo_key)
     if cfg is not None:
@@ -591,11 +601,12 @@ def bench_ms(fn: Callable[[], Any]) -> float:
     in isolation a GPU-bound kernel hides its host time behind its own run. Measured
     2026-12-02: the tensor-descriptor main loops won their GEMMs in isolation and made the
     tiny_gpt step 15% slower (9.40 against 8.15 ms without them; 7.62 replayed from CUDA
-    graphs). A candidate now wins only when it saves more GPU time than it adds host time."""
+    graphs). A candidate now wins only when it saves more GPU time than it adds host time.
+    With `$SPARKC_TUNE_HOST=0` (`charge_host`): the GPU time alone."""
     import triton.testing
 
     flushed = float(triton.testing.do_bench(fn, warmup=5, rep=20, return_mode="median"))
-    return flushed + back_to_back_ms(fn)[1]
+    return flushed + back_to_back_ms(fn)[1] if charge_host() else flushed
 
 
 def back_to_back_ms(fn: Callable[[], Any], calls: int = 10) -> tuple[float, float]:

@@ -248,6 +248,10 @@ def test_bench_ms_charges_gpu_and_host_time(monkeypatch):
     monkeypatch.setattr(launch, "back_to_back_ms", lambda fn: (0.036, 0.008))
     pointer_loop = launch.bench_ms(lambda: None)
     assert descriptor_loop == pytest.approx(0.050) and pointer_loop == pytest.approx(0.044)
+    # For CUDA-graph replays (SPARKC_TUNE_HOST=0) launches cost no host time: GPU time alone.
+    monkeypatch.setenv("SPARKC_TUNE_HOST", "0")
+    assert not launch.charge_host() and launch.bench_ms(lambda: None) == pytest.approx(0.036)
+    monkeypatch.delenv("SPARKC_TUNE_HOST")
     # Benchmarks' per-call time: the slower of the flushed median and back-to-back calls.
     monkeypatch.setattr(launch, "back_to_back_ms", lambda fn: (0.09, 0.09))
     assert launch.call_ms(lambda: None) == 0.09
@@ -290,3 +294,15 @@ def test_tuned_gemm_remembers_no_choice_made_inside_a_capture(monkeypatch):
         launch.tuned_gemm("k", _heuristic, 4096, 1024, 512, _FakeCudaTensor(), lambda cfg: None)
         assert seen  # asked pick() again: the provisional answer was not memoised
     assert launch._GEMM_CHOICE == {}
+
+
+def test_gpu_only_tuning_choices_are_stored_apart(monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.setattr(launch, "_cuda_identity", lambda index: ("NVIDIA H200", 9, 0, 132))
+    like = SimpleNamespace(device=SimpleNamespace(type="cuda", index=0))
+    charged = launch.device_key(like)
+    monkeypatch.setenv("SPARKC_TUNE_HOST", "0")
+    gpu_only = launch.device_key(like)
+    assert charged.startswith("NVIDIA H200|sm90|triton-") and gpu_only == charged + "|gpu-only"
