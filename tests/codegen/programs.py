@@ -103,6 +103,16 @@ model Attn(d = 32) {
 """,
         {"x": _float(32)},
     ),
+    "attention_gqa": (
+        """
+model AttnGqa(d = 32) {
+  input x: float[B, N, d]
+  a = attention(x, heads=4, kv_heads=2)
+  output a
+}
+""",
+        {"x": _float(32)},
+    ),
     "attention_bidir_basis": (
         """
 model AttnBasis(d = 32, L = 256) {
@@ -143,4 +153,4 @@ model LmTied(vocab = 11, d = 16) {
 }
 
 # Programs whose every output at position t depends only on inputs at positions <= t.
-CAUSAL = ("elementwise", "rope_heads", "attention_causal", "norm_residual")
+CAUSAL = ("elementwise", "rope_heads", "attention_causal", "attention_gqa", "norm_residual")

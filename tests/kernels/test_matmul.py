@@ -428,6 +428,15 @@ def test_column_block_helpers():
     dq, dk, dv = launch.grads_like(q, k, v)
     assert [t.stride() for t in (dq, dk, dv)] == [q.stride()] * 3
     assert dk.data_ptr() == dq.data_ptr() + 8 * dq.element_size()
+    # Grouped-query heads (k, v narrower than q) lay out the same way.
+    qkv = torch.randn(2 * 5, (4 + 2 + 2) * 4)
+    q = qkv[:, :16].view(2, 5, 4, 4)
+    k, v = (qkv[:, 16 + i * 8 : 24 + i * 8].view(2, 5, 2, 4) for i in range(2))
+    dq, dk, dv = launch.grads_like(q, k, v)
+    assert (dq.stride(), dk.stride(), dv.stride()) == (q.stride(), k.stride(), v.stride())
+    assert dv.data_ptr() == dq.data_ptr() + 24 * dq.element_size()
+    whole = launch.adjacent_columns([t.reshape(10, -1) for t in (dq, dk, dv)], [16, 8, 8])
+    assert whole.data_ptr() == dq.data_ptr() and whole.shape == (10, 32)
     # Contiguous separate tensors: separate contiguous gradients.
     a, b = torch.randn(2, 5, 2, 4), torch.randn(2, 5, 2, 4)
     ga, gb = launch.grads_like(a, b)
