@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device call: install sparkc on the GPU machine, run the GPU tests, train tiny_gpt on the
 # Triton path, and run the kernel benchmarks. Usage (from the repo root, on the GPU machine):
-#   bash bench/device_run.sh [tests|train|sanitize|bench|model|all]
+#   bash bench/device_run.sh [tests|train|sanitize|bench|model|all|none]  (none: install into /tmp/site only; export PYTHONPATH=/tmp/site to use it)
 # Writes logs and JSON under $OUT (or ./out when unset). Needs .whl/ with the lark wheel (the
 # GPU machine has no network); see docs/performance.md.
 set -uo pipefail
