@@ -8,7 +8,13 @@ times, with triton.testing.do_bench medians:
   - torch.compile of the eager function (forward), unless --no-compile.
 Prints a table and, with --json PATH, writes the rows. Timings only: no assertions.
 
+The kernels are compared by GPU time, so the tuner picks by GPU time too (`SPARKC_TUNE_HOST=0`,
+the setting for CUDA-graph replays); `--charge-host` keeps the default model, which also charges
+each candidate its host time (what a host-bound training step wants; docs/performance.md has
+both tables from 2026-12-02).
+
 Run: python bench/bench_matmul.py [--sizes 1024,2048,4096] [--json out.json] [--no-compile]
+     [--charge-host]
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import argparse
 import functools
 import json
 import math
+import os
 import sys
 
 import torch
@@ -189,16 +196,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     p.add_argument("--json", default=None, help="write the rows to this JSON file")
+    p.add_argument(
+        "--charge-host", action="store_true", help="tune by GPU plus host time (the default model)"
+    )
     a = p.parse_args(argv)
+    os.environ["SPARKC_TUNE_HOST"] = "1" if a.charge_host else "0"
     if not torch.cuda.is_available():
         print("bench_matmul needs a CUDA GPU", file=sys.stderr)
         return 2
-    print(f"device: {torch.cuda.get_device_name()}  M={a.M} dtype={a.dtype}  (times in ms, median)")
+    tuning = "GPU + host time" if a.charge_host else "GPU time"
+    print(
+        f"device: {torch.cuda.get_device_name()}  M={a.M} dtype={a.dtype}  (times in ms, median; "
+        f"tiles tuned by {tuning})"
+    )
     print(" ".join(fmt.replace(".3f", "").replace(".0f", "").format(h) for h, fmt in COLUMNS))
     rows = run([int(s) for s in a.sizes.split(",")], a.M, getattr(torch, a.dtype), not a.no_compile)
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"device": torch.cuda.get_device_name(), "rows": rows}, f, indent=2)
+            json.dump(
+                {"device": torch.cuda.get_device_name(), "tuned_by": tuning, "rows": rows},
+                f,
+                indent=2,
+            )
     return 0
 
 
