@@ -163,6 +163,10 @@ CASES = [
     ("repeated_operand", ["mul:g", "act:tanh", "mul:g", "bias", "bias"], False, 7, 24, 10),
     ("swiglu_epilogue", ["scale:0.5", "add:res"], True, 7, 24, 72),
     ("single_row", ["bias", "act:gelu"], False, 1, 40, 33),
+    # Pass-through chains (bias and residual adds, each residual once): dy is the gradient.
+    ("add", ["add:res"], False, 33, 40, 72),
+    ("bias_two_residuals", ["add:r1", "bias", "add:r2"], False, 7, 24, 10),
+    ("residual_twice", ["add:res", "add:res"], False, 7, 24, 10),  # 2·dy: not pass-through
 ]
 
 
@@ -361,7 +365,7 @@ def _many_case(M, K, widths, dtype, device, adjacent_grads, tol):
     blocks of one buffer (what attention's backward writes), else as separate tensors."""
     torch.manual_seed(M + K + sum(widths))
     mod = build("mm_many_plain", [])
-    many = getattr(sys.modules[mod.__module__], "mm_many_plain_many")
+    many = sys.modules[mod.__module__].mm_many_plain_many
     x64 = torch.randn(M, K, dtype=torch.float64)
     ws64 = [torch.randn(n, K, dtype=torch.float64) / math.sqrt(K) for n in widths]
     dys64 = [torch.randn(M, n, dtype=torch.float64) for n in widths]
@@ -402,7 +406,9 @@ def test_many_projection_reads_adjacent_gradients_in_place(monkeypatch):
 
     seen = []
     real = launch.adjacent_columns
-    monkeypatch.setattr(launch, "adjacent_columns", lambda m, w: seen.append(real(m, w)) or seen[-1])
+    monkeypatch.setattr(
+        launch, "adjacent_columns", lambda m, w: seen.append(real(m, w)) or seen[-1]
+    )
     for adjacent in (True, False):
         _many_case(9, 16, (16, 8, 8), torch.float32, DEVICE, adjacent, 1e-4)
     shared, stacked = seen
@@ -447,3 +453,32 @@ def test_column_block_helpers():
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 1e-2)])
 def test_gpu_many_projection(dtype, tol):
     _many_case(3000, 1024, (1024, 256, 256), dtype, "cuda", True, tol)
+
+
+@pytest.mark.parametrize(
+    "epilogue,kernel_launched", [(["add:res"], False), (["bias", "add:res"], True)]
+)
+def test_pass_through_backward_shares_dy(epilogue, kernel_launched):
+    # A chain of bias and residual adds hands dy itself on as dL/dz0 and as the residual's
+    # gradient (no copies); the epilogue kernel runs only for the bias's column sums.
+    fn = build(instance_name(epilogue, False), epilogue)
+    mod = sys.modules[fn.__module__]
+    x, w = torch.randn(9, 24, requires_grad=True), torch.randn(10, 24, requires_grad=True)
+    ops = [torch.randn(10, requires_grad=True)] if "bias" in epilogue else []
+    res = torch.randn(9, 10, requires_grad=True)
+    launched = []
+    kernel = getattr(mod, instance_name(epilogue, False) + "_bwd_epilogue_kernel")
+    real_getitem = type(kernel).__getitem__
+    y = fn(x, w, *ops, res)
+    dy = torch.randn(9, 10)
+    try:
+        type(kernel).__getitem__ = lambda self, grid: (
+            launched.append(self) or real_getitem(self, grid)
+        )
+        y.backward(dy)
+    finally:
+        type(kernel).__getitem__ = real_getitem
+    assert torch.equal(res.grad, dy)
+    assert (kernel in launched) == kernel_launched
+    if ops:
+        assert rel_err(ops[0].grad, dy.double().sum(0)) < 1e-6
