@@ -92,6 +92,27 @@ def test_tiny_gpt_trains_on_generated_kernels():
     assert losses[-1] < 0.25 * losses[0], losses[::15]
 
 
+@pytest.mark.parametrize("backend", ["eager", "aot_eager"])
+def test_torch_compile_of_the_triton_path(backend):
+    """`torch.compile` over the generated module (its autograd Functions, Triton launches and the
+    fused q/k/v projection whose outputs are views of one buffer) gives the uncompiled loss and
+    gradients."""
+    module = api.load(ROOT / "examples" / "tiny_gpt.spark")
+    torch.manual_seed(0)
+    net = module.Model().cuda()
+    tokens = torch.randint(0, 64, (2, 37), device="cuda")
+    out = net(tokens, tokens)
+    out.loss.backward()
+    grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad(set_to_none=True)
+    compiled = torch.compile(net, backend=backend)
+    out2 = compiled(tokens, tokens)
+    out2.loss.backward()
+    assert _rel(out2.loss, out.loss) < 1e-5
+    for g, p in zip(grads, net.parameters()):
+        assert _rel(p.grad, g) < 1e-4
+
+
 @pytest.mark.parametrize("name", ["spark_k", "splatflow", "hspmn"])
 def test_example_triton_path_matches_reference_on_gpu(name):
     """One forward+backward of each example through its generated kernels (float32) against
