@@ -229,9 +229,9 @@ def test_gpu_matches_reference(M, D, V, dtype, tol, recompute):
     check(M, D, V, True, M // 10, dtype=dtype, tol=tol, device="cuda", seed=5, recompute=recompute)
 
 
-@pytest.mark.gpu
-def test_gpu_tma_main_loops(monkeypatch):
-    forced = force_tma(monkeypatch, on_gpu=True)
+def check_gpu_bf16(seed, recompute):
+    """M = 1000, D = 768, V = 5000 in bfloat16 on the GPU, 100 ignored rows; the recompute path
+    in vocabulary chunks of 2048."""
     check(
         1000,
         768,
@@ -241,29 +241,23 @@ def test_gpu_tma_main_loops(monkeypatch):
         dtype=torch.bfloat16,
         tol=1e-2,
         device="cuda",
-        seed=7,
-        v_chunk=2048,
-        recompute=True,
+        seed=seed,
+        v_chunk=2048 if recompute else None,
+        recompute=recompute,
     )
+
+
+@pytest.mark.gpu
+def test_gpu_tma_main_loops(monkeypatch):
+    forced = force_tma(monkeypatch, on_gpu=True)
+    check_gpu_bf16(7, recompute=True)
     assert forced == ["lce_fwd_kernel", "dlogits"]
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("recompute", [False, True], ids=["train_forward", "recompute"])
 def test_gpu_extern_gemm_choice(force_extern_gemm, recompute):
-    check(
-        1000,
-        768,
-        5000,
-        True,
-        100,
-        dtype=torch.bfloat16,
-        tol=1e-2,
-        device="cuda",
-        seed=6,
-        v_chunk=None if not recompute else 2048,
-        recompute=recompute,
-    )
+    check_gpu_bf16(6, recompute)
     assert force_extern_gemm
 
 
