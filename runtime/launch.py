@@ -579,21 +579,9 @@ def _tensor_descriptor_class() -> Any:
 _GEMM_CHOICE: dict[tuple, dict] = {}
 
 
-def call_ms(fn: Callable[[], Any]) -> float:
-    """Milliseconds per call of `fn()` on the GPU, for benchmarks: the larger of Triton's
-    do_bench median (L2 flushed before each call) and the time per call of calls issued back to
-    back. do_bench launches a cache flush (~70 µs of GPU work on an H200) before each call and
-    the host prepares the call while the flush runs, so host time up to the flush's length is
-    hidden; back-to-back calls expose a call whose host side outlasts its kernel."""
-    import triton.testing
-
-    flushed = float(triton.testing.do_bench(fn, warmup=5, rep=20, return_mode="median"))
-    return max(flushed, back_to_back_ms(fn)[0])
-
-
 def bench_ms(fn: Callable[[], Any]) -> float:
     """The tuner's cost of one call of `fn()`, in milliseconds: its GPU time (do_bench median,
-    L2 flushed) plus the host time it takes to issue (back-to-back calls, timed on the host).
+    L2 flushed) plus the host time it takes to issue (`issue_ms`).
 
     The serial model of a program whose host and GPU time are comparable. A call is never
     timed alone in a model: when the whole program is host-bound (a training step of ~70
@@ -606,27 +594,22 @@ def bench_ms(fn: Callable[[], Any]) -> float:
     import triton.testing
 
     flushed = float(triton.testing.do_bench(fn, warmup=5, rep=20, return_mode="median"))
-    return flushed + back_to_back_ms(fn)[1] if charge_host() else flushed
+    return flushed + issue_ms(fn) if charge_host() else flushed
 
 
-def back_to_back_ms(fn: Callable[[], Any], calls: int = 10) -> tuple[float, float]:
-    """(wall, host) milliseconds per call of `calls` calls of `fn()` issued back to back (after
-    one untimed call): wall between two CUDA events, max(host time, GPU time) per call in
-    steady state; host the time to issue them."""
+def issue_ms(fn: Callable[[], Any], calls: int = 10) -> float:
+    """Host milliseconds per call to issue `calls` calls of `fn()` back to back (after one
+    untimed call and a synchronisation, so the queue starts empty)."""
     import torch
 
     fn()
-    start = torch.cuda.Event(enable_timing=True)
-    end = torch.cuda.Event(enable_timing=True)
     torch.cuda.synchronize()
-    start.record()
     t0 = time.perf_counter()
     for _ in range(calls):
         fn()
     host = (time.perf_counter() - t0) * 1e3 / calls
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) / calls, host
+    torch.cuda.synchronize()
+    return host
 
 
 def configure_triton_cache() -> str:

@@ -242,21 +242,16 @@ def test_bench_ms_charges_gpu_and_host_time(monkeypatch):
     # candidate whose kernel is faster but whose host side is slower by more loses, also when
     # its kernel alone outlasts its host side (in a host-bound model the host time adds up).
     monkeypatch.setattr(triton.testing, "do_bench", lambda fn, **kw: 0.030)
-    monkeypatch.setattr(launch, "back_to_back_ms", lambda fn: (0.030, 0.020))
+    monkeypatch.setattr(launch, "issue_ms", lambda fn: 0.020)
     descriptor_loop = launch.bench_ms(lambda: None)
     monkeypatch.setattr(triton.testing, "do_bench", lambda fn, **kw: 0.036)
-    monkeypatch.setattr(launch, "back_to_back_ms", lambda fn: (0.036, 0.008))
+    monkeypatch.setattr(launch, "issue_ms", lambda fn: 0.008)
     pointer_loop = launch.bench_ms(lambda: None)
     assert descriptor_loop == pytest.approx(0.050) and pointer_loop == pytest.approx(0.044)
     # For CUDA-graph replays (SPARKC_TUNE_HOST=0) launches cost no host time: GPU time alone.
     monkeypatch.setenv("SPARKC_TUNE_HOST", "0")
     assert not launch.charge_host() and launch.bench_ms(lambda: None) == pytest.approx(0.036)
     monkeypatch.delenv("SPARKC_TUNE_HOST")
-    # Benchmarks' per-call time: the slower of the flushed median and back-to-back calls.
-    monkeypatch.setattr(launch, "back_to_back_ms", lambda fn: (0.09, 0.09))
-    assert launch.call_ms(lambda: None) == 0.09
-    monkeypatch.setattr(launch, "back_to_back_ms", lambda fn: (0.01, 0.005))  # L2-hot
-    assert launch.call_ms(lambda: None) == 0.036
 
 
 @pytest.mark.parametrize(
