@@ -298,17 +298,43 @@ def test_bhnd_layout_matches_bnhd():
     assert rel(o.transpose(1, 2), ref) < 1e-4
 
 
-def test_strided_views_from_a_fused_projection():
-    # q, k, v as views into one [B, N, 3, H, d] buffer: only the head dim needs unit stride.
-    fn, _ = build(False, 1, False, None)
+@pytest.mark.parametrize("plan", ["split", "fused"])
+@pytest.mark.parametrize("group", [1, 2], ids=["mha", "gqa"])
+def test_strided_views_from_a_fused_projection(monkeypatch, plan, group):
+    # q, k, v as the adjacent column blocks of one [B·N, (H + 2·KV)·d] buffer (what the fused
+    # q/k/v projection returns): only the head dim needs unit stride. The gradients land in the
+    # same blocks of one new buffer (launch.grads_like), in either backward plan.
+    from sparkc.runtime import launch
+
+    module, name = build_module(True, group, False, None)
+    if plan == "fused":
+        monkeypatch.setattr(module, name + "_BWD_MODE", ("fused", 16, 32, 32, 16, 1, 1))
+    fn = getattr(module, name)
+    h, kv, d, n = 4, 4 // group, 16, 19
     g = torch.Generator().manual_seed(5)
-    qkv = torch.randn(1, 7, 3, 4, 16, generator=g).requires_grad_(True)
-    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-    o = fn(q, k, v)
-    ref, _ = reference(q, k, v, None, False, False, None)
+    qkv = torch.randn(2 * n, (h + 2 * kv) * d, generator=g, dtype=torch.float64)
+    widths = [h * d, kv * d, kv * d]
+    starts = [0, h * d, (h + kv) * d]
+    shared = []
+    real = launch.grads_like
+    monkeypatch.setattr(launch, "grads_like", lambda *t: shared.append(real(*t)) or shared[-1])
+
+    def blocks(t):
+        heads = [h, kv, kv]
+        return [t[:, s : s + w].view(2, n, nh, d) for s, w, nh in zip(starts, widths, heads)]
+
+    leaf = qkv.float().requires_grad_(True)
+    o = fn(*blocks(leaf))
+    ref_leaf = qkv.clone().requires_grad_(True)
+    ref, _ = reference(*blocks(ref_leaf), None, True, False, None)
     assert rel(o, ref) < 1e-4
-    o.sum().backward()
-    assert qkv.grad is not None and torch.isfinite(qkv.grad).all()
+    dout = torch.randn(o.shape, generator=g, dtype=torch.float64)
+    o.backward(dout.float())
+    ref.backward(dout)
+    assert rel(leaf.grad, ref_leaf.grad) < 1e-4
+    dq, dk, dv = shared[0]
+    assert dk.data_ptr() == dq.data_ptr() + widths[0] * dq.element_size()
+    assert dv.data_ptr() == dk.data_ptr() + widths[1] * dq.element_size()
 
 
 def test_causal_perturbation_is_bit_exact():
