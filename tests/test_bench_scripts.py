@@ -1,0 +1,48 @@
+"""The GPU machine's scripts (bench/*.py) run only there, so their imports and argument parsing
+are checked here: each one's `--help` (in one subprocess, scripts run as `__main__`) must exit 0
+and print a usage line. A renamed runtime helper or a syntax error then fails on the CPU instead
+of costing a device call."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted((ROOT / "bench").glob("*.py"))
+
+_RUNNER = r"""
+import contextlib, io, json, runpy, sys
+out = {}
+for path in sys.argv[1:]:
+    sys.argv = [path, "--help"]
+    buf = io.StringIO()
+    code = None
+    try:
+        with contextlib.redirect_stdout(buf):
+            runpy.run_path(path, run_name="__main__")
+    except SystemExit as e:
+        code = e.code
+    except Exception as e:  # noqa: BLE001 - reported per script
+        code = f"{type(e).__name__}: {e}"
+    out[path] = [code, "usage" in buf.getvalue()]
+print(json.dumps(out))
+"""
+
+
+def test_every_bench_script_parses_its_arguments():
+    assert len(SCRIPTS) >= 8
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUNNER, *map(str, SCRIPTS)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    bad = {Path(p).name: r for p, r in report.items() if r != [0, True]}
+    assert not bad, bad
