@@ -458,7 +458,7 @@ def test_gpu_many_projection(dtype, tol):
 @pytest.mark.parametrize(
     "epilogue,kernel_launched", [(["add:res"], False), (["bias", "add:res"], True)]
 )
-def test_pass_through_backward_shares_dy(epilogue, kernel_launched):
+def test_pass_through_backward_passes_dy_on(epilogue, kernel_launched):
     # A chain of bias and residual adds hands dy itself on as dL/dz0 and as the residual's
     # gradient (no copies); the epilogue kernel runs only for the bias's column sums.
     fn = build(instance_name(epilogue, False), epilogue)
