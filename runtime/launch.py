@@ -7,8 +7,8 @@ Consumes: tensors and shapes at run time. Produces: block sizes and warp counts 
 (`require_triton`, `require_cuda`) and an ahead-of-time compile helper (`compile_for_target`) used
 by the compile-only tests and checks.
 
-torch and triton are imported lazily: this module must import (and `require_triton` must raise its
-helpful error) on a machine without triton.
+triton is imported lazily: this module must import (and `require_triton` must raise its helpful
+error) on a machine without triton. torch is imported with it (`apply`).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class _NoGradCtx:
         pass
 
 
-def apply(function: Any, *args: Any) -> Any:
+def _apply_eager(function: Any, *args: Any) -> Any:
     """`function.apply(*args)` for a generated torch.autograd.Function, or, when autograd would
     record nothing (grad mode off, or no tensor argument requires a gradient), its forward called
     directly: `Function.apply` costs ~10 µs of host time per call even then (measured on the H200
@@ -88,6 +88,21 @@ def apply(function: Any, *args: Any) -> Any:
             if isinstance(a, torch.Tensor) and a.requires_grad:
                 return function.apply(*args)
     return function.forward(_NoGradCtx(len(args)), *args)
+
+
+def _opaque_to_dynamo(fn: Callable[..., Any]) -> Callable[..., Any]:
+    import torch
+
+    return torch.compiler.disable(fn, recursive=True)
+
+
+# Under `torch.compile` every generated Function runs as one opaque call (a graph break), exactly
+# as it runs eagerly; dynamo traces only the glue between such calls. Tracing into the Functions
+# is not safe: dynamo wraps each Triton launch in a higher-order op whose written tensors it
+# infers from the kernel's IR, and on the H200 (torch 2.11, Triton 3.6) the traced backward of
+# tiny_gpt returned a token-embedding gradient of zeros. The wrapper costs ~0.25 µs per call
+# eagerly (docs/architecture.md, "torch.compile").
+apply = _opaque_to_dynamo(_apply_eager)
 
 
 # The bytes dictionary behind `os.environ` on POSIX (kept in step by os.environ's setters,
@@ -108,10 +123,19 @@ _ENV_KEYS = {
 }
 
 
-@functools.lru_cache(maxsize=64)
+_FLAGS: dict[tuple[bytes | str | None, bool], bool] = {}
+
+
 def _flag(raw: bytes | str | None, default: bool) -> bool:
-    text = (raw.decode(errors="replace") if isinstance(raw, bytes) else raw or "").strip().lower()
-    return default if not text else text not in ("0", "false", "no", "off")
+    # A dict memo, not functools.lru_cache: `torch.compile` traces through this (generated host
+    # glue asks the switches) and warns about every lru_cache it meets.
+    hit = _FLAGS.get((raw, default))
+    if hit is None:
+        text = (raw.decode(errors="replace") if isinstance(raw, bytes) else raw or "").strip()
+        hit = default if not text else text.lower() not in ("0", "false", "no", "off")
+        if len(_FLAGS) < 256:
+            _FLAGS[(raw, default)] = hit
+    return hit
 
 
 def _env_flag(name: str, default: bool) -> bool:
@@ -188,6 +212,21 @@ def capturing(tensor: Any) -> bool:
     import torch
 
     return torch.cuda.is_current_stream_capturing()
+
+
+def _validate_ids(tokens: Any, rows: int) -> None:
+    if tokens.numel() == 0 or capturing(tokens):
+        return
+    bad = (tokens < 0) | (tokens >= rows)
+    if bool(bad.any()):
+        first = int(tokens[bad].reshape(-1)[0])
+        raise IndexError(f"token id {first} is out of range for an embedding of {rows} rows")
+
+
+# Raise IndexError when an id of `tokens` is outside [0, rows), on the host (one synchronisation),
+# except while a CUDA graph is being captured (a capture cannot synchronise). Opaque to
+# `torch.compile`, like `apply`: a graph break there, not a data-dependent branch in its graph.
+validate_ids = _opaque_to_dynamo(_validate_ids)
 
 
 def sm_count(tensor: Any) -> int:
