@@ -52,7 +52,9 @@ if [[ $what == tests || $what == all ]]; then
   # seven GEMM candidates for each made the suite run out of time; sanitize.py launches every
   # candidate instead.
   # shellcheck disable=SC2086
-  SPARKC_TUNE=${GPU_TUNE:-0} timeout "${TEST_LIMIT:-420}" $PY -m pytest -q -m gpu -n 8 \
+  # SIGINT at the limit: pytest then still prints the names and tracebacks of the failures so
+  # far (a plain kill printed only "..F..F" on 2026-12-02); SIGKILL 20 s later if it hangs.
+  SPARKC_TUNE=${GPU_TUNE:-0} timeout -s INT -k 20 "${TEST_LIMIT:-420}" $PY -m pytest -q -m gpu -n 8 \
     --timeout 400 --durations 15 -p no:cacheprovider ${GPU_TESTS:-tests} 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
   # `timeout` ends pytest but not its xdist workers, which go on running GPU tests: on
   # 2026-12-01 they overlapped (and spoiled) the benchmarks that followed. End every process
