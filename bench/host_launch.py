@@ -5,11 +5,12 @@ A small problem (M = 256, K = N = 1024, bf16: a few µs of GPU work) so the host
 each configuration is forced (the tuner is bypassed) and timed as µs per call to issue 200
 calls (host) and per call until the GPU finishes (wall), forward without grad and
 forward + backward, best of `--rounds` rounds that interleave the choices (single passes swung
-by ±40 µs on the lent machine, 2026-12-02). Timings are printed (and written as JSON with
---json), never asserted.
+by ±40 µs on the lent machine, 2026-12-02). Each choice runs through Triton's launch and through
+sparkc's cached launcher (`SPARKC_FAST_LAUNCH=1`, runtime/launcher.py; `--launch` picks).
+Timings are printed (and written as JSON with --json), never asserted.
 
 Run on the GPU machine: python bench/host_launch.py [--M 256] [--size 1024] [--rounds 3]
-[--json PATH]
+[--launch both|triton|fast] [--json PATH]
 """
 
 from __future__ import annotations
@@ -74,8 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--M", type=int, default=256)
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--launch", choices=("both", "triton", "fast"), default="both")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
+    launches = ("triton", "fast") if args.launch == "both" else (args.launch,)
     M, K = args.M, args.size
     rows = []
     ts = [torch.empty(1024, device="cuda") for _ in range(3)]
@@ -104,12 +107,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             xs = bm.inputs(kind, M, K, K, torch.bfloat16)
         leaves = [t.detach().requires_grad_() for t in xs]
-        choices = [c for c in CHOICES if c != "extern" or kind == "none"]
-        best: dict[str, list[tuple[float, float]]] = {}
+        choices = [(c, how) for c in CHOICES if c != "extern" or kind == "none" for how in launches]
+        best: dict[tuple[str, str], list[tuple[float, float]]] = {}
         # Rounds interleave the choices, so a slow spell of the host spreads over all of them.
         for _ in range(args.rounds):
-            for choice in choices:
+            for choice, how in choices:
                 real = force(choice)
+                os.environ["SPARKC_FAST_LAUNCH"] = "1" if how == "fast" else "0"
                 try:
                     with torch.no_grad():
                         fwd = per_call_us(lambda fn=fn, xs=xs: fn(*xs))
@@ -120,18 +124,22 @@ def main(argv: list[str] | None = None) -> int:
                     fb = per_call_us(step, 100)
                 finally:
                     launch.tuned_gemm = real
-                old = best.get(choice)
-                best[choice] = [fwd, fb] if old is None else [min(old[0], fwd), min(old[1], fb)]
-        for choice in choices:
-            fwd, fb = best[choice]
+                    os.environ.pop("SPARKC_FAST_LAUNCH", None)
+                old = best.get((choice, how))
+                best[choice, how] = (
+                    [fwd, fb] if old is None else [min(old[0], fwd), min(old[1], fb)]
+                )
+        for choice, how in choices:
+            fwd, fb = best[choice, how]
             print(
-                f"  {kind:>9} {choice:>20}: fwd {fwd[0]:7.1f} / {fwd[1]:7.1f}   "
+                f"  {kind:>9} {choice:>20} {how:>6}: fwd {fwd[0]:7.1f} / {fwd[1]:7.1f}   "
                 f"fwd+bwd {fb[0]:7.1f} / {fb[1]:7.1f}"
             )
             rows.append(
                 {
                     "epilogue": kind,
                     "choice": choice,
+                    "launch": how,
                     "fwd_host_us": fwd[0],
                     "fwd_wall_us": fwd[1],
                     "fwd_bwd_host_us": fb[0],

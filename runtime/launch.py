@@ -119,6 +119,7 @@ _ENV_KEYS = {
         "SPARKC_GEMM_TMA",
         "SPARKC_TMA_DEVICE",
         "SPARKC_TUNE_HOST",
+        "SPARKC_FAST_LAUNCH",
     )
 }
 
@@ -578,6 +579,21 @@ def tma_on_device() -> bool:
     return not _switched_off("SPARKC_TMA_DEVICE")
 
 
+def fast_launch() -> bool:
+    """Whether generated kernels launch through sparkc's cached launcher (`runtime/launcher.py`)
+    instead of Triton's `JITFunction.run` after their first call: `$SPARKC_FAST_LAUNCH=1`
+    (default off until measured on the GPU); never under the interpreter."""
+    return _env_flag("SPARKC_FAST_LAUNCH", False) and not interpreting()
+
+
+def wrap_kernels(namespace: dict) -> None:
+    """Route a generated kernels.py's launched kernels through sparkc's launcher
+    (`runtime/launcher.py`); called on its globals by its last line."""
+    from .launcher import wrap_kernels as wrap
+
+    wrap(namespace)
+
+
 def ensure_scratch_allocator() -> None:
     """Give Triton a global-scratch allocator unless this thread has one: kernels that build
     tensor descriptors on the device keep them in global scratch (128 bytes per descriptor and
@@ -679,6 +695,8 @@ def compile_for_target(
     """
     triton = require_triton()
     from triton.backends.compiler import GPUTarget
+
+    fn = getattr(fn, "jit", fn)  # a generated module's launcher (runtime/launcher.py)
 
     sig = {}
     for arg in fn.arg_names:

@@ -52,6 +52,7 @@ class KernelSet:
         parts = [render("prelude.py.jinja", **header)]
         for name, template, ctx in self.fragments:
             parts.append(render(template, name=name, **ctx))
+        parts.append(render("kernels_tail.py.jinja"))
         return "\n\n".join(p.rstrip("\n") for p in parts) + "\n"
 
 

@@ -36,7 +36,9 @@ def test_compiled_module_matches_uncompiled(name, backend, caplog):
     module = api.load(ROOT / "examples" / f"{name}.spark")
     torch.manual_seed(0)
     net = module.Model(impl="triton")
-    tokens, targets = progressions(2, 9, int(module.HYPER["vocab"]), torch.Generator().manual_seed(3))
+    tokens, targets = progressions(
+        2, 9, int(module.HYPER["vocab"]), torch.Generator().manual_seed(3)
+    )
     torch.manual_seed(5)  # the same random draws (if the model makes any) in both calls
     out = net(tokens, targets)
     out.loss.backward()

@@ -1,0 +1,158 @@
+"""sparkc's launcher for the kernels of a generated module: `Kernel` wraps each launched
+`@triton.jit` kernel, and `wrap_kernels` wraps them all at the end of a generated kernels.py.
+
+Why: Triton's `JITFunction.run` costs ~70 µs of host time per launch on the lent H200 under
+cProfile (2026-12-02, fourth session: 18 µs of it the driver's C launch), most of it per-call
+binding that gives the same answer on every call of a given kernel with the same argument kinds:
+reading knobs, the current device and stream through the driver, specialising every argument,
+hashing the specialisation, looking the compiled kernel up, building launch metadata. Inductor's
+generated launchers skip it the same way.
+
+With `$SPARKC_FAST_LAUNCH=1` a `Kernel` launches through Triton's normal path the first time it
+meets a specialisation key, keeps the `CompiledKernel` that path returns, and afterwards calls
+that compiled kernel's launcher directly. The key is at least as fine as Triton's
+specialisation: the current device, the launch options (num_warps, num_stages, ...), every
+constexpr value, and for the other arguments their kind: a tensor's dtype and whether its data
+pointer is 16-byte aligned; an int's width class, whether it equals 1 and whether 16 divides it;
+bool, float and None as such. Any other argument (a host tensor descriptor, say), a callable
+grid or a launch hook set (a profiler) takes the normal path. Off by default until measured on
+the GPU (docs/performance.md, "Not measured yet"); always off under the interpreter.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
+
+from . import launch
+
+_MISS = object()
+
+
+def _arg_kind(value: Any, tensor_type: type) -> Any:
+    """What Triton specialises a runtime argument on (or `_MISS`: not handled here)."""
+    kind = type(value)
+    if kind is int:
+        return (
+            "i",
+            value == 1,
+            value % 16 == 0,
+            -(2**31) <= value < 2**31,
+            value >= 2**63,
+        )
+    if isinstance(value, tensor_type):
+        return (value.dtype, value.data_ptr() % 16 == 0)
+    if kind is bool:
+        return "b"
+    if kind is float:
+        return "f"
+    if value is None:
+        return None
+    return _MISS
+
+
+def _hooked(hook: Any) -> bool:
+    """Whether a launch hook is set (Triton 3.6: a function or None; 3.9: a HookChain whose
+    `calls` may be empty)."""
+    return hook is not None and bool(getattr(hook, "calls", True))
+
+
+class Kernel:
+    """A launched `@triton.jit` kernel of a generated module. `kernel[grid](*args, **kwargs)`
+    as with the JIT function itself; any other attribute is the JIT function's."""
+
+    __slots__ = ("_compiled", "_constexpr", "_defaults", "_names", "_nameset", "jit")
+
+    def __init__(self, jit: Any) -> None:
+        self.jit = jit
+        params = list(inspect.signature(jit.fn).parameters.values())
+        self._names = tuple(p.name for p in params)
+        self._nameset = frozenset(self._names)
+        # As Triton's KernelParam.is_constexpr (the interpreter's functions have no params).
+        self._constexpr = tuple("constexpr" in str(p.annotation) for p in params)
+        self._defaults = {p.name: p.default for p in params if p.default is not p.empty}
+        self._compiled: dict[tuple, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.jit, name)
+
+    def __repr__(self) -> str:
+        return f"<sparkc launcher for {self.jit!r}>"
+
+    def __getitem__(self, grid: Any) -> Any:
+        if not launch.fast_launch():
+            return self.jit[grid]
+        return functools.partial(self.run, grid)
+
+    def arguments(self, args: tuple, kwargs: dict) -> tuple | None:
+        """Every argument in signature order, defaults filled in (as Triton's binder orders
+        them), or None when some argument is missing."""
+        names = self._names
+        if len(args) >= len(names):
+            return args
+        tail = []
+        for name in names[len(args) :]:
+            value = kwargs.get(name, _MISS)
+            if value is _MISS:
+                value = self._defaults.get(name, _MISS)
+                if value is _MISS:
+                    return None
+            tail.append(value)
+        return args + tuple(tail)
+
+    def key(self, device: int, full: tuple, kwargs: dict, tensor_type: type) -> tuple | None:
+        """The specialisation key of one launch, or None when it is not one handled here."""
+        options = tuple(sorted((k, v) for k, v in kwargs.items() if k not in self._nameset))
+        key: list[Any] = [device, options]
+        for value, constexpr in zip(full, self._constexpr):
+            if constexpr:
+                key.append(value)
+                continue
+            kind = _arg_kind(value, tensor_type)
+            if kind is _MISS:
+                return None
+            key.append(kind)
+        return tuple(key)
+
+    def run(self, grid: Any, *args: Any, **kwargs: Any) -> Any:
+        import torch
+        from triton import knobs
+
+        full = self.arguments(args, kwargs)
+        if full is None or callable(grid) or _hooked(knobs.runtime.launch_enter_hook):
+            return self.jit[grid](*args, **kwargs)
+        device = torch.cuda.current_device()
+        key = self.key(device, full, kwargs, torch.Tensor)
+        if key is None:
+            return self.jit[grid](*args, **kwargs)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = self.jit[grid](*args, **kwargs)
+            if compiled is not None:
+                self._compiled[key] = compiled
+            return compiled
+        n = len(grid)
+        stream = torch._C._cuda_getCurrentRawStream(device)
+        compiled.run(
+            grid[0],
+            grid[1] if n > 1 else 1,
+            grid[2] if n > 2 else 1,
+            stream,
+            compiled.function,
+            compiled.packed_metadata,
+            None,
+            None,
+            None,
+            *full,
+        )
+        return compiled
+
+
+def wrap_kernels(namespace: dict) -> None:
+    """Replace every launched JIT kernel of a generated kernels.py (a global whose name ends in
+    `_kernel`) by a `Kernel`. Device functions the kernels call stay JIT functions: Triton
+    resolves those by name when it compiles the caller."""
+    for name, value in list(namespace.items()):
+        if name.endswith("_kernel") and hasattr(value, "arg_names") and hasattr(value, "fn"):
+            namespace[name] = Kernel(value)
