@@ -28,7 +28,14 @@ from sparkc.codegen.render import render
 
 
 def build(name: str, **hooks: Any) -> Callable[..., torch.Tensor]:
-    ctx = dict(name=name, causal=True, group=1, rope=False, rope_base=10000.0, basis=None)
+    ctx = {
+        "name": name,
+        "causal": True,
+        "group": 1,
+        "rope": False,
+        "rope_base": 10000.0,
+        "basis": None,
+    }
     ctx.update(hooks)
     text = render("prelude.py.jinja", version="bench", source_name="bench_attention")
     return getattr(load_source(name, text + "\n\n" + render("attention.py.jinja", **ctx)), name)

@@ -115,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(args.top)
         body = text.getvalue()
         start = body.find("   ncalls")
-        print(f"\n== {mode}: {us / 1e3:.3f} ms per call (host-paced wall), cProfile of {args.calls}")
+        print(
+            f"\n== {mode}: {us / 1e3:.3f} ms per call (host-paced wall), cProfile of {args.calls}"
+        )
         print(body[start:] if start >= 0 else body)
     return 0
 

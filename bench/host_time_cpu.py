@@ -67,8 +67,12 @@ def main() -> None:
                 net(**inputs)
             return
         out = net(**inputs)
-        loss = out["loss"] if out.get("loss") is not None else sum(
-            v.sum() for v in out.values() if isinstance(v, torch.Tensor) and v.requires_grad
+        loss = (
+            out["loss"]
+            if out.get("loss") is not None
+            else sum(
+                v.sum() for v in out.values() if isinstance(v, torch.Tensor) and v.requires_grad
+            )
         )
         loss.backward()
         net.zero_grad(set_to_none=True)

@@ -16,7 +16,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-import bench_matmul as bm  # noqa: E402
+import bench_matmul as bm
 
 
 def main() -> int:

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         opt.step()
         # The task loss: the model's `ce` output where it has one (the total also carries
         # auxiliary losses such as a router's balance term), else the total.
-        task = out["ce"] if "ce" in out else out.loss
+        task = out.get("ce", out.loss)
         loss = task.item()
         first = loss if first is None else first
         last = loss

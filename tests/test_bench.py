@@ -112,7 +112,9 @@ def test_bench_usage_errors():
     assert code == 1 and "does not bind N" in err
     code, err = _bench(tiny, "--shape", "B=2,N=8", "--device", "cpu", "--modes", "fwd,train")
     assert code == 1 and "E0803" in err and "'train'" in err
-    code, err = _bench(tiny, "--shape", "B=2,N=8", "--device", "cpu", "--variants", "eager,inductor")
+    code, err = _bench(
+        tiny, "--shape", "B=2,N=8", "--device", "cpu", "--variants", "eager,inductor"
+    )
     assert code == 1 and "E0804" in err and "'inductor'" in err
 
 

@@ -32,12 +32,12 @@ def generate(graph: Graph, source_text: str, source_name: str, fuse: bool = True
         source_name,
         names,
         units,
-        extra=dict(
-            kernel_count=len(plan.groups),
-            reference_ops=tuple(kernels.reference_ops),
-            float_inputs=float_inputs,
-        ),
+        extra={
+            "kernel_count": len(plan.groups),
+            "reference_ops": tuple(kernels.reference_ops),
+            "float_inputs": float_inputs,
+        },
     )
     module = format_python(render("module.py.jinja", **ctx), "__init__.py")
-    kernel_text = kernels.render(dict(version=__version__, source_name=source_name))
+    kernel_text = kernels.render({"version": __version__, "source_name": source_name})
     return {"__init__.py": module, "kernels.py": format_python(kernel_text, "kernels.py")}

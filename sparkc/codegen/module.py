@@ -195,26 +195,26 @@ def module_context(
     _check_input_names(graph)
     needed = _needed_main(graph)
     inputs = [
-        dict(
-            name=n.attr("name"),
-            dtype=n.attr("source_dtype") or n.types[0].dtype.value,
-            shape=tuple(n.types[0].shape),
-            optional=n.id not in needed,
-        )
+        {
+            "name": n.attr("name"),
+            "dtype": n.attr("source_dtype") or n.types[0].dtype.value,
+            "shape": tuple(n.types[0].shape),
+            "optional": n.id not in needed,
+        }
         for n in graph.inputs()
     ]
     params = []
     for n in graph.params():
         init = n.attr("init")
         params.append(
-            dict(
-                name=n.attr("name"),
-                shape=tuple(n.types[0].shape),
-                init=(init.kind, tuple(init.args)),
-                trainable=bool(n.attr("trainable", True)),
-                dtype=n.types[0].dtype.value if n.types[0].dtype.value != "i64" else "i64",
-                fan_in=int(n.attr("fan_in", 0) or 0),
-            )
+            {
+                "name": n.attr("name"),
+                "shape": tuple(n.types[0].shape),
+                "init": (init.kind, tuple(init.args)),
+                "trainable": bool(n.attr("trainable", True)),
+                "dtype": n.types[0].dtype.value if n.types[0].dtype.value != "i64" else "i64",
+                "fan_in": int(n.attr("fan_in", 0) or 0),
+            }
         )
     num_params = sum(_numel(p["shape"]) for p in params if p["trainable"])
     # Python needs defaults after the first default: an input declared after an optional one

@@ -63,16 +63,16 @@ class PointwiseProgram:
     grad_outputs: list[tuple[str, str]]  # (gradient name of input i, SSA expression)
 
     def context(self) -> dict:
-        return dict(
-            name=self.name,
-            inputs=[f"a{i}" for i in range(len(self.inputs))],
-            scalars=[f"c{i}" for i in range(len(self.scalars))],
-            body=self.body,
-            outputs=[(f"o{i}", ssa) for i, (_, ssa) in enumerate(self.outputs)],
-            grad_inputs=[f"g{i}" for i in range(len(self.outputs))],
-            grad_body=self.grad_body,
-            grad_outputs=self.grad_outputs,
-        )
+        return {
+            "name": self.name,
+            "inputs": [f"a{i}" for i in range(len(self.inputs))],
+            "scalars": [f"c{i}" for i in range(len(self.scalars))],
+            "body": self.body,
+            "outputs": [(f"o{i}", ssa) for i, (_, ssa) in enumerate(self.outputs)],
+            "grad_inputs": [f"g{i}" for i in range(len(self.outputs))],
+            "grad_body": self.grad_body,
+            "grad_outputs": self.grad_outputs,
+        }
 
 
 def build_program(

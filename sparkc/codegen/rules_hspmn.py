@@ -23,34 +23,34 @@ if TYPE_CHECKING:
     from ..passes.fuse import Group
     from .triton_plan import Emitter
 
-_ADD = dict(
-    inputs=["a0", "a1"],
-    scalars=[],
-    body=["t0 = a0 + a1"],
-    outputs=[("o0", "t0")],
-    grad_inputs=["g0"],
-    grad_body=[],
-    grad_outputs=[("da0", "g0"), ("da1", "g0")],
-)
+_ADD = {
+    "inputs": ["a0", "a1"],
+    "scalars": [],
+    "body": ["t0 = a0 + a1"],
+    "outputs": [("o0", "t0")],
+    "grad_inputs": ["g0"],
+    "grad_body": [],
+    "grad_outputs": [("da0", "g0"), ("da1", "g0")],
+}
 # gate = mask + (σ(ℓ̃) − sg(σ(ℓ̃))): the value is the mask, the gradient flows through σ.
-_STRAIGHT_THROUGH = dict(
-    inputs=["a0", "a1"],
-    scalars=[],
-    body=["t0 = a1"],
-    outputs=[("o0", "t0")],
-    grad_inputs=["g0"],
-    grad_body=["s0 = tl.sigmoid(a0)"],
-    grad_outputs=[("da0", "g0 * s0 * (1.0 - s0)"), ("da1", "0.0 * g0")],
-)
-_SIGMOID = dict(
-    inputs=["a0"],
-    scalars=[],
-    body=["t0 = tl.sigmoid(a0)"],
-    outputs=[("o0", "t0")],
-    grad_inputs=["g0"],
-    grad_body=[],
-    grad_outputs=[("da0", "g0 * t0 * (1.0 - t0)")],
-)
+_STRAIGHT_THROUGH = {
+    "inputs": ["a0", "a1"],
+    "scalars": [],
+    "body": ["t0 = a1"],
+    "outputs": [("o0", "t0")],
+    "grad_inputs": ["g0"],
+    "grad_body": ["s0 = tl.sigmoid(a0)"],
+    "grad_outputs": [("da0", "g0 * s0 * (1.0 - s0)"), ("da1", "0.0 * g0")],
+}
+_SIGMOID = {
+    "inputs": ["a0"],
+    "scalars": [],
+    "body": ["t0 = tl.sigmoid(a0)"],
+    "outputs": [("o0", "t0")],
+    "grad_inputs": ["g0"],
+    "grad_body": [],
+    "grad_outputs": [("da0", "g0 * t0 * (1.0 - t0)")],
+}
 
 
 def rule_token_router(e: Emitter, group: Group) -> None:

@@ -23,15 +23,15 @@ if TYPE_CHECKING:
     from .triton_plan import Emitter
 
 # G = counts · scale · (1 / per_row); scale broadcasts along the codeword axis.
-_MIXING = dict(
-    inputs=["a0", "a1"],
-    scalars=["c0"],
-    body=["t0 = a0 * a1 * c0"],
-    outputs=[("o0", "t0")],
-    grad_inputs=["g0"],
-    grad_body=[],
-    grad_outputs=[("da0", "g0 * a1 * c0"), ("da1", "g0 * a0 * c0")],
-)
+_MIXING = {
+    "inputs": ["a0", "a1"],
+    "scalars": ["c0"],
+    "body": ["t0 = a0 * a1 * c0"],
+    "outputs": [("o0", "t0")],
+    "grad_inputs": ["g0"],
+    "grad_body": [],
+    "grad_outputs": [("da0", "g0 * a1 * c0"), ("da1", "g0 * a0 * c0")],
+}
 
 
 def rule_demopack_linear(e: Emitter, group: Group) -> None:

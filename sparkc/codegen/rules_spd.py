@@ -26,47 +26,47 @@ if TYPE_CHECKING:
     from .triton_plan import Emitter
 
 # Fused elementwise programs (fused_pointwise.py.jinja contexts) with hand-derived gradients.
-_SQUARED_DIFF = dict(
-    inputs=["a0", "a1"],
-    scalars=[],
-    body=["t0 = a0 - a1", "t1 = t0 * t0"],
-    outputs=[("o0", "t1")],
-    grad_inputs=["g0"],
-    grad_body=["dt0 = 2.0 * g0 * t0"],
-    grad_outputs=[("da0", "dt0"), ("da1", "-dt0")],
-)
+_SQUARED_DIFF = {
+    "inputs": ["a0", "a1"],
+    "scalars": [],
+    "body": ["t0 = a0 - a1", "t1 = t0 * t0"],
+    "outputs": [("o0", "t1")],
+    "grad_inputs": ["g0"],
+    "grad_body": ["dt0 = 2.0 * g0 * t0"],
+    "grad_outputs": [("da0", "dt0"), ("da1", "-dt0")],
+}
 # |z| log(|z| + 1e-8); d/dz = sign(z) (log(|z| + 1e-8) + |z| / (|z| + 1e-8)), sign(0) = 0.
-_ENTROPY_TERM = dict(
-    inputs=["a0"],
-    scalars=[],
-    body=["t0 = tl.abs(a0)", "t1 = t0 * tl.log(t0 + 1e-8)"],
-    outputs=[("o0", "t1")],
-    grad_inputs=["g0"],
-    grad_body=[
+_ENTROPY_TERM = {
+    "inputs": ["a0"],
+    "scalars": [],
+    "body": ["t0 = tl.abs(a0)", "t1 = t0 * tl.log(t0 + 1e-8)"],
+    "outputs": [("o0", "t1")],
+    "grad_inputs": ["g0"],
+    "grad_body": [
         "s0 = tl.where(a0 > 0.0, 1.0, tl.where(a0 < 0.0, -1.0, 0.0))",
         "dt0 = g0 * s0 * (tl.log(t0 + 1e-8) + t0 / (t0 + 1e-8))",
     ],
-    grad_outputs=[("da0", "dt0")],
-)
+    "grad_outputs": [("da0", "dt0")],
+}
 # log σ(ℓ) + noise, computed stably: min(ℓ, 0) − log(1 + exp(−|ℓ|)).
-_LOGSIGMOID_PLUS = dict(
-    inputs=["a0", "a1"],
-    scalars=[],
-    body=["t0 = tl.minimum(a0, 0.0) - tl.log(1.0 + tl.exp(-tl.abs(a0))) + a1"],
-    outputs=[("o0", "t0")],
-    grad_inputs=["g0"],
-    grad_body=[],
-    grad_outputs=[("da0", "g0 * (1.0 - tl.sigmoid(a0))"), ("da1", "g0")],
-)
-_RELU = dict(
-    inputs=["a0"],
-    scalars=[],
-    body=["t0 = tl.maximum(a0, 0.0)"],
-    outputs=[("o0", "t0")],
-    grad_inputs=["g0"],
-    grad_body=[],
-    grad_outputs=[("da0", "tl.where(a0 > 0.0, g0, 0.0)")],
-)
+_LOGSIGMOID_PLUS = {
+    "inputs": ["a0", "a1"],
+    "scalars": [],
+    "body": ["t0 = tl.minimum(a0, 0.0) - tl.log(1.0 + tl.exp(-tl.abs(a0))) + a1"],
+    "outputs": [("o0", "t0")],
+    "grad_inputs": ["g0"],
+    "grad_body": [],
+    "grad_outputs": [("da0", "g0 * (1.0 - tl.sigmoid(a0))"), ("da1", "g0")],
+}
+_RELU = {
+    "inputs": ["a0"],
+    "scalars": [],
+    "body": ["t0 = tl.maximum(a0, 0.0)"],
+    "outputs": [("o0", "t0")],
+    "grad_inputs": ["g0"],
+    "grad_body": [],
+    "grad_outputs": [("da0", "tl.where(a0 > 0.0, g0, 0.0)")],
+}
 
 
 def rule_spd_router(e: Emitter, group: Group) -> None:
@@ -126,8 +126,8 @@ def rule_spd_router(e: Emitter, group: Group) -> None:
             )
             e.emit(f"{g} = {e.kernels.use('softmax.py.jinja', 'softmax')}({z})")
         gates[side] = g
-    e.emit(f"{t}xs = {gemm(x, d, 'basis', [f'mul:gs'], [gates['s']], bias=False)}")
-    e.emit(f"{t}xp = {gemm(x, d, 'pseudo_proj', [f'mul:gp'], [gates['p']])}")
+    e.emit(f"{t}xs = {gemm(x, d, 'basis', ['mul:gs'], [gates['s']], bias=False)}")
+    e.emit(f"{t}xp = {gemm(x, d, 'pseudo_proj', ['mul:gp'], [gates['p']])}")
     e.emit(f"{t}c = {gemm(f'{t}xs', ds, 'coeffs', [])}")
     e.emit(f"{t}s = {layernorm(gemm(f'{t}c', ds, 'proc_s1', []), 'proc_s_norm')}")
     e.emit(f"{t}ys = {gemm(pointwise(_RELU, f'{t}s'), ds, 'proc_s2', [])}")

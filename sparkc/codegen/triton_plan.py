@@ -310,15 +310,15 @@ def rule_pos_embed(e: Emitter, group: Group) -> None:
 
 
 def _add_program() -> dict:
-    return dict(
-        inputs=["a0", "a1"],
-        scalars=[],
-        body=["t0 = a0 + a1"],
-        outputs=[("o0", "t0")],
-        grad_inputs=["g0"],
-        grad_body=["dt0 = g0"],
-        grad_outputs=[("da0", "dt0"), ("da1", "dt0")],
-    )
+    return {
+        "inputs": ["a0", "a1"],
+        "scalars": [],
+        "body": ["t0 = a0 + a1"],
+        "outputs": [("o0", "t0")],
+        "grad_inputs": ["g0"],
+        "grad_body": ["dt0 = g0"],
+        "grad_outputs": [("da0", "dt0"), ("da1", "dt0")],
+    }
 
 
 def rule_conv1d(e: Emitter, group: Group) -> None:

@@ -440,7 +440,7 @@ def _mean_infer(ctx: OpContext):
 
 
 def _attention_infer(ctx: OpContext):
-    b, n, d_model = _seq(ctx)
+    _b, _n, d_model = _seq(ctx)
     d, _ = _gqa(ctx, d_model)
     _rope_even(ctx, d)
     return (ctx.t("x"),)
@@ -478,7 +478,7 @@ def _basis_validate(ctx: OpContext):
 
 
 def _fk_infer(ctx: OpContext):
-    b, n, d_model = _seq(ctx)
+    _b, _n, d_model = _seq(ctx)
     _heads(ctx, d_model)
     return (ctx.t("x"),)
 
@@ -548,7 +548,7 @@ def _stack_params(ctx: OpContext):
 
 
 def _splat_infer(ctx: OpContext):
-    b, n, d = _seq(ctx)
+    _b, _n, d = _seq(ctx)
     _heads(ctx, d)
     return (ctx.t("x"),)
 
@@ -584,7 +584,7 @@ def _traj_validate(ctx: OpContext):
 
 
 def _router_infer(ctx: OpContext):
-    b, n, d = _seq(ctx)
+    b, n, _d = _seq(ctx)
     return (TensorType(DType.BOOL, (b, n)), _f((b, n)), _f(()))
 
 
@@ -658,7 +658,7 @@ def _routed_validate(ctx: OpContext):
 
 
 def _routed_infer(ctx: OpContext):
-    b, n, d = _seq(ctx)
+    b, n, _d = _seq(ctx)
     if ctx.hp["route"] == "hash":
         tok = ctx.inputs.get("tokens")
         if tok is None:

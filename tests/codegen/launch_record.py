@@ -65,13 +65,13 @@ def recording(records: list[dict]):
             else:
                 signature[name] = _arg_type(value)
         records.append(
-            dict(
-                module=inspect.getsourcefile(self.fn),
-                kernel=self.fn.__name__,
-                signature=signature,
-                constexprs=constexprs,
-                num_warps=int(options.get("num_warps", 4)),
-            )
+            {
+                "module": inspect.getsourcefile(self.fn),
+                "kernel": self.fn.__name__,
+                "signature": signature,
+                "constexprs": constexprs,
+                "num_warps": int(options.get("num_warps", 4)),
+            }
         )
         return original(self, *args, grid=grid, warmup=warmup, **kwargs)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
-import sparkc.api as api
 from programs import PROGRAMS
+
+from sparkc import api
 
 pytestmark = pytest.mark.gpu
 

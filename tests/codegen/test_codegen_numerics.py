@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-import sparkc.api as api
-
 from programs import CAUSAL, PROGRAMS
+
+from sparkc import api
 
 SHAPES = [(1, 1), (2, 7)]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
-import sparkc.api as api
 from launch_record import compile_records, distinct, recording
+
+from sparkc import api
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.spark"))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import sparkc.api as api
+from sparkc import api
 from sparkc.bench import make_inputs, op_program
 
 pytestmark = pytest.mark.gpu

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import sparkc.api as api
+from sparkc import api
 
 SRC = """
 model M(d = 24) {{

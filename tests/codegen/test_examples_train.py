@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from training import task_losses
 
 import sparkc
-from training import task_losses
 
 ROOT = Path(__file__).resolve().parents[2]
 

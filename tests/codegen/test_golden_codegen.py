@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import sparkc.api as api
+from sparkc import api
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.spark"))

@@ -8,7 +8,7 @@ import pytest
 import torch
 from launch_record import compile_records, recording
 
-import sparkc.api as api
+from sparkc import api
 
 SRC = """
 model M(d = 12) {{

@@ -14,14 +14,14 @@ import torch
 if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
 
-import functools  # noqa: E402
-import math  # noqa: E402
+import functools
+import math
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
+from sparkc.runtime.loader import load_source
 
-from sparkc.codegen.render import render  # noqa: E402
-from sparkc.runtime.loader import load_source  # noqa: E402
+from sparkc.codegen.render import render
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 BASES = {
@@ -44,15 +44,15 @@ def bases():
 
 
 def context(causal, group, rope, basis, layout="bnhd"):
-    return dict(
-        name=f"attn_c{int(causal)}_g{group}_r{int(rope)}_b{basis or 'none'}_{layout}",
-        causal=causal,
-        group=group,
-        rope=rope,
-        rope_base=10000.0,
-        basis=bases()[basis],
-        layout=layout,
-    )
+    return {
+        "name": f"attn_c{int(causal)}_g{group}_r{int(rope)}_b{basis or 'none'}_{layout}",
+        "causal": causal,
+        "group": group,
+        "rope": rope,
+        "rope_base": 10000.0,
+        "basis": bases()[basis],
+        "layout": layout,
+    }
 
 
 def build_module(causal, group, rope, basis, layout="bnhd"):
@@ -61,7 +61,7 @@ def build_module(causal, group, rope, basis, layout="bnhd"):
     return _build_module(causal, group, rope, basis, layout)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _build_module(causal, group, rope, basis, layout):
     ctx = context(causal, group, rope, basis, layout)
     prelude = render("prelude.py.jinja", version="test", source_name="test_attention")
@@ -152,7 +152,7 @@ def check(causal, group, rope, basis, b, n, d, nk=None, q_offset=0, k_offset=0, 
     kv = 2 if group == 2 else 4
     h = kv * group
     nk = n if nk is None else nk
-    fn, fn_lse = build(causal, group, rope, basis)
+    _fn, fn_lse = build(causal, group, rope, basis)
     q, k, v, gains = make_inputs(b, n, nk, h, kv, d, basis)
     o, lse = fn_lse(q, k, v, gains, q_offset, k_offset)
     assert o.shape == q.shape and o.dtype == q.dtype
@@ -276,7 +276,7 @@ def test_one_launch_backward_is_bitwise_the_two_kernels(monkeypatch):
 
 def test_rows_that_see_no_key_are_finite():
     # Queries at positions 0..6 against keys at 10..16: causally nothing is visible.
-    fn, fn_lse = build(True, 1, False, None)
+    _fn, fn_lse = build(True, 1, False, None)
     q, k, v, _ = make_inputs(1, 7, 7, 4, 4, 16, None)
     o, lse = fn_lse(q, k, v, None, 0, 10)
     assert torch.equal(o, torch.zeros_like(o))
@@ -408,7 +408,7 @@ def gpu_check(dtype, d, hooks):
     n, b = 1000, 2
     kv = 4
     h = kv * group
-    fn, fn_lse = build(causal, group, rope, basis)
+    _fn, fn_lse = build(causal, group, rope, basis)
     q, k, v, gains = make_inputs(b, n, n, h, kv, d, basis, dtype=dtype)
     o, lse = fn_lse(q, k, v, gains)
     ins = [q, k, v] + ([gains] if gains is not None else [])

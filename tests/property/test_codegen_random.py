@@ -8,7 +8,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import sparkc.api as api
+from sparkc import api
 
 D = 8
 UNARY = ["relu", "gelu", "silu", "sigmoid", "tanh", "rmsnorm", "layernorm", "softmax"]

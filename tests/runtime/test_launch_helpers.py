@@ -8,7 +8,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from sparkc.runtime import launch, tuning
 
 dims = st.lists(st.integers(0, 4), min_size=0, max_size=4)
@@ -50,7 +49,7 @@ class _FakeCudaTensor:
 
     dtype = torch.bfloat16
 
-    class device:  # noqa: N801 - mimics tensor.device
+    class device:
         type = "cuda"
         index = 0
 

@@ -4,10 +4,9 @@ torch.export) see the tensors inside it and rebuild it with its keys in order.""
 from __future__ import annotations
 
 import torch
-from torch.utils import _pytree
-
 from sparkc.runtime import launch
 from sparkc.runtime.module_support import ModelOutput
+from torch.utils import _pytree
 
 
 def test_flattens_to_its_tensors_and_back():

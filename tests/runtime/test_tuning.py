@@ -165,7 +165,7 @@ def test_pick_inside_a_cuda_graph_capture_never_times(tmp_path, monkeypatch):
     # Timing synchronises, which a capture forbids: the stored choice if any, else the
     # heuristic, and nothing is remembered, so the first call after the capture tunes.
     class Cuda:
-        class device:  # noqa: N801 - mimics tensor.device
+        class device:
             type = "cuda"
             index = 0
 
