@@ -130,3 +130,17 @@ def _adjoint(nodes: list[Node], ssa: dict[Value, str], outputs, inputs: list[Val
         terms = contrib.get(f"a{i}", ["0.0 * a%d" % i])
         grads.append((f"da{i}", " + ".join(terms)))
     return lines, grads
+
+
+def add_program() -> dict:
+    """The fused_pointwise.py.jinja context of a + b (both gradients the incoming one), for
+    rules that add two tensors outside a pointwise group (positional tables, router noise)."""
+    return {
+        "inputs": ["a0", "a1"],
+        "scalars": [],
+        "body": ["t0 = a0 + a1"],
+        "outputs": [("o0", "t0")],
+        "grad_inputs": ["g0"],
+        "grad_body": ["dt0 = g0"],
+        "grad_outputs": [("da0", "dt0"), ("da1", "dt0")],
+    }

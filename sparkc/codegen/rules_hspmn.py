@@ -17,21 +17,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .pointwise import add_program
 from .render import pyrepr
 
 if TYPE_CHECKING:
     from ..passes.fuse import Group
     from .triton_plan import Emitter
 
-_ADD = {
-    "inputs": ["a0", "a1"],
-    "scalars": [],
-    "body": ["t0 = a0 + a1"],
-    "outputs": [("o0", "t0")],
-    "grad_inputs": ["g0"],
-    "grad_body": [],
-    "grad_outputs": [("da0", "g0"), ("da1", "g0")],
-}
 # gate = mask + (σ(ℓ̃) − sg(σ(ℓ̃))): the value is the mask, the gradient flows through σ.
 _STRAIGHT_THROUGH = {
     "inputs": ["a0", "a1"],
@@ -71,7 +63,7 @@ def rule_token_router(e: Emitter, group: Group) -> None:
     e.emit(f"{t}l = {call}.view({x}.shape[:-1])")
     e.emit(f"if self.training and {pyrepr(bool(hp['noise']))}:")
     noise = f"_ms.gate_noise('sigmoid', tuple({t}l.shape), {t}l, ctx)"
-    e.emit(f"    {t}n = {pointwise(_ADD, t + 'l', noise)}")
+    e.emit(f"    {t}n = {pointwise(add_program(), t + 'l', noise)}")
     e.emit("else:")
     e.emit(f"    {t}n = {t}l")
     if hp["mode"] == "threshold":

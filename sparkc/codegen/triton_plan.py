@@ -23,7 +23,7 @@ import networkx as nx
 from ..ir.graph import Graph, Node, Value
 from ..passes.fuse import FusionPlan, Group, fusion_plan
 from .module import ValueNames, split_ports
-from .pointwise import build_program
+from .pointwise import add_program, build_program
 from .render import pyrepr, render
 from .rules_hspmn import HSPMN_RULES
 from .rules_procedural import PROCEDURAL_RULES
@@ -305,20 +305,8 @@ def rule_pos_embed(e: Emitter, group: Group) -> None:
     ports, params = _ports(node)
     x, w = e.v(ports["x"]), e.v(params["weight"])
     e.emit(f"_ms.check_positions({x}.shape[1], {w}.shape[0], {pyrepr(node.scope)})")
-    fn = e.kernels.use("fused_pointwise.py.jinja", "pw", **_add_program())
+    fn = e.kernels.use("fused_pointwise.py.jinja", "pw", **add_program())
     e.emit(f"{e.out(node)} = {fn}({x}, {w}[: {x}.shape[1]])")
-
-
-def _add_program() -> dict:
-    return {
-        "inputs": ["a0", "a1"],
-        "scalars": [],
-        "body": ["t0 = a0 + a1"],
-        "outputs": [("o0", "t0")],
-        "grad_inputs": ["g0"],
-        "grad_body": ["dt0 = g0"],
-        "grad_outputs": [("da0", "dt0"), ("da1", "dt0")],
-    }
 
 
 def rule_conv1d(e: Emitter, group: Group) -> None:
