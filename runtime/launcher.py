@@ -25,6 +25,9 @@ import functools
 import inspect
 from typing import Any
 
+import torch
+from triton import knobs
+
 from . import launch
 
 _MISS = object()
@@ -116,9 +119,6 @@ class Kernel:
         return tuple(key)
 
     def run(self, grid: Any, *args: Any, **kwargs: Any) -> Any:
-        import torch
-        from triton import knobs
-
         full = self.arguments(args, kwargs)
         if full is None or callable(grid) or _hooked(knobs.runtime.launch_enter_hook):
             return self.jit[grid](*args, **kwargs)
