@@ -22,6 +22,7 @@ Run on the GPU machine: python bench/probe_gemm_loops.py [--sizes 1024,2048,4096
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 
@@ -45,8 +46,20 @@ def _tile_coords(tile, num_m, num_n, GROUP_M: tl.constexpr):
 
 
 @triton.jit
-def _finish(acc, B, Y, y_desc, pid_m, pid_n, M, N, BM: tl.constexpr, BN: tl.constexpr,
-            EPI: tl.constexpr, STORE_DESC: tl.constexpr):
+def _finish(
+    acc,
+    B,
+    Y,
+    y_desc,
+    pid_m,
+    pid_n,
+    M,
+    N,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+    EPI: tl.constexpr,
+    STORE_DESC: tl.constexpr,
+):
     rn = pid_n * BN + tl.arange(0, BN)
     if EPI:
         bias = tl.load(B + rn, mask=rn < N, other=0.0).to(tl.float32)
@@ -61,10 +74,24 @@ def _finish(acc, B, Y, y_desc, pid_m, pid_n, M, N, BM: tl.constexpr, BN: tl.cons
 
 
 @triton.jit
-def probe_kernel(X, W, B, Y, M, N, K,
-                 BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, GROUP_M: tl.constexpr,
-                 PERSISTENT: tl.constexpr, WS: tl.constexpr, FLATTEN: tl.constexpr,
-                 EPI: tl.constexpr, STORE_DESC: tl.constexpr):
+def probe_kernel(
+    X,
+    W,
+    B,
+    Y,
+    M,
+    N,
+    K,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+    BK: tl.constexpr,
+    GROUP_M: tl.constexpr,
+    PERSISTENT: tl.constexpr,
+    WS: tl.constexpr,
+    FLATTEN: tl.constexpr,
+    EPI: tl.constexpr,
+    STORE_DESC: tl.constexpr,
+):
     x_desc = tl.make_tensor_descriptor(X, [M, K], [K, 1], [BM, BK])
     w_desc = tl.make_tensor_descriptor(W, [N, K], [K, 1], [BN, BK])
     y_desc = tl.make_tensor_descriptor(Y, [M, N], [N, 1], [BM, BN])
@@ -72,8 +99,9 @@ def probe_kernel(X, W, B, Y, M, N, K,
     num_n = tl.cdiv(N, BN)
     k_tiles = tl.cdiv(K, BK)
     if PERSISTENT:
-        for tile in tl.range(tl.program_id(0), num_m * num_n, tl.num_programs(0),
-                             flatten=FLATTEN, warp_specialize=WS):
+        for tile in tl.range(
+            tl.program_id(0), num_m * num_n, tl.num_programs(0), flatten=FLATTEN, warp_specialize=WS
+        ):
             pid_m, pid_n = _tile_coords(tile, num_m, num_n, GROUP_M)
             acc = tl.zeros((BM, BN), dtype=tl.float32)
             for k in range(k_tiles):
@@ -117,6 +145,10 @@ def _scratch(size: int, alignment: int, stream) -> torch.Tensor:
     return torch.empty(size, dtype=torch.int8, device="cuda")
 
 
+def _eager(x, w, b):
+    return F.linear(x, w) if b is None else F.gelu(F.linear(x, w, b))
+
+
 def launch(x, w, b, y, cfg, variant, epi, store_desc, sms):
     bm, bn, bk, stages, warps = cfg
     persistent, ws, flatten = VARIANTS[variant]
@@ -124,9 +156,26 @@ def launch(x, w, b, y, cfg, variant, epi, store_desc, sms):
     n = w.shape[0]
     tiles = triton.cdiv(m, bm) * triton.cdiv(n, bn)
     grid = (min(sms, tiles),) if persistent else (tiles,)
-    probe_kernel[grid](x, w, b, y, m, n, k, BM=bm, BN=bn, BK=bk, GROUP_M=8,
-                       PERSISTENT=persistent, WS=ws, FLATTEN=flatten, EPI=epi,
-                       STORE_DESC=store_desc, num_stages=stages, num_warps=warps)
+    probe_kernel[grid](
+        x,
+        w,
+        b,
+        y,
+        m,
+        n,
+        k,
+        BM=bm,
+        BN=bn,
+        BK=bk,
+        GROUP_M=8,
+        PERSISTENT=persistent,
+        WS=ws,
+        FLATTEN=flatten,
+        EPI=epi,
+        STORE_DESC=store_desc,
+        num_stages=stages,
+        num_warps=warps,
+    )
 
 
 def main() -> int:
@@ -142,8 +191,10 @@ def main() -> int:
     sms = dev.multi_processor_count
     epi = args.epilogue != "none"
     rows = []
-    print(f"{dev.name}, torch {torch.__version__}, triton {triton.__version__}, "
-          f"M={args.M}, bf16, epilogue {args.epilogue}")
+    print(
+        f"{dev.name}, torch {torch.__version__}, triton {triton.__version__}, "
+        f"M={args.M}, bf16, epilogue {args.epilogue}"
+    )
     for size in (int(s) for s in args.sizes.split(",")):
         m, n, k = args.M, size, size
         g = torch.Generator(device="cuda").manual_seed(0)
@@ -153,12 +204,14 @@ def main() -> int:
         y = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
         flops = 2 * m * n * k
         ref = F.gelu(F.linear(x.float(), w.float(), b.float())) if epi else x.float() @ w.float().T
-        t_mm = triton.testing.do_bench(lambda: F.linear(x, w), warmup=50, rep=200)
+        t_mm = triton.testing.do_bench(functools.partial(F.linear, x, w), warmup=50, rep=200)
         t_eager = triton.testing.do_bench(
-            (lambda: F.gelu(F.linear(x, w, b))) if epi else (lambda: F.linear(x, w)),
-            warmup=50, rep=200)
-        print(f"\nK=N={size}: torch.matmul {t_mm * 1e3:.1f} us ({flops / t_mm / 1e9:.0f} TFLOP/s), "
-              f"eager with epilogue {t_eager * 1e3:.1f} us")
+            functools.partial(_eager, x, w, b if epi else None), warmup=50, rep=200
+        )
+        print(
+            f"\nK=N={size}: torch.matmul {t_mm * 1e3:.1f} us ({flops / t_mm / 1e9:.0f} TFLOP/s), "
+            f"eager with epilogue {t_eager * 1e3:.1f} us"
+        )
         rows.append({"size": size, "variant": "torch.matmul", "us": t_mm * 1e3})
         rows.append({"size": size, "variant": "eager", "us": t_eager * 1e3})
         for variant in VARIANTS:
@@ -171,25 +224,42 @@ def main() -> int:
                         torch.cuda.synchronize()
                         err = ((y.float() - ref).norm() / ref.norm()).item()
                         if not err < 2e-2:
-                            print(f"  {variant:20s} store_desc={store_desc!s:5s} {cfg}: WRONG (rel err {err:.3g})")
+                            print(
+                                f"  {variant:20s} store_desc={store_desc!s:5s} {cfg}: WRONG (rel err {err:.3g})"
+                            )
                             continue
                         t = triton.testing.do_bench(
-                            lambda cfg=cfg: launch(x, w, b, y, cfg, variant, epi, store_desc, sms),
-                            warmup=50, rep=200)
+                            functools.partial(
+                                launch, x, w, b, y, cfg, variant, epi, store_desc, sms
+                            ),
+                            warmup=50,
+                            rep=200,
+                        )
                     except Exception as e:  # noqa: BLE001 - a rejected configuration is a result
                         msg = str(e).strip().splitlines()
-                        print(f"  {variant:20s} store_desc={store_desc!s:5s} {cfg}: failed: "
-                              f"{type(e).__name__}: {msg[0][:120] if msg else ''}")
+                        print(
+                            f"  {variant:20s} store_desc={store_desc!s:5s} {cfg}: failed: "
+                            f"{type(e).__name__}: {msg[0][:120] if msg else ''}"
+                        )
                         torch.cuda.synchronize()
                         continue
-                    rows.append({"size": size, "variant": variant, "store_desc": store_desc,
-                                 "cfg": list(cfg), "us": t * 1e3})
+                    rows.append(
+                        {
+                            "size": size,
+                            "variant": variant,
+                            "store_desc": store_desc,
+                            "cfg": list(cfg),
+                            "us": t * 1e3,
+                        }
+                    )
                     if best is None or t < best[0]:
                         best = (t, cfg)
                 if best:
                     t, cfg = best
-                    print(f"  {variant:20s} store_desc={store_desc!s:5s} best {cfg}: {t * 1e3:7.1f} us "
-                          f"{flops / t / 1e9:5.0f} TFLOP/s  {t_mm / t:6.1%} of torch.matmul")
+                    print(
+                        f"  {variant:20s} store_desc={store_desc!s:5s} best {cfg}: {t * 1e3:7.1f} us "
+                        f"{flops / t / 1e9:5.0f} TFLOP/s  {t_mm / t:6.1%} of torch.matmul"
+                    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
