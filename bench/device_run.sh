@@ -117,7 +117,7 @@ if [[ $what == model || $what == all ]]; then
     rm -rf /tmp/sparkc_startup_cache
     for start in cold warm; do
       echo "== sparkc bench --op attention ($start start)"
-      SPARKC_CACHE_DIR=/tmp/sparkc_startup_cache TRITON_CACHE_DIR= $PY -m sparkc bench --op attention --hp heads=16 --shape B=4,N=4096,D=2048 --no-compile \
+      SPARKC_CACHE_DIR=/tmp/sparkc_startup_cache TRITON_CACHE_DIR=/tmp/sparkc_startup_cache/triton $PY -m sparkc bench --op attention --hp heads=16 --shape B=4,N=4096,D=2048 --no-compile \
         --json "$OUT/bench_op_attention_$start.json" 2>&1 | tail -8
     done
   fi

@@ -184,6 +184,13 @@ def run(opts: BenchOptions, emit: Callable[[str], None] = print) -> dict[str, An
             None,
             help="use fwd, fwd+bwd and/or step (a training step with AdamW), comma-separated",
         )
+    # Before anything touches Triton: the ceilings' `do_bench` starts Triton's driver, which builds
+    # its launch utilities in Triton's cache; with TRITON_CACHE_DIR set empty that failed on the
+    # GPU ("Could not create or locate cache dir", 2026-12-02) before the model's kernels (whose
+    # prelude points the cache at sparkc's folder) were imported.
+    from sparkc.runtime import launch
+
+    launch.configure_triton_cache()
     cuda = torch.cuda.is_available() if opts.device is None else opts.device == "cuda"
     device = torch.device("cuda" if cuda else "cpu")
     dtype = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": torch.float32}[opts.dtype]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,28 @@ def _bench(*args):
     err = io.StringIO()
     code = main(["bench", *args], stdout=io.StringIO(), stderr=err)
     return code, err.getvalue()
+
+
+def test_bench_points_an_empty_triton_cache_setting_at_sparkcs_folder(tmp_path, monkeypatch):
+    # TRITON_CACHE_DIR="" made Triton's driver fail before any generated module set the cache.
+    monkeypatch.setenv("TRITON_CACHE_DIR", "")
+    monkeypatch.setenv("SPARKC_CACHE_DIR", str(tmp_path / "cache"))
+    tiny = str(ROOT / "examples" / "tiny_gpt.spark")
+    code, err = _bench(
+        tiny,
+        "--shape",
+        "B=2,N=8",
+        "-D",
+        "d=32",
+        "--device",
+        "cpu",
+        "--variants",
+        "eager",
+        "--modes",
+        "fwd",
+    )
+    assert code == 0, err
+    assert os.environ["TRITON_CACHE_DIR"] == str(tmp_path / "cache" / "triton")
 
 
 def test_bench_usage_errors():
