@@ -579,11 +579,23 @@ def tma_on_device() -> bool:
     return not _switched_off("SPARKC_TMA_DEVICE")
 
 
+# Triton releases whose launch layout (the arguments of a CompiledKernel's `run`, which the cached
+# launcher calls as Triton's own `JITFunction.run` does) was verified on a GPU: every GPU test
+# passed with the cached launcher on (H200, Triton 3.6.0, 2026-12-02). Elsewhere it is opt-in.
+FAST_LAUNCH_VERIFIED = ("3.6.",)
+_fast_default: list[bool] = []
+
+
 def fast_launch() -> bool:
     """Whether generated kernels launch through sparkc's cached launcher (`runtime/launcher.py`)
-    instead of Triton's `JITFunction.run` after their first call: `$SPARKC_FAST_LAUNCH=1`
-    (default off until measured on the GPU); never under the interpreter."""
-    return _env_flag("SPARKC_FAST_LAUNCH", False) and not interpreting()
+    instead of Triton's `JITFunction.run` after their first call: `$SPARKC_FAST_LAUNCH` (1 on,
+    0 off); unset, on for the Triton releases in `FAST_LAUNCH_VERIFIED`. Never under the
+    interpreter."""
+    if interpreting():
+        return False
+    if not _fast_default:
+        _fast_default.append(require_triton().__version__.startswith(FAST_LAUNCH_VERIFIED))
+    return _env_flag("SPARKC_FAST_LAUNCH", _fast_default[0])
 
 
 def wrap_kernels(namespace: dict) -> None:

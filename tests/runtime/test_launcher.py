@@ -135,6 +135,21 @@ def test_switched_off_it_is_tritons_launch(monkeypatch):
     assert not launch.fast_launch()  # never under the interpreter
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     assert launch.fast_launch()
+    monkeypatch.setenv("SPARKC_FAST_LAUNCH", "0")
+    assert not launch.fast_launch()
+
+
+@pytest.mark.parametrize("version, default", [("3.6.0", True), ("3.9.0", False), ("3.10.1", False)])
+def test_on_by_default_only_where_verified(monkeypatch, version, default):
+    import triton
+
+    monkeypatch.delenv("SPARKC_FAST_LAUNCH", raising=False)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.setattr(triton, "__version__", version)
+    monkeypatch.setattr(launch, "_fast_default", [])
+    assert launch.fast_launch() is default
+    monkeypatch.setenv("SPARKC_FAST_LAUNCH", "0" if default else "1")
+    assert launch.fast_launch() is not default
 
 
 def test_generated_kernels_are_wrapped_and_helpers_are_not():
