@@ -197,7 +197,19 @@ def cmd_bench(args: argparse.Namespace, io: Session) -> int:
         profile=args.profile,
         variants=tuple(args.variants.split(",")) if args.variants else None,
     )
-    run(opts, emit=io.out)
+    import torch
+
+    try:
+        run(opts, emit=io.out)
+    except torch.OutOfMemoryError as err:
+        # The shape asked for more device memory than there is: the user's choice, not a bug.
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "out of memory"
+        io.err(
+            f"sparkc bench: out of device memory at --shape {args.shape}: {first}\n"
+            "hint: a smaller --shape (or --variants without eager, whose attention "
+            "materialises the score matrix)"
+        )
+        return EXIT_USER
     return EXIT_OK
 
 

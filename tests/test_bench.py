@@ -127,6 +127,22 @@ def test_bench_points_an_empty_triton_cache_setting_at_sparkcs_folder(tmp_path, 
     assert os.environ["TRITON_CACHE_DIR"] == str(tmp_path / "cache" / "triton")
 
 
+def test_bench_reports_running_out_of_memory_as_the_shapes_problem(monkeypatch):
+    import torch
+
+    import sparkc.bench
+
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 64.00 GiB")
+
+    monkeypatch.setattr(sparkc.bench, "run", oom)
+    tiny = str(ROOT / "examples" / "tiny_gpt.spark")
+    code, err = _bench(tiny, "--shape", "B=512,N=8192", "--device", "cpu")
+    assert code == 1
+    assert "out of device memory at --shape B=512,N=8192" in err and "64.00 GiB" in err
+    assert "internal compiler error" not in err and "smaller --shape" in err
+
+
 def test_bench_usage_errors():
     code, err = _bench("--shape", "B=2")
     assert code == 2 and "FILE or --op" in err
