@@ -17,6 +17,9 @@ from sparkc.ir.cost import FLOPS, graph_cost
 from sparkc.ir.ops import OPS
 
 ROOT = Path(__file__).resolve().parents[1]
+TINY = str(ROOT / "examples" / "tiny_gpt.spark")
+# tiny_gpt at a width the CPU runs in a moment
+SMALL_CPU = ("--shape", "B=2,N=8", "-D", "d=32", "--device", "cpu")
 
 
 def test_every_op_has_a_cost_rule():
@@ -67,13 +70,8 @@ def test_bench_command_on_cpu(tmp_path):
     code = main(
         [
             "bench",
-            str(ROOT / "examples" / "tiny_gpt.spark"),
-            "--shape",
-            "B=2,N=8",
-            "-D",
-            "d=32",
-            "--device",
-            "cpu",
+            TINY,
+            *SMALL_CPU,
             "--dtype",
             "f32",
             "--no-compile",
@@ -109,20 +107,7 @@ def test_bench_points_an_empty_triton_cache_setting_at_sparkcs_folder(tmp_path, 
     # TRITON_CACHE_DIR="" made Triton's driver fail before any generated module set the cache.
     monkeypatch.setenv("TRITON_CACHE_DIR", "")
     monkeypatch.setenv("SPARKC_CACHE_DIR", str(tmp_path / "cache"))
-    tiny = str(ROOT / "examples" / "tiny_gpt.spark")
-    code, err = _bench(
-        tiny,
-        "--shape",
-        "B=2,N=8",
-        "-D",
-        "d=32",
-        "--device",
-        "cpu",
-        "--variants",
-        "eager",
-        "--modes",
-        "fwd",
-    )
+    code, err = _bench(TINY, *SMALL_CPU, "--variants", "eager", "--modes", "fwd")
     assert code == 0, err
     assert os.environ["TRITON_CACHE_DIR"] == str(tmp_path / "cache" / "triton")
 
@@ -136,8 +121,7 @@ def test_bench_reports_running_out_of_memory_as_the_shapes_problem(monkeypatch):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 64.00 GiB")
 
     monkeypatch.setattr(sparkc.bench, "run", oom)
-    tiny = str(ROOT / "examples" / "tiny_gpt.spark")
-    code, err = _bench(tiny, "--shape", "B=512,N=8192", "--device", "cpu")
+    code, err = _bench(TINY, "--shape", "B=512,N=8192", "--device", "cpu")
     assert code == 1
     assert "out of device memory at --shape B=512,N=8192" in err and "64.00 GiB" in err
     assert "internal compiler error" not in err and "smaller --shape" in err
@@ -146,22 +130,20 @@ def test_bench_reports_running_out_of_memory_as_the_shapes_problem(monkeypatch):
 def test_bench_usage_errors():
     code, err = _bench("--shape", "B=2")
     assert code == 2 and "FILE or --op" in err
-    tiny = str(ROOT / "examples" / "tiny_gpt.spark")
-    code, err = _bench(tiny, "--shape", "B=2", "--device", "cpu", "--no-compile")
+    code, err = _bench(TINY, "--shape", "B=2", "--device", "cpu", "--no-compile")
     assert code == 1 and "does not bind N" in err
-    code, err = _bench(tiny, "--shape", "B=2,N=8", "--device", "cpu", "--modes", "fwd,train")
+    code, err = _bench(TINY, "--shape", "B=2,N=8", "--device", "cpu", "--modes", "fwd,train")
     assert code == 1 and "E0803" in err and "'train'" in err
     code, err = _bench(
-        tiny, "--shape", "B=2,N=8", "--device", "cpu", "--variants", "eager,inductor"
+        TINY, "--shape", "B=2,N=8", "--device", "cpu", "--variants", "eager,inductor"
     )
     assert code == 1 and "E0804" in err and "'inductor'" in err
 
 
 def test_variants_choose_the_rows(tmp_path):
     path = tmp_path / "v.json"
-    tiny = str(ROOT / "examples" / "tiny_gpt.spark")
     # No --no-compile: --variants alone keeps the torch.compile baselines out.
-    args = [tiny, "--shape", "B=2,N=8", "-D", "d=32", "--device", "cpu", "--dtype", "f32"]
+    args = [TINY, *SMALL_CPU, "--dtype", "f32"]
     code, err = _bench(*args, "--variants", "eager", "--modes", "fwd", "--json", str(path))
     assert code == 0, err
     rows = json.loads(path.read_text())["rows"]
