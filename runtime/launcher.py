@@ -1,22 +1,25 @@
 """sparkc's launcher for the kernels of a generated module: `Kernel` wraps each launched
 `@triton.jit` kernel, and `wrap_kernels` wraps them all at the end of a generated kernels.py.
 
-Why: Triton's `JITFunction.run` costs ~70 µs of host time per launch on the lent H200 under
-cProfile (2026-12-02, fourth session: 18 µs of it the driver's C launch), most of it per-call
-binding that gives the same answer on every call of a given kernel with the same argument kinds:
-reading knobs, the current device and stream through the driver, specialising every argument,
-hashing the specialisation, looking the compiled kernel up, building launch metadata. Inductor's
-generated launchers skip it the same way.
+Why: Triton's `JITFunction.run` redoes, on every launch, per-call binding that gives the same
+answer on every call of a given kernel with the same argument kinds: reading knobs, the current
+device and stream through the driver, specialising every argument, hashing the specialisation,
+looking the compiled kernel up, building launch metadata. Inductor's generated launchers skip it
+the same way. On the lent H200 the host-bound tiny_gpt forward + backward (66 launches) took a
+median 6.23 ms per call this way against 7.11 ms through Triton's launch (docs/performance.md,
+"Session 2026-12-02, fifth").
 
-With `$SPARKC_FAST_LAUNCH=1` a `Kernel` launches through Triton's normal path the first time it
-meets a specialisation key, keeps the `CompiledKernel` that path returns, and afterwards calls
-that compiled kernel's launcher directly. The key is at least as fine as Triton's
+When `launch.fast_launch()` is on (by default with the Triton releases it was verified on,
+`launch.FAST_LAUNCH_VERIFIED`; `$SPARKC_FAST_LAUNCH=1`/`0` to choose) a `Kernel` launches
+through Triton's normal path the first time it meets a specialisation key, keeps the
+`CompiledKernel` that path returns, and afterwards calls that compiled kernel's launcher
+directly, with the arguments Triton's own `JITFunction.run` passes it (a private interface,
+hence the list of verified releases). The key is at least as fine as Triton's
 specialisation: the current device, the launch options (num_warps, num_stages, ...), every
 constexpr value, and for the other arguments their kind: a tensor's dtype and whether its data
 pointer is 16-byte aligned; an int's width class, whether it equals 1 and whether 16 divides it;
 bool, float and None as such. Any other argument (a host tensor descriptor, say), a callable
-grid or a launch hook set (a profiler) takes the normal path. Off by default until measured on
-the GPU (docs/performance.md, "Not measured yet"); always off under the interpreter.
+grid or a launch hook set (a profiler) takes the normal path. Always off under the interpreter.
 """
 
 from __future__ import annotations
