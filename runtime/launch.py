@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -530,6 +531,54 @@ def adjacent_columns(mats: Sequence[Any], widths: Sequence[int]) -> Any:
         rows, total = found
         return mats[0].as_strided((rows, total), (total, 1))
     return torch.cat([m.reshape(-1, w) for m, w in zip(mats, widths)], 1)
+
+
+# Stacked weights of horizontally fused projections kept between calls (`stacked_rows`): key
+# the weights' ids, value (weak references to them, their version stamps, the stacked tensor).
+_STACKED: dict[tuple[int, ...], tuple[tuple, tuple, Any]] = {}
+_STACKED_MAX = 256
+
+
+def stacked_rows(ws: Sequence[Any], keep: bool) -> Any:
+    """`torch.cat(ws, 0)`, the weights of a horizontally fused projection stacked; with `keep`
+    (no gradient flows to the weights: inference, decoding, frozen weights) the stacked tensor
+    is kept and returned again while the same weights are unchanged, so a decode-sized call does
+    not copy 3·d² elements to multiply them once (three times the GEMM's own weight traffic).
+
+    Unchanged means: the same tensor objects (weak references, so a freed weight's address reused
+    by another tensor is no hit) with the same version counters, data pointers, shapes and
+    strides; an in-place update (an optimizer step, `load_state_dict`, `copy_`) bumps the
+    version and the weights are stacked afresh. Never kept while a CUDA graph is being captured
+    (a replay would keep reading the copy after the weights change). The entry goes when any of
+    its weights is freed, or when they are stacked again with gradients flowing (training after
+    decoding)."""
+    import torch
+
+    if not keep:
+        if _STACKED:  # training again after decoding: the kept copy would only hold memory
+            _STACKED.pop(tuple(id(w) for w in ws), None)
+        return torch.cat(ws, 0)
+    if capturing(ws[0]):
+        return torch.cat(ws, 0)
+    try:
+        stamp = tuple((w._version, w.data_ptr(), w.shape, w.stride()) for w in ws)
+    except RuntimeError:  # inference-mode tensors carry no version counter
+        return torch.cat(ws, 0)
+    key = tuple(id(w) for w in ws)
+    hit = _STACKED.get(key)
+    if hit is not None:
+        refs, old, stacked = hit
+        if old == stamp and all(r() is w for r, w in zip(refs, ws)):
+            return stacked
+    stacked = torch.cat(ws, 0)
+    if len(_STACKED) >= _STACKED_MAX:
+        _STACKED.pop(next(iter(_STACKED)))
+
+    def forget(_ref: Any, key: tuple = key) -> None:
+        _STACKED.pop(key, None)
+
+    _STACKED[key] = (tuple(weakref.ref(w, forget) for w in ws), stamp, stacked)
+    return stacked
 
 
 def grads_like(*tensors: Any) -> list[Any]:
