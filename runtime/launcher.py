@@ -34,19 +34,17 @@ from triton import knobs
 from . import launch
 
 _MISS = object()
+_I32 = 2**31
 
 
 def _arg_kind(value: Any, tensor_type: type) -> Any:
-    """What Triton specialises a runtime argument on (or `_MISS`: not handled here)."""
+    """What Triton specialises a runtime argument on (or `_MISS`: not handled here). Ints in
+    [0, 2**31), the common case, get one small int: 1 (equals 1), 16 (16 divides it) or 0."""
     kind = type(value)
     if kind is int:
-        return (
-            "i",
-            value == 1,
-            value % 16 == 0,
-            -(2**31) <= value < 2**31,
-            value >= 2**63,
-        )
+        if 0 <= value < _I32:
+            return 1 if value == 1 else (0 if value % 16 else 16)
+        return ("i", value % 16 == 0, -_I32 <= value, value >= 2**63)
     if isinstance(value, tensor_type):
         return (value.dtype, value.data_ptr() % 16 == 0)
     if kind is bool:
@@ -68,15 +66,16 @@ class Kernel:
     """A launched `@triton.jit` kernel of a generated module. `kernel[grid](*args, **kwargs)`
     as with the JIT function itself; any other attribute is the JIT function's."""
 
-    __slots__ = ("_compiled", "_constexpr", "_defaults", "_names", "_nameset", "jit")
+    __slots__ = ("_compiled", "_constexpr", "_defaults", "_names", "_runtime", "jit")
 
     def __init__(self, jit: Any) -> None:
         self.jit = jit
         params = list(inspect.signature(jit.fn).parameters.values())
         self._names = tuple(p.name for p in params)
-        self._nameset = frozenset(self._names)
         # As Triton's KernelParam.is_constexpr (the interpreter's functions have no params).
         self._constexpr = tuple("constexpr" in str(p.annotation) for p in params)
+        # Parameters whose kind, not value, goes into the key when passed by keyword.
+        self._runtime = frozenset(n for n, c in zip(self._names, self._constexpr) if not c)
         self._defaults = {p.name: p.default for p in params if p.default is not p.empty}
         self._compiled: dict[tuple, Any] = {}
 
@@ -107,18 +106,39 @@ class Kernel:
             tail.append(value)
         return args + tuple(tail)
 
-    def key(self, device: int, full: tuple, kwargs: dict, tensor_type: type) -> tuple | None:
-        """The specialisation key of one launch, or None when it is not one handled here."""
-        options = tuple(sorted((k, v) for k, v in kwargs.items() if k not in self._nameset))
-        key: list[Any] = [device, options]
-        for value, constexpr in zip(full, self._constexpr):
-            if constexpr:
+    def key(self, device: int, args: tuple, kwargs: dict, tensor_type: type) -> tuple | None:
+        """The specialisation key of one launch (`args` the positional arguments), or None when
+        it is not one handled here. Keyword arguments enter in the order given (a call site
+        passes them the same way every time): constexprs and launch options by value, runtime
+        arguments by kind; defaulted parameters are the same on every launch. A tensor enters
+        as its dtype followed by its alignment (only tensors put a dtype in a runtime slot, so
+        the flat key stays unambiguous). Runs on every launch: the common cases are inline."""
+        if self._runtime.isdisjoint(kwargs):
+            key: list[Any] = [device, tuple(kwargs.items()), len(args)]
+        else:
+            key = [device, len(args)]
+            for name, value in kwargs.items():
+                if name in self._runtime:
+                    value = _arg_kind(value, tensor_type)
+                    if value is _MISS:
+                        return None
+                key.append(name)
                 key.append(value)
+        append = key.append
+        for value, constexpr in zip(args, self._constexpr):
+            if constexpr:
+                append(value)
                 continue
-            kind = _arg_kind(value, tensor_type)
-            if kind is _MISS:
-                return None
-            key.append(kind)
+            if type(value) is int and 0 <= value < _I32:
+                append(1 if value == 1 else (0 if value % 16 else 16))
+            elif isinstance(value, tensor_type):
+                append(value.dtype)
+                append(value.data_ptr() % 16 == 0)
+            else:
+                value = _arg_kind(value, tensor_type)
+                if value is _MISS:
+                    return None
+                append(value)
         return tuple(key)
 
     def run(self, grid: Any, *args: Any, **kwargs: Any) -> Any:
@@ -126,10 +146,13 @@ class Kernel:
         if full is None or callable(grid) or _hooked(knobs.runtime.launch_enter_hook):
             return self.jit[grid](*args, **kwargs)
         device = torch.cuda.current_device()
-        key = self.key(device, full, kwargs, torch.Tensor)
+        key = self.key(device, args, kwargs, torch.Tensor)
         if key is None:
             return self.jit[grid](*args, **kwargs)
-        compiled = self._compiled.get(key)
+        try:
+            compiled = self._compiled.get(key)
+        except TypeError:  # an unhashable constexpr or option: Triton's path
+            return self.jit[grid](*args, **kwargs)
         if compiled is None:
             compiled = self.jit[grid](*args, **kwargs)
             if compiled is not None:

@@ -72,8 +72,7 @@ def test_arguments_come_in_signature_order_with_defaults():
 
 
 def _key(kernel, *args, **kwargs):
-    full = kernel.arguments(args, kwargs)
-    return kernel.key(0, full, kwargs, torch.Tensor)
+    return kernel.key(0, args, kwargs, torch.Tensor)
 
 
 def test_key_separates_what_triton_specialises_on():
@@ -92,8 +91,16 @@ def test_key_separates_what_triton_specialises_on():
         _key(k, x, x, 32, 1.0, True, BLOCK=16, EXTRA=4, num_warps=4),  # a defaulted constexpr
     ]
     assert base not in different and len(set(different)) == len(different)
+    # Runtime arguments passed by keyword enter by kind too, not by value.
+    by_kw = _key(k, x, y_ptr=x, n=32, scale=1.0, flag=True, BLOCK=16)
+    assert by_kw == _key(
+        k, torch.ones(64), y_ptr=torch.ones(64), n=64, scale=3.0, flag=False, BLOCK=16
+    )
+    assert by_kw != _key(k, x, y_ptr=x[1:], n=32, scale=1.0, flag=True, BLOCK=16)
+    assert by_kw != _key(k, x, y_ptr=x, n=-32, scale=1.0, flag=True, BLOCK=16)  # negative n
     # Anything else (a host tensor descriptor, say) is not keyed: Triton's own path runs.
     assert _key(k, x, x, 32, 1.0, object(), BLOCK=16) is None
+    assert _key(k, x, x, 32, 1.0, flag=object(), BLOCK=16) is None
 
 
 def test_second_launch_of_a_key_calls_the_compiled_kernel_directly(fake_cuda):
