@@ -570,7 +570,11 @@ def stacked_rows(ws: Sequence[Any], keep: bool) -> Any:
         refs, old, stacked = hit
         if old == stamp and all(r() is w for r, w in zip(refs, ws)):
             return stacked
-    stacked = torch.cat(ws, 0)
+    # A normal tensor even under torch.inference_mode(): a later call that saves it for the
+    # backward (frozen weights, an input that needs its gradient) could not save an inference
+    # tensor.
+    with torch.inference_mode(False):
+        stacked = torch.cat(ws, 0)
     if len(_STACKED) >= _STACKED_MAX:
         _STACKED.pop(next(iter(_STACKED)))
 

@@ -499,6 +499,25 @@ def test_many_projection_decodes_with_kept_weights_and_sees_weight_updates():
     launch._STACKED.clear()
 
 
+def test_weights_kept_under_inference_mode_serve_a_later_backward_to_the_input():
+    # Generation under torch.inference_mode(), then training something upstream of frozen
+    # projection weights: the kept copy is saved for the backward, so it must not be an
+    # inference tensor.
+    from sparkc.runtime import launch
+
+    mod = build("mm_many_plain", [])
+    many = sys.modules[mod.__module__].mm_many_plain_many
+    ws = [torch.randn(n, 16) / 4 for n in (16, 8, 8)]
+    with torch.inference_mode():
+        many(torch.randn(3, 16), *ws)
+    x = torch.randn(3, 16, requires_grad=True)
+    outs = many(x, *ws)
+    sum(o.sum() for o in outs).backward()
+    expected = sum(w.sum(0) for w in ws).expand(3, 16)
+    torch.testing.assert_close(x.grad, expected, rtol=1e-5, atol=1e-5)
+    launch._STACKED.clear()
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 1e-2)])
 def test_gpu_many_projection(dtype, tol):
