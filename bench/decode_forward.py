@@ -1,6 +1,6 @@
 """A decode-sized forward of a generated module, with and without its two host-side savings:
-the stacked q/k/v weights kept between calls (`launch.stacked_rows`) and the cached launcher
-(`SPARKC_FAST_LAUNCH`).
+the stacked q/k/v weights kept between calls (`sparkc.frozen_weights()`) and the cached
+launcher (`SPARKC_FAST_LAUNCH`).
 
 Consumes: a `.spark` file (default examples/tiny_gpt.spark), `-D` overrides, a shape (default
 B=1, N=1: one token), a dtype. Produces: µs per forward under `torch.no_grad()` for the four
@@ -17,6 +17,7 @@ Run: python bench/decode_forward.py [examples/tiny_gpt.spark] [-D d=1024 ...] [-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -30,10 +31,6 @@ from sparkc import api
 from sparkc.bench import make_inputs, parse_shape
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _stack_every_call(ws, keep):
-    return torch.cat(ws, 0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     net = module.Model(impl="triton").to(args.device, dtype).eval()
     inputs = make_inputs(module, shape, args.device, dtype, torch.Generator().manual_seed(0))
-    kept = launch.stacked_rows
     combos = [(k, f) for k in (True, False) for f in (True, False)]
     best: dict[tuple[bool, bool], float] = {}
     outs: dict[tuple[bool, bool], dict] = {}
@@ -64,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for _ in range(args.rounds):
             for keep, fast in combos:
-                launch.stacked_rows = kept if keep else _stack_every_call
                 os.environ["SPARKC_FAST_LAUNCH"] = "1" if fast else "0"
-                with torch.no_grad():
+                block = launch.frozen_weights() if keep else contextlib.nullcontext()
+                with block, torch.no_grad():
                     outs[keep, fast] = net(**inputs)  # warm: compiles, tunes, keeps
                     sync()
                     t0 = time.perf_counter()
@@ -76,7 +72,6 @@ def main(argv: list[str] | None = None) -> int:
                 us = (time.perf_counter() - t0) / args.calls * 1e6
                 best[keep, fast] = min(us, best.get((keep, fast), us))
     finally:
-        launch.stacked_rows = kept
         if saved_env is None:
             os.environ.pop("SPARKC_FAST_LAUNCH", None)
         else:

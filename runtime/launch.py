@@ -13,6 +13,7 @@ error) on a machine without triton. torch is imported with it (`apply`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
@@ -533,28 +534,46 @@ def adjacent_columns(mats: Sequence[Any], widths: Sequence[int]) -> Any:
     return torch.cat([m.reshape(-1, w) for m, w in zip(mats, widths)], 1)
 
 
-# Stacked weights of horizontally fused projections kept between calls (`stacked_rows`): key
-# the weights' ids, value (weak references to them, their version stamps, the stacked tensor).
+# Stacked weights of horizontally fused projections kept between calls (`stacked_rows`) inside
+# `frozen_weights()`: key the weights' ids, value (weak references to them, their version
+# stamps, the stacked tensor).
 _STACKED: dict[tuple[int, ...], tuple[tuple, tuple, Any]] = {}
 _STACKED_MAX = 256
+_FROZEN = [0]  # depth of nested frozen_weights() blocks
+
+
+@contextlib.contextmanager
+def frozen_weights() -> Any:
+    """Inside this block the horizontally fused projections (attention's q/k/v) keep their
+    stacked weights between calls instead of copying them on every call: for decoding and
+    inference, where the copy is three times the projection's own weight traffic and one launch.
+
+    A kept copy is used again only while the same weight tensors have the same version counters,
+    data pointers, shapes and strides, so tracked in-place updates (optimizer steps,
+    `load_state_dict`, `copy_` under `torch.no_grad()`) are seen. Writes through `.data`
+    (`w.data.copy_(...)`, as some EMA code does) bump no version counter and are NOT seen:
+    update weights that way only outside the block. Leaving the outermost block frees the
+    kept copies. Calls that need the weights' gradients never use them."""
+    _FROZEN[0] += 1
+    try:
+        yield
+    finally:
+        _FROZEN[0] -= 1
+        if not _FROZEN[0]:
+            _STACKED.clear()
 
 
 def stacked_rows(ws: Sequence[Any], keep: bool) -> Any:
-    """`torch.cat(ws, 0)`, the weights of a horizontally fused projection stacked; with `keep`
-    (no gradient flows to the weights: inference, decoding, frozen weights) the stacked tensor
-    is kept and returned again while the same weights are unchanged, so a decode-sized call does
-    not copy 3·d² elements to multiply them once (three times the GEMM's own weight traffic).
-
-    Unchanged means: the same tensor objects (weak references, so a freed weight's address reused
-    by another tensor is no hit) with the same version counters, data pointers, shapes and
-    strides; an in-place update (an optimizer step, `load_state_dict`, `copy_`) bumps the
-    version and the weights are stacked afresh. Never kept while a CUDA graph is being captured
-    (a replay would keep reading the copy after the weights change). The entry goes when any of
-    its weights is freed, or when they are stacked again with gradients flowing (training after
-    decoding)."""
+    """`torch.cat(ws, 0)`, the weights of a horizontally fused projection stacked. Inside
+    `frozen_weights()` and with `keep` (no gradient flows to the weights) the stacked tensor is
+    kept and returned again while the same weights are unchanged (see `frozen_weights`: the same
+    tensor objects, through weak references, with the same version counters, data pointers,
+    shapes and strides). Never kept while a CUDA graph is being captured (a replay would keep
+    reading the copy after the weights change). An entry goes when any of its weights is freed,
+    when they are stacked again with gradients flowing, or when the block ends."""
     import torch
 
-    if not keep:
+    if not keep or not _FROZEN[0]:
         if _STACKED:  # training again after decoding: the kept copy would only hold memory
             _STACKED.pop(tuple(id(w) for w in ws), None)
         return torch.cat(ws, 0)

@@ -5,7 +5,9 @@
     net = m.Model().cuda()
 
 `sparkc.load`, `sparkc.load_source` and `sparkc.compile_to` are imported lazily, so
-`sparkc --version` and `sparkc ops` never pay for the compiler.
+`sparkc --version` and `sparkc ops` never pay for the compiler. `sparkc.frozen_weights()`
+(a context manager, for decoding) lets generated modules keep derived copies of their weights
+between calls (runtime/launch.py).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "compile_to", "load", "load_source"]
+__all__ = ["__version__", "compile_to", "frozen_weights", "load", "load_source"]
 
 
 def __getattr__(name: str) -> Any:
@@ -22,4 +24,8 @@ def __getattr__(name: str) -> Any:
         from . import api
 
         return getattr(api, name)
+    if name == "frozen_weights":
+        from .runtime import launch
+
+        return launch.frozen_weights
     raise AttributeError(f"module 'sparkc' has no attribute {name!r}")

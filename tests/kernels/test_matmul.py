@@ -449,35 +449,45 @@ def test_column_block_helpers():
     assert ga.is_contiguous() and gb.is_contiguous() and ga.data_ptr() != gb.data_ptr()
 
 
-def test_stacked_weights_are_kept_only_while_they_are_unchanged():
+def test_stacked_weights_are_kept_only_inside_frozen_weights_and_while_unchanged():
     import gc
 
     from sparkc.runtime import launch
 
+    import sparkc
+
     ws = [torch.randn(n, 8) for n in (8, 4, 4)]
     first = launch.stacked_rows(ws, keep=True)
-    assert torch.equal(first, torch.cat(ws, 0))
-    assert launch.stacked_rows(ws, keep=True) is first  # unchanged weights: no copy
-    assert launch.stacked_rows(ws, keep=False) is not first  # gradients flow: fresh each call
-    assert tuple(id(w) for w in ws) not in launch._STACKED  # and the kept copy is dropped
-    first = launch.stacked_rows(ws, keep=True)
-    with torch.no_grad():
-        ws[1].mul_(2)  # an in-place update (optimizer step, load_state_dict) bumps the version
-    again = launch.stacked_rows(ws, keep=True)
-    assert again is not first and torch.equal(again, torch.cat(ws, 0))
-    # The entry goes with its weights, so tensors later at their addresses are never a hit.
-    key = tuple(id(w) for w in ws)
-    assert key in launch._STACKED
-    values = [w.clone() for w in ws]
-    del ws
-    gc.collect()
-    assert key not in launch._STACKED
-    assert torch.equal(launch.stacked_rows(values, keep=True), torch.cat(values, 0))
+    assert launch.stacked_rows(ws, keep=True) is not first  # outside the block: never kept
+    assert not launch._STACKED
+    with sparkc.frozen_weights():
+        first = launch.stacked_rows(ws, keep=True)
+        assert torch.equal(first, torch.cat(ws, 0))
+        assert launch.stacked_rows(ws, keep=True) is first  # unchanged weights: no copy
+        assert launch.stacked_rows(ws, keep=False) is not first  # gradients flow: fresh
+        assert tuple(id(w) for w in ws) not in launch._STACKED  # and the kept copy is dropped
+        first = launch.stacked_rows(ws, keep=True)
+        with torch.no_grad():
+            ws[1].mul_(2)  # a tracked in-place update (optimizer step, load_state_dict)
+        again = launch.stacked_rows(ws, keep=True)
+        assert again is not first and torch.equal(again, torch.cat(ws, 0))
+        # The entry goes with its weights, so tensors later at their addresses are never a hit.
+        key = tuple(id(w) for w in ws)
+        assert key in launch._STACKED
+        values = [w.clone() for w in ws]
+        del ws
+        gc.collect()
+        assert key not in launch._STACKED
+        assert torch.equal(launch.stacked_rows(values, keep=True), torch.cat(values, 0))
+        with sparkc.frozen_weights():  # nested blocks: the outermost one frees
+            pass
+        assert launch._STACKED
+    assert not launch._STACKED
 
 
 def test_many_projection_decodes_with_kept_weights_and_sees_weight_updates():
-    # Decoding (no gradient): the second call reuses the stacked weights, and a weight update in
-    # between (load_state_dict copies in place) reaches the output.
+    # Decoding inside frozen_weights(): the second call reuses the stacked weights, and a weight
+    # update in between (load_state_dict copies in place) reaches the output.
     from sparkc.runtime import launch
 
     mod = build("mm_many_plain", [])
@@ -486,7 +496,7 @@ def test_many_projection_decodes_with_kept_weights_and_sees_weight_updates():
     x = torch.randn(3, 16)
     cats = []
     real = torch.cat
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp, launch.frozen_weights():
         mp.setattr(torch, "cat", lambda *a, **k: cats.append(1) or real(*a, **k))
         for step in range(3):
             with torch.no_grad():
@@ -496,7 +506,6 @@ def test_many_projection_decodes_with_kept_weights_and_sees_weight_updates():
             for o, w in zip(outs, ws):
                 torch.testing.assert_close(o, x @ w.detach().t(), rtol=1e-5, atol=1e-5)
     assert len(cats) == 2  # stacked on the first call and after the update, not on the second
-    launch._STACKED.clear()
 
 
 def test_weights_kept_under_inference_mode_serve_a_later_backward_to_the_input():
@@ -508,14 +517,15 @@ def test_weights_kept_under_inference_mode_serve_a_later_backward_to_the_input()
     mod = build("mm_many_plain", [])
     many = sys.modules[mod.__module__].mm_many_plain_many
     ws = [torch.randn(n, 16) / 4 for n in (16, 8, 8)]
-    with torch.inference_mode():
-        many(torch.randn(3, 16), *ws)
-    x = torch.randn(3, 16, requires_grad=True)
-    outs = many(x, *ws)
-    sum(o.sum() for o in outs).backward()
+    with launch.frozen_weights():
+        with torch.inference_mode():
+            many(torch.randn(3, 16), *ws)
+        x = torch.randn(3, 16, requires_grad=True)
+        outs = many(x, *ws)
+        assert launch._STACKED  # the backward below reads the kept copy
+        sum(o.sum() for o in outs).backward()
     expected = sum(w.sum(0) for w in ws).expand(3, 16)
     torch.testing.assert_close(x.grad, expected, rtol=1e-5, atol=1e-5)
-    launch._STACKED.clear()
 
 
 @pytest.mark.gpu
