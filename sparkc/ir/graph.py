@@ -243,9 +243,20 @@ class Graph:
         if tie:
             # A tied linear reads the embed's weight param as its last input (it owns no weight).
             weight = next(n for n in self.params() if n.attr("name") == f"{tie}.weight")
+            self.tie_weight(weight.id)
             inputs.append(weight.out())
             names.append("weight")
         return self.add(op, inputs, attrs, inst.outputs, scope, span, port_names=names)
+
+    def tie_weight(self, param_id: str) -> Node:
+        """Re-initialise an `embed` weight `[vocab, dim]` that a tied `linear` reads as its LM
+        head: `ops.tied_embed_init(dim)` (N(0, 1/dim)) instead of the embedding's N(0, 1)."""
+        from . import ops as _ops
+
+        param = self.node(param_id)
+        init = _ops.tied_embed_init(int(param.types[0].shape[1]))
+        attrs = tuple((k, init if k == "init" else v) for k, v in param.attrs)
+        return self.update(param_id, attrs=attrs)
 
 
 def qualified(scope: str, name: str) -> str:

@@ -96,6 +96,14 @@ def _fmt_num(v: float) -> str:
     return str(v)
 
 
+def tied_embed_init(dim: int) -> Init:
+    """The initialiser of an `embed` weight `[vocab, dim]` that a `linear(tie=...)` also uses as
+    its LM head (the lowering applies it, the verifier expects it): N(0, 1/dim) instead of
+    N(0, 1), so the head's first logits have unit variance and the first loss is about
+    ln(vocab) + 1/2. Why: docs/ops_decisions.md, "Tied embedding initialisation"."""
+    return Init("normal", (1.0 / math.sqrt(dim),))
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     """A parameter (trainable=True) or buffer owned by an op instance, named as in SPEC."""

@@ -27,7 +27,7 @@ import networkx as nx
 
 from ..diagnostics import CompilerBug
 from .graph import SPECIAL_OPS, Graph, Node, qualified, rule_hparams
-from .ops import OPS, ShapeFailure, instantiate
+from .ops import OPS, ShapeFailure, instantiate, tied_embed_init
 from .types import DType, TensorType
 
 _MAX_REPORTED = 25
@@ -310,12 +310,19 @@ def _check_owned_param(report: _Report, node: Node, ps: Any, param: Node, index:
             f"parameter '{ps.name}' has type {_fmt(param.types)}, expected "
             f"{TensorType(ps.dtype, ps.shape)}",
         )
-    if param.attr("init") != ps.init or param.attr("trainable") != ps.trainable:
+    init = ps.init
+    if node.op == "embed" and ps.name == "weight" and _is_tied(report.graph, node.scope):
+        init = tied_embed_init(ps.shape[1])  # the lowering's rule for a weight shared with a head
+    if param.attr("init") != init or param.attr("trainable") != ps.trainable:
         report.add(
             node,
             f"parameter '{ps.name}' has init {param.attr('init')} trainable="
-            f"{param.attr('trainable')}, expected {ps.init} trainable={ps.trainable}",
+            f"{param.attr('trainable')}, expected {init} trainable={ps.trainable}",
         )
+
+
+def _is_tied(g: Graph, embed_scope: str) -> bool:
+    return any(n.attr("tie") == embed_scope for n in g.nodes_of("linear"))
 
 
 def _check_tie(report: _Report, node: Node, hp: dict[str, Any]) -> None:

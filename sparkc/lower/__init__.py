@@ -16,7 +16,10 @@ every op instance carrying its `InstanceSpec`); produces a `sparkc.ir.graph.Grap
 - exactly one `aux_sum` over every aux-loss output of every op (present even with none, so the
   generated module always has `aux_loss`).
 
-Lowering is generic over the op table: no op needs a rule of its own here.
+Lowering is generic over the op table: no op needs a rule of its own here. One initialisation
+rule depends on the program rather than on the op: an `embed` whose weight a `linear(tie=...)`
+reuses as the LM head starts at N(0, 1/dim) instead of N(0, 1) (`Graph.tie_weight`; why: in
+docs/ops_decisions.md, "Tied embedding initialisation").
 """
 
 from __future__ import annotations
@@ -85,7 +88,9 @@ class _Lowering:
             names.append(spec.name)
         if inst.tie:
             # The tied linear reads the embed's weight node: an edge, so ordering and DCE see it.
-            ins.append(self.params[f"{inst.tie}.weight"])
+            weight = self.params[f"{inst.tie}.weight"]
+            self.g.tie_weight(weight.node)
+            ins.append(weight)
             names.append("weight")
         node = self.g.add(
             inst.op,

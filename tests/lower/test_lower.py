@@ -10,7 +10,7 @@ import pytest
 from sparkc.frontend.check import check
 from sparkc.frontend.parser import parse
 from sparkc.ir.graph import Graph
-from sparkc.ir.ops import OPS, instantiate
+from sparkc.ir.ops import OPS, instantiate, tied_embed_init
 from sparkc.ir.types import DType, TensorType
 from sparkc.lower import lower
 
@@ -61,7 +61,12 @@ def test_every_op_node_type_checks_against_the_op_table() -> None:
             assert param.op == "param"
             assert param.attr("name") == f"{node.scope}.{ps.name}"
             assert param.types == (TensorType(ps.dtype, ps.shape),)
-            assert param.attr("init") == ps.init and param.attr("trainable") == ps.trainable
+            init = ps.init
+            if node.op == "embed" and any(
+                n.attr("tie") == node.scope for n in g.nodes_of("linear")
+            ):
+                init = tied_embed_init(ps.shape[1])  # the weight of a tied LM head too
+            assert param.attr("init") == init and param.attr("trainable") == ps.trainable
 
 
 def test_parameters_exist_once_and_match_the_param_specs() -> None:
