@@ -117,8 +117,14 @@ class Elaborator(StatementsMixin, BlocksMixin, CallsMixin):
 
     def multi_error(self, v: Multi, span: Span) -> None:
         if v.names:
+            # Suggest the first float tensor (token_router's `gate`, not its bool `mask`),
+            # which an op's tensor input accepts; a scalar loss is never the one meant.
+            floats = [
+                n for n, t in zip(v.names, v.items) if t.type.dtype is DType.FLOAT and t.type.shape
+            ]
+            pick = (floats or list(v.names))[0]
             help = (
-                f"pick one output, e.g. .{v.names[0]}, or bind them all: "
+                f"pick one output, e.g. .{pick}, or bind them all: "
                 f"{', '.join(v.names)} = {v.what}(...)"
             )
         else:
