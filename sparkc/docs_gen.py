@@ -1,8 +1,10 @@
 """Reference documentation of every op, generated from the op table (`sparkc.ir.ops.OPS`).
 
-Consumes the op table; produces the text printed by `sparkc ops` (`render_ops_text`) and the
-Markdown of `docs/ops.md` (`render_ops_markdown`). Both renderers read one intermediate form,
-`OpDoc`, built per op by `describe()`.
+Consumes the op table and the prose of `sparkc.op_semantics` (conventions, each op's exact
+definition and departures from its research origin, cached decoding, verified properties);
+produces the text printed by `sparkc ops` (`render_ops_text`) and the Markdown of `docs/ops.md`
+(`render_ops_markdown`), the project's operator reference. Both renderers read one intermediate
+form, `OpDoc`, built per op by `describe()`.
 
 Parameter shapes depend on the input width, so they are not written by hand: `describe()` runs
 each op's own shape and parameter rules (`instantiate`) on an example input (D = 64, heads = 4)
@@ -33,6 +35,7 @@ from .ir.ops import (
     instantiate,
 )
 from .ir.types import DType, TensorType
+from .op_semantics import CONVENTIONS, DECODING, PROPERTIES, SEMANTICS
 
 UPDATE_COMMAND = "python -m sparkc.docs_gen > docs/ops.md"
 
@@ -142,6 +145,7 @@ class OpDoc:
     hypers: tuple[Row, ...]
     outputs: tuple[Row, ...]
     params: tuple[Row, ...]
+    semantics: str  # Markdown: the exact definition (sparkc.op_semantics)
 
 
 PORT_HEAD = ("name", "dtype", "shape", "example")
@@ -286,11 +290,12 @@ def describe(spec: OpSpec) -> OpDoc:
             for o, t in zip(spec.outputs, inst.outputs)
         ),
         params=_param_rows(spec, hp),
+        semantics=SEMANTICS[spec.name],
     )
 
 
 def grouped(names: list[str] | None = None) -> list[tuple[str, list[OpDoc]]]:
-    """Op docs grouped by top-level SPEC section, sections in order, ops by section number."""
+    """Op docs grouped by top-level section, sections in order, ops by section number."""
     specs = [OPS[n] for n in names] if names else list(OPS.values())
     groups: dict[str, list[OpSpec]] = {}
     for spec in sorted(specs, key=_sort_key):  # stable: table order within a section
@@ -315,11 +320,13 @@ def _md_table(head: tuple[str, ...], rows: tuple[Row, ...]) -> list[str]:
 
 def _md_op(doc: OpDoc) -> list[str]:
     lines = [
-        f"### `{doc.name}` (SPEC §{doc.section})",
+        f"### `{doc.name}` (§{doc.section})",
         "",
         f"`{doc.signature}`",
         "",
         doc.summary + ".",
+        "",
+        doc.semantics,
     ]
     if doc.spelling != "call":
         lines += ["", f"Written with an operator: `{doc.spelling}`."]
@@ -341,14 +348,21 @@ def _md_op(doc: OpDoc) -> list[str]:
 
 def render_ops_markdown() -> str:
     lines = [
-        "<!-- Generated from sparkc/ir/ops.py by `" + UPDATE_COMMAND + "`. Do not edit. -->",
+        "<!-- Generated from sparkc/ir/ops.py and sparkc/op_semantics.py by `"
+        + UPDATE_COMMAND
+        + "`. Do not edit. -->",
         "",
         "# sparkc ops",
         "",
         (
-            "Every built-in op of the `.spark` language, generated from the op table "
-            "(`sparkc/ir/ops.py`). The exact semantics are in SPEC.md, section by section; the "
-            "choices made where SPEC is silent are in [ops_decisions.md](ops_decisions.md)."
+            "Every built-in op of the `.spark` language: what it computes, exactly, its inputs, "
+            "hyperparameters (with defaults and constraints), outputs and parameters (with "
+            "shapes and initialisers), and where it departs from the research code it comes "
+            "from. The reference path and the generated kernels of a compiled module compute "
+            "these functions, forward and backward, up to floating-point rounding. The tables "
+            "are generated from the op table (`sparkc/ir/ops.py`), the definitions from "
+            "`sparkc/op_semantics.py`; choices this page leaves open are recorded in "
+            "[ops_decisions.md](ops_decisions.md)."
         ),
         "",
         (
@@ -362,20 +376,26 @@ def render_ops_markdown() -> str:
     groups = grouped()
     lines.append("Contents:")
     lines.append("")
+    lines.append("- [§0 Conventions](#0-conventions)")
     for sec, docs in groups:
         names = ", ".join(f"[`{d.name}`](#{_anchor(d)})" for d in docs)
         lines.append(f"- §{sec} {SECTION_TITLES[sec]}: {names}")
-    lines.append("")
+    lines.append("- [§5.6 Cached decoding](#56-cached-decoding)")
+    lines.append("- [§6 Verified properties](#6-verified-properties)")
+    lines += ["", "## 0. Conventions", "", CONVENTIONS, ""]
     for sec, docs in groups:
         lines += [f"## {sec}. {SECTION_TITLES[sec]}", ""]
         for doc in docs:
             lines += _md_op(doc)
+        if sec == "5":
+            lines += ["### 5.6 Cached decoding", "", DECODING, ""]
+    lines += ["## 6. Verified properties", "", PROPERTIES, ""]
     lines += [
         "## Decisions",
         "",
         (
-            "Where SPEC.md leaves a choice open, the decision taken and its reason are recorded in "
-            "[ops_decisions.md](ops_decisions.md)."
+            "Where this page leaves a choice open, the decision taken and its reason are "
+            "recorded in [ops_decisions.md](ops_decisions.md)."
         ),
     ]
     return "\n".join(lines) + "\n"
@@ -383,7 +403,7 @@ def render_ops_markdown() -> str:
 
 def _anchor(doc: OpDoc) -> str:
     # GitHub's heading anchors: lower case, punctuation dropped, spaces to dashes.
-    title = f"{doc.name} (SPEC §{doc.section})".lower()
+    title = f"{doc.name} (§{doc.section})".lower()
     kept = "".join(c for c in title if c.isalnum() or c in " -_")
     return kept.replace(" ", "-")
 
@@ -407,6 +427,7 @@ def render_ops_text(names: list[str] | None = None) -> str:
         for doc in docs:
             out.append(f"{doc.signature}    [§{doc.section}]")
             out.append(f"    {doc.summary}")
+            out += ["    " + line if line else "" for line in doc.semantics.splitlines()]
             if doc.spelling != "call":
                 out.append(f"    written: {doc.spelling}")
             out.append(f"    {doc.flags}")

@@ -24,6 +24,7 @@ from sparkc.ir.ops import (
     instantiate,
 )
 from sparkc.ir.types import TensorType
+from sparkc.op_semantics import SEMANTICS
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = list(OPS)
@@ -117,7 +118,13 @@ def test_docs_ops_md_is_current() -> None:
 def test_docs_list_every_op_and_its_parameters() -> None:
     text = docs_gen.render_ops_markdown()
     for name in NAMES:
-        assert f"### `{name}` (SPEC §{OPS[name].section})" in text
+        assert f"### `{name}` (§{OPS[name].section})" in text
+        # Each op states its exact definition in the project's own words (sparkc/op_semantics.py).
+        section = text.split(f"### `{name}` (§")[1].split("\n### ")[0]
+        assert SEMANTICS[name] in section and len(SEMANTICS[name]) > 20, name
+    for part in ("## 0. Conventions", "### 5.6 Cached decoding", "## 6. Verified properties"):
+        assert part in text
+    assert "SPEC" not in text  # the page stands alone
     # Shapes come from the op rules for D = 64: attention's projections are [64, 64] and the
     # basis gains exist only with basis=..., [heads, 2*freqs + legendre] = [4, 12].
     attention = text.split("### `attention`")[1].split("### ")[0]
