@@ -8,6 +8,7 @@
 """
 
 import os
+from pathlib import Path
 
 import torch
 
@@ -33,7 +34,26 @@ def update_goldens(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-goldens"))
 
 
+# The quick check of README.md, `pytest -m "not slow and not exhaustive"`, leaves these out: they
+# run generated Triton kernels (under the interpreter without a GPU) or train models, most of the
+# suite's time. Paths relative to the repository root; a file of QUICK_PATHS stays in.
+SLOW_PATHS = (
+    "tests/kernels/",
+    "tests/codegen/",
+    "tests/property/test_codegen_random.py",
+    "tests/cli/test_demo.py",
+)
+QUICK_PATHS = ("tests/codegen/test_golden_codegen.py", "tests/codegen/test_compile_examples.py")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(str(item.path)).resolve()
+        rel = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else ""
+        if rel.startswith(SLOW_PATHS) and not rel.startswith(QUICK_PATHS):
+            item.add_marker(pytest.mark.slow)
     if HAS_CUDA:
         return
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)")

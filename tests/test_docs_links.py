@@ -85,3 +85,38 @@ def test_the_scanner_sees_a_missing_file():
     text = "See [the spec](../SPEC.md), `docs/nothing.md`, [ok](#anchor), [ops](ops.md).\n"
     doc = ROOT / "docs" / "language.md"
     assert missing_targets(doc, text) == ["link ../SPEC.md", "file docs/nothing.md"]
+
+
+def test_readme_offers_a_quick_check_beside_the_full_one():
+    import subprocess
+    import sys
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    full = ".venv/bin/python -m pytest -q\n"
+    quick = '.venv/bin/python -m pytest -q -m "not slow and not exhaustive"'
+    assert full in readme and quick in readme
+    assert readme.index(full) < readme.index(quick)  # after the first two commands
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert ci.rstrip().endswith(".venv/bin/python -m pytest -q")  # CI runs the full command
+    # The marker really splits the suite: kernel tests are slow, IR tests quick.
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-m",
+            "not slow and not exhaustive",
+            "-p",
+            "no:cacheprovider",
+            "tests/kernels/test_rope.py",
+            "tests/ir/test_printer.py",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    selected = [line for line in out.splitlines() if "::" in line]
+    assert selected and all(line.startswith("tests/ir/") for line in selected), out

@@ -4,21 +4,31 @@ Consumes a `Graph`, an optional title and an optional fused-group map (`node id 
 produces DOT text that is byte-identical for the same graph: node ids `n0, n1, ...` follow the
 canonical print order, clusters and attributes are emitted in a fixed order.
 
-Look: top-to-bottom flow; op boxes coloured by category (sequence mixers violet, blocks amber,
-reductions blue, elementwise grey) with the op name in bold, the shape below and the instance
-name and parameter count in small grey; inputs and outputs as house shapes; loss terms and the
-aux-loss sum in orange with dashed aux-loss edges; one rounded cluster per block instance.
-Fused groups get a coloured border and, when all their nodes share a block, a dashed frame.
+Look: top-to-bottom flow; the model's name and hyperparameters as a title node above the
+inputs (a node, so the layout makes room for it: a graph label wider than the drawing was
+clipped); op boxes coloured by category (sequence mixers violet, blocks amber, reductions blue,
+elementwise grey) with the op name in bold, the shape below and the instance name and
+parameter count in small grey, each label a one-column table so lines never overlap; inputs and
+outputs as house shapes; loss terms and the aux-loss sum in orange with dashed aux-loss edges;
+one rounded cluster per block instance. Every fused group, a single op included, is a dashed
+frame labelled with its name and kernel kind, in a colour of its own (`group_colors`), and its
+nodes get a border of that colour.
+
+Text is laid out with the metrics of DejaVu Sans (`FONT`), the widest of the common sans fonts
+that Graphviz and graphviz-pure both measure, so labels also fit when a viewer substitutes a
+narrower font (Arial, Helvetica); `render.py` lists those as fallbacks in the SVG.
 """
 
 from __future__ import annotations
 
+import colorsys
 import html
 
 from ..ir.graph import Graph
 from .view import Cluster, View, VNode, build_view
 
-FONT = "Arial"  # metric-compatible fonts everywhere (Liberation Sans, Arimo), so labels fit
+FONT = "DejaVu Sans"  # see the module docstring
+TITLE_WIDTH = 60  # characters per line of the title's hyperparameter list
 
 # Fill colours by op-table category.
 CATEGORY_FILL: dict[str, str] = {
@@ -40,16 +50,18 @@ KIND_STYLE: dict[str, str] = {
     "op": "",
 }
 
-GROUP_COLORS = (
-    "#dc2626",
-    "#2563eb",
-    "#059669",
-    "#d97706",
-    "#7c3aed",
-    "#db2777",
-    "#0891b2",
-    "#65a30d",
-)
+
+def group_colors(n: int) -> list[str]:
+    """`n` distinct border colours: hues a golden angle apart (no two groups share one, however
+    many there are), dark enough for a 2-pixel border on white."""
+    out = []
+    for i in range(n):
+        hue = (i * 0.381966) % 1.0
+        light = (0.38, 0.30, 0.45)[i % 3]
+        r, g, b = colorsys.hls_to_rgb(hue, light, 0.75)
+        out.append(f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}")
+    return out
+
 
 EDGE_STYLE: dict[str, list[str]] = {
     "data": [],
@@ -65,13 +77,33 @@ def _q(s: str) -> str:
 
 def _label(v: VNode) -> str:
     e = html.escape
-    parts = [f"<B>{e(v.title)}</B>"]
-    parts += [f'<FONT POINT-SIZE="10">{e(line)}</FONT>' for line in v.lines]
+    rows = [f"<B>{e(v.title)}</B>"]
+    rows += [f'<FONT POINT-SIZE="10">{e(line)}</FONT>' for line in v.lines]
     if v.note:
-        parts.append(f'<FONT POINT-SIZE="9" COLOR="#6b7280">{e(v.note)}</FONT>')
-    if v.group:
-        parts.append(f'<FONT POINT-SIZE="9" COLOR="#374151">fused: {e(v.group)}</FONT>')
-    return "<" + "<BR/>".join(parts) + ">"
+        rows.append(f'<FONT POINT-SIZE="9" COLOR="#6b7280">{e(v.note)}</FONT>')
+    cells = "".join(f"<TR><TD>{r}</TD></TR>" for r in rows)
+    return f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">{cells}</TABLE>>'
+
+
+def _title_label(title: str) -> str:
+    """The model name in bold over its hyperparameters, wrapped at `TITLE_WIDTH` characters."""
+    e = html.escape
+    name, sep, rest = title.partition("(")
+    if not (sep and rest.endswith(")")):
+        return f"<<B>{e(title)}</B>>"
+    lines: list[str] = []
+    for item in rest[:-1].split(", "):
+        if lines and len(lines[-1]) + len(item) + 2 <= TITLE_WIDTH:
+            lines[-1] += ", " + item
+        else:
+            lines.append(item)
+    rows = [f"<B>{e(name)}</B>"]
+    rows += [
+        f'<FONT POINT-SIZE="11">{e(line)}{"," if i < len(lines) - 1 else ""}</FONT>'
+        for i, line in enumerate(lines)
+    ]
+    cells = "".join(f"<TR><TD>{r}</TD></TR>" for r in rows)
+    return f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">{cells}</TABLE>>'
 
 
 def _node_line(v: VNode, group_color: dict[str, str]) -> str:
@@ -87,18 +119,15 @@ def _node_line(v: VNode, group_color: dict[str, str]) -> str:
     return f"{v.vid} [{', '.join(attrs)}];"
 
 
-def _group_frames(view: View, cluster: Cluster, nodes: dict[str, VNode]) -> dict[str, list[str]]:
-    """Fused groups whose every node lies directly in `cluster`: drawn as a frame inside it."""
+def _group_frames(view: View, cluster: Cluster) -> dict[str, list[str]]:
+    """Fused groups whose every node lies directly in `cluster`: drawn as a frame inside it.
+    (`build_view` moves a group that spans blocks into one block, so every group has a frame.)"""
     frames: dict[str, list[str]] = {}
-    members: dict[str, list[VNode]] = {}
-    for v in view.nodes:
-        if v.group:
-            members.setdefault(v.group, []).append(v)
     inside = set(cluster.nodes)
     for g in view.groups:
-        vs = members[g]
-        if len(vs) > 1 and all(v.vid in inside for v in vs):
-            frames[g] = [v.vid for v in vs]
+        vids = [v.vid for v in view.nodes if v.group == g]
+        if vids and all(vid in inside for vid in vids):
+            frames[g] = vids
     return frames
 
 
@@ -112,7 +141,7 @@ def _emit_cluster(
     counter: list[int],
 ) -> None:
     pad = "  " * (depth + 1)
-    frames = _group_frames(view, c, nodes)
+    frames = _group_frames(view, c)
     framed = {vid for vids in frames.values() for vid in vids}
     for vid in c.nodes:
         if vid not in framed:
@@ -121,8 +150,9 @@ def _emit_cluster(
         out.append(f"{pad}subgraph cluster_{counter[0]} {{")
         counter[0] += 1
         out.append(
-            f'{pad}  label={_q("fused: " + g)}; style="rounded,dashed"; '
-            f'color="{group_color[g]}"; fontcolor="{group_color[g]}"; fontsize=9;'
+            f'{pad}  label={_q(view.group_labels.get(g, g))}; style="rounded,dashed"; '
+            f'color="{group_color[g]}"; fontcolor="{group_color[g]}"; fontsize=9; penwidth=1.5; '
+            "labeljust=l;"  # left: a vertical edge through the frame's middle misses it
         )
         out += [pad + "  " + _node_line(nodes[vid], group_color) for vid in vids]
         out.append(pad + "}")
@@ -140,12 +170,12 @@ def _emit_cluster(
 
 def view_to_dot(view: View) -> str:
     nodes = {v.vid: v for v in view.nodes}
-    group_color = {g: GROUP_COLORS[i % len(GROUP_COLORS)] for i, g in enumerate(view.groups)}
+    group_color = dict(zip(view.groups, group_colors(len(view.groups))))
     out = [
         "digraph sparkc {",
         (
             f"  graph [rankdir=TB, fontname={_q(FONT)}, fontsize=13, nodesep=0.3, ranksep=0.32, "
-            f"labelloc=t, label={_q(view.title)}, newrank=true];"
+            f"newrank=true, pad=0.2];"
         ),
         (
             f'  node [shape=box, style="rounded,filled", fontname={_q(FONT)}, fontsize=11, '
@@ -156,7 +186,15 @@ def view_to_dot(view: View) -> str:
             f'fontcolor="#475569"];'
         ),
     ]
+    # The title: a plain node above the first input (an invisible edge holds it there; the other
+    # inputs stay free to sit beside their readers, `targets` near the loss).
+    out.append(
+        f'  title [shape=plaintext, style="", fontsize=13, label={_title_label(view.title)}];'
+    )
     _emit_cluster(out, view, view.root, nodes, group_color, 0, [0])
+    first = next((v for v in view.nodes if v.kind == "input"), None)
+    if first is not None:
+        out.append(f"  title -> {first.vid} [style=invis];")
     for e in view.edges:
         attrs = []
         if e.label:

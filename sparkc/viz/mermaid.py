@@ -9,7 +9,7 @@ aux-loss edges are dotted; classes colour ops by category and fused groups by a 
 from __future__ import annotations
 
 from ..ir.graph import Graph
-from .dot import CATEGORY_FILL, GROUP_COLORS
+from .dot import CATEGORY_FILL, group_colors
 from .view import Cluster, View, VNode, build_view
 
 SHAPES: dict[str, tuple[str, str]] = {
@@ -78,8 +78,7 @@ def view_to_mermaid(view: View) -> str:
         )
         out.append(f"  classDef {cls} {style}")
         out.append(f"  class {','.join(classes[cls])} {cls}")
-    for i, g in enumerate(view.groups):
-        color = GROUP_COLORS[i % len(GROUP_COLORS)]
+    for i, (g, color) in enumerate(zip(view.groups, group_colors(len(view.groups)))):
         members = [v.vid for v in view.nodes if v.group == g]
         out.append(f"  classDef fused{i} stroke:{color},stroke-width:3px")
         out.append(f"  class {','.join(members)} fused{i}")

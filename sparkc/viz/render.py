@@ -72,7 +72,17 @@ def dot_to_svg(dot: str, program: str | None = None, timeout: float = 60.0) -> b
     if proc.returncode != 0 or not proc.stdout.lstrip().startswith(b"<"):
         detail = proc.stderr.decode("utf-8", "replace").strip()
         raise GraphvizError(f"{exe} failed (exit {proc.returncode}): {detail}")
-    return proc.stdout
+    return with_font_fallbacks(proc.stdout)
+
+
+# Labels are measured with DejaVu Sans (dot.FONT); a viewer without it should pick a font no
+# wider, never its default serif font.
+FONT_FALLBACKS = "DejaVu Sans,Arial,Helvetica,sans-serif"
+
+
+def with_font_fallbacks(svg: bytes) -> bytes:
+    """`font-family="DejaVu Sans"` attributes of an SVG also name the fallback fonts."""
+    return svg.replace(b'font-family="DejaVu Sans"', f'font-family="{FONT_FALLBACKS}"'.encode())
 
 
 def to_svg(

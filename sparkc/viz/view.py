@@ -9,7 +9,10 @@ What is drawn, and why (a picture for a user, not a dump):
   label as a count ("4 params (65.5K)") instead of one box per weight;
 - constants are folded into their reader's label (`b = 0.5`);
 - inputs, outputs, loss terms and the aux-loss sum have their own kinds (shapes in DOT);
-- block clusters come from instance paths: `h.0.h_attention` lies in block `h.0`, inside `h`.
+- block clusters come from instance paths: `h.0.h_attention` lies in block `h.0`, inside `h`;
+- a fused group whose nodes lie in different blocks (a layer's last residual `add` fused with
+  the next layer's norm) is drawn in the innermost block that holds all of them, so every group
+  can be framed as one cluster; `group_labels` names each group with its kernel kind.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class View:
     edges: list[VEdge]
     root: Cluster  # path "": the top level
     groups: list[str]  # fused group names in first-appearance order
+    group_labels: dict[str, str] = field(default_factory=dict)  # group -> "k3 attention"
 
 
 def _natural(path: str) -> list[tuple[int, int | str]]:
@@ -138,13 +142,47 @@ def build_view(
             kind = "aux" if node.op == "aux_sum" else "data"
             edges.append(VEdge(vid[src.id], vid[node.id], label, kind))
 
+    _hoist_spanning_groups(vnodes)
     root = _cluster_tree(vnodes)
     seen: list[str] = []
     for v in vnodes:
         if v.group and v.group not in seen:
             seen.append(v.group)
     hyper = ", ".join(f"{k}={format_value(x)}" for k, x in graph.hyper)
-    return View(title if title is not None else f"{graph.name}({hyper})", vnodes, edges, root, seen)
+    title = title if title is not None else f"{graph.name}({hyper})"
+    return View(title, vnodes, edges, root, seen, _group_labels(graph, seen))
+
+
+def _group_labels(graph: Graph, groups: list[str]) -> dict[str, str]:
+    """`k3 attention` for a group of the graph's fusion plan, else the group name itself."""
+    plan = graph.meta.get("fusion") if hasattr(graph, "meta") else None
+    kinds = {g.id: g.kind for g in getattr(plan, "groups", ())}
+    return {g: f"{g} {kinds[g]}" if g in kinds else g for g in groups}
+
+
+def _common_block(paths: list[str]) -> str:
+    """The innermost block path that contains every path ("" for the top level)."""
+    parts = [p.split(".") if p else [] for p in paths]
+    common: list[str] = []
+    for level in zip(*parts):
+        if len(set(level)) > 1:
+            break
+        common.append(level[0])
+    return ".".join(common)
+
+
+def _hoist_spanning_groups(vnodes: list[VNode]) -> None:
+    """Move the nodes of a group that spans blocks into the innermost block holding them all."""
+    members: dict[str, list[VNode]] = {}
+    for v in vnodes:
+        if v.group:
+            members.setdefault(v.group, []).append(v)
+    for vs in members.values():
+        clusters = sorted({v.cluster for v in vs})
+        if len(clusters) > 1:
+            common = _common_block(clusters)
+            for v in vs:
+                v.cluster = common
 
 
 def _make_vnode(graph: Graph, node: Node, vid: str, blocks: set[str]) -> VNode:

@@ -60,7 +60,9 @@ def test_params_and_consts_are_folded_into_labels() -> None:
 
 def test_kinds_have_distinct_shapes() -> None:
     text = to_dot(zoo())
-    line = {m.group(1): m.group(0) for m in re.finditer(r"(n\d+) \[label=<<B>([^<]*)</B>.*", text)}
+    line = {
+        m.group(1): m.group(0) for m in re.finditer(r"(n\d+) \[label=<.*?<B>([^<]*)</B>.*", text)
+    }
     by_title = {re.search(r"<B>([^<]*)</B>", v).group(1): v for v in line.values()}
     assert "shape=invhouse" in by_title["tokens"]
     assert "shape=house" in by_title["y"] and "#dcfce7" in by_title["y"]
@@ -97,16 +99,48 @@ def test_clusters_sort_naturally() -> None:
     assert [c.label for c in outer.children][-3:] == ["h.8", "h.9", "h.10"]
 
 
-def test_fused_groups_framed_or_coloured() -> None:
+def test_every_fused_group_is_a_frame_of_its_own_colour() -> None:
     g = tiny_gpt(2)
     layer0 = [n for n in g.topo_order() if n.scope.startswith("h.0.") and n.op != "param"]
     norm_attn = {layer0[0].id: "g_attn", layer0[1].id: "g_attn"}
     across = {g.nodes_of("add")[1].id: "g_cross", g.nodes_of("rmsnorm")[2].id: "g_cross"}
-    text = to_dot(g, groups={**norm_attn, **across})
-    assert 'label="fused: g_attn"; style="rounded,dashed"' in text  # same block: a frame
-    assert 'label="fused: g_cross"' not in text  # spans two blocks: colour only
-    assert text.count("fused: g_cross") == 2 and text.count("penwidth=2") == 4
+    single = {g.nodes_of("mlp")[0].id: "g_one"}
+    text = to_dot(g, groups={**norm_attn, **across, **single})
+    for name in ("g_attn", "g_cross", "g_one"):
+        # A frame for every group: one spanning two layers, and one of a single op, too.
+        assert f'label="{name}"; style="rounded,dashed"' in text, name
+    assert "fused:" not in text and text.count("penwidth=2") == 5
+    # The group spanning h.0 and h.1 is drawn in their common block `h`, between the layers.
+    view = build_view(g, groups={**norm_attn, **across, **single})
+    crossing = [v for v in view.nodes if v.group == "g_cross"]
+    assert {v.cluster for v in crossing} == {"h"}
     _parse(text)
+
+
+def test_group_colours_never_repeat() -> None:
+    from sparkc.viz.dot import group_colors
+
+    colours = group_colors(40)
+    assert len(set(colours)) == 40 and all(re.fullmatch(r"#[0-9a-f]{6}", c) for c in colours)
+    g = tiny_gpt(4)
+    ops = [
+        n for n in g.topo_order() if n.op not in ("param", "const", "input", "output", "aux_sum")
+    ]
+    text = to_dot(g, groups={n.id: f"k{i}" for i, n in enumerate(ops)})
+    frames = re.findall(r'label="(k\d+)"; style="rounded,dashed"; color="(#[0-9a-f]{6})"', text)
+    assert len(frames) == len(ops) > len(set(colours[:8]))
+    assert len({c for _, c in frames}) == len(frames)  # distinct colours for 8+ groups
+
+
+def test_title_is_a_node_and_wraps() -> None:
+    text = to_dot(
+        tiny_gpt(2), title="M(vocab=50, d=128, heads=4, layers=2, max_len=64, beta=0.3, hops=5)"
+    )
+    # A node (the layout makes room for it), not a graph label (clipped when wider than the
+    # drawing); the hyperparameters wrap.
+    assert "labelloc" not in text and re.search(r"^  title \[shape=plaintext", text, re.MULTILINE)
+    assert ">M</B>" in text and "max_len=64, beta=0.3,</FONT>" in text
+    assert "hops=5</FONT>" in text
 
 
 def test_mermaid_structure() -> None:
@@ -184,7 +218,9 @@ def test_real_renderer_draws_every_node() -> None:
     assert text.lstrip().startswith("<?xml") and "</svg>" in text
     titles = set(re.findall(r"<title>(n\d+)</title>", text))
     assert titles == {f"n{i}" for i in range(_drawn(g))}
-    assert "fused: tail" in text and "spd_router" in text
+    assert ">tail<" in text and "spd_router" in text
+    # Labels are measured with DejaVu Sans and name narrower fonts as fallbacks.
+    assert 'font-family="DejaVu Sans,Arial,Helvetica,sans-serif"' in text
 
 
 def test_view_has_no_special_ops_but_io() -> None:
