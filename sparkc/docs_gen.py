@@ -35,7 +35,7 @@ from .ir.ops import (
     instantiate,
 )
 from .ir.types import DType, TensorType
-from .op_semantics import CONVENTIONS, DECODING, PROPERTIES, SEMANTICS
+from .op_semantics import CONVENTIONS, DECODING, PROPERTIES, REFLEXIVE, SEMANTICS
 
 UPDATE_COMMAND = "python -m sparkc.docs_gen > docs/ops.md"
 
@@ -380,6 +380,7 @@ def render_ops_markdown() -> str:
     for sec, docs in groups:
         names = ", ".join(f"[`{d.name}`](#{_anchor(d)})" for d in docs)
         lines.append(f"- §{sec} {SECTION_TITLES[sec]}: {names}")
+    lines.append("- [§4.3 The reflexive stream](#43-the-reflexive-stream)")
     lines.append("- [§5.6 Cached decoding](#56-cached-decoding)")
     lines.append("- [§6 Verified properties](#6-verified-properties)")
     lines += ["", "## 0. Conventions", "", CONVENTIONS, ""]
@@ -387,6 +388,8 @@ def render_ops_markdown() -> str:
         lines += [f"## {sec}. {SECTION_TITLES[sec]}", ""]
         for doc in docs:
             lines += _md_op(doc)
+        if sec == "4":
+            lines += ["### 4.3 The reflexive stream", "", REFLEXIVE, ""]
         if sec == "5":
             lines += ["### 5.6 Cached decoding", "", DECODING, ""]
     lines += ["## 6. Verified properties", "", PROPERTIES, ""]

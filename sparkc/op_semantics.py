@@ -3,7 +3,8 @@
 Consumes nothing; produces the prose the op table (`sparkc.ir.ops`) cannot hold: `CONVENTIONS`
 (section 0 of docs/ops.md: notation, dtypes, modes), `SEMANTICS` (op name -> the op's
 definition, its edge cases and where it departs from the research code it comes from),
-`DECODING` (section 5.6, cached decoding) and `PROPERTIES` (section 6, what the tests check of
+`REFLEXIVE` (section 4.3, a composite
+built from primitives), `DECODING` (section 5.6, cached decoding) and `PROPERTIES` (section 6, what the tests check of
 every op). `sparkc.docs_gen` places each text under its op; the op table stays the source of
 the names, shapes, hyperparameters, defaults and initialisers, which docs_gen renders as tables.
 
@@ -414,6 +415,12 @@ SEMANTICS: dict[str, str] = {
     "demopack_linear": _DEMOPACK,
     "lora_linear": _LORA,
 }
+
+REFLEXIVE = """\
+Not an op: HSPMN's cheap per-token "reflexive" stream is built from primitives, e.g.
+`swiglu(conv1d(rmsnorm(x), kernel=3, causal=true), hidden=4·D)` or
+`mlp(conv1d(x, kernel=3), hidden=4·D, act=relu)`. The HSPMN layer of `examples/hspmn.spark` is
+`y = x + reflexive(x) + sqdk_attention(rmsnorm(x), token_router(x).gate, ...)`."""
 
 DECODING = """\
 Status: generated modules do not offer cached decoding yet (a forward over a longer prefix
