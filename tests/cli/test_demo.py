@@ -132,3 +132,14 @@ def test_all_examples_print_one_summary_each(tmp_path, capsys, monkeypatch):
     assert trained == EXAMPLES
     out = capsys.readouterr().out.splitlines()
     assert out == [f"summary: {name}: loss 4.0 -> 1.0" for name in EXAMPLES]
+
+
+@pytest.mark.gpu
+def test_every_example_trains_on_the_gpu_kernels(tmp_path, capsys):
+    args = ["--example", "all", "--steps", "5", "--batch", "4", "--length", "16"]
+    code = demo.main(args + ["--out", str(tmp_path), "--device", "cuda", "--impl", "triton"])
+    out = capsys.readouterr().out
+    assert code in (0, 2), out
+    for name in EXAMPLES:
+        (line,) = [x for x in out.splitlines() if x.startswith(f"summary: {name}: loss")][-1:]
+        assert "Triton kernels on cuda" in line and "nan" not in line, line
