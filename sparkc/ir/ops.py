@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .types import Dim, DType, TensorType, broadcast, fmt_shape
+from .types import Dim, DType, TensorType, broadcast, fmt_shape, promote
 
 # --------------------------------------------------------------------------------------------
 # Schema
@@ -334,11 +334,31 @@ def _binary_infer(ctx: OpContext):
             f"shapes {fmt_shape(a.shape)} and {fmt_shape(b.shape)} do not broadcast",
             help="elementwise operands must have equal dimensions, or 1, from the right",
         )
-    if a.dtype is not DType.FLOAT or b.dtype is not DType.FLOAT:
-        if not (a.dtype is b.dtype and a.dtype.is_int) and DType.BOOL not in (a.dtype, b.dtype):
-            pass
-    dtype = DType.FLOAT if DType.FLOAT in (a.dtype, b.dtype) else a.dtype
-    return (TensorType(dtype, shape),)
+    if ctx.op == "div":  # true division, as in PyTorch: ints and bools give floats
+        return (TensorType(DType.FLOAT, shape),)
+    if ctx.op == "sub":
+        for port, t in (("a", a), ("b", b)):
+            if t.dtype is DType.BOOL:
+                _no_bool_minus(ctx, port, t, "subtract")
+    return (TensorType(promote(a, b), shape),)
+
+
+def _neg_infer(ctx: OpContext):
+    t = ctx.t("x")
+    if t.dtype is DType.BOOL:
+        _no_bool_minus(ctx, "x", t, "negate")
+    return (t,)
+
+
+def _no_bool_minus(ctx: OpContext, port: str, t: TensorType, verb: str) -> None:
+    """`-` on a bool tensor is refused, as in PyTorch (where it raises at run time)."""
+    ctx.fail(
+        port,
+        f"cannot {verb} a bool tensor ({t})",
+        help="'-' is not defined on bools (as in PyTorch); turn the mask into numbers first: "
+        "m * 1 gives integers, m * 1.0 floats",
+        code="E0232",
+    )
 
 
 def _softmax_infer(ctx: OpContext):
@@ -856,10 +876,10 @@ _OPS: list[OpSpec] = [
         "neg",
         "1",
         "-x",
-        (Port("x", "float"),),
+        (Port("x", "any"),),
         (),
         (OutSpec("y"),),
-        _same,
+        _neg_infer,
         category="arith",
         callable=False,
     ),
