@@ -60,6 +60,7 @@ class Elaborator(StatementsMixin, BlocksMixin, CallsMixin):
         self.outputs: list[OutputTerm] = []
         self.losses: list[LossTerm] = []
         self.calls: list[tuple[str, Span]] = []  # block instances being inlined (innermost last)
+        self.kept_blocks: dict[Any, Any] = {}  # replay key → Kept (sparkc/frontend/replay.py)
         self._expr: dict[type, Callable[..., Any]] = {
             ast.Name: self._name,
             ast.IntLit: self._literal,

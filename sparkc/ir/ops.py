@@ -1283,7 +1283,32 @@ def instantiate(op: str, inputs: dict[str, TensorType], hp: dict[str, Any]) -> I
     """Run an op's validate, shape and param rules (raises ShapeFailure on a user error).
 
     `hp` must already hold every hyperparameter except Derived defaults, which are filled here.
+    The rules are pure, so results are kept by (op, input types, hyperparameters): a model of
+    10,000 identical layers runs each layer's rules once, in the checker and in the verifier.
     """
+    try:
+        key = (op, tuple(inputs.items()), tuple((k, _exact(v)) for k, v in hp.items()))
+        kept = _KEPT.get(key)
+    except TypeError:  # an unhashable hyperparameter value: compute it every time
+        return _instantiate(op, inputs, hp)
+    if kept is None:
+        if len(_KEPT) >= 4096:
+            _KEPT.clear()
+        kept = _KEPT[key] = _instantiate(op, inputs, hp)
+    return kept
+
+
+_KEPT: dict[tuple, InstanceSpec] = {}
+
+
+def _exact(v: Any) -> Any:
+    """A key that tells apart values that compare equal (1, 1.0, True; 0.0, -0.0)."""
+    if isinstance(v, dict):
+        return ("dict", tuple((k, _exact(x)) for k, x in v.items()))
+    return (type(v).__name__, repr(v) if isinstance(v, float) else v)
+
+
+def _instantiate(op: str, inputs: dict[str, TensorType], hp: dict[str, Any]) -> InstanceSpec:
     spec = OPS[op]
     ctx = OpContext(op, dict(inputs), dict(hp))
     for h in spec.hypers:
