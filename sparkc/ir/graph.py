@@ -82,6 +82,8 @@ class Graph:
     # The node ids in `topo_order`, kept while nodes are only added (a new node sorts last);
     # a rewiring or a removal (other than of the newest node) drops it.
     _topo: list[str] | None = field(default=None, repr=False, compare=False)
+    # Bumped by every change (add, rewire, remove): `verify` skips a graph it already verified.
+    version: int = field(default=0, repr=False, compare=False)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -105,6 +107,7 @@ class Graph:
         for v in node.inputs:
             if v.node not in self._g:
                 raise CompilerBug(f"{nid} ({op}) reads {v}, which does not exist", "ir")
+        self.version += 1
         self._g.add_node(nid, node=node, order=self._counter)
         for v in node.inputs:
             self._g.add_edge(v.node, nid)
@@ -118,6 +121,7 @@ class Graph:
         """Swap the payload of an existing node (same id), rewiring its input edges."""
         old = self.node(node.id)
         self._topo = None
+        self.version += 1
         for v in old.inputs:
             if self._g.has_edge(v.node, node.id):
                 self._g.remove_edge(v.node, node.id)
@@ -134,6 +138,7 @@ class Graph:
         if any(True for _ in self._g.successors(node_id)):
             raise CompilerBug(f"removing {node_id}, which still has users", "ir")
         self._g.remove_node(node_id)
+        self.version += 1
         if self._topo is not None and self._topo[-1] == node_id:
             self._topo.pop()
         else:
@@ -173,6 +178,10 @@ class Graph:
     def producers(self, node_id: str) -> list[Node]:
         return [self.node(n) for n in sorted(self._g.predecessors(node_id), key=self._order)]
 
+    def producer_ids(self, node_id: str) -> set[str]:
+        """The ids of the nodes with an edge into `node_id` (unordered)."""
+        return set(self._g._pred[node_id])
+
     def _order(self, node_id: str) -> int:
         return self._g._node[node_id]["order"]
 
@@ -208,7 +217,13 @@ class Graph:
         return [n for n in self.topo_order() if n.op == op]
 
     def is_acyclic(self) -> bool:
-        return nx.is_directed_acyclic_graph(self._g)
+        if self._topo is not None:
+            return True  # only `add` kept it, and adding a node cannot close a cycle
+        try:
+            self._topo = self._lex_topo()
+        except nx.NetworkXUnfeasible:
+            return False
+        return True
 
     @property
     def nx(self) -> nx.DiGraph:
@@ -220,6 +235,7 @@ class Graph:
         g._g = self._g.copy()
         g._topo = None if self._topo is None else list(self._topo)
         g._counter = self._counter
+        g.version = self.version
         g.meta = dict(self.meta)
         return g
 

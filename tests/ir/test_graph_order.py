@@ -68,3 +68,49 @@ def test_the_order_is_computed_once_while_nodes_are_added(monkeypatch) -> None:
     g.update(x.id, inputs=x.inputs)  # a rewiring drops the kept order
     g.topo_order()
     assert len(calls) == 2
+
+
+def _pipeline_counts(monkeypatch, layers: int) -> tuple[int, int]:
+    from pathlib import Path
+
+    from sparkc.ir import verify as verify_mod
+    from sparkc.pipeline import CompileOptions, run_pipeline
+
+    sorts, walks = [], []
+    real_sort, real_walk = Graph._lex_topo, verify_mod._verify
+    with monkeypatch.context() as m:
+        m.setattr(Graph, "_lex_topo", lambda self: sorts.append(1) or real_sort(self))
+        m.setattr(verify_mod, "_verify", lambda g, s: walks.append(1) or real_walk(g, s))
+        src = (Path(__file__).parents[2] / "examples" / "tiny_gpt.spark").read_text()
+        opts = CompileOptions(overrides={"layers": layers})
+        run_pipeline(src, "tiny_gpt.spark", stop_after="fuse", options=opts)
+    return len(sorts), len(walks)
+
+
+def test_pipeline_sorts_and_verifies_a_bounded_number_of_times(monkeypatch) -> None:
+    # Each full sort or verifier walk is linear in the graph; how many there are must not grow
+    # with the program (it did: 35 sorts for tiny_gpt, one per `topo_order` call, and a verifier
+    # walk after every pass even when the pass changed nothing).
+    small = _pipeline_counts(monkeypatch, 2)
+    assert small == _pipeline_counts(monkeypatch, 6)
+    sorts, walks = small
+    assert sorts <= 8 and walks <= 2, small
+    assert small != (0, 0)
+
+
+def test_stages_run_with_the_cyclic_collector_paused(monkeypatch) -> None:
+    import gc
+
+    from sparkc import pipeline
+
+    seen = []
+    stages = [
+        pipeline.replace(s, run=lambda a, ctx, f=s.run: seen.append(gc.isenabled()) or f(a, ctx))
+        for s in pipeline.STAGES
+    ]
+    monkeypatch.setattr(pipeline, "STAGES", stages)
+    assert gc.isenabled()
+    pipeline.run_pipeline(
+        "model M() { input x: float[B]  output y = -x }", "m.spark", None, "lower"
+    )
+    assert seen == [False, False, False] and gc.isenabled()
