@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Union
 
-Dim = Union[int, str]
+Dim = int | str
 
 
 class DType(str, Enum):
