@@ -24,7 +24,7 @@ from types import ModuleType
 from typing import Any
 
 from . import __version__
-from .pipeline import CompileOptions, run_pipeline
+from .pipeline import CompileOptions, collector_paused, run_pipeline
 
 
 def package_stem(source_name: str) -> str:
@@ -57,7 +57,8 @@ def compile_files(
 
     graph = compile_graph(text, source_name, overrides, model, options)
     source = text if isinstance(text, str) else text.decode()
-    return generate(graph, source, Path(source_name).name, fuse=fuse)
+    with collector_paused():  # see pipeline.collector_paused: linear time on large models
+        return generate(graph, source, Path(source_name).name, fuse=fuse)
 
 
 def compile_to(
