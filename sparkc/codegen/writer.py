@@ -195,8 +195,16 @@ def _turn(out: Path) -> Iterator[bool]:
         os.close(fd)  # releases the lock
 
 
+def _tag(stem: str) -> str:
+    """The stem as it appears in temporary names: shortened (with a digest) so that
+    `.TAG.tmp-XXXXXXXX` stays within the 255 bytes of a file name."""
+    if len(os.fsencode(stem)) <= 200:
+        return stem
+    return stem[:40] + "~" + _digest(stem)[:16]
+
+
 def _leftover_re(stem: str) -> re.Pattern[str]:
-    return re.compile(re.escape(f".{stem}.") + r"(tmp|old)-[a-z0-9_]{8}")
+    return re.compile(re.escape(f".{_tag(stem)}.") + r"(tmp|old)-[a-z0-9_]{8}")
 
 
 def _remove(path: Path) -> None:
@@ -313,7 +321,7 @@ def _assemble(out: Path, stem: str, files: dict[str, str]) -> Path:
     """The new package in a temporary sibling folder: the manifest first (so an interrupted
     folder is recognisably sparkc's), then the files in name order."""
     _step("mkdtemp")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{stem}.tmp-", dir=out))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{_tag(stem)}.tmp-", dir=out))
     tmp.chmod(0o755)  # mkdtemp makes 0700; the package is an ordinary folder
     manifest = {"generator": "sparkc", "files": {rel: _digest(files[rel]) for rel in sorted(files)}}
     _step("write " + MANIFEST)
@@ -339,7 +347,7 @@ def _swap_in(out: Path, stem: str, pkg: Path, tmp: Path) -> None:
         _remove(tmp)  # now the previous package
         return
     # Fallback: two renames; the next compile restores `old` if we stop between them.
-    old = out / f".{stem}.old-{secrets.token_hex(4)}"
+    old = out / f".{_tag(stem)}.old-{secrets.token_hex(4)}"
     _step("rename old")
     os.rename(pkg, old)
     try:
@@ -350,6 +358,19 @@ def _swap_in(out: Path, stem: str, pkg: Path, tmp: Path) -> None:
         raise
     _step("remove old")
     _remove(old)
+
+
+_OS_HELP = {
+    errno.EACCES: "make the -o folder writable, or choose another -o folder",
+    errno.EPERM: "make the -o folder writable, or choose another -o folder",
+    errno.EROFS: "the file system is read-only: choose another -o folder",
+    errno.ENOSPC: "the disk is full: free some space, or choose another -o folder",
+    errno.EDQUOT: "the disk quota is used up: free some space, or choose another -o folder",
+    errno.ENAMETOOLONG: "the package name (from the .spark file's name) or the -o path is too "
+    "long for this file system: rename the file or choose a shorter -o path",
+    errno.ENOTDIR: "a file stands where the -o path needs a folder: choose another -o folder",
+    errno.EEXIST: "a file stands where the -o path needs a folder: choose another -o folder",
+}
 
 
 def write_package(
@@ -381,6 +402,6 @@ def write_package(
             "E0710",
             f"cannot write the package '{pkg}': {err.strerror or err}{where}",
             None,
-            help="check that the -o folder is writable and its disk has room",
+            help=_OS_HELP.get(err.errno or 0, "check the -o folder and the disk it is on"),
         ) from None
     return pkg

@@ -323,3 +323,15 @@ def test_without_the_lock_only_old_leftovers_are_swept(tmp_path: Path, monkeypat
     assert fresh.is_dir() and not stale.exists()
     write_package(out, STEM, NEW)  # with the lock: every own leftover goes
     assert listing(out) == ["__init__.py", STEM]
+
+
+def test_a_long_package_name_fits_its_temporary_names(tmp_path: Path) -> None:
+    stem = "x" * 240  # `.{stem}.tmp-XXXXXXXX` would pass the 255-byte name limit
+    out = tmp_path / "out"
+    write_package(out, stem, OLD)
+    write_package(out, stem, NEW)
+    assert listing(out) == ["__init__.py", stem] and state(out / stem) == "new"
+    with pytest.raises(SparkError) as info:
+        write_package(out, "y" * 300, NEW)  # the package folder itself cannot be named
+    diag = info.value.diagnostics[0]
+    assert diag.code == "E0710" and "too long" in diag.help and "rename" in diag.help
