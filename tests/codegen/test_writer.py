@@ -335,3 +335,19 @@ def test_a_long_package_name_fits_its_temporary_names(tmp_path: Path) -> None:
         write_package(out, "y" * 300, NEW)  # the package folder itself cannot be named
     diag = info.value.diagnostics[0]
     assert diag.code == "E0710" and "too long" in diag.help and "rename" in diag.help
+
+
+def test_force_replaces_a_file_or_a_foreign_folder_without_leftovers(tmp_path: Path, mode) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / STEM).write_text("a file\n")
+    with pytest.raises(SparkError):
+        write_package(out, STEM, OLD)
+    write_package(out, STEM, OLD, force=True)
+    assert state(out / STEM) == "old" and listing(out) == ["__init__.py", STEM]
+    (out / STEM / "notes.txt").write_text("mine\n")
+    with pytest.raises(SparkError) as info:
+        write_package(out, STEM, NEW)
+    assert "notes.txt" in info.value.diagnostics[0].message
+    write_package(out, STEM, NEW, force=True)
+    assert state(out / STEM) == "new" and listing(out) == ["__init__.py", STEM]
