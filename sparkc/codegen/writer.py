@@ -15,7 +15,8 @@ Guarantees (docs/architecture.md, "The output folder"):
   and the next compile puts the old one back before anything else.
 - Compiles into one `out_dir` take turns (`flock` on the folder), and each first sweeps the
   leftovers of interrupted compiles: only folders named `.STEM.tmp-*`/`.STEM.old-*` that hold
-  nothing but files their own manifest lists (a temporary folder gets its manifest first).
+  nothing but files their own manifest lists (a folder gets its manifest first and loses it
+  last).
 - An existing `out_dir/stem` is replaced only when its manifest says sparkc wrote every file in
   it and none was edited since; otherwise the compile stops with a diagnostic naming the files
   (`force=True` replaces them anyway). A symbolic link there is never followed or replaced.
@@ -208,10 +209,30 @@ def _leftover_re(stem: str) -> re.Pattern[str]:
 
 
 def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
+    """Delete a package folder (or a file) with its manifest last, so that a folder a kill
+    leaves half-deleted is still recognisably sparkc's and the next sweep takes it."""
+    if not path.is_dir() or path.is_symlink():
+        _step("remove file")
         path.unlink()
+        return
+    for root, dirs, names in os.walk(path, topdown=False):
+        for name in sorted(names):
+            if root == str(path) and name == MANIFEST:
+                continue
+            _step("remove " + name)
+            os.unlink(os.path.join(root, name))
+        for name in sorted(dirs):
+            sub = os.path.join(root, name)
+            _step("remove " + name)
+            if os.path.islink(sub):
+                os.unlink(sub)
+            else:
+                os.rmdir(sub)
+    if (path / MANIFEST).exists():
+        _step("remove " + MANIFEST)
+        (path / MANIFEST).unlink()
+    _step("rmdir")
+    path.rmdir()
 
 
 def sweep(out: Path, stem: str, locked: bool = True) -> list[str]:
@@ -245,7 +266,7 @@ def sweep(out: Path, stem: str, locked: bool = True) -> list[str]:
             if not _own_leftover(path):
                 continue
             _step("sweep")
-            shutil.rmtree(path)
+            _remove(path)
             removed.append(path.name)
         except FileNotFoundError:
             continue
