@@ -2,7 +2,7 @@
 
 Consumes program bytes (from `programs.py`); produces `Outcome`s and a `Report`. Each program
 is written to one scratch file and checked in-process by `sparkc.cli.main(["check", FILE])` under
-a time limit (SIGALRM); a sample of the accepted ones is also compiled (`compile -o`) and the
+a time limit (interval-timer signals); a sample of the accepted ones is also compiled (`compile -o`) and the
 package imported. Outcome kinds:
 
     success       exit 0
@@ -13,7 +13,7 @@ package imported. Outcome kinds:
     usage         exit 2 (the CLI blamed its arguments)
     internal      exit 3 (an internal compiler error, reported as one)
     traceback     an exception escaped `main`, or "Traceback" was printed without -v
-    hang          still running after the time limit
+    hang          still running after the time limit (CPU seconds; `time_limit`)
     import-error  a compiled package failed to import
     injected      an injection payload ran (its marker file exists)
     header-text   program-derived text on line 1 or 2 of a generated file (attacks.py)
@@ -43,8 +43,14 @@ class Timeout(BaseException):
     """Raised by the alarm inside the program under test (never caught by the CLI)."""
 
 
+WALL_FACTOR = 4.0
+
+
 @contextmanager
 def time_limit(seconds: float):
+    """Raise Timeout after `seconds` of this process's CPU time (so a loaded machine does not
+    turn slow into hung), or after WALL_FACTOR times as long on the clock (a sleep or a wait).
+    Signals reach Python code only between bytecodes: a C call that never returns is not cut."""
     if seconds <= 0 or not hasattr(signal, "setitimer"):
         yield
         return
@@ -52,13 +58,16 @@ def time_limit(seconds: float):
     def on_alarm(signum, frame):
         raise Timeout()
 
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = {sig: signal.signal(sig, on_alarm) for sig in (signal.SIGPROF, signal.SIGALRM)}
+    signal.setitimer(signal.ITIMER_PROF, seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds * WALL_FACTOR)
     try:
         yield
     finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @dataclass
