@@ -75,7 +75,7 @@ def _names(p: str) -> list[str]:
         f"a\n{p}\n.spark", f"a\n{p}\n#.spark", f"a\r{p}\r#.spark", f"a\u2028{p}.spark", "__init__.spark", "kernels.spark",
         "torch.spark", "sparkc.spark", "class.spark", "1abc.spark", "\ufb01le.spark",
         "my model.spark", "-o.spark", ".spark", "\u00e9t\u00e9.spark", "a.b.c.spark",
-        "x\\y.spark", "x\\N.spark", 'x"""y.spark', "$(touch PWNED).spark", "\u202egnp.spark", "x" * 243 + ".spark",
+        "x\\y.spark", "x\\N.spark", 'x"""y.spark', f'x""";{p};"""y.spark', "$(touch PWNED).spark", "\u202egnp.spark", "x" * 243 + ".spark",
     ]  # fmt: skip
     return names
 
