@@ -397,6 +397,8 @@ _OS_HELP = {
 def write_package(
     out_dir: str | os.PathLike, stem: str, files: dict[str, str], force: bool = False
 ) -> Path:
+    """Write `files` as the package `out_dir/stem` (see the module docstring); returns its path.
+    Raises SparkError E0702 (a target sparkc will not replace) or E0710 (a file-system error)."""
     out = Path(out_dir)
     pkg = out / stem
     try:
