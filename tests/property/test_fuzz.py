@@ -67,7 +67,7 @@ def test_generated_programs_are_valid(rng, scratch) -> None:
 
 def test_a_short_campaign_finds_nothing() -> None:
     report = fuzz.run_campaign(
-        programs=400, seconds=6, seed=1, compile_every=60, injections=0, determinism_sample=0
+        programs=300, seconds=3, seed=1, compile_every=60, injections=0, determinism_sample=0
     )
     assert report.programs >= 50 and report.counts["diagnostic"] and report.counts["success"]
     assert report.counts["success"].get("compile"), "no compiled sample"
