@@ -281,9 +281,9 @@ def build_variant(
             f"{cls.__name__}() got unknown hyperparameter(s) {', '.join(unknown)}; "
             f"known: {', '.join(defaults) or 'none'}"
         )
-    from sparkc import load_source  # the compiler is needed only for variants
+    from sparkc.api import load_variant  # the compiler is needed only for variants
 
-    module = load_source(source, source_name, model=model, **hyper)
+    module = load_variant(source, source_name, model, dict(hyper))
     return module.Model(impl=impl)
 
 
