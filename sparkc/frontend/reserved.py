@@ -44,8 +44,10 @@ def input_name_problem(name: str) -> str | None:
 
 def output_name_problem(name: str) -> str | None:
     """Why `name` cannot be a key of the returned ModelOutput, or None."""
-    if name in OUTPUT_KEYS:
-        return f"'{name}' is a key the generated module always returns"
+    if name == "aux_loss":
+        return "out.aux_loss is always the sum of the ops' auxiliary losses"
+    if name == "loss":
+        return "out.loss is always the total loss (weighted terms + aux_loss)"
     if name in DICT_ATTRIBUTES:
         return f"out.{name} is the dict method, so the value could only be read as out['{name}']"
     if name.startswith("__") and name.endswith("__"):
