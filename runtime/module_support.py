@@ -178,12 +178,17 @@ class _InitSpec:
 
 
 def _child(root: nn.Module, path: Iterable[str]) -> nn.Module:
+    """The submodule at `path`, created on first use. Instance names are the program's binding
+    names, which may equal attributes of nn.Module or of the generated class (`forward`,
+    `training`, `cuda`, `impl`): `add_module` refuses those, so the child goes straight into
+    `_modules`, which is all that `state_dict`, `parameters()` and `_tensors` read (the
+    attribute `net.forward` stays the method; `get_submodule` cannot reach such a child)."""
     mod = root
     for part in path:
         sub = mod._modules.get(part)
         if sub is None:
             sub = nn.Module()
-            mod.add_module(part, sub)
+            mod._modules[part] = sub
         mod = sub
     return mod
 
