@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -201,7 +201,7 @@ class SparkModule(nn.Module):
 
     PARAMS: tuple[ParamDecl, ...] = ()
     INPUTS: tuple[InputSpec, ...] = ()
-    HYPER: dict[str, Any] = {}
+    HYPER: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, impl: str = "auto"):
         super().__init__()

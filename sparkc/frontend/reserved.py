@@ -26,8 +26,6 @@ import keyword
 from ..diagnostics import Diagnostic, DiagnosticSink
 from . import ast
 
-# Keys every ModelOutput has besides the declared outputs and losses.
-OUTPUT_KEYS = ("aux_loss", "loss")
 # Public attributes of a dict: `out.<name>` finds these before any output of that name.
 DICT_ATTRIBUTES = frozenset(n for n in dir(dict) if not n.startswith("_"))
 # The constructor's own keyword argument.

@@ -69,6 +69,8 @@ def _cases() -> list[tuple[str, str, str]]:
         # Long, non-ASCII and byte-order-mark names.
         ("n" * 3000 + ".spark", "x" * 3000, "y" * 3000),
         ("\ufeffмодель_名é\U0001f600.spark", "é名", "名"),
+        # A file name that is not valid UTF-8 on disk (os.fsdecode's surrogate escapes).
+        ("a\udcff\udc80{P}.spark", "plain", "n"),
     ]
 
 
@@ -141,7 +143,7 @@ print("ok", len(cases))
 def test_hostile_names_import_and_run_without_running_payloads(compiled):
     tmp, cases = compiled
     (tmp / "cases.json").write_text(
-        json.dumps([{k: c[k] for k in ("name", "text", "pkg")} for c in cases])
+        json.dumps([{k: c[k] for k in ("name", "text", "pkg")} for c in cases]), encoding="ascii"
     )
     env = {"PATH": "/usr/bin:/bin", "SPARKC_CACHE_DIR": str(tmp / "cache"), "HOME": str(tmp)}
     proc = subprocess.run(
@@ -169,3 +171,27 @@ def test_compile_to_a_hostile_file_name(tmp_path):
     text = (pkg / "__init__.py").read_text()
     assert text.splitlines()[0] == "# -*- coding: utf-8 -*-"
     assert "SOURCE_NAME = " + repr(name).replace("'", '"') in text
+
+
+@pytest.mark.parametrize(
+    "text, code",
+    [
+        (
+            "model M(d = 8) {\n  input x\u00e9: float[B, N, d]\n  output y = rmsnorm(x)\n}\n",
+            "E0103",
+        ),
+        (
+            "model M\u2028(d = 8) {\n  input x: float[B, N, d]\n  output y = rmsnorm(x)\n}\n",
+            "E0103",
+        ),
+        ("model \u041c(d = 8) {\n  input x: float[B, N, d]\n  output y = rmsnorm(x)\n}\n", "E0103"),
+    ],
+)
+def test_non_ascii_identifiers_are_diagnostics(text, code):
+    """Names are ASCII identifiers: anything else is a located syntax error, never a name that
+    code generation would have to escape."""
+    from sparkc.diagnostics import SparkError
+
+    with pytest.raises(SparkError) as err:
+        api.compile_files(text, "names.spark")
+    assert err.value.diagnostics[0].code == code
