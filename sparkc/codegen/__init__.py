@@ -13,7 +13,6 @@ from .. import __version__
 from ..ir.graph import Graph
 from .format import format_python
 from .module import module_context, name_values
-from .names import header_lines
 from .render import render
 from .triton_plan import triton_units
 
@@ -40,5 +39,5 @@ def generate(graph: Graph, source_text: str, source_name: str, fuse: bool = True
         },
     )
     module = format_python(render("module.py.jinja", **ctx), "__init__.py")
-    kernel_text = kernels.render({"header": header_lines(__version__)})
+    kernel_text = kernels.render({"version": __version__})
     return {"__init__.py": module, "kernels.py": format_python(kernel_text, "kernels.py")}

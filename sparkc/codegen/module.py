@@ -216,7 +216,6 @@ def module_context(
         source_hash=hashlib.sha256(source_text.encode()).hexdigest(),
         source_text=source_text,
         model_name=graph.name,
-        header=nm.header_lines(__version__),
         class_name=nm.class_name_for(graph.name),
         package_hint=nm.docstring_text("build." + nm.package_stem(source_name)),
         hyper=list(graph.hyper),

@@ -13,6 +13,8 @@ from typing import Any
 
 import jinja2
 
+from .names import header_lines
+
 
 @functools.lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
@@ -25,6 +27,8 @@ def environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["pyrepr"] = pyrepr
+    # `{{ version | header_lines }}`: the fixed lines 1-2 of every generated file.
+    env.filters["header_lines"] = header_lines
     # `{% if v is match_identifier %}`: a bare name needs no parentheses around it.
     env.tests["match_identifier"] = lambda v: isinstance(v, str) and v.isidentifier()
     return env
