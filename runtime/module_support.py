@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -178,12 +178,17 @@ class _InitSpec:
 
 
 def _child(root: nn.Module, path: Iterable[str]) -> nn.Module:
+    """The submodule at `path`, created on first use. Instance names are the program's binding
+    names, which may equal attributes of nn.Module or of the generated class (`forward`,
+    `training`, `cuda`, `impl`): `add_module` refuses those, so the child goes straight into
+    `_modules`, which is all that `state_dict`, `parameters()` and `_tensors` read (the
+    attribute `net.forward` stays the method; `get_submodule` cannot reach such a child)."""
     mod = root
     for part in path:
         sub = mod._modules.get(part)
         if sub is None:
             sub = nn.Module()
-            mod.add_module(part, sub)
+            mod._modules[part] = sub
         mod = sub
     return mod
 
@@ -196,7 +201,7 @@ class SparkModule(nn.Module):
 
     PARAMS: tuple[ParamDecl, ...] = ()
     INPUTS: tuple[InputSpec, ...] = ()
-    HYPER: dict[str, Any] = {}
+    HYPER: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, impl: str = "auto"):
         super().__init__()
@@ -281,9 +286,9 @@ def build_variant(
             f"{cls.__name__}() got unknown hyperparameter(s) {', '.join(unknown)}; "
             f"known: {', '.join(defaults) or 'none'}"
         )
-    from sparkc import load_source  # the compiler is needed only for variants
+    from sparkc.api import load_variant  # the compiler is needed only for variants
 
-    module = load_source(source, source_name, model=model, **hyper)
+    module = load_variant(source, source_name, model, dict(hyper))
     return module.Model(impl=impl)
 
 

@@ -39,5 +39,5 @@ def generate(graph: Graph, source_text: str, source_name: str, fuse: bool = True
         },
     )
     module = format_python(render("module.py.jinja", **ctx), "__init__.py")
-    kernel_text = kernels.render({"version": __version__, "source_name": source_name})
+    kernel_text = kernels.render({"version": __version__})
     return {"__init__.py": module, "kernels.py": format_python(kernel_text, "kernels.py")}

@@ -22,7 +22,8 @@ import networkx as nx
 
 from ..ir.graph import Graph, Node, Value
 from ..passes.fuse import FusionPlan, Group, fusion_plan
-from .module import ValueNames, split_ports
+from .module import ValueNames, param_comment, split_ports
+from .names import comment_text
 from .pointwise import add_program, build_program
 from .render import pyrepr, render
 from .rules_hspmn import HSPMN_RULES
@@ -339,7 +340,7 @@ def rule_view(e: Emitter, group: Group) -> None:
 def rule_concat(e: Emitter, group: Group) -> None:
     node = e.graph.node(group.anchor)
     a, b = (e.v(v) for v in node.inputs)
-    e.emit(f"{e.out(node)} = torch.cat([{a}, {b}], dim=-1)")
+    e.emit(f"{e.out(node)} = _torch.cat([{a}, {b}], dim=-1)")
 
 
 def rule_mean(e: Emitter, group: Group) -> None:
@@ -384,8 +385,8 @@ def rule_reference(e: Emitter, group: Group) -> None:
         outs = [e.out(node, i) for i in range(len(node.types))]
         target = outs[0] + "," if len(outs) == 1 else ", ".join(outs)
         e.emit(
-            f"{target} = _REF[{pyrepr(node.op)}]({ins}, {prm}, {pyrepr(dict(node.attrs))}, ctx)"
-            f"  # {node.scope} (no kernel yet)"
+            f"{target} = _REF[{pyrepr(node.op)}]({ins}, {prm}, {pyrepr(dict(node.attrs))}, _ctx)"
+            f"  # {comment_text(node.scope)} (no kernel yet)"
         )
 
 
@@ -456,7 +457,7 @@ def triton_units(graph: Graph, names: ValueNames) -> tuple[list, KernelSet, Fusi
     for node in graph.topo_order():
         if node.op == "param":
             e.unit((node.id,))
-            e.emit(f"{e.out(node)} = p[{e.param_index[node.id]}]  # {node.attr('name')}")
+            e.emit(f"{e.out(node)} = _p[{e.param_index[node.id]}]  # {param_comment(node)}")
         elif node.op == "const":
             e.unit((node.id,))
             e.emit(f"{e.out(node)} = {pyrepr(node.attr('value'))}")

@@ -87,11 +87,6 @@ def test_hostile_program_texts_do_not_run(tmp_path: Path) -> None:
     assert sum(o.kind == "success" for o in outcomes) >= 5  # the payloads reached code generation
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the .spark file name stands in a comment on line 1 of the generated files: a name "
-    "with a newline puts code there (codegen templates; routed to the codegen helper)",
-)
 def test_hostile_file_names_do_not_reach_generated_code(tmp_path: Path) -> None:
     cases = [c for c in attacks.injection_cases() if c[0].startswith("name ")]
     assert len(cases) >= 20
