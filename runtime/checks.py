@@ -169,8 +169,10 @@ def check_shape_rules(
         if n is None or n <= limit:
             continue
         source = next(((name, ax) for name, ax in rule["inputs"] if name in given), None)
-        if source is None:  # not reachable: a bound dim comes from a given input
-            raise InputError(f"{_where(rule)} takes at most max_len={limit} positions, got {n}")
+        if source is None:  # a fixed dim (declared as a number), or not found in the inputs
+            raise InputError(
+                f"{_where(rule)} takes at most max_len={limit} positions, but its input has {n}"
+            )
         name, axis = source
         shape = specs[name].describe({k: v for k, v in bound.items() if k != dim})
         raise InputError(

@@ -195,3 +195,36 @@ def test_rule_table_traces_ops_to_model_inputs(tiny):
     }
     (rule,) = [r for r in tiny.RULES if r["kind"] == "max_len"]
     assert rule["dim"] == "N" and rule["inputs"] == (("tokens", 1), ("targets", 1))
+
+
+def test_a_fixed_length_over_max_len_names_the_op():
+    rule = {"kind": "max_len", "dim": 80, "max_len": 64, "inputs": (), "op": "pos_embed"}
+    spec = checks.InputSpec("tokens", "i64", ("B", 80))
+    with pytest.raises(InputError, match="pos_embed 'p' takes at most max_len=64 positions"):
+        checks.check_inputs(
+            [spec], [torch.zeros(1, 80, dtype=torch.long)], [{**rule, "instance": "p"}]
+        )
+
+
+def test_one_synchronisation_checks_every_value_rule(monkeypatch):
+    """All value rules share one device-to-host transfer (a `.tolist()` of the stacked flags)."""
+    calls = []
+    real = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda t: calls.append(1) or real(t))
+    rules = [
+        {
+            "kind": "range",
+            "input": n,
+            "op": "embed",
+            "instance": n,
+            "what": "ids",
+            "low": 0,
+            "high": 10,
+            "allow": None,
+            "allow_name": None,
+        }
+        for n in ("a", "b")
+    ]
+    specs = [checks.InputSpec("a", "i64", ("B",)), checks.InputSpec("b", "i64", ("B",))]
+    checks.check_inputs(specs, [torch.tensor([1, 2]), torch.tensor([3, 4])], rules)
+    assert len(calls) == 1
