@@ -2,10 +2,10 @@
 
 A generated module defines one `SparkModule` subclass with straight-line `_forward_reference` and
 `_forward_triton` methods. This module provides what they share: the parameter tree (so that
-`state_dict()` keys are exactly the SPEC names under each instance path), run-time input
-validation (re-exported from `checks`), the choice between the
+`state_dict()` keys are exactly the SPEC names under each instance path), the choice between the
 reference path and the Triton path, and the `ModelOutput` returned by `forward`. The run-time
-input checks live in `runtime/checks.py` (re-exported here under the names generated code uses).
+input checks live in `runtime/checks.py` (re-exported here under the names generated code uses:
+`prepare_inputs`, `check_positions`, `InputError`, ...).
 """
 
 from __future__ import annotations
@@ -198,14 +198,6 @@ def build_variant(
 
     module = load_source(source, source_name, model=model, **hyper)
     return module.Model(impl=impl)
-
-
-def to_param_dtype(x: torch.Tensor | None, params: Sequence[torch.Tensor]) -> torch.Tensor | None:
-    """Float model inputs follow the parameters' dtype (a bf16 model takes f32 data as bf16)."""
-    if x is None or not x.is_floating_point():
-        return x
-    ref = next((t for t in params if t.is_floating_point()), None)
-    return x if ref is None or ref.dtype == x.dtype else x.to(ref.dtype)
 
 
 def require_kernel_device(x: torch.Tensor) -> None:
