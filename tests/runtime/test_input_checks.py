@@ -228,3 +228,25 @@ def test_one_synchronisation_checks_every_value_rule(monkeypatch):
     specs = [checks.InputSpec("a", "i64", ("B",)), checks.InputSpec("b", "i64", ("B",))]
     checks.check_inputs(specs, [torch.tensor([1, 2]), torch.tensor([3, 4])], rules)
     assert len(calls) == 1
+
+
+DEMOPACK = """
+model Packed(d = 8) {
+  input x: float[B, N, d]
+  y = demopack_linear(x, out=6, codewords=5, per_row=2, seed=0)
+  output y
+}
+"""
+
+
+def test_a_corrupt_demopack_index_table_raises_the_same_error_on_both_paths():
+    module = sparkc.load_source(DEMOPACK, "packed.spark")
+    messages = []
+    for impl in ("reference", "triton"):
+        net = module.Model(impl=impl)
+        net.get_buffer("y.index")[2, 1] = 5
+        with pytest.raises(InputError) as e:
+            net(torch.randn(1, 3, 8))
+        messages.append(str(e.value))
+    assert messages[0] == messages[1]
+    assert "index table holds ids outside [0, 5)" in messages[0]
