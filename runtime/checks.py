@@ -222,12 +222,20 @@ def _check_values(
         high = rule.get("high")
         if isinstance(high, str):
             high = bound.get(high)
-        todo.append((rule, t, high, _bad_values(t, rule, high).any()))
+        todo.append((rule, t, high))
     if not todo:
         return
-    flags = torch.stack([f for *_, f in todo]).tolist()  # the one synchronisation
-    for (rule, t, high, _), bad in zip(todo, flags):
-        if not bad:
+    # Two reductions per rule (allowed values mapped into range first), then one transfer of
+    # every minimum and maximum: the one synchronisation.
+    extremes = []
+    for rule, t, _ in todo:
+        if rule.get("allow") is not None:
+            t = torch.where(t == rule["allow"], torch.full_like(t, rule["low"]), t)
+        extremes += torch.aminmax(t)
+    values = torch.stack([e.to(torch.int64) for e in extremes]).tolist()
+    for k, (rule, t, high) in enumerate(todo):
+        lo, hi = values[2 * k], values[2 * k + 1]
+        if lo >= rule["low"] and (high is None or hi < high):
             continue
         mask = _bad_values(t, rule, high)
         pos = [int(i) for i in torch.nonzero(mask)[0]]
@@ -249,11 +257,22 @@ check_value_rules = _opaque(_check_values)
 
 def param_like(module: torch.nn.Module) -> torch.Tensor | None:
     """The first floating parameter (else buffer) of `module`: the dtype and device its inputs
-    must follow."""
-    for t in module.parameters():
-        if t.is_floating_point():
+    must follow. Its place (owner module, name) is found once and kept on the module, so later
+    calls cost two dict lookups (walking `parameters()` costs ~8 µs per call) and still see a
+    replaced tensor."""
+    place = module.__dict__.get("_sparkc_like")
+    if place is not None:
+        owner, table, name = place
+        t = getattr(owner, table).get(name)
+        if t is not None and t.is_floating_point():
             return t
-    return next((t for t in module.buffers() if t.is_floating_point()), None)
+    for table in ("_parameters", "_buffers"):
+        for owner in module.modules():
+            for name, t in getattr(owner, table).items():
+                if t is not None and t.is_floating_point():
+                    module.__dict__["_sparkc_like"] = (owner, table, name)
+                    return t
+    return None
 
 
 def prepare_inputs(
