@@ -255,8 +255,18 @@ def test_float16_gradients_within_twice_eager(case):
     assert not failures, "\n".join(failures)
 
 
+GPU_CASES = [
+    pytest.param(
+        c, marks=pytest.mark.xfail(strict=False, reason=_ATTENTION_ROUNDING.kwargs["reason"])
+    )
+    if c == "attention_offset"
+    else c
+    for c in [*_CPU_EXAMPLE, *FAMILIES]
+]
+
+
 @pytest.mark.gpu
-@pytest.mark.parametrize("case", [*_CPU_EXAMPLE, *FAMILIES])
+@pytest.mark.parametrize("case", GPU_CASES)
 def test_bfloat16_gradients_within_twice_eager(case, monkeypatch):
     monkeypatch.setenv("SPARKC_TUNE", "0")  # heuristic launches: quick, and tuning-independent
     failures = check_case(case, torch.bfloat16, small=False, b=2, n=48, seeds=(0, 1, 2))
