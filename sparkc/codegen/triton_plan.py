@@ -232,6 +232,9 @@ def rule_attention(e: Emitter, group: Group) -> None:
         basis=dict(basis) if basis else None,
         layout="bnhd",
     )
+    if basis:  # the table's max_len rule names the model input; this covers computed inputs
+        limit = int(dict(basis)["max_len"])
+        e.emit(f"_ms.check_positions({x}.shape[1], {limit}, {pyrepr(node.scope)})")
     gains = e.v(params["basis.gains"]) if basis else "None"
     e.emit(f"{o}_a = {fn}({proj['wq']}, {proj['wk']}, {proj['wv']}, {gains})")
     steps, operands, last = _epilogue(e, group, node.out())
@@ -286,19 +289,29 @@ def rule_pointwise(e: Emitter, group: Group) -> None:
     e.emit(f"{target} = {fn}({', '.join(args)})")
 
 
+def _ids_unchecked(e: Emitter, embed: Node) -> bool:
+    """Whether the embedding's launcher must check the ids itself: ids straight from a model
+    input were checked by `checks.check_inputs` (RULES), computed ids were not."""
+    return e.graph.node(_ports(embed)[0]["tokens"].node).op != "input"
+
+
 def rule_embed_pos(e: Emitter, group: Group) -> None:
     emb, pos = (e.graph.node(n) for n in group.nodes)
     tokens = e.v(_ports(emb)[0]["tokens"])
     fn = e.kernels.use("embedding.py.jinja", "emb", pos=True)
     w, p = e.v(_ports(emb)[1]["weight"]), e.v(_ports(pos)[1]["weight"])
-    e.emit(f"{e.out(pos)} = {fn}({tokens}, {w}, {p}, check_ids=True)")
+    check = _ids_unchecked(e, emb)
+    e.emit(f"{e.out(pos)} = {fn}({tokens}, {w}, {p}, check_ids={check})")
 
 
 def rule_embed(e: Emitter, group: Group) -> None:
     node = e.graph.node(group.anchor)
     ports, params = _ports(node)
     fn = e.kernels.use("embedding.py.jinja", "emb", pos=False)
-    e.emit(f"{e.out(node)} = {fn}({e.v(ports['tokens'])}, {e.v(params['weight'])}, check_ids=True)")
+    check = _ids_unchecked(e, node)
+    e.emit(
+        f"{e.out(node)} = {fn}({e.v(ports['tokens'])}, {e.v(params['weight'])}, check_ids={check})"
+    )
 
 
 def rule_pos_embed(e: Emitter, group: Group) -> None:
