@@ -36,6 +36,7 @@ PUBLIC_GLOBALS = frozenset(
         "SOURCE_HASH",
         "HYPER",
         "INPUTS",
+        "RULES",
         "PARAMS",
         "OUTPUTS",
         "TRITON_COVERAGE",
