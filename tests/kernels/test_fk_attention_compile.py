@@ -4,7 +4,7 @@ The interpreter accepts code the real compiler rejects (layouts, dot shapes, dty
 kernel of `codegen_templates/fk_attention.py.jinja` is compiled with `triton.compile` for a
 `GPUTarget("cuda", 90, 32)` on this CPU machine, for bfloat16 and float32 pointers, causal and
 not, with the default Hopper tiles the fragment would launch (every tuning candidate too in the
-`slow` test). The hop kernel is compiled in each of its (FIRST, LAST, STORE_P) roles. Each kernel
+`slow` test). The hop kernel is compiled in each of its (FIRST, LAST) roles. Each kernel
 must fit the H100's 227 KiB of shared memory per block, and 16-bit matmul kernels must use
 Hopper's wgmma instructions. The work runs in a subprocess without TRITON_INTERPRET (this file
 is that subprocess's script).
@@ -21,11 +21,11 @@ H100_SHARED_BYTES = 232448
 FP32_ARGS = {"LSE", "DELTA", "RACC"}
 FLOAT_ARGS = {"sm_scale", "beta", "out_scale"}
 INT_ARGS = {"H", "N", "HOPS"}
-HOP_ROLES = [  # (FIRST, LAST, STORE_P): hops = 1 (eval), first of many, middle, last (training)
-    (True, True, False),
-    (True, False, True),
-    (False, False, True),
-    (False, True, True),
+HOP_ROLES = [  # (FIRST, LAST): hops = 1, first of many, middle, last
+    (True, True),
+    (True, False),
+    (False, False),
+    (False, True),
 ]
 
 
@@ -97,7 +97,7 @@ def run_jobs(jobs):
                         "DOT_PREC": "ieee",
                     }
                     if role is not None:
-                        consts.update(FIRST=role[0], LAST=role[1], STORE_P=role[2])
+                        consts.update(FIRST=role[0], LAST=role[1])
                     r = compile_one(fn, elt, consts, warps, stages)
                     results.append({"job": job, "kernel": kernel, "role": role, **r})
         fn = getattr(mod, name + "_bwd_prep_kernel")
