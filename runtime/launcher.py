@@ -1,6 +1,10 @@
 """sparkc's launcher for the kernels of a generated module: `Kernel` wraps each launched
 `@triton.jit` kernel, and `wrap_kernels` wraps them all at the end of a generated kernels.py.
 
+Consumes: a generated kernels.py's globals, the launch arguments of each call and the switch
+`$SPARKC_FAST_LAUNCH` (through `env`). Produces: the launches, and Triton's `CompiledKernel` of
+each; owns its switch (`fast_launch`, `FAST_LAUNCH_VERIFIED`). Imports triton and torch.
+
 Why: Triton's `JITFunction.run` redoes, on every launch, per-call binding that gives the same
 answer on every call of a given kernel with the same argument kinds: reading knobs, the current
 device and stream through the driver, specialising every argument, hashing the specialisation,
