@@ -2,9 +2,10 @@
 
 A generated module defines one `SparkModule` subclass with straight-line `_forward_reference` and
 `_forward_triton` methods. This module provides what they share: the parameter tree (so that
-`state_dict()` keys are exactly the SPEC names under each instance path), run-time input
-validation against the declared input types (before any kernel runs), the choice between the
-reference path and the Triton path, and the `ModelOutput` returned by `forward`.
+`state_dict()` keys are exactly the SPEC names under each instance path), the choice between the
+reference path and the Triton path, and the `ModelOutput` returned by `forward`. The run-time
+input checks live in `runtime/checks.py` (re-exported here under the names generated code uses:
+`prepare_inputs`, `check_positions`, `InputError`, ...).
 """
 
 from __future__ import annotations
@@ -12,110 +13,22 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from . import launch
+from .checks import (  # noqa: F401  (the generated modules' names for them)
+    DTYPE_SPELLING,
+    InputError,
+    InputSpec,
+    check_index_table,
+    check_inputs,
+    check_positions,
+    prepare_inputs,
+)
 from .init import init_tensor
-
-_FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-_DTYPE_SPELLING: dict[str, tuple[torch.dtype, ...]] = {
-    "float": _FLOATS,
-    "f32": (torch.float32,),
-    "f16": (torch.float16,),
-    "bf16": (torch.bfloat16,),
-    "f64": (torch.float64,),
-    "int": (torch.int64, torch.int32),
-    "i64": (torch.int64,),
-    "i32": (torch.int32,),
-    "bool": (torch.bool,),
-}
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """A declared model input: `name: dtype[dims]` with int or symbolic dims."""
-
-    name: str
-    dtype: str
-    shape: tuple[int | str, ...]
-    optional: bool = False  # only feeds loss terms: the losses are skipped when it is missing
-
-    def describe(self, bound: dict[str, int] | None = None) -> str:
-        dims = []
-        for d in self.shape:
-            if isinstance(d, str) and bound and d in bound:
-                dims.append(f"{d}={bound[d]}")
-            else:
-                dims.append(str(d))
-        return f"{self.dtype}[{', '.join(dims)}]"
-
-
-class InputError(ValueError):
-    """A model input of the wrong shape, dtype or device (raised before any kernel runs)."""
-
-
-def _torch_dtype_name(t: torch.Tensor) -> str:
-    return str(t.dtype).replace("torch.", "")
-
-
-def check_inputs(specs: Sequence[InputSpec], values: Sequence[Any]) -> dict[str, int]:
-    """Validate inputs against their declarations; returns the bound symbolic dims.
-
-    Every error names the input, what was expected (with the dims bound so far) and what came.
-    """
-    bound: dict[str, int] = {}
-    device = None
-    for spec, value in zip(specs, values):
-        if value is None:
-            if spec.optional:
-                continue
-            raise InputError(f"input '{spec.name}' is missing: expected {spec.describe(bound)}")
-        if not isinstance(value, torch.Tensor):
-            raise InputError(
-                f"input '{spec.name}' must be a torch.Tensor of {spec.describe(bound)}, "
-                f"got {type(value).__name__}"
-            )
-        allowed = _DTYPE_SPELLING[spec.dtype]
-        if value.dtype not in allowed:
-            names = " or ".join(str(d).replace("torch.", "") for d in allowed)
-            raise InputError(
-                f"input '{spec.name}' must have dtype {names} ({spec.describe(bound)}), "
-                f"got {_torch_dtype_name(value)}"
-            )
-        if value.dim() != len(spec.shape):
-            raise InputError(
-                f"input '{spec.name}' must have shape {spec.describe(bound)} "
-                f"({len(spec.shape)} dims), got {list(value.shape)}"
-            )
-        for axis, (want, got) in enumerate(zip(spec.shape, value.shape)):
-            if isinstance(want, int):
-                if got != want:
-                    raise InputError(
-                        f"input '{spec.name}' must have shape {spec.describe(bound)}: "
-                        f"dim {axis} must be {want}, got {list(value.shape)}"
-                    )
-            elif want in bound and bound[want] != got:
-                raise InputError(
-                    f"input '{spec.name}' must have shape {spec.describe(bound)}: "
-                    f"dim {axis} ({want}) must be {bound[want]} as in the other inputs, "
-                    f"got {list(value.shape)}"
-                )
-            else:
-                if got == 0:
-                    raise InputError(
-                        f"input '{spec.name}': dimension {want} is empty ({list(value.shape)})"
-                    )
-                bound[want] = got
-        if device is None:
-            device = value.device
-        elif value.device != device:
-            raise InputError(
-                f"input '{spec.name}' is on {value.device} but the other inputs are on {device}"
-            )
-    return bound
 
 
 class ModelOutput(dict):
@@ -178,12 +91,17 @@ class _InitSpec:
 
 
 def _child(root: nn.Module, path: Iterable[str]) -> nn.Module:
+    """The submodule at `path`, created on first use. Instance names are the program's binding
+    names, which may equal attributes of nn.Module or of the generated class (`forward`,
+    `training`, `cuda`, `impl`): `add_module` refuses those, so the child goes straight into
+    `_modules`, which is all that `state_dict`, `parameters()` and `_tensors` read (the
+    attribute `net.forward` stays the method; `get_submodule` cannot reach such a child)."""
     mod = root
     for part in path:
         sub = mod._modules.get(part)
         if sub is None:
             sub = nn.Module()
-            mod.add_module(part, sub)
+            mod._modules[part] = sub
         mod = sub
     return mod
 
@@ -196,7 +114,7 @@ class SparkModule(nn.Module):
 
     PARAMS: tuple[ParamDecl, ...] = ()
     INPUTS: tuple[InputSpec, ...] = ()
-    HYPER: dict[str, Any] = {}
+    HYPER: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, impl: str = "auto"):
         super().__init__()
@@ -281,23 +199,10 @@ def build_variant(
             f"{cls.__name__}() got unknown hyperparameter(s) {', '.join(unknown)}; "
             f"known: {', '.join(defaults) or 'none'}"
         )
-    from sparkc import load_source  # the compiler is needed only for variants
+    from sparkc.api import load_variant  # the compiler is needed only for variants
 
-    module = load_source(source, source_name, model=model, **hyper)
+    module = load_variant(source, source_name, model, dict(hyper))
     return module.Model(impl=impl)
-
-
-def to_param_dtype(x: torch.Tensor | None, params: Sequence[torch.Tensor]) -> torch.Tensor | None:
-    """Float model inputs follow the parameters' dtype (a bf16 model takes f32 data as bf16)."""
-    if x is None or not x.is_floating_point():
-        return x
-    ref = next((t for t in params if t.is_floating_point()), None)
-    return x if ref is None or ref.dtype == x.dtype else x.to(ref.dtype)
-
-
-def check_positions(n: int, max_len: int, where: str) -> None:
-    if n > max_len:
-        raise InputError(f"{where}: sequence length {n} exceeds max_len={max_len}")
 
 
 def require_kernel_device(x: torch.Tensor) -> None:
@@ -339,8 +244,7 @@ def topk_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
 def index_counts(index: torch.Tensor, codewords: int, dtype: torch.dtype) -> torch.Tensor:
     """counts[r, c] = how many of row r's per_row indices equal c (demopack_linear's lookup form).
     Integer bookkeeping on a buffer: no gradient flows through it."""
-    if index.numel() and (int(index.min()) < 0 or int(index.max()) >= codewords):
-        raise InputError(f"demopack index table holds ids outside [0, {codewords})")
+    check_index_table(index, codewords)
     counts = torch.zeros(index.shape[0], codewords, device=index.device, dtype=dtype)
     return counts.scatter_add_(
         1, index.long(), torch.ones(index.shape, device=index.device, dtype=dtype)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.resources
-import keyword
 import os
 import sys
 from pathlib import Path
@@ -24,14 +23,15 @@ from types import ModuleType
 from typing import Any
 
 from . import __version__
-from .pipeline import CompileOptions, run_pipeline
+from .pipeline import CompileOptions, collector_paused, run_pipeline
 
 
 def package_stem(source_name: str) -> str:
-    """The package name a source file compiles to: `examples/tiny_gpt.spark` → `tiny_gpt`."""
-    stem = Path(source_name).stem
-    safe = "".join(c if c.isalnum() or c == "_" else "_" for c in stem) or "model"
-    return f"m_{safe}" if safe[0].isdigit() or keyword.iskeyword(safe) else safe
+    """The package name a source file compiles to: `examples/tiny_gpt.spark` → `tiny_gpt`
+    (ASCII letters, digits and `_`; see sparkc/codegen/names.py)."""
+    from .codegen.names import package_stem as stem
+
+    return stem(source_name)
 
 
 def compile_graph(
@@ -57,7 +57,8 @@ def compile_files(
 
     graph = compile_graph(text, source_name, overrides, model, options)
     source = text if isinstance(text, str) else text.decode()
-    return generate(graph, source, Path(source_name).name, fuse=fuse)
+    with collector_paused():  # see pipeline.collector_paused: linear time on large models
+        return generate(graph, source, Path(source_name).name, fuse=fuse)
 
 
 def compile_to(
@@ -105,6 +106,14 @@ def load_source(
     **hyper: Any,
 ) -> ModuleType:
     """Compile `text` (cached) and import the generated package."""
+    return load_variant(text, source_name, model, hyper, fuse)
+
+
+def load_variant(
+    text: str, source_name: str, model: str | None, hyper: dict[str, Any], fuse: bool = True
+) -> ModuleType:
+    """`load_source` with the hyperparameters as a dict, so that no hyperparameter name (`text`,
+    `fuse`, ...) can collide with an argument; generated modules build variants through it."""
     key_src = repr((__version__, _compiler_digest(), text, model, fuse, sorted(hyper.items())))
     key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
     stem = package_stem(source_name)

@@ -26,7 +26,14 @@ from typing import Any, TextIO
 
 from . import __version__
 from .diagnostics import CompilerBug, SparkError, did_you_mean
-from .pipeline import CompileOptions, UsageError, emit_names, run_pipeline, summarize, until
+from .pipeline import (
+    CompileOptions,
+    UsageError,
+    emit_names,
+    run_pipeline,
+    summarize_program,
+    until,
+)
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -131,8 +138,8 @@ def _options(args: argparse.Namespace) -> CompileOptions:
 
 def cmd_check(args: argparse.Namespace, io: Session) -> int:
     source = io.read(args.file)
-    result = run_pipeline(source, args.file, _options(args), stop_after="lower", sink=io.err)
-    s = summarize(result.artefact)
+    result = run_pipeline(source, args.file, _options(args), stop_after="check", sink=io.err)
+    s = summarize_program(result.artefact)
     io.out(f"ok: {s.model} ({s.params} params, {s.ops} ops)")
     return EXIT_OK
 

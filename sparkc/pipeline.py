@@ -18,7 +18,9 @@ networkx or the passes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+import gc
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -314,6 +316,21 @@ def _no_sink(_: str) -> None:
     pass
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused while the stages run. The stages allocate
+    millions of small objects that stay alive until the end (AST, program, IR nodes), and each
+    automatic collection walks all of them: at 3,000 layers lowering took 2.5 s with it and
+    1.0 s without. The stages make little cyclic garbage; the collector runs again after."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def run_pipeline(
     source: str | bytes,
     filename: str,
@@ -333,9 +350,10 @@ def run_pipeline(
     ctx = StageContext(filename, options, sink or _no_sink, source)
     artefact: Any = source
     done: list[tuple[str, Any]] = []
-    for stage in STAGES[: last + 1]:
-        artefact = stage.run(artefact, ctx)
-        done.append((stage.name, artefact))
+    with collector_paused():
+        for stage in STAGES[: last + 1]:
+            artefact = stage.run(artefact, ctx)
+            done.append((stage.name, artefact))
     stage = STAGES[last]
     text = stage.text(artefact) if stage.text else None
     return StageResult(stage.name, artefact, text, tuple(done))
@@ -350,6 +368,26 @@ class GraphSummary:
     buffers: int  # non-trainable elements (index tables)
     ops: int  # op nodes (inputs, params, constants and outputs excluded)
     op_counts: tuple[tuple[str, int], ...]  # per op name, sorted by name
+
+
+def summarize_program(program: Any) -> GraphSummary:
+    """The counts of `summarize(lower(program))` read from the checked program itself (one op
+    node per op instance, the parameters each instance owns), so `sparkc check` need not build
+    the IR graph: a 10,000-layer model checks without lowering 160,000 nodes."""
+    from math import prod
+
+    params = buffers = 0
+    counts: dict[str, int] = {}
+    for op in program.ops:
+        counts[op.op] = counts.get(op.op, 0) + 1
+        for _, p in op.params():
+            if p.trainable:
+                params += prod(p.shape)
+            else:
+                buffers += prod(p.shape)
+    return GraphSummary(
+        program.name, params, buffers, sum(counts.values()), tuple(sorted(counts.items()))
+    )
 
 
 def summarize(graph: Any) -> GraphSummary:

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ..checks import check_index_table
 from ._common import ACTIVATIONS, Params, RefContext, Tensor, down, linear, up
 
 Inputs = dict[str, Tensor]
@@ -170,6 +171,7 @@ def ref_demopack_linear(
 ) -> tuple[Tensor, ...]:
     x = inputs["x"]
     codebook, index = params["codebook"], params["index"].long()
+    check_index_table(index, codebook.shape[0])  # the Triton path's check (same error)
     p = torch.nn.functional.linear(x, codebook)  # [..., codewords]
     picked = p[..., index]  # [..., out, per_row]
     y = picked.sum(-1) * (params["scale"] / int(hp["per_row"])) + params["bias"]

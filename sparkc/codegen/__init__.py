@@ -12,6 +12,7 @@ from __future__ import annotations
 from .. import __version__
 from ..ir.graph import Graph
 from .format import format_python
+from .input_rules import input_rules
 from .module import module_context, name_values
 from .render import render
 from .triton_plan import triton_units
@@ -25,7 +26,6 @@ def generate(graph: Graph, source_text: str, source_name: str, fuse: bool = True
         graph.meta["fusion"] = plan_fusion(graph, enabled=False)
     names = name_values(graph)
     units, kernels, plan = triton_units(graph, names)
-    float_inputs = [n.attr("name") for n in graph.inputs() if n.types[0].dtype.value == "float"]
     ctx = module_context(
         graph,
         source_text,
@@ -35,9 +35,9 @@ def generate(graph: Graph, source_text: str, source_name: str, fuse: bool = True
         extra={
             "kernel_count": len(plan.groups),
             "reference_ops": tuple(kernels.reference_ops),
-            "float_inputs": float_inputs,
+            "input_rules": input_rules(graph),
         },
     )
     module = format_python(render("module.py.jinja", **ctx), "__init__.py")
-    kernel_text = kernels.render({"version": __version__, "source_name": source_name})
+    kernel_text = kernels.render({"version": __version__})
     return {"__init__.py": module, "kernels.py": format_python(kernel_text, "kernels.py")}

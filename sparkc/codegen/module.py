@@ -5,30 +5,29 @@ it came from; produces the text of the package's `__init__.py` by rendering
 `codegen_templates/module.py.jinja`. The reference path is straight-line code calling the
 `sparkc.runtime.reference` rule table per node; the Triton path comes from `codegen.triton_plan`.
 
-Values are named `v<k>` in print order (not by node id), so the text depends only on the graph's
+Values are named `_v<k>` in print order (not by node id), so the text depends only on the graph's
 structure; everything rendered from the program (names, strings, numbers) goes through `pyrepr`
-or is a validated identifier, so no `.spark` file can inject code.
+or is a validated identifier, so no `.spark` file can inject code. The naming scheme (generated
+names start with `_`, user inputs never do) is `codegen/names.py`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import keyword
+import math
 from dataclasses import dataclass
 
 from .. import __version__
-from ..diagnostics import error
 from ..ir.graph import Graph, Node, Value
 from ..ir.ops import OPS
+from . import names as nm
 from .render import pyrepr
-
-# Names a model input must not take: they would shadow what the generated forward uses.
-_RESERVED_ARGS = {"self", "ctx", "p", "torch", "_ms", "_REF", "_RefContext", "impl"}
 
 
 @dataclass
 class ValueNames:
-    """Deterministic local names for IR values: v0, v1, ... in topological order."""
+    """Deterministic local names for IR values: _v0, _v1, ... in topological order (model
+    inputs keep their own names: they are forward()'s arguments)."""
 
     names: dict[Value, str]
 
@@ -36,32 +35,15 @@ class ValueNames:
         return self.names[v]
 
 
-def class_name_for(model: str) -> str:
-    return model if model.isidentifier() and not keyword.iskeyword(model) else f"Model_{model}"
-
-
-def _check_input_names(graph: Graph) -> None:
-    for node in graph.inputs():
-        name = node.attr("name")
-        if keyword.iskeyword(name) or name in _RESERVED_ARGS or name.startswith("__"):
-            raise error(
-                "E0701",
-                f"input name '{name}' cannot be used as an argument of the generated forward()",
-                node.span,
-                "reserved in the generated Python code",
-                help="rename the input (e.g. add a suffix: '" + name + "_in')",
-            )
-
-
 def name_values(graph: Graph) -> ValueNames:
     names: dict[Value, str] = {}
     k = 0
     for node in graph.topo_order():
         if node.op == "input":
-            names[node.out()] = node.attr("name")
+            names[node.out()] = nm.argument_name(node.attr("name"))
             continue
         for i in range(len(node.types)):
-            names[Value(node.id, i)] = f"v{k}"
+            names[Value(node.id, i)] = f"_v{k}"
             k += 1
     return ValueNames(names)
 
@@ -88,6 +70,11 @@ def _ancestors(g, node_id: str) -> set[str]:
     return nx.ancestors(g, node_id)
 
 
+def param_comment(node: Node) -> str:
+    """The comment after a parameter read: its state_dict key (a checked instance path)."""
+    return nm.comment_text(node.attr("name"))
+
+
 def split_ports(node: Node) -> tuple[list[tuple[str, Value]], list[tuple[str, Value]]]:
     """(tensor ports, params) of an op node, each as (local name, value)."""
     spec = OPS[node.op]
@@ -107,7 +94,7 @@ def reference_units(graph: Graph, names: ValueNames) -> list[tuple[tuple[str, ..
     units = []
     for node in graph.topo_order():
         if node.op == "param":
-            line = f"{names[node.out()]} = p[{param_index[node.id]}]  # {node.attr('name')}"
+            line = f"{names[node.out()]} = _p[{param_index[node.id]}]  # {param_comment(node)}"
         elif node.op == "const":
             line = f"{names[node.out()]} = {pyrepr(node.attr('value'))}"
         elif node.op in ("input", "output", "aux_sum"):
@@ -119,8 +106,8 @@ def reference_units(graph: Graph, names: ValueNames) -> list[tuple[tuple[str, ..
             hp = pyrepr(dict(node.attrs))
             outs = [names[Value(node.id, i)] for i in range(len(node.types))]
             target = outs[0] + "," if len(outs) == 1 else ", ".join(outs)
-            comment = f"  # {node.scope}" if node.scope else ""
-            line = f"{target} = _REF[{pyrepr(node.op)}]({ins}, {prm}, {hp}, ctx){comment}"
+            comment = f"  # {nm.comment_text(node.scope)}" if node.scope else ""
+            line = f"{target} = _REF[{pyrepr(node.op)}]({ins}, {prm}, {hp}, _ctx){comment}"
         units.append(((node.id,), [line]))
     return units
 
@@ -148,11 +135,11 @@ def assemble_body(graph: Graph, names: ValueNames, units) -> list[str]:
         elif node.op == "aux_sum":
             terms = [names[v] for v in node.inputs]
             aux = names[node.out()]
-            main.append(f"{aux} = _ms.sum_losses([{', '.join(terms)}], p)")
+            main.append(f"{aux} = _ms.sum_losses([{', '.join(terms)}], _p)")
     body = list(main)
     result = ", ".join(f"{pyrepr(k)}: {v}" for k, v in outputs)
-    body.append(f"out = _ms.ModelOutput({{{result}}})")
-    body.append(f"out['aux_loss'] = {aux}")
+    body.append(f"_out = _ms.ModelOutput({{{result}}})")
+    body.append(f"_out['aux_loss'] = {aux}")
     if losses:
         if optional_inputs:
             cond = " and ".join(f"{n} is not None" for n in optional_inputs)
@@ -160,17 +147,17 @@ def assemble_body(graph: Graph, names: ValueNames, units) -> list[str]:
             body += ["    " + line for line in guarded]
             body += ["    " + line for line in _loss_lines(losses, aux)]
             body.append("else:")
-            body.append("    out['loss'] = None")
+            body.append("    _out['loss'] = None")
         else:
             body += guarded + _loss_lines(losses, aux)
-    body.append("return out")
+    body.append("return _out")
     return body
 
 
 def _loss_lines(losses: list[tuple[str, str, float]], aux: str) -> list[str]:
-    lines = [f"out[{pyrepr(name)}] = {src}" for name, src, _ in losses]
+    lines = [f"_out[{pyrepr(name)}] = {src}" for name, src, _ in losses]
     terms = [src if w == 1.0 else f"{pyrepr(w)} * {src}" for _, src, w in losses]
-    lines.append(f"out['loss'] = {' + '.join(terms)} + {aux}")
+    lines.append(f"_out['loss'] = {' + '.join(terms)} + {aux}")
     return lines
 
 
@@ -192,11 +179,10 @@ def module_context(
     triton_units=None,
     extra: dict | None = None,
 ) -> dict:
-    _check_input_names(graph)
     needed = _needed_main(graph)
     inputs = [
         {
-            "name": n.attr("name"),
+            "name": nm.argument_name(n.attr("name")),
             "dtype": n.attr("source_dtype") or n.types[0].dtype.value,
             "shape": tuple(n.types[0].shape),
             "optional": n.id not in needed,
@@ -230,10 +216,10 @@ def module_context(
         source_hash=hashlib.sha256(source_text.encode()).hexdigest(),
         source_text=source_text,
         model_name=graph.name,
-        class_name=class_name_for(graph.name),
-        package_hint=f"build.{_module_stem(source_name)}",
+        class_name=nm.class_name_for(graph.name),
+        package_hint=nm.docstring_text("build." + nm.package_stem(source_name)),
         hyper=list(graph.hyper),
-        hyper_text=", ".join(f"{k}={pyrepr(v)}" for k, v in graph.hyper) or "none",
+        hyper_text=nm.docstring_text(_hyper_text(graph.hyper)),
         inputs=inputs,
         input_names=[i["name"] for i in inputs],
         signature=sig,
@@ -253,7 +239,11 @@ def _numel(shape: tuple) -> int:
     return out
 
 
-def _module_stem(source_name: str) -> str:
-    import os
-
-    return os.path.splitext(os.path.basename(source_name))[0]
+def _hyper_text(hyper) -> str:
+    """The docstring's list of hyperparameters: names (identifiers) with their numbers; other
+    values (strings, names) are in HYPER, not in the docstring."""
+    parts = []
+    for k, v in hyper:
+        number = isinstance(v, (bool, int)) or (isinstance(v, float) and math.isfinite(v))
+        parts.append(f"{k}={pyrepr(v)}" if number else f"{k}=HYPER[{k!r}]")
+    return ", ".join(parts) or "none"

@@ -8,9 +8,12 @@ trailing newline, and trims block lines so templates can be indented for reading
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import jinja2
+
+from .names import header_lines
 
 
 @functools.lru_cache(maxsize=1)
@@ -24,6 +27,8 @@ def environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["pyrepr"] = pyrepr
+    # `{{ version | header_lines }}`: the fixed lines 1-2 of every generated file.
+    env.filters["header_lines"] = header_lines
     # `{% if v is match_identifier %}`: a bare name needs no parentheses around it.
     env.tests["match_identifier"] = lambda v: isinstance(v, str) and v.isidentifier()
     return env
@@ -33,12 +38,19 @@ def pyrepr(value: Any) -> str:
     """A Python literal for a constant of the IR (None, bool, int, float, str, tuples, dicts).
 
     `repr` of these types is deterministic and can never inject code: strings come out quoted
-    and escaped. Anything else is a compiler bug, not something to render."""
-    if value is None or isinstance(value, (bool, int, str)):
+    and escaped, as ASCII (`ascii()`: no line or paragraph separators, bidi controls or other
+    non-ASCII characters reach the file). Non-finite floats are literals that read no name
+    (`1e999` is inf), so no local can shadow what they mean. Anything else is a compiler bug,
+    not something to render."""
+    if value is None or isinstance(value, (bool, int)):
         return repr(value)
+    if isinstance(value, str):
+        return ascii(value)
     if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            return f"float({str(value)!r})"
+        if math.isnan(value):
+            return "(1e999 - 1e999)"
+        if value in (float("inf"), float("-inf")):
+            return "1e999" if value > 0 else "-1e999"
         return repr(value)
     if isinstance(value, tuple):
         inner = ", ".join(pyrepr(v) for v in value)

@@ -61,8 +61,8 @@ def rule_token_router(e: Emitter, group: Group) -> None:
 
     call = _gemm_call(e, x, d, [e.v(params["w.weight"])], e.v(params["w.bias"]), [], [])
     e.emit(f"{t}l = {call}.view({x}.shape[:-1])")
-    e.emit(f"if self.training and {pyrepr(bool(hp['noise']))}:")
-    noise = f"_ms.gate_noise('sigmoid', tuple({t}l.shape), {t}l, ctx)"
+    e.emit(f"if _self.training and {pyrepr(bool(hp['noise']))}:")
+    noise = f"_ms.gate_noise('sigmoid', {t}l.shape, {t}l, _ctx)"
     e.emit(f"    {t}n = {pointwise(add_program(), t + 'l', noise)}")
     e.emit("else:")
     e.emit(f"    {t}n = {t}l")

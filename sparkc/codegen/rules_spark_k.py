@@ -77,13 +77,13 @@ def rule_verifier_stack(e: Emitter, group: Group) -> None:
     e.emit(f"{read}_l = {gemm(f'{read}_c', d // 2, 'ctrl2', [])}.view({bn}, 3)")
     e.emit(f"{read}_e = {gemm(h, d, 'enc', [])}.view({bn}, {elem})")
     fn = e.kernels.use("stack_scan.py.jinja", "stack", read=str(hp["read"]))
-    # op_noise draws Gumbel noise in training only (SPEC §0): the module's ctx says which.
-    noisy = "ctx.training" if hp["op_noise"] else "False"
+    # op_noise draws Gumbel noise in training only (SPEC §0): the module's _ctx says which.
+    noisy = "_ctx.training" if hp["op_noise"] else "False"
     e.emit(
         f"{read}, {pointer}, {loss} = {fn}({read}_l, {read}_e, {pyrepr(int(hp['stack']))}, "
         f"{pyrepr(float(hp['penalty']))}, noisy={noisy})"
     )
-    e.emit(f"{read}_hr = torch.cat([{h}, {read}], dim=-1)")
+    e.emit(f"{read}_hr = _torch.cat([{h}, {read}], dim=-1)")
     e.emit(f"{read}_s = {gemm(f'{read}_hr', d + elem, 'head1', ['act:relu'])}")
     e.emit(
         f"{signals} = {gemm(f'{read}_s', d // 4, 'head2', ['act:sigmoid'])}.view({bn}, {n_signals})"

@@ -101,7 +101,7 @@ def rule_spd_router(e: Emitter, group: Group) -> None:
         return f"{fn}({inp}, {w}, {b}, 1e-05)"
 
     e.emit(f"{t}m = {x}.numel() // {d}")
-    e.emit(f"{t}noisy = self.training and {pyrepr(bool(hp['gate_noise']))}")
+    e.emit(f"{t}noisy = _self.training and {pyrepr(bool(hp['gate_noise']))}")
     gates = {}
     for side, width in (("s", ds), ("p", dp)):
         hidden = f"{t}h{side}"
@@ -109,7 +109,7 @@ def rule_spd_router(e: Emitter, group: Group) -> None:
         g = f"{t}g{side}"
         if hp["gate"] == "sigmoid":
             e.emit(f"if {t}noisy:")
-            noise = f"_ms.gate_noise('sigmoid', ({t}m, {width}), {x}, ctx)"
+            noise = f"_ms.gate_noise('sigmoid', ({t}m, {width}), {x}, _ctx)"
             call = gemm(hidden, d // 2, f"gate_{side}2", ["add:noise", "act:sigmoid"], [noise])
             e.emit(f"    {g} = {call}")
             e.emit("else:")
@@ -117,12 +117,12 @@ def rule_spd_router(e: Emitter, group: Group) -> None:
         else:
             logits = gemm(hidden, d // 2, f"gate_{side}2", [])
             e.emit(f"{g}_l = {logits}")
-            noise = f"_ms.gate_noise('softmax', ({t}m, {width}), {x}, ctx) if {t}noisy else 0.0"
+            noise = f"_ms.gate_noise('softmax', ({t}m, {width}), {x}, _ctx) if {t}noisy else 0.0"
             e.emit(f"{g}_n = {noise}")
             z = pointwise(
                 _LOGSIGMOID_PLUS,
                 f"{g}_l",
-                f"torch.as_tensor({g}_n, dtype={g}_l.dtype, device={g}_l.device)",
+                f"_torch.as_tensor({g}_n, dtype={g}_l.dtype, device={g}_l.device)",
             )
             e.emit(f"{g} = {e.kernels.use('softmax.py.jinja', 'softmax')}({z})")
         gates[side] = g
@@ -133,7 +133,7 @@ def rule_spd_router(e: Emitter, group: Group) -> None:
     e.emit(f"{t}ys = {gemm(pointwise(_RELU, f'{t}s'), ds, 'proc_s2', [])}")
     e.emit(f"{t}p = {gemm(gemm(f'{t}xp', dp, 'proc_p1', ['act:relu']), 2 * dp, 'proc_p2', [])}")
     e.emit(f"{t}yp = {layernorm(f'{t}p', 'proc_p_norm')}")
-    e.emit(f"{t}cat = torch.cat([{t}ys, {t}yp], dim=-1)")
+    e.emit(f"{t}cat = _torch.cat([{t}ys, {t}yp], dim=-1)")
     e.emit(f"{y} = {gemm(f'{t}cat', ds + dp, 'reconstruct', [])}.view({x}.shape)")
     e.emit(f"{xs} = {t}xs.view({x}.shape[:-1] + ({ds},))")
     e.emit(f"{xp} = {t}xp.view({x}.shape[:-1] + ({dp},))")

@@ -22,7 +22,8 @@ import networkx as nx
 
 from ..ir.graph import Graph, Node, Value
 from ..passes.fuse import FusionPlan, Group, fusion_plan
-from .module import ValueNames, split_ports
+from .module import ValueNames, param_comment, split_ports
+from .names import comment_text
 from .pointwise import add_program, build_program
 from .render import pyrepr, render
 from .rules_hspmn import HSPMN_RULES
@@ -231,6 +232,9 @@ def rule_attention(e: Emitter, group: Group) -> None:
         basis=dict(basis) if basis else None,
         layout="bnhd",
     )
+    if basis:  # the table's max_len rule names the model input; this covers computed inputs
+        limit = int(dict(basis)["max_len"])
+        e.emit(f"_ms.check_positions({x}.shape[1], {limit}, {pyrepr(node.scope)})")
     gains = e.v(params["basis.gains"]) if basis else "None"
     e.emit(f"{o}_a = {fn}({proj['wq']}, {proj['wk']}, {proj['wv']}, {gains})")
     steps, operands, last = _epilogue(e, group, node.out())
@@ -285,19 +289,29 @@ def rule_pointwise(e: Emitter, group: Group) -> None:
     e.emit(f"{target} = {fn}({', '.join(args)})")
 
 
+def _ids_unchecked(e: Emitter, embed: Node) -> bool:
+    """Whether the embedding's launcher must check the ids itself: ids straight from a model
+    input were checked by `checks.check_inputs` (RULES), computed ids were not."""
+    return e.graph.node(_ports(embed)[0]["tokens"].node).op != "input"
+
+
 def rule_embed_pos(e: Emitter, group: Group) -> None:
     emb, pos = (e.graph.node(n) for n in group.nodes)
     tokens = e.v(_ports(emb)[0]["tokens"])
     fn = e.kernels.use("embedding.py.jinja", "emb", pos=True)
     w, p = e.v(_ports(emb)[1]["weight"]), e.v(_ports(pos)[1]["weight"])
-    e.emit(f"{e.out(pos)} = {fn}({tokens}, {w}, {p}, check_ids=True)")
+    check = _ids_unchecked(e, emb)
+    e.emit(f"{e.out(pos)} = {fn}({tokens}, {w}, {p}, check_ids={check})")
 
 
 def rule_embed(e: Emitter, group: Group) -> None:
     node = e.graph.node(group.anchor)
     ports, params = _ports(node)
     fn = e.kernels.use("embedding.py.jinja", "emb", pos=False)
-    e.emit(f"{e.out(node)} = {fn}({e.v(ports['tokens'])}, {e.v(params['weight'])}, check_ids=True)")
+    check = _ids_unchecked(e, node)
+    e.emit(
+        f"{e.out(node)} = {fn}({e.v(ports['tokens'])}, {e.v(params['weight'])}, check_ids={check})"
+    )
 
 
 def rule_pos_embed(e: Emitter, group: Group) -> None:
@@ -339,7 +353,7 @@ def rule_view(e: Emitter, group: Group) -> None:
 def rule_concat(e: Emitter, group: Group) -> None:
     node = e.graph.node(group.anchor)
     a, b = (e.v(v) for v in node.inputs)
-    e.emit(f"{e.out(node)} = torch.cat([{a}, {b}], dim=-1)")
+    e.emit(f"{e.out(node)} = _torch.cat([{a}, {b}], dim=-1)")
 
 
 def rule_mean(e: Emitter, group: Group) -> None:
@@ -384,8 +398,8 @@ def rule_reference(e: Emitter, group: Group) -> None:
         outs = [e.out(node, i) for i in range(len(node.types))]
         target = outs[0] + "," if len(outs) == 1 else ", ".join(outs)
         e.emit(
-            f"{target} = _REF[{pyrepr(node.op)}]({ins}, {prm}, {pyrepr(dict(node.attrs))}, ctx)"
-            f"  # {node.scope} (no kernel yet)"
+            f"{target} = _REF[{pyrepr(node.op)}]({ins}, {prm}, {pyrepr(dict(node.attrs))}, _ctx)"
+            f"  # {comment_text(node.scope)} (no kernel yet)"
         )
 
 
@@ -456,7 +470,7 @@ def triton_units(graph: Graph, names: ValueNames) -> tuple[list, KernelSet, Fusi
     for node in graph.topo_order():
         if node.op == "param":
             e.unit((node.id,))
-            e.emit(f"{e.out(node)} = p[{e.param_index[node.id]}]  # {node.attr('name')}")
+            e.emit(f"{e.out(node)} = _p[{e.param_index[node.id]}]  # {param_comment(node)}")
         elif node.op == "const":
             e.unit((node.id,))
             e.emit(f"{e.out(node)} = {pyrepr(node.attr('value'))}")

@@ -14,7 +14,8 @@ from typing import Any
 
 from ..diagnostics import Span
 from ..ir.ops import OPS
-from . import ast
+from . import ast, replay
+from .calls import MAX_OPS
 from .scope import Scope, Stmt, reserved_names
 from .values import POISON, Multi, Tensor, describe
 
@@ -24,7 +25,8 @@ MAX_REPEAT = 10_000
 
 class BlocksMixin:
     """Needs from the host class: `st` (the file's Structure), `calls` (the block instances
-    being inlined), `eval`, `error`, `bind_args`, `check_missing`, `tensor_arg`, `run_body`."""
+    being inlined), `kept_blocks` (sparkc/frontend/replay.py), `sink`, the program lists, `eval`,
+    `error`, `bind_args`, `check_missing`, `tensor_arg`, `run_body`."""
 
     def eval_block(self, call: ast.Call, scope: Scope, stmt: Stmt, whole: bool) -> Any:
         blk = self.st.blocks[call.func]
@@ -92,6 +94,12 @@ class BlocksMixin:
                 help="flatten the block hierarchy",
             )
             return POISON
+        k = replay.key(blk.name, len(self.calls), tensors, hypers)
+        kept = self.kept_blocks.get(k) if k is not None else None
+        if kept is not None and len(self.ops) + len(kept.ops) < MAX_OPS:
+            return replay.replay(self, kept, prefix, tensors)
+        start = (len(self.ops), len(self.consts), len(self.aux))
+        n_diags = len(self.sink.items)
         child = Scope(
             blk, prefix, reserved=reserved_names(blk), block_args=tensors, block_arg_spans=spans
         )
@@ -104,7 +112,12 @@ class BlocksMixin:
         ret = child.returned
         if not ret or any(v is POISON for v in ret):
             return POISON
-        return ret[0] if len(ret) == 1 else Multi(f"block {blk.name}", tuple(ret), None)
+        result = ret[0] if len(ret) == 1 else Multi(f"block {blk.name}", tuple(ret), None)
+        if k is not None and len(self.sink.items) == n_diags:
+            kept = replay.record(self, prefix, start, tensors, result)
+            if kept is not None:
+                self.kept_blocks[k] = kept
+        return result
 
     def bind_hypers(
         self,

@@ -16,6 +16,7 @@ from ..diagnostics import CompilerBug, Diagnostic, DiagnosticSink, SparkError, d
 from . import ast
 from .elaborate import Elaborator, TooLarge
 from .program import Program
+from .reserved import check_model_names
 from .scope import Scope, reserved_names
 from .structure import analyse
 from .values import POISON, Problem, ProblemError, parse_override, plain
@@ -58,6 +59,7 @@ def _check(module: ast.Module, overrides: dict[str, object], model_name: str | N
         )
         raise SparkError(_unique(sink.items))
     chosen = _pick(st.models, model_name, sink)
+    check_model_names(chosen, sink)  # names the generated Python module reserves
     el = Elaborator(st, sink)
     scope = Scope(chosen, "", reserved=reserved_names(chosen))
     _model_hypers(el, chosen, overrides, scope)

@@ -62,7 +62,12 @@ ERROR_CODES: dict[str, str] = {
     "E0305": "an input that the chosen mode requires is missing",
     # -- E07xx: code generation and output -------------------------------------------------------
     "E0701": "an input name that cannot be an argument of the generated forward()",
-    "E0702": "an output folder holding files sparkc did not write (or an -o path that is a file)",
+    "E0702": "an output folder holding files sparkc did not write (or an -o path that is a file or a link)",
+    "E0703": "the output folder cannot be written (permissions, a full disk, a file in the way)",
+    # E071x: names the generated module reserves (sparkc/frontend/reserved.py)
+    "E0710": "an output or loss name the returned ModelOutput reserves (aux_loss, a dict method, "
+    "a dunder)",
+    "E0711": "a model hyperparameter named like an argument of the generated constructor (impl)",
     # -- E08xx: sparkc bench ---------------------------------------------------------------------
     "E0801": "an op that --op cannot benchmark on its own",
     "E0802": "a --shape that does not bind every symbolic dimension",

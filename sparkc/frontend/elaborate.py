@@ -60,6 +60,7 @@ class Elaborator(StatementsMixin, BlocksMixin, CallsMixin):
         self.outputs: list[OutputTerm] = []
         self.losses: list[LossTerm] = []
         self.calls: list[tuple[str, Span]] = []  # block instances being inlined (innermost last)
+        self.kept_blocks: dict[Any, Any] = {}  # replay key → Kept (sparkc/frontend/replay.py)
         self._expr: dict[type, Callable[..., Any]] = {
             ast.Name: self._name,
             ast.IntLit: self._literal,
@@ -261,6 +262,10 @@ class Elaborator(StatementsMixin, BlocksMixin, CallsMixin):
     ) -> Any:
         """An operator with a tensor operand: constants become `const` values, then the op."""
         tensors: dict[str, Tensor] = {}
+        # An int constant beside an int tensor takes its dtype, as a Python number does in
+        # PyTorch (`t + 1` keeps an i32 tensor i32); see `promote` in sparkc/ir/types.py.
+        int_like = [v.type.dtype for v, _ in operands.values() if isinstance(v, Tensor)]
+        int_like = [d for d in int_like if d.is_int]
         for port, (v, span) in operands.items():
             if isinstance(v, Multi):
                 self.multi_error(v, span)
@@ -268,7 +273,19 @@ class Elaborator(StatementsMixin, BlocksMixin, CallsMixin):
             if isinstance(v, Tensor):
                 tensors[port] = v
             elif isinstance(v, (int, float)) and not isinstance(v, bool):
-                tensors[port] = self.const(v, span)
+                dtype = int_like[0] if int_like and isinstance(v, int) else None
+                bits = 32 if dtype is DType.I32 else 64
+                if isinstance(v, int) and not -(2 ** (bits - 1)) <= v < 2 ** (bits - 1):
+                    self.error(
+                        "E0232",
+                        f"the integer {v} does not fit in {'i32' if bits == 32 else 'i64'}",
+                        span,
+                        "out of range",
+                        help=f"integers in tensor arithmetic are {bits}-bit: use a smaller value "
+                        "or a float constant",
+                    )
+                    return POISON
+                tensors[port] = self.const(v, span, dtype)
             else:
                 self.error(
                     "E0232",
@@ -285,8 +302,8 @@ class Elaborator(StatementsMixin, BlocksMixin, CallsMixin):
         path = scope.prefix + stmt.binding if stmt.binding else scope.path
         return self.record(scope, path, OPS[op], tensors, inst, e.span)
 
-    def const(self, value: float, span: Span) -> Tensor:
-        t = TensorType(DType.FLOAT if isinstance(value, float) else DType.I64, ())
+    def const(self, value: float, span: Span, dtype: DType | None = None) -> Tensor:
+        t = TensorType(dtype or (DType.FLOAT if isinstance(value, float) else DType.I64), ())
         self.consts.append(Const(value, t, span))
         return Tensor(Ref("const", len(self.consts) - 1), t)
 

@@ -9,10 +9,13 @@ header without parentheses, statement outside a model, ...).
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Callable
 
 from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.lexer import BasicLexer, LexerThread
 
 from ..diagnostics import Diagnostic, Label, Span
 
@@ -133,11 +136,22 @@ def _tok_span(filename: str, tok: Token) -> Span:
     )
 
 
+@functools.lru_cache(maxsize=4)
+def _basic_lexer(parser: Lark) -> BasicLexer:
+    """One standalone lexer per parser, kept. `Lark.lex` builds a new one on every call for an
+    LALR parser, and each build re-checked the terminals for collisions (interegular, ~0.15 s,
+    paid by every syntax error). The parser's construction already validated the terminals
+    (and tests build the grammar with strict=True), so this copy skips that check."""
+    conf = copy.copy(parser.lexer_conf)
+    conf.skip_validation = True
+    return BasicLexer(conf)
+
+
 def _lex_until(parser: Lark, text: str, upto: int | None) -> list[Token]:
     """The tokens that start before offset `upto` (what the parser had already read)."""
     out: list[Token] = []
     try:
-        out.extend(parser.lex(text[: upto or 0]))
+        out.extend(LexerThread.from_text(_basic_lexer(parser), text[: upto or 0]).lex(None))
     except UnexpectedInput:
         pass  # a bad character earlier in the text: report with what was seen so far
     return out

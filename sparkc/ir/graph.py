@@ -18,6 +18,7 @@ Special op names besides the op table (`sparkc.ir.ops.OPS`):
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -78,6 +79,11 @@ class Graph:
     # Analysis results attached by passes (e.g. "fusion": the fuse pass's FusionPlan). Not part
     # of the printed IR; a pass that rewrites the graph drops what it invalidates.
     meta: dict[str, Any] = field(default_factory=dict)
+    # The node ids in `topo_order`, kept while nodes are only added (a new node sorts last);
+    # a rewiring or a removal (other than of the newest node) drops it.
+    _topo: list[str] | None = field(default=None, repr=False, compare=False)
+    # Bumped by every change (add, rewire, remove): `verify` skips a graph it already verified.
+    version: int = field(default=0, repr=False, compare=False)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -101,14 +107,21 @@ class Graph:
         for v in node.inputs:
             if v.node not in self._g:
                 raise CompilerBug(f"{nid} ({op}) reads {v}, which does not exist", "ir")
+        self.version += 1
         self._g.add_node(nid, node=node, order=self._counter)
         for v in node.inputs:
             self._g.add_edge(v.node, nid)
+        if self._topo is not None:
+            # Every older node has an older available one until all are placed, so the newest
+            # node comes last in the lexicographic order.
+            self._topo.append(nid)
         return node
 
     def replace_node(self, node: Node) -> None:
         """Swap the payload of an existing node (same id), rewiring its input edges."""
         old = self.node(node.id)
+        self._topo = None
+        self.version += 1
         for v in old.inputs:
             if self._g.has_edge(v.node, node.id):
                 self._g.remove_edge(v.node, node.id)
@@ -125,6 +138,11 @@ class Graph:
         if any(True for _ in self._g.successors(node_id)):
             raise CompilerBug(f"removing {node_id}, which still has users", "ir")
         self._g.remove_node(node_id)
+        self.version += 1
+        if self._topo is not None and self._topo[-1] == node_id:
+            self._topo.pop()
+        else:
+            self._topo = None
 
     def replace_uses(self, old: Value, new: Value) -> int:
         """Make every reader of `old` read `new` instead; returns how many inputs changed."""
@@ -141,7 +159,7 @@ class Graph:
 
     def node(self, node_id: str) -> Node:
         try:
-            return self._g.nodes[node_id]["node"]
+            return self._g._node[node_id]["node"]  # the node dict itself: no view per call
         except KeyError:
             raise CompilerBug(f"no node {node_id}", "ir") from None
 
@@ -160,11 +178,37 @@ class Graph:
     def producers(self, node_id: str) -> list[Node]:
         return [self.node(n) for n in sorted(self._g.predecessors(node_id), key=self._order)]
 
+    def producer_ids(self, node_id: str) -> set[str]:
+        """The ids of the nodes with an edge into `node_id` (unordered)."""
+        return set(self._g._pred[node_id])
+
     def _order(self, node_id: str) -> int:
-        return self._g.nodes[node_id]["order"]
+        return self._g._node[node_id]["order"]
 
     def topo_order(self) -> list[Node]:
-        return [self.node(n) for n in nx.lexicographical_topological_sort(self._g, key=self._order)]
+        """Nodes in the lexicographic topological order keyed by creation index (Kahn's
+        algorithm with a heap; the result is kept until the next rewiring)."""
+        if self._topo is None:
+            self._topo = self._lex_topo()
+        nodes = self._g._node
+        return [nodes[n]["node"] for n in self._topo]
+
+    def _lex_topo(self) -> list[str]:
+        nodes, succ = self._g._node, self._g._succ
+        indeg = {n: len(p) for n, p in self._g._pred.items()}
+        heap = [(nodes[n]["order"], n) for n, k in indeg.items() if k == 0]
+        heapq.heapify(heap)
+        out: list[str] = []
+        while heap:
+            _, n = heapq.heappop(heap)
+            out.append(n)
+            for s in succ[n]:
+                indeg[s] -= 1
+                if indeg[s] == 0:
+                    heapq.heappush(heap, (nodes[s]["order"], s))
+        if len(out) != len(indeg):
+            raise nx.NetworkXUnfeasible("the graph has a cycle")
+        return out
 
     def __iter__(self) -> Iterator[Node]:
         return iter(self.topo_order())
@@ -173,7 +217,13 @@ class Graph:
         return [n for n in self.topo_order() if n.op == op]
 
     def is_acyclic(self) -> bool:
-        return nx.is_directed_acyclic_graph(self._g)
+        if self._topo is not None:
+            return True  # only `add` kept it, and adding a node cannot close a cycle
+        try:
+            self._topo = self._lex_topo()
+        except nx.NetworkXUnfeasible:
+            return False
+        return True
 
     @property
     def nx(self) -> nx.DiGraph:
@@ -183,7 +233,9 @@ class Graph:
     def copy(self) -> Graph:
         g = Graph(self.name, self.hyper)
         g._g = self._g.copy()
+        g._topo = None if self._topo is None else list(self._topo)
         g._counter = self._counter
+        g.version = self.version
         g.meta = dict(self.meta)
         return g
 

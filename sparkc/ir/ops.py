@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .types import Dim, DType, TensorType, broadcast, fmt_shape
+from .types import Dim, DType, TensorType, broadcast, fmt_shape, promote
 
 # --------------------------------------------------------------------------------------------
 # Schema
@@ -342,11 +342,31 @@ def _binary_infer(ctx: OpContext):
             f"shapes {fmt_shape(a.shape)} and {fmt_shape(b.shape)} do not broadcast",
             help="elementwise operands must have equal dimensions, or 1, from the right",
         )
-    if a.dtype is not DType.FLOAT or b.dtype is not DType.FLOAT:
-        if not (a.dtype is b.dtype and a.dtype.is_int) and DType.BOOL not in (a.dtype, b.dtype):
-            pass
-    dtype = DType.FLOAT if DType.FLOAT in (a.dtype, b.dtype) else a.dtype
-    return (TensorType(dtype, shape),)
+    if ctx.op == "div":  # true division, as in PyTorch: ints and bools give floats
+        return (TensorType(DType.FLOAT, shape),)
+    if ctx.op == "sub":
+        for port, t in (("a", a), ("b", b)):
+            if t.dtype is DType.BOOL:
+                _no_bool_minus(ctx, port, t, "subtract")
+    return (TensorType(promote(a, b), shape),)
+
+
+def _neg_infer(ctx: OpContext):
+    t = ctx.t("x")
+    if t.dtype is DType.BOOL:
+        _no_bool_minus(ctx, "x", t, "negate")
+    return (t,)
+
+
+def _no_bool_minus(ctx: OpContext, port: str, t: TensorType, verb: str) -> None:
+    """`-` on a bool tensor is refused, as in PyTorch (where it raises at run time)."""
+    ctx.fail(
+        port,
+        f"cannot {verb} a bool tensor ({t})",
+        help="'-' is not defined on bools (as in PyTorch); turn the mask into numbers first: "
+        "m * 1 gives integers, m * 1.0 floats",
+        code="E0232",
+    )
 
 
 def _softmax_infer(ctx: OpContext):
@@ -864,10 +884,10 @@ _OPS: list[OpSpec] = [
         "neg",
         "1",
         "-x",
-        (Port("x", "float"),),
+        (Port("x", "any"),),
         (),
         (OutSpec("y"),),
-        _same,
+        _neg_infer,
         category="arith",
         callable=False,
     ),
@@ -1271,7 +1291,32 @@ def instantiate(op: str, inputs: dict[str, TensorType], hp: dict[str, Any]) -> I
     """Run an op's validate, shape and param rules (raises ShapeFailure on a user error).
 
     `hp` must already hold every hyperparameter except Derived defaults, which are filled here.
+    The rules are pure, so results are kept by (op, input types, hyperparameters): a model of
+    10,000 identical layers runs each layer's rules once, in the checker and in the verifier.
     """
+    try:
+        key = (op, tuple(inputs.items()), tuple((k, _exact(v)) for k, v in hp.items()))
+        kept = _KEPT.get(key)
+    except TypeError:  # an unhashable hyperparameter value: compute it every time
+        return _instantiate(op, inputs, hp)
+    if kept is None:
+        if len(_KEPT) >= 4096:
+            _KEPT.clear()
+        kept = _KEPT[key] = _instantiate(op, inputs, hp)
+    return kept
+
+
+_KEPT: dict[tuple, InstanceSpec] = {}
+
+
+def _exact(v: Any) -> Any:
+    """A key that tells apart values that compare equal (1, 1.0, True; 0.0, -0.0)."""
+    if isinstance(v, dict):
+        return ("dict", tuple((k, _exact(x)) for k, x in v.items()))
+    return (type(v).__name__, repr(v) if isinstance(v, float) else v)
+
+
+def _instantiate(op: str, inputs: dict[str, TensorType], hp: dict[str, Any]) -> InstanceSpec:
     spec = OPS[op]
     ctx = OpContext(op, dict(inputs), dict(hp))
     for h in spec.hypers:

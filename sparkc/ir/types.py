@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Union
 
-Dim = Union[int, str]
+Dim = int | str
 
 
 class DType(str, Enum):
@@ -91,3 +90,21 @@ def broadcast(a: tuple[Dim, ...], b: tuple[Dim, ...]) -> tuple[Dim, ...] | None:
         else:
             return None
     return tuple(reversed(out))
+
+
+_CATEGORY = {DType.BOOL: 0, DType.I32: 1, DType.I64: 1, DType.FLOAT: 2}
+
+
+def promote(a: TensorType, b: TensorType) -> DType:
+    """The dtype of `a + b`, `a - b` or `a * b` by PyTorch's promotion rules (docs/language.md,
+    "Arithmetic"): the higher category of bool < int < float wins; within it, the dimensioned
+    operands decide, and a 0-d operand (a scalar constant, a `mean`) only when no dimensioned
+    operand is of that category. Among ints, i64 wins over i32. A scalar constant is typed
+    like a Python number by the checker (an int constant beside an int tensor takes that
+    tensor's dtype), so this rule is also torch's rule for a tensor and a Python number."""
+    top = max(_CATEGORY[a.dtype], _CATEGORY[b.dtype])
+    for group in ([t for t in (a, b) if t.rank > 0], [t for t in (a, b) if t.rank == 0]):
+        found = {t.dtype for t in group if _CATEGORY[t.dtype] == top}
+        if found:
+            return DType.I64 if DType.I64 in found else found.pop()
+    raise AssertionError("unreachable: one operand is of the top category")

@@ -48,7 +48,17 @@ class _Report:
 
 
 def verify(graph: Graph, stage: str = "verify") -> None:
-    """Raise `CompilerBug(stage=stage)` if `graph` breaks any IR invariant."""
+    """Raise `CompilerBug(stage=stage)` if `graph` breaks any IR invariant.
+
+    A graph verified before and not changed since (same `graph.version`) is not walked again:
+    the pipeline verifies after lowering, before the passes and after every pass."""
+    if graph.meta.get("verified_version") == (id(graph), graph.version):
+        return
+    _verify(graph, stage)
+    graph.meta["verified_version"] = (id(graph), graph.version)
+
+
+def _verify(graph: Graph, stage: str) -> None:
     report = _Report(graph)
     if not graph.is_acyclic():
         cycle = nx.find_cycle(graph.nx)
@@ -105,7 +115,7 @@ def _check_inputs(report: _Report, node: Node) -> bool:
             )
             ok = False
     if ok:
-        edges = {p.id for p in g.producers(node.id)}
+        edges = g.producer_ids(node.id)
         if edges != {v.node for v in node.inputs}:
             report.add(node, f"edges from {sorted(edges)} do not match its inputs")
             ok = False

@@ -73,7 +73,7 @@ def _commute(g: Graph, node: Node) -> bool:
     a, b = node.inputs
     if not is_const(g, a) or is_const(g, b):
         return False
-    # int/bool mixes take the left operand's dtype: swap only when the type is unchanged.
+    # Promotion is symmetric, so a swap keeps the type; the check guards future asymmetric ops.
     if _types_with(g, node, (b, a)) != node.types:
         return False
     g.update(node.id, inputs=(b, a))

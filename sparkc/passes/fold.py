@@ -76,7 +76,8 @@ def fold(op: str, args: list[Scalar], dtype: DType) -> Scalar | None:
         value = float(raw)
         return value if math.isfinite(value) else None
     if dtype.is_int and isinstance(raw, int) and not isinstance(raw, bool):
-        return raw if _I64_MIN <= raw <= _I64_MAX else None
+        lo, hi = (_I64_MIN, _I64_MAX) if dtype is DType.I64 else (-(2**31), 2**31 - 1)
+        return raw if lo <= raw <= hi else None
     return None
 
 

@@ -18,8 +18,9 @@ Fusion rules, in the order they are applied (each is a table lookup, never an op
 5. Elementwise chains (`pointwise` kind) of one output shape merge into one kernel when no path
    leaves the group and comes back (no cycle through the contracted graph); values used outside
    the group become its outputs. Inputs may broadcast (a bias row).
-6. Everything else is a group of one node; ops with no kernel yet run their reference rule
-   inside the Triton path (listed by `--emit fused` as `reference`).
+6. Everything else is a group of one node; ops with no kernel yet, and elementwise ops whose
+   result is an integer or bool tensor, run their reference rule inside the Triton path (listed
+   by `--emit fused` as `reference`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from ..ir.graph import SPECIAL_OPS, Graph, Node
+from ..ir.types import DType
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,7 @@ def plan_fusion(graph: Graph, enabled: bool = True) -> FusionPlan:
     plan the property tests compare against)."""
     ops = [n for n in graph.topo_order() if n.op not in SPECIAL_OPS]
     if not enabled:
-        return FusionPlan([Group(f"k{k}", KERNELS[n.op].kind, (n.id,)) for k, n in enumerate(ops)])
+        return FusionPlan([Group(f"k{k}", _kind(n), (n.id,)) for k, n in enumerate(ops)])
     taken: set[str] = set()
     groups: list[tuple[str, list[str], list[tuple[str, str]]]] = []  # (kind, nodes, epilogue)
     member: dict[str, int] = {}
@@ -170,6 +172,9 @@ def plan_fusion(graph: Graph, enabled: bool = True) -> FusionPlan:
         if node.id in taken:
             continue
         rule = KERNELS[node.op]
+        if _kind(node) == "reference":
+            new_group("reference", [node.id])
+            continue
         user = _single_user(graph, node)
         if node.op == "embed" and user is not None and user.op == "pos_embed":
             new_group("embed_pos", [node.id, user.id])
@@ -194,6 +199,16 @@ def plan_fusion(graph: Graph, enabled: bool = True) -> FusionPlan:
     for k, (kind, nodes, epilogue) in enumerate(groups):
         plan.groups.append(Group(f"k{k}", kind, tuple(nodes), tuple(epilogue)))
     return plan
+
+
+def _kind(node: Node) -> str:
+    """The kernel kind of a node. Elementwise ops on integers or bools (`-t`, `t + 1`, `m * m`)
+    run their reference rule: the pointwise kernels compute in float32, which would change the
+    result's dtype and round large integers, and integer values take no gradient."""
+    kind = KERNELS[node.op].kind
+    if kind == "pointwise" and node.types[0].dtype is not DType.FLOAT:
+        return "reference"
+    return kind
 
 
 def _norm_reader(graph: Graph, add: Node, taken: set[str]) -> Node | None:

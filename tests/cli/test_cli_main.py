@@ -213,7 +213,8 @@ def test_unexpected_exception_is_an_internal_error_without_traceback(
 
 @pytest.mark.parametrize("how", ["-v", "env"])
 def test_traceback_on_request(monkeypatch: pytest.MonkeyPatch, how: str) -> None:
-    _break_stage(monkeypatch, "lower", CompilerBug("node n3 lost its type", "lower"))
+    # `sparkc check` stops after the checker (it does not lower): break that stage.
+    _break_stage(monkeypatch, "check", CompilerBug("node n3 lost its type", "check"))
     if how == "env":
         monkeypatch.setenv("SPARKC_DEBUG", "1")
         argv = ["check", TINY]
@@ -222,7 +223,7 @@ def test_traceback_on_request(monkeypatch: pytest.MonkeyPatch, how: str) -> None
         argv = ["check", TINY, "-v"]
     code, _, err = run(*argv)
     assert code == 3
-    assert err.startswith("sparkc: internal compiler error (in lower): node n3 lost its type\n")
+    assert err.startswith("sparkc: internal compiler error (in check): node n3 lost its type\n")
     assert "Traceback (most recent call last)" in err
 
 

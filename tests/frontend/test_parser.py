@@ -269,3 +269,21 @@ def test_random_bytes_never_crash() -> None:
             parse_bytes(bytes(data), F)
         except SparkError as e:
             assert e.diagnostics and e.diagnostics[0].code.startswith("E01")
+
+
+def test_syntax_errors_build_the_lexer_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Describing a syntax error re-lexes the text before the bad token; the lexer's scanner
+    (a large regex, ~0.15 s to build) is built once per process, not once per error."""
+    from lark.lexer import BasicLexer
+
+    builds = []
+    real = BasicLexer._build_scanner
+
+    def counting(self):
+        builds.append(1)
+        return real(self)
+
+    monkeypatch.setattr(BasicLexer, "_build_scanner", counting)
+    for src, *_ in SYNTAX_ERRORS * 2:
+        _err(src)
+    assert len(builds) <= 1

@@ -19,6 +19,8 @@ import pytest
 
 H100_SHARED_BYTES = 232448
 FP32_ARGS = {"LSE", "DELTA", "RACC"}
+# The hop states P_k and adjoints G_k are float32 whatever the input dtype (SPEC §0).
+STATE_ARGS = {"PS", "GS", "GTOP", "GIN", "GOUT", "PK", "PTOP"}
 FLOAT_ARGS = {"sm_scale", "beta", "out_scale"}
 INT_ARGS = {"H", "N", "HOPS"}
 HOP_ROLES = [  # (FIRST, LAST, STORE_P): hops = 1 (eval), first of many, middle, last (training)
@@ -34,8 +36,12 @@ def signature(fn, elt, consts):
     for a in fn.arg_names:
         if a in consts:
             continue
-        if a in FP32_ARGS:
+        if a in FP32_ARGS or a in STATE_ARGS:
             sig[a] = "*fp32"
+        elif a == "PIN":  # V on the first hop, P_{k-1} after
+            sig[a] = elt if consts.get("FIRST") else "*fp32"
+        elif a == "POUT":  # P_k when stored, else the output
+            sig[a] = "*fp32" if consts.get("STORE_P") else elt
         elif a in FLOAT_ARGS:
             sig[a] = "fp32"
         elif a in INT_ARGS or a.startswith("stride"):
@@ -94,7 +100,8 @@ def run_jobs(jobs):
                         "BLOCK_M": bm,
                         "BLOCK_N": bn,
                         "BLOCK_D": block_d,
-                        "DOT_PREC": "ieee",
+                        # As `_dot_prec`: TF32 dots over the float32 states of half inputs.
+                        "DOT_PREC": "tf32" if dtype == "bf16" else "ieee",
                     }
                     if role is not None:
                         consts.update(FIRST=role[0], LAST=role[1], STORE_P=role[2])

@@ -142,15 +142,27 @@ def test_folded_constant_keeps_the_result_dtype() -> None:
     assert c.types == (TensorType(F, ()),) and c.attr("value") == 2.5
 
 
-def test_commute_only_when_the_type_is_unchanged() -> None:
+def test_commute_keeps_the_promoted_type() -> None:
+    # 2 + mask is i64 (an int beside a bool, as in PyTorch) in either order, so it commutes.
     g = Graph("G")
     mask = inp(g, "mask", DType.BOOL, ("B",))
     two = const(g, 2)
-    y = _arith(g, "add", two, mask, "y")  # i64 + bool is i64; bool + i64 would be bool
+    y = _arith(g, "add", two, mask, "y")
     output(g, y.out(), "y")
     finish(g)
-    assert not _run(g)
-    assert g.node(g.outputs()[0].inputs[0].node).inputs[0].node == two.id
+    assert _run(g)
+    node = g.node(g.outputs()[0].inputs[0].node)
+    assert node.inputs[1].node == two.id and node.types[0].dtype is DType.I64
+
+
+def test_int32_folding_stays_in_range() -> None:
+    g = Graph("F")
+    big = g.add("const", attrs=(("value", 2**30),), types=(TensorType(DType.I32, ()),))
+    y = _arith(g, "add", big, big, "y")
+    output(g, y.out(), "y")
+    finish(g)
+    _run(g)
+    assert not any(c.attr("value") == 2**31 for c in g.nodes_of("const"))
 
 
 def test_commuted_duplicates_then_merge_in_cse() -> None:

@@ -1,0 +1,273 @@
+"""Gradient accuracy of the Triton path in low precision, per example model and op family.
+
+For each case: one set of weights and inputs rounded to the test dtype; gradients of a generic
+scalar (the module's loss, or its aux loss, plus every float output against a fixed random
+cotangent) with respect to every parameter and every float input, computed three ways:
+- the float64 oracle: the reference path in float64 on the rounded weights and inputs;
+- eager PyTorch in the test dtype: the reference path run in that dtype;
+- the generated Triton path in that dtype.
+Each generated gradient's relative error (‖g − g64‖ / ‖g64‖) must be at most twice eager's,
+plus a small floor (about two units of the dtype's last place): the kernels may round
+differently from PyTorch, but not worse (SPEC §0: states, cotangents and partial sums in at
+least float32).
+
+The bfloat16 variant is the point (on a GPU, `@pytest.mark.gpu`); the float32 variant runs the
+same plumbing under the Triton interpreter on the CPU at tiny sizes, so CI tests it, and a
+float16 variant of the op families is a low-precision check the CPU can run. Errors are the
+root mean square over three draws where noted (a single bias gradient is one sum whose rounding
+noise varies from draw to draw). Every failing gradient of a case is reported at once, with
+eager's error beside it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import sparkc
+
+ROOT = Path(__file__).resolve().parents[2]
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+# Tiny hyperparameters for the interpreter; None: the example's own (GPU).
+_CPU_EXAMPLE = {
+    "tiny_gpt": {"vocab": 16, "d": 16, "heads": 2, "layers": 1, "max_len": 16},
+    "spark_k": {
+        "vocab": 16,
+        "d": 16,
+        "heads": 2,
+        "layers": 1,
+        "max_len": 16,
+        "hops": 2,
+        "stack": 4,
+    },
+    "hspmn": {"vocab": 16, "d": 16, "heads": 2, "kv_heads": 1, "layers": 1},
+    "splatflow": {
+        "vocab": 16,
+        "d": 16,
+        "heads": 2,
+        "splats": 4,
+        "window": 3,
+        "layers": 1,
+        "max_len": 16,
+    },
+    "procedural": {
+        "vocab": 16,
+        "d": 16,
+        "heads": 2,
+        "layers": 1,
+        "max_len": 16,
+        "hidden": 32,
+        "groups": 4,
+        "codewords": 8,
+    },
+}
+
+# Op families in isolation (the kernels named in issue 15, item 6).
+FAMILIES = {
+    "verifier_stack_mean": """
+model VerifierMean(d = 16, stack = 6) {
+  input h: float[B, N, d]
+  r, s, p, _ = verifier_stack(h, stack=stack, read=mean)
+  output r
+  output s
+  output p
+}
+""",
+    "verifier_stack_top": """
+model VerifierTop(d = 16, stack = 6) {
+  input h: float[B, N, d]
+  r, s, p, _ = verifier_stack(h, stack=stack, read=top)
+  output r
+  output s
+  output p
+}
+""",
+    "spd_router": """
+model Spd(d = 16) {
+  input x: float[B, N, d]
+  y, xs, xp, _ = spd_router(x)
+  output y
+  output xs
+  output xp
+}
+""",
+    "token_router": """
+model Router(d = 16, sparsity = 0.2) {
+  input x: float[B, N, d]
+  _, gate, _ = token_router(x, sparsity=sparsity, mode=threshold)
+  ctx = sqdk_attention(x, gate, heads=2, kv_heads=1, rope=true)
+  y = x + ctx
+  output y
+  output gate
+}
+""",
+    "attention_offset": """
+model AttnOffset(d = 16) {
+  input x: float[B, N, d]
+  y = attention(x * 0.1 + 2.0, heads=2, causal=true)
+  output y
+}
+""",
+    "token_router_topk": """
+model RouterTopk(d = 16, sparsity = 0.2) {
+  input x: float[B, N, d]
+  _, gate, _ = token_router(x, sparsity=sparsity, mode=topk)
+  y = x + sqdk_attention(x, gate, heads=2, kv_heads=1, rope=true)
+  output y
+}
+""",
+}
+
+FAMILIES["fk_attention"] = """
+model FK(d = 16) {
+  input x: float[B, N, d]
+  # Rows of nearly equal values (a large common offset): dS = A (dA - Δ) is then a difference
+  # of nearly equal numbers, which amplifies any rounding of the hop states.
+  y = fk_attention(x * 0.1 + 2.0, heads=2, hops=4, beta=0.5, causal=true)
+  output y
+}
+"""
+
+# Relative-error floor per dtype: three unit roundoffs (u = eps / 2); float32 a little more,
+# for summation-order noise under cancellation.
+FLOOR = {torch.bfloat16: 1.2e-2, torch.float16: 1.5e-3, torch.float32: 1e-5}
+
+
+def _load(case: str, small: bool):
+    if case in FAMILIES:
+        return sparkc.load_source(FAMILIES[case], f"{case}.spark")
+    path = ROOT / "examples" / f"{case}.spark"
+    return sparkc.load(path, **(_CPU_EXAMPLE[case] if small else {}))
+
+
+def _inputs(module, b: int, n: int, dtype, g: torch.Generator) -> list:
+    """Random inputs from the declarations; integer ranges from the module's RULES table."""
+    ranges = {r["input"]: (r["low"], r["high"]) for r in module.RULES if r["kind"] == "range"}
+    out = []
+    for spec in module.INPUTS:
+        shape = [b if d == "B" else n if isinstance(d, str) else d for d in spec.shape]
+        if spec.dtype in ("float", "f32", "f16", "bf16", "f64"):
+            out.append(torch.randn(shape, generator=g, dtype=torch.float64).to(dtype))
+        elif spec.dtype == "bool":
+            out.append(torch.rand(shape, generator=g) < 0.7)
+        else:
+            low, high = ranges.get(spec.name, (0, 8))
+            high = 9 if high is None else high
+            dt = torch.int32 if spec.dtype == "i32" else torch.int64
+            out.append(torch.randint(max(low, 0), high, shape, generator=g, dtype=dt))
+    return out
+
+
+def _gradients(module, impl, state, inputs, cotangents, dtype) -> dict[str, torch.Tensor]:
+    net = module.Model(impl=impl).to(device=DEVICE, dtype=dtype).eval()
+    net.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()})
+    leaves = []
+    for x in inputs:
+        x = x.to(DEVICE).clone()  # a fresh leaf per run (no gradient accumulates across runs)
+        if x.is_floating_point():
+            x = x.to(dtype).requires_grad_(True)
+        leaves.append(x)
+    out = net(*leaves)
+    total = out["aux_loss"].double() if out.get("loss") is None else out["loss"].double()
+    for name, y in out.items():
+        if name in cotangents:
+            total = total + (y.double() * cotangents[name].to(DEVICE)).sum()
+    total.backward()
+    grads = {f"param {k}": p.grad for k, p in net.named_parameters()}
+    for spec, x in zip(module.INPUTS, leaves):
+        if x.is_floating_point():
+            grads[f"input {spec.name}"] = x.grad
+    return {
+        k: (torch.zeros(1) if g is None else g.detach().double().cpu()) for k, g in grads.items()
+    }
+
+
+def _rel(a: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((a - ref).norm() / ref.norm().clamp_min(1e-30))
+
+
+def case_errors(case, dtype, small, b, n, seed) -> dict[str, tuple[float, float]]:
+    """{gradient name: (eager's relative error, the generated path's)} for one draw of weights
+    and inputs."""
+    module = _load(case, small)
+    torch.manual_seed(seed)
+    state = module.Model(impl="reference").state_dict()
+    # One rounding of weights and inputs: every run sees exactly the same values.
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    g = torch.Generator().manual_seed(seed + 1)
+    inputs = _inputs(module, b, n, dtype, g)
+    probe = module.Model(impl="reference").to(dtype).eval()
+    probe.load_state_dict(state)
+    out = probe(*inputs)
+    cot = {
+        k: torch.randn(y.shape, generator=g, dtype=torch.float64)
+        for k, y in out.items()
+        if y is not None and y.dim() > 0 and y.is_floating_point()
+    }
+    ref = _gradients(module, "reference", state, inputs, cot, torch.float64)
+    eager = _gradients(module, "reference", state, inputs, cot, dtype)
+    gen = _gradients(module, "triton", state, inputs, cot, dtype)
+    assert ref.keys() == eager.keys() == gen.keys()
+    return {k: (_rel(eager[k], g64), _rel(gen[k], g64)) for k, g64 in ref.items()}
+
+
+def check_case(case, dtype, small, b, n, seeds=(0,)) -> list[str]:
+    """The gradients whose error (root mean square over `seeds`) exceeds 2x eager's + FLOOR."""
+    runs = [case_errors(case, dtype, small, b, n, seed) for seed in seeds]
+    failures = []
+    for name in runs[0]:
+        e_eager = (sum(r[name][0] ** 2 for r in runs) / len(runs)) ** 0.5
+        e_gen = (sum(r[name][1] ** 2 for r in runs) / len(runs)) ** 0.5
+        if e_gen > 2 * e_eager + FLOOR[dtype]:
+            failures.append(f"{case}: {name}: generated {e_gen:.3g}, eager {e_eager:.3g}")
+    return failures
+
+
+@pytest.mark.parametrize("case", [*_CPU_EXAMPLE, *FAMILIES])
+def test_float32_gradients_within_twice_eager(case):
+    """The plumbing on the CPU: float32 under the interpreter against float32 eager."""
+    failures = check_case(case, torch.float32, small=True, b=2, n=5)
+    assert not failures, "\n".join(failures)
+
+
+# Known defect, left for the lead (issue 15, item 6): the attention kernel rounds the softmax
+# probabilities to the input dtype for the P·V product and takes the backward's row term
+# Δ = <dO, O> from the output rounded to the input dtype, while the backward recomputes P in
+# float32; with nearly equal value rows dS = P (dP - Δ) cancels and amplifies that rounding
+# (float16: wq, wk gradients 22% off against eager's 1%). fk_attention had the same defect and
+# keeps its states in float32 now (docs/kernels/spark_k.md).
+_ATTENTION_ROUNDING = pytest.mark.xfail(
+    strict=True, reason="attention: P and O rounded to the input dtype before Δ (known defect)"
+)
+F16_CASES = [
+    pytest.param(c, marks=_ATTENTION_ROUNDING) if c == "attention_offset" else c for c in FAMILIES
+]
+
+
+@pytest.mark.parametrize("case", F16_CASES)
+def test_float16_gradients_within_twice_eager(case):
+    """A low-precision run on the CPU: float16 under the interpreter (its dots accumulate in
+    float32, like the GPU's; the interpreter has no bfloat16), op families at small sizes."""
+    failures = check_case(case, torch.float16, small=True, b=2, n=12, seeds=(0, 1, 2))
+    assert not failures, "\n".join(failures)
+
+
+GPU_CASES = [
+    pytest.param(
+        c, marks=pytest.mark.xfail(strict=False, reason=_ATTENTION_ROUNDING.kwargs["reason"])
+    )
+    if c == "attention_offset"
+    else c
+    for c in [*_CPU_EXAMPLE, *FAMILIES]
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", GPU_CASES)
+def test_bfloat16_gradients_within_twice_eager(case, monkeypatch):
+    monkeypatch.setenv("SPARKC_TUNE", "0")  # heuristic launches: quick, and tuning-independent
+    failures = check_case(case, torch.bfloat16, small=False, b=2, n=48, seeds=(0, 1, 2))
+    assert not failures, "\n".join(failures)
