@@ -399,16 +399,14 @@ def test_many_projection_matches_float64(adjacent, widths):
     _many_case(19, 24, widths, torch.float32, DEVICE, adjacent, 1e-4)
 
 
-def test_many_projection_reads_adjacent_gradients_in_place(monkeypatch):
+def test_many_projection_reads_adjacent_gradients_in_place(patch_runtime):
     # Gradients written as column blocks of one buffer reach the backward GEMMs as that buffer
     # (no stacking copy); separate ones are stacked.
     from sparkc.runtime import launch
 
     seen = []
     real = launch.adjacent_columns
-    monkeypatch.setattr(
-        launch, "adjacent_columns", lambda m, w: seen.append(real(m, w)) or seen[-1]
-    )
+    patch_runtime("adjacent_columns", lambda m, w: seen.append(real(m, w)) or seen[-1])
     for adjacent in (True, False):
         _many_case(9, 16, (16, 8, 8), torch.float32, DEVICE, adjacent, 1e-4)
     shared, stacked = seen
