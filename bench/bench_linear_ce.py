@@ -82,15 +82,15 @@ def tuned_choices(fn) -> dict:
     """What the tuner chose in this process for the generated function `fn`: the loss forward's
     candidate (a 7-tuple, or 8 ending in 1 for the descriptor loop), the dlogits GEMM's and the
     epilogue-free GEMMs' configurations ({"EXTERN": True}: torch's GEMM)."""
-    from sparkc.runtime import launch
+    from sparkc.runtime import autotune, gemm
 
     name, scope = fn.__name__, fn.__globals__
     out: dict = {}
-    for key, choice in launch._PICKED.items():
+    for key, choice in autotune._PICKED.items():
         if key[0] == f"{name}_fwd_kernel":
             out.setdefault("fwd", []).append(list(choice))
     ids = {id(scope[f"{name}_dlogits_kernel"]): "dlogits", id(scope[f"{name}_mm_kernel"]): "mm"}
-    for key, cfg in launch._GEMM_CHOICE.items():
+    for key, cfg in gemm._GEMM_CHOICE.items():
         if key[0] in ids:
             out.setdefault(ids[key[0]], []).append(dict(cfg))
     return out

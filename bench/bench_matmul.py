@@ -86,10 +86,10 @@ def chosen_config(fn, N: int, K: int) -> dict | None:
     """The tile configuration the tuner chose for the forward kernel of generated GEMM `fn` at
     this N and K (USE_TMA: the tensor-descriptor main loop, PERSISTENT: in a persistent grid;
     EXTERN: torch's GEMM), or None before any choice."""
-    from sparkc.runtime import launch
+    from sparkc.runtime import gemm
 
     kernel = fn.__globals__[fn.__name__ + "_fwd_kernel"]
-    for key, cfg in launch._GEMM_CHOICE.items():
+    for key, cfg in gemm._GEMM_CHOICE.items():
         if key[0] == id(kernel) and key[2] == N and key[3] == K:
             return dict(cfg)
     return None

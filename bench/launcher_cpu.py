@@ -19,7 +19,7 @@ import timeit
 import torch
 import triton
 import triton.language as tl
-from sparkc.runtime import launch, launcher
+from sparkc.runtime import launcher
 
 
 @triton.jit
@@ -57,7 +57,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.cuda.current_device = lambda: 0
     torch._C._cuda_getCurrentRawStream = lambda device: 0
-    launch.fast_launch = lambda: True
+    launcher.fast_launch = lambda: True
     k = launcher.Kernel(_Jit())
     t = torch.zeros(64, 64)
     w = torch.nn.Parameter(torch.zeros(64, 64))

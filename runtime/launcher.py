@@ -1,6 +1,10 @@
 """sparkc's launcher for the kernels of a generated module: `Kernel` wraps each launched
 `@triton.jit` kernel, and `wrap_kernels` wraps them all at the end of a generated kernels.py.
 
+Consumes: a generated kernels.py's globals, the launch arguments of each call and the switch
+`$SPARKC_FAST_LAUNCH` (through `env`). Produces: the launches, and Triton's `CompiledKernel` of
+each; owns its switch (`fast_launch`, `FAST_LAUNCH_VERIFIED`). Imports triton and torch.
+
 Why: Triton's `JITFunction.run` redoes, on every launch, per-call binding that gives the same
 answer on every call of a given kernel with the same argument kinds: reading knobs, the current
 device and stream through the driver, specialising every argument, hashing the specialisation,
@@ -9,8 +13,8 @@ the same way. On the lent H200 the host-bound tiny_gpt forward + backward (66 la
 median 6.23 ms per call this way against 7.11 ms through Triton's launch (docs/performance.md,
 "Session 2026-12-02, fifth").
 
-When `launch.fast_launch()` is on (by default with the Triton releases it was verified on,
-`launch.FAST_LAUNCH_VERIFIED`; `$SPARKC_FAST_LAUNCH=1`/`0` to choose) a `Kernel` launches
+When `fast_launch()` is on (by default with the Triton releases it was verified on,
+`FAST_LAUNCH_VERIFIED`; `$SPARKC_FAST_LAUNCH=1`/`0` to choose) a `Kernel` launches
 through Triton's normal path the first time it meets a specialisation key, keeps the
 `CompiledKernel` that path returns, and afterwards calls that compiled kernel's launcher
 directly, with the arguments Triton's own `JITFunction.run` passes it (a private interface,
@@ -31,10 +35,29 @@ from typing import Any
 import torch
 from triton import knobs
 
-from . import launch
+from . import env
 
 _MISS = object()
 _I32 = 2**31
+
+# Triton releases whose launch layout (the arguments of a CompiledKernel's `run`, which the cached
+# launcher calls as Triton's own `JITFunction.run` does) was verified on a GPU: the 207 GPU tests
+# that ran in the call's limit passed with the cached launcher on (H200, Triton 3.6.0,
+# 2026-12-02). Elsewhere it is opt-in.
+FAST_LAUNCH_VERIFIED = ("3.6.",)
+_fast_default: list[bool] = []
+
+
+def fast_launch() -> bool:
+    """Whether generated kernels launch through sparkc's cached launcher (`Kernel`)
+    instead of Triton's `JITFunction.run` after their first call: `$SPARKC_FAST_LAUNCH` (1 on,
+    0 off); unset, on for the Triton releases in `FAST_LAUNCH_VERIFIED`. Never under the
+    interpreter."""
+    if env.interpreting():
+        return False
+    if not _fast_default:
+        _fast_default.append(env.require_triton().__version__.startswith(FAST_LAUNCH_VERIFIED))
+    return env.env_flag("SPARKC_FAST_LAUNCH", _fast_default[0])
 
 
 def _arg_kind(value: Any, tensor_type: type) -> Any:
@@ -86,7 +109,7 @@ class Kernel:
         return f"<sparkc launcher for {self.jit!r}>"
 
     def __getitem__(self, grid: Any) -> Any:
-        if not launch.fast_launch():
+        if not fast_launch():
             return self.jit[grid]
         return functools.partial(self.run, grid)
 

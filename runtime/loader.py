@@ -1,5 +1,10 @@
 """Import generated Python source from a real file.
 
+Consumes: a name, the generated source text and a folder (default: `sparkc_kernels` in the
+system's temporary folder). Produces: the imported module, registered in `sys.modules` under a
+name derived from the content hash (`load_source`) or the file path (`import_file`), and the
+file itself, written atomically (`write_atomic`).
+
 Triton's `@triton.jit` refuses functions defined through `exec` of a string, so generated code is
 always written to a file and imported from it. `load_source(name, text, directory)` writes
 `directory/name.py` atomically (unless an identical file is already there) and imports it under a

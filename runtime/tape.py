@@ -14,12 +14,11 @@ argument" (has_arg false, the value 0, the string "").
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-
-from sparkc.diagnostics import did_you_mean
 
 from .reference.procedural import (
     ASSUME,
@@ -56,7 +55,11 @@ def opcode_number(op: Opcode) -> int:
         raise ValueError(f"opcode {op} is outside -1..8")
     if isinstance(op, str) and op.upper() in _NAMES:
         return _NAMES[op.upper()]
-    hint = did_you_mean(str(op).upper(), _NAMES)
+    # The runtime imports nothing from the compiler: the closest name as sparkc.diagnostics'
+    # did_you_mean words it (names and the query are upper case, so its case fallback never
+    # applies here).
+    close = difflib.get_close_matches(str(op).upper(), sorted(_NAMES), n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'?" if close else ""
     raise ValueError(f"unknown opcode {op!r}" + (f"; {hint}" if hint else ""))
 
 

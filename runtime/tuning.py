@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-# 2 (2026-12-02): candidates are scored by GPU plus host time (launch.bench_ms); choices timed
+# 2 (2026-12-02): candidates are scored by GPU plus host time (autotune.bench_ms); choices timed
 # by GPU time alone are not reused.
 FORMAT_VERSION = 2
 # Timing rounds over the candidates (see TuningCache.choose); `$SPARKC_TUNE_ROUNDS` overrides it

@@ -4,11 +4,15 @@
   anything imports triton, hence the import of torch and the environment at the very top.
   Compile-only tests (PTX for sm_90) run in subprocesses that remove it.
 - `pytest --update-goldens` rewrites golden files instead of comparing (fixture `update_goldens`).
+- `patch_runtime(name, value)` (fixture) replaces a runtime name for generated code and for the
+  runtime's own modules at once.
 - Tests marked `gpu` are skipped when `torch.cuda.is_available()` is False: the only skip allowed.
 """
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -64,7 +68,40 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
-def force_extern_gemm(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def patch_runtime(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, Any], None]:
+    """`patch_runtime(name, value)`: for this test, `value` replaces the runtime object `name`
+    wherever it is looked up: on `sparkc.runtime.launch` (the facade generated code calls as
+    `_launch.<name>`) and on every other `sparkc.runtime` module that binds the same object (the
+    module that defines it, through which the runtime's own modules call it, e.g.
+    `env.interpreting`, `autotune.pick`, `gemm._GEMM_CHOICE`). An unknown name is an error."""
+    import sys
+
+    from sparkc.runtime import launch
+
+    def patch(name: str, value: Any) -> None:
+        runtime = [
+            m
+            for key, m in sorted(sys.modules.items())
+            if m is not None and (key == "sparkc.runtime" or key.startswith("sparkc.runtime."))
+        ]
+        missing = object()
+        original = getattr(launch, name, missing)
+        if original is missing:
+            owners = [m for m in runtime if name in vars(m)]
+            if len(owners) != 1:
+                raise AttributeError(f"no single sparkc.runtime module defines {name!r}: {owners}")
+            original = vars(owners[0])[name]
+        for module in runtime:
+            if vars(module).get(name, missing) is original:
+                monkeypatch.setattr(module, name, value)
+
+    return patch
+
+
+@pytest.fixture
+def force_extern_gemm(
+    monkeypatch: pytest.MonkeyPatch, patch_runtime: Callable[[str, Any], None]
+) -> list[str]:
     """Every GEMM that offers torch's own GEMM (`tuned_gemm(extern=...)`) gets it, as if it had
     won the tuning; the list collects the names of those kernels. Off GPU the offer is widened
     to CPU (and float32) operands, so the interpreter tests run the generated code's extern
@@ -79,7 +116,7 @@ def force_extern_gemm(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             return launch.EXTERN_CFG
         return real(kernel, heuristic, M, N, K, like, run, dual, tma=tma)
 
-    monkeypatch.setattr(launch, "tuned_gemm", forced)
-    if not HAS_CUDA:
-        monkeypatch.setattr(launch, "extern_gemm_ok", lambda a, b, out, acc=None: True)
+    monkeypatch.setattr(launch, "tuned_gemm", forced)  # generated code's `_launch.tuned_gemm`
+    if not HAS_CUDA:  # for generated code and for `extern_call`, which asks it
+        patch_runtime("extern_gemm_ok", lambda a, b, out, acc=None: True)
     return used

@@ -121,13 +121,11 @@ def test_compile_output_is_importable_as_a_package(tmp_path):
     assert proc.stdout.strip() == "True"
 
 
-def test_triton_impl_on_cpu_without_interpreter_is_a_clear_error(tiny, monkeypatch):
+def test_triton_impl_on_cpu_without_interpreter_is_a_clear_error(tiny, patch_runtime):
     # Pretend the interpreter is off through sparkc's own switch: setting TRITON_INTERPRET=0
     # here made Triton decorate kernels loaded during this test as compiled JIT functions, which
     # broke interpreter tests that ran after it in the same process.
-    from sparkc.runtime import launch
-
-    monkeypatch.setattr(launch, "interpreting", lambda: False)
+    patch_runtime("interpreting", lambda: False)
     with pytest.raises(RuntimeError, match="CUDA device"):
         tiny.Model(impl="triton")(torch.randint(0, 64, (1, 3)))
 

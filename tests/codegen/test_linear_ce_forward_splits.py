@@ -187,12 +187,12 @@ def check_gradients(leaves, ref_inputs, t, ignore_index=-100):
     return ref.item()
 
 
-def test_backward_runs_the_tuned_dlogits_configuration(monkeypatch):
+def test_backward_runs_the_tuned_dlogits_configuration(patch_runtime):
     # On a GPU the dlogits GEMM goes through launch.tuned_gemm, whose trial launches may use a
     # different BLOCK_M than the heuristic (the bias column sums are kept per row block). Stand
     # in for the tuner under the interpreter: launch two trials (16- and 32-row tiles), choose
     # the 32-row one, and check the gradients of the run that uses it.
-    launch = module()._launch
+    module()  # generated code calls the names patched below as `_launch.<name>`
     tried = []
 
     def fake_tuned_gemm(kernel, heuristic, M, N, K, like, run, dual=False, tma=False, extern=None):
@@ -205,7 +205,7 @@ def test_backward_runs_the_tuned_dlogits_configuration(monkeypatch):
             tried.append(cfg)
         return tried[-1]
 
-    monkeypatch.setattr(launch, "tuned_gemm", fake_tuned_gemm)
+    patch_runtime("tuned_gemm", fake_tuned_gemm)
     M, D, V = 37, 24, 100
     h64, w64, b64, t = make(M, D, V, True, 4, seed=11)
     leaves = [x.float().to(DEVICE).requires_grad_(True) for x in (h64, w64, b64)]
@@ -214,13 +214,13 @@ def test_backward_runs_the_tuned_dlogits_configuration(monkeypatch):
     check_gradients(leaves, (h64, w64, b64), t)
 
 
-def test_tuning_candidates_start_with_the_heuristic(monkeypatch):
+def test_tuning_candidates_start_with_the_heuristic(patch_runtime):
     # What an H200 would time (the launch helpers told they are not interpreting): the heuristic
     # (one tile per program, 128 registers for half types, none for float32), the ranges of
     # about 8 programs per SM, 4 warps, then one-tile GEMM tiles; all distinct.
-    launch = module()._launch
-    monkeypatch.setattr(launch, "interpreting", lambda: False)
-    monkeypatch.setattr(launch, "sm_count", lambda like: 132)
+    module()  # generated code calls the names patched below as `_launch.<name>`
+    patch_runtime("interpreting", lambda: False)
+    patch_runtime("sm_count", lambda like: 132)
     gpu = types.SimpleNamespace(device=types.SimpleNamespace(type="cuda"), element_size=lambda: 2)
     cands = sym("fwd_candidates")(8192, 32000, 1024, torch.bfloat16, gpu)
     assert cands[:3] == [

@@ -300,7 +300,7 @@ def test_bhnd_layout_matches_bnhd():
 
 @pytest.mark.parametrize("plan", ["split", "fused"])
 @pytest.mark.parametrize("group", [1, 2], ids=["mha", "gqa"])
-def test_strided_views_from_a_fused_projection(monkeypatch, plan, group):
+def test_strided_views_from_a_fused_projection(monkeypatch, plan, group, patch_runtime):
     # q, k, v as the adjacent column blocks of one [B·N, (H + 2·KV)·d] buffer (what the fused
     # q/k/v projection returns): only the head dim needs unit stride. The gradients land in the
     # same blocks of one new buffer (launch.grads_like), in either backward plan.
@@ -317,7 +317,7 @@ def test_strided_views_from_a_fused_projection(monkeypatch, plan, group):
     starts = [0, h * d, (h + kv) * d]
     shared = []
     real = launch.grads_like
-    monkeypatch.setattr(launch, "grads_like", lambda *t: shared.append(real(*t)) or shared[-1])
+    patch_runtime("grads_like", lambda *t: shared.append(real(*t)) or shared[-1])
 
     def blocks(t):
         heads = [h, kv, kv]

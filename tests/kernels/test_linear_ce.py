@@ -132,7 +132,7 @@ def test_backward_in_vocabulary_chunks(v_chunk):
     check(33, 40, 100, True, 3, v_chunk=v_chunk, seed=1, recompute=True)
 
 
-def force_tma(monkeypatch, on_gpu=False):
+def force_tma(patch_runtime, on_gpu=False):
     """Make the loss forward and the dlogits GEMM take their tensor-descriptor main loops (GPU
     tuning candidates); returns the names of the kernels forced. Under the interpreter the
     descriptors take float32 too."""
@@ -155,21 +155,21 @@ def force_tma(monkeypatch, on_gpu=False):
             return {**cfg, "USE_TMA": True, "PERSISTENT": False}
         return cfg
 
-    monkeypatch.setattr(launch, "pick", pick)
-    monkeypatch.setattr(launch, "tuned_gemm", tuned)
-    monkeypatch.setattr(launch, "tuning_enabled", lambda: True)
+    patch_runtime("pick", pick)
+    patch_runtime("tuned_gemm", tuned)
+    patch_runtime("tuning_enabled", lambda: True)
     if not on_gpu:
-        monkeypatch.setattr(launch, "tma_ok", lambda *ts: all(t.stride(-1) == 1 for t in ts))
+        patch_runtime("tma_ok", lambda *ts: all(t.stride(-1) == 1 for t in ts))
         # pick() returns the first candidate untimed under the interpreter: go through ours.
-        monkeypatch.setattr(launch, "interpreting", lambda: False)
+        patch_runtime("interpreting", lambda: False)
     return forced
 
 
 @pytest.mark.parametrize("M,D,V,bias", [(33, 40, 100, True), (7, 24, 65, False)])
-def test_tma_main_loops_match_float64(monkeypatch, M, D, V, bias):
+def test_tma_main_loops_match_float64(M, D, V, bias, patch_runtime):
     # The loss forward's and the dlogits GEMM's descriptor main loops (tuning candidates for
     # 16-bit operands on a GPU), forced under the interpreter: rows past M and V read as zeros.
-    forced = force_tma(monkeypatch)
+    forced = force_tma(patch_runtime)
     check(M, D, V, bias, 3, v_chunk=40, seed=4, recompute=True)
     assert forced == ["lce_fwd_kernel", "dlogits"]
 
@@ -248,8 +248,8 @@ def check_gpu_bf16(seed, recompute):
 
 
 @pytest.mark.gpu
-def test_gpu_tma_main_loops(monkeypatch):
-    forced = force_tma(monkeypatch, on_gpu=True)
+def test_gpu_tma_main_loops(patch_runtime):
+    forced = force_tma(patch_runtime, on_gpu=True)
     check_gpu_bf16(7, recompute=True)
     assert forced == ["lce_fwd_kernel", "dlogits"]
 

@@ -175,7 +175,7 @@ def test_forward_backward_matches_float64(epilogue, dual, M, K, N):
     run_case(epilogue, dual, M, K, N)
 
 
-def force_tma(monkeypatch, persistent=False):
+def force_tma(patch_runtime, persistent=False):
     """Make every matmul forward take the tensor-descriptor main loop (a tuning candidate), in a
     persistent grid when `persistent`; returns the list of the `tma` flags the forwards passed
     to the tuner."""
@@ -190,13 +190,13 @@ def force_tma(monkeypatch, persistent=False):
             return {**cfg, "USE_TMA": True, "PERSISTENT": persistent}
         return cfg
 
-    monkeypatch.setattr(launch, "tuned_gemm", forced)
+    patch_runtime("tuned_gemm", forced)
     return used
 
 
 @pytest.mark.parametrize("where", ["device", "host"], ids=["kernel-desc", "host-desc"])
 @pytest.mark.parametrize("case", ["bias_gelu", "swiglu", "chain", "single_row", "none"])
-def test_tma_main_loop_matches_float64(monkeypatch, case, where):
+def test_tma_main_loop_matches_float64(monkeypatch, case, where, patch_runtime):
     # The tensor-descriptor (TMA) main loop is a GPU tuning candidate for 16-bit operands; here
     # the forward kernel is forced onto it under the interpreter (float32: the interpreter's
     # descriptors take any dtype), edge tiles and K tails read as zeros through the descriptors,
@@ -207,9 +207,9 @@ def test_tma_main_loop_matches_float64(monkeypatch, case, where):
     assert launch.tma_on_device() == (where == "device")
     made = []
     real_desc = launch.tma_descriptor
-    monkeypatch.setattr(launch, "tma_descriptor", lambda *a: made.append(1) or real_desc(*a))
-    used = force_tma(monkeypatch)
-    monkeypatch.setattr(launch, "tma_ok", lambda *ts: all(t.stride(1) == 1 for t in ts))
+    patch_runtime("tma_descriptor", lambda *a: made.append(1) or real_desc(*a))
+    used = force_tma(patch_runtime)
+    patch_runtime("tma_ok", lambda *ts: all(t.stride(1) == 1 for t in ts))
     epilogue, dual, M, K, N = next(c[1:] for c in CASES if c[0] == case)
     run_case(epilogue, dual, M, K, N)
     assert used == [True]
@@ -217,16 +217,16 @@ def test_tma_main_loop_matches_float64(monkeypatch, case, where):
 
 
 @pytest.mark.parametrize("case", ["bias_gelu", "swiglu", "single_row", "none"])
-def test_persistent_tma_grid_matches_float64(monkeypatch, case):
+def test_persistent_tma_grid_matches_float64(case, patch_runtime):
     # The persistent grid: under the interpreter 2 programs (its 2 "SMs") walk every tile in
     # the grouped order, edge tiles included.
     from sparkc.runtime import launch
 
-    used = force_tma(monkeypatch, persistent=True)
-    monkeypatch.setattr(launch, "tma_ok", lambda *ts: all(t.stride(1) == 1 for t in ts))
+    used = force_tma(patch_runtime, persistent=True)
+    patch_runtime("tma_ok", lambda *ts: all(t.stride(1) == 1 for t in ts))
     grids = []
     real_sm_count = launch.sm_count
-    monkeypatch.setattr(launch, "sm_count", lambda t: grids.append(1) or real_sm_count(t))
+    patch_runtime("sm_count", lambda t: grids.append(1) or real_sm_count(t))
     epilogue, dual, M, K, N = next(c[1:] for c in CASES if c[0] == case)
     run_case(epilogue, dual, M, K, N)
     assert used == [True] and grids
@@ -236,11 +236,11 @@ def test_persistent_tma_grid_matches_float64(monkeypatch, case):
 @pytest.mark.parametrize("case", ["bias_gelu", "swiglu", "chain"])
 @pytest.mark.parametrize("persistent", [False, True], ids=["grid", "persistent"])
 @pytest.mark.parametrize("where", ["device", "host"], ids=["kernel-desc", "host-desc"])
-def test_gpu_tma_main_loop(monkeypatch, case, persistent, where):
+def test_gpu_tma_main_loop(monkeypatch, case, persistent, where, patch_runtime):
     # GPU test runs do not tune (SPARKC_TUNE=0), so the descriptor loop is forced here: bfloat16,
     # sizes that are not tile multiples (K = 520: a K tail of 8).
     monkeypatch.setenv("SPARKC_TMA_DEVICE", "1" if where == "device" else "0")
-    used = force_tma(monkeypatch, persistent)
+    used = force_tma(patch_runtime, persistent)
     epilogue, dual = next(c[1:3] for c in CASES if c[0] == case)
     run_case(epilogue, dual, 1000, 520, 776, dtype=torch.bfloat16, tol=1e-2)
     assert used == [True]
@@ -267,9 +267,9 @@ def test_gpu_extern_gemm_choice(force_extern_gemm, case):
 
 
 def test_tma_needs_aligned_16_bit_rows():
-    from sparkc.runtime import launch
+    from sparkc.runtime import launch, tma
 
-    if launch._tensor_descriptor_class() is None:
+    if tma._tensor_descriptor_class() is None:
         pytest.fail("this Triton has no triton.tools.tensor_descriptor (3.4+ is required)")
     x = torch.zeros(8, 64, dtype=torch.bfloat16, device=DEVICE)
     assert launch.tma_ok(x, torch.zeros(16, 64, dtype=torch.float16, device=DEVICE))
@@ -399,16 +399,14 @@ def test_many_projection_matches_float64(adjacent, widths):
     _many_case(19, 24, widths, torch.float32, DEVICE, adjacent, 1e-4)
 
 
-def test_many_projection_reads_adjacent_gradients_in_place(monkeypatch):
+def test_many_projection_reads_adjacent_gradients_in_place(patch_runtime):
     # Gradients written as column blocks of one buffer reach the backward GEMMs as that buffer
     # (no stacking copy); separate ones are stacked.
     from sparkc.runtime import launch
 
     seen = []
     real = launch.adjacent_columns
-    monkeypatch.setattr(
-        launch, "adjacent_columns", lambda m, w: seen.append(real(m, w)) or seen[-1]
-    )
+    patch_runtime("adjacent_columns", lambda m, w: seen.append(real(m, w)) or seen[-1])
     for adjacent in (True, False):
         _many_case(9, 16, (16, 8, 8), torch.float32, DEVICE, adjacent, 1e-4)
     shared, stacked = seen
@@ -452,20 +450,20 @@ def test_column_block_helpers():
 def test_stacked_weights_are_kept_only_inside_frozen_weights_and_while_unchanged():
     import gc
 
-    from sparkc.runtime import launch
+    from sparkc.runtime import launch, stacking
 
     import sparkc
 
     ws = [torch.randn(n, 8) for n in (8, 4, 4)]
     first = launch.stacked_rows(ws, keep=True)
     assert launch.stacked_rows(ws, keep=True) is not first  # outside the block: never kept
-    assert not launch._STACKED
+    assert not stacking._STACKED
     with sparkc.frozen_weights():
         first = launch.stacked_rows(ws, keep=True)
         assert torch.equal(first, torch.cat(ws, 0))
         assert launch.stacked_rows(ws, keep=True) is first  # unchanged weights: no copy
         assert launch.stacked_rows(ws, keep=False) is not first  # gradients flow: fresh
-        assert tuple(id(w) for w in ws) not in launch._STACKED  # and the kept copy is dropped
+        assert tuple(id(w) for w in ws) not in stacking._STACKED  # and the kept copy is dropped
         first = launch.stacked_rows(ws, keep=True)
         with torch.no_grad():
             ws[1].mul_(2)  # a tracked in-place update (optimizer step, load_state_dict)
@@ -473,16 +471,16 @@ def test_stacked_weights_are_kept_only_inside_frozen_weights_and_while_unchanged
         assert again is not first and torch.equal(again, torch.cat(ws, 0))
         # The entry goes with its weights, so tensors later at their addresses are never a hit.
         key = tuple(id(w) for w in ws)
-        assert key in launch._STACKED
+        assert key in stacking._STACKED
         values = [w.clone() for w in ws]
         del ws
         gc.collect()
-        assert key not in launch._STACKED
+        assert key not in stacking._STACKED
         assert torch.equal(launch.stacked_rows(values, keep=True), torch.cat(values, 0))
         with sparkc.frozen_weights():  # nested blocks: the outermost one frees
             pass
-        assert launch._STACKED
-    assert not launch._STACKED
+        assert stacking._STACKED
+    assert not stacking._STACKED
 
 
 def test_many_projection_decodes_with_kept_weights_and_sees_weight_updates():
@@ -512,7 +510,7 @@ def test_weights_kept_under_inference_mode_serve_a_later_backward_to_the_input()
     # Generation under torch.inference_mode(), then training something upstream of frozen
     # projection weights: the kept copy is saved for the backward, so it must not be an
     # inference tensor.
-    from sparkc.runtime import launch
+    from sparkc.runtime import launch, stacking
 
     mod = build("mm_many_plain", [])
     many = sys.modules[mod.__module__].mm_many_plain_many
@@ -522,7 +520,7 @@ def test_weights_kept_under_inference_mode_serve_a_later_backward_to_the_input()
             many(torch.randn(3, 16), *ws)
         x = torch.randn(3, 16, requires_grad=True)
         outs = many(x, *ws)
-        assert launch._STACKED  # the backward below reads the kept copy
+        assert stacking._STACKED  # the backward below reads the kept copy
         sum(o.sum() for o in outs).backward()
     expected = sum(w.sum(0) for w in ws).expand(3, 16)
     torch.testing.assert_close(x.grad, expected, rtol=1e-5, atol=1e-5)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sparkc.runtime import launch, tuning
+from sparkc.runtime import env, gemm, launch, tuning
 
 dims = st.lists(st.integers(0, 4), min_size=0, max_size=4)
 
@@ -58,7 +58,7 @@ class _FakeCudaTensor:
         return 2
 
 
-def _fake_gpu_tuning(monkeypatch, index, timed=True):
+def _fake_gpu_tuning(patch_runtime, index, timed=True):
     """`tuned_gemm` as on a GPU, with `pick` replaced: it records the name, shape class and
     candidates into the returned dict, times candidate `index` (when `timed`) and picks it."""
     seen = {}
@@ -70,11 +70,11 @@ def _fake_gpu_tuning(monkeypatch, index, timed=True):
             bench_fn(candidates[index])  # timing a candidate launches the kernel with it
         return candidates[index]
 
-    monkeypatch.setattr(launch, "pick", fake_pick)
-    monkeypatch.setattr(launch, "interpreting", lambda: False)
-    monkeypatch.setattr(launch, "_GEMM_CHOICE", {})
-    monkeypatch.setattr(launch, "bench_ms", lambda fn: fn() or 1.0)
-    monkeypatch.setattr(launch, "capturing", lambda like: False)
+    patch_runtime("pick", fake_pick)
+    patch_runtime("interpreting", lambda: False)
+    patch_runtime("_GEMM_CHOICE", {})
+    patch_runtime("bench_ms", lambda fn: fn() or 1.0)
+    patch_runtime("capturing", lambda like: False)
     return seen
 
 
@@ -87,8 +87,8 @@ def _tune(runs, M=4096, **kw):
     return launch.tuned_gemm("k", _heuristic, M, 1024, 512, _FakeCudaTensor(), runs.append, **kw)
 
 
-def test_tuned_gemm_times_the_heuristic_first_then_every_fitted_candidate(monkeypatch):
-    seen = _fake_gpu_tuning(monkeypatch, 1)
+def test_tuned_gemm_times_the_heuristic_first_then_every_fitted_candidate(patch_runtime):
+    seen = _fake_gpu_tuning(patch_runtime, 1)
     runs = []
     cfg = launch.tuned_gemm(
         "mm_kernel", _heuristic, 4096, 1024, 512, _FakeCudaTensor(), runs.append
@@ -106,8 +106,8 @@ def test_tuned_gemm_times_the_heuristic_first_then_every_fitted_candidate(monkey
     assert again is cfg and not seen and len(runs) == 1
 
 
-def test_tuned_gemm_offers_every_tile_both_ways_with_tma(monkeypatch):
-    seen = _fake_gpu_tuning(monkeypatch, -1, timed=False)
+def test_tuned_gemm_offers_every_tile_both_ways_with_tma(patch_runtime):
+    seen = _fake_gpu_tuning(patch_runtime, -1, timed=False)
     runs = []
     plain = _tune(runs)
     tiles = seen["candidates"]
@@ -135,12 +135,12 @@ def test_tuned_gemm_offers_every_tile_both_ways_with_tma(monkeypatch):
     assert all(c[7] == 0 for c in seen["candidates"])
 
 
-def test_tuning_off_takes_the_heuristic_without_timing(monkeypatch, tmp_path):
+def test_tuning_off_takes_the_heuristic_without_timing(monkeypatch, tmp_path, patch_runtime):
     monkeypatch.setenv("SPARKC_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(launch, "interpreting", lambda: False)
-    monkeypatch.setattr(launch, "_PICKED", {})
-    monkeypatch.setattr(launch, "device_key", lambda like: "fake-gpu")
-    monkeypatch.setattr(launch, "capturing", lambda like: False)
+    patch_runtime("interpreting", lambda: False)
+    patch_runtime("_PICKED", {})
+    patch_runtime("device_key", lambda like: "fake-gpu")
+    patch_runtime("capturing", lambda like: False)
     timed = []
 
     def bench(cand):
@@ -187,9 +187,9 @@ def test_apply_skips_autograd_when_no_gradient_can_flow():
     assert torch.equal(w.grad, torch.full((3,), 3.0))
 
 
-def test_tuned_gemm_offers_torch_gemm_last_and_returns_its_marker(monkeypatch):
+def test_tuned_gemm_offers_torch_gemm_last_and_returns_its_marker(patch_runtime):
     # Timing the extern candidate calls `extern`, not `run`.
-    seen, calls = _fake_gpu_tuning(monkeypatch, -1), []
+    seen, calls = _fake_gpu_tuning(patch_runtime, -1), []
     runs = []
     plain = _tune(runs)
     tiles, plain_class = seen["candidates"], seen["shape_class"]
@@ -234,17 +234,17 @@ def test_extern_gemm_accumulates_into_acc_and_copies_to_out():
     assert torch.allclose(plain.double(), a.double() @ b.double(), atol=1e-5)
 
 
-def test_bench_ms_charges_gpu_and_host_time(monkeypatch):
+def test_bench_ms_charges_gpu_and_host_time(monkeypatch, patch_runtime):
     import triton.testing
 
     # The tuner's score is the serial cost, GPU (flushed median) plus host (time to issue): a
     # candidate whose kernel is faster but whose host side is slower by more loses, also when
     # its kernel alone outlasts its host side (in a host-bound model the host time adds up).
     monkeypatch.setattr(triton.testing, "do_bench", lambda fn, **kw: 0.030)
-    monkeypatch.setattr(launch, "issue_ms", lambda fn: 0.020)
+    patch_runtime("issue_ms", lambda fn: 0.020)
     descriptor_loop = launch.bench_ms(lambda: None)
     monkeypatch.setattr(triton.testing, "do_bench", lambda fn, **kw: 0.036)
-    monkeypatch.setattr(launch, "issue_ms", lambda fn: 0.008)
+    patch_runtime("issue_ms", lambda fn: 0.008)
     pointer_loop = launch.bench_ms(lambda: None)
     assert descriptor_loop == pytest.approx(0.050) and pointer_loop == pytest.approx(0.044)
     # For CUDA-graph replays (SPARKC_TUNE_HOST=0) launches cost no host time: GPU time alone.
@@ -276,25 +276,25 @@ def test_environment_switches_follow_every_change(monkeypatch, value, interp, tu
             monkeypatch.setenv(name, value)
     assert launch.interpreting() is interp
     assert launch.tuning_enabled() is tune
-    assert launch._switched_off("SPARKC_EXTERN_GEMM") is (not tune)
-    assert launch._switched_off("SPARKC_SOME_NEW_SWITCH") is False  # unset: on
+    assert env.switched_off("SPARKC_EXTERN_GEMM") is (not tune)
+    assert env.switched_off("SPARKC_SOME_NEW_SWITCH") is False  # unset: on
 
 
-def test_tuned_gemm_remembers_no_choice_made_inside_a_capture(monkeypatch):
-    seen = _fake_gpu_tuning(monkeypatch, 0, timed=False)
-    monkeypatch.setattr(launch, "capturing", lambda like: True)
+def test_tuned_gemm_remembers_no_choice_made_inside_a_capture(patch_runtime):
+    seen = _fake_gpu_tuning(patch_runtime, 0, timed=False)
+    patch_runtime("capturing", lambda like: True)
     for _ in range(2):
         seen.clear()
         launch.tuned_gemm("k", _heuristic, 4096, 1024, 512, _FakeCudaTensor(), lambda cfg: None)
         assert seen  # asked pick() again: the provisional answer was not memoised
-    assert launch._GEMM_CHOICE == {}
+    assert gemm._GEMM_CHOICE == {}
 
 
-def test_gpu_only_tuning_choices_are_stored_apart(monkeypatch):
+def test_gpu_only_tuning_choices_are_stored_apart(monkeypatch, patch_runtime):
     from types import SimpleNamespace
 
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    monkeypatch.setattr(launch, "_cuda_identity", lambda index: ("NVIDIA H200", 9, 0, 132))
+    patch_runtime("_cuda_identity", lambda index: ("NVIDIA H200", 9, 0, 132))
     like = SimpleNamespace(device=SimpleNamespace(type="cuda", index=0))
     charged = launch.device_key(like)
     monkeypatch.setenv("SPARKC_TUNE_HOST", "0")

@@ -11,7 +11,7 @@ import pytest
 import torch
 import triton
 import triton.language as tl
-from sparkc.runtime import launch, launcher
+from sparkc.runtime import launcher
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,7 +59,7 @@ def fake_cuda(monkeypatch):
     """The launcher's device and stream queries, without a GPU; fast launches switched on."""
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch._C, "_cuda_getCurrentRawStream", lambda d: 1234, raising=False)
-    monkeypatch.setattr(launch, "fast_launch", lambda: True)
+    monkeypatch.setattr(launcher, "fast_launch", lambda: True)
 
 
 def test_arguments_come_in_signature_order_with_defaults():
@@ -139,11 +139,11 @@ def test_switched_off_it_is_tritons_launch(monkeypatch):
     assert len(jit.normal) == 2
     monkeypatch.setenv("SPARKC_FAST_LAUNCH", "1")
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    assert not launch.fast_launch()  # never under the interpreter
+    assert not launcher.fast_launch()  # never under the interpreter
     monkeypatch.setenv("TRITON_INTERPRET", "0")
-    assert launch.fast_launch()
+    assert launcher.fast_launch()
     monkeypatch.setenv("SPARKC_FAST_LAUNCH", "0")
-    assert not launch.fast_launch()
+    assert not launcher.fast_launch()
 
 
 @pytest.mark.parametrize("version, default", [("3.6.0", True), ("3.9.0", False), ("3.10.1", False)])
@@ -153,10 +153,10 @@ def test_on_by_default_only_where_verified(monkeypatch, version, default):
     monkeypatch.delenv("SPARKC_FAST_LAUNCH", raising=False)
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     monkeypatch.setattr(triton, "__version__", version)
-    monkeypatch.setattr(launch, "_fast_default", [])
-    assert launch.fast_launch() is default
+    monkeypatch.setattr(launcher, "_fast_default", [])
+    assert launcher.fast_launch() is default
     monkeypatch.setenv("SPARKC_FAST_LAUNCH", "0" if default else "1")
-    assert launch.fast_launch() is not default
+    assert launcher.fast_launch() is not default
 
 
 def test_generated_kernels_are_wrapped_and_helpers_are_not():

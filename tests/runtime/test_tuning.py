@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from sparkc.runtime import launch, tuning
+from sparkc.runtime import autotune, launch, tuning
 
 
 class Bench:
@@ -161,7 +161,7 @@ def test_pick_without_gpu_returns_first_candidate_untimed(tmp_path, monkeypatch)
     assert bench.calls == [] and not (tmp_path / "tuning").exists()
 
 
-def test_pick_inside_a_cuda_graph_capture_never_times(tmp_path, monkeypatch):
+def test_pick_inside_a_cuda_graph_capture_never_times(tmp_path, monkeypatch, patch_runtime):
     # Timing synchronises, which a capture forbids: the stored choice if any, else the
     # heuristic, and nothing is remembered, so the first call after the capture tunes.
     class Cuda:
@@ -171,22 +171,22 @@ def test_pick_inside_a_cuda_graph_capture_never_times(tmp_path, monkeypatch):
 
     monkeypatch.setenv("SPARKC_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(tuning, "_default", None)
-    monkeypatch.setattr(launch, "interpreting", lambda: False)
-    monkeypatch.setattr(launch, "device_key", lambda like: "gpu")
-    monkeypatch.setattr(launch, "_PICKED", {})
+    patch_runtime("interpreting", lambda: False)
+    patch_runtime("device_key", lambda like: "gpu")
+    patch_runtime("_PICKED", {})
     capture = [True]
-    monkeypatch.setattr(launch, "capturing", lambda like: capture[0])
+    patch_runtime("capturing", lambda like: capture[0])
     bench = Bench({1024: 3.0, 2048: 1.0, 4096: 2.0})
     assert launch.pick("k", [7], CANDS, bench, source="src", like=Cuda()) == CANDS[0]
-    assert bench.calls == [] and launch._PICKED == {}
+    assert bench.calls == [] and autotune._PICKED == {}
     capture[0] = False  # after the capture: timed, stored, remembered
     assert launch.pick("k", [7], CANDS, bench, source="src", like=Cuda()) == (2048, 8)
-    assert bench.calls and launch._PICKED
-    launch._PICKED.clear()
+    assert bench.calls and autotune._PICKED
+    autotune._PICKED.clear()
     capture[0] = True  # a later capture (another process would be the same) reads the disk
     calls = len(bench.calls)
     assert launch.pick("k", [7], CANDS, bench, source="src", like=Cuda()) == (2048, 8)
-    assert len(bench.calls) == calls and launch._PICKED == {}
+    assert len(bench.calls) == calls and autotune._PICKED == {}
 
 
 def test_small_helpers(monkeypatch):

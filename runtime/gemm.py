@@ -1,0 +1,206 @@
+"""GEMM tiles: the tuning candidates of every generated GEMM kernel and torch's GEMM beside them.
+
+Consumes: a GEMM's sizes (M, N, K), its operands' dtype and device, the template's heuristic
+and a function that launches the kernel with a configuration; `env`, `tiles`, `device` and
+`autotune` (`pick`, `bench_ms`). Produces: the tile configuration to launch (`tuned_gemm`, a dict
+of `GEMM_KEYS`, plus USE_TMA/PERSISTENT for kernels with a descriptor main loop), or
+`EXTERN_CFG` when torch's own GEMM (cuBLAS, `extern_gemm`) timed fastest; candidates fitted to
+shared memory (`fit_gemm`); the extern fallback's guard and call (`extern_gemm_ok`,
+`extern_call`, `extern_gemm`). Choices are memoised in process (`_GEMM_CHOICE`).
+
+torch and triton are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import autotune, device, env
+from .tiles import next_pow2
+
+# GEMM tuning candidates (BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages) for Hopper,
+# shared by every generated GEMM kernel (`tuned_gemm`). BLOCK_K is halved for float32 operands and
+# stages are dropped to fit shared memory (`fit_gemm`).
+GEMM_CANDIDATES = (
+    (128, 256, 64, 8, 8, 3),
+    (256, 128, 64, 8, 8, 3),
+    (128, 128, 64, 8, 8, 3),
+    (128, 128, 64, 8, 4, 4),
+    (128, 256, 64, 8, 8, 4),
+    (64, 128, 64, 8, 4, 4),
+)
+# Skinny outputs (M <= 64 rows: decoding, small batches).
+GEMM_SKINNY_CANDIDATES = (
+    (64, 64, 128, 1, 4, 4),
+    (64, 128, 64, 1, 4, 4),
+    (64, 64, 64, 1, 4, 3),
+    (64, 256, 64, 1, 8, 3),
+)
+GEMM_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_stages")
+# Shared memory the operand pipeline may use (the H100/H200 have 227 KB per block).
+GEMM_SMEM_BUDGET = 200 * 1024
+
+
+def fit_gemm(cand: Sequence[int], element_size: int, dual: bool = False) -> tuple[int, ...]:
+    """A candidate adjusted to its operands: BLOCK_K halved for 4-byte elements, pipeline stages
+    dropped until `stages x (BLOCK_M + BLOCK_N) x BLOCK_K` elements (twice that when two operand
+    pairs share a stage, `dual`) fit in GEMM_SMEM_BUDGET."""
+    bm, bn, bk, group, warps, stages = cand
+    if element_size >= 4 and bk > 16:
+        bk //= 2
+    pairs = 2 if dual else 1
+    while stages > 2 and stages * pairs * (bm + bn) * bk * element_size > GEMM_SMEM_BUDGET:
+        stages -= 1
+    return (bm, bn, bk, group, warps, stages)
+
+
+# tuned_gemm()'s memo, checked before anything else on every launch: (kernel id, M class, N, K,
+# dtype, dual, tma, device) -> configuration (callers never modify it).
+_GEMM_CHOICE: dict[tuple, dict] = {}
+
+
+def tuned_gemm(
+    kernel: Any,
+    heuristic: Callable[..., dict],
+    M: int,
+    N: int,
+    K: int,
+    like: Any,
+    run: Callable[[dict], Any],
+    dual: bool = False,
+    tma: bool = False,
+    extern: Callable[[], Any] | None = None,
+    persistent: bool = False,
+) -> dict:
+    """Tile configuration of a GEMM kernel producing [M, N] with reduction length K.
+
+    `heuristic(M, N, K, dtype, like, dual=dual)` is the template's own choice, used as is under
+    the interpreter and off GPU. On a GPU every fitted candidate (the heuristic's first) is timed
+    once per shape class by `run(cfg)`, which launches `kernel` with that configuration, and the
+    fastest is remembered (`pick`). `tma`: the kernel also has a tensor-descriptor main loop
+    (constexpr USE_TMA) and its operands allow one (`tma_ok`): every candidate is offered both
+    ways, the configurations carrying "USE_TMA" and "PERSISTENT" (False unless `persistent`: the
+    kernel also has the constexpr PERSISTENT, and the 8-warp tiles are offered a third way, the
+    descriptor loop in a persistent grid of about one program per SM walking the tiles, which
+    the caller sizes). `extern`: the GEMM has no epilogue, and
+    `extern()` computes the same product with torch's own GEMM (cuBLAS, `extern_gemm`): it is
+    timed as one more candidate (TorchInductor's `extern_kernels.mm` choice), and when it wins
+    the configuration is `EXTERN_CFG` (`{"EXTERN": True}`), which the caller runs instead of
+    `kernel`. Never the untimed default: with tuning off the heuristic's tiles run.
+    """
+    if env.interpreting() or like.device.type != "cuda":
+        return heuristic(M, N, K, like.dtype, like, dual=dual)
+    m_class = "skinny" if M <= 64 else min(next_pow2(M), 1 << 16)
+    offer_extern = extern is not None
+    persistent = bool(tma and persistent and M > 64)
+    memo_key = (
+        id(kernel),
+        m_class,
+        N,
+        K,
+        like.dtype,
+        dual,
+        bool(tma),
+        persistent,
+        offer_extern,
+        like.device.index,
+        env.charge_host(),
+    )
+    cfg = _GEMM_CHOICE.get(memo_key)
+    if cfg is not None:
+        return cfg
+    keys = GEMM_KEYS + ("USE_TMA", "PERSISTENT") if tma else GEMM_KEYS
+
+    def candidates() -> list[tuple[int, ...]]:
+        base = heuristic(M, N, K, like.dtype, like, dual=dual)
+        tiles = [tuple(base[k] for k in GEMM_KEYS)]
+        for cand in GEMM_SKINNY_CANDIDATES if M <= 64 else GEMM_CANDIDATES:
+            cand = fit_gemm(cand, like.element_size(), dual)
+            if cand not in tiles:
+                tiles.append(cand)
+        out: list[Any] = tiles
+        if tma:
+            out = [(*t, 0, 0) for t in tiles] + [(*t, 1, 0) for t in tiles]
+            # Persistent grids pay off with one large program per SM: 8-warp tiles only.
+            out += [(*t, 1, 1) for t in tiles if persistent and t[4] == 8]
+        return out + [EXTERN] if offer_extern else out
+
+    def bench(cand: Any) -> float:
+        if cand == EXTERN:
+            return autotune.bench_ms(extern)
+        return autotune.bench_ms(lambda: run(_gemm_cfg(keys, cand)))
+
+    shape_class = [m_class, N, K, str(like.dtype), bool(dual)] + (["tma"] if tma else [])
+    shape_class += ["persistent"] if persistent else []
+    shape_class += ["extern"] if offer_extern else []
+    name = getattr(getattr(kernel, "fn", kernel), "__name__", "gemm")
+    cfg = _gemm_cfg(
+        keys, autotune.pick(name, shape_class, candidates, bench, source=kernel, like=like)
+    )
+    if not device.capturing(like):  # inside a capture pick() may answer provisionally
+        _GEMM_CHOICE[memo_key] = cfg
+    return cfg
+
+
+def _gemm_cfg(keys: Sequence[str], cand: Any) -> dict:
+    if cand == EXTERN:
+        return EXTERN_CFG
+    cfg = dict(zip(keys, cand))
+    for flag in ("USE_TMA", "PERSISTENT"):
+        if flag in cfg:
+            cfg[flag] = bool(cfg[flag])
+    return cfg
+
+
+# The extern GEMM candidate of `tuned_gemm` (a JSON string in the tuning cache) and the
+# configuration it stands for.
+EXTERN = "extern"
+EXTERN_CFG: dict = {"EXTERN": True}
+
+
+def extern_gemm_ok(a: Any, b: Any, out: Any, acc: Any = None) -> bool:
+    """Whether `extern_gemm(a, b, out, acc)` may be offered as a tuning candidate: CUDA operands
+    of one 16-bit dtype (float32 operands stay on the template's IEEE/TF32 choice, which torch's
+    global TF32 flag would override), `out` of that dtype or float32, and `acc`, if any, float32
+    (a 16-bit accumulator would round once per chunk); not with `$SPARKC_EXTERN_GEMM=0` (Triton
+    kernels only)."""
+    import torch
+
+    if env.switched_off("SPARKC_EXTERN_GEMM"):
+        return False
+    half = (torch.float16, torch.bfloat16)
+    if a.device.type != "cuda" or a.dtype not in half or b.dtype != a.dtype:
+        return False
+    if acc is not None and acc.dtype != torch.float32:
+        return False
+    return out.dtype in (a.dtype, torch.float32)
+
+
+def extern_call(a: Any, b: Any, out: Any, acc: Any = None) -> Callable[[], Any] | None:
+    """`extern_gemm(a, b, out, acc)` as a no-argument call for `tuned_gemm(extern=...)`, or None
+    where `extern_gemm_ok` says it may not be offered."""
+    if not extern_gemm_ok(a, b, out, acc):
+        return None
+    return functools.partial(extern_gemm, a, b, out, acc)
+
+
+def extern_gemm(a: Any, b: Any, out: Any, acc: Any = None) -> Any:
+    """out = a @ b (+ acc) through torch's GEMM (cuBLAS), for 16-bit a [M, K], b [K, N] of any
+    strides; float32 accumulation throughout. A float32 `out` (or `acc`) takes the product
+    without a 16-bit rounding (`out_dtype`); with `acc` the sum is formed in `acc`, which is
+    overwritten, then copied to `out` when `out` is another tensor."""
+    import torch
+
+    if acc is None:
+        if out.dtype == a.dtype:
+            return torch.mm(a, b, out=out)
+        return torch.mm(a, b, out_dtype=out.dtype, out=out)
+    if acc.dtype == a.dtype:
+        torch.addmm(acc, a, b, out=acc)
+    else:
+        torch.addmm(acc, a, b, out_dtype=acc.dtype, out=acc)
+    if out is not acc:
+        out.copy_(acc)
+    return out
