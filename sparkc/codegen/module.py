@@ -48,26 +48,11 @@ def name_values(graph: Graph) -> ValueNames:
     return ValueNames(names)
 
 
-def loss_only_nodes(graph: Graph) -> set[str]:
-    """Nodes that only loss terms need (computed only when their inputs were all given)."""
-    g = graph.nx
-    main: set[str] = set()
-    for node in graph.topo_order():
-        if node.op == "aux_sum" or (node.op == "output" and node.attr("kind") != "loss"):
-            main.add(node.id)
-            main |= set(_ancestors(g, node.id))
-    loss: set[str] = set()
-    for node in graph.outputs():
-        if node.attr("kind") == "loss":
-            loss.add(node.id)
-            loss |= set(_ancestors(g, node.id))
-    return loss - main
-
-
-def _ancestors(g, node_id: str) -> set[str]:
-    import networkx as nx
-
-    return nx.ancestors(g, node_id)
+def loss_only_nodes(graph: Graph, needed_main: set[str] | None = None) -> set[str]:
+    """Nodes that only loss terms need (computed only when their inputs were all given);
+    `needed_main`: `_needed_main(graph)` if the caller has it."""
+    loss = graph.ancestors([n.id for n in graph.outputs() if n.attr("kind") == "loss"])
+    return loss - (_needed_main(graph) if needed_main is None else needed_main)
 
 
 def param_comment(node: Node) -> str:
@@ -112,13 +97,16 @@ def reference_units(graph: Graph, names: ValueNames) -> list[tuple[tuple[str, ..
     return units
 
 
-def assemble_body(graph: Graph, names: ValueNames, units) -> list[str]:
+def assemble_body(
+    graph: Graph, names: ValueNames, units, needed_main: set[str] | None = None
+) -> list[str]:
     """Order compute units, guard the loss-only ones, and build the ModelOutput.
 
     Units whose nodes only loss terms need run only when every optional input (one that only
     feeds losses, like `targets`) was given; otherwise `out.loss` is None."""
-    loss_only = loss_only_nodes(graph)
-    optional_inputs = [n.attr("name") for n in graph.inputs() if n.id not in _needed_main(graph)]
+    needed = _needed_main(graph) if needed_main is None else needed_main
+    loss_only = loss_only_nodes(graph, needed)
+    optional_inputs = [n.attr("name") for n in graph.inputs() if n.id not in needed]
     main: list[str] = []
     guarded: list[str] = []
     for node_ids, lines in units:
@@ -162,13 +150,13 @@ def _loss_lines(losses: list[tuple[str, str, float]], aux: str) -> list[str]:
 
 
 def _needed_main(graph: Graph) -> set[str]:
-    g = graph.nx
-    needed: set[str] = set()
-    for node in graph.topo_order():
-        if node.op == "aux_sum" or (node.op == "output" and node.attr("kind") != "loss"):
-            needed.add(node.id)
-            needed |= _ancestors(g, node.id)
-    return needed
+    """Nodes the main outputs and the auxiliary loss need."""
+    roots = [
+        n.id
+        for n in graph.topo_order()
+        if n.op == "aux_sum" or (n.op == "output" and n.attr("kind") != "loss")
+    ]
+    return graph.ancestors(roots)
 
 
 def module_context(
@@ -226,8 +214,10 @@ def module_context(
         params=params,
         num_params=num_params,
         output_names=tuple(n.attr("name") for n in graph.outputs()),
-        reference_body=assemble_body(graph, names, reference_units(graph, names)),
-        triton_body=assemble_body(graph, names, triton_units) if triton_units is not None else [],
+        reference_body=assemble_body(graph, names, reference_units(graph, names), needed),
+        triton_body=(
+            assemble_body(graph, names, triton_units, needed) if triton_units is not None else []
+        ),
         **(extra or {}),
     )
 

@@ -182,6 +182,19 @@ class Graph:
         """The ids of the nodes with an edge into `node_id` (unordered)."""
         return set(self._g._pred[node_id])
 
+    def ancestors(self, roots: Iterable[str]) -> set[str]:
+        """`roots` and every node they read, transitively (one walk over the predecessor lists:
+        linear in the graph however many roots there are)."""
+        pred = self._g._pred
+        seen = set(roots)
+        stack = list(seen)
+        while stack:
+            for p in pred[stack.pop()]:
+                if p not in seen:
+                    seen.add(p)
+                    stack.append(p)
+        return seen
+
     def _order(self, node_id: str) -> int:
         return self._g._node[node_id]["order"]
 
