@@ -12,8 +12,8 @@ from __future__ import annotations
 from .. import __version__
 from ..ir.graph import Graph
 from .format import format_python
+from .format_body import format_module
 from .module import module_context, name_values
-from .render import render
 from .triton_plan import triton_units
 
 
@@ -38,6 +38,6 @@ def generate(graph: Graph, source_text: str, source_name: str, fuse: bool = True
             "float_inputs": float_inputs,
         },
     )
-    module = format_python(render("module.py.jinja", **ctx), "__init__.py")
+    module = format_module("module.py.jinja", ctx, "__init__.py")
     kernel_text = kernels.render({"version": __version__})
     return {"__init__.py": module, "kernels.py": format_python(kernel_text, "kernels.py")}

@@ -24,6 +24,19 @@ from . import names as nm
 from .render import pyrepr
 
 
+@dataclass(frozen=True)
+class ParamEntry:
+    """One `_ms.ParamDecl(...)` line of the module (attributes, not a dict: the template reads
+    one per field, and Jinja looks attributes up before keys)."""
+
+    name: str
+    shape: tuple
+    init: tuple
+    trainable: bool
+    dtype: str
+    fan_in: int
+
+
 @dataclass
 class ValueNames:
     """Deterministic local names for IR values: _v0, _v1, ... in topological order (model
@@ -177,20 +190,18 @@ def module_context(
         }
         for n in graph.inputs()
     ]
-    params = []
-    for n in graph.params():
-        init = n.attr("init")
-        params.append(
-            {
-                "name": n.attr("name"),
-                "shape": tuple(n.types[0].shape),
-                "init": (init.kind, tuple(init.args)),
-                "trainable": bool(n.attr("trainable", True)),
-                "dtype": n.types[0].dtype.value if n.types[0].dtype.value != "i64" else "i64",
-                "fan_in": int(n.attr("fan_in", 0) or 0),
-            }
+    params = [
+        ParamEntry(
+            name=n.attr("name"),
+            shape=tuple(n.types[0].shape),
+            init=(n.attr("init").kind, tuple(n.attr("init").args)),
+            trainable=bool(n.attr("trainable", True)),
+            dtype=n.types[0].dtype.value,
+            fan_in=int(n.attr("fan_in", 0) or 0),
         )
-    num_params = sum(_numel(p["shape"]) for p in params if p["trainable"])
+        for n in graph.params()
+    ]
+    num_params = sum(_numel(p.shape) for p in params if p.trainable)
     # Python needs defaults after the first default: an input declared after an optional one
     # defaults to None too, and check_inputs reports it as missing if it was required.
     sig_parts, seen_optional = [], False
