@@ -180,10 +180,16 @@ class OpSpec:
     noise: Callable[[Mapping[str, Any]], bool] = lambda hp: False  # draws training noise
 
     def hyper(self, name: str) -> Hyper | None:
-        return next((h for h in self.hypers if h.name == name), None)
+        for h in self.hypers:  # a plain loop: called per node by the verifier and codegen
+            if h.name == name:
+                return h
+        return None
 
     def port(self, name: str) -> Port | None:
-        return next((p for p in self.inputs if p.name == name), None)
+        for p in self.inputs:
+            if p.name == name:
+                return p
+        return None
 
     @property
     def output_names(self) -> tuple[str, ...]:
