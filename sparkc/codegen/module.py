@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from .. import __version__
 from ..ir.graph import Graph, Node, Value
-from ..ir.ops import OPS
+from ..ir.ops import OPS, exact_key
 from . import names as nm
 from .render import pyrepr
 
@@ -75,11 +75,33 @@ def param_comment(node: Node) -> str:
 
 def split_ports(node: Node) -> tuple[list[tuple[str, Value]], list[tuple[str, Value]]]:
     """(tensor ports, params) of an op node, each as (local name, value)."""
-    spec = OPS[node.op]
+    key = (node.op, node.port_names)
+    is_port = _IS_PORT.get(key)
+    if is_port is None:
+        spec = OPS[node.op]
+        is_port = _IS_PORT[key] = tuple(spec.port(name) is not None for name in node.port_names)
     ports, params = [], []
-    for name, v in zip(node.port_names, node.inputs):
-        (ports if spec.port(name) is not None else params).append((name, v))
+    for flag, name, v in zip(is_port, node.port_names, node.inputs):
+        (ports if flag else params).append((name, v))
     return ports, params
+
+
+# (op, port names) -> which names are tensor ports (the rest are parameters); few per model.
+_IS_PORT: dict[tuple[str, tuple[str, ...]], tuple[bool, ...]] = {}
+
+
+def attrs_literal(node: Node, cache: dict) -> str:
+    """`pyrepr(dict(node.attrs))`, computed once per distinct (op, attrs) in `cache` (a model
+    of many identical layers repeats a few); keys tell apart values that compare equal but
+    print differently (1, 1.0, True)."""
+    try:
+        key = (node.op, tuple((k, exact_key(v)) for k, v in node.attrs))
+        text = cache.get(key)
+    except TypeError:  # an unhashable value: no sharing
+        return pyrepr(dict(node.attrs))
+    if text is None:
+        text = cache[key] = pyrepr(dict(node.attrs))
+    return text
 
 
 def _dict_literal(pairs: list[tuple[str, str]]) -> str:
@@ -89,6 +111,7 @@ def _dict_literal(pairs: list[tuple[str, str]]) -> str:
 def reference_units(graph: Graph, names: ValueNames) -> list[tuple[tuple[str, ...], list[str]]]:
     """One unit (node ids, lines) per param, const and op node: the reference path's compute."""
     param_index = {n.id: i for i, n in enumerate(graph.params())}
+    literals: dict = {}
     units = []
     for node in graph.topo_order():
         if node.op == "param":
@@ -101,7 +124,7 @@ def reference_units(graph: Graph, names: ValueNames) -> list[tuple[tuple[str, ..
             ports, params = split_ports(node)
             ins = _dict_literal([(k, names[v]) for k, v in ports])
             prm = _dict_literal([(k, names[v]) for k, v in params])
-            hp = pyrepr(dict(node.attrs))
+            hp = attrs_literal(node, literals)
             outs = [names[Value(node.id, i)] for i in range(len(node.types))]
             target = outs[0] + "," if len(outs) == 1 else ", ".join(outs)
             comment = f"  # {nm.comment_text(node.scope)}" if node.scope else ""

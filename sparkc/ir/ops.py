@@ -1315,11 +1315,17 @@ def instantiate(op: str, inputs: dict[str, TensorType], hp: dict[str, Any]) -> I
 _KEPT: dict[tuple, InstanceSpec] = {}
 
 
-def _exact(v: Any) -> Any:
-    """A key that tells apart values that compare equal (1, 1.0, True; 0.0, -0.0)."""
+def exact_key(v: Any) -> Any:
+    """A hashable key that tells apart values that compare equal (1, 1.0, True; 0.0, -0.0), at
+    every nesting level; raises TypeError for an unhashable leaf."""
+    if isinstance(v, (tuple, list)):
+        return (type(v).__name__, tuple(exact_key(x) for x in v))
     if isinstance(v, dict):
-        return ("dict", tuple((k, _exact(x)) for k, x in v.items()))
+        return ("dict", tuple((exact_key(k), exact_key(x)) for k, x in v.items()))
     return (type(v).__name__, repr(v) if isinstance(v, float) else v)
+
+
+_exact = exact_key
 
 
 def _instantiate(op: str, inputs: dict[str, TensorType], hp: dict[str, Any]) -> InstanceSpec:

@@ -27,7 +27,7 @@ import networkx as nx
 
 from ..diagnostics import CompilerBug
 from .graph import SPECIAL_OPS, Graph, Node, qualified, rule_hparams
-from .ops import OPS, ShapeFailure, instantiate, tied_embed_init
+from .ops import OPS, ShapeFailure, exact_key, instantiate, tied_embed_init
 from .types import DType, TensorType
 
 _MAX_REPORTED = 25
@@ -336,7 +336,7 @@ def _instance_key(g: Graph, node: Node) -> tuple | None:
         key = (
             node.op,
             node.port_names,
-            tuple((k, _exact(v)) for k, v in node.attrs),
+            tuple((k, exact_key(v)) for k, v in node.attrs),
             tuple((g.type_of(v), g.node(v.node).op == "param") for v in node.inputs),
             node.types,
         )
@@ -344,15 +344,6 @@ def _instance_key(g: Graph, node: Node) -> tuple | None:
     except TypeError:
         return None
     return key
-
-
-def _exact(v: Any) -> Any:
-    """A key that tells apart values that compare equal (1, 1.0, True; 0.0, -0.0), nested."""
-    if isinstance(v, (tuple, list)):
-        return (type(v).__name__, tuple(_exact(x) for x in v))
-    if isinstance(v, dict):
-        return ("dict", tuple((_exact(k), _exact(x)) for k, x in v.items()))
-    return (type(v).__name__, repr(v) if isinstance(v, float) else v)
 
 
 def _check_owned_param(report: _Report, node: Node, ps: Any, param: Node, index: int) -> None:
