@@ -37,15 +37,14 @@ class ParamEntry:
     fan_in: int
 
 
-@dataclass
-class ValueNames:
+class ValueNames(dict):
     """Deterministic local names for IR values: _v0, _v1, ... in topological order (model
-    inputs keep their own names: they are forward()'s arguments)."""
+    inputs keep their own names: they are forward()'s arguments). A dict {Value: name}, so a
+    lookup is one C call (codegen looks up a few names per op instance)."""
 
-    names: dict[Value, str]
-
-    def __getitem__(self, v: Value) -> str:
-        return self.names[v]
+    @property
+    def names(self) -> dict[Value, str]:
+        return self
 
 
 def name_values(graph: Graph) -> ValueNames:

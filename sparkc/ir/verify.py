@@ -64,7 +64,7 @@ def _verify(graph: Graph, stage: str) -> None:
         cycle = nx.find_cycle(graph.nx)
         report.add(None, "the graph has a cycle: " + " -> ".join(u for u, _ in cycle))
         _raise(report, stage)
-    nodes = graph.topo_order()
+    nodes = graph.topo_order(fresh=True)
     owners: dict[str, list[str]] = {}
     memo: dict[tuple, Any] = {}
     for node in nodes:
