@@ -184,6 +184,10 @@ class Graph:
     def producers(self, node_id: str) -> list[Node]:
         return [self.node(n) for n in sorted(self._g.predecessors(node_id), key=self._order)]
 
+    def user_ids(self, node_id: str) -> set[str]:
+        """The ids of the nodes with an edge from `node_id` (unordered)."""
+        return set(self._g._succ[node_id])
+
     def producer_ids(self, node_id: str) -> set[str]:
         """The ids of the nodes with an edge into `node_id` (unordered)."""
         return set(self._g._pred[node_id])

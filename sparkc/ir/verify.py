@@ -398,7 +398,7 @@ def _check_owners(report: _Report, nodes: list[Node], owners: dict[str, list[str
         own = owners.get(n.id, [])
         if len(own) != 1:
             report.add(n, f"a parameter must have exactly one owning op, has {own or 'none'}")
-        readers = {u.id for u in report.graph.users(n.id)} - set(owners.get("tied:" + n.id, []))
+        readers = report.graph.user_ids(n.id) - set(owners.get("tied:" + n.id, []))
         if readers - set(own):
             report.add(n, f"read by {sorted(readers - set(own))}, which do not own it")
 
