@@ -67,12 +67,20 @@ def _format_by_shapes(template: str, ctx: dict[str, Any], name: str) -> str:
     if [len(s) for s in shapes] != [len(b) for b in bodies]:
         raise _NotCovered  # a line holding a line break
     formatted = _format_shapes(list(dict.fromkeys(chain.from_iterable(shapes))), name)
-    for body, body_shapes, mark in zip(bodies, shapes, marks):
-        at = _BASE + mark + "\n"
-        if skeleton.count(at) != 1 or ("\n" + at) not in skeleton:
+    # Where each marker line is in the formatted skeleton (each exactly once, a line of its own).
+    pieces, rest = [], skeleton
+    for mark in marks:
+        at = "\n" + _BASE + mark + "\n"
+        if skeleton.count(at) != 1 or at not in rest:
             raise _NotCovered
-        skeleton = skeleton.replace(at, "".join(_restore(body, body_shapes, formatted)))
-    return skeleton
+        head, rest = rest.split(at)
+        pieces.append(head + "\n")
+    out = []
+    for head, body, body_shapes in zip(pieces, bodies, shapes):
+        out.append(head)
+        out.extend(_restore(body, body_shapes, formatted))
+    out.append(rest)
+    return "".join(out)
 
 
 def _restore(lines: list[str], shapes: list[str], formatted: dict[str, str]):
