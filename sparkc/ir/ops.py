@@ -1301,7 +1301,7 @@ def instantiate(op: str, inputs: dict[str, TensorType], hp: dict[str, Any]) -> I
     10,000 identical layers runs each layer's rules once, in the checker and in the verifier.
     """
     try:
-        key = (op, tuple(inputs.items()), tuple((k, _exact(v)) for k, v in hp.items()))
+        key = (op, tuple(inputs.items()), tuple((k, exact_key(v)) for k, v in hp.items()))
         kept = _KEPT.get(key)
     except TypeError:  # an unhashable hyperparameter value: compute it every time
         return _instantiate(op, inputs, hp)
@@ -1323,9 +1323,6 @@ def exact_key(v: Any) -> Any:
     if isinstance(v, dict):
         return ("dict", tuple((exact_key(k), exact_key(x)) for k, x in v.items()))
     return (type(v).__name__, repr(v) if isinstance(v, float) else v)
-
-
-_exact = exact_key
 
 
 def _instantiate(op: str, inputs: dict[str, TensorType], hp: dict[str, Any]) -> InstanceSpec:

@@ -3,7 +3,7 @@
 Consumes a `Graph`; produces nothing, or raises `CompilerBug` naming the stage and listing every
 broken invariant it found (a pass that breaks the graph is a compiler bug, never a user error).
 It runs after lowering and after every pass in tests, so it stays linear in the graph size: one
-walk over the nodes, one shape-rule call per op instance.
+walk over the nodes, one structural check (and shape-rule call) per distinct op-instance shape.
 
 Invariants (docs/architecture.md, "IR conventions"):
 - the graph is acyclic and its edges are exactly the nodes' input references;
