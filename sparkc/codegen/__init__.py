@@ -12,14 +12,24 @@ from __future__ import annotations
 from .. import __version__
 from ..ir.graph import Graph
 from .format import format_python
+from .format_body import format_module
 from .input_rules import input_rules
 from .module import module_context, name_values
-from .render import render
-from .triton_plan import triton_units
+from .triton_plan import KernelSet, triton_units
 
 
 def generate(graph: Graph, source_text: str, source_name: str, fuse: bool = True) -> dict[str, str]:
     """The package files; `fuse=False` generates one kernel group per op (no fusion)."""
+    ctx, kernels = module_inputs(graph, source_text, source_name, fuse)
+    module = format_module("module.py.jinja", ctx, "__init__.py")
+    kernel_text = kernels.render({"version": __version__})
+    return {"__init__.py": module, "kernels.py": format_python(kernel_text, "kernels.py")}
+
+
+def module_inputs(
+    graph: Graph, source_text: str, source_name: str, fuse: bool = True
+) -> tuple[dict, KernelSet]:
+    """(the context of `module.py.jinja`, the kernels of the Triton path)."""
     if not fuse:
         from ..passes.fuse import plan_fusion
 
@@ -38,6 +48,4 @@ def generate(graph: Graph, source_text: str, source_name: str, fuse: bool = True
             "input_rules": input_rules(graph),
         },
     )
-    module = format_python(render("module.py.jinja", **ctx), "__init__.py")
-    kernel_text = kernels.render({"version": __version__})
-    return {"__init__.py": module, "kernels.py": format_python(kernel_text, "kernels.py")}
+    return ctx, kernels

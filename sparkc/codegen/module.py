@@ -19,20 +19,32 @@ from dataclasses import dataclass
 
 from .. import __version__
 from ..ir.graph import Graph, Node, Value
-from ..ir.ops import OPS
+from ..ir.ops import OPS, exact_key
 from . import names as nm
 from .render import pyrepr
 
 
-@dataclass
-class ValueNames:
+@dataclass(frozen=True)
+class ParamEntry:
+    """One `_ms.ParamDecl(...)` line of the module (attributes, not a dict: the template reads
+    one per field, and Jinja looks attributes up before keys)."""
+
+    name: str
+    shape: tuple
+    init: tuple
+    trainable: bool
+    dtype: str
+    fan_in: int
+
+
+class ValueNames(dict):
     """Deterministic local names for IR values: _v0, _v1, ... in topological order (model
-    inputs keep their own names: they are forward()'s arguments)."""
+    inputs keep their own names: they are forward()'s arguments). A dict {Value: name}, so a
+    lookup is one C call (codegen looks up a few names per op instance)."""
 
-    names: dict[Value, str]
-
-    def __getitem__(self, v: Value) -> str:
-        return self.names[v]
+    @property
+    def names(self) -> dict[Value, str]:
+        return self
 
 
 def name_values(graph: Graph) -> ValueNames:
@@ -48,26 +60,11 @@ def name_values(graph: Graph) -> ValueNames:
     return ValueNames(names)
 
 
-def loss_only_nodes(graph: Graph) -> set[str]:
-    """Nodes that only loss terms need (computed only when their inputs were all given)."""
-    g = graph.nx
-    main: set[str] = set()
-    for node in graph.topo_order():
-        if node.op == "aux_sum" or (node.op == "output" and node.attr("kind") != "loss"):
-            main.add(node.id)
-            main |= set(_ancestors(g, node.id))
-    loss: set[str] = set()
-    for node in graph.outputs():
-        if node.attr("kind") == "loss":
-            loss.add(node.id)
-            loss |= set(_ancestors(g, node.id))
-    return loss - main
-
-
-def _ancestors(g, node_id: str) -> set[str]:
-    import networkx as nx
-
-    return nx.ancestors(g, node_id)
+def loss_only_nodes(graph: Graph, needed_main: set[str] | None = None) -> set[str]:
+    """Nodes that only loss terms need (computed only when their inputs were all given);
+    `needed_main`: `_needed_main(graph)` if the caller has it."""
+    loss = graph.ancestors([n.id for n in graph.outputs() if n.attr("kind") == "loss"])
+    return loss - (_needed_main(graph) if needed_main is None else needed_main)
 
 
 def param_comment(node: Node) -> str:
@@ -77,11 +74,33 @@ def param_comment(node: Node) -> str:
 
 def split_ports(node: Node) -> tuple[list[tuple[str, Value]], list[tuple[str, Value]]]:
     """(tensor ports, params) of an op node, each as (local name, value)."""
-    spec = OPS[node.op]
+    key = (node.op, node.port_names)
+    is_port = _IS_PORT.get(key)
+    if is_port is None:
+        spec = OPS[node.op]
+        is_port = _IS_PORT[key] = tuple(spec.port(name) is not None for name in node.port_names)
     ports, params = [], []
-    for name, v in zip(node.port_names, node.inputs):
-        (ports if spec.port(name) is not None else params).append((name, v))
+    for flag, name, v in zip(is_port, node.port_names, node.inputs):
+        (ports if flag else params).append((name, v))
     return ports, params
+
+
+# (op, port names) -> which names are tensor ports (the rest are parameters); few per model.
+_IS_PORT: dict[tuple[str, tuple[str, ...]], tuple[bool, ...]] = {}
+
+
+def attrs_literal(node: Node, cache: dict) -> str:
+    """`pyrepr(dict(node.attrs))`, computed once per distinct (op, attrs) in `cache` (a model
+    of many identical layers repeats a few); keys tell apart values that compare equal but
+    print differently (1, 1.0, True)."""
+    try:
+        key = (node.op, tuple((k, exact_key(v)) for k, v in node.attrs))
+        text = cache.get(key)
+    except TypeError:  # an unhashable value: no sharing
+        return pyrepr(dict(node.attrs))
+    if text is None:
+        text = cache[key] = pyrepr(dict(node.attrs))
+    return text
 
 
 def _dict_literal(pairs: list[tuple[str, str]]) -> str:
@@ -91,6 +110,7 @@ def _dict_literal(pairs: list[tuple[str, str]]) -> str:
 def reference_units(graph: Graph, names: ValueNames) -> list[tuple[tuple[str, ...], list[str]]]:
     """One unit (node ids, lines) per param, const and op node: the reference path's compute."""
     param_index = {n.id: i for i, n in enumerate(graph.params())}
+    literals: dict = {}
     units = []
     for node in graph.topo_order():
         if node.op == "param":
@@ -103,7 +123,7 @@ def reference_units(graph: Graph, names: ValueNames) -> list[tuple[tuple[str, ..
             ports, params = split_ports(node)
             ins = _dict_literal([(k, names[v]) for k, v in ports])
             prm = _dict_literal([(k, names[v]) for k, v in params])
-            hp = pyrepr(dict(node.attrs))
+            hp = attrs_literal(node, literals)
             outs = [names[Value(node.id, i)] for i in range(len(node.types))]
             target = outs[0] + "," if len(outs) == 1 else ", ".join(outs)
             comment = f"  # {nm.comment_text(node.scope)}" if node.scope else ""
@@ -112,13 +132,16 @@ def reference_units(graph: Graph, names: ValueNames) -> list[tuple[tuple[str, ..
     return units
 
 
-def assemble_body(graph: Graph, names: ValueNames, units) -> list[str]:
+def assemble_body(
+    graph: Graph, names: ValueNames, units, needed_main: set[str] | None = None
+) -> list[str]:
     """Order compute units, guard the loss-only ones, and build the ModelOutput.
 
     Units whose nodes only loss terms need run only when every optional input (one that only
     feeds losses, like `targets`) was given; otherwise `out.loss` is None."""
-    loss_only = loss_only_nodes(graph)
-    optional_inputs = [n.attr("name") for n in graph.inputs() if n.id not in _needed_main(graph)]
+    needed = _needed_main(graph) if needed_main is None else needed_main
+    loss_only = loss_only_nodes(graph, needed)
+    optional_inputs = [n.attr("name") for n in graph.inputs() if n.id not in needed]
     main: list[str] = []
     guarded: list[str] = []
     for node_ids, lines in units:
@@ -162,13 +185,13 @@ def _loss_lines(losses: list[tuple[str, str, float]], aux: str) -> list[str]:
 
 
 def _needed_main(graph: Graph) -> set[str]:
-    g = graph.nx
-    needed: set[str] = set()
-    for node in graph.topo_order():
-        if node.op == "aux_sum" or (node.op == "output" and node.attr("kind") != "loss"):
-            needed.add(node.id)
-            needed |= _ancestors(g, node.id)
-    return needed
+    """Nodes the main outputs and the auxiliary loss need."""
+    roots = [
+        n.id
+        for n in graph.topo_order()
+        if n.op == "aux_sum" or (n.op == "output" and n.attr("kind") != "loss")
+    ]
+    return graph.ancestors(roots)
 
 
 def module_context(
@@ -189,20 +212,18 @@ def module_context(
         }
         for n in graph.inputs()
     ]
-    params = []
-    for n in graph.params():
-        init = n.attr("init")
-        params.append(
-            {
-                "name": n.attr("name"),
-                "shape": tuple(n.types[0].shape),
-                "init": (init.kind, tuple(init.args)),
-                "trainable": bool(n.attr("trainable", True)),
-                "dtype": n.types[0].dtype.value if n.types[0].dtype.value != "i64" else "i64",
-                "fan_in": int(n.attr("fan_in", 0) or 0),
-            }
+    params = [
+        ParamEntry(
+            name=n.attr("name"),
+            shape=tuple(n.types[0].shape),
+            init=(n.attr("init").kind, tuple(n.attr("init").args)),
+            trainable=bool(n.attr("trainable", True)),
+            dtype=n.types[0].dtype.value,
+            fan_in=int(n.attr("fan_in", 0) or 0),
         )
-    num_params = sum(_numel(p["shape"]) for p in params if p["trainable"])
+        for n in graph.params()
+    ]
+    num_params = sum(_numel(p.shape) for p in params if p.trainable)
     # Python needs defaults after the first default: an input declared after an optional one
     # defaults to None too, and check_inputs reports it as missing if it was required.
     sig_parts, seen_optional = [], False
@@ -226,8 +247,10 @@ def module_context(
         params=params,
         num_params=num_params,
         output_names=tuple(n.attr("name") for n in graph.outputs()),
-        reference_body=assemble_body(graph, names, reference_units(graph, names)),
-        triton_body=assemble_body(graph, names, triton_units) if triton_units is not None else [],
+        reference_body=assemble_body(graph, names, reference_units(graph, names), needed),
+        triton_body=(
+            assemble_body(graph, names, triton_units, needed) if triton_units is not None else []
+        ),
         **(extra or {}),
     )
 

@@ -42,6 +42,13 @@ def pyrepr(value: Any) -> str:
     non-ASCII characters reach the file). Non-finite floats are literals that read no name
     (`1e999` is inf), so no local can shadow what they mean. Anything else is a compiler bug,
     not something to render."""
+    kind = type(value)
+    if kind is str:  # the common cases first, by exact type (subclasses take the long way)
+        return ascii(value)
+    if kind is int or kind is bool:
+        return repr(value)
+    if kind is tuple and all(type(v) is int for v in value):
+        return repr(value)  # a shape: "(64, 64)", "(64,)", "()"
     if value is None or isinstance(value, (bool, int)):
         return repr(value)
     if isinstance(value, str):

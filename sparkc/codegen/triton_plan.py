@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from ..ir.graph import Graph, Node, Value
+from ..ir.ops import exact_key
 from ..passes.fuse import FusionPlan, Group, fusion_plan
 from .module import ValueNames, param_comment, split_ports
 from .names import comment_text
@@ -39,10 +40,10 @@ class KernelSet:
 
     fragments: list[tuple[str, str, dict]] = field(default_factory=list)  # (name, template, ctx)
     reference_ops: list[str] = field(default_factory=list)
-    _index: dict[str, str] = field(default_factory=dict)
+    _index: dict[tuple, str] = field(default_factory=dict)
 
     def use(self, template: str, family: str, **context) -> str:
-        key = template + pyrepr(tuple(sorted((k, _freeze(v)) for k, v in context.items())))
+        key = (template, tuple(sorted((k, _freeze(v)) for k, v in context.items())))
         if key not in self._index:
             name = f"{family}{len(self.fragments)}"
             self._index[key] = name
@@ -58,11 +59,13 @@ class KernelSet:
 
 
 def _freeze(v):
+    """A fragment context value as a key: dicts by sorted items, lists like tuples, scalars
+    apart where they compare equal but print differently (1, 1.0, True)."""
     if isinstance(v, dict):
-        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
-    if isinstance(v, list):
-        return tuple(_freeze(x) for x in v)
-    return v
+        return ("dict", tuple(sorted((k, _freeze(x)) for k, x in v.items())))
+    if isinstance(v, (list, tuple)):
+        return ("seq", tuple(_freeze(x) for x in v))
+    return exact_key(v)
 
 
 @dataclass

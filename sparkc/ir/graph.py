@@ -82,6 +82,8 @@ class Graph:
     # The node ids in `topo_order`, kept while nodes are only added (a new node sorts last);
     # a rewiring or a removal (other than of the newest node) drops it.
     _topo: list[str] | None = field(default=None, repr=False, compare=False)
+    # The node payloads in that order (None until asked for; dropped with `_topo`).
+    _topo_nodes: list[Node] | None = field(default=None, repr=False, compare=False)
     # Bumped by every change (add, rewire, remove): `verify` skips a graph it already verified.
     version: int = field(default=0, repr=False, compare=False)
 
@@ -115,12 +117,14 @@ class Graph:
             # Every older node has an older available one until all are placed, so the newest
             # node comes last in the lexicographic order.
             self._topo.append(nid)
+            if self._topo_nodes is not None:
+                self._topo_nodes.append(node)
         return node
 
     def replace_node(self, node: Node) -> None:
         """Swap the payload of an existing node (same id), rewiring its input edges."""
         old = self.node(node.id)
-        self._topo = None
+        self._topo = self._topo_nodes = None
         self.version += 1
         for v in old.inputs:
             if self._g.has_edge(v.node, node.id):
@@ -141,8 +145,10 @@ class Graph:
         self.version += 1
         if self._topo is not None and self._topo[-1] == node_id:
             self._topo.pop()
+            if self._topo_nodes is not None:
+                self._topo_nodes.pop()
         else:
-            self._topo = None
+            self._topo = self._topo_nodes = None
 
     def replace_uses(self, old: Value, new: Value) -> int:
         """Make every reader of `old` read `new` instead; returns how many inputs changed."""
@@ -178,20 +184,43 @@ class Graph:
     def producers(self, node_id: str) -> list[Node]:
         return [self.node(n) for n in sorted(self._g.predecessors(node_id), key=self._order)]
 
+    def user_ids(self, node_id: str) -> set[str]:
+        """The ids of the nodes with an edge from `node_id` (unordered)."""
+        return set(self._g._succ[node_id])
+
     def producer_ids(self, node_id: str) -> set[str]:
         """The ids of the nodes with an edge into `node_id` (unordered)."""
         return set(self._g._pred[node_id])
 
+    def ancestors(self, roots: Iterable[str]) -> set[str]:
+        """`roots` and every node they read, transitively (one walk over the predecessor lists:
+        linear in the graph however many roots there are)."""
+        pred = self._g._pred
+        seen = set(roots)
+        stack = list(seen)
+        while stack:
+            for p in pred[stack.pop()]:
+                if p not in seen:
+                    seen.add(p)
+                    stack.append(p)
+        return seen
+
     def _order(self, node_id: str) -> int:
         return self._g._node[node_id]["order"]
 
-    def topo_order(self) -> list[Node]:
+    def topo_order(self, fresh: bool = False) -> list[Node]:
         """Nodes in the lexicographic topological order keyed by creation index (Kahn's
-        algorithm with a heap; the result is kept until the next rewiring)."""
+        algorithm with a heap; the result is kept until the next rewiring).
+
+        The payloads are kept too; `fresh` reads them again from the node dicts (the verifier
+        does, so that a payload swapped behind the API's back is still seen)."""
         if self._topo is None:
             self._topo = self._lex_topo()
-        nodes = self._g._node
-        return [nodes[n]["node"] for n in self._topo]
+            self._topo_nodes = None
+        if self._topo_nodes is None or fresh:
+            nodes = self._g._node
+            self._topo_nodes = [nodes[n]["node"] for n in self._topo]
+        return list(self._topo_nodes)
 
     def _lex_topo(self) -> list[str]:
         nodes, succ = self._g._node, self._g._succ

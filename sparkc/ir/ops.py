@@ -180,10 +180,16 @@ class OpSpec:
     noise: Callable[[Mapping[str, Any]], bool] = lambda hp: False  # draws training noise
 
     def hyper(self, name: str) -> Hyper | None:
-        return next((h for h in self.hypers if h.name == name), None)
+        for h in self.hypers:  # a plain loop: called per node by the verifier and codegen
+            if h.name == name:
+                return h
+        return None
 
     def port(self, name: str) -> Port | None:
-        return next((p for p in self.inputs if p.name == name), None)
+        for p in self.inputs:
+            if p.name == name:
+                return p
+        return None
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -1295,7 +1301,7 @@ def instantiate(op: str, inputs: dict[str, TensorType], hp: dict[str, Any]) -> I
     10,000 identical layers runs each layer's rules once, in the checker and in the verifier.
     """
     try:
-        key = (op, tuple(inputs.items()), tuple((k, _exact(v)) for k, v in hp.items()))
+        key = (op, tuple(inputs.items()), tuple((k, exact_key(v)) for k, v in hp.items()))
         kept = _KEPT.get(key)
     except TypeError:  # an unhashable hyperparameter value: compute it every time
         return _instantiate(op, inputs, hp)
@@ -1309,10 +1315,13 @@ def instantiate(op: str, inputs: dict[str, TensorType], hp: dict[str, Any]) -> I
 _KEPT: dict[tuple, InstanceSpec] = {}
 
 
-def _exact(v: Any) -> Any:
-    """A key that tells apart values that compare equal (1, 1.0, True; 0.0, -0.0)."""
+def exact_key(v: Any) -> Any:
+    """A hashable key that tells apart values that compare equal (1, 1.0, True; 0.0, -0.0), at
+    every nesting level; raises TypeError for an unhashable leaf."""
+    if isinstance(v, (tuple, list)):
+        return (type(v).__name__, tuple(exact_key(x) for x in v))
     if isinstance(v, dict):
-        return ("dict", tuple((k, _exact(x)) for k, x in v.items()))
+        return ("dict", tuple((exact_key(k), exact_key(x)) for k, x in v.items()))
     return (type(v).__name__, repr(v) if isinstance(v, float) else v)
 
 

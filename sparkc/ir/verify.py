@@ -3,7 +3,7 @@
 Consumes a `Graph`; produces nothing, or raises `CompilerBug` naming the stage and listing every
 broken invariant it found (a pass that breaks the graph is a compiler bug, never a user error).
 It runs after lowering and after every pass in tests, so it stays linear in the graph size: one
-walk over the nodes, one shape-rule call per op instance.
+walk over the nodes, one structural check (and shape-rule call) per distinct op-instance shape.
 
 Invariants (docs/architecture.md, "IR conventions"):
 - the graph is acyclic and its edges are exactly the nodes' input references;
@@ -27,7 +27,7 @@ import networkx as nx
 
 from ..diagnostics import CompilerBug
 from .graph import SPECIAL_OPS, Graph, Node, qualified, rule_hparams
-from .ops import OPS, ShapeFailure, instantiate, tied_embed_init
+from .ops import OPS, ShapeFailure, exact_key, instantiate, tied_embed_init
 from .types import DType, TensorType
 
 _MAX_REPORTED = 25
@@ -64,15 +64,16 @@ def _verify(graph: Graph, stage: str) -> None:
         cycle = nx.find_cycle(graph.nx)
         report.add(None, "the graph has a cycle: " + " -> ".join(u for u, _ in cycle))
         _raise(report, stage)
-    nodes = graph.topo_order()
+    nodes = graph.topo_order(fresh=True)
     owners: dict[str, list[str]] = {}
+    memo: dict[tuple, Any] = {}
     for node in nodes:
         if not _check_inputs(report, node):
             continue
         if node.op in _SPECIAL_RULES:
             _SPECIAL_RULES[node.op](report, node)
         elif node.op in OPS:
-            _check_instance(report, node, owners)
+            _check_instance(report, node, owners, memo)
         else:
             report.add(node, f"unknown op '{node.op}'")
     _check_unique(report, nodes, "input", "input name")
@@ -232,11 +233,13 @@ _PORT_DTYPES: dict[str, Callable[[DType], bool]] = {
 }
 
 
-def _check_instance(report: _Report, node: Node, owners: dict[str, list[str]]) -> None:
+def _check_structure(report: _Report, node: Node) -> tuple[Any, int, bool] | None:
+    """The structural checks of `_check_instance`; (instance spec, number of ports, tied) when
+    the parameters can be checked, else None."""
     g, spec = report.graph, OPS[node.op]
     if len(node.port_names) != len(node.inputs):
         report.add(node, f"port_names {node.port_names} do not name its {len(node.inputs)} inputs")
-        return
+        return None
     port_order = [p.name for p in spec.inputs]
     n_ports = 0
     while n_ports < len(node.port_names) and node.port_names[n_ports] in port_order:
@@ -244,11 +247,11 @@ def _check_instance(report: _Report, node: Node, owners: dict[str, list[str]]) -
     given = list(node.port_names[:n_ports])
     if given != [p for p in port_order if p in given] or len(set(given)) != len(given):
         report.add(node, f"ports {given} are not in op-table order {port_order}")
-        return
+        return None
     missing = [p.name for p in spec.inputs if not p.optional and p.name not in given]
     if missing:
         report.add(node, f"missing port(s) {missing}")
-        return
+        return None
     hyper_order = [h.name for h in spec.hypers]
     if [k for k, _ in node.attrs] != hyper_order:
         report.add(
@@ -256,7 +259,7 @@ def _check_instance(report: _Report, node: Node, owners: dict[str, list[str]]) -
             f"attrs {[k for k, _ in node.attrs]} must be the hyperparameters "
             f"{hyper_order} in op-table order",
         )
-        return
+        return None
     types: dict[str, TensorType] = {}
     for port_name, v in zip(given, node.inputs):
         producer, t = g.node(v.node), g.type_of(v)
@@ -273,7 +276,7 @@ def _check_instance(report: _Report, node: Node, owners: dict[str, list[str]]) -
         inst = instantiate(node.op, types, hp)
     except ShapeFailure as e:
         report.add(node, f"its shape rule rejects the inputs: {e.message}")
-        return
+        return None
     if tuple(inst.outputs) != node.types:
         report.add(
             node, f"types {_fmt(node.types)} differ from the shape rule's {_fmt(inst.outputs)}"
@@ -288,11 +291,33 @@ def _check_instance(report: _Report, node: Node, owners: dict[str, list[str]]) -
             f"parameters {list(node.port_names[n_ports:])} differ from the op "
             f"table's {param_names}",
         )
-        return
+        return None
+    return inst, n_ports, tied
+
+
+def _check_instance(
+    report: _Report, node: Node, owners: dict[str, list[str]], memo: dict | None = None
+) -> None:
+    """An op instance: its structure (ports, attrs, types, parameter names), which depends only
+    on its op, port names, attrs and the types it reads and writes, so it is checked once per
+    distinct instance shape (`memo`: a model of 10,000 identical layers checks one layer's);
+    then what is its own: its parameters' names, types and initialisers, and their owners."""
+    g = report.graph
+    key = _instance_key(g, node) if memo is not None else None
+    found = memo.get(key) if key is not None else None
+    if found is None:
+        before = len(report.problems)
+        found = _check_structure(report, node)
+        if found is None:
+            return
+        if key is not None and len(report.problems) == before:
+            memo[key] = found  # only a clean result is shared (messages name the node's inputs)
+    inst, n_ports, tied = found
     for ps, v in zip(inst.params, node.inputs[n_ports:]):
         _check_owned_param(report, node, ps, g.node(v.node), v.index)
         owners.setdefault(v.node, []).append(node.id)
     if tied:
+        hp = rule_hparams(node)
         _check_tie(report, node, hp)
         weight = g.node(node.inputs[-1].node)
         if weight.op != "param" or weight.attr("name") != f"{hp['tie']}.weight":
@@ -303,6 +328,22 @@ def _check_instance(report: _Report, node: Node, owners: dict[str, list[str]]) -
             )
         else:
             owners.setdefault("tied:" + weight.id, []).append(node.id)
+
+
+def _instance_key(g: Graph, node: Node) -> tuple | None:
+    """What the structural checks of an op instance read; None when an attr is unhashable."""
+    try:
+        key = (
+            node.op,
+            node.port_names,
+            tuple((k, exact_key(v)) for k, v in node.attrs),
+            tuple((g.type_of(v), g.node(v.node).op == "param") for v in node.inputs),
+            node.types,
+        )
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def _check_owned_param(report: _Report, node: Node, ps: Any, param: Node, index: int) -> None:
@@ -357,7 +398,7 @@ def _check_owners(report: _Report, nodes: list[Node], owners: dict[str, list[str
         own = owners.get(n.id, [])
         if len(own) != 1:
             report.add(n, f"a parameter must have exactly one owning op, has {own or 'none'}")
-        readers = {u.id for u in report.graph.users(n.id)} - set(owners.get("tied:" + n.id, []))
+        readers = report.graph.user_ids(n.id) - set(owners.get("tied:" + n.id, []))
         if readers - set(own):
             report.add(n, f"read by {sorted(readers - set(own))}, which do not own it")
 

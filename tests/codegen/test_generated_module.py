@@ -187,7 +187,7 @@ def test_source_cannot_inject_code():
 
 
 def _namespace_sources() -> list[tuple[str, str]]:
-    from tests.codegen.programs import PROGRAMS
+    from programs import PROGRAMS  # tests/codegen is on sys.path (rootdir-relative import mode)
 
     examples = [(p.stem, p.read_text()) for p in sorted((ROOT / "examples").glob("*.spark"))]
     return examples + [(name, src) for name, (src, _) in sorted(PROGRAMS.items())]

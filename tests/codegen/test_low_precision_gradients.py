@@ -243,15 +243,14 @@ def test_float32_gradients_within_twice_eager(case):
 #   fk_attention with float32 states was tried (2026-12-06, H100): wq/wk 0.20 vs eager 0.063
 #   (still over 2x) at 4.6x the forward and 3.2x the forward+backward time, so it was not kept.
 #   fk_attention now forms Δ_i = sum_j A_ij dA_ij in the dQ kernel from the recomputed A and dA
-#   (float16, CPU: wq/wk 0.123/0.141 -> 0.011/0.011, eager 0.0092/0.0095); its bf16 entry stays
-#   until the GPU run confirms it.
+#   (float16, CPU: wq/wk 0.123/0.141 -> 0.011/0.011, eager 0.0092/0.0095); in bf16 on the H100
+#   its strict xfail turned into an unexpected pass, so the entry is gone.
 # - spd_router: pred1.bias's gradient (one sum over every row) 0.016 vs eager's 0.0017 in bf16.
 _ROUNDING = "P (fk: the hop states) rounded to the input dtype before the row term Δ"
 _SPD_BIAS = "spd_router pred1.bias: 0.016 vs eager 0.0017 in bf16 (H100)"
 KNOWN_F16 = {"attention_offset": (_ROUNDING, True)}
 KNOWN_BF16 = {
     "attention_offset": (_ROUNDING, False),
-    "fk_attention": ("fk_attention: wq/wk 0.93 vs eager 0.063 in bf16 (H100); " + _ROUNDING, True),
     "spd_router": (_SPD_BIAS, True),
     # The example model: h.1.vs.head2.bias 0.142 vs eager 0.031 in one H100 run, passing in
     # another kernel variant: its sensitivity to the fk forward's rounding; not strict.

@@ -47,7 +47,9 @@ def test_kept_order_is_the_lexicographic_topological_order(steps) -> None:
                 victim = sinks[i % len(sinks)]
                 g.remove(victim)
                 ids.remove(victim)
-        assert [n.id for n in g.topo_order()] == _nx_order(g)
+        order = g.topo_order()
+        assert [n.id for n in order] == _nx_order(g)
+        assert order == [g.node(n.id) for n in order]  # the kept payloads are the current ones
 
 
 def test_the_order_is_computed_once_while_nodes_are_added(monkeypatch) -> None:
