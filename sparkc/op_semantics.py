@@ -246,7 +246,7 @@ O(N²).
 
 _TRAJECTORY = """\
 The causal inter-layer trajectory signal. Parameter: `strength`, a 0-d tensor initialised to
-0.2. Requires `window ≥ 2`.
+0.2. Requires `2 ≤ window ≤ 64` (the kernels unroll one tap per step of the window).
 
 - Normalised steps `δ_j = (x_{j+1} − x_j) / max(‖x_{j+1} − x_j‖, 1e-8)` for `j = 0..N−2` (the
   norm over the features).

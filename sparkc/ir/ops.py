@@ -603,12 +603,24 @@ def _splat_params(ctx: OpContext):
     )
 
 
+# The stencil kernels unroll one tap per window step (kernels.py grows ~19 KB per tap).
+TRAJECTORY_MAX_WINDOW = 64
+
+
 def _traj_validate(ctx: OpContext):
     if ctx.hp["window"] < 2:
         ctx.fail(
             "window",
             f"'window' must be >= 2, got {ctx.hp['window']} (in trajectory)",
             help="the trajectory averages at least two steps: window=2 or more",
+            code="E0302",
+        )
+    if ctx.hp["window"] > TRAJECTORY_MAX_WINDOW:
+        ctx.fail(
+            "window",
+            f"'window' must be <= {TRAJECTORY_MAX_WINDOW}, got {ctx.hp['window']} (in trajectory)",
+            help=f"the kernels unroll one tap per step of the window: window={TRAJECTORY_MAX_WINDOW} "
+            "or less",
             code="E0302",
         )
 
