@@ -58,6 +58,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         rel = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else ""
         if rel.startswith(SLOW_PATHS) and not rel.startswith(QUICK_PATHS):
             item.add_marker(pytest.mark.slow)
+        # A fuzz campaign runs for minutes: `-m "not slow ..."` replaces the default
+        # `not fuzz`, so the quick check must see it as slow too.
+        if item.get_closest_marker("fuzz") is not None:
+            item.add_marker(pytest.mark.slow)
     if HAS_CUDA:
         return
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)")
