@@ -1,8 +1,11 @@
-"""The run-time rule table of a generated module: which SPEC run-time rule each op puts on which
-model input.
+"""The run-time rule table of a generated module: which run-time rule each op puts on which model
+input.
 
 Consumes an optimised IR `Graph`; produces `input_rules(graph)`, a tuple of plain dicts (rendered
 with `pyrepr` into the module's `RULES`, read by `sparkc.runtime.checks.check_inputs`):
+
+Each op's rules are a trait of its `OpSpec` (`runtime_rules`, `RangeRule`/`MaxLenRule` in
+`sparkc/ir/ops.py`); this module resolves them against the graph:
 
 - `{"kind": "range", "input", "op", "instance", "what", "low", "high", "allow", "allow_name"}`: the values of
   an integer model input must lie in `[low, high)` (`high` None: no upper bound; an int or a
@@ -24,9 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..ir.graph import Graph, Node
-
-# SPEC §5.1: opcodes are -1 (end of tape) or 0..8 (PLAN .. CITE).
-OPCODE_LOW, OPCODE_HIGH = -1, 9
+from ..ir.ops import OPS, MaxLenRule, RangeRule
 
 
 def _source_input(graph: Graph, node: Node, port: str) -> str | None:
@@ -44,25 +45,28 @@ def _port_dim(graph: Graph, node: Node, port: str, axis: int):
     raise KeyError(port)
 
 
-def _range(graph, node, port, what, low, high, allow=None, allow_name=None) -> dict | None:
-    source = _source_input(graph, node, port)
+def _range(graph: Graph, node: Node, rule: RangeRule) -> dict[str, Any] | None:
+    source = _source_input(graph, node, rule.port)
     if source is None:
         return None
+    high = rule.high
+    if isinstance(high, tuple):  # ("dim", port, axis)
+        high = _port_dim(graph, node, high[1], high[2])
     return {
         "kind": "range",
         "input": source,
         "op": node.op,
         "instance": node.scope,
-        "what": what,
-        "low": low,
+        "what": rule.what.format(high=high),
+        "low": rule.low,
         "high": high,
-        "allow": allow,
-        "allow_name": allow_name,
+        "allow": rule.allow,
+        "allow_name": rule.allow_name,
     }
 
 
-def _max_len(graph: Graph, node: Node, port: str, max_len: int) -> dict[str, Any]:
-    dim = _port_dim(graph, node, port, 1)
+def _max_len(graph: Graph, node: Node, rule: MaxLenRule) -> dict[str, Any]:
+    dim = _port_dim(graph, node, rule.port, 1)
     inputs = tuple(
         (n.attr("name"), axis)
         for n in graph.inputs()
@@ -72,36 +76,25 @@ def _max_len(graph: Graph, node: Node, port: str, max_len: int) -> dict[str, Any
     return {
         "kind": "max_len",
         "dim": dim,
-        "max_len": int(max_len),
+        "max_len": rule.max_len,
         "inputs": inputs,
         "op": node.op,
         "instance": node.scope,
     }
 
 
-def _rules_of(graph: Graph, node: Node) -> list[dict[str, Any] | None]:
-    hp = node.attr_dict
-    if node.op == "embed":
-        vocab = int(hp["vocab"])
-        return [_range(graph, node, "tokens", f"token ids (vocab={vocab})", 0, vocab)]
-    if node.op == "cross_entropy":
-        v = _port_dim(graph, node, "logits", -1)
-        ignore = int(hp["ignore_index"])
-        return [_range(graph, node, "targets", f"targets (V={v})", 0, v, ignore, "ignore_index")]
-    if node.op == "opcode_tape":
-        what = "opcodes (-1 ends the tape)"
-        return [_range(graph, node, "ops", what, OPCODE_LOW, OPCODE_HIGH)]
-    if node.op == "routed_mlp" and hp.get("route") == "hash":
-        return [_range(graph, node, "tokens", "token ids (hash routing)", 0, None)]
-    if node.op == "pos_embed":
-        return [_max_len(graph, node, "x", hp["max_len"])]
-    if node.op == "attention" and hp.get("basis"):
-        return [_max_len(graph, node, "x", dict(hp["basis"])["max_len"])]
-    return []
-
-
 def input_rules(graph: Graph) -> tuple[dict[str, Any], ...]:
     rules = []
     for node in graph.topo_order():
-        rules += [r for r in _rules_of(graph, node) if r is not None]
+        spec = OPS.get(node.op)
+        if spec is None:
+            continue
+        for rule in spec.runtime_rules(node.attr_dict):
+            entry = (
+                _max_len(graph, node, rule)
+                if isinstance(rule, MaxLenRule)
+                else _range(graph, node, rule)
+            )
+            if entry is not None:
+                rules.append(entry)
     return tuple(rules)

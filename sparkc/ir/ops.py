@@ -161,6 +161,28 @@ class OpContext:
 
 
 @dataclass(frozen=True)
+class RangeRule:
+    """A run-time rule on an integer port: its values lie in `[low, high)` or equal `allow`.
+    `high` is an int, None (no upper bound) or `("dim", port, axis)` (a dim of another port);
+    `what` is formatted with `high=` the resolved bound."""
+
+    port: str
+    what: str
+    low: int
+    high: int | None | tuple[str, str, int]
+    allow: int | None = None
+    allow_name: str | None = None
+
+
+@dataclass(frozen=True)
+class MaxLenRule:
+    """A run-time rule on a port's sequence dim (axis 1): at most `max_len`."""
+
+    port: str
+    max_len: int
+
+
+@dataclass(frozen=True)
 class OpSpec:
     name: str
     section: str  # SPEC section, e.g. '1', '2.1'
@@ -178,6 +200,9 @@ class OpSpec:
     validate: Callable[[OpContext], None] = lambda ctx: None
     callable: bool = True  # False for internal ops spelt with operators (+, -, *, /)
     noise: Callable[[Mapping[str, Any]], bool] = lambda hp: False  # draws training noise
+    # Run-time rules on the op's inputs, checked on the model input that feeds the port
+    # (sparkc/codegen/input_rules.py); from the op's hyperparameters.
+    runtime_rules: Callable[[Mapping[str, Any]], tuple[RangeRule | MaxLenRule, ...]] = lambda hp: ()
 
     def hyper(self, name: str) -> Hyper | None:
         for h in self.hypers:  # a plain loop: called per node by the verifier and codegen
@@ -858,6 +883,9 @@ _OPS: list[OpSpec] = [
         (OutSpec("y"),),
         _embed_infer,
         lambda ctx: [ParamSpec("weight", (ctx.hp["vocab"], ctx.hp["dim"]), Init("normal", (1.0,)))],
+        runtime_rules=lambda hp: (
+            RangeRule("tokens", "token ids (vocab={high})", 0, int(hp["vocab"])),
+        ),
     ),
     OpSpec(
         "pos_embed",
@@ -870,6 +898,7 @@ _OPS: list[OpSpec] = [
         lambda ctx: [
             ParamSpec("weight", (ctx.hp["max_len"], ctx.last("x")), Init("normal", (0.02,)))
         ],
+        runtime_rules=lambda hp: (MaxLenRule("x", int(hp["max_len"])),),
     ),
     OpSpec(
         "rmsnorm",
@@ -1011,6 +1040,16 @@ _OPS: list[OpSpec] = [
         (OutSpec("loss"),),
         _ce_infer,
         category="reduction",
+        runtime_rules=lambda hp: (
+            RangeRule(
+                "targets",
+                "targets (V={high})",
+                0,
+                ("dim", "logits", -1),
+                int(hp["ignore_index"]),
+                "ignore_index",
+            ),
+        ),
     ),
     # §1.1 / §5.5 attention ------------------------------------------------------------------
     OpSpec(
@@ -1037,6 +1076,9 @@ _OPS: list[OpSpec] = [
         _attention_params,
         category="mixing",
         causal=_causal,
+        runtime_rules=lambda hp: (
+            (MaxLenRule("x", int(dict(hp["basis"])["max_len"])),) if hp.get("basis") else ()
+        ),
     ),
     OpSpec(
         "basis",
@@ -1215,6 +1257,8 @@ _OPS: list[OpSpec] = [
         _tape_infer,
         lambda ctx: [ParamSpec("branch", (ctx.last("args"),), Init("zeros"))],
         category="block",
+        # Opcodes are -1 (end of tape) or 0..8 (PLAN .. CITE).
+        runtime_rules=lambda hp: (RangeRule("ops", "opcodes (-1 ends the tape)", -1, 9),),
     ),
     OpSpec(
         "routed_mlp",
@@ -1233,6 +1277,11 @@ _OPS: list[OpSpec] = [
         _routed_params,
         category="block",
         validate=_routed_validate,
+        runtime_rules=lambda hp: (
+            (RangeRule("tokens", "token ids (hash routing)", 0, None),)
+            if hp.get("route") == "hash"
+            else ()
+        ),
     ),
     OpSpec(
         "demopack_linear",
