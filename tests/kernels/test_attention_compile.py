@@ -46,7 +46,7 @@ SCRIPT = textwrap.dedent(
                 sig[a] = grad_elt
             elif a == "X":
                 sig[a] = x_elt
-            elif a in ("Q", "K", "V", "O", "DO", "DV", "Y"):
+            elif a in ("Q", "K", "V", "O", "O_LO", "DO", "DV", "Y"):
                 sig[a] = elt
             elif a == "sm_scale":
                 sig[a] = "fp32"
@@ -85,6 +85,8 @@ SCRIPT = textwrap.dedent(
             for bm, bn, warps, stages in (cands if all_configs else cands[:1]):
                 consts = dict(HEAD_D=head_d, BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=block_d,
                               DOT_PREC="ieee")
+                if kernel == "fwd":
+                    consts["SPLIT_O"] = dtype == "bf16"
                 r = compile_one(fn, elt, consts, warps, stages, grad_elt)
                 results.append({"job": job, "kernel": kernel, "config": [bm, bn, warps, stages], **r})
         fused = getattr(mod, name + "_FUSED_CONFIGS").get((max(64, block_d), size), [])
@@ -95,7 +97,8 @@ SCRIPT = textwrap.dedent(
                             grad_elt)
             results.append({"job": job, "kernel": "fused", "config": [bm1, bn1, bm2, bn2, warps, stages], **r})
         fn = getattr(mod, name + "_bwd_preprocess_kernel")
-        r = compile_one(fn, elt, dict(HEAD_D=head_d, BLOCK_M=64, BLOCK_D=block_d), 4, 1)
+        r = compile_one(fn, elt, dict(HEAD_D=head_d, BLOCK_M=64, BLOCK_D=block_d,
+                                      SPLIT_O=dtype == "bf16"), 4, 1)
         results.append({"job": job, "kernel": "preprocess", **r})
         if rope:
             fn = getattr(mod, name + "_rope_kernel")
