@@ -559,3 +559,20 @@ def test_pass_through_backward_passes_dy_on(epilogue, kernel_launched):
     assert (kernel in launched) == kernel_launched
     if ops:
         assert rel_err(ops[0].grad, dy.double().sum(0)) < 1e-6
+
+
+def test_relu_mask_of_backward_is_the_forward_s_after_a_bias():
+    """bias then relu, half precision: z0 = 0.25 + 2⁻¹⁴ rounds to 0.25 in float16, and the bias is
+    −0.25, so the forward's relu input is 2⁻¹⁴ > 0 (the output passes it). The backward must use
+    that same mask: recomputing z0 + bias from the rounded z0 gives exactly 0 and dropped the
+    gradient of such elements (spd_router's pred1.bias gradient in bfloat16 on the GPU)."""
+    dtype = torch.float16
+    fn = build(instance_name(["bias", "act:relu"], False), ["bias", "act:relu"])
+    x = torch.tensor([[1.0, 2.0**-14], [1.0, -1.0]], dtype=dtype, device=DEVICE, requires_grad=True)
+    w = torch.tensor([[0.25, 1.0]], dtype=dtype, device=DEVICE, requires_grad=True)
+    bias = torch.tensor([-0.25], dtype=dtype, device=DEVICE, requires_grad=True)
+    y = fn(x, w, bias)
+    assert y[0, 0].item() == 2.0**-14 and y[1, 0].item() == 0.0  # the forward passes row 0 only
+    y.backward(torch.ones_like(y))
+    assert bias.grad.item() == 1.0  # row 0's gradient, not 0
+    assert x.grad[0].tolist() == [0.25, 1.0] and x.grad[1].tolist() == [0.0, 0.0]
