@@ -1,29 +1,101 @@
-"""Code-generation rule of `spd_router` (SPEC §2.2): GEMM chains with fused epilogues.
+"""Code-generation rules of the SPaR-K blocks: `fk_attention`, `verifier_stack`, `spd_router`.
 
-Consumes a fusion `Group` of kind "spd_router" (see `sparkc/passes/fuse.py`) and the `Emitter`
-of `codegen/triton_plan.py`; produces the lines of `_forward_triton` that compute the router on
-generated kernels, every one differentiable with Triton backward kernels:
-- the two gate MLPs as GEMMs with `relu` and (sigmoid gate) `add:noise` + `sigmoid` epilogues;
-  the softmax gate as a GEMM, a fused log-sigmoid (+ Gumbel noise) program and the softmax kernel;
-- `x_struct = basis(x) ⊙ g_s` and `x_pseudo = pseudo_proj(x) ⊙ g_p` as GEMMs whose epilogue is the
-  gating product (`mul:`), so the ungated projections never reach memory;
-- the structure and pseudo processors as GEMMs with bias/relu epilogues and the layer-norm kernel;
-- `reconstruct` on the concatenation;
-- the separation loss from two fused elementwise programs reduced by the deterministic mean
-  kernel: `(pred − x)²` and `|z| · log(|z| + 1e-8)`.
-Training noise is drawn by the same helpers, in the same order and shapes, as the reference path,
-so both paths route identically from one seed.
+Consumes a fusion `Group` anchored at one of these ops (kinds "fk_attention", "verifier_stack"
+and "spd_router", see `sparkc/passes/fuse.py`) and the `Emitter` of `codegen/emit.py`;
+produces the lines of `_forward_triton` that run the block on generated kernels, and registers
+the fragments they call:
+- fk_attention: three projection GEMMs (`matmul.py.jinja`), the multi-hop kernels
+  (`fk_attention.py.jinja`) on the [B, N, H, d] views, and the output GEMM `wo`, which takes the
+  group's epilogue (a residual add after the block fuses into it);
+- verifier_stack: the per-token controller and encoder GEMMs (relu fused into `ctrl1`), ONE
+  scan kernel per direction for the pointer and the memory (`stack_scan.py.jinja`), then the
+  signal head on concat(h, read) (relu and sigmoid fused into its GEMMs).
+
+- spd_router (SPEC §2.2): GEMM chains with fused epilogues:
+  - the two gate MLPs as GEMMs with `relu` and (sigmoid gate) `add:noise` + `sigmoid`
+    epilogues; the softmax gate as a GEMM, a fused log-sigmoid (+ Gumbel noise) program and the
+    softmax kernel;
+  - `x_struct = basis(x) ⊙ g_s` and `x_pseudo = pseudo_proj(x) ⊙ g_p` as GEMMs whose epilogue is
+    the gating product (`mul:`), so the ungated projections never reach memory;
+  - the structure and pseudo processors as GEMMs with bias/relu epilogues and the layer-norm
+    kernel; `reconstruct` on the concatenation;
+  - the separation loss from two fused elementwise programs reduced by the deterministic mean
+    kernel: `(pred − x)²` and `|z| · log(|z| + 1e-8)`.
+  Training noise is drawn by the same helpers, in the same order and shapes, as the reference
+  path, so both paths route identically from one seed.
+
+`SPARK_K_RULES` (kind → rule) is assembled into `GROUP_RULES` by `codegen/rules/__init__.py`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .render import pyrepr
+from ..emit import Emitter, gemm_call, gemm_epilogue, last_dim, ports_of, project_heads
+from ..render import pyrepr
 
 if TYPE_CHECKING:
-    from ..passes.fuse import Group
-    from .triton_plan import Emitter
+    from ...passes.fuse import Group
+
+
+def rule_fk_attention(e: Emitter, group: Group) -> None:
+    node = e.graph.node(group.anchor)
+    ports, params = ports_of(node)
+    hp = node.attr_dict
+    x = e.v(ports["x"])
+    d_model = last_dim(e.graph, ports["x"])
+    heads = int(hp["heads"])
+    o = e.out(node)
+    proj = project_heads(e, node, heads, heads)
+    fn = e.kernels.use("fk_attention.py.jinja", "fk", causal=bool(hp["causal"]))
+    args = [
+        proj["wq"],
+        proj["wk"],
+        proj["wv"],
+        pyrepr(int(hp["hops"])),
+        pyrepr(float(hp["beta"])),
+        pyrepr(bool(hp["normalize"])),
+    ]
+    e.emit(f"{o}_r = {fn}({', '.join(args)})")
+    steps, operands, last = gemm_epilogue(e, group, node.out())
+    call = gemm_call(
+        e, f"{o}_r", d_model, [e.v(params["wo.weight"])], e.v(params["wo.bias"]), steps, operands
+    )
+    e.emit(f"{e.out(last)} = {call}.view({x}.shape)")
+
+
+def rule_verifier_stack(e: Emitter, group: Group) -> None:
+    node = e.graph.node(group.anchor)
+    ports, params = ports_of(node)
+    hp = node.attr_dict
+    h = e.v(ports["h"])
+    d = last_dim(e.graph, ports["h"])
+    elem, n_signals = int(hp["elem"]), int(hp["signals"])
+    read, signals, pointer, loss = (e.out(node, i) for i in range(4))
+    bn = f"{h}.shape[0], {h}.shape[1]"
+
+    def gemm(x: str, k_in: int, layer: str, steps: list[str]) -> str:
+        return gemm_call(
+            e, x, k_in, [e.v(params[f"{layer}.weight"])], e.v(params[f"{layer}.bias"]), steps, []
+        )
+
+    e.emit(f"{read}_c = {gemm(h, d, 'ctrl1', ['act:relu'])}")
+    e.emit(f"{read}_l = {gemm(f'{read}_c', d // 2, 'ctrl2', [])}.view({bn}, 3)")
+    e.emit(f"{read}_e = {gemm(h, d, 'enc', [])}.view({bn}, {elem})")
+    fn = e.kernels.use("stack_scan.py.jinja", "stack", read=str(hp["read"]))
+    # op_noise draws Gumbel noise in training only (SPEC §0): the module's _ctx says which.
+    noisy = "_ctx.training" if hp["op_noise"] else "False"
+    e.emit(
+        f"{read}, {pointer}, {loss} = {fn}({read}_l, {read}_e, {pyrepr(int(hp['stack']))}, "
+        f"{pyrepr(float(hp['penalty']))}, noisy={noisy})"
+    )
+    e.emit(f"{read}_hr = _torch.cat([{h}, {read}], dim=-1)")
+    e.emit(f"{read}_s = {gemm(f'{read}_hr', d + elem, 'head1', ['act:relu'])}")
+    e.emit(
+        f"{signals} = {gemm(f'{read}_s', d // 4, 'head2', ['act:sigmoid'])}.view({bn}, {n_signals})"
+    )
+
 
 # Fused elementwise programs (fused_pointwise.py.jinja contexts) with hand-derived gradients.
 _SQUARED_DIFF = {
@@ -70,13 +142,11 @@ _RELU = {
 
 
 def rule_spd_router(e: Emitter, group: Group) -> None:
-    from .triton_plan import _gemm_call, _ports, _width
-
     node = e.graph.node(group.anchor)
-    ports, params = _ports(node)
+    ports, params = ports_of(node)
     hp = node.attr_dict
     x = e.v(ports["x"])
-    d = _width(e.graph, ports["x"])
+    d = last_dim(e.graph, ports["x"])
     ds, dp = int(hp["struct_dim"]), int(hp["pseudo_dim"])
     y, xs, xp, loss = (e.out(node, i) for i in range(4))
     t = f"{y}_"  # prefix of this instance's temporaries
@@ -90,7 +160,7 @@ def rule_spd_router(e: Emitter, group: Group) -> None:
         bias: bool = True,
     ) -> str:
         b = e.v(params[f"{layer}.bias"]) if bias else None
-        return _gemm_call(e, inp, k_in, [e.v(params[f"{layer}.weight"])], b, steps, list(operands))
+        return gemm_call(e, inp, k_in, [e.v(params[f"{layer}.weight"])], b, steps, list(operands))
 
     def pointwise(ctx: dict, *args: str) -> str:
         return f"{e.kernels.use('fused_pointwise.py.jinja', 'pw', **ctx)}({', '.join(args)})"
@@ -146,4 +216,8 @@ def rule_spd_router(e: Emitter, group: Group) -> None:
     e.emit(f"{loss} = ({pyrepr(w)} * ({t}mse + {pyrepr(0.1 * dp)} * {t}ent)).to({x}.dtype)")
 
 
-SPD_RULES = {"spd_router": rule_spd_router}
+SPARK_K_RULES: dict[str, Callable[[Emitter, Group], None]] = {
+    "fk_attention": rule_fk_attention,
+    "verifier_stack": rule_verifier_stack,
+    "spd_router": rule_spd_router,
+}
