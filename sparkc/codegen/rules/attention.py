@@ -2,7 +2,7 @@
 
 Consumes a fusion `Group` of kind "attention" (the op and the elementwise tail absorbed by its
 output GEMM, see `sparkc/passes/fuse.py`) and the `Emitter` of `codegen/emit.py`; produces the
-lines of `_forward_triton`: one horizontally fused q/k/v projection GEMM (`matmul.py.jinja`,
+lines of `_forward_triton`: one horizontally fused q/k/v projection GEMM (`primitives_matmul.py.jinja`,
 strided [B, N, H, d] views), the flash-attention fragment (`attention.py.jinja`, specialised on
 causality, the GQA group, RoPE and the basis), a position check when the basis bounds the
 sequence length, and the output GEMM `wo` with the group's epilogue.

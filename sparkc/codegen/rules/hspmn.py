@@ -55,7 +55,7 @@ def rule_token_router(e: Emitter, group: Group) -> None:
     t = f"{mask}_"
 
     def pointwise(ctx: dict, *args: str) -> str:
-        return f"{e.kernels.use('fused_pointwise.py.jinja', 'pw', **ctx)}({', '.join(args)})"
+        return f"{e.kernels.use('primitives_fused_pointwise.py.jinja', 'pw', **ctx)}({', '.join(args)})"
 
     call = gemm_call(e, x, d, [e.v(params["w.weight"])], e.v(params["w.bias"]), [], [])
     e.emit(f"{t}l = {call}.view({x}.shape[:-1])")
@@ -69,7 +69,7 @@ def rule_token_router(e: Emitter, group: Group) -> None:
     else:
         e.emit(f"{mask} = _ms.topk_mask({t}n.detach(), {pyrepr(float(hp['sparsity']))})")
     e.emit(f"{gate} = {pointwise(_STRAIGHT_THROUGH, f'{t}n', f'{mask}.to({t}n.dtype)')}")
-    mean = e.kernels.use("mean.py.jinja", "mean")
+    mean = e.kernels.use("primitives_mean.py.jinja", "mean")
     p_mean = f"{mean}({pointwise(_SIGMOID, f'{t}l')})"
     w, sparsity = pyrepr(float(hp["aux_weight"])), pyrepr(float(hp["sparsity"]))
     e.emit(f"{loss} = ({w} * ({p_mean} - {sparsity}) ** 2).to({x}.dtype)")

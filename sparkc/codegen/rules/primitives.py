@@ -3,7 +3,7 @@
 Consumes a fusion `Group` of one of the kinds in `PRIMITIVE_RULES` (see `sparkc/passes/fuse.py`)
 and the `Emitter` of `codegen/emit.py`; produces the lines of `_forward_triton` that run the
 group on generated kernels (and registers the fragments they call):
-- gemm / mlp / swiglu: `matmul.py.jinja` GEMMs whose epilogue takes the group's absorbed
+- gemm / mlp / swiglu: `primitives_matmul.py.jinja` GEMMs whose epilogue takes the group's absorbed
   elementwise tail (mlp's activation and swiglu's gating are the first GEMM's epilogue);
 - rownorm (+ a residual add before it), softmax, fused pointwise programs, embeddings (with a
   fused positional add), conv1d, rope, mean, cross entropy and linear + cross entropy on their
@@ -75,7 +75,7 @@ def rule_rownorm(e: Emitter, group: Group) -> None:
     node = e.graph.node(group.anchor)
     ports, params = ports_of(node)
     kind = "rms" if node.op == "rmsnorm" else "layer"
-    fn = e.kernels.use("rownorm.py.jinja", "norm", kind=kind, residual=False)
+    fn = e.kernels.use("primitives_rownorm.py.jinja", "norm", kind=kind, residual=False)
     args = [e.v(ports["x"]), e.v(params["weight"])]
     if kind == "layer":
         args.append(e.v(params["bias"]))
@@ -86,7 +86,7 @@ def rule_rownorm_residual(e: Emitter, group: Group) -> None:
     add, norm = (e.graph.node(n) for n in group.nodes)
     _, params = ports_of(norm)
     kind = "rms" if norm.op == "rmsnorm" else "layer"
-    fn = e.kernels.use("rownorm.py.jinja", "norm", kind=kind, residual=True)
+    fn = e.kernels.use("primitives_rownorm.py.jinja", "norm", kind=kind, residual=True)
     a, b = (e.v(v) for v in add.inputs)
     args = [a, b, e.v(params["weight"])] + ([e.v(params["bias"])] if kind == "layer" else [])
     eps = pyrepr(float(norm.attr("eps")))
@@ -100,7 +100,7 @@ def rule_softmax(e: Emitter, group: Group) -> None:
     node = e.graph.node(group.anchor)
     x = e.v(node.inputs[0])
     dim = int(node.attr("dim"))
-    fn = e.kernels.use("softmax.py.jinja", "softmax")
+    fn = e.kernels.use("primitives_softmax.py.jinja", "softmax")
     if dim in (-1, e.graph.type_of(node.inputs[0]).rank - 1):
         e.emit(f"{e.out(node)} = {fn}({x}.contiguous())")
     else:
@@ -111,7 +111,7 @@ def rule_pointwise(e: Emitter, group: Group) -> None:
     prog = build_program(e.graph, group.nodes, "", e.used_outside[group.id])
     ctx = prog.context()
     ctx.pop("name")
-    fn = e.kernels.use("fused_pointwise.py.jinja", "pw", **ctx)
+    fn = e.kernels.use("primitives_fused_pointwise.py.jinja", "pw", **ctx)
     args = [e.v(v) for v in prog.inputs] + [pyrepr(c) for c in prog.scalars]
     outs = [e.v(v) for v, _ in prog.outputs]
     target = outs[0] if len(outs) == 1 else ", ".join(outs)
@@ -127,7 +127,7 @@ def _ids_unchecked(e: Emitter, embed: Node) -> bool:
 def rule_embed_pos(e: Emitter, group: Group) -> None:
     emb, pos = (e.graph.node(n) for n in group.nodes)
     tokens = e.v(ports_of(emb)[0]["tokens"])
-    fn = e.kernels.use("embedding.py.jinja", "emb", pos=True)
+    fn = e.kernels.use("primitives_embedding.py.jinja", "emb", pos=True)
     w, p = e.v(ports_of(emb)[1]["weight"]), e.v(ports_of(pos)[1]["weight"])
     check = _ids_unchecked(e, emb)
     e.emit(f"{e.out(pos)} = {fn}({tokens}, {w}, {p}, check_ids={check})")
@@ -136,7 +136,7 @@ def rule_embed_pos(e: Emitter, group: Group) -> None:
 def rule_embed(e: Emitter, group: Group) -> None:
     node = e.graph.node(group.anchor)
     ports, params = ports_of(node)
-    fn = e.kernels.use("embedding.py.jinja", "emb", pos=False)
+    fn = e.kernels.use("primitives_embedding.py.jinja", "emb", pos=False)
     check = _ids_unchecked(e, node)
     e.emit(
         f"{e.out(node)} = {fn}({e.v(ports['tokens'])}, {e.v(params['weight'])}, check_ids={check})"
@@ -148,7 +148,7 @@ def rule_pos_embed(e: Emitter, group: Group) -> None:
     ports, params = ports_of(node)
     x, w = e.v(ports["x"]), e.v(params["weight"])
     e.emit(f"_ms.check_positions({x}.shape[1], {w}.shape[0], {pyrepr(node.scope)})")
-    fn = e.kernels.use("fused_pointwise.py.jinja", "pw", **add_program())
+    fn = e.kernels.use("primitives_fused_pointwise.py.jinja", "pw", **add_program())
     e.emit(f"{e.out(node)} = {fn}({x}, {w}[: {x}.shape[1]])")
 
 
@@ -156,7 +156,7 @@ def rule_conv1d(e: Emitter, group: Group) -> None:
     node = e.graph.node(group.anchor)
     ports, params = ports_of(node)
     fn = e.kernels.use(
-        "conv1d.py.jinja", "conv", kernel=int(node.attr("kernel")), causal=bool(node.attr("causal"))
+        "primitives_conv1d.py.jinja", "conv", kernel=int(node.attr("kernel")), causal=bool(node.attr("causal"))
     )
     e.emit(
         f"{e.out(node)} = {fn}({e.v(ports['x'])}, {e.v(params['weight'])}, {e.v(params['bias'])})"
@@ -165,7 +165,7 @@ def rule_conv1d(e: Emitter, group: Group) -> None:
 
 def rule_rope(e: Emitter, group: Group) -> None:
     node = e.graph.node(group.anchor)
-    fn = e.kernels.use("rope.py.jinja", "rope")
+    fn = e.kernels.use("primitives_rope.py.jinja", "rope")
     e.emit(f"{e.out(node)} = {fn}({e.v(node.inputs[0])}, {pyrepr(float(node.attr('base')))})")
 
 
@@ -187,7 +187,7 @@ def rule_concat(e: Emitter, group: Group) -> None:
 
 def rule_mean(e: Emitter, group: Group) -> None:
     node = e.graph.node(group.anchor)
-    fn = e.kernels.use("mean.py.jinja", "mean")
+    fn = e.kernels.use("primitives_mean.py.jinja", "mean")
     e.emit(f"{e.out(node)} = {fn}({e.v(node.inputs[0])})")
 
 
@@ -195,7 +195,7 @@ def rule_cross_entropy(e: Emitter, group: Group) -> None:
     node = e.graph.node(group.anchor)
     logits, targets = (e.v(v) for v in node.inputs)
     v = last_dim(e.graph, node.inputs[0])
-    fn = e.kernels.use("cross_entropy.py.jinja", "ce")
+    fn = e.kernels.use("primitives_cross_entropy.py.jinja", "ce")
     e.emit(
         f"{e.out(node)} = {fn}({logits}.reshape(-1, {v}), {targets}.reshape(-1), "
         f"{int(node.attr('ignore_index'))})"
@@ -209,7 +209,7 @@ def rule_linear_ce(e: Emitter, group: Group) -> None:
     d = last_dim(e.graph, ports["x"])
     targets = e.v(ce.inputs[1])
     bias = e.v(params["bias"]) if "bias" in params else "None"
-    fn = e.kernels.use("linear_cross_entropy.py.jinja", "lce")
+    fn = e.kernels.use("primitives_linear_cross_entropy.py.jinja", "lce")
     e.emit(
         f"{e.out(ce)} = {fn}({h}.reshape(-1, {d}), {e.v(params['weight'])}, {bias}, "
         f"{targets}.reshape(-1), {int(ce.attr('ignore_index'))})"

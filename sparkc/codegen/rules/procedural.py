@@ -43,7 +43,7 @@ def rule_demopack_linear(e: Emitter, group: Group) -> None:
     codebook, index = e.v(params["codebook"]), e.v(params["index"])
     scale, bias = e.v(params["scale"]), e.v(params["bias"])
     y = e.out(node)
-    mix = e.kernels.use("fused_pointwise.py.jinja", "pw", **_MIXING)
+    mix = e.kernels.use("primitives_fused_pointwise.py.jinja", "pw", **_MIXING)
     e.emit(f"{y}_cnt = _ms.index_counts({index}, {codewords}, {scale}.dtype)")
     e.emit(f"{y}_g = {mix}({y}_cnt, {scale}[:, None], {pyrepr(1.0 / per_row)})")
     e.emit(f"{y}_p = {gemm_call(e, x, d_in, [codebook], None, [], [])}")

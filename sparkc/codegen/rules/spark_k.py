@@ -4,11 +4,11 @@ Consumes a fusion `Group` anchored at one of these ops (kinds "fk_attention", "v
 and "spd_router", see `sparkc/passes/fuse.py`) and the `Emitter` of `codegen/emit.py`;
 produces the lines of `_forward_triton` that run the block on generated kernels, and registers
 the fragments they call:
-- fk_attention: three projection GEMMs (`matmul.py.jinja`), the multi-hop kernels
-  (`fk_attention.py.jinja`) on the [B, N, H, d] views, and the output GEMM `wo`, which takes the
+- fk_attention: three projection GEMMs (`primitives_matmul.py.jinja`), the multi-hop kernels
+  (`spark_k_fk_attention.py.jinja`) on the [B, N, H, d] views, and the output GEMM `wo`, which takes the
   group's epilogue (a residual add after the block fuses into it);
 - verifier_stack: the per-token controller and encoder GEMMs (relu fused into `ctrl1`), ONE
-  scan kernel per direction for the pointer and the memory (`stack_scan.py.jinja`), then the
+  scan kernel per direction for the pointer and the memory (`spark_k_stack_scan.py.jinja`), then the
   signal head on concat(h, read) (relu and sigmoid fused into its GEMMs).
 
 - spd_router (SPEC §2.2): GEMM chains with fused epilogues:
@@ -48,7 +48,7 @@ def rule_fk_attention(e: Emitter, group: Group) -> None:
     heads = int(hp["heads"])
     o = e.out(node)
     proj = project_heads(e, node, heads, heads)
-    fn = e.kernels.use("fk_attention.py.jinja", "fk", causal=bool(hp["causal"]))
+    fn = e.kernels.use("spark_k_fk_attention.py.jinja", "fk", causal=bool(hp["causal"]))
     args = [
         proj["wq"],
         proj["wk"],
@@ -83,7 +83,7 @@ def rule_verifier_stack(e: Emitter, group: Group) -> None:
     e.emit(f"{read}_c = {gemm(h, d, 'ctrl1', ['act:relu'])}")
     e.emit(f"{read}_l = {gemm(f'{read}_c', d // 2, 'ctrl2', [])}.view({bn}, 3)")
     e.emit(f"{read}_e = {gemm(h, d, 'enc', [])}.view({bn}, {elem})")
-    fn = e.kernels.use("stack_scan.py.jinja", "stack", read=str(hp["read"]))
+    fn = e.kernels.use("spark_k_stack_scan.py.jinja", "stack", read=str(hp["read"]))
     # op_noise draws Gumbel noise in training only (SPEC §0): the module's _ctx says which.
     noisy = "_ctx.training" if hp["op_noise"] else "False"
     e.emit(
@@ -97,7 +97,7 @@ def rule_verifier_stack(e: Emitter, group: Group) -> None:
     )
 
 
-# Fused elementwise programs (fused_pointwise.py.jinja contexts) with hand-derived gradients.
+# Fused elementwise programs (primitives_fused_pointwise.py.jinja contexts) with hand-derived gradients.
 _SQUARED_DIFF = {
     "inputs": ["a0", "a1"],
     "scalars": [],
@@ -163,10 +163,10 @@ def rule_spd_router(e: Emitter, group: Group) -> None:
         return gemm_call(e, inp, k_in, [e.v(params[f"{layer}.weight"])], b, steps, list(operands))
 
     def pointwise(ctx: dict, *args: str) -> str:
-        return f"{e.kernels.use('fused_pointwise.py.jinja', 'pw', **ctx)}({', '.join(args)})"
+        return f"{e.kernels.use('primitives_fused_pointwise.py.jinja', 'pw', **ctx)}({', '.join(args)})"
 
     def layernorm(inp: str, prefix: str) -> str:
-        fn = e.kernels.use("rownorm.py.jinja", "norm", kind="layer", residual=False)
+        fn = e.kernels.use("primitives_rownorm.py.jinja", "norm", kind="layer", residual=False)
         w, b = e.v(params[f"{prefix}.weight"]), e.v(params[f"{prefix}.bias"])
         return f"{fn}({inp}, {w}, {b}, 1e-05)"
 
@@ -194,7 +194,7 @@ def rule_spd_router(e: Emitter, group: Group) -> None:
                 f"{g}_l",
                 f"_torch.as_tensor({g}_n, dtype={g}_l.dtype, device={g}_l.device)",
             )
-            e.emit(f"{g} = {e.kernels.use('softmax.py.jinja', 'softmax')}({z})")
+            e.emit(f"{g} = {e.kernels.use('primitives_softmax.py.jinja', 'softmax')}({z})")
         gates[side] = g
     e.emit(f"{t}xs = {gemm(x, d, 'basis', ['mul:gs'], [gates['s']], bias=False)}")
     e.emit(f"{t}xp = {gemm(x, d, 'pseudo_proj', ['mul:gp'], [gates['p']])}")
@@ -208,7 +208,7 @@ def rule_spd_router(e: Emitter, group: Group) -> None:
     e.emit(f"{xs} = {t}xs.view({x}.shape[:-1] + ({ds},))")
     e.emit(f"{xp} = {t}xp.view({x}.shape[:-1] + ({dp},))")
     pred = gemm(gemm(f"{t}xs", ds, "pred1", ["act:relu"]), d // 4, "pred2", [])
-    mean = e.kernels.use("mean.py.jinja", "mean")
+    mean = e.kernels.use("primitives_mean.py.jinja", "mean")
     e.emit(f"{t}mse = {mean}({pointwise(_SQUARED_DIFF, pred, f'{x}.reshape(-1, {d})')})")
     e.emit(f"{t}ent = {mean}({pointwise(_ENTROPY_TERM, f'{t}xp')})")
     # H = −Σ/(B·N) = −mean · Dp, so loss = w · (mse − 0.1 H) = w · (mse + 0.1 · Dp · mean).
