@@ -17,7 +17,7 @@ LINE_LENGTH = 100
 
 
 @functools.lru_cache(maxsize=1)
-def _ruff() -> str | None:
+def ruff_binary() -> str | None:
     try:
         from ruff.__main__ import find_ruff_bin
     except ImportError:
@@ -30,7 +30,7 @@ def _ruff() -> str | None:
 
 def format_python(text: str, name: str = "generated.py") -> str:
     """`text` formatted by ruff (line length 100); unchanged when ruff is not installed."""
-    ruff = _ruff()
+    ruff = ruff_binary()
     if ruff is None:
         return text
     proc = subprocess.run(
