@@ -18,6 +18,7 @@ LINE_LENGTH = 100
 
 @functools.lru_cache(maxsize=1)
 def ruff_binary() -> str | None:
+    """The ruff executable of the installed ruff package (None when ruff is not installed)."""
     try:
         from ruff.__main__ import find_ruff_bin
     except ImportError:
@@ -48,6 +49,7 @@ def format_python(text: str, name: str = "generated.py") -> str:
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,  # a failure is reported below with ruff's own message
     )
     if proc.returncode != 0:
         raise CompilerBug(
