@@ -156,7 +156,10 @@ def rule_conv1d(e: Emitter, group: Group) -> None:
     node = e.graph.node(group.anchor)
     ports, params = ports_of(node)
     fn = e.kernels.use(
-        "primitives_conv1d.py.jinja", "conv", kernel=int(node.attr("kernel")), causal=bool(node.attr("causal"))
+        "primitives_conv1d.py.jinja",
+        "conv",
+        kernel=int(node.attr("kernel")),
+        causal=bool(node.attr("causal")),
     )
     e.emit(
         f"{e.out(node)} = {fn}({e.v(ports['x'])}, {e.v(params['weight'])}, {e.v(params['bias'])})"

@@ -25,7 +25,9 @@ def rule_trajectory(e: Emitter, group: Group) -> None:
     node = e.graph.node(group.anchor)
     ports, params = ports_of(node)
     window = int(node.attr("window"))
-    fn = e.kernels.use("splat_trajectory.py.jinja", "traj", window=window, weights=tap_weights(window))
+    fn = e.kernels.use(
+        "splat_trajectory.py.jinja", "traj", window=window, weights=tap_weights(window)
+    )
     e.emit(f"{e.out(node)} = {fn}({e.v(ports['x'])}, {e.v(params['strength'])})")
 
 
