@@ -10,14 +10,10 @@ from sparkc.codegen.rules import FAMILY_TABLES, GROUP_RULES, assemble
 
 
 def test_group_rules_is_the_union_of_the_family_tables():
-    assert set(FAMILY_TABLES) == {
-        "primitives",
-        "attention",
-        "spark_k",
-        "splat",
-        "hspmn",
-        "procedural",
-    }
+    # The family stems of sparkc/ir/ops/ and runtime/reference/ (a new family adds its own).
+    assert {"primitives", "attention", "spark_k", "splat", "hspmn", "procedural"} <= set(
+        FAMILY_TABLES
+    )
     union = {kind: rule for table in FAMILY_TABLES.values() for kind, rule in table.items()}
     assert GROUP_RULES == union
     assert len(GROUP_RULES) == sum(len(t) for t in FAMILY_TABLES.values())
