@@ -1,4 +1,4 @@
-"""Benchmark of the fused linear + cross-entropy template (linear_cross_entropy.py.jinja) on a GPU.
+"""Benchmark of the fused linear + cross-entropy template (primitives_linear_cross_entropy.py.jinja) on a GPU.
 
 At M = 8192 rows, D = 1024, V = 32000 (bfloat16 by default) it times, with triton.testing.do_bench
 medians, the forward and forward + backward of
@@ -34,7 +34,7 @@ from sparkc.codegen.render import render
 
 def build(name: str = "bench_lce"):
     prelude = render("prelude.py.jinja", version="bench", source_name="bench_linear_ce")
-    text = prelude + "\n\n" + render("linear_cross_entropy.py.jinja", name=name)
+    text = prelude + "\n\n" + render("primitives_linear_cross_entropy.py.jinja", name=name)
     return getattr(load_source(name, text), name)
 
 

@@ -1,4 +1,4 @@
-"""Benchmark of the GEMM + fused-epilogue template (codegen_templates/matmul.py.jinja) on a GPU.
+"""Benchmark of the GEMM + fused-epilogue template (codegen_templates/primitives_matmul.py.jinja) on a GPU.
 
 For each epilogue sparkc uses and each size (M = 8192 rows, K = N in 1024..4096, bfloat16) it
 times, with triton.testing.do_bench medians:
@@ -43,7 +43,11 @@ EPILOGUES = {
 
 def build(name: str, epilogue: list[str], dual: bool):
     prelude = render("prelude.py.jinja", version="bench", source_name="bench_matmul")
-    text = prelude + "\n\n" + render("matmul.py.jinja", name=name, epilogue=epilogue, dual=dual)
+    text = (
+        prelude
+        + "\n\n"
+        + render("primitives_matmul.py.jinja", name=name, epilogue=epilogue, dual=dual)
+    )
     return getattr(load_source(name, text), name)
 
 

@@ -29,7 +29,7 @@ def build_module():
     launch.configure_triton_cache()
     text = render("prelude.py.jinja", version="bench", source_name="bench_pointwise")
     text += render(
-        "pointwise.py.jinja",
+        "primitives_pointwise.py.jinja",
         name="chain",
         inputs=["a", "b", "c"],
         body=["t0 = a + b", "t1 = t0 * tl.sigmoid(t0)", "t2 = t1 * c"],
@@ -40,7 +40,9 @@ def build_module():
         ("rms", "rms", False),
         ("ln", "layer", False),
     ]:
-        text += "\n\n" + render("rownorm.py.jinja", name=name, kind=kind, residual=residual)
+        text += "\n\n" + render(
+            "primitives_rownorm.py.jinja", name=name, kind=kind, residual=residual
+        )
     return load_source("bench_pointwise", text)
 
 

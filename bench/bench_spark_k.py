@@ -169,7 +169,7 @@ def per_hop_rows(b, n, d, heads, hops, dtype) -> tuple[list[dict], float]:
     q, k, v = (
         torch.randn(b, n, heads, hd, device="cuda", dtype=dtype, generator=g) for _ in range(3)
     )
-    fk = fragment("fk_attention.py.jinja", "bench_fk", causal=True)
+    fk = fragment("spark_k_fk_attention.py.jinja", "bench_fk", causal=True)
     attn = fragment(
         "attention.py.jinja",
         "bench_attn",

@@ -1,5 +1,5 @@
 """Which GEMM main-loop structure closes the gap to cuBLAS on this GPU: a probe outside the
-template, so the answer is known before the template (codegen_templates/matmul.py.jinja) grows
+template, so the answer is known before the template (codegen_templates/primitives_matmul.py.jinja) grows
 another constexpr.
 
 One hand-written Triton GEMM, Y = act(X @ W.T + b) (X [M, K], W [N, K], bf16, fp32 accumulate),

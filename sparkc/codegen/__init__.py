@@ -9,13 +9,14 @@ Output is deterministic: the same graph and source give byte-identical files.
 
 from __future__ import annotations
 
-from .. import __version__
 from ..ir.graph import Graph
+from ..version import __version__
+from .emit import KernelSet
 from .format import format_python
 from .format_body import format_module
 from .input_rules import input_rules
 from .module import module_context, name_values
-from .triton_plan import KernelSet, triton_units
+from .triton_plan import triton_units
 
 
 def generate(graph: Graph, source_text: str, source_name: str, fuse: bool = True) -> dict[str, str]:

@@ -17,7 +17,8 @@ LINE_LENGTH = 100
 
 
 @functools.lru_cache(maxsize=1)
-def _ruff() -> str | None:
+def ruff_binary() -> str | None:
+    """The ruff executable of the installed ruff package (None when ruff is not installed)."""
     try:
         from ruff.__main__ import find_ruff_bin
     except ImportError:
@@ -30,7 +31,7 @@ def _ruff() -> str | None:
 
 def format_python(text: str, name: str = "generated.py") -> str:
     """`text` formatted by ruff (line length 100); unchanged when ruff is not installed."""
-    ruff = _ruff()
+    ruff = ruff_binary()
     if ruff is None:
         return text
     proc = subprocess.run(
@@ -48,6 +49,7 @@ def format_python(text: str, name: str = "generated.py") -> str:
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,  # a failure is reported below with ruff's own message
     )
     if proc.returncode != 0:
         raise CompilerBug(

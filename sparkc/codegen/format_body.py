@@ -28,7 +28,7 @@ from itertools import chain
 from typing import Any
 
 from ..diagnostics import CompilerBug
-from .format import _ruff, format_python
+from .format import format_python, ruff_binary
 from .render import render
 
 BODY_KEYS = ("reference_body", "triton_body")
@@ -47,7 +47,7 @@ class _NotCovered(Exception):
 def format_module(template: str, ctx: dict[str, Any], name: str) -> str:
     """`format_python(render(template, **ctx), name)`, with ruff run on each distinct statement
     shape of the bodies once instead of on every statement (see the module docstring)."""
-    if _ruff() is None:
+    if ruff_binary() is None:
         return render(template, **ctx)
     try:
         return _format_by_shapes(template, ctx, name)

@@ -33,7 +33,7 @@ NAME = "lcefs"
 @functools.cache
 def module():
     prelude = render("prelude.py.jinja", version="test", source_name="test_lce_splits")
-    text = prelude + "\n\n" + render("linear_cross_entropy.py.jinja", name=NAME)
+    text = prelude + "\n\n" + render("primitives_linear_cross_entropy.py.jinja", name=NAME)
     return load_source(NAME, text)
 
 

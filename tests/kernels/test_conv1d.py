@@ -28,7 +28,7 @@ def convs():
     names = {}
     for k, causal in HOOKS:
         name = f"conv_k{k}_{'causal' if causal else 'sym'}"
-        text += render("conv1d.py.jinja", name=name, kernel=k, causal=causal) + "\n\n"
+        text += render("primitives_conv1d.py.jinja", name=name, kernel=k, causal=causal) + "\n\n"
         names[k, causal] = name
     mod = load_source("test_conv1d_mod", text)
     return {key: getattr(mod, name) for key, name in names.items()}
@@ -82,7 +82,7 @@ def test_causal_conv_ignores_the_future(convs):
 
 def test_noncausal_even_kernel_is_rejected_at_render():
     with pytest.raises(Exception, match="must_be_odd"):
-        render("conv1d.py.jinja", name="bad", kernel=4, causal=False)
+        render("primitives_conv1d.py.jinja", name="bad", kernel=4, causal=False)
 
 
 @pytest.mark.gpu

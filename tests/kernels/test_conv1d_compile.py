@@ -14,7 +14,12 @@ def cases():
     """(template context, kernel attribute, signature, constexprs) for every kernel/hook/dtype."""
     out = []
     for kernel, causal in ((4, True), (3, False)):
-        ctx = {"template": "conv1d.py.jinja", "name": "cv", "kernel": kernel, "causal": causal}
+        ctx = {
+            "template": "primitives_conv1d.py.jinja",
+            "name": "cv",
+            "kernel": kernel,
+            "causal": causal,
+        }
         for dt in ("fp32", "bf16"):
             p = f"*{dt}"
             tiles = {"BLOCK_N": 32, "BLOCK_D": 128}

@@ -45,7 +45,7 @@ def _reference_rows(logits: torch.Tensor, targets: torch.Tensor, rows: list[int]
 
 @pytest.mark.parametrize("bad", [7, 9, -1, -101], ids=["V", "past_V", "minus_one", "negative"])
 def test_cross_entropy_target_outside_vocabulary_is_flagged(bad):
-    ce = build("cross_entropy.py.jinja", "ce_idx")
+    ce = build("primitives_cross_entropy.py.jinja", "ce_idx")
     M, V = 3, 7
     logits = _padded_logits(M, V).requires_grad_(True)
     targets = torch.tensor([2, bad, 4], device=DEVICE)
@@ -61,7 +61,7 @@ def test_cross_entropy_target_outside_vocabulary_is_flagged(bad):
 
 
 def test_cross_entropy_ignored_rows_still_count_for_nothing():
-    ce = build("cross_entropy.py.jinja", "ce_idx")
+    ce = build("primitives_cross_entropy.py.jinja", "ce_idx")
     logits = _padded_logits(3, 7)
     targets = torch.tensor([2, -100, 4], device=DEVICE)
     ref = _reference_rows(logits, targets, [0, 2]) / 2
@@ -73,7 +73,7 @@ def test_cross_entropy_ignored_rows_still_count_for_nothing():
 def test_linear_cross_entropy_target_outside_vocabulary_is_flagged(recompute, bad):
     """The fused LM-head loss never indexes with the target, but computed a finite `lse - 0`
     for such a row (silent garbage); it is now NaN, with a NaN gradient row of h."""
-    lce = build("linear_cross_entropy.py.jinja", "lce_idx")
+    lce = build("primitives_linear_cross_entropy.py.jinja", "lce_idx")
     g = torch.Generator().manual_seed(1)
     M, D, V = 5, 16, 11
     h = torch.randn(M, D, generator=g).to(DEVICE).requires_grad_(True)

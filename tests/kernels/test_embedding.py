@@ -23,8 +23,8 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 @pytest.fixture(scope="module")
 def emb():
     text = render("prelude.py.jinja", version="test", source_name="test_embedding")
-    text += render("embedding.py.jinja", name="emb_plain", pos=False) + "\n\n"
-    text += render("embedding.py.jinja", name="emb_pos", pos=True)
+    text += render("primitives_embedding.py.jinja", name="emb_plain", pos=False) + "\n\n"
+    text += render("primitives_embedding.py.jinja", name="emb_pos", pos=True)
     mod = load_source("test_embedding_mod", text)
     return {False: mod.emb_plain, True: mod.emb_pos}
 

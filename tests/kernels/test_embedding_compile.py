@@ -14,7 +14,7 @@ def cases():
     """(template context, kernel attribute, signature, constexprs) for every kernel/hook/dtype."""
     out = []
     for pos in (False, True):
-        ctx = {"template": "embedding.py.jinja", "name": "emb", "pos": pos}
+        ctx = {"template": "primitives_embedding.py.jinja", "name": "emb", "pos": pos}
         for dt, tok in (("fp32", "*i64"), ("bf16", "*i32")):
             p = f"*{dt}"
             ints = {

@@ -1,4 +1,4 @@
-"""Numerics of the fk_attention family (`codegen_templates/fk_attention.py.jinja`, SPEC §2.1).
+"""Numerics of the fk_attention family (`codegen_templates/spark_k_fk_attention.py.jinja`, SPEC §2.1).
 
 Without CUDA the kernels run under the Triton interpreter in float32 and are compared, forward and
 backward (the `.grad` of q, k and v), with a float64 reference written here from SPEC §2.1: the
@@ -33,7 +33,7 @@ def build(causal):
     name = f"fk_c{int(causal)}"
     prelude = render("prelude.py.jinja", version="test", source_name="test_fk_attention")
     module = load_source(
-        name, prelude + "\n\n" + render("fk_attention.py.jinja", name=name, causal=causal)
+        name, prelude + "\n\n" + render("spark_k_fk_attention.py.jinja", name=name, causal=causal)
     )
     return getattr(module, name)
 

@@ -1,7 +1,7 @@
 """Compile-only tests of the fk_attention family: every kernel compiled to PTX for sm_90.
 
 The interpreter accepts code the real compiler rejects (layouts, dot shapes, dtype rules), so each
-kernel of `codegen_templates/fk_attention.py.jinja` is compiled with `triton.compile` for a
+kernel of `codegen_templates/spark_k_fk_attention.py.jinja` is compiled with `triton.compile` for a
 `GPUTarget("cuda", 90, 32)` on this CPU machine, for bfloat16 and float32 pointers, causal and
 not, with the default Hopper tiles the fragment would launch (every tuning candidate too in the
 `slow` test). The hop kernel is compiled in each of its (FIRST, LAST) roles. Each kernel
@@ -71,7 +71,9 @@ def run_jobs(jobs):
     for causal, head_d, dtype, all_configs, role_ids in jobs:
         name = f"fkc{int(causal)}"
         text = render("prelude.py.jinja", version="t", source_name="t")
-        mod = load_source(name, text + render("fk_attention.py.jinja", name=name, causal=causal))
+        mod = load_source(
+            name, text + render("spark_k_fk_attention.py.jinja", name=name, causal=causal)
+        )
         elt = "*bf16" if dtype == "bf16" else "*fp32"
         block_d = max(16, 1 << (head_d - 1).bit_length())
         size = 2 if dtype == "bf16" else 4

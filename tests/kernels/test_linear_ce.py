@@ -1,4 +1,4 @@
-"""Numerics of the fused linear + cross-entropy template (`linear_cross_entropy.py.jinja`).
+"""Numerics of the fused linear + cross-entropy template (`primitives_linear_cross_entropy.py.jinja`).
 
 Forward (the mean loss) and backward (dh, dw, db) against a float64 torch reference that stores
 the logits, under the Triton interpreter on CPU (float32; float16 for the float32-accumulator
@@ -27,7 +27,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 @functools.cache
 def build(name="lce"):
     prelude = render("prelude.py.jinja", version="test", source_name="test_linear_ce")
-    text = prelude + "\n\n" + render("linear_cross_entropy.py.jinja", name=name)
+    text = prelude + "\n\n" + render("primitives_linear_cross_entropy.py.jinja", name=name)
     return getattr(load_source(name, text), name)
 
 
@@ -216,8 +216,8 @@ def test_large_logits_are_stable(recompute):
 
 
 def test_render_is_deterministic():
-    a = render("linear_cross_entropy.py.jinja", name="lce_det")
-    assert a == render("linear_cross_entropy.py.jinja", name="lce_det")
+    a = render("primitives_linear_cross_entropy.py.jinja", name="lce_det")
+    assert a == render("primitives_linear_cross_entropy.py.jinja", name="lce_det")
     assert "lce_det_fwd_kernel" in a and "{{" not in a
 
 

@@ -73,7 +73,7 @@ def descriptors(dtype, bm, bv, bd):
 
 
 prelude = render("prelude.py.jinja", version="test", source_name="compile")
-mod = load_source("lcec", prelude + render("linear_cross_entropy.py.jinja", name="lcec"))
+mod = load_source("lcec", prelude + render("primitives_linear_cross_entropy.py.jinja", name="lcec"))
 for dtype in json.loads(sys.argv[1]):
     prec = "ieee" if dtype == "float32" else "tf32"
     bk = 32 if dtype == "float32" else 64

@@ -1,4 +1,4 @@
-"""Numerics of the GEMM + fused-epilogue template (`codegen_templates/matmul.py.jinja`).
+"""Numerics of the GEMM + fused-epilogue template (`codegen_templates/primitives_matmul.py.jinja`).
 
 On a machine without CUDA the kernels run under the Triton interpreter in float32 and are compared,
 forward and backward (the `.grad` of every input), with a float64 torch reference built from the
@@ -78,7 +78,9 @@ def build(name, epilogue, dual=False, **extra):
 def _build(name, epilogue, dual, extra):
     epilogue, extra = list(epilogue), dict(extra)
     prelude = render("prelude.py.jinja", version="test", source_name="test_matmul")
-    fragment = render("matmul.py.jinja", name=name, epilogue=epilogue, dual=dual, **extra)
+    fragment = render(
+        "primitives_matmul.py.jinja", name=name, epilogue=epilogue, dual=dual, **extra
+    )
     text = prelude + "\n\n" + fragment
     return getattr(load_source(name, text), name)
 
@@ -305,8 +307,8 @@ def test_forward_without_grad_matches():
 
 def test_two_instances_share_one_module():
     prelude = render("prelude.py.jinja", version="test", source_name="two")
-    a = render("matmul.py.jinja", name="lin_a", epilogue=["bias"])
-    b = render("matmul.py.jinja", name="lin_b", epilogue=["act:relu"], dual=False)
+    a = render("primitives_matmul.py.jinja", name="lin_a", epilogue=["bias"])
+    b = render("primitives_matmul.py.jinja", name="lin_b", epilogue=["act:relu"], dual=False)
     mod = load_source("mm_two_instances", prelude + "\n\n" + a + "\n\n" + b)
     x, w, bias = torch.randn(7, 24), torch.randn(10, 24), torch.randn(10)
     assert rel_err(mod.lin_a(x, w, bias), x.double() @ w.double().t() + bias.double()) < 1e-4
@@ -315,10 +317,10 @@ def test_two_instances_share_one_module():
 
 def test_render_is_deterministic_and_formatted():
     ctx = {"name": "mm_fmt", "epilogue": ["bias", "act:gelu", "mul:g", "add:r", "scale:0.5"]}
-    text = render("matmul.py.jinja", **ctx)
-    assert text == render("matmul.py.jinja", **ctx)
+    text = render("primitives_matmul.py.jinja", **ctx)
+    assert text == render("primitives_matmul.py.jinja", **ctx)
     for extra in ({}, {"dual": True}):
-        text = render("matmul.py.jinja", **{**ctx, **extra})
+        text = render("primitives_matmul.py.jinja", **{**ctx, **extra})
         proc = subprocess.run(
             [sys.executable, "-m", "ruff", "format", "--check", "--line-length", "100", "-"],
             input=text,
@@ -342,7 +344,7 @@ def test_render_is_deterministic_and_formatted():
 )
 def test_render_rejects_bad_epilogues(epilogue, needle):
     with pytest.raises(jinja2.UndefinedError, match=needle):
-        render("matmul.py.jinja", name="bad", epilogue=epilogue)
+        render("primitives_matmul.py.jinja", name="bad", epilogue=epilogue)
 
 
 # M >= 2048 takes the 128x256 tiles (3000 is not a multiple of 128); M <= 64 the decode tiles.

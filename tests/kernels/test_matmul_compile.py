@@ -62,7 +62,7 @@ def compile_one(fn, dtype, consts, warps, descriptors=None):
 prelude = render("prelude.py.jinja", version="test", source_name="compile")
 for i, combo in enumerate(combos):
     name = f"mmc{i}"
-    mod = load_source(name, prelude + render("matmul.py.jinja", name=name, **combo))
+    mod = load_source(name, prelude + render("primitives_matmul.py.jinja", name=name, **combo))
     for dtype in dtypes:
         prec = "ieee" if dtype == "float32" else "tf32"
         bk = 32 if dtype == "float32" else 64
@@ -160,7 +160,7 @@ prelude = render("prelude.py.jinja", version="test", source_name="compile")
 report = []
 for dual in (False, True):
     name = f"mmt{int(dual)}"
-    mod = load_source(name, prelude + render("matmul.py.jinja", name=name, epilogue=["bias"],
+    mod = load_source(name, prelude + render("primitives_matmul.py.jinja", name=name, epilogue=["bias"],
                                              dual=dual))
     for dtype, ptr, prec in ((torch.bfloat16, "*bf16", "tf32"), (torch.float32, "*fp32", "ieee")):
         size = torch.empty(0, dtype=dtype).element_size()

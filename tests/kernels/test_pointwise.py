@@ -42,9 +42,9 @@ def rel(out, ref):
 
 @pytest.fixture(scope="module")
 def mod():
-    text = PRELUDE + render("pointwise.py.jinja", name="pw", **PROGRAM) + "\n\n"
+    text = PRELUDE + render("primitives_pointwise.py.jinja", name="pw", **PROGRAM) + "\n\n"
     text += render(
-        "reduce.py.jinja",
+        "primitives_reduce.py.jinja",
         name="sq_err",
         mode="all",
         inputs=["p", "q"],
@@ -52,10 +52,15 @@ def mod():
         value="t0",
     )
     text += "\n\n" + render(
-        "reduce.py.jinja", name="colsum", mode="leading", inputs=["g"], body=[], value="g"
+        "primitives_reduce.py.jinja",
+        name="colsum",
+        mode="leading",
+        inputs=["g"],
+        body=[],
+        value="g",
     )
     text += "\n\n" + render(
-        "reduce.py.jinja",
+        "primitives_reduce.py.jinja",
         name="expsum",
         mode="all",
         inputs=["g"],

@@ -34,7 +34,7 @@ def cases():
             "size3": "i32",
         }
         sig.update({f"{x}_st{k}": "i32" for x in "ab" for k in range(4)})
-        ctx = dict(template="pointwise.py.jinja", name="pw", **PROGRAM)
+        ctx = dict(template="primitives_pointwise.py.jinja", name="pw", **PROGRAM)
         for ndim in (1, 4):
             for int64 in (False, True):
                 for unit in (False, True):
@@ -43,7 +43,7 @@ def cases():
                     out.append((ctx, "pw_kernel", sig, consts))
         for mode in ("all", "leading"):
             ctx = {
-                "template": "reduce.py.jinja",
+                "template": "primitives_reduce.py.jinja",
                 "name": "rd",
                 "mode": mode,
                 "inputs": ["g", "h"],

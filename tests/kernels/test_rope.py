@@ -23,7 +23,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 @pytest.fixture(scope="module")
 def rope():
     text = render("prelude.py.jinja", version="test", source_name="test_rope")
-    text += render("rope.py.jinja", name="rp")
+    text += render("primitives_rope.py.jinja", name="rp")
     return load_source("test_rope_mod", text).rp
 
 

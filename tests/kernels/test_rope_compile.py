@@ -12,7 +12,7 @@ from compile_harness import main, run_in_subprocess
 
 def cases():
     """(template context, kernel attribute, signature, constexprs) for every kernel/hook/dtype."""
-    ctx = {"template": "rope.py.jinja", "name": "rp"}
+    ctx = {"template": "primitives_rope.py.jinja", "name": "rp"}
     out = []
     for dt in ("fp32", "bf16"):
         p = f"*{dt}"

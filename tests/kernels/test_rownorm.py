@@ -27,7 +27,9 @@ def mods():
     out = {}
     for kind, residual in HOOKS:
         name = f"norm_{kind}_{'res' if residual else 'plain'}"
-        text = PRELUDE + render("rownorm.py.jinja", name=name, kind=kind, residual=residual)
+        text = PRELUDE + render(
+            "primitives_rownorm.py.jinja", name=name, kind=kind, residual=residual
+        )
         out[kind, residual] = getattr(load_source(name, text), name)
     return out
 

@@ -17,7 +17,7 @@ def cases():
     for kind in ("rms", "layer"):
         for residual in (False, True):
             ctx = {
-                "template": "rownorm.py.jinja",
+                "template": "primitives_rownorm.py.jinja",
                 "name": "nrm",
                 "kind": kind,
                 "residual": residual,

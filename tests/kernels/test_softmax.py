@@ -23,7 +23,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 @pytest.fixture(scope="module")
 def softmax():
     text = render("prelude.py.jinja", version="test", source_name="test_softmax")
-    text += render("softmax.py.jinja", name="sm")
+    text += render("primitives_softmax.py.jinja", name="sm")
     return load_source("test_softmax_mod", text).sm
 
 

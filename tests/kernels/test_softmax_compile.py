@@ -12,7 +12,7 @@ from compile_harness import main, run_in_subprocess
 
 def cases():
     """(template context, kernel attribute, signature, constexprs) for every kernel/hook/dtype."""
-    ctx = {"template": "softmax.py.jinja", "name": "sm"}
+    ctx = {"template": "primitives_softmax.py.jinja", "name": "sm"}
     out = []
     for dt in ("fp32", "bf16"):
         p = f"*{dt}"

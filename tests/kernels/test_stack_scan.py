@@ -1,4 +1,4 @@
-"""Numerics of the verifier-stack scan family (`codegen_templates/stack_scan.py.jinja`, SPEC §2.3).
+"""Numerics of the verifier-stack scan family (`codegen_templates/spark_k_stack_scan.py.jinja`, SPEC §2.3).
 
 Without CUDA the kernels run under the Triton interpreter (4-step checkpoint chunks, 16-wide
 element blocks, so chunk boundaries and masked element blocks are exercised) in float32 and are
@@ -34,7 +34,7 @@ def build(read):
     name = f"stack_{read}"
     prelude = render("prelude.py.jinja", version="test", source_name="test_stack_scan")
     module = load_source(
-        name, prelude + "\n\n" + render("stack_scan.py.jinja", name=name, read=read)
+        name, prelude + "\n\n" + render("spark_k_stack_scan.py.jinja", name=name, read=read)
     )
     return getattr(module, name)
 

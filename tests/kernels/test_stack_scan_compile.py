@@ -1,6 +1,6 @@
 """Compile-only tests of the verifier-stack scan family: every kernel compiled to PTX for sm_90.
 
-Each kernel of `codegen_templates/stack_scan.py.jinja` (forward scan with and without noise and
+Each kernel of `codegen_templates/spark_k_stack_scan.py.jinja` (forward scan with and without noise and
 saving, loss reduction, reverse scan, logits gradient) is compiled with `triton.compile` for a
 `GPUTarget("cuda", 90, 32)` on this CPU machine, for both read modes, with bfloat16 and float32
 activation pointers and the GPU tiles of `<name>_config` (stack sizes 4 and 32). The scan keeps
@@ -87,7 +87,7 @@ def run_jobs(jobs):
     for read, dtype, s_pad, block_e in jobs:
         name = f"ssc_{read}"
         text = render("prelude.py.jinja", version="t", source_name="t")
-        mod = load_source(name, text + render("stack_scan.py.jinja", name=name, read=read))
+        mod = load_source(name, text + render("spark_k_stack_scan.py.jinja", name=name, read=read))
         elt = "*bf16" if dtype == "bf16" else "*fp32"
         warps = 4 if s_pad * block_e >= 2048 else 2
         tiles = {"CHUNK": 64, "S_PAD": s_pad, "BLOCK_E": block_e}

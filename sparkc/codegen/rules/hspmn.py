@@ -1,6 +1,6 @@
 """Code-generation rule of `token_router` (SPEC §4.1) on generated kernels.
 
-Consumes a fusion `Group` of kind "token_router" and the `Emitter` of `codegen/triton_plan.py`;
+Consumes a fusion `Group` of kind "token_router" and the `Emitter` of `codegen/emit.py`;
 produces the lines of `_forward_triton`:
 - the router logit ℓ = w(x) as a GEMM with a bias epilogue ([B·N, 1]);
 - ℓ̃ = ℓ + logistic noise (training with noise=true; drawn by the reference path's helper, in its
@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .pointwise import add_program
-from .render import pyrepr
+from ..emit import Emitter, gemm_call, last_dim, ports_of
+from ..pointwise import add_program
+from ..render import pyrepr
 
 if TYPE_CHECKING:
-    from ..passes.fuse import Group
-    from .triton_plan import Emitter
+    from ...passes.fuse import Group
 
 # gate = mask + (σ(ℓ̃) − sg(σ(ℓ̃))): the value is the mask, the gradient flows through σ.
 _STRAIGHT_THROUGH = {
@@ -46,20 +46,18 @@ _SIGMOID = {
 
 
 def rule_token_router(e: Emitter, group: Group) -> None:
-    from .triton_plan import _gemm_call, _ports, _width
-
     node = e.graph.node(group.anchor)
-    ports, params = _ports(node)
+    ports, params = ports_of(node)
     hp = node.attr_dict
     x = e.v(ports["x"])
-    d = _width(e.graph, ports["x"])
+    d = last_dim(e.graph, ports["x"])
     mask, gate, loss = (e.out(node, i) for i in range(3))
     t = f"{mask}_"
 
     def pointwise(ctx: dict, *args: str) -> str:
-        return f"{e.kernels.use('fused_pointwise.py.jinja', 'pw', **ctx)}({', '.join(args)})"
+        return f"{e.kernels.use('primitives_fused_pointwise.py.jinja', 'pw', **ctx)}({', '.join(args)})"
 
-    call = _gemm_call(e, x, d, [e.v(params["w.weight"])], e.v(params["w.bias"]), [], [])
+    call = gemm_call(e, x, d, [e.v(params["w.weight"])], e.v(params["w.bias"]), [], [])
     e.emit(f"{t}l = {call}.view({x}.shape[:-1])")
     e.emit(f"if _self.training and {pyrepr(bool(hp['noise']))}:")
     noise = f"_ms.gate_noise('sigmoid', {t}l.shape, {t}l, _ctx)"
@@ -71,7 +69,7 @@ def rule_token_router(e: Emitter, group: Group) -> None:
     else:
         e.emit(f"{mask} = _ms.topk_mask({t}n.detach(), {pyrepr(float(hp['sparsity']))})")
     e.emit(f"{gate} = {pointwise(_STRAIGHT_THROUGH, f'{t}n', f'{mask}.to({t}n.dtype)')}")
-    mean = e.kernels.use("mean.py.jinja", "mean")
+    mean = e.kernels.use("primitives_mean.py.jinja", "mean")
     p_mean = f"{mean}({pointwise(_SIGMOID, f'{t}l')})"
     w, sparsity = pyrepr(float(hp["aux_weight"])), pyrepr(float(hp["sparsity"]))
     e.emit(f"{loss} = ({w} * ({p_mean} - {sparsity}) ** 2).to({x}.dtype)")

@@ -1,7 +1,7 @@
 """Code-generation rules of the SPARK procedural blocks: `demopack_linear` (SPEC §5.3).
 
 Consumes a fusion `Group` of kind "demopack_linear" and the `Emitter` of
-`codegen/triton_plan.py`; produces the lookup form on generated kernels, never writing the
+`codegen/emit.py`; produces the lookup form on generated kernels, never writing the
 decoded weight W [out, in] to memory:
     P = x · codebookᵀ                       [M, codewords]   (GEMM)
     G = counts ⊙ scale[:, None] / per_row    [out, codewords] (fused elementwise)
@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .render import pyrepr
+from ..emit import Emitter, gemm_call, last_dim, ports_of
+from ..render import pyrepr
 
 if TYPE_CHECKING:
-    from ..passes.fuse import Group
-    from .triton_plan import Emitter
+    from ...passes.fuse import Group
 
 # G = counts · scale · (1 / per_row); scale broadcasts along the codeword axis.
 _MIXING = {
@@ -35,21 +35,19 @@ _MIXING = {
 
 
 def rule_demopack_linear(e: Emitter, group: Group) -> None:
-    from .triton_plan import _gemm_call, _ports, _width
-
     node = e.graph.node(group.anchor)
-    ports, params = _ports(node)
+    ports, params = ports_of(node)
     x = e.v(ports["x"])
-    d_in, out = _width(e.graph, ports["x"]), int(node.attr("out"))
+    d_in, out = last_dim(e.graph, ports["x"]), int(node.attr("out"))
     codewords, per_row = int(node.attr("codewords")), int(node.attr("per_row"))
     codebook, index = e.v(params["codebook"]), e.v(params["index"])
     scale, bias = e.v(params["scale"]), e.v(params["bias"])
     y = e.out(node)
-    mix = e.kernels.use("fused_pointwise.py.jinja", "pw", **_MIXING)
+    mix = e.kernels.use("primitives_fused_pointwise.py.jinja", "pw", **_MIXING)
     e.emit(f"{y}_cnt = _ms.index_counts({index}, {codewords}, {scale}.dtype)")
     e.emit(f"{y}_g = {mix}({y}_cnt, {scale}[:, None], {pyrepr(1.0 / per_row)})")
-    e.emit(f"{y}_p = {_gemm_call(e, x, d_in, [codebook], None, [], [])}")
-    call = _gemm_call(e, f"{y}_p", codewords, [f"{y}_g"], bias, [], [])
+    e.emit(f"{y}_p = {gemm_call(e, x, d_in, [codebook], None, [], [])}")
+    call = gemm_call(e, f"{y}_p", codewords, [f"{y}_g"], bias, [], [])
     e.emit(f"{y} = {call}.view({x}.shape[:-1] + ({out},))")
 
 
