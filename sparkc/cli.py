@@ -24,7 +24,6 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import __version__
 from .diagnostics import CompilerBug, SparkError, did_you_mean
 from .pipeline import (
     CompileOptions,
@@ -34,6 +33,7 @@ from .pipeline import (
     summarize_program,
     until,
 )
+from .version import __version__
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 

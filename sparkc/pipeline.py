@@ -200,7 +200,7 @@ def _codegen(graph: Any, ctx: StageContext) -> Any:
     summary = f"{len(plan.groups)} kernel groups"
     path = None
     if ctx.options.output_dir:
-        from .api import package_stem
+        from .codegen.names import package_stem
         from .codegen.writer import write_package
 
         path = write_package(
