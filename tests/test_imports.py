@@ -12,6 +12,12 @@ A cycle is an elementary cycle of that graph: modules each importing the next, t
 first. The cycles that exist today outside the runtime are listed in KNOWN_CYCLES;
 issue 16 removes them, so the list can only shrink: the test fails on any cycle not listed and
 on a listed one that no longer exists (delete its entry then).
+
+A private import is a module using another module's `_underscore` name: `from m import _x`,
+`m._x` where `m` names a project module it imported, or any import from a `_private` module
+outside that module's package. Dunder names (`__version__`) are public. The ones that exist
+today are listed in KNOWN_PRIVATE, which only shrinks the same way: a helper another module
+needs is public (no underscore) in its owning module.
 """
 
 from __future__ import annotations
@@ -34,6 +40,19 @@ KNOWN_CYCLES: list[tuple[str, ...]] = [
     ("sparkc.codegen.rules_spd", "sparkc.codegen.triton_plan"),
     ("sparkc.codegen.rules_splat", "sparkc.codegen.triton_plan"),
 ]
+
+# Private imports present when the test was written, as (importer, imported module, name); issue 16
+# makes the helpers public (codegen/emit.py for the rule modules). Never add an entry.
+KNOWN_PRIVATE: set[tuple[str, str, str]] = {
+    ("sparkc.codegen.format_body", "sparkc.codegen.format", "_ruff"),
+    *(
+        (f"sparkc.codegen.rules_{family}", "sparkc.codegen.triton_plan", helper)
+        for family in ("hspmn", "procedural", "spark_k", "spd")
+        for helper in ("_gemm_call", "_ports", "_width")
+    ),
+    ("sparkc.codegen.rules_spark_k", "sparkc.codegen.triton_plan", "_epilogue"),
+    ("sparkc.codegen.rules_splat", "sparkc.codegen.triton_plan", "_ports"),
+}
 
 # The runtime imports nothing from the compiler (`sparkc.*` outside `sparkc.runtime`) except
 # here: a generated module asked for another variant (`Model(d=...)`) compiles it
@@ -93,6 +112,73 @@ def import_graph() -> nx.DiGraph:
     return graph
 
 
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def private_imports(
+    source: str, name: str, is_init: bool, modules: dict
+) -> set[tuple[str, str, str]]:
+    """(importer, imported module, name) for each private name module `name` (its `source`)
+    takes from another project module."""
+    package = name if is_init else name.rpartition(".")[0]
+    found: set[tuple[str, str, str]] = set()
+    bound: dict[str, str] = {}  # local name -> the project module it is bound to
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname and alias.name in modules:
+                    bound[alias.asname] = alias.name
+                elif not alias.asname and alias.name.split(".")[0] in modules:
+                    bound[alias.name.split(".")[0]] = alias.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                up = package.split(".")
+                base = ".".join(up[: len(up) - (node.level - 1)])
+                base = f"{base}.{node.module}" if node.module else base
+            else:
+                base = node.module or ""
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                if sub in modules:  # a module
+                    bound[alias.asname or alias.name] = sub
+                    target, attr = sub, alias.name
+                elif base in modules:  # a name of a module
+                    target, attr = base, alias.name
+                else:
+                    continue
+                if target == name:
+                    continue
+                if _private(attr) and base != name:
+                    found.add((name, base, attr))
+                # A `_private` module is private to its package.
+                parts = target.split(".")
+                for depth, part in enumerate(parts):
+                    owner = ".".join(parts[:depth])
+                    inside = name == owner or name.startswith(owner + ".")
+                    if _private(part) and not inside:
+                        found.add((name, target, alias.name))
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in bound
+            and bound[node.value.id] != name
+            and _private(node.attr)
+        ):
+            found.add((name, bound[node.value.id], node.attr))
+    return found
+
+
+def all_private_imports() -> set[tuple[str, str, str]]:
+    modules = _modules()
+    found: set[tuple[str, str, str]] = set()
+    for name, (path, is_init) in modules.items():
+        found |= private_imports(path.read_text(), name, is_init, modules)
+    return found
+
+
 def cycles(graph: nx.DiGraph) -> set[tuple[str, ...]]:
     """Every elementary cycle, as the tuple of its modules in import order, starting at the
     alphabetically first one."""
@@ -142,3 +228,41 @@ def test_the_runtime_imports_nothing_from_the_compiler():
     lines = {e: graph.edges[e]["line"] for e in reaching - RUNTIME_COMPILER_IMPORTS}
     assert not lines, f"runtime modules import the compiler (module, target: line): {lines}"
     assert reaching == RUNTIME_COMPILER_IMPORTS, "an allowed import is gone: shrink the list"
+
+
+def test_private_imports_are_seen():
+    names = ("p", "p.a", "p.b", "p.d", "p._impl", "p._impl.x", "p.sub", "p.sub.c")
+    modules = dict.fromkeys(names)
+    source = """
+from .a import _hidden, public, __version__
+from . import b
+from ._impl import helper
+import p.sub.c as c
+
+def f():
+    return b._inner() + c._deep + b.fine
+"""
+    assert private_imports(source, "p.d", False, modules) == {
+        ("p.d", "p.a", "_hidden"),
+        ("p.d", "p.b", "_inner"),
+        ("p.d", "p.sub.c", "_deep"),
+    }
+    # A package's own private modules are its business; another package's are not.
+    inside = "from ._impl import helper\nfrom ._impl.x import y\n"
+    assert private_imports(inside, "p", True, modules) == set()
+    assert private_imports(inside, "p.a", False, modules) == set()
+    outside = "from p._impl import helper\n"
+    assert private_imports(outside, "q", True, {**modules, "q": None}) == {
+        ("q", "p._impl", "helper")
+    }
+
+
+def test_no_module_imports_another_modules_private_names():
+    found = all_private_imports()
+    new = sorted(found - KNOWN_PRIVATE)
+    gone = sorted(KNOWN_PRIVATE - found)
+    assert not new, (
+        "private imports (make the name public in its owning module; KNOWN_PRIVATE only "
+        f"shrinks): {new}"
+    )
+    assert not gone, f"these KNOWN_PRIVATE entries no longer exist, delete them: {gone}"
