@@ -179,7 +179,7 @@ def cmd_graph(args: argparse.Namespace, io: Session) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, io: Session) -> int:
-    from .bench import BenchOptions, parse_shape, run
+    from .tools.bench import BenchOptions, parse_shape, run
 
     if bool(args.file) == bool(args.op):
         raise UsageError("bench needs a FILE or --op NAME (not both)")
@@ -221,8 +221,8 @@ def cmd_bench(args: argparse.Namespace, io: Session) -> int:
 
 
 def cmd_ops(args: argparse.Namespace, io: Session) -> int:
-    from .docs_gen import render_ops_markdown, render_ops_text
     from .ir.ops import OPS
+    from .tools.docs_gen import render_ops_markdown, render_ops_text
 
     for name in args.names:
         if name not in OPS:

@@ -266,3 +266,21 @@ def test_no_module_imports_another_modules_private_names():
         f"shrinks): {new}"
     )
     assert not gone, f"these KNOWN_PRIVATE entries no longer exist, delete them: {gone}"
+
+
+# Tools drive the compiler from outside; the core pipeline never imports them. The command line
+# (`sparkc.cli`, and `sparkc.__main__` that runs it) is the front door to both.
+TOOLS = ("sparkc.tools", "sparkc.fuzz", "sparkc.viz", "sparkc.demo", "sparkc.cli")
+FRONT_DOOR = {("sparkc.__main__", "sparkc.cli")}
+
+
+def _in(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def test_the_core_imports_no_tool():
+    graph = import_graph()
+    assert graph.has_edge("sparkc.cli", "sparkc.tools.bench")  # in a function
+    reaching = {(a, b) for a, b in graph.edges if _in(b, TOOLS) and not _in(a, TOOLS)}
+    lines = {e: graph.edges[e]["line"] for e in reaching - FRONT_DOOR}
+    assert not lines, f"core modules import a tool (module, tool: line): {lines}"

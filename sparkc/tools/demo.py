@@ -7,7 +7,7 @@ every sequence is an arithmetic progression modulo the vocabulary with a random 
 random step, so from the third token on the next token is determined by the two before it.
 `--example NAME` trains another example (`--example all`: every one in turn); inputs other than
 tokens and targets (instruction tapes, argument vectors, ...) are made from the model's declared
-inputs by `sparkc.demo_data`.
+inputs by `sparkc.tools.demo_data`.
 
 On a CUDA device the model runs its generated Triton kernels (forward and backward); on the CPU
 it runs the generated reference path. Prints the compiler's kernel plan, a progress bar with the
@@ -26,15 +26,15 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from .cli import parse_define
+from ..cli import parse_define
+from ..diagnostics import SparkError
 from .demo_data import describe, make_batch, plan_inputs, progressions  # noqa: F401 (re-export)
-from .diagnostics import SparkError
 
 EXAMPLE = "tiny_gpt"
 
 
 def _checkout_examples() -> list[Path]:
-    return [base / "examples" for base in (Path(__file__).resolve().parents[1], Path.cwd())]
+    return [base / "examples" for base in (Path(__file__).resolve().parents[2], Path.cwd())]
 
 
 def find_example(name: str = EXAMPLE) -> Path:
@@ -101,7 +101,7 @@ def train(name: str, args: argparse.Namespace, overrides: dict) -> tuple[int, st
     """Compile and train one example; returns (exit code, summary line)."""
     import torch
 
-    from .api import compile_graph, compile_to, import_package
+    from ..api import compile_graph, compile_to, import_package
 
     try:
         example = find_example(name)
