@@ -144,3 +144,19 @@ def test_every_example_trains_on_the_gpu_kernels(tmp_path, capsys):
         (line,) = [x for x in out.splitlines() if x.startswith(f"summary: {name}: loss")][-1:]
         assert "Triton kernels on cuda" in line and "nan" not in line, line
 
+
+def test_readme_command_runs_the_demo_from_its_documented_name():
+    # README's first command is `python -m sparkc.demo`; the demo lives in sparkc/tools/demo.py.
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "sparkc.demo", "--help"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: python -m sparkc.demo"), proc.stdout
+    assert "--example" in proc.stdout
