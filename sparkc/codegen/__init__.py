@@ -9,8 +9,8 @@ Output is deterministic: the same graph and source give byte-identical files.
 
 from __future__ import annotations
 
+from .. import __version__
 from ..ir.graph import Graph
-from ..version import __version__
 from .format import format_python
 from .format_body import format_module
 from .input_rules import input_rules

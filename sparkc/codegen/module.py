@@ -17,9 +17,9 @@ import hashlib
 import math
 from dataclasses import dataclass
 
+from .. import __version__
 from ..ir.graph import Graph, Node, Value
 from ..ir.ops import OPS, exact_key
-from ..version import __version__
 from . import names as nm
 from .render import pyrepr
 
