@@ -1,5 +1,6 @@
-"""The project's import graph: no import cycles among its modules, and a runtime that does not
-reach into the compiler.
+"""The project's import graph: no import cycles among its modules, no module using another's
+private names, a runtime that does not reach into the compiler, and a core that imports no tool
+(docs/architecture.md, "Layers" and "Rules a reviewer checks").
 
 Every module of the packages pyproject.toml installs (`[tool.setuptools]`: `packages` and
 `package-dir`, so runtime/ is `sparkc.runtime`) is parsed with `ast`, and every import statement
@@ -18,6 +19,9 @@ A private import is a module using another module's `_underscore` name: `from m 
 outside that module's package. Dunder names (`__version__`) are public. The ones that exist
 today are listed in KNOWN_PRIVATE, which only shrinks the same way: a helper another module
 needs is public (no underscore) in its owning module.
+
+Tools (sparkc/tools/, sparkc/fuzz/, sparkc/viz/, the `python -m sparkc.demo` entry point and the
+CLI) drive the compiler from outside; only the CLI's runner `sparkc/__main__.py` imports one.
 """
 
 from __future__ import annotations
