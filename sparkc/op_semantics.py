@@ -5,7 +5,7 @@ Consumes nothing; produces the prose the op table (`sparkc.ir.ops`) cannot hold:
 definition, its edge cases and where it departs from the research code it comes from),
 `REFLEXIVE` (section 4.3, a composite
 built from primitives), `DECODING` (section 5.6, cached decoding) and `PROPERTIES` (section 6, what the tests check of
-every op). `sparkc.tools.docs_gen` places each text under its op; the op table stays the source of
+every op). `sparkc.docs_gen` places each text under its op; the op table stays the source of
 the names, shapes, hyperparameters, defaults and initialisers, which docs_gen renders as tables.
 
 This text is the project's operator contract: the reference path (`sparkc.runtime.reference`)
