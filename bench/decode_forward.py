@@ -28,7 +28,7 @@ import torch
 from sparkc.runtime import launch
 
 from sparkc import api
-from sparkc.bench import make_inputs, parse_shape
+from sparkc.tools.bench import make_inputs, parse_shape
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 
 from sparkc import api
-from sparkc.bench import make_inputs, op_program, parse_shape
+from sparkc.tools.bench import make_inputs, op_program, parse_shape
 
 
 @triton.jit

@@ -28,7 +28,7 @@ import torch
 from triton.runtime.interpreter import InterpretedFunction
 
 from sparkc import api
-from sparkc.bench import make_inputs, op_program, parse_shape
+from sparkc.tools.bench import make_inputs, op_program, parse_shape
 
 LAUNCHES = [0]
 

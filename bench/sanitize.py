@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests" / "codegen"))
 from programs import PROGRAMS
 
 from sparkc import api
-from sparkc.demo import progressions
+from sparkc.tools.demo_data import progressions
 
 LAUNCHES: collections.Counter = collections.Counter()
 

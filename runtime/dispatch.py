@@ -3,7 +3,7 @@
 Consumes: a generated `torch.autograd.Function` and its arguments (`apply`), or a tensor of token
 ids and an embedding's row count (`validate_ids`). Produces: the Function's outputs, through
 `Function.apply` only when autograd would record something (else its forward called with a
-`_NoGradCtx`), and an IndexError for an id out of range. Both are opaque to `torch.compile` (a
+`NoGradCtx`), and an IndexError for an id out of range. Both are opaque to `torch.compile` (a
 graph break each), as `_opaque_to_dynamo` explains.
 
 torch is imported with this module (`apply` is wrapped for `torch.compile` at import).
@@ -17,7 +17,7 @@ from typing import Any
 from . import device
 
 
-class _NoGradCtx:
+class NoGradCtx:
     """The `ctx` a generated autograd.Function's forward gets when no gradient can flow: it saves
     nothing and reports that no input needs a gradient (so forwards skip what only the backward
     reads, e.g. saved pre-activations)."""
@@ -50,7 +50,7 @@ def _apply_eager(function: Any, *args: Any) -> Any:
         for a in args:
             if isinstance(a, torch.Tensor) and a.requires_grad:
                 return function.apply(*args)
-    return function.forward(_NoGradCtx(len(args)), *args)
+    return function.forward(NoGradCtx(len(args)), *args)
 
 
 def _opaque_to_dynamo(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -14,7 +14,8 @@ Consumes: nothing of its own; it re-exports. Produces, by owning module:
   `adjacent_columns`, `grads_like`);
 - `tma`: tensor descriptors and their scratch allocator (`tma_ok`, `tma_on_device`,
   `tma_descriptor`, `ensure_scratch_allocator`);
-- `dispatch`: calling generated autograd Functions (`apply`, `_NoGradCtx`) and `validate_ids`;
+- `dispatch`: calling generated autograd Functions (`apply`, `NoGradCtx`, which generated code
+  calls `_NoGradCtx`) and `validate_ids`;
 - `triton_compile`: Triton's cache folder and ahead-of-time compiles (`configure_triton_cache`,
   `compile_for_target`);
 - `launcher` (imported on first use: it needs triton): `wrap_kernels`, which owns the cached
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 from .autotune import bench_ms, issue_ms, pick
 from .device import capturing, device_key, require_cuda, sm_count
-from .dispatch import _NoGradCtx, apply, validate_ids
+from .dispatch import NoGradCtx, apply, validate_ids
 from .env import INSTALL_HINT, charge_host, interpreting, require_triton, tuning_enabled
 from .gemm import (
     EXTERN,
@@ -53,6 +54,9 @@ from .stacking import adjacent_columns, frozen_weights, grads_like, stacked_rows
 from .tiles import broadcast_shape, cdiv, collapse_dims, next_pow2, num_warps_for, row_tile
 from .tma import ensure_scratch_allocator, tma_descriptor, tma_ok, tma_on_device
 from .triton_compile import compile_for_target, configure_triton_cache
+
+# Generated code calls it `_launch._NoGradCtx` (the name is part of every golden kernels.py).
+_NoGradCtx = NoGradCtx
 
 
 def wrap_kernels(namespace: dict) -> None:

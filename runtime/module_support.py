@@ -192,14 +192,18 @@ def build_variant(
 ):
     """`Model(d=256)`: compile the embedded source with other hyperparameters and build that.
 
-    The variant is compiled into sparkc's content-addressed cache (a second call is instant)."""
+    The variant is compiled into sparkc's content-addressed cache (a second call is instant).
+
+    This is the one place where the runtime imports the compiler (`sparkc.api`): everything
+    else under runtime/ imports only runtime/ modules, torch and triton, so a generated package
+    runs without the compiler until it is asked for a variant (tests/test_imports.py checks it)."""
     unknown = sorted(set(hyper) - set(defaults))
     if unknown:
         raise TypeError(
             f"{cls.__name__}() got unknown hyperparameter(s) {', '.join(unknown)}; "
             f"known: {', '.join(defaults) or 'none'}"
         )
-    from sparkc.api import load_variant  # the compiler is needed only for variants
+    from sparkc.api import load_variant  # the runtime's one import of the compiler
 
     module = load_variant(source, source_name, model, dict(hyper))
     return module.Model(impl=impl)
@@ -225,7 +229,7 @@ def gate_noise(kind: str, shape: tuple[int, ...], like: torch.Tensor, ctx) -> to
     """Training noise of a gate, drawn exactly as the reference path draws it (same helper,
     shape and order), so both paths route identically from one seed: logistic noise for a
     sigmoid gate, Gumbel(0, 1) for a softmax gate."""
-    from .reference._common import gumbel_noise, logistic_noise
+    from .reference.common import gumbel_noise, logistic_noise
 
     draw = logistic_noise if kind == "sigmoid" else gumbel_noise
     return draw(tuple(shape), like.device, ctx).to(like.dtype)

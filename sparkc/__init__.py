@@ -7,7 +7,7 @@
 `sparkc.load`, `sparkc.load_source` and `sparkc.compile_to` are imported lazily, so
 `sparkc --version` and `sparkc ops` never pay for the compiler. `sparkc.frozen_weights()`
 (a context manager, for decoding) lets generated modules keep derived copies of their weights
-between calls (runtime/launch.py).
+between calls (runtime/stacking.py). The version lives in sparkc/version.py.
 """
 
 from __future__ import annotations

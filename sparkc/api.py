@@ -22,16 +22,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from . import __version__
 from .pipeline import CompileOptions, collector_paused, run_pipeline
-
-
-def package_stem(source_name: str) -> str:
-    """The package name a source file compiles to: `examples/tiny_gpt.spark` → `tiny_gpt`
-    (ASCII letters, digits and `_`; see sparkc/codegen/names.py)."""
-    from .codegen.names import package_stem as stem
-
-    return stem(source_name)
+from .version import __version__
 
 
 def compile_graph(
@@ -69,6 +61,7 @@ def compile_to(
     force: bool = False,
     options: CompileOptions | None = None,
 ) -> Path:
+    from .codegen.names import package_stem
     from .codegen.writer import write_package
 
     text = Path(path).read_text()
@@ -114,6 +107,8 @@ def load_variant(
 ) -> ModuleType:
     """`load_source` with the hyperparameters as a dict, so that no hyperparameter name (`text`,
     `fuse`, ...) can collide with an argument; generated modules build variants through it."""
+    from .codegen.names import package_stem
+
     key_src = repr((__version__, _compiler_digest(), text, model, fuse, sorted(hyper.items())))
     key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
     stem = package_stem(source_name)

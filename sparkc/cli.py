@@ -24,7 +24,6 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import __version__
 from .diagnostics import CompilerBug, SparkError, did_you_mean
 from .pipeline import (
     CompileOptions,
@@ -34,6 +33,7 @@ from .pipeline import (
     summarize_program,
     until,
 )
+from .version import __version__
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -179,7 +179,7 @@ def cmd_graph(args: argparse.Namespace, io: Session) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, io: Session) -> int:
-    from .bench import BenchOptions, parse_shape, run
+    from .tools.bench import BenchOptions, parse_shape, run
 
     if bool(args.file) == bool(args.op):
         raise UsageError("bench needs a FILE or --op NAME (not both)")
@@ -221,8 +221,8 @@ def cmd_bench(args: argparse.Namespace, io: Session) -> int:
 
 
 def cmd_ops(args: argparse.Namespace, io: Session) -> int:
-    from .docs_gen import render_ops_markdown, render_ops_text
     from .ir.ops import OPS
+    from .tools.docs_gen import render_ops_markdown, render_ops_text
 
     for name in args.names:
         if name not in OPS:

@@ -1,19 +1,30 @@
 """The compiler pipeline as data: an ordered list of named stages and the options that steer them.
 
 Consumes a `.spark` source (text or raw bytes), its file name and `CompileOptions`; produces a
-`StageResult`: the artefact of the last stage run (an AST, a checked `Program`, an IR `Graph`, ...),
-its canonical text form where the stage has one, and every earlier artefact by stage name.
+`StageResult`: the artefact of the last stage run (an AST, a checked `Program`, an IR `Graph`,
+the generated files), its canonical text form where the stage has one, and every earlier
+artefact by stage name.
 
-    parse ─▶ check ─▶ lower ─▶ opt ─▶ codegen
-    (ast)             (ir)     (opt)
+    parse ─▶ check ─▶ lower ─▶ opt ─▶ fuse ─▶ codegen
+    (ast)             (ir)     (opt)  (fused)
 
-`STAGES` is the single list the CLI reads: `--emit` choices are the stages' `emit` names, the
-stage a command stops after is a name from this list, and a new stage (fusion, code generation)
-is added here, not in the CLI. `codegen` is the hook for the package generator: until it is
-filled, running it raises `StageUnavailable`.
+- parse: source → AST with spans (frontend/parser.py);
+- check: names, hyperparameters and shapes → checked `Program` (frontend/check.py);
+- lower: `Program` → IR graph, one node per op instance (lower/), verified when `verify` is on;
+- opt: the pass pipeline (`passes.DEFAULT_PIPELINE`, or `--passes`) run by the `PassManager`;
+- fuse: the fusion plan (kernel groups), stored on the graph as `graph.meta["fusion"]`;
+- codegen: fused graph → the generated package's files (codegen/), written to `output_dir` when
+  one is given; it needs the source text (embedded in the generated module) and raises
+  `StageUnavailable` without it.
+
+`STAGES` is the single list the CLI reads: `--emit` choices are the stages' `emit` names
+(in parentheses above), the stage a command stops after is a name from this list, and a new
+stage is added here, not in the CLI. `until` maps "the graph after X" (a stage or a pass name)
+to where the pipeline stops.
 
 Stage modules are imported lazily, so `sparkc ops` and `sparkc --version` never pay for lark,
-networkx or the passes.
+networkx or the passes. This module imports nothing of the compiler at import time but
+diagnostics.py; the API (api.py) and the CLI (cli.py) import it, never the reverse.
 """
 
 from __future__ import annotations
@@ -32,7 +43,8 @@ class UsageError(Exception):
 
 
 class StageUnavailable(UsageError):
-    """The requested stage exists in the list but is not implemented yet."""
+    """The requested stage cannot run with what it was given (code generation without the
+    source text)."""
 
 
 @dataclass(frozen=True)
@@ -200,7 +212,7 @@ def _codegen(graph: Any, ctx: StageContext) -> Any:
     summary = f"{len(plan.groups)} kernel groups"
     path = None
     if ctx.options.output_dir:
-        from .api import package_stem
+        from .codegen.names import package_stem
         from .codegen.writer import write_package
 
         path = write_package(

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from sparkc import api
-from sparkc.bench import op_program, parse_shape
 from sparkc.cli import main
 from sparkc.diagnostics import SparkError
 from sparkc.ir.cost import FLOPS, graph_cost
 from sparkc.ir.ops import OPS
+from sparkc.tools.bench import op_program, parse_shape
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "examples" / "tiny_gpt.spark")
@@ -115,12 +115,12 @@ def test_bench_points_an_empty_triton_cache_setting_at_sparkcs_folder(tmp_path, 
 def test_bench_reports_running_out_of_memory_as_the_shapes_problem(monkeypatch):
     import torch
 
-    import sparkc.bench
+    import sparkc.tools.bench
 
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 64.00 GiB")
 
-    monkeypatch.setattr(sparkc.bench, "run", oom)
+    monkeypatch.setattr(sparkc.tools.bench, "run", oom)
     code, err = _bench(TINY, "--shape", "B=512,N=8192", "--device", "cpu")
     assert code == 1
     assert "out of device memory at --shape B=512,N=8192" in err and "64.00 GiB" in err
@@ -153,7 +153,7 @@ def test_variants_choose_the_rows(tmp_path):
 def test_profile_lists_the_busiest_operators_on_cpu():
     import torch
 
-    from sparkc.bench import format_profile, profile_step
+    from sparkc.tools.bench import format_profile, profile_step
 
     a = torch.randn(256, 256)
 

@@ -1,5 +1,6 @@
-"""The project's import graph: no import cycles among its modules, and a runtime that does not
-reach into the compiler.
+"""The project's import graph: no import cycles among its modules, no module using another's
+private names, a runtime that does not reach into the compiler, and a core that imports no tool
+(docs/architecture.md, "Layers" and "Rules a reviewer checks").
 
 Every module of the packages pyproject.toml installs (`[tool.setuptools]`: `packages` and
 `package-dir`, so runtime/ is `sparkc.runtime`) is parsed with `ast`, and every import statement
@@ -12,6 +13,15 @@ A cycle is an elementary cycle of that graph: modules each importing the next, t
 first. The cycles that exist today outside the runtime are listed in KNOWN_CYCLES;
 issue 16 removes them, so the list can only shrink: the test fails on any cycle not listed and
 on a listed one that no longer exists (delete its entry then).
+
+A private import is a module using another module's `_underscore` name: `from m import _x`,
+`m._x` where `m` names a project module it imported, or any import from a `_private` module
+outside that module's package. Dunder names (`__version__`) are public. The ones that exist
+today are listed in KNOWN_PRIVATE, which only shrinks the same way: a helper another module
+needs is public (no underscore) in its owning module.
+
+Tools (sparkc/tools/, sparkc/fuzz/, sparkc/viz/, the `python -m sparkc.demo` entry point and the
+CLI) drive the compiler from outside; only the CLI's runner `sparkc/__main__.py` imports one.
 """
 
 from __future__ import annotations
@@ -26,13 +36,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Import cycles present when this test was written, in the form `cycles` gives them; issue 16
 # ("one op family, one file per layer") removes them. Never add an entry: break the cycle.
-KNOWN_CYCLES: list[tuple[str, ...]] = [
-    # sparkc/__init__.py's lazy `from . import api` (its module __getattr__) against api, which
-    # imports `__version__` from the package.
-    ("sparkc", "sparkc.api"),
-    # api <-> pipeline.
-    ("sparkc.api", "sparkc.pipeline"),
-]
+KNOWN_CYCLES: list[tuple[str, ...]] = []
+
+# Private imports present when the test was written, as (importer, imported module, name); issue 16
+# makes the helpers public (codegen/emit.py for the rule modules). Never add an entry.
+KNOWN_PRIVATE: set[tuple[str, str, str]] = set()
 
 # The runtime imports nothing from the compiler (`sparkc.*` outside `sparkc.runtime`) except
 # here: a generated module asked for another variant (`Model(d=...)`) compiles it
@@ -92,6 +100,73 @@ def import_graph() -> nx.DiGraph:
     return graph
 
 
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def private_imports(
+    source: str, name: str, is_init: bool, modules: dict
+) -> set[tuple[str, str, str]]:
+    """(importer, imported module, name) for each private name module `name` (its `source`)
+    takes from another project module."""
+    package = name if is_init else name.rpartition(".")[0]
+    found: set[tuple[str, str, str]] = set()
+    bound: dict[str, str] = {}  # local name -> the project module it is bound to
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname and alias.name in modules:
+                    bound[alias.asname] = alias.name
+                elif not alias.asname and alias.name.split(".")[0] in modules:
+                    bound[alias.name.split(".")[0]] = alias.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                up = package.split(".")
+                base = ".".join(up[: len(up) - (node.level - 1)])
+                base = f"{base}.{node.module}" if node.module else base
+            else:
+                base = node.module or ""
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                if sub in modules:  # a module
+                    bound[alias.asname or alias.name] = sub
+                    target, attr = sub, alias.name
+                elif base in modules:  # a name of a module
+                    target, attr = base, alias.name
+                else:
+                    continue
+                if target == name:
+                    continue
+                if _private(attr) and base != name:
+                    found.add((name, base, attr))
+                # A `_private` module is private to its package.
+                parts = target.split(".")
+                for depth, part in enumerate(parts):
+                    owner = ".".join(parts[:depth])
+                    inside = name == owner or name.startswith(owner + ".")
+                    if _private(part) and not inside:
+                        found.add((name, target, alias.name))
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in bound
+            and bound[node.value.id] != name
+            and _private(node.attr)
+        ):
+            found.add((name, bound[node.value.id], node.attr))
+    return found
+
+
+def all_private_imports() -> set[tuple[str, str, str]]:
+    modules = _modules()
+    found: set[tuple[str, str, str]] = set()
+    for name, (path, is_init) in modules.items():
+        found |= private_imports(path.read_text(), name, is_init, modules)
+    return found
+
+
 def cycles(graph: nx.DiGraph) -> set[tuple[str, ...]]:
     """Every elementary cycle, as the tuple of its modules in import order, starting at the
     alphabetically first one."""
@@ -141,3 +216,59 @@ def test_the_runtime_imports_nothing_from_the_compiler():
     lines = {e: graph.edges[e]["line"] for e in reaching - RUNTIME_COMPILER_IMPORTS}
     assert not lines, f"runtime modules import the compiler (module, target: line): {lines}"
     assert reaching == RUNTIME_COMPILER_IMPORTS, "an allowed import is gone: shrink the list"
+
+
+def test_private_imports_are_seen():
+    names = ("p", "p.a", "p.b", "p.d", "p._impl", "p._impl.x", "p.sub", "p.sub.c")
+    modules = dict.fromkeys(names)
+    source = """
+from .a import _hidden, public, __version__
+from . import b
+from ._impl import helper
+import p.sub.c as c
+
+def f():
+    return b._inner() + c._deep + b.fine
+"""
+    assert private_imports(source, "p.d", False, modules) == {
+        ("p.d", "p.a", "_hidden"),
+        ("p.d", "p.b", "_inner"),
+        ("p.d", "p.sub.c", "_deep"),
+    }
+    # A package's own private modules are its business; another package's are not.
+    inside = "from ._impl import helper\nfrom ._impl.x import y\n"
+    assert private_imports(inside, "p", True, modules) == set()
+    assert private_imports(inside, "p.a", False, modules) == set()
+    outside = "from p._impl import helper\n"
+    assert private_imports(outside, "q", True, {**modules, "q": None}) == {
+        ("q", "p._impl", "helper")
+    }
+
+
+def test_no_module_imports_another_modules_private_names():
+    found = all_private_imports()
+    new = sorted(found - KNOWN_PRIVATE)
+    gone = sorted(KNOWN_PRIVATE - found)
+    assert not new, (
+        "private imports (make the name public in its owning module; KNOWN_PRIVATE only "
+        f"shrinks): {new}"
+    )
+    assert not gone, f"these KNOWN_PRIVATE entries no longer exist, delete them: {gone}"
+
+
+# Tools drive the compiler from outside; the core pipeline never imports them. The command line
+# (`sparkc.cli`, and `sparkc.__main__` that runs it) is the front door to both.
+TOOLS = ("sparkc.tools", "sparkc.fuzz", "sparkc.viz", "sparkc.demo", "sparkc.cli")
+FRONT_DOOR = {("sparkc.__main__", "sparkc.cli")}
+
+
+def _in(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def test_the_core_imports_no_tool():
+    graph = import_graph()
+    assert graph.has_edge("sparkc.cli", "sparkc.tools.bench")  # in a function
+    reaching = {(a, b) for a, b in graph.edges if _in(b, TOOLS) and not _in(a, TOOLS)}
+    lines = {e: graph.edges[e]["line"] for e in reaching - FRONT_DOOR}
+    assert not lines, f"core modules import a tool (module, tool: line): {lines}"

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from sparkc import docs_gen
 from sparkc.ir.ops import (
     CALLABLE,
     OPS,
@@ -25,6 +24,7 @@ from sparkc.ir.ops import (
 )
 from sparkc.ir.types import TensorType
 from sparkc.op_semantics import SEMANTICS
+from sparkc.tools import docs_gen
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = list(OPS)

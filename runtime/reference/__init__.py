@@ -9,30 +9,42 @@ path of generated modules.
 - `hp`: every hyperparameter resolved (`basis` is None or (name, value) pairs);
 - `ctx`: a `RefContext` (training flag, noise generator, decoding position offset).
 Outputs come in the op's OutSpec order; aux losses are 0-d tensors already scaled by their weight.
-The rule table is assembled from one module per SPEC family.
+The rule table is assembled from one module per op family (`FAMILIES`: primitives, attention,
+spark_k, splat, hspmn, procedural; shared helpers in `common`), refusing an op defined twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from . import attention, hspmn, primitives, procedural, spark_k, splat
-from ._common import RefContext, Tensor
+from .common import RefContext, Tensor
 
 RefFn = Callable[..., tuple[Tensor, ...]]
 
 
-def _build() -> dict[str, RefFn]:
+# One module per family, the stems the IR's op modules and codegen's rule modules use.
+FAMILIES = (primitives, attention, spark_k, splat, hspmn, procedural)
+
+
+def assemble(families: Iterable[Any]) -> dict[str, RefFn]:
+    """The rule table from the families' `RULES` dicts, sorted by op name; an op that two families
+    define is an error (RuntimeError naming it and both modules)."""
     table: dict[str, RefFn] = {}
-    for module in (primitives, attention, spark_k, splat, hspmn, procedural):
+    owner: dict[str, str] = {}
+    for module in families:
         for name, fn in module.RULES.items():
             if name in table:
-                raise RuntimeError(f"reference rule for '{name}' defined twice")
-            table[name] = fn
+                raise RuntimeError(
+                    f"reference rule for '{name}' defined twice: in {owner[name]} and "
+                    f"{module.__name__}"
+                )
+            table[name], owner[name] = fn, module.__name__
     return dict(sorted(table.items()))
 
 
-REFERENCE: dict[str, RefFn] = _build()
+REFERENCE: dict[str, RefFn] = assemble(FAMILIES)
 
 
 def run_op(
@@ -46,4 +58,4 @@ def run_op(
     return REFERENCE[op](inputs, params, hp, ctx if ctx is not None else RefContext())
 
 
-__all__ = ["REFERENCE", "RefContext", "RefFn", "run_op"]
+__all__ = ["FAMILIES", "REFERENCE", "RefContext", "RefFn", "assemble", "run_op"]

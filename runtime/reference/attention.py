@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ._common import (
+from .common import (
     Params,
     RefContext,
     Tensor,

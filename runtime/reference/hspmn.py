@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from ._common import (
+from .attention import expand_kv
+from .common import (
     Params,
     RefContext,
     Tensor,
@@ -27,7 +28,6 @@ from ._common import (
     rope_tables,
     up,
 )
-from .attention import expand_kv
 
 Inputs = dict[str, Tensor]
 Hp = dict[str, Any]

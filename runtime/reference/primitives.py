@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ._common import (
+from .common import (
     ACTIVATIONS,
     Params,
     RefContext,

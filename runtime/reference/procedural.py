@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from ..checks import check_index_table
-from ._common import ACTIVATIONS, Params, RefContext, Tensor, down, linear, up
+from .common import ACTIVATIONS, Params, RefContext, Tensor, down, linear, up
 
 Inputs = dict[str, Tensor]
 Hp = dict[str, Any]

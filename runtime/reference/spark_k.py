@@ -14,7 +14,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ._common import (
+from .attention import attend, attention_probs, causal_mask
+from .common import (
     Params,
     RefContext,
     Tensor,
@@ -27,7 +28,6 @@ from ._common import (
     merge,
     up,
 )
-from .attention import attend, attention_probs, causal_mask
 
 Inputs = dict[str, Tensor]
 Hp = dict[str, Any]

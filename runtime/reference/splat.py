@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ._common import Params, RefContext, Tensor, down, heads_view, linear, merge, up
+from .common import Params, RefContext, Tensor, down, heads_view, linear, merge, up
 
 Inputs = dict[str, Tensor]
 Hp = dict[str, Any]

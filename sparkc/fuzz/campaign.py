@@ -160,7 +160,8 @@ def compile_and_import(
 ) -> tuple[Outcome, Path | None]:
     """`sparkc compile FILE -o OUT` in-process, then import the package; the outcome and the
     package folder (when one was written)."""
-    from ..api import import_package, package_stem
+    from ..api import import_package
+    from ..codegen.names import package_stem
 
     path.write_bytes(data)
     rc, _, err, exc = run_cli(["compile", str(path), "-o", str(out_dir)], limit_s)

@@ -46,7 +46,7 @@ README_PICTURE = "tiny_gpt_fused"
 
 
 def view_dot(view: PictureView) -> str:
-    from ..demo import find_example
+    from ..tools.demo import find_example
 
     path = find_example(view.example)
     options = CompileOptions(overrides=view.overrides)

@@ -16,9 +16,9 @@ import pytest
 from sparkc import __version__, pipeline
 from sparkc.cli import main, parse_define
 from sparkc.diagnostics import CompilerBug
-from sparkc.docs_gen import render_ops_markdown
 from sparkc.ir.ops import CALLABLE, OPS
 from sparkc.passes import DEFAULT_PIPELINE
+from sparkc.tools.docs_gen import render_ops_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = str(ROOT / "examples" / "tiny_gpt.spark")

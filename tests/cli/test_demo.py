@@ -1,6 +1,6 @@
 """`python -m sparkc.demo`, the main job: compiles an example into a package, imports it and
 trains it on the CPU reference path; `--example` and `-D` choose the model. Also the inputs the
-demo makes from a model's declared inputs (`sparkc.demo_data`) and its progress display."""
+demo makes from a model's declared inputs (`sparkc.tools.demo_data`) and its progress display."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from sparkc import demo, demo_data
 from sparkc.api import compile_graph
+from sparkc.tools import demo, demo_data
 
 EXAMPLES = sorted(p.stem for p in (Path(__file__).parents[2] / "examples").glob("*.spark"))
 
@@ -143,3 +143,20 @@ def test_every_example_trains_on_the_gpu_kernels(tmp_path, capsys):
     for name in EXAMPLES:
         (line,) = [x for x in out.splitlines() if x.startswith(f"summary: {name}: loss")][-1:]
         assert "Triton kernels on cuda" in line and "nan" not in line, line
+
+
+def test_readme_command_runs_the_demo_from_its_documented_name():
+    # README's first command is `python -m sparkc.demo`; the demo lives in sparkc/tools/demo.py.
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "sparkc.demo", "--help"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: python -m sparkc.demo"), proc.stdout
+    assert "--example" in proc.stdout

@@ -72,7 +72,7 @@ def test_generated_kernels_match_reference_on_gpu(name, dtype):
 
 def test_tiny_gpt_trains_on_generated_kernels():
     """Every op of tiny_gpt runs in generated kernels on the GPU, and the loss falls."""
-    from sparkc.demo import progressions
+    from sparkc.tools.demo_data import progressions
 
     module = api.load(ROOT / "examples" / "tiny_gpt.spark")
     assert module.TRITON_COVERAGE["reference_ops"] == ()
@@ -117,7 +117,7 @@ def test_torch_compile_of_the_triton_path(backend):
 def test_example_triton_path_matches_reference_on_gpu(name):
     """One forward+backward of each example through its generated kernels (float32) against
     its reference path in float64 on the same parameters and seed."""
-    from sparkc.demo import progressions
+    from sparkc.tools.demo_data import progressions
 
     module = api.load(ROOT / "examples" / f"{name}.spark")
     torch.manual_seed(0)

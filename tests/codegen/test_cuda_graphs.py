@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from sparkc import api
-from sparkc.bench import make_inputs, op_program
+from sparkc.tools.bench import make_inputs, op_program
 
 pytestmark = pytest.mark.gpu
 

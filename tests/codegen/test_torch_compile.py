@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from sparkc import api
-from sparkc.demo import progressions
+from sparkc.tools.demo_data import progressions
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from sparkc.demo import progressions
+from sparkc.tools.demo_data import progressions
 
 
 def task_losses(net, vocab, steps, lr, device="cpu", batch=16, length=24, loss_name="ce"):

@@ -21,7 +21,7 @@ import functools
 import pytest
 from sparkc.runtime.loader import load_source
 from sparkc.runtime.reference import RefContext
-from sparkc.runtime.reference._common import gumbel_noise
+from sparkc.runtime.reference.common import gumbel_noise
 from sparkc.runtime.reference.spark_k import ref_verifier_stack
 
 from sparkc.codegen.render import render

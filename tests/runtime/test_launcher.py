@@ -177,7 +177,7 @@ def test_fast_launches_compute_what_tritons_launches_compute(monkeypatch):
     """tiny_gpt forward + backward on the GPU with `SPARKC_FAST_LAUNCH=1` against the same
     model launched by Triton alone (deterministic embedding backward: no atomics)."""
     from sparkc import api
-    from sparkc.demo import progressions
+    from sparkc.tools.demo_data import progressions
 
     module = api.load(ROOT / "examples" / "tiny_gpt.spark")
     torch.manual_seed(0)

@@ -11,7 +11,7 @@ each op's own shape and parameter rules (`instantiate`) on an example input (D =
 and on a few hyperparameter variants, so the document can never drift from what the compiler
 builds. Update the checked-in file with
 
-    python -m sparkc.docs_gen > docs/ops.md
+    python -m sparkc.tools.docs_gen > docs/ops.md
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .ir.ops import (
+from ..ir.ops import (
     BINARY_OPERATORS,
     OPS,
     REQUIRED,
@@ -34,10 +34,10 @@ from .ir.ops import (
     default_text,
     instantiate,
 )
-from .ir.types import DType, TensorType
-from .op_semantics import CONVENTIONS, DECODING, PROPERTIES, REFLEXIVE, SEMANTICS
+from ..ir.types import DType, TensorType
+from ..op_semantics import CONVENTIONS, DECODING, PROPERTIES, REFLEXIVE, SEMANTICS
 
-UPDATE_COMMAND = "python -m sparkc.docs_gen > docs/ops.md"
+UPDATE_COMMAND = "python -m sparkc.tools.docs_gen > docs/ops.md"
 
 SECTION_TITLES: dict[str, str] = {
     "1": "Primitives",

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .diagnostics import SparkError, error
+from ..diagnostics import SparkError, error
 
 
 @dataclass
@@ -63,11 +63,11 @@ def parse_shape(text: str) -> dict[str, int]:
 
 def op_program(op: str, hyper: dict[str, Any], width: int) -> str:
     """A one-op model around `op`: `x: float[B, N, d]` in, every float output out."""
-    from .ir.ops import OPS
+    from ..ir.ops import OPS
 
     spec = OPS.get(op)
     if spec is None or not spec.callable or spec.category == "config":
-        from .diagnostics import did_you_mean
+        from ..diagnostics import did_you_mean
 
         raise error(
             "E0801",
@@ -173,8 +173,8 @@ def _objective(out, torch):
 def run(opts: BenchOptions, emit: Callable[[str], None] = print) -> dict[str, Any]:
     import torch
 
-    from . import api
-    from .ir.cost import graph_cost
+    from .. import api
+    from ..ir.cost import graph_cost
 
     bad = [m for m in opts.modes if m not in MODES]
     if bad:
