@@ -348,7 +348,7 @@ def _md_op(doc: OpDoc) -> list[str]:
 
 def render_ops_markdown() -> str:
     lines = [
-        "<!-- Generated from sparkc/ir/ops.py and sparkc/op_semantics.py by `"
+        "<!-- Generated from sparkc/ir/ops/ and sparkc/op_semantics.py by `"
         + UPDATE_COMMAND
         + "`. Do not edit. -->",
         "",
@@ -360,7 +360,7 @@ def render_ops_markdown() -> str:
             "shapes and initialisers), and where it departs from the research code it comes "
             "from. The reference path and the generated kernels of a compiled module compute "
             "these functions, forward and backward, up to floating-point rounding. The tables "
-            "are generated from the op table (`sparkc/ir/ops.py`), the definitions from "
+            "are generated from the op table (`sparkc/ir/ops/`), the definitions from "
             "`sparkc/op_semantics.py`; choices this page leaves open are recorded in "
             "[ops_decisions.md](ops_decisions.md)."
         ),

@@ -1,0 +1,113 @@
+"""§1.1 attention and §5.5 its procedural score bias `basis`.
+
+Consumes the schema; produces `SPECS` (attention, basis).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .schema import (
+    CAUSAL,
+    Derived,
+    Hyper,
+    Init,
+    MaxLenRule,
+    OpContext,
+    OpSpec,
+    OutSpec,
+    ParamSpec,
+    Port,
+    causal_hp,
+    check_rope_even,
+    gqa_width,
+    linear_params,
+    seq_dims,
+)
+
+# --------------------------------------------------------------------------------------------
+# §1.1 attention and §5.5 basis
+
+
+def _attention_infer(ctx: OpContext):
+    _b, _n, d_model = seq_dims(ctx)
+    d, _ = gqa_width(ctx, d_model)
+    check_rope_even(ctx, d)
+    return (ctx.t("x"),)
+
+
+def _basis_atoms(spec: Mapping[str, Any] | tuple[tuple[str, Any], ...]) -> int:
+    # The IR stores basis= as a tuple of (name, value) pairs (hashable attrs); accept both.
+    spec = dict(spec)
+    return 2 * spec["freqs"] + spec["legendre"]
+
+
+def _attention_params(ctx: OpContext):
+    d_model = ctx.last("x")
+    d = d_model // ctx.hp["heads"]
+    kv = ctx.hp.get("kv_heads") or ctx.hp["heads"]
+    ps = (
+        linear_params("wq", d_model, d_model, bias=False)
+        + linear_params("wk", d_model, kv * d, bias=False)
+        + linear_params("wv", d_model, kv * d, bias=False)
+        + linear_params("wo", d_model, d_model, bias=False)
+    )
+    basis = ctx.hp.get("basis")
+    if basis:
+        ps.append(ParamSpec("basis.gains", (ctx.hp["heads"], _basis_atoms(basis)), Init("zeros")))
+    return ps
+
+
+def _basis_validate(ctx: OpContext):
+    if ctx.hp["freqs"] + ctx.hp["legendre"] == 0:
+        ctx.fail("freqs", "a basis needs at least one atom (freqs + legendre > 0)", code="E0304")
+
+
+SPECS: tuple[OpSpec, ...] = (
+    # §1.1 / §5.5 attention ------------------------------------------------------------------
+    OpSpec(
+        "attention",
+        "1.1",
+        "multi-head attention with grouped-query heads",
+        (Port("x", "float", rank=3),),
+        (
+            Hyper("heads", "int", check="pos"),
+            Hyper("kv_heads", "int", Derived("heads", lambda ctx: ctx.hp["heads"]), check="pos"),
+            CAUSAL,
+            Hyper("rope", "bool", False, doc="apply RoPE to q and k"),
+            Hyper("rope_base", "float", 10000.0, check="pos"),
+            Hyper(
+                "basis",
+                "basis",
+                None,
+                nullable=True,
+                doc="procedural score bias: basis(freqs=4, legendre=4, over=distance, max_len=L)",
+            ),
+        ),
+        (OutSpec("y"),),
+        _attention_infer,
+        _attention_params,
+        category="mixing",
+        causal=causal_hp,
+        runtime_rules=lambda hp: (
+            (MaxLenRule("x", int(dict(hp["basis"])["max_len"])),) if hp.get("basis") else ()
+        ),
+    ),
+    OpSpec(
+        "basis",
+        "5.5",
+        "procedural attention-bias spec (a value for attention's basis=)",
+        (),
+        (
+            Hyper("freqs", "int", 4, check="nonneg"),
+            Hyper("legendre", "int", 4, check="nonneg"),
+            Hyper("over", "choice", "distance", choices=("distance", "key")),
+            Hyper("max_len", "int", check="pos"),
+        ),
+        (),
+        lambda ctx: (),
+        category="config",
+        validate=_basis_validate,
+    ),
+)

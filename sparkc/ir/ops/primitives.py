@@ -1,0 +1,443 @@
+"""§1 primitives: linear, embeddings, norms, elementwise and arithmetic ops, softmax, the MLPs,
+conv1d, rope, head views, concat, mean, cross_entropy.
+
+Consumes the schema (`sparkc.ir.ops.schema`); produces `SPECS`, this family's op specs in table
+order, and `act_hyper` (the `act=` hyperparameter other families reuse).
+"""
+
+from __future__ import annotations
+
+from ..types import DType, TensorType, broadcast, fmt_shape, promote
+from .schema import (
+    CAUSAL,
+    Hyper,
+    Init,
+    MaxLenRule,
+    OpContext,
+    OpSpec,
+    OutSpec,
+    ParamSpec,
+    Port,
+    RangeRule,
+    causal_hp,
+    float_type,
+    head_width,
+    linear_params,
+    same_as_x,
+    seq_dims,
+)
+
+ACTS = ("relu", "gelu", "silu", "sigmoid", "tanh")
+
+# §1 Primitives
+
+
+def _linear_infer(ctx: OpContext):
+    t = ctx.t("x")
+    if t.rank < 1:
+        ctx.fail("x", "linear needs at least one dimension")
+    return (float_type(t.shape[:-1] + (ctx.hp["out"],)),)
+
+
+def _linear_params(ctx: OpContext):
+    i, o = ctx.last("x"), ctx.hp["out"]
+    if ctx.hp.get("tie"):
+        # The weight belongs to the tied embedding; only the bias is this instance's own.
+        return [ParamSpec("bias", (o,), Init("linear_bias"), fan_in=i)] if ctx.hp["bias"] else []
+    return linear_params("", i, o, ctx.hp["bias"])
+
+
+def _strip(ps: list[ParamSpec]) -> list[ParamSpec]:
+    """`linear_params('')` gives '.weight'; a bare linear owns 'weight' and 'bias'."""
+    return [
+        ParamSpec(p.name.lstrip("."), p.shape, p.init, p.trainable, p.dtype, p.fan_in) for p in ps
+    ]
+
+
+def _embed_infer(ctx: OpContext):
+    t = ctx.t("tokens")
+    return (float_type(t.shape + (ctx.hp["dim"],)),)
+
+
+def _pos_embed_infer(ctx: OpContext):
+    seq_dims(ctx)
+    return (ctx.t("x"),)
+
+
+def _norm_params(bias: bool):
+    def params(ctx: OpContext):
+        d = ctx.last("x")
+        ps = [ParamSpec("weight", (d,), Init("ones"))]
+        if bias:
+            ps.append(ParamSpec("bias", (d,), Init("zeros")))
+        return ps
+
+    return params
+
+
+def _binary_infer(ctx: OpContext):
+    a, b = ctx.t("a"), ctx.t("b")
+    shape = broadcast(a.shape, b.shape)
+    if shape is None:
+        ctx.fail(
+            None,
+            f"shapes {fmt_shape(a.shape)} and {fmt_shape(b.shape)} do not broadcast",
+            help="elementwise operands must have equal dimensions, or 1, from the right",
+        )
+    if ctx.op == "div":  # true division, as in PyTorch: ints and bools give floats
+        return (TensorType(DType.FLOAT, shape),)
+    if ctx.op == "sub":
+        for port, t in (("a", a), ("b", b)):
+            if t.dtype is DType.BOOL:
+                _no_bool_minus(ctx, port, t, "subtract")
+    return (TensorType(promote(a, b), shape),)
+
+
+def _neg_infer(ctx: OpContext):
+    t = ctx.t("x")
+    if t.dtype is DType.BOOL:
+        _no_bool_minus(ctx, "x", t, "negate")
+    return (t,)
+
+
+def _no_bool_minus(ctx: OpContext, port: str, t: TensorType, verb: str) -> None:
+    """`-` on a bool tensor is refused, as in PyTorch (where it raises at run time)."""
+    ctx.fail(
+        port,
+        f"cannot {verb} a bool tensor ({t})",
+        help="'-' is not defined on bools (as in PyTorch); turn the mask into numbers first: "
+        "m * 1 gives integers, m * 1.0 floats",
+        code="E0232",
+    )
+
+
+def _softmax_infer(ctx: OpContext):
+    t = ctx.t("x")
+    dim = ctx.hp["dim"]
+    if not -t.rank <= dim < max(t.rank, 1):
+        ctx.fail("dim", f"dim={dim} is out of range for a tensor of rank {t.rank}")
+    return (t,)
+
+
+def _mlp_params(ctx: OpContext):
+    d, h = ctx.last("x"), ctx.hp["hidden"]
+    return linear_params("fc1", d, h) + linear_params("fc2", h, d)
+
+
+def _swiglu_params(ctx: OpContext):
+    d, h = ctx.last("x"), ctx.hp["hidden"]
+    return (
+        linear_params("w_gate", d, h, bias=False)
+        + linear_params("w_up", d, h, bias=False)
+        + linear_params("w_down", h, d, bias=False)
+    )
+
+
+def _conv_validate(ctx: OpContext):
+    if not ctx.hp["causal"] and ctx.hp["kernel"] % 2 == 0:
+        ctx.fail(
+            "kernel",
+            f"a non-causal conv1d needs an odd kernel, got {ctx.hp['kernel']}",
+            help="use an odd kernel (symmetric padding) or causal=true",
+            code="E0304",
+        )
+
+
+def _conv_params(ctx: OpContext):
+    d, k = ctx.last("x"), ctx.hp["kernel"]
+    return [
+        ParamSpec("weight", (d, 1, k), Init("linear_weight"), fan_in=k),
+        ParamSpec("bias", (d,), Init("linear_bias"), fan_in=k),
+    ]
+
+
+def _rope_infer(ctx: OpContext):
+    t = ctx.t("x")
+    if t.rank != 4:
+        ctx.fail(
+            "x",
+            f"rope needs [B, N, H, d], got {fmt_shape(t.shape)}",
+            help="split the heads first: rope(split_heads(x, heads=H))",
+        )
+    if ctx.last("x") % 2:
+        ctx.fail("x", f"rope needs an even head width, got d={ctx.last('x')}", code="E0304")
+    return (t,)
+
+
+def _split_heads_infer(ctx: OpContext):
+    b, n, d = seq_dims(ctx)
+    hd = head_width(ctx, d)
+    return (float_type((b, n, ctx.hp["heads"], hd)),)
+
+
+def _merge_heads_infer(ctx: OpContext):
+    t = ctx.t("x")
+    if t.rank != 4 or not isinstance(t.shape[2], int) or not isinstance(t.shape[3], int):
+        ctx.fail(
+            "x", f"merge_heads needs [B, N, H, d] with constant H and d, got {fmt_shape(t.shape)}"
+        )
+    return (float_type((t.shape[0], t.shape[1], t.shape[2] * t.shape[3])),)
+
+
+def _concat_infer(ctx: OpContext):
+    a, b = ctx.t("a"), ctx.t("b")
+    if a.rank != b.rank or a.shape[:-1] != b.shape[:-1]:
+        ctx.fail(
+            "b",
+            f"concat needs equal leading dimensions, got {fmt_shape(a.shape)} and {fmt_shape(b.shape)}",
+        )
+    la, lb = ctx.last("a"), ctx.last("b")
+    return (float_type(a.shape[:-1] + (la + lb,)),)
+
+
+def _ce_infer(ctx: OpContext):
+    lg, tg = ctx.t("logits"), ctx.t("targets")
+    if lg.rank < 2 or tg.shape != lg.shape[:-1]:
+        ctx.fail(
+            "targets",
+            f"targets must have the shape of logits without the last dimension: "
+            f"expected {fmt_shape(lg.shape[:-1])}, got {fmt_shape(tg.shape)}",
+        )
+    return (float_type(()),)
+
+
+def _mean_infer(ctx: OpContext):
+    return (float_type(()),)
+
+
+# --------------------------------------------------------------------------------------------
+# The table
+
+
+def act_hyper(default: str = "gelu") -> Hyper:
+    return Hyper("act", "choice", default, choices=ACTS, doc="activation")
+
+
+def _unary(name: str, summary: str) -> OpSpec:
+    return OpSpec(
+        name,
+        "1",
+        summary,
+        (Port("x", "float"),),
+        (),
+        (OutSpec("y"),),
+        same_as_x,
+        category="elementwise",
+    )
+
+
+def _binary(name: str, symbol: str) -> OpSpec:
+    return OpSpec(
+        name,
+        "1",
+        f"elementwise a {symbol} b with broadcasting",
+        (Port("a", "any"), Port("b", "any")),
+        (),
+        (OutSpec("y"),),
+        _binary_infer,
+        category="arith",
+        callable=False,
+    )
+
+
+SPECS: tuple[OpSpec, ...] = (
+    # §1 primitives --------------------------------------------------------------------------
+    OpSpec(
+        "linear",
+        "1",
+        "x Wᵀ + b",
+        (Port("x", "float", min_rank=1),),
+        (
+            Hyper("out", "int", check="pos", doc="output features"),
+            Hyper("bias", "bool", True, doc="add a bias"),
+            Hyper(
+                "tie",
+                "ref",
+                None,
+                nullable=True,
+                doc="name of an `embed` instance whose weight [vocab, dim] this layer reuses "
+                "(a tied LM head: out = vocab, in = dim)",
+            ),
+        ),
+        (OutSpec("y"),),
+        _linear_infer,
+        lambda ctx: _strip(_linear_params(ctx)),
+    ),
+    OpSpec(
+        "embed",
+        "1",
+        "row gather from a [vocab, dim] table; out-of-range ids are a runtime error",
+        (Port("tokens", "int"),),
+        (Hyper("vocab", "int", check="pos"), Hyper("dim", "int", check="pos")),
+        (OutSpec("y"),),
+        _embed_infer,
+        lambda ctx: [ParamSpec("weight", (ctx.hp["vocab"], ctx.hp["dim"]), Init("normal", (1.0,)))],
+        runtime_rules=lambda hp: (
+            RangeRule("tokens", "token ids (vocab={high})", 0, int(hp["vocab"])),
+        ),
+    ),
+    OpSpec(
+        "pos_embed",
+        "1",
+        "x + weight[0:N]; N > max_len is a runtime error",
+        (Port("x", "float", rank=3),),
+        (Hyper("max_len", "int", check="pos"),),
+        (OutSpec("y"),),
+        _pos_embed_infer,
+        lambda ctx: [
+            ParamSpec("weight", (ctx.hp["max_len"], ctx.last("x")), Init("normal", (0.02,)))
+        ],
+        runtime_rules=lambda hp: (MaxLenRule("x", int(hp["max_len"])),),
+    ),
+    OpSpec(
+        "rmsnorm",
+        "1",
+        "x / sqrt(mean(x²) + eps) ⊙ weight",
+        (Port("x", "float", min_rank=1),),
+        (Hyper("eps", "float", 1e-6, check="pos"),),
+        (OutSpec("y"),),
+        same_as_x,
+        _norm_params(False),
+        category="reduction",
+    ),
+    OpSpec(
+        "layernorm",
+        "1",
+        "torch.nn.functional.layer_norm over the last dimension",
+        (Port("x", "float", min_rank=1),),
+        (Hyper("eps", "float", 1e-5, check="pos"),),
+        (OutSpec("y"),),
+        same_as_x,
+        _norm_params(True),
+        category="reduction",
+    ),
+    _unary("relu", "max(x, 0)"),
+    _unary("gelu", "x·Φ(x) (erf form)"),
+    _unary("silu", "x·σ(x)"),
+    _unary("sigmoid", "σ(x)"),
+    _unary("tanh", "tanh(x)"),
+    OpSpec(
+        "neg",
+        "1",
+        "-x",
+        (Port("x", "any"),),
+        (),
+        (OutSpec("y"),),
+        _neg_infer,
+        category="arith",
+        callable=False,
+    ),
+    _binary("add", "+"),
+    _binary("sub", "-"),
+    _binary("mul", "*"),
+    _binary("div", "/"),
+    OpSpec(
+        "softmax",
+        "1",
+        "softmax over one dimension",
+        (Port("x", "float", min_rank=1),),
+        (Hyper("dim", "int", -1),),
+        (OutSpec("y"),),
+        _softmax_infer,
+        category="reduction",
+    ),
+    OpSpec(
+        "mlp",
+        "1",
+        "fc2(act(fc1 x))",
+        (Port("x", "float", min_rank=1),),
+        (Hyper("hidden", "int", check="pos"), act_hyper()),
+        (OutSpec("y"),),
+        same_as_x,
+        _mlp_params,
+    ),
+    OpSpec(
+        "swiglu",
+        "1",
+        "w_down(silu(w_gate x) ⊙ w_up x)",
+        (Port("x", "float", min_rank=1),),
+        (Hyper("hidden", "int", check="pos"),),
+        (OutSpec("y"),),
+        same_as_x,
+        _swiglu_params,
+    ),
+    OpSpec(
+        "conv1d",
+        "1",
+        "depthwise convolution over N (causal: left padding kernel-1)",
+        (Port("x", "float", rank=3),),
+        (Hyper("kernel", "int", 3, check="pos"), CAUSAL),
+        (OutSpec("y"),),
+        lambda ctx: (seq_dims(ctx), ctx.t("x"))[1:],
+        _conv_params,
+        category="mixing",
+        causal=causal_hp,
+        validate=_conv_validate,
+    ),
+    OpSpec(
+        "rope",
+        "1",
+        "rotate-half rotary position embedding of [B, N, H, d]",
+        (Port("x", "float", rank=4),),
+        (Hyper("base", "float", 10000.0, check="pos"),),
+        (OutSpec("y"),),
+        _rope_infer,
+    ),
+    OpSpec(
+        "split_heads",
+        "1",
+        "[B, N, D] → [B, N, heads, D/heads] (a view)",
+        (Port("x", "float", rank=3),),
+        (Hyper("heads", "int", check="pos"),),
+        (OutSpec("y"),),
+        _split_heads_infer,
+    ),
+    OpSpec(
+        "merge_heads",
+        "1",
+        "[B, N, H, d] → [B, N, H·d] (a view)",
+        (Port("x", "float", rank=4),),
+        (),
+        (OutSpec("y"),),
+        _merge_heads_infer,
+    ),
+    OpSpec(
+        "concat",
+        "1",
+        "concatenation along the last dimension",
+        (Port("a", "float", min_rank=1), Port("b", "float", min_rank=1)),
+        (),
+        (OutSpec("y"),),
+        _concat_infer,
+    ),
+    OpSpec(
+        "mean",
+        "1",
+        "mean of all elements (a 0-d tensor)",
+        (Port("x", "float"),),
+        (),
+        (OutSpec("y"),),
+        _mean_infer,
+        category="reduction",
+    ),
+    OpSpec(
+        "cross_entropy",
+        "1",
+        "mean token cross-entropy over non-ignored positions (0 when all are ignored)",
+        (Port("logits", "float", min_rank=2), Port("targets", "int")),
+        (Hyper("ignore_index", "int", -100),),
+        (OutSpec("loss"),),
+        _ce_infer,
+        category="reduction",
+        runtime_rules=lambda hp: (
+            RangeRule(
+                "targets",
+                "targets (V={high})",
+                0,
+                ("dim", "logits", -1),
+                int(hp["ignore_index"]),
+                "ignore_index",
+            ),
+        ),
+    ),
+)
