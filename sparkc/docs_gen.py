@@ -8,8 +8,8 @@ form, `OpDoc`, built per op by `describe()`.
 
 Parameter shapes depend on the input width, so they are not written by hand: `describe()` runs
 each op's own shape and parameter rules (`instantiate`) on an example input (D = 64, heads = 4)
-and on a few hyperparameter variants, so the document can never drift from what the compiler
-builds. Update the checked-in file with
+and on the hyperparameter variants its spec lists (`OpSpec.doc_variants`), so the document can
+never drift from what the compiler builds. Update the checked-in file with
 
     python -m sparkc.docs_gen > docs/ops.md
 """
@@ -77,7 +77,6 @@ _PORT_EXAMPLES: dict[str, TensorType] = {
 _HEADS_EXAMPLE = _t(DType.FLOAT, "B", "N", EXAMPLE_HEADS, EXAMPLE_D // EXAMPLE_HEADS)
 
 # Example values of hyperparameters that have no default, by hyperparameter name.
-_BASIS_EXAMPLE = {"freqs": 4, "legendre": 4, "over": "distance", "max_len": 128}
 _REQUIRED_EXAMPLES: dict[str, Any] = {
     "out": 32,
     "hidden": 256,
@@ -85,26 +84,6 @@ _REQUIRED_EXAMPLES: dict[str, Any] = {
     "vocab": 1000,
     "dim": EXAMPLE_D,
     "max_len": 128,
-}
-
-
-@dataclass(frozen=True)
-class Variant:
-    """A hyperparameter setting whose parameter set differs from the defaults'."""
-
-    label: str
-    hp: tuple[tuple[str, Any], ...]
-    inputs: tuple[str, ...] = ()  # optional ports this setting needs
-
-
-VARIANTS: dict[str, tuple[Variant, ...]] = {
-    "linear": (
-        Variant("bias=false", (("bias", False),)),
-        Variant("tie=<embed>", (("tie", "tok"),)),
-    ),
-    "attention": (Variant("basis=basis(...)", (("basis", _BASIS_EXAMPLE),)),),
-    "routed_mlp": (Variant("route=hash", (("route", "hash"),), ("tokens",)),),
-    "demopack_linear": (Variant("learnable=false", (("learnable", False),)),),
 }
 
 
@@ -230,7 +209,7 @@ def _param_rows(spec: OpSpec, hp: dict[str, Any]) -> tuple[Row, ...]:
     for p in base:
         rows[p.name] = cells(p)
         notes[p.name] = []
-    for variant in VARIANTS.get(spec.name, ()):
+    for variant in spec.doc_variants:
         vhp = {**hp, **dict(variant.hp)}
         got = {
             p.name: p

@@ -11,6 +11,7 @@ from typing import Any
 from .schema import (
     CAUSAL,
     Derived,
+    DocVariant,
     Hyper,
     Init,
     MaxLenRule,
@@ -19,10 +20,13 @@ from .schema import (
     OutSpec,
     ParamSpec,
     Port,
+    attention_core_flops,
     causal_hp,
     check_rope_even,
+    gemm_flops,
     gqa_width,
     linear_params,
+    no_flops,
     seq_dims,
 )
 
@@ -64,6 +68,18 @@ def _basis_validate(ctx: OpContext):
         ctx.fail("freqs", "a basis needs at least one atom (freqs + legendre > 0)", code="E0304")
 
 
+# docs/ops.md documents attention with this basis too.
+BASIS_EXAMPLE = {"freqs": 4, "legendre": 4, "over": "distance", "max_len": 128}
+
+
+def _attention_flops(ctx) -> float:
+    b, n, dm = ctx.ins["x"]
+    h, kv = ctx.hp["heads"], ctx.hp["kv_heads"]
+    d = dm // h
+    proj = gemm_flops(ctx, (dm, dm), (dm, kv * d), (dm, kv * d), (dm, dm))
+    return proj + attention_core_flops(b, h, n, d, bool(ctx.hp["causal"]))
+
+
 SPECS: tuple[OpSpec, ...] = (
     # §1.1 / §5.5 attention ------------------------------------------------------------------
     OpSpec(
@@ -93,6 +109,11 @@ SPECS: tuple[OpSpec, ...] = (
         runtime_rules=lambda hp: (
             (MaxLenRule("x", int(dict(hp["basis"])["max_len"])),) if hp.get("basis") else ()
         ),
+        kernel="attention",
+        gemm_tail=True,
+        flops=_attention_flops,
+        backward_factor=2.5,
+        doc_variants=(DocVariant("basis=basis(...)", (("basis", BASIS_EXAMPLE),)),),
     ),
     OpSpec(
         "basis",
@@ -109,5 +130,6 @@ SPECS: tuple[OpSpec, ...] = (
         lambda ctx: (),
         category="config",
         validate=_basis_validate,
+        flops=no_flops,
     ),
 )

@@ -13,8 +13,10 @@ from .schema import (
     OpSpec,
     OutSpec,
     Port,
+    attention_core_flops,
     check_rope_even,
     float_type,
+    gemm_flops,
     gqa_width,
     linear_params,
     seq_dims,
@@ -56,6 +58,16 @@ def _sqdk_params(ctx: OpContext):
     )
 
 
+def _sqdk_flops(ctx) -> float:
+    # Upper bound: every token routed (the kernel's work scales with the routed count).
+    b, n, dm = ctx.ins["x"]
+    h, kv = ctx.hp["heads"], ctx.hp["kv_heads"]
+    d = dm // h
+    return gemm_flops(ctx, (dm, dm), (dm, kv * d), (dm, kv * d), (dm, dm)) + attention_core_flops(
+        b, h, n, d, True
+    )
+
+
 SPECS: tuple[OpSpec, ...] = (
     # §4 HSPMN -------------------------------------------------------------------------------------
     OpSpec(
@@ -80,6 +92,8 @@ SPECS: tuple[OpSpec, ...] = (
         causal=lambda hp: hp["mode"] == "threshold",
         decodable=lambda hp: hp["mode"] == "threshold",
         noise=lambda hp: bool(hp["noise"]),
+        kernel="token_router",
+        flops=lambda c: gemm_flops(c, (c.width(), 1)),
     ),
     OpSpec(
         "sqdk_attention",
@@ -97,5 +111,8 @@ SPECS: tuple[OpSpec, ...] = (
         _sqdk_params,
         category="mixing",
         causal=lambda hp: True,
+        kernel="reference",  # its kernels come with their own issue
+        flops=_sqdk_flops,
+        backward_factor=2.5,
     ),
 )

@@ -7,27 +7,33 @@ order, and `act_hyper` (the `act=` hyperparameter other families reuse).
 
 from __future__ import annotations
 
+import math
+import operator
+
 from ..types import DType, TensorType, broadcast, fmt_shape, promote
 from .schema import (
     CAUSAL,
+    DocVariant,
     Hyper,
     Init,
     MaxLenRule,
     OpContext,
     OpSpec,
     OutSpec,
+    PairRule,
     ParamSpec,
     Port,
     RangeRule,
     causal_hp,
+    elementwise_flops,
     float_type,
+    gemm_flops,
     head_width,
     linear_params,
+    no_flops,
     same_as_x,
     seq_dims,
 )
-
-ACTS = ("relu", "gelu", "silu", "sigmoid", "tanh")
 
 # §1 Primitives
 
@@ -209,11 +215,8 @@ def _mean_infer(ctx: OpContext):
 # The table
 
 
-def act_hyper(default: str = "gelu") -> Hyper:
-    return Hyper("act", "choice", default, choices=ACTS, doc="activation")
-
-
-def _unary(name: str, summary: str) -> OpSpec:
+def _unary(name: str, summary: str, *, fold, flops: float, triton: str, grad: str) -> OpSpec:
+    """An activation: elementwise on a float tensor, a step of a GEMM epilogue."""
     return OpSpec(
         name,
         "1",
@@ -223,10 +226,19 @@ def _unary(name: str, summary: str) -> OpSpec:
         (OutSpec("y"),),
         same_as_x,
         category="elementwise",
+        kernel="pointwise",
+        epilogue="act",
+        flops=elementwise_flops(flops),
+        fold=fold,
+        triton=triton,
+        triton_grad=(("x", grad),),
     )
 
 
-def _binary(name: str, symbol: str) -> OpSpec:
+def _binary(
+    name: str, symbol: str, *, fold, triton: str, grad: tuple[str, str], **traits
+) -> OpSpec:
+    """An infix arithmetic op (`a + b`, ...) with broadcasting."""
     return OpSpec(
         name,
         "1",
@@ -237,7 +249,86 @@ def _binary(name: str, symbol: str) -> OpSpec:
         _binary_infer,
         category="arith",
         callable=False,
+        kernel="pointwise",
+        flops=elementwise_flops(1),
+        fold=fold,
+        triton=triton,
+        triton_grad=(("a", grad[0]), ("b", grad[1])),
+        **traits,
     )
+
+
+# Scalar rules for constant folding (`fold_constant` in sparkc/passes/canonicalize.py says when a result is kept).
+
+
+def _fold_div(a, b):
+    if b == 0:
+        return None
+    if isinstance(a, int) and isinstance(b, int):
+        return a // b if a % b == 0 else None
+    return a / b
+
+
+def _fold_sigmoid(x: float) -> float:
+    # The two-branch form never overflows in exp.
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
+
+
+# The activations (an mlp's or routed_mlp's `act=`, a GEMM epilogue step), in table order.
+# gelu is the erf form. Triton: tanh goes through the sigmoid (libdevice's tanh does not run
+# under the interpreter).
+_ERF_GELU = "0.5 * {x} * (1.0 + tl.math.erf({x} * 0.7071067811865476))"
+ACTIVATIONS: tuple[OpSpec, ...] = (
+    _unary(
+        "relu",
+        "max(x, 0)",
+        fold=lambda x: x if x > 0 else 0.0,
+        flops=1,
+        triton="tl.maximum({x}, 0.0)",
+        grad="tl.where({x} > 0.0, {g}, 0.0)",
+    ),
+    _unary(
+        "gelu",
+        "x·Φ(x) (erf form)",
+        fold=lambda x: 0.5 * x * (1.0 + math.erf(x / math.sqrt(2.0))),
+        flops=8,
+        triton=_ERF_GELU,
+        grad="{g} * (0.5 * (1.0 + tl.math.erf({x} * 0.7071067811865476))"
+        " + {x} * 0.3989422804014327 * tl.exp(-0.5 * {x} * {x}))",
+    ),
+    _unary(
+        "silu",
+        "x·σ(x)",
+        fold=lambda x: x * _fold_sigmoid(x),
+        flops=8,
+        triton="{x} * tl.sigmoid({x})",
+        grad="{g} * tl.sigmoid({x}) * (1.0 + {x} * (1.0 - tl.sigmoid({x})))",
+    ),
+    _unary(
+        "sigmoid",
+        "σ(x)",
+        fold=_fold_sigmoid,
+        flops=8,
+        triton="tl.sigmoid({x})",
+        grad="{g} * {y} * (1.0 - {y})",
+    ),
+    _unary(
+        "tanh",
+        "tanh(x)",
+        fold=math.tanh,
+        flops=8,
+        triton="2.0 * tl.sigmoid(2.0 * {x}) - 1.0",
+        grad="{g} * (1.0 - {y} * {y})",
+    ),
+)
+ACTS: tuple[str, ...] = tuple(op.name for op in ACTIVATIONS)
+
+
+def act_hyper(default: str = "gelu") -> Hyper:
+    return Hyper("act", "choice", default, choices=ACTS, doc="activation")
 
 
 SPECS: tuple[OpSpec, ...] = (
@@ -262,6 +353,14 @@ SPECS: tuple[OpSpec, ...] = (
         (OutSpec("y"),),
         _linear_infer,
         lambda ctx: _strip(_linear_params(ctx)),
+        kernel="gemm",
+        gemm_tail=True,
+        pairs=(PairRule("cross_entropy", "linear_ce", port=0),),
+        flops=lambda c: gemm_flops(c, (c.width(), c.hp["out"])),
+        doc_variants=(
+            DocVariant("bias=false", (("bias", False),)),
+            DocVariant("tie=<embed>", (("tie", "tok"),)),
+        ),
     ),
     OpSpec(
         "embed",
@@ -275,6 +374,9 @@ SPECS: tuple[OpSpec, ...] = (
         runtime_rules=lambda hp: (
             RangeRule("tokens", "token ids (vocab={high})", 0, int(hp["vocab"])),
         ),
+        kernel="embed",
+        pairs=(PairRule("pos_embed", "embed_pos"),),
+        flops=no_flops,
     ),
     OpSpec(
         "pos_embed",
@@ -288,6 +390,8 @@ SPECS: tuple[OpSpec, ...] = (
             ParamSpec("weight", (ctx.hp["max_len"], ctx.last("x")), Init("normal", (0.02,)))
         ],
         runtime_rules=lambda hp: (MaxLenRule("x", int(hp["max_len"])),),
+        kernel="pos_embed",
+        flops=elementwise_flops(1),
     ),
     OpSpec(
         "rmsnorm",
@@ -299,6 +403,8 @@ SPECS: tuple[OpSpec, ...] = (
         same_as_x,
         _norm_params(False),
         category="reduction",
+        kernel="rownorm",
+        flops=elementwise_flops(4),
     ),
     OpSpec(
         "layernorm",
@@ -310,12 +416,10 @@ SPECS: tuple[OpSpec, ...] = (
         same_as_x,
         _norm_params(True),
         category="reduction",
+        kernel="rownorm",
+        flops=elementwise_flops(7),
     ),
-    _unary("relu", "max(x, 0)"),
-    _unary("gelu", "x·Φ(x) (erf form)"),
-    _unary("silu", "x·σ(x)"),
-    _unary("sigmoid", "σ(x)"),
-    _unary("tanh", "tanh(x)"),
+    *ACTIVATIONS,
     OpSpec(
         "neg",
         "1",
@@ -326,11 +430,45 @@ SPECS: tuple[OpSpec, ...] = (
         _neg_infer,
         category="arith",
         callable=False,
+        kernel="pointwise",
+        flops=elementwise_flops(1),
+        fold=operator.neg,
+        involution=True,
+        triton="-{x}",
+        triton_grad=(("x", "-{g}"),),
     ),
-    _binary("add", "+"),
-    _binary("sub", "-"),
-    _binary("mul", "*"),
-    _binary("div", "/"),
+    _binary(
+        "add",
+        "+",
+        fold=operator.add,
+        triton="{a} + {b}",
+        grad=("{g}", "{g}"),
+        commutative=True,
+        right_identity=0,
+        epilogue="add",
+        pairs=(PairRule("rownorm", "rownorm_residual", residual=True),),
+    ),
+    _binary(
+        "sub", "-", fold=operator.sub, triton="{a} - {b}", grad=("{g}", "-{g}"), right_identity=0
+    ),
+    _binary(
+        "mul",
+        "*",
+        fold=operator.mul,
+        triton="{a} * {b}",
+        grad=("{g} * {b}", "{g} * {a}"),
+        commutative=True,
+        right_identity=1,
+        epilogue="mul",
+    ),
+    _binary(
+        "div",
+        "/",
+        fold=_fold_div,
+        triton="{a} / {b}",
+        grad=("{g} / {b}", "-{g} * {a} / ({b} * {b})"),
+        right_identity=1,
+    ),
     OpSpec(
         "softmax",
         "1",
@@ -340,6 +478,8 @@ SPECS: tuple[OpSpec, ...] = (
         (OutSpec("y"),),
         _softmax_infer,
         category="reduction",
+        kernel="softmax",
+        flops=elementwise_flops(5),
     ),
     OpSpec(
         "mlp",
@@ -350,6 +490,9 @@ SPECS: tuple[OpSpec, ...] = (
         (OutSpec("y"),),
         same_as_x,
         _mlp_params,
+        kernel="mlp",
+        gemm_tail=True,
+        flops=lambda c: gemm_flops(c, (c.width(), c.hp["hidden"]), (c.hp["hidden"], c.width())),
     ),
     OpSpec(
         "swiglu",
@@ -360,6 +503,11 @@ SPECS: tuple[OpSpec, ...] = (
         (OutSpec("y"),),
         same_as_x,
         _swiglu_params,
+        kernel="swiglu",
+        gemm_tail=True,
+        flops=lambda c: gemm_flops(
+            c, (c.width(), c.hp["hidden"]), (c.width(), c.hp["hidden"]), (c.hp["hidden"], c.width())
+        ),
     ),
     OpSpec(
         "conv1d",
@@ -373,6 +521,8 @@ SPECS: tuple[OpSpec, ...] = (
         category="mixing",
         causal=causal_hp,
         validate=_conv_validate,
+        kernel="conv1d",
+        flops=lambda c: 2.0 * c.out_size() * c.hp["kernel"],
     ),
     OpSpec(
         "rope",
@@ -382,6 +532,8 @@ SPECS: tuple[OpSpec, ...] = (
         (Hyper("base", "float", 10000.0, check="pos"),),
         (OutSpec("y"),),
         _rope_infer,
+        kernel="rope",
+        flops=elementwise_flops(6),
     ),
     OpSpec(
         "split_heads",
@@ -391,6 +543,8 @@ SPECS: tuple[OpSpec, ...] = (
         (Hyper("heads", "int", check="pos"),),
         (OutSpec("y"),),
         _split_heads_infer,
+        kernel="view",
+        flops=no_flops,
     ),
     OpSpec(
         "merge_heads",
@@ -400,6 +554,8 @@ SPECS: tuple[OpSpec, ...] = (
         (),
         (OutSpec("y"),),
         _merge_heads_infer,
+        kernel="view",
+        flops=no_flops,
     ),
     OpSpec(
         "concat",
@@ -409,6 +565,8 @@ SPECS: tuple[OpSpec, ...] = (
         (),
         (OutSpec("y"),),
         _concat_infer,
+        kernel="concat",
+        flops=no_flops,
     ),
     OpSpec(
         "mean",
@@ -419,6 +577,8 @@ SPECS: tuple[OpSpec, ...] = (
         (OutSpec("y"),),
         _mean_infer,
         category="reduction",
+        kernel="mean",
+        flops=lambda c: float(c.size("x")),
     ),
     OpSpec(
         "cross_entropy",
@@ -439,5 +599,7 @@ SPECS: tuple[OpSpec, ...] = (
                 "ignore_index",
             ),
         ),
+        kernel="cross_entropy",
+        flops=lambda c: 5.0 * c.size("logits"),
     ),
 )

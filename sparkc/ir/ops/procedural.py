@@ -8,6 +8,7 @@ from __future__ import annotations
 from ..types import DType, TensorType, fmt_shape
 from .primitives import act_hyper
 from .schema import (
+    DocVariant,
     Hyper,
     Init,
     OpContext,
@@ -17,6 +18,7 @@ from .schema import (
     Port,
     RangeRule,
     float_type,
+    gemm_flops,
     linear_params,
     seq_dims,
     want_shape,
@@ -142,6 +144,17 @@ def _lora_params(ctx: OpContext):
     )
 
 
+def _routed_flops(ctx) -> float:
+    d, hid, g, a = ctx.width(), ctx.hp["hidden"], ctx.hp["groups"], ctx.hp["active"]
+    gate = (d, g) if ctx.hp["route"] == "learned" else (0, 0)
+    return gemm_flops(ctx, gate) + 2.0 * ctx.rows() * 2 * d * hid * a / g
+
+
+def _lora_flops(ctx) -> float:
+    i, o, r = ctx.width(), ctx.hp["out"], ctx.hp["rank"]
+    return gemm_flops(ctx, (i, o), (i, r), (r, o))
+
+
 SPECS: tuple[OpSpec, ...] = (
     # §5 SPARK procedural ------------------------------------------------------------------------
     OpSpec(
@@ -167,6 +180,8 @@ SPECS: tuple[OpSpec, ...] = (
         category="block",
         # Opcodes are -1 (end of tape) or 0..8 (PLAN .. CITE).
         runtime_rules=lambda hp: (RangeRule("ops", "opcodes (-1 ends the tape)", -1, 9),),
+        kernel="reference",  # its kernels come with their own issue
+        flops=lambda c: 4.0 * c.size("args"),
     ),
     OpSpec(
         "routed_mlp",
@@ -190,6 +205,9 @@ SPECS: tuple[OpSpec, ...] = (
             if hp.get("route") == "hash"
             else ()
         ),
+        kernel="reference",  # its kernels come with their own issue
+        flops=_routed_flops,
+        doc_variants=(DocVariant("route=hash", (("route", "hash"),), ("tokens",)),),
     ),
     OpSpec(
         "demopack_linear",
@@ -207,6 +225,9 @@ SPECS: tuple[OpSpec, ...] = (
         _linear_like_infer,
         _demopack_params,
         category="block",
+        kernel="demopack_linear",
+        flops=lambda c: gemm_flops(c, (c.width(), c.hp["out"])),
+        doc_variants=(DocVariant("learnable=false", (("learnable", False),)),),
     ),
     OpSpec(
         "lora_linear",
@@ -222,5 +243,7 @@ SPECS: tuple[OpSpec, ...] = (
         _lora_infer,
         _lora_params,
         category="block",
+        kernel="reference",  # its kernels come with their own issue
+        flops=_lora_flops,
     ),
 )

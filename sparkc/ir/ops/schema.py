@@ -179,6 +179,30 @@ class MaxLenRule:
 
 
 @dataclass(frozen=True)
+class PairRule:
+    """Fusion of an op with one reader of its output, keyed by the reader's kernel kind.
+
+    `reader`: the reader's kernel kind; `group`: the kind of the two-node group. Unless
+    `residual`, the reader must be the only reader of the output (at `port` when given). With
+    `residual` (an `add` of two same-shape tensors read by a norm), the sum may have other
+    readers: the group stores it beside the reader's result."""
+
+    reader: str
+    group: str
+    port: int | None = None
+    residual: bool = False
+
+
+@dataclass(frozen=True)
+class DocVariant:
+    """A hyperparameter setting whose parameter set differs from the defaults' (docs/ops.md)."""
+
+    label: str
+    hp: tuple[tuple[str, Any], ...]
+    inputs: tuple[str, ...] = ()  # optional ports this setting needs
+
+
+@dataclass(frozen=True)
 class OpSpec:
     name: str
     section: str  # SPEC section, e.g. '1', '2.1'
@@ -199,6 +223,32 @@ class OpSpec:
     # Run-time rules on the op's inputs, checked on the model input that feeds the port
     # (sparkc/codegen/input_rules.py); from the op's hyperparameters.
     runtime_rules: Callable[[Mapping[str, Any]], tuple[RangeRule | MaxLenRule, ...]] = lambda hp: ()
+    # ---- Traits the passes, the cost model and the code generators read (no table elsewhere
+    # is keyed by op name; tests/ir/test_op_traits.py checks each op has what its category
+    # needs).
+    # Fusion (sparkc/passes/fuse.py): the kernel kind of a group anchored at this op (a key of
+    # the code generator's group rules; "reference": runs its reference rule, no kernel yet).
+    kernel: str = ""
+    gemm_tail: bool = False  # ends in a GEMM whose output can take an epilogue
+    epilogue: str = ""  # its role as a step of a GEMM epilogue: "act" | "mul" | "add" | ""
+    pairs: tuple[PairRule, ...] = ()  # fuse with a reader of a given kernel kind
+    # Cost (sparkc/ir/cost.py): forward FLOPs from a `cost.Ctx`; backward over forward FLOPs.
+    flops: Callable[[Any], float] | None = None
+    backward_factor: float = 2.0
+    # Algebra (sparkc/passes: canonicalize, cse, fold): the op's value on Python scalars (None:
+    # never folded), operand order does not matter, a right operand that leaves the left one
+    # unchanged (x + 0, x * 1), op(op(x)) = x.
+    fold: Callable[..., Any] | None = None
+    commutative: bool = False
+    right_identity: int | None = None
+    involution: bool = False
+    # Elementwise Triton (sparkc/codegen/pointwise.py): the expression over float32 operands
+    # ({x}, or {a} and {b}) and, per port, the contribution of the output gradient {g} to that
+    # operand's gradient, in terms of the operands and the op's own output {y}.
+    triton: str = ""
+    triton_grad: tuple[tuple[str, str], ...] = ()
+    # docs/ops.md (sparkc/docs_gen.py): hyperparameter settings whose parameters differ.
+    doc_variants: tuple[DocVariant, ...] = ()
 
     def hyper(self, name: str) -> Hyper | None:
         for h in self.hypers:  # a plain loop: called per node by the verifier and codegen
@@ -343,3 +393,25 @@ def want_shape(names: tuple[str, ...], dims: tuple[Dim, ...]) -> str:
     """'[B, N]', or '[B, N] = [2, N]' when some dims are known numbers."""
     sym = fmt_shape(names)
     return sym if tuple(names) == tuple(dims) else f"{sym} = {fmt_shape(dims)}"
+
+
+# --------------------------------------------------------------------------------------------
+# Cost-rule builders (a rule receives a `sparkc.ir.cost.Ctx`: bound input and output dims,
+# hyperparameters)
+
+
+def gemm_flops(ctx: Any, *pairs: tuple[int, int]) -> float:
+    """2·rows·Σ in·out over a chain of linear layers applied to every token."""
+    return 2.0 * ctx.rows() * sum(i * o for i, o in pairs)
+
+
+def attention_core_flops(b: int, heads: int, n: int, d: int, causal: bool) -> float:
+    return 4.0 * b * heads * n * n * d * (0.5 if causal else 1.0)
+
+
+def elementwise_flops(per: float) -> Callable[[Any], float]:
+    return lambda ctx: per * ctx.out_size()
+
+
+def no_flops(ctx: Any) -> float:
+    return 0.0

@@ -17,8 +17,10 @@ from .schema import (
     OutSpec,
     ParamSpec,
     Port,
+    attention_core_flops,
     causal_hp,
     float_type,
+    gemm_flops,
     head_width,
     layernorm_params,
     linear_params,
@@ -107,6 +109,46 @@ def ctx_port(ctx: OpContext) -> str:
     return "h" if "h" in ctx.inputs else "x"
 
 
+def _fk_flops(ctx) -> float:
+    b, n, dm = ctx.ins["x"]
+    h = ctx.hp["heads"]
+    proj = gemm_flops(ctx, (dm, dm), (dm, dm), (dm, dm), (dm, dm))
+    return proj + ctx.hp["hops"] * attention_core_flops(b, h, n, dm // h, bool(ctx.hp["causal"]))
+
+
+def _spd_flops(ctx) -> float:
+    d, ds, dp = ctx.width(), ctx.hp["struct_dim"], ctx.hp["pseudo_dim"]
+    h2, h4 = d // 2, d // 4
+    pairs = [
+        (d, h2),
+        (h2, ds),
+        (d, h2),
+        (h2, dp),
+        (d, ds),
+        (ds, ds),
+        (ds, ds),
+        (ds, ds),
+        (d, dp),
+        (dp, 2 * dp),
+        (2 * dp, dp),
+        (ds + dp, d),
+        (ds, h4),
+        (h4, d),
+    ]
+    return gemm_flops(ctx, *pairs) + 20.0 * ctx.rows() * (ds + dp)
+
+
+def _stack_flops(ctx) -> float:
+    d, e, s = ctx.width("h"), ctx.hp["elem"], ctx.hp["stack"]
+    rows = ctx.rows("h")
+    mlps = (
+        2.0
+        * rows
+        * (d * (d // 2) + (d // 2) * 3 + d * e + (d + e) * (d // 4) + (d // 4) * ctx.hp["signals"])
+    )
+    return mlps + 6.0 * rows * s * e  # the memory update and the read, per step
+
+
 SPECS: tuple[OpSpec, ...] = (
     # §2 SPaR-K --------------------------------------------------------------------------------
     OpSpec(
@@ -126,6 +168,10 @@ SPECS: tuple[OpSpec, ...] = (
         _fk_params,
         category="mixing",
         causal=causal_hp,
+        kernel="fk_attention",
+        gemm_tail=True,
+        flops=_fk_flops,
+        backward_factor=2.5,
     ),
     OpSpec(
         "spd_router",
@@ -149,6 +195,8 @@ SPECS: tuple[OpSpec, ...] = (
         _spd_params,
         category="block",
         noise=lambda hp: bool(hp["gate_noise"]),
+        kernel="spd_router",
+        flops=_spd_flops,
     ),
     OpSpec(
         "verifier_stack",
@@ -174,5 +222,7 @@ SPECS: tuple[OpSpec, ...] = (
         category="mixing",
         causal=lambda hp: True,
         noise=lambda hp: bool(hp["op_noise"]),
+        kernel="verifier_stack",
+        flops=_stack_flops,
     ),
 )

@@ -17,6 +17,7 @@ from .schema import (
     ParamSpec,
     Port,
     causal_hp,
+    gemm_flops,
     head_width,
     linear_params,
     seq_dims,
@@ -70,6 +71,16 @@ def _traj_validate(ctx: OpContext):
         )
 
 
+def _splat_flops(ctx) -> float:
+    dm, k = ctx.width(), ctx.hp["splats"]
+    rows = ctx.rows()
+    return (
+        gemm_flops(ctx, (dm, dm), (dm, dm), (dm, dm))
+        + 2.0 * rows * k * dm * 3
+        + 4.0 * rows * k * dm
+    )
+
+
 SPECS: tuple[OpSpec, ...] = (
     # §3 SplatFlow -------------------------------------------------------------------------------
     OpSpec(
@@ -88,6 +99,8 @@ SPECS: tuple[OpSpec, ...] = (
         _splat_params,
         category="mixing",
         causal=causal_hp,
+        kernel="reference",  # its kernels come with their own issue
+        flops=_splat_flops,
     ),
     OpSpec(
         "trajectory",
@@ -101,5 +114,7 @@ SPECS: tuple[OpSpec, ...] = (
         category="mixing",
         causal=lambda hp: True,
         validate=_traj_validate,
+        kernel="trajectory",
+        flops=lambda c: 12.0 * c.out_size() * c.hp["window"],
     ),
 )
