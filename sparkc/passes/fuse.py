@@ -5,10 +5,9 @@ one generated kernel family invocation (anchor op plus the nodes it absorbs). Fu
 pipeline's named `fuse` stage (sparkc/pipeline.py stores the plan in `graph.meta["fusion"]`),
 not a registered pass: it annotates the graph and never rewrites it, so the IR text, the
 verifier and the reference path see the same graph; code generation, `sparkc compile --emit
-fused` and `sparkc graph --after fuse` read the plan. `fusion_plan(graph)` returns the stored
-plan and computes it only for a graph that did not go through the pipeline (a test, or
-`codegen.generate` called directly); `generate(..., fuse=False)` stores the one-op-per-group plan
-of `plan_fusion(graph, enabled=False)` instead.
+fused` and `sparkc graph --after fuse` read the plan through `fusion_plan(graph)`, which never
+computes one (a graph that skipped the stage is a CompilerBug); `generate(..., fuse=False)`
+replaces the stored plan by the one-op-per-group plan of `plan_fusion(graph, enabled=False)`.
 
 Every decision reads traits of the op specs (sparkc/ir/ops/), never an op name. In the order
 they are applied:
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from ..diagnostics import CompilerBug
 from ..ir.graph import SPECIAL_OPS, Graph, Node
 from ..ir.ops import OPS, PairRule
 from ..ir.types import DType
@@ -225,10 +225,11 @@ def _merge_pointwise(graph: Graph, node: Node, groups, member, new_group) -> Non
 
 
 def fusion_plan(graph: Graph) -> FusionPlan:
-    """The plan the `fuse` stage stored; computed (and stored) for a graph that did not go
-    through the pipeline."""
+    """The plan the `fuse` stage stored (the only place fusion runs; code generation reads it)."""
     plan = graph.meta.get("fusion")
     if plan is None:
-        plan = plan_fusion(graph)
-        graph.meta["fusion"] = plan
+        raise CompilerBug(
+            "code generation needs the fuse stage's plan (run the pipeline through 'fuse')",
+            "fuse",
+        )
     return plan
