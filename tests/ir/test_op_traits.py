@@ -16,7 +16,7 @@ import types
 import pytest
 
 from sparkc.ir.ops import FAMILIES, OPS, OpSpec, assemble
-from sparkc.ir.ops.primitives import ACTS
+from sparkc.ir.ops.primitives_elementwise import ACTS
 
 ELEMENTWISE = ("elementwise", "arith")
 

@@ -7,7 +7,8 @@ lowering, the IR verifier, `sparkc ops`, `docs/ops.md` and the code generators a
 table; nothing else knows an op's signature.
 
 The specs live in one module per op family (`primitives`, `attention`, `spark_k`, `splat`,
-`hspmn`, `procedural`), the schema they are written in in `schema`; this package assembles
+`hspmn`, `procedural`; `primitives_elementwise` holds the primitives' activations and
+arithmetic, for size), the schema they are written in in `schema`; this package assembles
 `OPS` from the families in that order and refuses an op defined twice. Shape rules receive an
 `OpContext` and either return the output types or call `ctx.fail(...)` with the name of the
 argument at fault, so that the front end can point at it.

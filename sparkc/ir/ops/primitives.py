@@ -1,16 +1,15 @@
 """§1 primitives: linear, embeddings, norms, elementwise and arithmetic ops, softmax, the MLPs,
 conv1d, rope, head views, concat, mean, cross_entropy.
 
-Consumes the schema (`sparkc.ir.ops.schema`); produces `SPECS`, this family's op specs in table
-order, and `act_hyper` (the `act=` hyperparameter other families reuse).
+Consumes the schema (`sparkc.ir.ops.schema`) and the elementwise specs
+(`primitives_elementwise`: activations and arithmetic); produces `SPECS`, this family's op specs
+in table order.
 """
 
 from __future__ import annotations
 
-import math
-import operator
-
-from ..types import DType, TensorType, broadcast, fmt_shape, promote
+from ..types import fmt_shape
+from .primitives_elementwise import ACTIVATIONS, ARITHMETIC, act_hyper
 from .schema import (
     CAUSAL,
     DocVariant,
@@ -79,42 +78,6 @@ def _norm_params(bias: bool):
         return ps
 
     return params
-
-
-def _binary_infer(ctx: OpContext):
-    a, b = ctx.t("a"), ctx.t("b")
-    shape = broadcast(a.shape, b.shape)
-    if shape is None:
-        ctx.fail(
-            None,
-            f"shapes {fmt_shape(a.shape)} and {fmt_shape(b.shape)} do not broadcast",
-            help="elementwise operands must have equal dimensions, or 1, from the right",
-        )
-    if ctx.op == "div":  # true division, as in PyTorch: ints and bools give floats
-        return (TensorType(DType.FLOAT, shape),)
-    if ctx.op == "sub":
-        for port, t in (("a", a), ("b", b)):
-            if t.dtype is DType.BOOL:
-                _no_bool_minus(ctx, port, t, "subtract")
-    return (TensorType(promote(a, b), shape),)
-
-
-def _neg_infer(ctx: OpContext):
-    t = ctx.t("x")
-    if t.dtype is DType.BOOL:
-        _no_bool_minus(ctx, "x", t, "negate")
-    return (t,)
-
-
-def _no_bool_minus(ctx: OpContext, port: str, t: TensorType, verb: str) -> None:
-    """`-` on a bool tensor is refused, as in PyTorch (where it raises at run time)."""
-    ctx.fail(
-        port,
-        f"cannot {verb} a bool tensor ({t})",
-        help="'-' is not defined on bools (as in PyTorch); turn the mask into numbers first: "
-        "m * 1 gives integers, m * 1.0 floats",
-        code="E0232",
-    )
 
 
 def _softmax_infer(ctx: OpContext):
@@ -215,122 +178,6 @@ def _mean_infer(ctx: OpContext):
 # The table
 
 
-def _unary(name: str, summary: str, *, fold, flops: float, triton: str, grad: str) -> OpSpec:
-    """An activation: elementwise on a float tensor, a step of a GEMM epilogue."""
-    return OpSpec(
-        name,
-        "1",
-        summary,
-        (Port("x", "float"),),
-        (),
-        (OutSpec("y"),),
-        same_as_x,
-        category="elementwise",
-        kernel="pointwise",
-        epilogue="act",
-        flops=elementwise_flops(flops),
-        fold=fold,
-        triton=triton,
-        triton_grad=(("x", grad),),
-    )
-
-
-def _binary(
-    name: str, symbol: str, *, fold, triton: str, grad: tuple[str, str], **traits
-) -> OpSpec:
-    """An infix arithmetic op (`a + b`, ...) with broadcasting."""
-    return OpSpec(
-        name,
-        "1",
-        f"elementwise a {symbol} b with broadcasting",
-        (Port("a", "any"), Port("b", "any")),
-        (),
-        (OutSpec("y"),),
-        _binary_infer,
-        category="arith",
-        callable=False,
-        kernel="pointwise",
-        flops=elementwise_flops(1),
-        fold=fold,
-        triton=triton,
-        triton_grad=(("a", grad[0]), ("b", grad[1])),
-        **traits,
-    )
-
-
-# Scalar rules for constant folding (`fold_constant` in sparkc/passes/canonicalize.py says when a result is kept).
-
-
-def _fold_div(a, b):
-    if b == 0:
-        return None
-    if isinstance(a, int) and isinstance(b, int):
-        return a // b if a % b == 0 else None
-    return a / b
-
-
-def _fold_sigmoid(x: float) -> float:
-    # The two-branch form never overflows in exp.
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    z = math.exp(x)
-    return z / (1.0 + z)
-
-
-# The activations (an mlp's or routed_mlp's `act=`, a GEMM epilogue step), in table order.
-# gelu is the erf form. Triton: tanh goes through the sigmoid (libdevice's tanh does not run
-# under the interpreter).
-_ERF_GELU = "0.5 * {x} * (1.0 + tl.math.erf({x} * 0.7071067811865476))"
-ACTIVATIONS: tuple[OpSpec, ...] = (
-    _unary(
-        "relu",
-        "max(x, 0)",
-        fold=lambda x: x if x > 0 else 0.0,
-        flops=1,
-        triton="tl.maximum({x}, 0.0)",
-        grad="tl.where({x} > 0.0, {g}, 0.0)",
-    ),
-    _unary(
-        "gelu",
-        "x·Φ(x) (erf form)",
-        fold=lambda x: 0.5 * x * (1.0 + math.erf(x / math.sqrt(2.0))),
-        flops=8,
-        triton=_ERF_GELU,
-        grad="{g} * (0.5 * (1.0 + tl.math.erf({x} * 0.7071067811865476))"
-        " + {x} * 0.3989422804014327 * tl.exp(-0.5 * {x} * {x}))",
-    ),
-    _unary(
-        "silu",
-        "x·σ(x)",
-        fold=lambda x: x * _fold_sigmoid(x),
-        flops=8,
-        triton="{x} * tl.sigmoid({x})",
-        grad="{g} * tl.sigmoid({x}) * (1.0 + {x} * (1.0 - tl.sigmoid({x})))",
-    ),
-    _unary(
-        "sigmoid",
-        "σ(x)",
-        fold=_fold_sigmoid,
-        flops=8,
-        triton="tl.sigmoid({x})",
-        grad="{g} * {y} * (1.0 - {y})",
-    ),
-    _unary(
-        "tanh",
-        "tanh(x)",
-        fold=math.tanh,
-        flops=8,
-        triton="2.0 * tl.sigmoid(2.0 * {x}) - 1.0",
-        grad="{g} * (1.0 - {y} * {y})",
-    ),
-)
-ACTS: tuple[str, ...] = tuple(op.name for op in ACTIVATIONS)
-
-
-def act_hyper(default: str = "gelu") -> Hyper:
-    return Hyper("act", "choice", default, choices=ACTS, doc="activation")
-
-
 SPECS: tuple[OpSpec, ...] = (
     # §1 primitives --------------------------------------------------------------------------
     OpSpec(
@@ -420,55 +267,7 @@ SPECS: tuple[OpSpec, ...] = (
         flops=elementwise_flops(7),
     ),
     *ACTIVATIONS,
-    OpSpec(
-        "neg",
-        "1",
-        "-x",
-        (Port("x", "any"),),
-        (),
-        (OutSpec("y"),),
-        _neg_infer,
-        category="arith",
-        callable=False,
-        kernel="pointwise",
-        flops=elementwise_flops(1),
-        fold=operator.neg,
-        involution=True,
-        triton="-{x}",
-        triton_grad=(("x", "-{g}"),),
-    ),
-    _binary(
-        "add",
-        "+",
-        fold=operator.add,
-        triton="{a} + {b}",
-        grad=("{g}", "{g}"),
-        commutative=True,
-        right_identity=0,
-        epilogue="add",
-        pairs=(PairRule("rownorm", "rownorm_residual", residual=True),),
-    ),
-    _binary(
-        "sub", "-", fold=operator.sub, triton="{a} - {b}", grad=("{g}", "-{g}"), right_identity=0
-    ),
-    _binary(
-        "mul",
-        "*",
-        fold=operator.mul,
-        triton="{a} * {b}",
-        grad=("{g} * {b}", "{g} * {a}"),
-        commutative=True,
-        right_identity=1,
-        epilogue="mul",
-    ),
-    _binary(
-        "div",
-        "/",
-        fold=_fold_div,
-        triton="{a} / {b}",
-        grad=("{g} / {b}", "-{g} * {a} / ({b} * {b})"),
-        right_identity=1,
-    ),
+    *ARITHMETIC,
     OpSpec(
         "softmax",
         "1",

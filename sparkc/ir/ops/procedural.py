@@ -1,12 +1,12 @@
 """§5 SPARK procedural blocks: opcode_tape, routed_mlp, demopack_linear, lora_linear.
 
-Consumes the schema and `act_hyper` from the primitives; produces `SPECS`.
+Consumes the schema and `act_hyper` (primitives_elementwise); produces `SPECS`.
 """
 
 from __future__ import annotations
 
 from ..types import DType, TensorType, fmt_shape
-from .primitives import act_hyper
+from .primitives_elementwise import act_hyper
 from .schema import (
     DocVariant,
     Hyper,
