@@ -1,8 +1,8 @@
 """Reference documentation of every op, generated from the op table (`sparkc.ir.ops.OPS`).
 
-Consumes the op table and the prose of `sparkc.op_semantics` (conventions, each op's exact
-definition and departures from its research origin, cached decoding, verified properties);
-produces the text printed by `sparkc ops` (`render_ops_text`) and the Markdown of `docs/ops.md`
+Consumes the op table (each op's exact definition and departures from its research origin are
+its spec's `semantics`) and the prose of `sparkc.op_semantics` (conventions, cached decoding,
+verified properties); produces the text printed by `sparkc ops` (`render_ops_text`) and the Markdown of `docs/ops.md`
 (`render_ops_markdown`), the project's operator reference. Both renderers read one intermediate
 form, `OpDoc`, built per op by `describe()`.
 
@@ -35,7 +35,7 @@ from .ir.ops import (
     instantiate,
 )
 from .ir.types import DType, TensorType
-from .op_semantics import CONVENTIONS, DECODING, PROPERTIES, REFLEXIVE, SEMANTICS
+from .op_semantics import CONVENTIONS, DECODING, PROPERTIES, REFLEXIVE
 
 UPDATE_COMMAND = "python -m sparkc.docs_gen > docs/ops.md"
 
@@ -124,7 +124,7 @@ class OpDoc:
     hypers: tuple[Row, ...]
     outputs: tuple[Row, ...]
     params: tuple[Row, ...]
-    semantics: str  # Markdown: the exact definition (sparkc.op_semantics)
+    semantics: str  # Markdown: the exact definition (`OpSpec.semantics`)
 
 
 PORT_HEAD = ("name", "dtype", "shape", "example")
@@ -269,7 +269,7 @@ def describe(spec: OpSpec) -> OpDoc:
             for o, t in zip(spec.outputs, inst.outputs)
         ),
         params=_param_rows(spec, hp),
-        semantics=SEMANTICS[spec.name],
+        semantics=spec.semantics,
     )
 
 
@@ -339,9 +339,9 @@ def render_ops_markdown() -> str:
             "shapes and initialisers), and where it departs from the research code it comes "
             "from. The reference path and the generated kernels of a compiled module compute "
             "these functions, forward and backward, up to floating-point rounding. The tables "
-            "are generated from the op table (`sparkc/ir/ops/`), the definitions from "
-            "`sparkc/op_semantics.py`; choices this page leaves open are recorded in "
-            "[ops_decisions.md](ops_decisions.md)."
+            "and each op's definition are generated from the op table (`sparkc/ir/ops/`), the "
+            "conventions and sections 5.6 and 6 from `sparkc/op_semantics.py`; choices this "
+            "page leaves open are recorded in [ops_decisions.md](ops_decisions.md)."
         ),
         "",
         (

@@ -2,7 +2,8 @@
 
 The passes, the cost model and the code generators read an op's traits from its `OpSpec`
 (kernel kind, GEMM tail, epilogue role, pair rules, FLOP rule, backward factor, fold rule,
-commutativity, identities, Triton expression and gradient, documented variants); no table
+commutativity, identities, Triton expression and gradient, exact definition, documented
+variants); no table
 elsewhere is keyed by op name. A missing trait is a failure here, not a KeyError at compile
 time. `sparkc.ir.ops` assembles the table from its family modules and refuses an op defined
 twice.
@@ -37,6 +38,8 @@ def missing_traits(spec: OpSpec) -> list[str]:
         missing.append("flops")
     if not spec.backward_factor > 0:
         missing.append("backward_factor")
+    if len(spec.semantics) <= 20:
+        missing.append("semantics")
     if spec.category == "config":  # a value for another op's hyperparameter, never a node
         return missing
     if not spec.kernel:
@@ -84,6 +87,7 @@ def test_a_missing_trait_is_reported():
     assert "fold" in missing_traits(dataclasses.replace(relu, fold=None))
     assert "kernel" in missing_traits(dataclasses.replace(OPS["attention"], kernel=""))
     assert "flops" in missing_traits(dataclasses.replace(OPS["basis"], flops=None))
+    assert "semantics" in missing_traits(dataclasses.replace(OPS["basis"], semantics=""))
     broken = dataclasses.replace(OPS["add"], triton_grad=(("a", "{g}"),))
     assert any(m.startswith("triton_grad") for m in missing_traits(broken))
 

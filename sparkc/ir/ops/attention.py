@@ -80,6 +80,33 @@ def _attention_flops(ctx) -> float:
     return proj + attention_core_flops(b, h, n, d, bool(ctx.hp["causal"]))
 
 
+# Exact definitions (Markdown for docs/ops.md and `sparkc ops`; the operator contract).
+
+_ATTENTION = """\
+Multi-head attention with grouped-query heads, the baseline every other mixer is compared with.
+
+- Parameters: `wq = Linear(D→D, bias=False)`, `wk, wv = Linear(D→kv_heads·d, bias=False)`,
+  `wo = Linear(D→D, bias=False)`. `kv_heads` must divide `heads`; `G = heads / kv_heads`.
+- Query head `h` reads key/value head `⌊h / G⌋`. With `rope=true`, `q` and `k` are rotated
+  (see `rope`, base `rope_base`) at their own positions.
+- `s_ij = q_i · k_j / √d + bias_h(i, j)`, restricted to `j ≤ i` when causal;
+  `o_i = Σ_j softmax_j(s_ij) v_j`; `y = wo(merge_heads(o))`.
+- `basis=basis(...)` adds the learned procedural score bias described under `basis`; without
+  it `bias_h ≡ 0`. The bias is computed inside the kernel from `(i, j)`, never stored as
+  `[N, N]`."""
+
+_BASIS = """\
+A compile-time value for `attention`'s `basis=`, not a layer. It gives the attention one
+parameter, `basis.gains [H, 2·freqs + legendre]` (zeros, under the attention instance), and the
+score bias `bias_h(i, j) = Σ_a gains[h, a] · atom_a(x)` with `x = |i − j| / max_len`
+(`over=distance`) or `x = j / max_len` (`over=key`). The atoms, in this order: `sin(π f x)` for
+`f = 1..freqs`, `cos(π f x)` for `f = 1..freqs`, then the Legendre polynomials
+`P_1..P_legendre` of `2x − 1` (`P_0` is left out: a constant bias cancels in the softmax).
+`max_len` is required; a sequence longer than `max_len` is an `InputError`.
+Departure from the SPARK research code: it had no Legendre atoms, and evaluated one query at a
+time it reduced the bias to a constant that the softmax cancelled."""
+
+
 SPECS: tuple[OpSpec, ...] = (
     # §1.1 / §5.5 attention ------------------------------------------------------------------
     OpSpec(
@@ -114,6 +141,7 @@ SPECS: tuple[OpSpec, ...] = (
         flops=_attention_flops,
         backward_factor=2.5,
         doc_variants=(DocVariant("basis=basis(...)", (("basis", BASIS_EXAMPLE),)),),
+        semantics=_ATTENTION,
     ),
     OpSpec(
         "basis",
@@ -131,5 +159,6 @@ SPECS: tuple[OpSpec, ...] = (
         category="config",
         validate=_basis_validate,
         flops=no_flops,
+        semantics=_BASIS,
     ),
 )

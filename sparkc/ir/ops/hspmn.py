@@ -68,6 +68,45 @@ def _sqdk_flops(ctx) -> float:
     )
 
 
+# Exact definitions (Markdown for docs/ops.md and `sparkc ops`; the operator contract).
+
+_TOKEN_ROUTER = """\
+Chooses which tokens take the expensive contextual path. Outputs `(mask, gate, loss)`: `mask`
+bool `[B, N]`, `gate` float `[B, N]`, a scalar `loss`. Pass `.gate` to `sqdk_attention`.
+
+- Parameter: `w = Linear(D→1)`; logits `ℓ_t = w(x_t)`, probabilities `p_t = σ(ℓ_t)`.
+- Training with `noise=true`: `ℓ̃_t = ℓ_t + ln u − ln(1 − u)`, `u ~ U(0, 1)` clamped to
+  `[tiny, 1 − eps]` of float32 (logistic noise: a token is routed with probability exactly
+  `p_t`). Otherwise `ℓ̃ = ℓ`.
+- `mode=threshold` (causal): `mask_t = [ℓ̃_t > 0]`. `mode=topk` (not causal): per sequence
+  `k = max(1, ⌊sparsity · N + 1e-9⌋)` (in float64) and `mask` marks the `k` largest `ℓ̃_t`, ties
+  going to the lower index.
+- `gate_t = mask_t + (σ(ℓ̃_t) − sg(σ(ℓ̃_t)))`: straight-through, exactly 0 or 1 in the forward
+  pass, with the sigmoid's gradient, so the router learns from the task loss.
+- `loss = aux_weight · (mean_{b,t} p_t − sparsity)²`.
+- Departures from the HSPMN research code: v2's single Gumbel sample routed with probability
+  `1 − exp(−e^ℓ)` while its loss regularised `σ(ℓ)`; v2.1's top-k router got no task gradient."""
+
+_SQDK = """\
+Sparse-query, dense-key attention: only routed tokens ask questions, every token can answer.
+Always causal.
+
+- Parameters: `wq = Linear(D→D, bias=False)`, `wk, wv = Linear(D→kv_heads·d, bias=False)`,
+  `wo = Linear(D→D, bias=False)`; `G = heads / kv_heads`.
+- Keys and values at every position: `k_s = rope(wk x_s, s)`, `v_s = wv x_s` (RoPE when
+  `rope=true`, base `rope_base`).
+- For a routed `t` (`gate_t ≠ 0`): `q_t = rope(wq x_t, t)`; query head `h` reads key/value head
+  `⌊h/G⌋`; `o_t = Σ_{s≤t} softmax_s(q_t·k_s / √d) v_s`; `y_t = gate_t · wo(merge_heads(o_t))`.
+  For an unrouted `t`: `y_t = 0`.
+- Gradients reach `x` through keys and values at every position and through queries at routed
+  positions; they reach the router through `gate` at routed positions only.
+- Work and memory scale with the number of routed tokens: routed queries are gathered, attend,
+  and are scattered back; nothing is computed for unrouted rows.
+- Departures from the HSPMN research code: v2.1's kernel indexed keys and values with the query
+  head (the wrong head, and 1–3 future tokens, when `kv_heads < heads`); v2's kernel had no
+  backward pass, so its projections never trained."""
+
+
 SPECS: tuple[OpSpec, ...] = (
     # §4 HSPMN -------------------------------------------------------------------------------------
     OpSpec(
@@ -94,6 +133,7 @@ SPECS: tuple[OpSpec, ...] = (
         noise=lambda hp: bool(hp["noise"]),
         kernel="token_router",
         flops=lambda c: gemm_flops(c, (c.width(), 1)),
+        semantics=_TOKEN_ROUTER,
     ),
     OpSpec(
         "sqdk_attention",
@@ -114,5 +154,6 @@ SPECS: tuple[OpSpec, ...] = (
         kernel="reference",  # its kernels come with their own issue
         flops=_sqdk_flops,
         backward_factor=2.5,
+        semantics=_SQDK,
     ),
 )

@@ -178,6 +178,73 @@ def _mean_infer(ctx: OpContext):
 # The table
 
 
+# Exact definitions (Markdown for docs/ops.md and `sparkc ops`; the operator contract).
+
+_LINEAR = """\
+`y = x Wᵀ + b` over the last dimension of `x` (any number of leading dimensions). With
+`bias=false` there is no `b`. With `tie=E` the weight is `E.weight` (`[vocab, dim]`) and the op
+owns only its bias; see the conventions for the initialisation of a shared weight."""
+
+_EMBED = """\
+`y[..., :] = weight[tokens[...], :]`, a row gather. Ids must lie in `[0, vocab)`; an id outside
+is an `InputError` on the host before anything runs, never a silent read of another row (inside
+a CUDA-graph capture, which cannot synchronise, an out-of-range id reads a zero row and sets the
+kernel's error flag instead). The weight is N(0, 1), or N(0, 1/dim) when a `linear` ties to it."""
+
+_POS_EMBED = """\
+`y[b, t, :] = x[b, t, :] + weight[t, :]` for `t = 0..N−1` (shifted by the cache length when
+decoding). `N > max_len` is an `InputError`. The table is N(0, 0.02²)."""
+
+_RMSNORM = """\
+`y = x / sqrt(mean(x²) + eps) ⊙ weight`, the mean over the last dimension, computed in at least
+float32."""
+
+_LAYERNORM = """\
+`y = (x − mean(x)) / sqrt(var(x) + eps) ⊙ weight + bias` over the last dimension, with the
+biased variance: exactly `torch.nn.functional.layer_norm(x, (D,), weight, bias, eps)`."""
+
+_SOFTMAX = """\
+`y_i = exp(x_i − max x) / Σ_j exp(x_j − max x)` along dimension `dim` (negative values count
+from the end), computed in at least float32."""
+
+_MLP = """\
+`fc2(act(fc1 x))` with `fc1 = Linear(D→hidden)` and `fc2 = Linear(hidden→D)`; `act` is one of
+relu, gelu (erf form), silu, sigmoid, tanh."""
+
+_SWIGLU = """\
+`w_down(silu(w_gate x) ⊙ w_up x)` with `w_gate, w_up = Linear(D→hidden, bias=False)` and
+`w_down = Linear(hidden→D, bias=False)`."""
+
+_CONV1D = """\
+A depthwise convolution over the sequence (each channel has its own filter), weight
+`[D, 1, kernel]` and bias `[D]` initialised like a depthwise `torch.nn.Conv1d`.
+Causal: the input is padded with `kernel − 1` zeros on the left, so
+`y_t = b + Σ_{j<kernel} w[j] · x_{t−kernel+1+j}` (positions before 0 read 0). Non-causal: the
+padding is `(kernel − 1)/2` on each side and `kernel` must be odd."""
+
+_ROPE = """\
+Rotary position embedding in the rotate-half layout on `[B, N, H, d]` (`d` even). For
+`i < d/2`, `θ_i = base^(−2i/d)`; at position `t` (offset by the cache length when decoding) the
+pair `(x_i, x_{i+d/2})` becomes `(x_i cos tθ_i − x_{i+d/2} sin tθ_i, x_i sin tθ_i +
+x_{i+d/2} cos tθ_i)`. The angles are computed in float64."""
+
+_SPLIT = "`[B, N, D] → [B, N, heads, D/heads]`, a reshape of the last dimension (no copy)."
+
+_MERGE = "`[B, N, H, d] → [B, N, H·d]`, the inverse of `split_heads` (no copy)."
+
+_CONCAT = "Concatenation of `a` and `b` along the last dimension; the other dimensions must match."
+
+_MEAN = "The mean of all elements, a 0-d tensor (useful to turn a tensor into a loss term)."
+
+_CROSS_ENTROPY = """\
+`loss = mean over positions with targets ≠ ignore_index of (logsumexp(logits_p) −
+logits_p[target_p])`, computed in at least float32; `0` (with a zero gradient) when every
+position is ignored. `logits` is `[..., V]` and `targets` the matching integer tensor; a target
+outside `[0, V)` that is not `ignore_index` is an `InputError`. When `logits` comes straight
+from a `linear` (and nothing else reads it), the compiler fuses the two so that the `[B, N, V]`
+logits are never stored."""
+
+
 SPECS: tuple[OpSpec, ...] = (
     # §1 primitives --------------------------------------------------------------------------
     OpSpec(
@@ -208,6 +275,7 @@ SPECS: tuple[OpSpec, ...] = (
             DocVariant("bias=false", (("bias", False),)),
             DocVariant("tie=<embed>", (("tie", "tok"),)),
         ),
+        semantics=_LINEAR,
     ),
     OpSpec(
         "embed",
@@ -224,6 +292,7 @@ SPECS: tuple[OpSpec, ...] = (
         kernel="embed",
         pairs=(PairRule("pos_embed", "embed_pos"),),
         flops=no_flops,
+        semantics=_EMBED,
     ),
     OpSpec(
         "pos_embed",
@@ -239,6 +308,7 @@ SPECS: tuple[OpSpec, ...] = (
         runtime_rules=lambda hp: (MaxLenRule("x", int(hp["max_len"])),),
         kernel="pos_embed",
         flops=elementwise_flops(1),
+        semantics=_POS_EMBED,
     ),
     OpSpec(
         "rmsnorm",
@@ -252,6 +322,7 @@ SPECS: tuple[OpSpec, ...] = (
         category="reduction",
         kernel="rownorm",
         flops=elementwise_flops(4),
+        semantics=_RMSNORM,
     ),
     OpSpec(
         "layernorm",
@@ -265,6 +336,7 @@ SPECS: tuple[OpSpec, ...] = (
         category="reduction",
         kernel="rownorm",
         flops=elementwise_flops(7),
+        semantics=_LAYERNORM,
     ),
     *ACTIVATIONS,
     *ARITHMETIC,
@@ -279,6 +351,7 @@ SPECS: tuple[OpSpec, ...] = (
         category="reduction",
         kernel="softmax",
         flops=elementwise_flops(5),
+        semantics=_SOFTMAX,
     ),
     OpSpec(
         "mlp",
@@ -292,6 +365,7 @@ SPECS: tuple[OpSpec, ...] = (
         kernel="mlp",
         gemm_tail=True,
         flops=lambda c: gemm_flops(c, (c.width(), c.hp["hidden"]), (c.hp["hidden"], c.width())),
+        semantics=_MLP,
     ),
     OpSpec(
         "swiglu",
@@ -307,6 +381,7 @@ SPECS: tuple[OpSpec, ...] = (
         flops=lambda c: gemm_flops(
             c, (c.width(), c.hp["hidden"]), (c.width(), c.hp["hidden"]), (c.hp["hidden"], c.width())
         ),
+        semantics=_SWIGLU,
     ),
     OpSpec(
         "conv1d",
@@ -322,6 +397,7 @@ SPECS: tuple[OpSpec, ...] = (
         validate=_conv_validate,
         kernel="conv1d",
         flops=lambda c: 2.0 * c.out_size() * c.hp["kernel"],
+        semantics=_CONV1D,
     ),
     OpSpec(
         "rope",
@@ -333,6 +409,7 @@ SPECS: tuple[OpSpec, ...] = (
         _rope_infer,
         kernel="rope",
         flops=elementwise_flops(6),
+        semantics=_ROPE,
     ),
     OpSpec(
         "split_heads",
@@ -344,6 +421,7 @@ SPECS: tuple[OpSpec, ...] = (
         _split_heads_infer,
         kernel="view",
         flops=no_flops,
+        semantics=_SPLIT,
     ),
     OpSpec(
         "merge_heads",
@@ -355,6 +433,7 @@ SPECS: tuple[OpSpec, ...] = (
         _merge_heads_infer,
         kernel="view",
         flops=no_flops,
+        semantics=_MERGE,
     ),
     OpSpec(
         "concat",
@@ -366,6 +445,7 @@ SPECS: tuple[OpSpec, ...] = (
         _concat_infer,
         kernel="concat",
         flops=no_flops,
+        semantics=_CONCAT,
     ),
     OpSpec(
         "mean",
@@ -378,6 +458,7 @@ SPECS: tuple[OpSpec, ...] = (
         category="reduction",
         kernel="mean",
         flops=lambda c: float(c.size("x")),
+        semantics=_MEAN,
     ),
     OpSpec(
         "cross_entropy",
@@ -400,5 +481,6 @@ SPECS: tuple[OpSpec, ...] = (
         ),
         kernel="cross_entropy",
         flops=lambda c: 5.0 * c.size("logits"),
+        semantics=_CROSS_ENTROPY,
     ),
 )

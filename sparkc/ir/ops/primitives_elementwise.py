@@ -62,7 +62,9 @@ def _no_bool_minus(ctx: OpContext, port: str, t: TensorType, verb: str) -> None:
     )
 
 
-def _unary(name: str, summary: str, *, fold, flops: float, triton: str, grad: str) -> OpSpec:
+def _unary(
+    name: str, summary: str, *, semantics: str, fold, flops: float, triton: str, grad: str
+) -> OpSpec:
     """An activation: elementwise on a float tensor, a step of a GEMM epilogue."""
     return OpSpec(
         name,
@@ -75,6 +77,7 @@ def _unary(name: str, summary: str, *, fold, flops: float, triton: str, grad: st
         category="elementwise",
         kernel="pointwise",
         epilogue="act",
+        semantics=semantics,
         flops=elementwise_flops(flops),
         fold=fold,
         triton=triton,
@@ -124,6 +127,15 @@ def _fold_sigmoid(x: float) -> float:
     return z / (1.0 + z)
 
 
+# Exact definitions (Markdown for docs/ops.md and `sparkc ops`; the operator contract).
+
+_BINARY = """\
+Elementwise with broadcasting from the right (as in NumPy and PyTorch: sizes must be equal or
+1). Either operand may be a scalar constant of the program; constant arithmetic is folded at
+compile time in float64. Written with the operators `+ - * /`. Division follows IEEE rules
+(`x / 0` is ±inf or nan), as in PyTorch."""
+
+
 # The activations (an mlp's or routed_mlp's `act=`, a GEMM epilogue step), in table order.
 # gelu is the erf form. Triton: tanh goes through the sigmoid (libdevice's tanh does not run
 # under the interpreter).
@@ -132,6 +144,7 @@ ACTIVATIONS: tuple[OpSpec, ...] = (
     _unary(
         "relu",
         "max(x, 0)",
+        semantics="`max(x, 0)` elementwise; the gradient at 0 is 0.",
         fold=lambda x: x if x > 0 else 0.0,
         flops=1,
         triton="tl.maximum({x}, 0.0)",
@@ -140,6 +153,8 @@ ACTIVATIONS: tuple[OpSpec, ...] = (
     _unary(
         "gelu",
         "x·Φ(x) (erf form)",
+        semantics="`x · Φ(x)` elementwise, `Φ` the standard normal CDF: the exact (erf) form, "
+        "not the tanh approximation.",
         fold=lambda x: 0.5 * x * (1.0 + math.erf(x / math.sqrt(2.0))),
         flops=8,
         triton=_ERF_GELU,
@@ -149,6 +164,7 @@ ACTIVATIONS: tuple[OpSpec, ...] = (
     _unary(
         "silu",
         "x·σ(x)",
+        semantics="`x · σ(x)` elementwise.",
         fold=lambda x: x * _fold_sigmoid(x),
         flops=8,
         triton="{x} * tl.sigmoid({x})",
@@ -157,6 +173,7 @@ ACTIVATIONS: tuple[OpSpec, ...] = (
     _unary(
         "sigmoid",
         "σ(x)",
+        semantics="`σ(x) = 1 / (1 + e^(−x))` elementwise.",
         fold=_fold_sigmoid,
         flops=8,
         triton="tl.sigmoid({x})",
@@ -165,6 +182,7 @@ ACTIVATIONS: tuple[OpSpec, ...] = (
     _unary(
         "tanh",
         "tanh(x)",
+        semantics="`tanh(x)` elementwise.",
         fold=math.tanh,
         flops=8,
         triton="2.0 * tl.sigmoid(2.0 * {x}) - 1.0",
@@ -195,10 +213,12 @@ ARITHMETIC: tuple[OpSpec, ...] = (
         involution=True,
         triton="-{x}",
         triton_grad=(("x", "-{g}"),),
+        semantics="`−x` elementwise; written `-x`.",
     ),
     _binary(
         "add",
         "+",
+        semantics=_BINARY,
         fold=operator.add,
         triton="{a} + {b}",
         grad=("{g}", "{g}"),
@@ -208,11 +228,18 @@ ARITHMETIC: tuple[OpSpec, ...] = (
         pairs=(PairRule("rownorm", "rownorm_residual", residual=True),),
     ),
     _binary(
-        "sub", "-", fold=operator.sub, triton="{a} - {b}", grad=("{g}", "-{g}"), right_identity=0
+        "sub",
+        "-",
+        semantics=_BINARY,
+        fold=operator.sub,
+        triton="{a} - {b}",
+        grad=("{g}", "-{g}"),
+        right_identity=0,
     ),
     _binary(
         "mul",
         "*",
+        semantics=_BINARY,
         fold=operator.mul,
         triton="{a} * {b}",
         grad=("{g} * {b}", "{g} * {a}"),
@@ -223,6 +250,7 @@ ARITHMETIC: tuple[OpSpec, ...] = (
     _binary(
         "div",
         "/",
+        semantics=_BINARY,
         fold=_fold_div,
         triton="{a} / {b}",
         grad=("{g} / {b}", "-{g} * {a} / ({b} * {b})"),

@@ -155,6 +155,96 @@ def _lora_flops(ctx) -> float:
     return gemm_flops(ctx, (i, o), (i, r), (r, o))
 
 
+# Exact definitions (Markdown for docs/ops.md and `sparkc ops`; the operator contract).
+
+_TAPE = """\
+A batched stack machine that runs one instruction tape per sequence with the SPARK opcode set
+and a step budget.
+
+- Inputs: `ops` int32 `[B, T]` with values 0–8 (`PLAN RETR ASSUME EXEC LEMMA CHECK BRANCH MERGE
+  CITE`, in this order) or −1 (end of tape); `args [B, T, D]`; `has_arg` bool `[B, T]`. An
+  opcode outside −1..8 is an `InputError`.
+- Parameter: `branch [D]`, zeros.
+- Outputs: `top [B, D]` (the top of the stack after the run, zeros when empty), `depth` int32
+  `[B]`, `status` int32 `[B]` (0 ok, 1 stack underflow, 2 budget exceeded, 3 capacity
+  exceeded), `steps` int32 `[B]` (instructions executed), `checks [B, T, D]` (the value of the
+  CHECK at position `i`, zeros elsewhere), `trace` int32 `[B, T]` (the opcode executed at `i`,
+  −1 where none ran).
+- Each sequence runs `i = 0..T−1` in order: stop at `ops_i = −1`; at `i ≥ budget` set status 2
+  and stop; otherwise execute. An error sets its status and stops the run; the stack keeps its
+  state from before the failing instruction, which counts in neither `steps` nor `trace`.
+  The argument is `a_i = args_i` when `has_arg_i`, else 0.
+
+  | opcode | effect |
+  |---|---|
+  | PLAN | push `a_i` if `has_arg_i`, else nothing |
+  | RETR, ASSUME, LEMMA | push `a_i` |
+  | EXEC | pop; on an empty stack, status 1 |
+  | CHECK | pop if the stack is not empty, else use `a_i` if `has_arg_i`, else status 1; the value goes to `checks_i` |
+  | BRANCH | push `a_i + branch` |
+  | MERGE | replace the whole stack by one element, the mean of its elements (an empty stack becomes one zero element) |
+  | CITE | nothing |
+
+  A push onto a full stack (`capacity` elements) sets status 3.
+- Differentiable in `args` and `branch` (for fixed opcodes the outputs are linear in them).
+- `sparkc.runtime.tape` ships the same machine on strings with the SPARK log format (`PLAN: x`,
+  `PLAN: no-op`, `RETRIEVE: x`, `ASSUME: x`, `EXEC: popped`, `LEMMA: x`, `CHECK: x`, `BRANCH`,
+  `MERGE: a, b`, `CITE: x`, `Budget exceeded`) and helpers that encode a list of
+  `(opcode, text)` pairs into the three input tensors given a text → vector function (MERGE
+  joins bottom to top with ", "; BRANCH pushes `branch::text`; a missing text is ""; an error
+  logs nothing). On every tape the two machines agree on status, steps and depth; e.g.
+  `[PLAN "factor problem", CHECK "result"]` logs `PLAN: factor problem`, then
+  `CHECK: factor problem`."""
+
+_ROUTED = """\
+Sparse neuron-group routing: the `hidden` neurons form `groups` equal groups and each token runs
+only `active` of them.
+
+- Parameters: `fc1 = Linear(D→hidden)`, `fc2 = Linear(hidden→D)` (group `g` owns rows/columns
+  `[g·hidden/groups, (g+1)·hidden/groups)`), and with `route=learned` `gate = Linear(D→groups)`.
+- `route=learned`: `sel(t)` is the top-`active` groups of `gate(x_t)` (ties to the lower index),
+  weighted by `w_tg = softmax_g(gate(x_t))_g`, the softmax over all groups and not renormalised
+  over `sel(t)` (so the gate learns even with `active = 1`).
+- `route=hash`: `sel(t)` is the groups `(h(tokens_t) + j) mod groups`, `j = 0..active−1`, with
+  `h(v) = ((v · 2654435761) mod 2³²) >> 16` in unsigned arithmetic (ids must be ≥ 0), weights
+  `1/active`; needs the `tokens` input. The choice depends only on the token id.
+- `y_t = fc2.bias + Σ_{g∈sel(t)} w_tg · act(fc1_g x_t) W2_gᵀ`, with `fc1_g` the rows of group
+  `g` of fc1 (weight and bias) and `W2_g` its columns of fc2's weight.
+- Work scales with `active/groups` of the dense MLP (a grouped GEMM over tokens sorted by group),
+  never a dense MLP under a mask.
+- Departure from the SPARK research code: it drew random scores independent of the input and
+  returned `k` scaled copies of each token, which summed back to the identity."""
+
+_DEMOPACK = """\
+A linear layer whose weight is synthesised from a vector-quantised codebook and a fixed
+procedural index table.
+
+- Parameters: `codebook [codewords, in]` (N(0, 0.02²) truncated at ±0.04; a buffer when
+  `learnable=false`), `scale [out]` ones, `bias [out]` zeros. A persistent buffer (in
+  `state_dict`): `index` int64 `[out, per_row]`, made by
+  `g = torch.Generator().manual_seed(seed); torch.randint(0, codewords, (out, per_row),
+  generator=g)`, so it depends only on `seed`.
+- `W_r = scale_r / per_row · Σ_j codebook[index_rj]`; `y = x Wᵀ + bias`.
+- A kernel never writes `W` to memory: it either decodes weight tiles on chip and multiplies,
+  or uses the lookup form `P = x codebookᵀ`, `y_r = scale_r / per_row · Σ_j P[index_rj] +
+  bias_r`.
+- Departure from the SPARK research code: it decoded the whole weight on the host at every
+  forward and averaged `in_features` random codewords per row (a nearly rank-1 weight)."""
+
+_LORA = """\
+A linear layer plus a low-rank delta generated per sample from metadata by a small network.
+
+- Inputs: `x [B, N, in]`, `meta [B, M]`.
+- Parameters: `base = Linear(in→out)`, `gen1 = Linear(M→gen_dim)`,
+  `gen2 = Linear(gen_dim→gen_dim)`, `gen_a = Linear(gen_dim→rank·in)`,
+  `gen_b = Linear(gen_dim→out·rank)` with weight and bias zero (the delta starts at 0).
+- `h_b = gelu(gen2(gelu(gen1(meta_b))))`, `A_b = reshape(gen_a h_b, [rank, in])`,
+  `Bm_b = reshape(gen_b h_b, [out, rank])`; `y_bn = base(x_bn) + Bm_b (A_b x_bn)`.
+- Departure from the SPARK research code: it averaged the delta over the batch and wrote it into
+  a weight's `.data` outside autograd, so the generator never trained and deltas piled up
+  across calls."""
+
+
 SPECS: tuple[OpSpec, ...] = (
     # §5 SPARK procedural ------------------------------------------------------------------------
     OpSpec(
@@ -182,6 +272,7 @@ SPECS: tuple[OpSpec, ...] = (
         runtime_rules=lambda hp: (RangeRule("ops", "opcodes (-1 ends the tape)", -1, 9),),
         kernel="reference",  # its kernels come with their own issue
         flops=lambda c: 4.0 * c.size("args"),
+        semantics=_TAPE,
     ),
     OpSpec(
         "routed_mlp",
@@ -208,6 +299,7 @@ SPECS: tuple[OpSpec, ...] = (
         kernel="reference",  # its kernels come with their own issue
         flops=_routed_flops,
         doc_variants=(DocVariant("route=hash", (("route", "hash"),), ("tokens",)),),
+        semantics=_ROUTED,
     ),
     OpSpec(
         "demopack_linear",
@@ -228,6 +320,7 @@ SPECS: tuple[OpSpec, ...] = (
         kernel="demopack_linear",
         flops=lambda c: gemm_flops(c, (c.width(), c.hp["out"])),
         doc_variants=(DocVariant("learnable=false", (("learnable", False),)),),
+        semantics=_DEMOPACK,
     ),
     OpSpec(
         "lora_linear",
@@ -245,5 +338,6 @@ SPECS: tuple[OpSpec, ...] = (
         category="block",
         kernel="reference",  # its kernels come with their own issue
         flops=_lora_flops,
+        semantics=_LORA,
     ),
 )

@@ -247,7 +247,10 @@ class OpSpec:
     # operand's gradient, in terms of the operands and the op's own output {y}.
     triton: str = ""
     triton_grad: tuple[tuple[str, str], ...] = ()
-    # docs/ops.md (sparkc/docs_gen.py): hyperparameter settings whose parameters differ.
+    # docs/ops.md and `sparkc ops` (sparkc/docs_gen.py): the exact definition, in Markdown (the
+    # operator contract: edge cases, departures from the research code), and hyperparameter
+    # settings whose parameters differ from the defaults'.
+    semantics: str = ""
     doc_variants: tuple[DocVariant, ...] = ()
 
     def hyper(self, name: str) -> Hyper | None:
