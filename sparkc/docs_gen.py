@@ -25,6 +25,7 @@ from .ir.ops import (
     BINARY_OPERATORS,
     OPS,
     REQUIRED,
+    UNARY_OPERATORS,
     Derived,
     Hyper,
     Init,
@@ -153,7 +154,7 @@ _INIT_TEXT: dict[str, Callable[[Init, ParamSpec], str]] = {
 
 _OPERATOR_SPELLING: dict[str, str] = {
     **{op: f"a {sym} b" for sym, op in BINARY_OPERATORS.items()},
-    "neg": "-x",
+    **{op: f"{sym}x" for sym, op in UNARY_OPERATORS.items()},
 }
 
 

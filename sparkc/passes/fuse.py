@@ -18,8 +18,8 @@ they are applied:
    operands, stores their sum (still readable by other users) and normalises it.
 2. GEMM tails (`OpSpec.gemm_tail`): a GEMM whose output has one use absorbs, as its epilogue
    (`OpSpec.epilogue` of the readers), an activation (only right after a bare `linear`, kind
-   `gemm`), then any number of `mul` by a same-shape tensor, then one residual `add` of a
-   same-shape tensor.
+   `gemm`; role `act`), then any number of `mul` by a same-shape tensor (role `scale`), then one
+   `add` of a same-shape tensor (role `residual`).
 3. Elementwise chains (`pointwise` kind) of one output shape merge into one kernel when no path
    leaves the group and comes back (no cycle through the contracted graph); values used outside
    the group become its outputs. Inputs may broadcast (a bias row).
@@ -98,13 +98,13 @@ def _absorb_tail(graph: Graph, anchor: Node, taken: set[str]) -> list[tuple[str,
         if allow_act and role == "act":
             steps.append((user.id, f"act:{user.op}"))
             allow_act = False
-        elif role in ("mul", "add"):
+        elif role in ("scale", "residual"):
             other = _other_operand(user, cur.out())
             if other is None or graph.type_of(other) != out_type:
                 break
             steps.append((user.id, user.op))
             allow_act = False
-            if role == "add":
+            if role == "residual":
                 cur = user
                 break
         else:

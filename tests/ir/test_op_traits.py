@@ -110,7 +110,7 @@ def test_gemm_tails_and_epilogues():
     for spec in OPS.values():
         if spec.gemm_tail:
             assert spec.kernel not in ("", "pointwise", "reference"), spec.name
-        assert spec.epilogue in ("", "act", "mul", "add"), spec.name
+        assert spec.epilogue in ("", "act", "scale", "residual"), spec.name
         if spec.epilogue:
             assert spec.kernel == "pointwise", spec.name
 

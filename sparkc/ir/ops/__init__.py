@@ -64,8 +64,9 @@ OPS: dict[str, OpSpec] = assemble(FAMILIES)
 # Ops a program may call by name (the rest are spelt with operators).
 CALLABLE: tuple[str, ...] = tuple(sorted(n for n, op in OPS.items() if op.callable))
 
-# The infix operators of the language and the ops they denote.
+# The operators of the language and the ops they denote (infix, then prefix).
 BINARY_OPERATORS: dict[str, str] = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
+UNARY_OPERATORS: dict[str, str] = {"-": "neg"}
 
 
 def instantiate(op: str, inputs: dict[str, TensorType], hp: dict[str, Any]) -> InstanceSpec:
@@ -127,6 +128,7 @@ __all__ = [
     "FAMILIES",
     "OPS",
     "REQUIRED",
+    "UNARY_OPERATORS",
     "Derived",
     "DocVariant",
     "Hyper",

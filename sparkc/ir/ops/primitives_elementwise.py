@@ -224,7 +224,7 @@ ARITHMETIC: tuple[OpSpec, ...] = (
         grad=("{g}", "{g}"),
         commutative=True,
         right_identity=0,
-        epilogue="add",
+        epilogue="residual",
         pairs=(PairRule("rownorm", "rownorm_residual", residual=True),),
     ),
     _binary(
@@ -245,7 +245,7 @@ ARITHMETIC: tuple[OpSpec, ...] = (
         grad=("{g} * {b}", "{g} * {a}"),
         commutative=True,
         right_identity=1,
-        epilogue="mul",
+        epilogue="scale",
     ),
     _binary(
         "div",

@@ -230,7 +230,9 @@ class OpSpec:
     # the code generator's group rules; "reference": runs its reference rule, no kernel yet).
     kernel: str = ""
     gemm_tail: bool = False  # ends in a GEMM whose output can take an epilogue
-    epilogue: str = ""  # its role as a step of a GEMM epilogue: "act" | "mul" | "add" | ""
+    # Its role as a step of a GEMM epilogue: "act" (an activation), "scale" (times a same-shape
+    # tensor), "residual" (plus a same-shape tensor; ends the epilogue) or "" (none).
+    epilogue: str = ""
     pairs: tuple[PairRule, ...] = ()  # fuse with a reader of a given kernel kind
     # Cost (sparkc/ir/cost.py): forward FLOPs from a `cost.Ctx`; backward over forward FLOPs.
     flops: Callable[[Any], float] | None = None
