@@ -195,7 +195,12 @@ def _residual_reader(graph: Graph, add: Node, kind: str, taken: set[str]) -> Nod
     if any(graph.type_of(v) != t for v in add.inputs):
         return None
     for user in graph.users(add.id):
-        if OPS[user.op].kernel == kind and user.id not in taken and user.inputs[0] == add.out():
+        if (
+            user.op in OPS  # not an `output` or another special node
+            and OPS[user.op].kernel == kind
+            and user.id not in taken
+            and user.inputs[0] == add.out()
+        ):
             return user
     return None
 

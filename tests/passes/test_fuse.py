@@ -57,6 +57,13 @@ def test_groups_follow_the_documented_rules():
     ]
 
 
+def test_a_sum_read_by_an_output_is_not_a_residual_pair():
+    """Readers of a residual `add` include special nodes (`output`), which have no kernel."""
+    src = "model R(d = 8) {\n  input x: float[B, N, d]\n  v1 = x + x\n  output v1\n}\n"
+    graph = api.compile_graph(src, "r.spark")
+    assert _kinds(graph) == [("pointwise", ("add",), ())]
+
+
 def test_unfused_plan_has_one_group_per_op():
     graph = api.compile_graph(PROGRAM, "m.spark")
     plan = plan_fusion(graph, enabled=False)
