@@ -4,10 +4,11 @@ Consumes a verified, optimised graph; produces a `FusionPlan`: an ordered list o
 one generated kernel family invocation (anchor op plus the nodes it absorbs). Fusion is the
 pipeline's named `fuse` stage (sparkc/pipeline.py stores the plan in `graph.meta["fusion"]`),
 not a registered pass: it annotates the graph and never rewrites it, so the IR text, the
-verifier and the reference path see the same graph; code generation, `sparkc compile --emit
-fused` and `sparkc graph --after fuse` read the plan through `fusion_plan(graph)`, which never
-computes one (a graph that skipped the stage is a CompilerBug); `generate(..., fuse=False)`
-replaces the stored plan by the one-op-per-group plan of `plan_fusion(graph, enabled=False)`.
+verifier and the reference path see the same graph. `sparkc compile --emit fused` and `sparkc
+graph --after fuse` show the plan; code generation reads it through `fusion_plan(graph)`, which
+never computes one (a graph that skipped the stage is a CompilerBug). `generate(...,
+fuse=False)` replaces the stored plan by the one-op-per-group `plan_fusion(graph,
+enabled=False)`.
 
 Every decision reads traits of the op specs (sparkc/ir/ops/), never an op name. In the order
 they are applied:
