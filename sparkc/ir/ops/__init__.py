@@ -2,9 +2,11 @@
 
 One `OpSpec` per op (SPEC.md is the contract): its tensor inputs, hyperparameters (type, default,
 range), outputs and their shape rule, the parameters it owns (names exactly as in SPEC, shapes,
-initialisers), its category and whether it mixes the sequence causally. The checker, the
-lowering, the IR verifier, `sparkc ops`, `docs/ops.md` and the code generators all read this one
-table; nothing else knows an op's signature.
+initialisers), its category and whether it mixes the sequence causally, and its traits: kernel
+kind and fusion rules, FLOP rule and backward factor, algebra (fold, commutativity, identities),
+elementwise Triton expression and gradient, exact definition (docs/ops.md). The checker, the
+lowering, the IR verifier, the passes, the cost model, `sparkc ops`, `docs/ops.md` and the code
+generators all read this one table; no other table is keyed by op name.
 
 The specs live in one module per op family (`primitives`, `attention`, `spark_k`, `splat`,
 `hspmn`, `procedural`; `primitives_elementwise` holds the primitives' activations and
@@ -13,7 +15,10 @@ arithmetic, for size), the schema they are written in in `schema`; this package 
 `OpContext` and either return the output types or call `ctx.fail(...)` with the name of the
 argument at fault, so that the front end can point at it.
 
-This package imports nothing heavy (no torch, no lark): it is data plus small functions.
+Adding an op: its `OpSpec` (with the traits its category needs; tests/ir/test_op_traits.py
+names what is missing) in its family's `SPECS`; a new family: a module with `SPECS`, listed in
+`FAMILIES`. This package imports nothing heavy (no torch, no lark): it is data plus small
+functions.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ def assemble(families) -> dict[str, OpSpec]:
 
 
 OPS: dict[str, OpSpec] = assemble(FAMILIES)
+
 # Ops a program may call by name (the rest are spelt with operators).
 CALLABLE: tuple[str, ...] = tuple(sorted(n for n, op in OPS.items() if op.callable))
 

@@ -3,9 +3,11 @@ family modules share.
 
 Consumes nothing heavy (no torch, no lark: data plus small functions); produces `OpSpec` and its
 parts (`Port`, `Hyper`, `OutSpec`, `ParamSpec`, `Init`, `Derived`, run-time rules), the
-`OpContext` a shape or parameter rule sees, `ShapeFailure`, `InstanceSpec`, and builders used by
-several families (`linear_params`, `seq_dims`, `head_width`, ...). The ops themselves are in the
-family modules beside this one; `sparkc.ir.ops` assembles them into `OPS`.
+`OpContext` a shape or parameter rule sees, `ShapeFailure`, `InstanceSpec`, the trait types
+(`PairRule` for fusion, `DocVariant` for docs/ops.md), and builders used by several families
+(`linear_params`, `seq_dims`, `head_width`, ...; FLOP rules: `gemm_flops`,
+`attention_core_flops`, `elementwise_flops`). The ops themselves are in the family modules beside
+this one; `sparkc.ir.ops` assembles them into `OPS`.
 """
 
 from __future__ import annotations
