@@ -12,7 +12,7 @@ import pytest
 from sparkc import api
 from sparkc.cli import main
 from sparkc.diagnostics import SparkError
-from sparkc.ir.cost import FLOPS, graph_cost
+from sparkc.ir.cost import graph_cost
 from sparkc.ir.ops import OPS
 from sparkc.tools.bench import op_program, parse_shape
 
@@ -23,7 +23,7 @@ SMALL_CPU = ("--shape", "B=2,N=8", "-D", "d=32", "--device", "cpu")
 
 
 def test_every_op_has_a_cost_rule():
-    assert set(FLOPS) == set(OPS)
+    assert all(callable(spec.flops) for spec in OPS.values())
 
 
 def test_counted_flops_of_known_formulas():

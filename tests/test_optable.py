@@ -23,7 +23,6 @@ from sparkc.ir.ops import (
     instantiate,
 )
 from sparkc.ir.types import TensorType
-from sparkc.op_semantics import SEMANTICS
 from sparkc.tools import docs_gen
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,9 +118,10 @@ def test_docs_list_every_op_and_its_parameters() -> None:
     text = docs_gen.render_ops_markdown()
     for name in NAMES:
         assert f"### `{name}` (§{OPS[name].section})" in text
-        # Each op states its exact definition in the project's own words (sparkc/op_semantics.py).
+        # Each op states its exact definition in the project's own words (`OpSpec.semantics`).
         section = text.split(f"### `{name}` (§")[1].split("\n### ")[0]
-        assert SEMANTICS[name] in section and len(SEMANTICS[name]) > 20, name
+        semantics = OPS[name].semantics
+        assert semantics in section and len(semantics) > 20, name
     for part in ("## 0. Conventions", "### 5.6 Cached decoding", "## 6. Verified properties"):
         assert part in text
     assert "SPEC" not in text  # the page stands alone

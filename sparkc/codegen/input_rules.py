@@ -5,7 +5,7 @@ Consumes an optimised IR `Graph`; produces `input_rules(graph)`, a tuple of plai
 with `pyrepr` into the module's `RULES`, read by `sparkc.runtime.checks.check_inputs`):
 
 Each op's rules are a trait of its `OpSpec` (`runtime_rules`, `RangeRule`/`MaxLenRule` in
-`sparkc/ir/ops.py`); this module resolves them against the graph:
+`sparkc/ir/ops/`); this module resolves them against the graph:
 
 - `{"kind": "range", "input", "op", "instance", "what", "low", "high", "allow", "allow_name"}`: the values of
   an integer model input must lie in `[low, high)` (`high` None: no upper bound; an int or a

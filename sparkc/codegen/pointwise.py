@@ -6,8 +6,9 @@ inputs, constants passed as scalar arguments) and the backward program derived f
 derivative rule table below (the adjoint of every value, summed over its uses, recomputing the
 forward values from the saved inputs instead of storing intermediates).
 
-Two rule tables keyed by op name give each elementwise op its Triton expression and its
-derivative; `tests/codegen` asserts every elementwise op of the op table has both.
+Each elementwise op's Triton expression and derivative are traits of its spec (`OpSpec.triton`,
+`OpSpec.triton_grad`, in sparkc/ir/ops/primitives.py); tests/ir/test_op_traits.py asserts every
+elementwise op of the op table has both.
 """
 
 from __future__ import annotations
@@ -15,39 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ir.graph import Graph, Node, Value
-
-# Forward Triton expressions over float32 operands. Ports: unary ops read {x}, binary {a} and {b}.
-TRITON_EXPR: dict[str, str] = {
-    "add": "{a} + {b}",
-    "sub": "{a} - {b}",
-    "mul": "{a} * {b}",
-    "div": "{a} / {b}",
-    "neg": "-{x}",
-    "relu": "tl.maximum({x}, 0.0)",
-    "gelu": "0.5 * {x} * (1.0 + tl.math.erf({x} * 0.7071067811865476))",
-    "silu": "{x} * tl.sigmoid({x})",
-    "sigmoid": "tl.sigmoid({x})",
-    # tanh through the sigmoid: libdevice's tanh does not run under the interpreter.
-    "tanh": "2.0 * tl.sigmoid(2.0 * {x}) - 1.0",
-}
-
-# Derivative rules: the contribution of output gradient {g} to each operand's gradient, in terms
-# of the operands and the op's own output {y}.
-TRITON_GRAD: dict[str, dict[str, str]] = {
-    "add": {"a": "{g}", "b": "{g}"},
-    "sub": {"a": "{g}", "b": "-{g}"},
-    "mul": {"a": "{g} * {b}", "b": "{g} * {a}"},
-    "div": {"a": "{g} / {b}", "b": "-{g} * {a} / ({b} * {b})"},
-    "neg": {"x": "-{g}"},
-    "relu": {"x": "tl.where({x} > 0.0, {g}, 0.0)"},
-    "gelu": {
-        "x": "{g} * (0.5 * (1.0 + tl.math.erf({x} * 0.7071067811865476))"
-        " + {x} * 0.3989422804014327 * tl.exp(-0.5 * {x} * {x}))"
-    },
-    "silu": {"x": "{g} * tl.sigmoid({x}) * (1.0 + {x} * (1.0 - tl.sigmoid({x})))"},
-    "sigmoid": {"x": "{g} * {y} * (1.0 - {y})"},
-    "tanh": {"x": "{g} * (1.0 - {y} * {y})"},
-}
+from ..ir.ops import OPS
 
 
 @dataclass
@@ -99,7 +68,7 @@ def build_program(
 
     for k, node in enumerate(nodes):
         args = {port: operand(v) for port, v in zip(node.port_names, node.inputs)}
-        body.append(f"t{k} = {TRITON_EXPR[node.op].format(**args)}")
+        body.append(f"t{k} = {OPS[node.op].triton.format(**args)}")
         ssa[node.out()] = f"t{k}"
     outputs = [(n.out(), ssa[n.out()]) for n in nodes if n.out() in used_outside]
     grad_body, grad_outputs = _adjoint(nodes, ssa, outputs, inputs, inside)
@@ -123,11 +92,11 @@ def _adjoint(nodes: list[Node], ssa: dict[Value, str], outputs, inputs: list[Val
             src = ssa[v]
             if src.startswith("c"):
                 continue  # constants take no gradient
-            rule = TRITON_GRAD[node.op][port]
+            rule = dict(OPS[node.op].triton_grad)[port]
             contrib.setdefault(src, []).append("(" + rule.format(g=f"d{y}", y=y, **args) + ")")
     grads = []
     for i, _ in enumerate(inputs):
-        terms = contrib.get(f"a{i}", ["0.0 * a%d" % i])
+        terms = contrib.get(f"a{i}", [f"0.0 * a{i}"])
         grads.append((f"da{i}", " + ".join(terms)))
     return lines, grads
 

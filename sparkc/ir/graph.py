@@ -76,7 +76,7 @@ class Graph:
     hyper: tuple[tuple[str, Any], ...] = ()
     _g: nx.DiGraph = field(default_factory=nx.DiGraph)
     _counter: int = 0
-    # Analysis results attached by passes (e.g. "fusion": the fuse pass's FusionPlan). Not part
+    # Analysis results attached by stages (e.g. "fusion": the fuse stage's FusionPlan). Not part
     # of the printed IR; a pass that rewrites the graph drops what it invalidates.
     meta: dict[str, Any] = field(default_factory=dict)
     # The node ids in `topo_order`, kept while nodes are only added (a new node sorts last);

@@ -27,8 +27,9 @@ class Pass(Protocol):
 
 PASSES: dict[str, Pass] = {}
 
-# The optimisation pipeline run by `sparkc compile` (ordered). Code generation appends its
-# fusion and autodiff passes here.
+# The optimisation pipeline run by `sparkc compile` (ordered). Fusion is not a pass: it is the
+# pipeline's `fuse` stage after this one (sparkc/passes/fuse.py), which annotates the graph with
+# kernel groups; each kernel's backward is generated with it (sparkc/codegen), not by a pass.
 DEFAULT_PIPELINE: list[str] = ["canonicalize", "cse", "dce"]
 
 T = TypeVar("T")

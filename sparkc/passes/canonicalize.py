@@ -1,15 +1,17 @@
 """`canonicalize`: constant folding, algebraic identities and a canonical operand order.
 
-Consumes a `Graph`; rewrites it in place and reports whether it changed. Rules are a table keyed
-by op name; each rule looks at one node and either rewrites it or leaves it alone. The pass
-sweeps the graph in its stable topological order until no rule fires, so the result does not
-depend on node ids or on the order in which earlier passes created nodes.
+Consumes a `Graph`; rewrites it in place and reports whether it changed. Which rules apply to an
+op follows from the traits of its spec (`fold`, `commutative`, `right_identity`, `involution`);
+each rule looks at one node and either rewrites it or leaves it alone. The pass sweeps the graph
+in its stable topological order until no rule fires, so the result does not depend on node ids
+or on the order in which earlier passes created nodes.
 
 Rules:
-- fold: an arithmetic or elementwise op whose inputs are all `const` becomes a `const`
-  (`passes.fold` says what is folded and in which precision);
-- commute: `add`/`mul` with a constant left operand and a non-constant right operand swap, so
-  constants sit on the right (`2 * x` and `x * 2` then look alike to `cse`);
+- fold: an op with a `fold` trait (what it computes on Python scalars) whose inputs are all
+  `const` becomes a `const`, when `fold_constant` keeps the result (below);
+- commute: a commutative op (`add`, `mul`) with a constant left operand and a non-constant
+  right operand swaps them, so constants sit on the right (`2 * x` and `x * 2` then look alike
+  to `cse`);
 - identities: `x * 1`, `x / 1`, `x + 0`, `x - 0` become `x`, and `neg(neg(x))` becomes `x`,
   only when the result has exactly `x`'s type (a broadcast or a dtype promotion is not an
   identity). `x + 0` turns `-0.0` into `+0.0`; dropping it keeps `-0.0`, a difference no op of
@@ -20,23 +22,54 @@ Rules:
   zeros-of-a-shape op that the IR does not have. Reassociation (`(x * 2) * 3` to `x * 6`) is
   not done either: it changes rounding.
 
+Folding keeps a result only when it reproduces the run-time one:
+- Arithmetic is done in float64 (Python floats), like Python folds `0.1 * 3` in source code; the
+  generated module uses the folded literal as it would a literal the user had written.
+- A result that is not finite (overflow, 0/0, x/0) is never folded: the op stays and the
+  run-time dtype decides what inf/nan it produces.
+- Integer results must fit in int64 (torch wraps around, Python does not); an integer division is
+  folded only when it is exact, so that the i64 result type the op table gives stays truthful.
+
 Nodes a rewrite orphans (the rewritten node, constants only it read) are erased at once; other
 dead code is left to `dce`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from ..diagnostics import CompilerBug
 from ..ir.graph import Graph, Node, rule_hparams
-from ..ir.ops import OPS, ShapeFailure, instantiate
-from ..ir.types import TensorType
-from . import fold as _fold_rules
+from ..ir.ops import OPS, OpSpec, ShapeFailure, instantiate
+from ..ir.types import DType, TensorType
 from .base import register
 from .rewrite import const_value, erase_if_dead, is_const
 
 Rule = Callable[[Graph, Node], bool]
+Scalar = int | float
+
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+
+
+def fold_constant(op: str, args: list[Scalar], dtype: DType) -> Scalar | None:
+    """The value of `op(*args)` as a constant of `dtype`, or None when it must not be folded."""
+    spec = OPS.get(op)
+    if spec is None or spec.fold is None or len(args) != len(spec.inputs):
+        return None
+    try:
+        raw = spec.fold(*args)
+    except (OverflowError, ValueError, ZeroDivisionError):
+        return None
+    if raw is None:
+        return None
+    if dtype is DType.FLOAT:
+        value = float(raw)
+        return value if math.isfinite(value) else None
+    if dtype.is_int and isinstance(raw, int) and not isinstance(raw, bool):
+        lo, hi = (_I64_MIN, _I64_MAX) if dtype is DType.I64 else (-(2**31), 2**31 - 1)
+        return raw if lo <= raw <= hi else None
+    return None
 
 
 def _fold(g: Graph, node: Node) -> bool:
@@ -45,7 +78,7 @@ def _fold(g: Graph, node: Node) -> bool:
     if not all(is_const(g, v) for v in node.inputs):
         return False
     args = [const_value(g, v) for v in node.inputs]
-    value = _fold_rules.fold(node.op, args, node.types[0].dtype)
+    value = fold_constant(node.op, args, node.types[0].dtype)
     if value is None:
         return False
     c = g.add(
@@ -94,24 +127,37 @@ def _right_identity(unit: int) -> Rule:
     return rule
 
 
-def _double_neg(g: Graph, node: Node) -> bool:
+def _involution(g: Graph, node: Node) -> bool:
+    """op(op(x)) = x, e.g. neg(neg(x))."""
     inner = g.node(node.inputs[0].node)
-    if inner.op != "neg" or g.type_of(inner.inputs[0]) != node.types[0]:
+    if inner.op != node.op or g.type_of(inner.inputs[0]) != node.types[0]:
         return False
     g.replace_uses(node.out(), inner.inputs[0])
     erase_if_dead(g, node.id)
     return True
 
 
+_IDENTITIES: dict[int, Rule] = {0: _right_identity(0), 1: _right_identity(1)}
+
+
+def rules_of(spec: OpSpec) -> tuple[Rule, ...]:
+    """The rules that apply to an op, in the order they are tried, from its traits."""
+    rules: list[Rule] = []
+    if spec.fold is not None:
+        rules.append(_fold)
+    if spec.commutative:
+        rules.append(_commute)
+    if spec.right_identity is not None:
+        rules.append(_IDENTITIES[spec.right_identity])
+    if spec.involution:
+        rules.append(_involution)
+    return tuple(rules)
+
+
+# op name -> its rules (only ops some rule applies to), derived from the op table.
 RULES: dict[str, tuple[Rule, ...]] = {
-    "add": (_fold, _commute, _right_identity(0)),
-    "sub": (_fold, _right_identity(0)),
-    "mul": (_fold, _commute, _right_identity(1)),
-    "div": (_fold, _right_identity(1)),
-    "neg": (_fold, _double_neg),
-    **{op: (_fold,) for op in ("relu", "gelu", "silu", "sigmoid", "tanh")},
+    name: rules for name, spec in OPS.items() if (rules := rules_of(spec))
 }
-assert all(op in OPS for op in RULES)
 
 
 @register

@@ -2,8 +2,9 @@
 
 Consumes a `Graph`; merges nodes that compute the same value and reports whether it changed.
 Two nodes are the same when they have the same op, the same inputs (in port order; sorted for
-the commutative `add`/`mul`), the same port names, the same attributes and the same types. The
-first in the stable topological order survives and takes over every reader of the others.
+the commutative ops, `OpSpec.commutative`: `add`, `mul`), the same port names, the same
+attributes and the same types. The first in the stable topological order survives and takes
+over every reader of the others.
 
 Never merged:
 - `input`, `param`, `output` and `aux_sum` nodes (each is a distinct thing by definition);
@@ -26,8 +27,6 @@ from ..ir.graph import SPECIAL_OPS, Graph, Node, Value, rule_hparams
 from ..ir.ops import OPS
 from .base import register
 from .rewrite import owns_params
-
-_COMMUTATIVE = ("add", "mul")
 
 
 def _freeze(v: Any) -> Hashable:
@@ -53,7 +52,7 @@ def _mergeable(g: Graph, node: Node) -> bool:
 
 def _key(g: Graph, node: Node) -> Hashable:
     inputs: tuple[Value, ...] = node.inputs
-    if node.op in _COMMUTATIVE:
+    if node.op in OPS and OPS[node.op].commutative:
         # Same inputs in either order give the same value; the types guard dtype promotion.
         inputs = tuple(sorted(inputs, key=lambda v: (v.node, v.index)))
     return (

@@ -1,26 +1,32 @@
 """Operator fusion: partition the op nodes of the graph into kernel groups.
 
-Consumes a verified, optimised graph; produces a `FusionPlan` (stored in `graph.meta["fusion"]`
-by the pipeline's `fuse` stage): an ordered list of `Group`s, each one generated kernel family
-invocation (anchor op plus the nodes it absorbs). The graph itself is not rewritten, so the IR
-text, the verifier and the reference path see the same graph; code generation,
-`sparkc compile --emit fused` and `sparkc graph --after fuse` read the plan.
+Consumes a verified, optimised graph; produces a `FusionPlan`: an ordered list of `Group`s, each
+one generated kernel family invocation (anchor op plus the nodes it absorbs). Fusion is the
+pipeline's named `fuse` stage (sparkc/pipeline.py stores the plan in `graph.meta["fusion"]`),
+not a registered pass: it annotates the graph and never rewrites it, so the IR text, the
+verifier and the reference path see the same graph. `sparkc compile --emit fused` and `sparkc
+graph --after fuse` show the plan; code generation reads it through `fusion_plan(graph)`, which
+never computes one (a graph that skipped the stage is a CompilerBug). `generate(...,
+fuse=False)` replaces the stored plan by the one-op-per-group `plan_fusion(graph,
+enabled=False)`.
 
-Fusion rules, in the order they are applied (each is a table lookup, never an op ladder):
-1. `embed` → `pos_embed` (single use): one gather kernel adding the position rows.
-2. `linear` → `cross_entropy` (the logits' only use): the fused LM-head loss; [B, N, V] logits
-   are never stored.
-3. A residual `add` of two same-shape tensors read by a norm: the norm kernel takes both
+Every decision reads traits of the op specs (sparkc/ir/ops/), never an op name. In the order
+they are applied:
+1. Pair rules (`OpSpec.pairs`, keyed by the reader's kernel kind): `embed` → `pos_embed` (the
+   sole reader): one gather kernel adding the position rows; `linear` → `cross_entropy` (the
+   logits' only use): the fused LM-head loss, [B, N, V] logits are never stored; a residual
+   `add` of two same-shape tensors read by a norm (`rownorm` kind): the norm kernel takes both
    operands, stores their sum (still readable by other users) and normalises it.
-4. GEMM tails (`KERNELS[op].tail`): a GEMM whose output has one use absorbs, as its epilogue, an
-   activation (only right after a bare `linear`), then any number of `mul` by a same-shape
-   tensor, then one residual `add` of a same-shape tensor.
-5. Elementwise chains (`pointwise` kind) of one output shape merge into one kernel when no path
+2. GEMM tails (`OpSpec.gemm_tail`): a GEMM whose output has one use absorbs, as its epilogue
+   (`OpSpec.epilogue` of the readers), an activation (only right after a bare `linear`, kind
+   `gemm`; role `act`), then any number of `mul` by a same-shape tensor (role `scale`), then one
+   `add` of a same-shape tensor (role `residual`).
+3. Elementwise chains (`pointwise` kind) of one output shape merge into one kernel when no path
    leaves the group and comes back (no cycle through the contracted graph); values used outside
    the group become its outputs. Inputs may broadcast (a bias row).
-6. Everything else is a group of one node; ops with no kernel yet, and elementwise ops whose
-   result is an integer or bool tensor, run their reference rule inside the Triton path (listed
-   by `--emit fused` as `reference`).
+4. Everything else is a group of one node of its op's kernel kind (`OpSpec.kernel`); ops with no
+   kernel yet (kind `reference`), and elementwise ops whose result is an integer or bool tensor,
+   run their reference rule inside the Triton path (listed by `--emit fused` as `reference`).
 """
 
 from __future__ import annotations
@@ -29,55 +35,10 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from ..diagnostics import CompilerBug
 from ..ir.graph import SPECIAL_OPS, Graph, Node
+from ..ir.ops import OPS, PairRule
 from ..ir.types import DType
-
-
-@dataclass(frozen=True)
-class KernelRule:
-    kind: str  # the code generator's rule name for a group anchored at this op
-    tail: str = ""  # "gemm": the op ends in a GEMM that can take an epilogue
-
-
-ELEMENTWISE = ("relu", "gelu", "silu", "sigmoid", "tanh", "neg", "add", "sub", "mul", "div")
-ACTIVATIONS = ("relu", "gelu", "silu", "sigmoid", "tanh")
-
-KERNELS: dict[str, KernelRule] = {
-    "linear": KernelRule("gemm", tail="gemm"),
-    "mlp": KernelRule("mlp", tail="gemm"),
-    "swiglu": KernelRule("swiglu", tail="gemm"),
-    "attention": KernelRule("attention", tail="gemm"),
-    "embed": KernelRule("embed"),
-    "pos_embed": KernelRule("pos_embed"),
-    "rmsnorm": KernelRule("rownorm"),
-    "layernorm": KernelRule("rownorm"),
-    "softmax": KernelRule("softmax"),
-    "conv1d": KernelRule("conv1d"),
-    "rope": KernelRule("rope"),
-    "split_heads": KernelRule("view"),
-    "merge_heads": KernelRule("view"),
-    "concat": KernelRule("concat"),
-    "mean": KernelRule("mean"),
-    "cross_entropy": KernelRule("cross_entropy"),
-    **{op: KernelRule("pointwise") for op in ELEMENTWISE},
-    "fk_attention": KernelRule("fk_attention", tail="gemm"),
-    "verifier_stack": KernelRule("verifier_stack"),
-    "spd_router": KernelRule("spd_router"),
-    "token_router": KernelRule("token_router"),
-    "trajectory": KernelRule("trajectory"),
-    "demopack_linear": KernelRule("demopack_linear"),
-    # Block ops whose kernels come with their own issues run their reference rule for now.
-    **{
-        op: KernelRule("reference")
-        for op in (
-            "splat_attention",
-            "sqdk_attention",
-            "opcode_tape",
-            "routed_mlp",
-            "lora_linear",
-        )
-    },
-}
 
 
 @dataclass(frozen=True)
@@ -129,21 +90,22 @@ def _absorb_tail(graph: Graph, anchor: Node, taken: set[str]) -> list[tuple[str,
     steps: list[tuple[str, str]] = []
     cur = anchor
     out_type = anchor.types[0]
-    allow_act = anchor.op == "linear"
+    allow_act = OPS[anchor.op].kernel == "gemm"  # a bare linear
     while True:
         user = _single_user(graph, cur)
         if user is None or user.id in taken or user.types[0] != out_type:
             break
-        if allow_act and user.op in ACTIVATIONS:
+        role = OPS[user.op].epilogue
+        if allow_act and role == "act":
             steps.append((user.id, f"act:{user.op}"))
             allow_act = False
-        elif user.op in ("mul", "add"):
+        elif role in ("scale", "residual"):
             other = _other_operand(user, cur.out())
             if other is None or graph.type_of(other) != out_type:
                 break
             steps.append((user.id, user.op))
             allow_act = False
-            if user.op == "add":
+            if role == "residual":
                 cur = user
                 break
         else:
@@ -171,29 +133,22 @@ def plan_fusion(graph: Graph, enabled: bool = True) -> FusionPlan:
     for node in ops:
         if node.id in taken:
             continue
-        rule = KERNELS[node.op]
-        if _kind(node) == "reference":
+        spec = OPS[node.op]
+        kind = _kind(node)
+        if kind == "reference":
             new_group("reference", [node.id])
             continue
-        user = _single_user(graph, node)
-        if node.op == "embed" and user is not None and user.op == "pos_embed":
-            new_group("embed_pos", [node.id, user.id])
-        elif (
-            node.op == "linear"
-            and user is not None
-            and user.op == "cross_entropy"
-            and user.inputs[0] == node.out()
-        ):
-            new_group("linear_ce", [node.id, user.id])
-        elif node.op == "add" and _norm_reader(graph, node, taken) is not None:
-            new_group("rownorm_residual", [node.id, _norm_reader(graph, node, taken).id])
-        elif rule.tail == "gemm":
+        pair = _pair(graph, node, spec.pairs, taken)
+        if pair is not None:
+            rule, reader = pair
+            new_group(rule.group, [node.id, reader.id])
+        elif spec.gemm_tail:
             steps = _absorb_tail(graph, node, taken)
-            new_group(rule.kind, [node.id, *(s[0] for s in steps)], steps)
-        elif rule.kind == "pointwise":
+            new_group(kind, [node.id, *(s[0] for s in steps)], steps)
+        elif kind == "pointwise":
             _merge_pointwise(graph, node, groups, member, new_group)
         else:
-            new_group(rule.kind, [node.id])
+            new_group(kind, [node.id])
     plan = FusionPlan()
     # Number groups by the position of their anchor in topological order.
     for k, (kind, nodes, epilogue) in enumerate(groups):
@@ -205,21 +160,45 @@ def _kind(node: Node) -> str:
     """The kernel kind of a node. Elementwise ops on integers or bools (`-t`, `t + 1`, `m * m`)
     run their reference rule: the pointwise kernels compute in float32, which would change the
     result's dtype and round large integers, and integer values take no gradient."""
-    kind = KERNELS[node.op].kind
+    kind = OPS[node.op].kernel
     if kind == "pointwise" and node.types[0].dtype is not DType.FLOAT:
         return "reference"
     return kind
 
 
-def _norm_reader(graph: Graph, add: Node, taken: set[str]) -> Node | None:
-    """A norm reading the output of a residual `add` of two same-shape tensors: the norm kernel
-    computes the sum as its prologue and stores it once (the residual stream) beside its output."""
+def _pair(
+    graph: Graph, node: Node, rules: tuple[PairRule, ...], taken: set[str]
+) -> tuple[PairRule, Node] | None:
+    """The first pair rule of `node`'s op that a reader of its output satisfies, with that
+    reader. A rule names the reader's kernel kind (`PairRule`): a sole reader (at a given port),
+    or, for a residual `add` of two same-shape tensors, any untaken reader taking the sum as its
+    first input (the norm kernel computes the sum as its prologue and stores it once, the
+    residual stream, beside its output)."""
+    for rule in rules:
+        if rule.residual:
+            reader = _residual_reader(graph, node, rule.reader, taken)
+        else:
+            reader = _single_user(graph, node)
+            if (
+                reader is None
+                or OPS[reader.op].kernel != rule.reader
+                or rule.port is not None
+                and reader.inputs[rule.port] != node.out()
+            ):
+                reader = None
+        if reader is not None:
+            return rule, reader
+    return None
+
+
+def _residual_reader(graph: Graph, add: Node, kind: str, taken: set[str]) -> Node | None:
     t = add.types[0]
     if any(graph.type_of(v) != t for v in add.inputs):
         return None
     for user in graph.users(add.id):
         if (
-            user.op in ("rmsnorm", "layernorm")
+            user.op in OPS  # not an `output` or another special node
+            and OPS[user.op].kernel == kind
             and user.id not in taken
             and user.inputs[0] == add.out()
         ):
@@ -252,9 +231,11 @@ def _merge_pointwise(graph: Graph, node: Node, groups, member, new_group) -> Non
 
 
 def fusion_plan(graph: Graph) -> FusionPlan:
-    """The plan the `fuse` pass stored, computing it when the pass did not run."""
+    """The plan the `fuse` stage stored (the only place fusion runs; code generation reads it)."""
     plan = graph.meta.get("fusion")
     if plan is None:
-        plan = plan_fusion(graph)
-        graph.meta["fusion"] = plan
+        raise CompilerBug(
+            "code generation needs the fuse stage's plan (run the pipeline through 'fuse')",
+            "fuse",
+        )
     return plan

@@ -1,15 +1,15 @@
 """Reference documentation of every op, generated from the op table (`sparkc.ir.ops.OPS`).
 
-Consumes the op table and the prose of `sparkc.op_semantics` (conventions, each op's exact
-definition and departures from its research origin, cached decoding, verified properties);
-produces the text printed by `sparkc ops` (`render_ops_text`) and the Markdown of `docs/ops.md`
+Consumes the op table (each op's exact definition and departures from its research origin are
+its spec's `semantics`) and the prose of `sparkc.op_semantics` (conventions, cached decoding,
+verified properties); produces the text printed by `sparkc ops` (`render_ops_text`) and the Markdown of `docs/ops.md`
 (`render_ops_markdown`), the project's operator reference. Both renderers read one intermediate
 form, `OpDoc`, built per op by `describe()`.
 
 Parameter shapes depend on the input width, so they are not written by hand: `describe()` runs
 each op's own shape and parameter rules (`instantiate`) on an example input (D = 64, heads = 4)
-and on a few hyperparameter variants, so the document can never drift from what the compiler
-builds. Update the checked-in file with
+and on the hyperparameter variants its spec lists (`OpSpec.doc_variants`), so the document can
+never drift from what the compiler builds. Update the checked-in file with
 
     python -m sparkc.tools.docs_gen > docs/ops.md
 """
@@ -25,6 +25,7 @@ from ..ir.ops import (
     BINARY_OPERATORS,
     OPS,
     REQUIRED,
+    UNARY_OPERATORS,
     Derived,
     Hyper,
     Init,
@@ -35,7 +36,7 @@ from ..ir.ops import (
     instantiate,
 )
 from ..ir.types import DType, TensorType
-from ..op_semantics import CONVENTIONS, DECODING, PROPERTIES, REFLEXIVE, SEMANTICS
+from ..op_semantics import CONVENTIONS, DECODING, PROPERTIES, REFLEXIVE
 
 UPDATE_COMMAND = "python -m sparkc.tools.docs_gen > docs/ops.md"
 
@@ -77,7 +78,6 @@ _PORT_EXAMPLES: dict[str, TensorType] = {
 _HEADS_EXAMPLE = _t(DType.FLOAT, "B", "N", EXAMPLE_HEADS, EXAMPLE_D // EXAMPLE_HEADS)
 
 # Example values of hyperparameters that have no default, by hyperparameter name.
-_BASIS_EXAMPLE = {"freqs": 4, "legendre": 4, "over": "distance", "max_len": 128}
 _REQUIRED_EXAMPLES: dict[str, Any] = {
     "out": 32,
     "hidden": 256,
@@ -85,26 +85,6 @@ _REQUIRED_EXAMPLES: dict[str, Any] = {
     "vocab": 1000,
     "dim": EXAMPLE_D,
     "max_len": 128,
-}
-
-
-@dataclass(frozen=True)
-class Variant:
-    """A hyperparameter setting whose parameter set differs from the defaults'."""
-
-    label: str
-    hp: tuple[tuple[str, Any], ...]
-    inputs: tuple[str, ...] = ()  # optional ports this setting needs
-
-
-VARIANTS: dict[str, tuple[Variant, ...]] = {
-    "linear": (
-        Variant("bias=false", (("bias", False),)),
-        Variant("tie=<embed>", (("tie", "tok"),)),
-    ),
-    "attention": (Variant("basis=basis(...)", (("basis", _BASIS_EXAMPLE),)),),
-    "routed_mlp": (Variant("route=hash", (("route", "hash"),), ("tokens",)),),
-    "demopack_linear": (Variant("learnable=false", (("learnable", False),)),),
 }
 
 
@@ -145,7 +125,7 @@ class OpDoc:
     hypers: tuple[Row, ...]
     outputs: tuple[Row, ...]
     params: tuple[Row, ...]
-    semantics: str  # Markdown: the exact definition (sparkc.op_semantics)
+    semantics: str  # Markdown: the exact definition (`OpSpec.semantics`)
 
 
 PORT_HEAD = ("name", "dtype", "shape", "example")
@@ -174,7 +154,7 @@ _INIT_TEXT: dict[str, Callable[[Init, ParamSpec], str]] = {
 
 _OPERATOR_SPELLING: dict[str, str] = {
     **{op: f"a {sym} b" for sym, op in BINARY_OPERATORS.items()},
-    "neg": "-x",
+    **{op: f"{sym}x" for sym, op in UNARY_OPERATORS.items()},
 }
 
 
@@ -230,7 +210,7 @@ def _param_rows(spec: OpSpec, hp: dict[str, Any]) -> tuple[Row, ...]:
     for p in base:
         rows[p.name] = cells(p)
         notes[p.name] = []
-    for variant in VARIANTS.get(spec.name, ()):
+    for variant in spec.doc_variants:
         vhp = {**hp, **dict(variant.hp)}
         got = {
             p.name: p
@@ -290,7 +270,7 @@ def describe(spec: OpSpec) -> OpDoc:
             for o, t in zip(spec.outputs, inst.outputs)
         ),
         params=_param_rows(spec, hp),
-        semantics=SEMANTICS[spec.name],
+        semantics=spec.semantics,
     )
 
 
@@ -348,7 +328,7 @@ def _md_op(doc: OpDoc) -> list[str]:
 
 def render_ops_markdown() -> str:
     lines = [
-        "<!-- Generated from sparkc/ir/ops.py and sparkc/op_semantics.py by `"
+        "<!-- Generated from sparkc/ir/ops/ and sparkc/op_semantics.py by `"
         + UPDATE_COMMAND
         + "`. Do not edit. -->",
         "",
@@ -360,9 +340,9 @@ def render_ops_markdown() -> str:
             "shapes and initialisers), and where it departs from the research code it comes "
             "from. The reference path and the generated kernels of a compiled module compute "
             "these functions, forward and backward, up to floating-point rounding. The tables "
-            "are generated from the op table (`sparkc/ir/ops.py`), the definitions from "
-            "`sparkc/op_semantics.py`; choices this page leaves open are recorded in "
-            "[ops_decisions.md](ops_decisions.md)."
+            "and each op's definition are generated from the op table (`sparkc/ir/ops/`), the "
+            "conventions and sections 5.6 and 6 from `sparkc/op_semantics.py`; choices this "
+            "page leaves open are recorded in [ops_decisions.md](ops_decisions.md)."
         ),
         "",
         (

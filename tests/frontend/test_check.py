@@ -286,7 +286,7 @@ def test_error_codes_are_documented() -> None:
 
     root = pathlib.Path(__file__).resolve().parents[2] / "sparkc"
     used = set()
-    for path in [*(root / "frontend").glob("*.py"), root / "ir" / "ops.py"]:
+    for path in [*(root / "frontend").glob("*.py"), *(root / "ir" / "ops").glob("*.py")]:
         used |= set(re.findall(r'"(E0[123]\d\d)"', path.read_text()))
     assert used and used <= set(ERROR_CODES), sorted(used - set(ERROR_CODES))
     assert all(ERROR_CODES[c] for c in ERROR_CODES)
