@@ -179,7 +179,7 @@ RULES: dict[str, Callable[..., tuple[Tensor, ...]]] = {
     "pos_embed": ref_pos_embed,
     "rmsnorm": ref_rmsnorm,
     "layernorm": ref_layernorm,
-    **{name: _unary(name) for name in ("relu", "gelu", "silu", "sigmoid", "tanh")},
+    **{name: _unary(name) for name in ACTIVATIONS},
     "neg": ref_neg,
     "add": _binary(torch.add, "add"),
     "sub": _binary(torch.sub, "sub"),
