@@ -64,6 +64,7 @@ KERNELS: dict[str, KernelRule] = {
     "verifier_stack": KernelRule("verifier_stack"),
     "spd_router": KernelRule("spd_router"),
     "token_router": KernelRule("token_router"),
+    "sqdk_attention": KernelRule("sqdk_attention"),
     "trajectory": KernelRule("trajectory"),
     "demopack_linear": KernelRule("demopack_linear"),
     # Block ops whose kernels come with their own issues run their reference rule for now.
@@ -71,7 +72,6 @@ KERNELS: dict[str, KernelRule] = {
         op: KernelRule("reference")
         for op in (
             "splat_attention",
-            "sqdk_attention",
             "opcode_tape",
             "routed_mlp",
             "lora_linear",
