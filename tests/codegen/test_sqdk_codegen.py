@@ -136,6 +136,51 @@ def test_every_launched_kernel_compiles_for_sm90(tmp_path):
     }
 
 
+_ATTN = {"fwd_kernel": "fwd", "bwd_dkdv_kernel": "dkdv", "bwd_dq_kernel": "dq"}
+_GEMM = {"rows_mm_kernel": "rows", "wgrad_kernel": "wgrad"}
+
+
+def _gpu_tiles(record: dict, kernels, group: int, size: int) -> dict | None:
+    """The record with the tiles the kernel gets on a GPU at head width 128 (the benchmark's)."""
+    prefix, kind = record["kernel"].split("_", 1)
+    table_attn, table_gemm = (getattr(kernels, f"{prefix}_{t}_TILES") for t in ("ATTN", "GEMM"))
+    c = dict(record["constexprs"])
+    if kind in _ATTN:
+        rows, bn, warps, _ = table_attn[(_ATTN[kind], size)]
+        slots = max(1, rows // group)
+        m_t = max(16, 1 << (slots * group - 1).bit_length())
+        c.update(SLOTS=slots, M_T=m_t, BLOCK_N=bn, HEAD_D=128, HALF=64, BLOCK_H=64, BLOCK_D=128)
+    elif kind in _GEMM:
+        bm, bn, bk, warps, _ = table_gemm[(_GEMM[kind], size)]
+        c.update(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
+    else:
+        return None
+    return {**record, "constexprs": c, "num_warps": warps}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gpu_tiles_compile_for_sm90(dtype, tmp_path):
+    """The fixed GPU tiles (not the interpreter's) at head width 128, each kernel for sm_90."""
+    import importlib.util
+
+    group = 4
+    m = _module(8, 2, True)
+    _, tri = _pair(m, dtype)
+    x = torch.randn(1, 3, 16, dtype=dtype, requires_grad=True)
+    gate = torch.tensor([[1.0, 0, 1]], dtype=dtype, requires_grad=True)
+    records: list[dict] = []
+    with recording(records):
+        tri(x=x, gate=gate).y.sum().backward()
+    sqdk = [r for r in records if r["kernel"].startswith("sqdk")]
+    spec = importlib.util.spec_from_file_location("sqdk_tiles_probe", sqdk[0]["module"])
+    kernels = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kernels)
+    size = 4 if dtype == torch.float32 else 2
+    gpu = [t for r in sqdk if (t := _gpu_tiles(r, kernels, group, size)) is not None]
+    assert len({r["kernel"].split("_", 1)[1] for r in gpu}) == 5
+    assert len(compile_records(gpu, tmp_path)) == len({str(r) for r in gpu})
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 3e-2)])
 @pytest.mark.parametrize("heads,kv,rope", [(8, 2, True), (4, 4, False)])
