@@ -35,8 +35,8 @@ def _pair(m, dtype=torch.float32):
     torch.manual_seed(0)
     ref = m.Model(impl="reference").double().to(DEVICE)
     tri = m.Model(impl="triton").to(DEVICE)
-    tri.load_state_dict({k: v.to(dtype) for k, v in ref.state_dict().items()})
-    return ref, tri
+    tri.load_state_dict(ref.state_dict())
+    return ref, tri.to(dtype)
 
 
 def _gate(kind: str, b: int, n: int, g: torch.Generator) -> torch.Tensor:
@@ -56,7 +56,7 @@ def _rel(a, b) -> float:
     return float((a - b).norm() / max(float(b.norm()), 1e-2 * max(1, b.numel()) ** 0.5))
 
 
-def _check(m, b: int, n: int, kind: str, dtype=torch.float32, tol: float = 1e-4):
+def _check(m, b: int, n: int, kind: str, dtype=torch.float32, tol: float = 3e-5):
     ref, tri = _pair(m, dtype)
     g = torch.Generator().manual_seed(b * 100 + n)
     x = torch.randn(b, n, int(m.HYPER["d"]), generator=g, dtype=torch.float64)
@@ -71,12 +71,12 @@ def _check(m, b: int, n: int, kind: str, dtype=torch.float32, tol: float = 1e-4)
     w = torch.randn(a.shape, generator=g, dtype=torch.float64).to(DEVICE)
     (a * w).sum().backward()
     (c * w.to(dtype)).sum().backward()
-    assert _rel(xt.grad, xr.grad) < tol
-    assert _rel(gt.grad, gr.grad) < tol
+    assert _rel(xt.grad, xr.grad) < 3 * tol
+    assert _rel(gt.grad, gr.grad) < 3 * tol
     assert torch.equal(gt.grad[unrouted], torch.zeros_like(gt.grad[unrouted]))
     assert (gt.grad[~unrouted] != 0).all()
     for (name, pr), (_, pt) in zip(ref.named_parameters(), tri.named_parameters()):
-        assert pt.grad is not None and _rel(pt.grad, pr.grad) < tol, name
+        assert pt.grad is not None and _rel(pt.grad, pr.grad) < 3 * tol, name
 
 
 @pytest.mark.parametrize(
@@ -158,6 +158,9 @@ def _gpu_tiles(record: dict, kernels, group: int, size: int) -> dict | None:
     return {**record, "constexprs": c, "num_warps": warps}
 
 
+# The interpreter's bfloat16 tl.dot returns garbage (Triton 3.9: ~1e10 for a 16x16 product of
+# randn); this test only records which kernels run with which arguments, never their values.
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_gpu_tiles_compile_for_sm90(dtype, tmp_path):
     """The fixed GPU tiles (not the interpreter's) at head width 128, each kernel for sm_90."""
@@ -172,6 +175,8 @@ def test_gpu_tiles_compile_for_sm90(dtype, tmp_path):
     with recording(records):
         tri(x=x, gate=gate).y.sum().backward()
     sqdk = [r for r in records if r["kernel"].startswith("sqdk")]
+    want = "*bf16" if dtype == torch.bfloat16 else "*fp32"
+    assert any(r["signature"].get("Q") == want for r in sqdk)
     spec = importlib.util.spec_from_file_location("sqdk_tiles_probe", sqdk[0]["module"])
     kernels = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(kernels)
@@ -182,7 +187,7 @@ def test_gpu_tiles_compile_for_sm90(dtype, tmp_path):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 3e-2)])
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 2e-4), (torch.bfloat16, 5e-2)])
 @pytest.mark.parametrize("heads,kv,rope", [(8, 2, True), (4, 4, False)])
 def test_sqdk_kernels_on_gpu(dtype, tol, heads, kv, rope):
     m = _module(heads, kv, rope, d=64 * heads)
