@@ -93,6 +93,34 @@ def test_odd_head_width_without_rope():
     _check(_module(2, 1, False, d=10), 2, 21, "some")  # d = 5: halves of 3 and 2 columns
 
 
+class _NotInterpreting:
+    """The runtime facade, except that `interpreting()` says no."""
+
+    def __init__(self, launch):
+        self._launch = launch
+
+    def interpreting(self):
+        return False
+
+    def __getattr__(self, name):
+        return getattr(self._launch, name)
+
+
+@pytest.mark.parametrize("heads,kv,rope", [(4, 2, True), (4, 4, False)], ids=["g2-rope", "g1"])
+def test_gpu_tiles_match_reference(heads, kv, rope, monkeypatch):
+    """The GPU's heuristic tiles (float32 entries: 32-64 query rows, several slots per tile, key
+    blocks of 32) run under the interpreter: the fragment's `_launch` says it is not
+    interpreting, so it takes its GPU tables (the tuner, in the runtime, still sees the
+    interpreter and returns each table's first entry untimed)."""
+    import importlib
+
+    m = _module(heads, kv, rope)
+    kernels = importlib.import_module(m.__name__ + ".kernels")
+    monkeypatch.setattr(kernels, "_launch", _NotInterpreting(kernels._launch))
+    for kind in ("some", "all"):
+        _check(m, 2, 70, kind)
+
+
 def test_changing_later_routing_or_inputs_leaves_earlier_rows_bit_exact():
     m = _module(4, 2, True)
     _, tri = _pair(m)
@@ -146,12 +174,12 @@ def _gpu_tiles(record: dict, kernels, group: int, size: int) -> dict | None:
     table_attn, table_gemm = (getattr(kernels, f"{prefix}_{t}_TILES") for t in ("ATTN", "GEMM"))
     c = dict(record["constexprs"])
     if kind in _ATTN:
-        rows, bn, warps, _ = table_attn[(_ATTN[kind], size)]
+        rows, bn, warps, _ = table_attn[(_ATTN[kind], size)][0]  # the heuristic
         slots = max(1, rows // group)
         m_t = max(16, 1 << (slots * group - 1).bit_length())
         c.update(SLOTS=slots, M_T=m_t, BLOCK_N=bn, HEAD_D=128, HALF=64, BLOCK_H=64, BLOCK_D=128)
     elif kind in _GEMM:
-        bm, bn, bk, warps, _ = table_gemm[(_GEMM[kind], size)]
+        bm, bn, bk, warps, _ = table_gemm[(_GEMM[kind], size)][0]
         c.update(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
     else:
         return None
