@@ -3,8 +3,10 @@
 - token_router: x [B,N,D] -> (mask bool [B,N], gate [B,N], loss). Logistic noise in training,
   threshold or top-k selection (stable sort: ties to the lower index), straight-through gate.
 - sqdk_attention: (x, gate) -> y. Keys and values for every position; queries only for routed
-  rows (gate ≠ 0), gathered, attended causally, projected, scaled by the gate and scattered into
-  a zero output, so unrouted rows are exactly 0 and their gate gets no gradient.
+  rows (gate ≠ 0), gathered per sequence in tiles of fixed size, attended causally, projected,
+  scaled by the gate and scattered into a zero output, so unrouted rows are exactly 0 and their
+  gate gets no gradient. Memory O(B·N·D + R·D + tile·H·N); a routed row's value does not depend
+  on which other rows are routed (fixed shapes), so changing later routing leaves it bit-exact.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.utils.checkpoint
 
 from .attention import expand_kv
 from .common import (
@@ -60,6 +63,21 @@ def ref_token_router(inputs: Inputs, params: Params, hp: Hp, ctx: RefContext) ->
     return mask, down(gate, x), down(loss, x)
 
 
+QUERY_TILE = 64
+"""Routed queries per tile of `ref_sqdk_attention` (fewer when N is shorter)."""
+
+
+def _attend_tile(q: Tensor, k: Tensor, v: Tensor, pos: Tensor) -> Tensor:
+    """Causal attention of one tile of queries q [T, KV, G, d] at positions pos [T] over one
+    sequence's keys and values k, v [N, KV, d]: o [T, KV, G, d]. Every shape depends only on
+    T and N, so a row's result depends on its own query and the keys at positions ≤ its own."""
+    d = q.shape[-1]
+    s = torch.einsum("tkgd,skd->tkgs", q, k) / math.sqrt(d)
+    allowed = torch.arange(k.shape[0], device=q.device)[None, :] <= pos[:, None]  # s ≤ t
+    s = s.masked_fill(~allowed[:, None, None, :], float("-inf"))
+    return torch.einsum("tkgs,skd->tkgd", torch.softmax(s, dim=-1), v)
+
+
 def ref_sqdk_attention(
     inputs: Inputs, params: Params, hp: Hp, ctx: RefContext
 ) -> tuple[Tensor, ...]:
@@ -69,28 +87,49 @@ def ref_sqdk_attention(
     k = up(heads_view(linear(x, params, "wk", bias=False), kv))  # [B, N, KV, d]
     v = up(heads_view(linear(x, params, "wv", bias=False), kv))
     cdt, d = k.dtype, k.shape[-1]
-    bi, ti = torch.nonzero(gate.detach() != 0, as_tuple=True)  # routed rows, row-major order
+    routed = gate.detach() != 0
     out = x.new_zeros(b, n, dm)
-    if bi.numel() == 0:
+    counts = routed.sum(dim=1).tolist()
+    if sum(counts) == 0:
         # Keep a graph edge to x, gate and the weights so backward runs (every grad is 0);
         # sums over empty slices are exactly 0 even when an input holds inf or NaN.
         edge = x[..., :0].sum() + gate[..., :0].sum().to(x.dtype)
         for w in ("wq", "wk", "wv", "wo"):
             edge = edge + params[f"{w}.weight"][..., :0].sum().to(x.dtype)
         return (out + edge,)
-    q = up(heads_view(linear(x[bi, ti][:, None, :], params, "wq", bias=False), heads))[:, 0]
     if hp["rope"]:
         cos_all, sin_all = rope_tables(n, d, hp["rope_base"], ctx.position_offset, x.device, cdt)
         k = apply_rope(k, cos_all, sin_all)
-        q = apply_rope(q, cos_all[ti], sin_all[ti])  # each routed query at its own position t
-    kr = expand_kv(k, heads)[bi]  # [R, N, H, d]: the keys of each routed row's sequence
-    vr = expand_kv(v, heads)[bi]
-    s = torch.einsum("rhd,rshd->rhs", q, kr) / math.sqrt(d)
-    allowed = torch.arange(n, device=x.device)[None, :] <= ti[:, None]  # s ≤ t
-    s = s.masked_fill(~allowed[:, None, :], float("-inf"))
-    o = torch.einsum("rhs,rshd->rhd", torch.softmax(s, dim=-1), vr).reshape(-1, dm)
-    y = linear(down(o, x), params, "wo", bias=False) * gate[bi, ti][:, None]
-    return (out.index_put((bi, ti), y),)
+    # Routed queries go in tiles of T rows per sequence, in position order, the last tile padded
+    # with position 0; each tile is projected, attended against its whole sequence (masked) and
+    # projected back with shapes fixed by (T, N). So a routed row's output never depends on how
+    # many other rows are routed, and memory stays O(B·N·D + R·D + T·H·N), never [R, N, H, d].
+    tile = min(QUERY_TILE, n)
+    checkpoint = torch.is_grad_enabled() and (
+        x.requires_grad or any(params[f"{w}.weight"].requires_grad for w in ("wq", "wk", "wv"))
+    )
+    rows_b, rows_t, ys = [], [], []
+    for bi, count in enumerate(counts):
+        positions = torch.nonzero(routed[bi], as_tuple=True)[0]
+        for start in range(0, count, tile):
+            pos = positions[start : start + tile]
+            m = pos.numel()
+            pos_p = torch.cat([pos, pos.new_zeros(tile - m)])  # padded rows: discarded below
+            q = up(linear(x[bi, pos_p], params, "wq", bias=False)).reshape(tile, heads, d)
+            if hp["rope"]:
+                q = apply_rope(q[None], cos_all[pos_p], sin_all[pos_p])[0]
+            q = q.reshape(tile, kv, heads // kv, d)
+            if checkpoint:  # backward recomputes the [T, H, N] scores instead of keeping them
+                o = torch.utils.checkpoint.checkpoint(
+                    _attend_tile, q, k[bi], v[bi], pos_p, use_reentrant=False
+                )
+            else:
+                o = _attend_tile(q, k[bi], v[bi], pos_p)
+            y = linear(down(o.reshape(tile, dm), x), params, "wo", bias=False)[:m]
+            ys.append(y * gate[bi, pos][:, None])
+            rows_b.append(torch.full_like(pos, bi))
+            rows_t.append(pos)
+    return (out.index_put((torch.cat(rows_b), torch.cat(rows_t)), torch.cat(ys)),)
 
 
 RULES: dict[str, Callable[..., tuple[Tensor, ...]]] = {

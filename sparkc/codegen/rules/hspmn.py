@@ -1,7 +1,8 @@
-"""Code-generation rule of `token_router` (SPEC §4.1) on generated kernels.
+"""Code-generation rules of `token_router` (SPEC §4.1) and `sqdk_attention` (§4.2) on generated
+kernels.
 
-Consumes a fusion `Group` of kind "token_router" and the `Emitter` of `codegen/emit.py`;
-produces the lines of `_forward_triton`:
+Consumes a fusion `Group` of kind "token_router" or "sqdk_attention" and the `Emitter` of
+`codegen/emit.py`; produces the lines of `_forward_triton`. token_router:
 - the router logit ℓ = w(x) as a GEMM with a bias epilogue ([B·N, 1]);
 - ℓ̃ = ℓ + logistic noise (training with noise=true; drawn by the reference path's helper, in its
   order and shape, so both paths route identically from one seed) as a fused program;
@@ -11,6 +12,9 @@ produces the lines of `_forward_triton`:
   backward is g · σ'(ℓ̃), so the router learns from the task loss;
 - the sparsity loss aux_weight · (mean σ(ℓ) − sparsity)² through the sigmoid program and the
   deterministic mean kernel.
+sqdk_attention: the key/value projections as one fused GEMM over every position, then the
+routed-query fragment of `hspmn_sqdk_attention.py.jinja` (compaction, q projection of routed rows,
+attention, output projection with the gate product, scatter into [B, N, D]).
 """
 
 from __future__ import annotations
@@ -75,4 +79,31 @@ def rule_token_router(e: Emitter, group: Group) -> None:
     e.emit(f"{loss} = ({w} * ({p_mean} - {sparsity}) ** 2).to({x}.dtype)")
 
 
-HSPMN_RULES = {"token_router": rule_token_router}
+def rule_sqdk_attention(e: Emitter, group: Group) -> None:
+    """sqdk_attention (SPEC §4.2): keys and values of every position as one horizontally fused
+    GEMM (two column blocks of one buffer), then the routed-query fragment
+    (hspmn_sqdk_attention.py.jinja): compaction, gathered q GEMM, attention, gated scatter GEMM."""
+    node = e.graph.node(group.anchor)
+    ports, params = ports_of(node)
+    hp = node.attr_dict
+    x, gate = e.v(ports["x"]), e.v(ports["gate"])
+    d_model = last_dim(e.graph, ports["x"])
+    heads, kv = int(hp["heads"]), int(hp["kv_heads"])
+    hd = d_model // heads
+    o = e.out(node)
+    mm = e.kernels.use("primitives_matmul.py.jinja", "mm", epilogue=[], dual=False)
+    wk, wv, wq, wo = (e.v(params[f"{w}.weight"]) for w in ("wk", "wv", "wq", "wo"))
+    e.emit(f"{o}_k2, {o}_v2 = {mm}_many({x}.reshape(-1, {d_model}), {wk}, {wv})")
+    for t in ("k", "v"):
+        e.emit(f"{o}_{t} = {o}_{t}2.view({x}.shape[0], {x}.shape[1], {kv}, {hd})")
+    fn = e.kernels.use(
+        "hspmn_sqdk_attention.py.jinja",
+        "sqdk",
+        group=heads // kv,
+        rope=bool(hp["rope"]),
+        rope_base=float(hp["rope_base"]),
+    )
+    e.emit(f"{o} = {fn}({x}, {gate}, {o}_k, {o}_v, {wq}, {wo})")
+
+
+HSPMN_RULES = {"token_router": rule_token_router, "sqdk_attention": rule_sqdk_attention}

@@ -151,7 +151,7 @@ SPECS: tuple[OpSpec, ...] = (
         _sqdk_params,
         category="mixing",
         causal=lambda hp: True,
-        kernel="reference",  # its kernels come with their own issue
+        kernel="sqdk_attention",
         flops=_sqdk_flops,
         backward_factor=2.5,
         semantics=_SQDK,
