@@ -65,12 +65,12 @@ KERNELS: dict[str, KernelRule] = {
     "spd_router": KernelRule("spd_router"),
     "token_router": KernelRule("token_router"),
     "trajectory": KernelRule("trajectory"),
+    "splat_attention": KernelRule("splat_attention", tail="gemm"),
     "demopack_linear": KernelRule("demopack_linear"),
     # Block ops whose kernels come with their own issues run their reference rule for now.
     **{
         op: KernelRule("reference")
         for op in (
-            "splat_attention",
             "sqdk_attention",
             "opcode_tape",
             "routed_mlp",
