@@ -1,0 +1,127 @@
+"""Compile-only tests of the splat-attention chunked-scan family: every kernel compiled to PTX
+for sm_90.
+
+Each kernel of `codegen_templates/splat_attention.py.jinja` (state scan, chunk output, backward
+prep, reverse state scan, chunk backward) is compiled with `triton.compile` for a
+`GPUTarget("cuda", 90, 32)` on this CPU machine, for every (causal, normalize) specialisation,
+with bfloat16 and float32 activation pointers, the dot precisions and the GPU tiles that
+`<name>_tiles` and `<name>_precisions` give (head width 128, 64 splats: the benchmark's shape;
+head width 40 and 5 splats: padded tiles). Each kernel must fit the H100's 227 KiB of shared
+memory per block. The work runs in a subprocess without TRITON_INTERPRET (this file is its
+script).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+H100_SHARED_BYTES = 232448
+FP32_ARGS = {"CEN", "LS", "LA", "HS", "ZS", "DHS", "DZS", "DEN", "DELTA", "P1", "P2", "P3"}
+KERNELS = ("state", "out", "bwd_prep", "bwd_state", "bwd_chunk")
+
+
+def signature(fn, elt, consts):
+    sig = {}
+    for a in fn.arg_names:
+        if a in consts:
+            sig[a] = "constexpr"
+        elif a in FP32_ARGS:
+            sig[a] = "*fp32"
+        elif a[0].islower() or a in ("H", "N", "K", "NCS"):
+            sig[a] = "i32"
+        else:
+            sig[a] = elt
+    return sig
+
+
+def run_jobs(jobs):
+    import triton
+    from triton.backends.compiler import GPUTarget
+
+    from sparkc.codegen.render import render
+    from sparkc.runtime.loader import load_source
+
+    os.environ.pop("TRITON_INTERPRET", None)
+    results = []
+    for causal, normalize, head_d, splats, dtype in jobs:
+        name = f"splc{int(causal)}{int(normalize)}"
+        text = render("prelude.py.jinja", version="t", source_name="t")
+        ctx = {"causal": causal, "normalize": normalize}
+        mod = load_source(name, text + render("splat_attention.py.jinja", name=name, **ctx))
+        like = mod.torch.empty(
+            0, dtype=getattr(mod.torch, {"bf16": "bfloat16"}.get(dtype, "float32"))
+        )
+        bt, bk, bd, bv, w_scan, w_chunk = getattr(mod, name + "_tiles")(head_d, splats, like)
+        phi_prec, dot_prec = getattr(mod, name + "_precisions")(like)
+        elt = "*bf16" if dtype == "bf16" else "*fp32"
+        for kernel in KERNELS:
+            if kernel == "bwd_prep" and not normalize:
+                continue
+            fn = getattr(mod, f"{name}_{kernel}_kernel")
+            fn = getattr(fn, "jit", fn)
+            consts = {"HEAD_D": head_d, "BLOCK_T": bt, "BLOCK_D": bd}
+            if kernel != "bwd_prep":
+                consts.update(BLOCK_K=bk, PHI_PREC=phi_prec, DOT_PREC=dot_prec)
+            if kernel in ("state", "bwd_state"):
+                consts["BLOCK_V"] = bv
+            warps = w_scan if kernel in ("state", "bwd_state", "bwd_prep") else w_chunk
+            src = triton.compiler.ASTSource(
+                fn=fn,
+                signature=signature(fn, elt, consts),
+                constexprs={(fn.arg_names.index(k),): v for k, v in consts.items()},
+            )
+            c = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
+            ptx = c.asm["ptx"]
+            results.append(
+                {
+                    "job": [causal, normalize, head_d, splats, dtype],
+                    "kernel": kernel,
+                    "sm90": ".target sm_90" in ptx,
+                    "shared": c.metadata.shared,
+                    "wgmma": "wgmma" in ptx,
+                }
+            )
+    return results
+
+
+def compile_jobs(jobs):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+    proc = subprocess.run(  # noqa: PLW1510 - the return code is asserted with the output
+        [sys.executable, __file__, json.dumps(jobs)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULTS")][-1]
+    return json.loads(line[len("RESULTS") :])
+
+
+JOBS = [
+    [True, True, 128, 64, "bf16"],
+    [True, False, 128, 64, "bf16"],
+    [False, True, 128, 64, "bf16"],
+    [False, False, 40, 5, "bf16"],
+    [True, True, 40, 5, "fp32"],
+]
+
+
+def test_compile_every_splat_kernel():
+    results = compile_jobs(JOBS)
+    for job in JOBS:
+        kernels = {r["kernel"] for r in results if r["job"] == job}
+        want = set(KERNELS) if job[1] else set(KERNELS) - {"bwd_prep"}
+        assert kernels == want, (job, kernels)
+    for r in results:
+        assert r["sm90"], r
+        assert r["shared"] <= H100_SHARED_BYTES, r
+        if r["job"][4] == "bf16" and r["kernel"] != "bwd_prep":
+            assert r["wgmma"], r  # 16-bit dots on Hopper's tensor-core instructions
+
+
+if __name__ == "__main__":
+    assert "TRITON_INTERPRET" not in os.environ
+    print("RESULTS" + json.dumps(run_jobs(json.loads(sys.argv[1]))))
