@@ -18,8 +18,10 @@ triton.testing.do_bench medians, with the peak memory of one call above what was
 Time per token (ns) and its ratio to the shortest length show the scaling in N (target: within
 1.2× from 4k to 64k). A first check compares sparkc's and fla's outputs on the same parameters.
 
+`--chunks 64,32` adds a sparkc row per chunk size (the first is the default row "sparkc").
+
 Run: python bench/splat.py [--dtype bf16|fp32] [--shapes 4x4096,1x16384,1x65536] [--out r.json]
-     [--no-compile] [--no-eager] [--wheels .whl]
+     [--no-compile] [--no-eager] [--wheels .whl] [--chunks 64,32]
 """
 
 from __future__ import annotations
@@ -165,6 +167,9 @@ def main() -> int:
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     ap.add_argument("--no-eager", action="store_true", help="skip the eager reference")
     ap.add_argument("--wheels", default=".whl", help="folder with fla_core/einops wheels")
+    ap.add_argument(
+        "--chunks", default="64", help="sparkc chunk sizes to time (one row each), e.g. 64,32"
+    )
     args = ap.parse_args()
 
     from sparkc import api
@@ -183,7 +188,26 @@ def main() -> int:
             )
     params = {k[2:]: v for k, v in tri.named_parameters()}
     cla, fla_note = import_fla(Path(args.wheels))
-    impls = [("sparkc", lambda x: tri(x=x).y)]
+    tri(x=torch.randn(1, 8, args.d, device="cuda", dtype=dtype))  # loads the kernels module
+    tiles = [
+        getattr(m, a)
+        for n, m in list(sys.modules.items())
+        if n.startswith(module.__name__) and n.endswith(".kernels")
+        for a in dir(m)
+        if a.endswith("_GPU_TILES")
+    ]
+    assert tiles, "no splat fragment found in the generated kernels"
+
+    def sparkc(chunk: int):
+        def run(x):
+            for t in tiles:  # read by the forward and the backward launches of this call
+                t["chunk"] = chunk
+            return tri(x=x).y
+
+        return run
+
+    chunks = [int(c) for c in args.chunks.split(",")]
+    impls = [("sparkc" if c == chunks[0] else f"sparkc T={c}", sparkc(c)) for c in chunks]
     if cla is not None:
         impls.append(("fla-core", fla_block(cla, params, args.heads)))
     if not args.no_eager:
@@ -199,7 +223,7 @@ def main() -> int:
     check = torch.randn(1, 1024, args.d, device="cuda", generator=g, dtype=dtype)
     with torch.no_grad():
         want = ref(x=check).y.float()
-        for impl, fn in impls[:2]:
+        for impl, fn in impls[: len(chunks) + 1]:
             got = fn(check).float()
             err = float((got - want).norm() / want.norm())
             print(f"check {impl} vs eager reference at N=1024: relative error {err:.2e}")

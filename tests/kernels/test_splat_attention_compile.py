@@ -1,8 +1,8 @@
 """Compile-only tests of the splat-attention chunked-scan family: every kernel compiled to PTX
 for sm_90.
 
-Each kernel of `codegen_templates/splat_attention.py.jinja` (state scan, chunk output, backward
-prep, reverse state scan, chunk backward) is compiled with `triton.compile` for a
+Each kernel of `codegen_templates/splat_attention.py.jinja` (chunk-local states, the prefix scan
+in its three modes, chunk output, chunk-local backward states, chunk backward) is compiled with `triton.compile` for a
 `GPUTarget("cuda", 90, 32)` on this CPU machine, for every (causal, normalize) specialisation,
 with bfloat16 and float32 activation pointers, the dot precisions and the GPU tiles that
 `<name>_tiles` and `<name>_precisions` give (head width 128, 64 splats: the benchmark's shape;
@@ -18,7 +18,7 @@ import sys
 
 H100_SHARED_BYTES = 232448
 FP32_ARGS = {"CEN", "LS", "LA", "HS", "ZS", "DHS", "DZS", "DEN", "DELTA", "P1", "P2", "P3"}
-KERNELS = ("state", "out", "bwd_prep", "bwd_state", "bwd_chunk")
+KERNELS = ("local", "prefix", "out", "bwd_local", "bwd_chunk")
 
 
 def signature(fn, elt, consts):
@@ -26,9 +26,9 @@ def signature(fn, elt, consts):
     for a in fn.arg_names:
         if a in consts:
             sig[a] = "constexpr"
-        elif a in FP32_ARGS:
+        elif a in FP32_ARGS or a == "X":
             sig[a] = "*fp32"
-        elif a[0].islower() or a in ("H", "N", "K", "NCS"):
+        elif a[0].islower() or a in ("H", "N", "K", "NCS", "NCH", "M"):
             sig[a] = "i32"
         else:
             sig[a] = elt
@@ -37,10 +37,10 @@ def signature(fn, elt, consts):
 
 def run_jobs(jobs):
     import triton
+    from sparkc.runtime.loader import load_source
     from triton.backends.compiler import GPUTarget
 
     from sparkc.codegen.render import render
-    from sparkc.runtime.loader import load_source
 
     os.environ.pop("TRITON_INTERPRET", None)
     results = []
@@ -52,36 +52,35 @@ def run_jobs(jobs):
         like = mod.torch.empty(
             0, dtype=getattr(mod.torch, {"bf16": "bfloat16"}.get(dtype, "float32"))
         )
-        bt, bk, bd, bv, w_scan, w_chunk = getattr(mod, name + "_tiles")(head_d, splats, like)
+        bt, bk, bd, block, warps = getattr(mod, name + "_tiles")(head_d, splats, like)
         phi_prec, dot_prec = getattr(mod, name + "_precisions")(like)
         elt = "*bf16" if dtype == "bf16" else "*fp32"
         for kernel in KERNELS:
-            if kernel == "bwd_prep" and not normalize:
-                continue
             fn = getattr(mod, f"{name}_{kernel}_kernel")
             fn = getattr(fn, "jit", fn)
-            consts = {"HEAD_D": head_d, "BLOCK_T": bt, "BLOCK_D": bd}
-            if kernel != "bwd_prep":
-                consts.update(BLOCK_K=bk, PHI_PREC=phi_prec, DOT_PREC=dot_prec)
-            if kernel in ("state", "bwd_state"):
-                consts["BLOCK_V"] = bv
-            warps = w_scan if kernel in ("state", "bwd_state", "bwd_prep") else w_chunk
-            src = triton.compiler.ASTSource(
-                fn=fn,
-                signature=signature(fn, elt, consts),
-                constexprs={(fn.arg_names.index(k),): v for k, v in consts.items()},
-            )
-            c = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
-            ptx = c.asm["ptx"]
-            results.append(
-                {
-                    "job": [causal, normalize, head_d, splats, dtype],
-                    "kernel": kernel,
-                    "sm90": ".target sm_90" in ptx,
-                    "shared": c.metadata.shared,
-                    "wgmma": "wgmma" in ptx,
-                }
-            )
+            if kernel == "prefix":
+                variants = [({"BLOCK": block, "MODE": mode}, 4) for mode in (0, 1, 2)]
+            else:
+                consts = {"HEAD_D": head_d, "BLOCK_T": bt, "BLOCK_D": bd, "BLOCK_K": bk}
+                consts.update(PHI_PREC=phi_prec, DOT_PREC=dot_prec)
+                variants = [(consts, warps)]
+            for consts, w in variants:
+                src = triton.compiler.ASTSource(
+                    fn=fn,
+                    signature=signature(fn, elt, consts),
+                    constexprs={(fn.arg_names.index(k),): v for k, v in consts.items()},
+                )
+                c = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": w})
+                ptx = c.asm["ptx"]
+                results.append(
+                    {
+                        "job": [causal, normalize, head_d, splats, dtype],
+                        "kernel": kernel,
+                        "sm90": ".target sm_90" in ptx,
+                        "shared": c.metadata.shared,
+                        "wgmma": "wgmma" in ptx,
+                    }
+                )
     return results
 
 
@@ -113,12 +112,11 @@ def test_compile_every_splat_kernel():
     results = compile_jobs(JOBS)
     for job in JOBS:
         kernels = {r["kernel"] for r in results if r["job"] == job}
-        want = set(KERNELS) if job[1] else set(KERNELS) - {"bwd_prep"}
-        assert kernels == want, (job, kernels)
+        assert kernels == set(KERNELS), (job, kernels)
     for r in results:
         assert r["sm90"], r
         assert r["shared"] <= H100_SHARED_BYTES, r
-        if r["job"][4] == "bf16" and r["kernel"] != "bwd_prep":
+        if r["job"][4] == "bf16" and r["kernel"] != "prefix":
             assert r["wgmma"], r  # 16-bit dots on Hopper's tensor-core instructions
 
 
