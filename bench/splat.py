@@ -20,8 +20,15 @@ Time per token (ns) and its ratio to the shortest length show the scaling in N (
 
 `--chunks 64,32` adds a sparkc row per chunk size (the first is the default row "sparkc").
 
+`--model` times instead a training step (forward, loss.backward(), AdamW step) of
+examples/splatflow.spark at d=1024, 8 heads, 64 splats, 4 layers, vocab 32000, N=4096 (B=4 by
+default) on sparkc's kernels, against torch.compile of its reference path and against the same
+model with `attention` in place of `splat_attention` (sparkc kernels), and prints the loss
+before and after --model-steps steps on next-token progressions (it must fall).
+
 Run: python bench/splat.py [--dtype bf16|fp32] [--shapes 4x4096,1x16384,1x65536] [--out r.json]
      [--no-compile] [--no-eager] [--wheels .whl] [--chunks 64,32]
+     python bench/splat.py --model [--model-batch 4] [--model-seq 4096] [--out m.json]
 """
 
 from __future__ import annotations
@@ -156,6 +163,65 @@ def rows_for(impl: str, fn, x: torch.Tensor, shape: tuple[int, int]) -> list[dic
     return out
 
 
+SPLAT_CALL = "splat_attention(layernorm(x), splats=splats, heads=heads, causal=true)"
+ATTN_CALL = "attention(layernorm(x), heads=heads, causal=true)"
+
+
+def model_rows(args, dtype) -> list[dict]:
+    from sparkc import api
+    from sparkc.demo_data import progressions
+
+    src = (Path(__file__).resolve().parents[1] / "examples" / "splatflow.spark").read_text()
+    assert SPLAT_CALL in src, "examples/splatflow.spark no longer has the mixer this replaces"
+    b, n = args.model_batch, args.model_seq
+    hyper = {"vocab": 32000, "d": 1024, "heads": 8, "splats": 64, "layers": 4, "max_len": n}
+    splat = api.load_source(src, "splatflow.spark", **hyper)
+    attn = api.load_source(src.replace(SPLAT_CALL, ATTN_CALL), "splatflow_attn.spark", **hyper)
+    tokens, targets = progressions(b, n, hyper["vocab"], torch.Generator().manual_seed(0))
+    tokens, targets = tokens.cuda(), targets.cuda()
+    variants = [("sparkc splatflow", splat, "triton", False)]
+    if not args.no_compile:
+        variants.append(("torch.compile splatflow reference", splat, "reference", True))
+    variants.append(("sparkc splatflow with attention", attn, "triton", False))
+    rows = []
+    for label, module, impl, compiled in variants:
+        torch.manual_seed(0)
+        net = module.Model(impl=impl).cuda().to(dtype)
+        opt = torch.optim.AdamW(net.parameters(), lr=3e-4)
+        run = torch.compile(net) if compiled else net
+
+        def step(run=run, opt=opt):
+            opt.zero_grad(set_to_none=True)
+            out = run(tokens, targets)
+            out.loss.backward()
+            opt.step()
+            return out.loss
+
+        first = float(step())
+        for _ in range(args.model_steps - 1):
+            last = step()
+        last = float(last)
+        ms = bench(step)
+        mb = peak_mb(step)
+        rows.append(
+            {
+                "impl": label,
+                "mode": "train step",
+                "B": b,
+                "N": n,
+                "ms": ms,
+                "peak_mb": mb,
+                "ns_per_token": ms * 1e6 / (b * n),
+                "loss_first": first,
+                "loss_last": last,
+            }
+        )
+        print(f"{label:<36}{ms:>10.2f} ms{mb:>10.0f} MB  loss {first:.3f} -> {last:.3f}")
+        del net, opt, run
+        torch.cuda.empty_cache()
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16")
@@ -170,11 +236,22 @@ def main() -> int:
     ap.add_argument(
         "--chunks", default="64", help="sparkc chunk sizes to time (one row each), e.g. 64,32"
     )
+    ap.add_argument("--model", action="store_true", help="time splatflow.spark training steps")
+    ap.add_argument("--model-batch", type=int, default=4)
+    ap.add_argument("--model-seq", type=int, default=4096)
+    ap.add_argument("--model-steps", type=int, default=30, help="steps before timing")
     args = ap.parse_args()
 
     from sparkc import api
 
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    if args.model:
+        print(f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}  {args.dtype}")
+        rows = model_rows(args, dtype)
+        if args.out:
+            meta = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
+            Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+        return 0
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     module = api.load_source(SRC.format(d=args.d, k=args.splats, h=args.heads), "splat_bench.spark")
     torch.manual_seed(0)
