@@ -71,6 +71,7 @@ CASES = [  # (d, splats, heads, batch, N)
     (6, 5, 1, 1, 16),  # exactly one chunk; head width 6 padded to 16
     (8, 1, 2, 1, 5),  # one splat: φ ≡ 1
     (12, 4, 3, 2, 1),  # N = 1, head width 4
+    (40, 3, 1, 1, 21),  # head width 40: three column blocks of 16, the last one partial
 ]
 
 
