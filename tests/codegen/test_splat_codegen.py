@@ -120,6 +120,25 @@ def test_splat_kernels_on_gpu(dtype, tol, causal, normalize):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("normalize", [True, False], ids=["norm", "raw"])
+def test_splat_kernels_are_causal_bit_for_bit_on_gpu(normalize):
+    """Compiled kernels, bfloat16, chunks of 64: outputs up to t unchanged by any later input."""
+    _, tri = _pair(256, 64, 2, True, normalize, device="cuda")
+    tri.to(torch.bfloat16)
+    g = torch.Generator(device="cuda").manual_seed(3)
+    x = torch.randn(2, 300, 256, generator=g, device="cuda", dtype=torch.bfloat16)
+    y = tri(x=x).y
+    for t in (63, 64, 150, 298):
+        changed = x.clone()
+        changed[:, t + 1 :] = torch.randn(
+            2, 299 - t, 256, generator=g, device="cuda", dtype=torch.bfloat16
+        )
+        y2 = tri(x=changed).y
+        assert torch.equal(y[:, : t + 1], y2[:, : t + 1]), t
+        assert not torch.equal(y[:, t + 1 :], y2[:, t + 1 :])
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
 def test_splat_long_sequence_on_gpu(dtype):
     """N = 65,536, D = 1024, 8 heads, 64 splats: the forward and the gradients are finite, and
