@@ -1,8 +1,9 @@
 """Reference rules of SPEC §3 (SplatFlow): `splat_attention` and `trajectory`.
 
 - splat_attention: x [B,N,D] -> y. Responsibilities φ [B,H,N,K] from ‖u‖² − 2u·c + ‖c‖² (never
-  [B,N,K,d]); mixing in the quadratic form (φ_t·φ_s) masked to s ≤ t, which the tests compare
-  with the state form. All of it in the compute dtype.
+  [B,N,K,d]); mixing in the chunked state form (`splat_chunked.splat_mix`: O(N·(C + K·d/C))
+  memory per head, never [B,H,N,N]), which the tests compare with the quadratic form. All of
+  it in the compute dtype.
 - trajectory: x [B,N,D] -> x + strength·T, the weighted mean of the last `window` unit steps,
   computed as a `window`-tap stencil over the padded step sequence.
 """
@@ -16,6 +17,7 @@ from typing import Any
 import torch
 
 from .common import Params, RefContext, Tensor, down, heads_view, linear, merge, up
+from .splat_chunked import splat_mix
 
 Inputs = dict[str, Tensor]
 Hp = dict[str, Any]
@@ -39,18 +41,12 @@ def ref_splat_attention(
     inputs: Inputs, params: Params, hp: Hp, ctx: RefContext
 ) -> tuple[Tensor, ...]:
     x = inputs["x"]
-    heads, n = hp["heads"], x.shape[1]
+    heads = hp["heads"]
     u = up(heads_view(linear(x, params, "wa", bias=False), heads))
     v = up(heads_view(linear(x, params, "wv", bias=False), heads))
     phi = splat_responsibilities(u, params["centers"], params["log_scale"], params["log_amp"])
-    w = torch.einsum("bhtk,bhsk->bhts", phi, phi)
-    if hp["causal"]:
-        keep = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
-        w = torch.where(keep, w, torch.zeros((), dtype=w.dtype, device=w.device))
-    o = torch.einsum("bhts,bshd->bthd", w, v)
-    if hp["normalize"]:
-        # den_t ≥ φ_t·φ_t ≥ 1/K > 0, so the division is always safe.
-        o = o / w.sum(-1).transpose(1, 2)[..., None]
+    o = splat_mix(phi, v.transpose(1, 2), bool(hp["causal"]), bool(hp["normalize"]))
+    o = o.transpose(1, 2)  # [B,H,N,d] -> [B,N,H,d]
     return (linear(down(merge(o), x), params, "wo", bias=False),)
 
 

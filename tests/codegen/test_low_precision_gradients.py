@@ -131,6 +131,13 @@ model FK(d = 16) {
 }
 """
 
+FAMILIES["splat_attention"] = """
+model Splat(d = 16) {
+  input x: float[B, N, d]
+  y = splat_attention(x, splats=5, heads=2, causal=true, normalize=true)
+  output y
+}
+"""
 # Relative-error floor per dtype: three unit roundoffs (u = eps / 2); float32 a little more,
 # for summation-order noise under cancellation.
 FLOOR = {torch.bfloat16: 1.2e-2, torch.float16: 1.5e-3, torch.float32: 1e-5}

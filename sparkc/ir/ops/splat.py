@@ -137,7 +137,8 @@ SPECS: tuple[OpSpec, ...] = (
         _splat_params,
         category="mixing",
         causal=causal_hp,
-        kernel="reference",  # its kernels come with their own issue
+        kernel="splat_attention",
+        gemm_tail=True,
         flops=_splat_flops,
         semantics=_SPLAT,
     ),
