@@ -1,9 +1,10 @@
 """splat_attention (SPEC §3.1) on its generated chunked-scan kernels: forward and every gradient
 (x, wa, wv, wo, centers, log_scale, log_amp) against the float64 reference path, causal and not,
 normalize true and false, N = 1, lengths spanning several interpreter chunks (16 positions) and
-not a multiple of them, one splat, one and several heads, head widths that are not powers of two;
-the causality perturbation test bit for bit; and on a GPU, float32 and bfloat16 and a 65,536-token
-sequence against a float64 chunked reference on a slice."""
+not a multiple of them, one splat, one and several heads, head widths that are not powers of two
+(40: several column blocks); the fragment on separate and strided projections; the causality
+perturbation test bit for bit; and on a GPU, float32 and bfloat16, the perturbation test on the
+compiled kernels, and a 65,536-token sequence against a float64 chunked reference on slices."""
 
 from __future__ import annotations
 
