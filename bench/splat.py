@@ -195,7 +195,7 @@ def model_rows(args, dtype) -> list[dict]:
             out = run(tokens, targets)
             out.loss.backward()
             opt.step()
-            return out.loss
+            return out.loss.detach()
 
         first = float(step())
         for _ in range(args.model_steps - 1):
@@ -300,7 +300,9 @@ def main() -> int:
     check = torch.randn(1, 1024, args.d, device="cuda", generator=g, dtype=dtype)
     with torch.no_grad():
         want = ref(x=check).y.float()
-        for impl, fn in impls[: len(chunks) + 1]:
+        for impl, fn in impls:
+            if not impl.startswith(("sparkc", "fla-core")):
+                continue
             got = fn(check).float()
             err = float((got - want).norm() / want.norm())
             print(f"check {impl} vs eager reference at N=1024: relative error {err:.2e}")

@@ -1,9 +1,10 @@
 """splat_attention (SPEC §3.1) on its generated chunked-scan kernels: forward and every gradient
 (x, wa, wv, wo, centers, log_scale, log_amp) against the float64 reference path, causal and not,
 normalize true and false, N = 1, lengths spanning several interpreter chunks (16 positions) and
-not a multiple of them, one splat, one and several heads, head widths that are not powers of two;
-the causality perturbation test bit for bit; and on a GPU, float32 and bfloat16 and a 65,536-token
-sequence against a float64 chunked reference on a slice."""
+not a multiple of them, one splat, one and several heads, head widths that are not powers of two
+(40: several column blocks); the fragment on separate and strided projections; the causality
+perturbation test bit for bit; and on a GPU, float32 and bfloat16, the perturbation test on the
+compiled kernels, and a 65,536-token sequence against a float64 chunked reference on slices."""
 
 from __future__ import annotations
 
@@ -104,6 +105,41 @@ def test_splat_non_causal_mixes_the_future():
     changed = x.clone()
     changed[:, -1] += 1.0
     assert not torch.equal(tri(x=x).y[:, 0], tri(x=changed).y[:, 0])
+
+
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "global"])
+def test_splat_fragment_takes_separate_and_strided_projections(causal):
+    """The fragment alone, on u and v that are not column blocks of one buffer (v a strided
+    view): the same mixing and gradients as the float64 chunked reference."""
+    from sparkc.runtime.loader import load_source
+
+    from sparkc.codegen.render import render
+
+    text = render("prelude.py.jinja", version="t", source_name="t") + render(
+        "splat_attention.py.jinja", name="spl", causal=causal, normalize=True
+    )
+    fn = load_source(f"splat_fragment_{int(causal)}", text).spl
+    g = torch.Generator().manual_seed(5)
+    b, n, h, d, k = 2, 19, 2, 5, 3
+    u = torch.randn(b, n, h, d, generator=g, dtype=torch.float64)
+    v = torch.randn(b, h, n, d, generator=g, dtype=torch.float64).transpose(1, 2)
+    cen = torch.randn(h, k, d, generator=g, dtype=torch.float64)
+    ls = 0.3 * torch.randn(h, k, generator=g, dtype=torch.float64) + 0.8
+    la = torch.randn(h, k, generator=g, dtype=torch.float64)
+    w = torch.randn(b, n, h, d, generator=g, dtype=torch.float64)
+    leaves64 = [t.clone().requires_grad_(True) for t in (u, v, cen, ls, la)]
+    leaves32 = [t.float().requires_grad_(True) for t in (u, v, cen, ls, la)]
+    leaves32[1] = v.float().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_(True)
+    assert not leaves32[1].is_contiguous()
+    uu, vv, cc, ll, aa = leaves64
+    phi = splat_responsibilities(uu, cc, ll, aa)
+    want = splat_mix(phi, vv.transpose(1, 2), causal, True).transpose(1, 2)
+    got = fn(*leaves32)
+    assert _rel(got, want) < 1e-5
+    (want * w).sum().backward()
+    (got * w.float()).sum().backward()
+    for name, a, c in zip(("u", "v", "centers", "log_scale", "log_amp"), leaves32, leaves64):
+        assert _rel(a.grad, c.grad) < 1e-4, (name, _rel(a.grad, c.grad))
 
 
 # GPU ------------------------------------------------------------------------------------------
