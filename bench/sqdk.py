@@ -17,6 +17,12 @@ forward+backward, and the peak memory of forward+backward above what was allocat
 - `reference`: the generated module's eager reference path (runtime/reference/hspmn.py);
 - `reference_compiled`: `torch.compile` of that path (graph breaks where it reads counts).
 
+`--model` instead times one training step (forward and backward of `loss`, then AdamW) of the
+whole examples/hspmn.spark model (default d=1024, 4 layers, vocab 32000, 16 heads, 4 kv heads at
+--batch x --seq[0]) on its generated kernels, against `torch.compile` of its reference path,
+its eager reference path, and the same model with dense `attention` in place of
+`sqdk_attention` (generated kernels); its router starts near 50 % routed (threshold at logit 0).
+
 Every implementation computes y = gate · wo(attn(rope(wq x))) at routed rows and 0 elsewhere (the
 dense one at every row, then times the gate), from the same weights; the table's `max err` is
 each output's largest difference from sparkc's. `--dry-run` runs tiny shapes on the CPU (Triton
@@ -58,6 +64,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default="bf16")
     ap.add_argument("--only", default=",".join(IMPLS), help=f"subset of {','.join(IMPLS)}")
     ap.add_argument("--no-backward", action="store_true", help="forward only")
+    ap.add_argument("--model", action="store_true", help="time the whole hspmn.spark model")
+    ap.add_argument("--layers", type=int, default=4, help="--model: layers")
+    ap.add_argument("--vocab", type=int, default=32000, help="--model: vocabulary")
     ap.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     ap.add_argument("--rep", type=int, default=20, help="timed repetitions at most (median)")
     ap.add_argument(
@@ -78,6 +87,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.dry_run:
         args.batch, args.seq, args.dim, args.heads, args.kv_heads = 2, [40], 64, 4, 2
+        args.layers, args.vocab = 1, 64
         args.routing, args.dtype, args.rep = [0.0, 0.25, 1.0], "fp32", 1
     only = {x.strip() for x in args.only.split(",") if x.strip()}
     if only - set(IMPLS):
@@ -297,6 +307,77 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     print("(fwd x, f+b x: the dense user block's time over this row's; > 1 is faster)")
 
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hspmn.spark"
+SQDK_CALL = "sqdk_attention(rmsnorm(x), route.gate, heads=heads, kv_heads=kv_heads, rope=true)"
+DENSE_CALL = "attention(rmsnorm(x), heads=heads, kv_heads=kv_heads, rope=true)"
+
+
+def bench_model(args: argparse.Namespace, device: str, dtype) -> list[dict[str, Any]]:
+    """Training-step rows of the whole HSPMN model (and its dense-attention twin)."""
+    import torch
+
+    from sparkc import api
+
+    src = EXAMPLE.read_text()
+    assert SQDK_CALL in src, "examples/hspmn.spark changed: update SQDK_CALL"
+    hyper = {
+        "vocab": args.vocab,
+        "d": args.dim,
+        "heads": args.heads,
+        "kv_heads": args.kv_heads,
+        "layers": args.layers,
+    }
+    sparse = api.load_source(src, "hspmn.spark", **hyper)
+    dense = api.load_source(src.replace(SQDK_CALL, DENSE_CALL), "hspmn_dense.spark", **hyper)
+    b, n = args.batch, args.seq[0]
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, args.vocab, (b, n), generator=g).to(device)
+    targets = torch.randint(0, args.vocab, (b, n), generator=g).to(device)
+    bench = timer(device, args.rep, args.budget_ms)
+    rows = []
+    for impl in ("sparkc", "dense_attention", "reference", "reference_compiled"):
+        row: dict[str, Any] = {"N": n, "impl": f"model {impl}"}
+        try:
+            module = dense if impl == "dense_attention" else sparse
+            torch.manual_seed(0)
+            kind = "reference" if impl.startswith("reference") else "triton"
+            net = module.Model(impl=kind).to(device=device, dtype=dtype).train()
+            opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+            call = torch.compile(net) if impl == "reference_compiled" else net
+
+            def step(net=net, opt=opt, call=call) -> None:
+                opt.zero_grad(set_to_none=True)
+                call(tokens, targets).loss.backward()
+                opt.step()
+
+            row["step_ms"] = bench(step)
+            if device == "cuda":
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                before = torch.cuda.memory_allocated()
+                step()
+                torch.cuda.synchronize()
+                row["peak_mib"] = (torch.cuda.max_memory_allocated() - before) / 2**20
+            with torch.no_grad():
+                row["loss"] = float(call(tokens, targets).loss)
+            del net, opt, call
+        except Exception as e:  # noqa: BLE001 - one failing implementation is a row
+            row["error"] = f"{type(e).__name__}: {e}"[:300]
+        if device == "cuda":
+            torch.cuda.empty_cache()
+        rows.append(row)
+        print(f"  {row}", flush=True)
+    print()
+    print(f"{'impl':28s} {'step ms':>9s} {'peak MiB':>9s} {'loss':>8s}")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['impl']:28s} error: {r['error']}")
+        else:
+            peak = f"{r['peak_mib']:9.0f}" if "peak_mib" in r else f"{'-':>9s}"
+            print(f"{r['impl']:28s} {r['step_ms']:9.2f} {peak} {r['loss']:8.4f}")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.dry_run:
@@ -312,13 +393,31 @@ def main(argv: list[str] | None = None) -> int:
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
     use_rope = not args.no_rope
     b, dm, heads, kv = args.batch, args.dim, args.heads, args.kv_heads
-    src = PROGRAM.format(d=dm, heads=heads, kv=kv, rope=str(use_rope).lower())
-    module = api.load_source(src, "bench_sqdk.spark")
-    assert module.TRITON_COVERAGE["reference_ops"] == (), module.TRITON_COVERAGE
-    # One compiled flex_attention / reference per (N, routed count) shape: room for them all.
+    meta = {
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu (dry run)",
+        "torch": torch.__version__,
+        "batch": b,
+        "dim": dm,
+        "heads": heads,
+        "kv_heads": kv,
+        "rope": use_rope,
+        "dtype": args.dtype,
+    }
+    # One compiled graph per (N, routed count) shape: room for them all.
     for knob in ("cache_size_limit", "recompile_limit"):
         if hasattr(torch._dynamo.config, knob):
             setattr(torch._dynamo.config, knob, 64)
+    if args.model:
+        meta.update(model=str(EXAMPLE.name), layers=args.layers, vocab=args.vocab)
+        print(f"hspmn model {meta}", flush=True)
+        rows = bench_model(args, device, dtype)
+        if args.out is not None:
+            args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+            print(f"wrote {args.out}")
+        return 0
+    src = PROGRAM.format(d=dm, heads=heads, kv=kv, rope=str(use_rope).lower())
+    module = api.load_source(src, "bench_sqdk.spark")
+    assert module.TRITON_COVERAGE["reference_ops"] == (), module.TRITON_COVERAGE
     torch.manual_seed(0)
     tri = module.Model(impl="triton").to(device=device, dtype=dtype)
     ref = module.Model(impl="reference").to(device=device, dtype=dtype)
@@ -366,16 +465,6 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  N={n} routing={frac:.2f} {impl}: {shown}", flush=True)
     print_table(rows)
     if args.out is not None:
-        meta = {
-            "device": name,
-            "torch": torch.__version__,
-            "batch": b,
-            "dim": dm,
-            "heads": heads,
-            "kv_heads": kv,
-            "rope": use_rope,
-            "dtype": args.dtype,
-        }
         args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
         print(f"wrote {args.out}")
     return 0
