@@ -44,7 +44,7 @@ def random_program(t_len: int, g: torch.Generator, end_prob: float = 0.1) -> lis
 def build():
     prelude = render("prelude.py.jinja", version="test", source_name="test_opcode_tape")
     text = prelude + "\n\n" + render("procedural_opcode_tape.py.jinja", name="tape_t")
-    return getattr(load_source("tape_t", text), "tape_t")
+    return load_source("tape_t", text).tape_t
 
 
 def reference(ops, args, has, branch, budget, capacity):
@@ -105,7 +105,7 @@ def check_against_reference(ops, has, d, budget, capacity, seed, dtype=torch.flo
         loss.backward()
     else:  # T = 0: the reference's outputs are constants
         ar.grad, br.grad = torch.zeros_like(args), torch.zeros_like(branch)
-    dev = dict(device=DEVICE, dtype=dtype)
+    dev = {"device": DEVICE, "dtype": dtype}
     ak = args.to(**dev).requires_grad_(True)
     bk = branch.to(**dev).requires_grad_(True)
     out = build()(ops.to(DEVICE), ak, has.to(DEVICE), bk, budget, capacity)
