@@ -71,3 +71,29 @@ def test_bad_opcode_is_an_input_error_on_the_triton_path():
     ops[1, 2] = 9
     with pytest.raises(InputError, match="ops"):
         m.Model(impl="triton")(ops=ops, args=args.float(), has_arg=has)
+
+
+COMPUTED = """
+model Computed(d = 4) {
+  input ops: i32[B, T]
+  input args: float[B, T, d]
+  input has_arg: bool[B, T]
+  top, depth, status, steps, checks, trace = opcode_tape(ops + 1, args, has_arg, budget=8)
+  output top
+  output status
+}
+"""
+
+
+def test_computed_opcodes_are_checked_by_the_kernel_entry():
+    """A tape computed in the model is not a model input, so the module's RULES cannot check
+    it: the Triton path checks it before the kernels (the same ValueError as the reference)."""
+    m = api.load_source(COMPUTED, "computed.spark")
+    assert m.TRITON_COVERAGE["reference_ops"] == ("add",)
+    args, has = torch.randn(1, 3, 4), torch.ones(1, 3, dtype=torch.bool)
+    for impl in ("reference", "triton"):
+        net = m.Model(impl=impl)
+        ok = net(ops=torch.tensor([[0, 4, -2]], dtype=torch.int32), args=args, has_arg=has)
+        assert ok["status"].tolist() == [0]
+        with pytest.raises(ValueError, match=r"opcode 9 at index \[0, 1\]"):
+            net(ops=torch.tensor([[0, 8, 1]], dtype=torch.int32), args=args, has_arg=has)

@@ -61,7 +61,11 @@ def rule_opcode_tape(e: Emitter, group: Group) -> None:
     outs = ", ".join(e.out(node, i) for i in range(len(node.types)))
     ins = ", ".join(e.v(ports[p]) for p in ("ops", "args", "has_arg"))
     budget, capacity = int(node.attr("budget")), int(node.attr("capacity"))
-    e.emit(f"{outs} = {fn}({ins}, {e.v(params['branch'])}, {budget}, {capacity})")
+    # Opcodes straight from a model input were checked by the module's RULES; computed ones
+    # are checked by the entry (SPEC: an opcode outside -1..8 is a run-time error).
+    check = e.graph.node(ports["ops"].node).op != "input"
+    tail = ", check_ops=True" if check else ""
+    e.emit(f"{outs} = {fn}({ins}, {e.v(params['branch'])}, {budget}, {capacity}{tail})")
 
 
 PROCEDURAL_RULES = {
