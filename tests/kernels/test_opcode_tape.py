@@ -235,3 +235,19 @@ def test_gpu_deterministic_and_deep_stack():
         runs.append((*out, ga, gb))
     for x, y in zip(*runs):
         assert torch.equal(x, y)
+
+
+def test_benchmark_script_dry_run(tmp_path):
+    """bench/procedural_tape.py (run by the lead on a GPU) works end to end on the interpreter:
+    every implementation timed at one batch size, the JSON written."""
+    import json
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "bench" / "procedural_tape.py"
+    main = runpy.run_path(str(script))["main"]
+    out = tmp_path / "tape.json"
+    assert main(["--dry-run", "--tapes", "3", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["impl"] for r in rows] == ["sparkc", "kernels", "eager"]
+    assert all(r["fwd_ms"] > 0 and r["fwd_bwd_ms"] > 0 and sum(r["statuses"]) == 2 for r in rows)
