@@ -5,13 +5,17 @@ cases and doubles as the script of a subprocess run without TRITON_INTERPRET (un
 interpreter the JIT objects are replaced, and the interpreter accepts code the real compiler
 rejects). `compile_all` renders each template once, loads it from a file and compiles every
 case to PTX for sm_90; `run_in_subprocess` runs a test file as that script; `main` is its body.
+`spill_bytes(ptx)` assembles PTX with Triton's own ptxas and returns the spill-store bytes it
+reports (for kernels that keep a tile in registers).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import tempfile
 
 
 def compile_all(case_list) -> list[str]:
@@ -34,6 +38,33 @@ def compile_all(case_list) -> list[str]:
         except Exception as e:  # noqa: BLE001 - report every failing case, not just the first
             failures.append(f"{template} {kernel} {sig} {consts}: {type(e).__name__}: {e}")
     return failures
+
+
+def ptxas_path() -> str:
+    from triton.backends.nvidia import compiler
+
+    try:  # Triton 3.9: one ptxas per architecture family
+        tool = compiler.get_ptxas(90)
+    except TypeError:  # older 3.x: a single bundled ptxas
+        tool = compiler.get_ptxas()
+    return tool.path
+
+
+def spill_bytes(ptx: str) -> int:
+    """Spill-store bytes ptxas reports when assembling `ptx` for sm_90a."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "k.ptx")
+        with open(src, "w") as f:
+            f.write(ptx)
+        proc = subprocess.run(  # noqa: PLW1510 - the output is parsed, failures asserted
+            [ptxas_path(), "-arch=sm_90a", "-v", src, "-o", os.path.join(tmp, "k.cubin")],
+            capture_output=True,
+            text=True,
+        )
+    assert proc.returncode == 0, proc.stderr
+    found = re.findall(r"(\d+) bytes spill stores", proc.stderr)
+    assert found, proc.stderr
+    return sum(int(x) for x in found)
 
 
 def run_in_subprocess(path: str) -> None:

@@ -11,10 +11,10 @@ ptxas). The work runs in a subprocess without TRITON_INTERPRET (this file is its
 
 import json
 import os
-import re
 import subprocess
 import sys
-import tempfile
+
+from compile_harness import spill_bytes
 
 FP32_ARGS = {"NOISE", "PTR", "PI", "CKPT", "LOSS_PART", "SCRATCH", "DPART", "DLOSS"}
 INT_ARGS = {"N", "S", "ELEM", "R", "N_EB"}
@@ -49,33 +49,6 @@ def compile_one(fn, elt, consts, warps):
     ptx = c.asm["ptx"]
     assert ".target sm_90" in ptx
     return {"spill_bytes": spill_bytes(ptx), "shared": c.metadata.shared}
-
-
-def ptxas_path() -> str:
-    from triton.backends.nvidia import compiler
-
-    try:  # Triton 3.9: one ptxas per architecture family
-        tool = compiler.get_ptxas(90)
-    except TypeError:  # older 3.x: a single bundled ptxas
-        tool = compiler.get_ptxas()
-    return tool.path
-
-
-def spill_bytes(ptx: str) -> int:
-    """Spill-store bytes ptxas reports when assembling `ptx` for sm_90a."""
-    with tempfile.TemporaryDirectory() as tmp:
-        src = os.path.join(tmp, "k.ptx")
-        with open(src, "w") as f:
-            f.write(ptx)
-        proc = subprocess.run(  # noqa: PLW1510 - the output is parsed, failures asserted
-            [ptxas_path(), "-arch=sm_90a", "-v", src, "-o", os.path.join(tmp, "k.cubin")],
-            capture_output=True,
-            text=True,
-        )
-    assert proc.returncode == 0, proc.stderr
-    found = re.findall(r"(\d+) bytes spill stores", proc.stderr)
-    assert found, proc.stderr
-    return sum(int(x) for x in found)
 
 
 def run_jobs(jobs):

@@ -1,4 +1,5 @@
-"""Code-generation rules of the SPARK procedural blocks: `demopack_linear` (SPEC §5.3).
+"""Code-generation rules of the SPARK procedural blocks: `demopack_linear` (SPEC §5.3) and
+`opcode_tape` (SPEC §5.1, one call of procedural_opcode_tape.py.jinja's fragment).
 
 Consumes a fusion `Group` of kind "demopack_linear" and the `Emitter` of
 `codegen/emit.py`; produces the lookup form on generated kernels, never writing the
@@ -51,4 +52,23 @@ def rule_demopack_linear(e: Emitter, group: Group) -> None:
     e.emit(f"{y} = {call}.view({x}.shape[:-1] + ({out},))")
 
 
-PROCEDURAL_RULES = {"demopack_linear": rule_demopack_linear}
+def rule_opcode_tape(e: Emitter, group: Group) -> None:
+    """SPEC §5.1 on the two kernels of procedural_opcode_tape.py.jinja (one launch forward, one
+    backward): all six outputs come from the one call."""
+    node = e.graph.node(group.anchor)
+    ports, params = ports_of(node)
+    fn = e.kernels.use("procedural_opcode_tape.py.jinja", "tape")
+    outs = ", ".join(e.out(node, i) for i in range(len(node.types)))
+    ins = ", ".join(e.v(ports[p]) for p in ("ops", "args", "has_arg"))
+    budget, capacity = int(node.attr("budget")), int(node.attr("capacity"))
+    # Opcodes straight from a model input were checked by the module's RULES; computed ones
+    # are checked by the entry (SPEC: an opcode outside -1..8 is a run-time error).
+    check = e.graph.node(ports["ops"].node).op != "input"
+    tail = ", check_ops=True" if check else ""
+    e.emit(f"{outs} = {fn}({ins}, {e.v(params['branch'])}, {budget}, {capacity}{tail})")
+
+
+PROCEDURAL_RULES = {
+    "demopack_linear": rule_demopack_linear,
+    "opcode_tape": rule_opcode_tape,
+}

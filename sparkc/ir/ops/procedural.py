@@ -270,7 +270,7 @@ SPECS: tuple[OpSpec, ...] = (
         category="block",
         # Opcodes are -1 (end of tape) or 0..8 (PLAN .. CITE).
         runtime_rules=lambda hp: (RangeRule("ops", "opcodes (-1 ends the tape)", -1, 9),),
-        kernel="reference",  # its kernels come with their own issue
+        kernel="opcode_tape",
         flops=lambda c: 4.0 * c.size("args"),
         semantics=_TAPE,
     ),
