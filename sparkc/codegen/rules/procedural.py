@@ -51,4 +51,28 @@ def rule_demopack_linear(e: Emitter, group: Group) -> None:
     e.emit(f"{y} = {call}.view({x}.shape[:-1] + ({out},))")
 
 
-PROCEDURAL_RULES = {"demopack_linear": rule_demopack_linear}
+def rule_lora_linear(e: Emitter, group: Group) -> None:
+    """The hypernetwork as four small GEMMs with fused epilogues (gen1 and gen2 with bias and
+    gelu, gen_a and gen_b with bias), then one GEMM of x with the base weight whose main loop
+    also forms T = x A_bᵀ and whose epilogue adds T Bm_bᵀ (procedural_lora_linear.py.jinja)."""
+    node = e.graph.node(group.anchor)
+    ports, params = ports_of(node)
+    x, meta = e.v(ports["x"]), e.v(ports["meta"])
+    d_in, d_meta = last_dim(e.graph, ports["x"]), last_dim(e.graph, ports["meta"])
+    out, rank, gen = int(node.attr("out")), int(node.attr("rank")), int(node.attr("gen_dim"))
+    y = e.out(node)
+
+    def gen_layer(src: str, k: int, layer: str, steps: list[str]) -> str:
+        w, b = e.v(params[f"{layer}.weight"]), e.v(params[f"{layer}.bias"])
+        return gemm_call(e, src, k, [w], b, steps, [])
+
+    e.emit(f"{y}_h = {gen_layer(meta, d_meta, 'gen1', ['act:gelu'])}")
+    e.emit(f"{y}_h = {gen_layer(f'{y}_h', gen, 'gen2', ['act:gelu'])}")
+    e.emit(f"{y}_a = {gen_layer(f'{y}_h', gen, 'gen_a', [])}.view(-1, {rank}, {d_in})")
+    e.emit(f"{y}_b = {gen_layer(f'{y}_h', gen, 'gen_b', [])}.view(-1, {out}, {rank})")
+    fn = e.kernels.use("procedural_lora_linear.py.jinja", "lora")
+    base_w, base_b = e.v(params["base.weight"]), e.v(params["base.bias"])
+    e.emit(f"{y} = {fn}({x}, {base_w}, {base_b}, {y}_a, {y}_b)")
+
+
+PROCEDURAL_RULES = {"demopack_linear": rule_demopack_linear, "lora_linear": rule_lora_linear}
