@@ -1,15 +1,16 @@
-"""Code-generation rules of the SPARK procedural blocks: `demopack_linear` (SPEC §5.3).
+"""Code-generation rules of the SPARK procedural blocks: `demopack_linear` (SPEC §5.3) and
+`lora_linear` (SPEC §5.4); docs/kernels/procedural.md has the design and the FLOP counts.
 
-Consumes a fusion `Group` of kind "demopack_linear" and the `Emitter` of
-`codegen/emit.py`; produces the lookup form on generated kernels, never writing the
-decoded weight W [out, in] to memory:
-    P = x · codebookᵀ                       [M, codewords]   (GEMM)
-    G = counts ⊙ scale[:, None] / per_row    [out, codewords] (fused elementwise)
-    y = P · Gᵀ + bias                        [M, out]         (GEMM with a bias epilogue)
-where counts[r, c] is how often codeword c appears in row r of the index table (a buffer; it is
-recounted each call, so a loaded index table takes effect). y_r = scale_r/per_row · Σ_j P[index_rj]
-+ bias_r exactly as SPEC writes it; the two GEMMs cost 2·M·codewords·(in + out) FLOPs instead of
-2·M·in·out for a decoded weight (half at in = out = 1024, codewords = 256).
+Consumes a fusion `Group` of kind "demopack_linear" or "lora_linear" and the `Emitter` of
+`codegen/emit.py`; produces the lines of `_forward_triton`:
+- demopack_linear, the lookup form, never writing the decoded weight W [out, in]:
+      P = x · codebookᵀ                                   [M, codewords]  (GEMM fragment)
+      y_r = scale_r/per_row · Σ_j P[index_rj] + bias_r     [M, out]        (gather-sum kernel)
+  2·M·codewords·in + M·out·per_row FLOPs instead of 2·M·in·out (1/16 at in = 1024, out = 4096,
+  256 codewords); the backward goes through P (procedural_demopack.py.jinja).
+- lora_linear: the hypernetwork as four small GEMM fragments with fused bias/gelu epilogues,
+  then one GEMM of x with the base weight that forms T = x A_bᵀ in its main loop and adds
+  T Bm_bᵀ in its epilogue (procedural_lora_linear.py.jinja); no [B, out, in] weight.
 """
 
 from __future__ import annotations
@@ -17,38 +18,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..emit import Emitter, gemm_call, last_dim, ports_of
-from ..render import pyrepr
 
 if TYPE_CHECKING:
     from ...passes.fuse import Group
 
-# G = counts · scale · (1 / per_row); scale broadcasts along the codeword axis.
-_MIXING = {
-    "inputs": ["a0", "a1"],
-    "scalars": ["c0"],
-    "body": ["t0 = a0 * a1 * c0"],
-    "outputs": [("o0", "t0")],
-    "grad_inputs": ["g0"],
-    "grad_body": [],
-    "grad_outputs": [("da0", "g0 * a1 * c0"), ("da1", "g0 * a0 * c0")],
-}
-
-
 def rule_demopack_linear(e: Emitter, group: Group) -> None:
+    """P = x·codebookᵀ as a GEMM fragment, then the gather-sum kernel of
+    procedural_demopack.py.jinja (forward and backward through P)."""
     node = e.graph.node(group.anchor)
     ports, params = ports_of(node)
     x = e.v(ports["x"])
     d_in, out = last_dim(e.graph, ports["x"]), int(node.attr("out"))
-    codewords, per_row = int(node.attr("codewords")), int(node.attr("per_row"))
     codebook, index = e.v(params["codebook"]), e.v(params["index"])
     scale, bias = e.v(params["scale"]), e.v(params["bias"])
     y = e.out(node)
-    mix = e.kernels.use("primitives_fused_pointwise.py.jinja", "pw", **_MIXING)
-    e.emit(f"{y}_cnt = _ms.index_counts({index}, {codewords}, {scale}.dtype)")
-    e.emit(f"{y}_g = {mix}({y}_cnt, {scale}[:, None], {pyrepr(1.0 / per_row)})")
+    fn = e.kernels.use("procedural_demopack.py.jinja", "demopack")
     e.emit(f"{y}_p = {gemm_call(e, x, d_in, [codebook], None, [], [])}")
-    call = gemm_call(e, f"{y}_p", codewords, [f"{y}_g"], bias, [], [])
-    e.emit(f"{y} = {call}.view({x}.shape[:-1] + ({out},))")
+    e.emit(f"{y} = {fn}({y}_p, {scale}, {bias}, {index}).view({x}.shape[:-1] + ({out},))")
 
 
 def rule_lora_linear(e: Emitter, group: Group) -> None:
