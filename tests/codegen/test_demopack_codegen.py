@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from sparkc.runtime.checks import InputError
 
 from sparkc import api
-from sparkc.runtime.checks import InputError
 
 SRC = """
 model M(d = 24) {{

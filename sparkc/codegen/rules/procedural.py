@@ -22,6 +22,7 @@ from ..emit import Emitter, gemm_call, last_dim, ports_of
 if TYPE_CHECKING:
     from ...passes.fuse import Group
 
+
 def rule_demopack_linear(e: Emitter, group: Group) -> None:
     """P = x·codebookᵀ as a GEMM fragment, then the gather-sum kernel of
     procedural_demopack.py.jinja (forward and backward through P)."""
