@@ -1,5 +1,5 @@
-"""lora_linear on generated kernels (SPEC §5.4): the hypernetwork as fused small GEMMs and the base
-GEMM with the per-sample low-rank delta inside it, vs the float64 reference, forward and every
+"""lora_linear on generated kernels (SPEC §5.4): the hypernetwork in one kernel (or as GEMM
+fragments past gen_dim 128) and the base GEMM with the per-sample low-rank delta inside it, vs the float64 reference, forward and every
 gradient, at odd sizes (rows that are not block multiples, N = 1, rank 1)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ SRC = """
 model M(d = 13, m = 7) {{
   input x: float[B, N, d]
   input meta: float[B, m]
-  y = lora_linear(x, meta, out={out}, rank={rank}, gen_dim=5)
+  y = lora_linear(x, meta, out={out}, rank={rank}, gen_dim={gen})
   output y
 }}
 """
@@ -24,8 +24,8 @@ def _rel(a, b) -> float:
     return float((a - b).norm() / max(float(b.norm()), 1e-12))
 
 
-def _pair(out: int, rank: int):
-    m = api.load_source(SRC.format(out=out, rank=rank), f"lora_{out}_{rank}.spark")
+def _pair(out: int, rank: int, gen: int):
+    m = api.load_source(SRC.format(out=out, rank=rank, gen=gen), f"lora_{out}_{rank}_{gen}.spark")
     assert m.TRITON_COVERAGE["reference_ops"] == ()
     torch.manual_seed(0)
     ref = m.Model(impl="reference").double()
@@ -38,9 +38,16 @@ def _pair(out: int, rank: int):
     return ref, tri
 
 
-@pytest.mark.parametrize(("out", "rank", "shapes"), [(11, 3, [(3, 5), (2, 1)]), (17, 1, [(1, 19)])])
-def test_lora_kernels_match_reference(out, rank, shapes):
-    ref, tri = _pair(out, rank)
+@pytest.mark.parametrize(
+    ("out", "rank", "gen", "shapes"),
+    [
+        (11, 3, 5, [(3, 5), (2, 1)]),  # the one-kernel hypernetwork
+        (17, 1, 5, [(1, 19)]),  # rank 1; the row reduction split in two
+        (11, 2, 130, [(2, 3)]),  # gen_dim > 128: the hypernetwork as GEMM fragments
+    ],
+)
+def test_lora_kernels_match_reference(out, rank, gen, shapes):
+    ref, tri = _pair(out, rank, gen)
     for b, n in shapes:
         g = torch.Generator().manual_seed(n)
         x = torch.randn(b, n, 13, dtype=torch.float64, generator=g)

@@ -8,8 +8,8 @@ Consumes a fusion `Group` of kind "demopack_linear" or "lora_linear" and the `Em
       y_r = scale_r/per_row · Σ_j P[index_rj] + bias_r     [M, out]        (gather-sum kernel)
   2·M·codewords·in + M·out·per_row FLOPs instead of 2·M·in·out (1/16 at in = 1024, out = 4096,
   256 codewords); the backward goes through P (procedural_demopack.py.jinja).
-- lora_linear: the hypernetwork as four small GEMM fragments with fused bias/gelu epilogues,
-  then one GEMM of x with the base weight that forms T = x A_bᵀ in its main loop and adds
+- lora_linear: the hypernetwork in one kernel (four GEMM fragments with fused bias/gelu
+  epilogues when gen_dim > 128), then one GEMM of x with the base weight that forms T = x A_bᵀ in its main loop and adds
   T Bm_bᵀ in its epilogue (procedural_lora_linear.py.jinja); no [B, out, in] weight.
 """
 
@@ -38,9 +38,14 @@ def rule_demopack_linear(e: Emitter, group: Group) -> None:
     e.emit(f"{y} = {fn}({y}_p, {scale}, {bias}, {index}).view({x}.shape[:-1] + ({out},))")
 
 
+# The hypernetwork runs as one kernel while gen2's [gen_dim, gen_dim] weight and a
+# [128, gen_dim] block of gen_a/gen_b sit in registers; larger generators use GEMM fragments.
+HYPER_MAX_GEN = 128
+GEN_LAYERS = ("gen1", "gen2", "gen_a", "gen_b")
+
+
 def rule_lora_linear(e: Emitter, group: Group) -> None:
-    """The hypernetwork as four small GEMMs with fused epilogues (gen1 and gen2 with bias and
-    gelu, gen_a and gen_b with bias), then one GEMM of x with the base weight whose main loop
+    """The hypernetwork in one kernel (forward; three backward), then one GEMM of x with the base weight whose main loop
     also forms T = x A_bᵀ and whose epilogue adds T Bm_bᵀ (procedural_lora_linear.py.jinja)."""
     node = e.graph.node(group.anchor)
     ports, params = ports_of(node)
@@ -49,15 +54,18 @@ def rule_lora_linear(e: Emitter, group: Group) -> None:
     out, rank, gen = int(node.attr("out")), int(node.attr("rank")), int(node.attr("gen_dim"))
     y = e.out(node)
 
-    def gen_layer(src: str, k: int, layer: str, steps: list[str]) -> str:
-        w, b = e.v(params[f"{layer}.weight"]), e.v(params[f"{layer}.bias"])
-        return gemm_call(e, src, k, [w], b, steps, [])
-
-    e.emit(f"{y}_h = {gen_layer(meta, d_meta, 'gen1', ['act:gelu'])}")
-    e.emit(f"{y}_h = {gen_layer(f'{y}_h', gen, 'gen2', ['act:gelu'])}")
-    e.emit(f"{y}_a = {gen_layer(f'{y}_h', gen, 'gen_a', [])}.view(-1, {rank}, {d_in})")
-    e.emit(f"{y}_b = {gen_layer(f'{y}_h', gen, 'gen_b', [])}.view(-1, {out}, {rank})")
     fn = e.kernels.use("procedural_lora_linear.py.jinja", "lora")
+    gens = [e.v(params[f"{layer}.{part}"]) for layer in GEN_LAYERS for part in ("weight", "bias")]
+    if gen <= HYPER_MAX_GEN:
+        e.emit(f"{y}_a, {y}_b = {fn}_hyper({meta}.reshape(-1, {d_meta}), {', '.join(gens)})")
+    else:  # gen2's weight no longer fits on chip: four GEMM fragments with fused epilogues
+        w1, b1, w2, b2, wa, ba, wb, bb = gens
+        e.emit(f"{y}_h = {gemm_call(e, meta, d_meta, [w1], b1, ['act:gelu'], [])}")
+        e.emit(f"{y}_h = {gemm_call(e, f'{y}_h', gen, [w2], b2, ['act:gelu'], [])}")
+        e.emit(f"{y}_a = {gemm_call(e, f'{y}_h', gen, [wa], ba, [], [])}")
+        e.emit(f"{y}_b = {gemm_call(e, f'{y}_h', gen, [wb], bb, [], [])}")
+    e.emit(f"{y}_a = {y}_a.view(-1, {rank}, {d_in})")
+    e.emit(f"{y}_b = {y}_b.view(-1, {out}, {rank})")
     base_w, base_b = e.v(params["base.weight"]), e.v(params["base.bias"])
     e.emit(f"{y} = {fn}({x}, {base_w}, {base_b}, {y}_a, {y}_b)")
 
