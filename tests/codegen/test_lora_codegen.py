@@ -10,7 +10,7 @@ import torch
 from sparkc import api
 
 SRC = """
-model M(d = 13, m = 7) {{
+model M(d = 13, m = {m}) {{
   input x: float[B, N, d]
   input meta: float[B, m]
   y = lora_linear(x, meta, out={out}, rank={rank}, gen_dim={gen})
@@ -24,8 +24,9 @@ def _rel(a, b) -> float:
     return float((a - b).norm() / max(float(b.norm()), 1e-12))
 
 
-def _pair(out: int, rank: int, gen: int):
-    m = api.load_source(SRC.format(out=out, rank=rank, gen=gen), f"lora_{out}_{rank}_{gen}.spark")
+def _pair(out: int, rank: int, gen: int, width: int):
+    src = SRC.format(out=out, rank=rank, gen=gen, m=width)
+    m = api.load_source(src, f"lora_{out}_{rank}_{gen}_{width}.spark")
     assert m.TRITON_COVERAGE["reference_ops"] == ()
     torch.manual_seed(0)
     ref = m.Model(impl="reference").double()
@@ -39,23 +40,25 @@ def _pair(out: int, rank: int, gen: int):
 
 
 @pytest.mark.parametrize(
-    ("out", "rank", "gen", "shapes"),
+    ("out", "rank", "gen", "width", "shapes"),
     [
-        (11, 3, 5, [(3, 5), (2, 1)]),  # the one-kernel hypernetwork
-        (17, 1, 5, [(1, 19)]),  # rank 1; the row reduction split in two
-        (11, 2, 130, [(2, 3)]),  # gen_dim > 128: the hypernetwork as GEMM fragments
+        (11, 3, 5, 7, [(3, 5), (2, 1)]),  # the one-kernel hypernetwork
+        (17, 1, 5, 7, [(1, 19)]),  # rank 1; the row reduction split in two
+        (5, 2, 20, 21, [(17, 2)]),  # two sample blocks, two meta chunks, gen_dim 20
+        (11, 2, 130, 7, [(2, 3)]),  # gen_dim > 128: the hypernetwork as GEMM fragments
     ],
 )
-def test_lora_kernels_match_reference(out, rank, gen, shapes):
-    ref, tri = _pair(out, rank, gen)
+def test_lora_kernels_match_reference(out, rank, gen, width, shapes):
+    ref, tri = _pair(out, rank, gen, width)
     for b, n in shapes:
         g = torch.Generator().manual_seed(n)
         x = torch.randn(b, n, 13, dtype=torch.float64, generator=g)
-        meta = torch.randn(b, 7, dtype=torch.float64, generator=g)
+        meta = torch.randn(b, width, dtype=torch.float64, generator=g)
         xr, xt = x.clone().requires_grad_(True), x.float().clone().requires_grad_(True)
         mr, mt = meta.clone().requires_grad_(True), meta.float().clone().requires_grad_(True)
         a, c = ref(x=xr, meta=mr).y, tri(x=xt, meta=mt).y
         assert _rel(c, a) < 1e-5
+        assert torch.equal(tri(x=xt, meta=mt).y, c)  # deterministic: bit for bit again
         base = torch.nn.functional.linear(x, ref.get_parameter("y.base.weight"))
         assert _rel(a, base) > 1e-2  # the delta is really there
         w = torch.randn(a.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
