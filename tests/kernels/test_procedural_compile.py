@@ -14,6 +14,7 @@ import sys
 from compile_harness import main, run_in_subprocess
 
 LORA = {"template": "procedural_lora_linear.py.jinja", "name": "lora"}
+LORA_HYPER = {"template": "procedural_lora_hyper.py.jinja", "name": "lorah"}
 DEMOPACK = {"template": "procedural_demopack.py.jinja", "name": "dp"}
 INTS = {"NB", "NSEQ", "NOUT", "K", "R", "RO", "CHUNK", "M", "N", "C", "PER_ROW", "MM", "G"}
 INTS |= {"NA", "NBM", "NCH"}
@@ -38,10 +39,10 @@ LR_ARGS = ["X", "W", "BIAS", "L", "RM", "Y", "T", "NB", "NSEQ", "NOUT", "K", "R"
 LR_ARGS += ["sxb", "sxn", "sxk", "swn", "swk", "slb", "slr", "slk", "srb", "srn", "srr"]
 PSUM_ARGS = ["P", "Q", "OUT", "NSEQ", "C", "R", "RO", "CHUNK", "sqb", "sqn", "sqc"]
 HYPER = {
-    "lora_hyper_kernel": "META W1 B1 W2 B2 WA BA WB BB AOUT BOUT Z1 Z2 NB MM G NA NBM",
-    "lora_hyper_bwd_kernel": "DA DBM Z2 WA WB BA BB DWA DWB DBA DBB DHP NB G NA NBM",
-    "lora_hyper_head_kernel": "DHP NCH Z1 Z2 W1 W2 DZ1 DZ2 DMETA NB MM G",
-    "lora_hyper_wgrad_kernel": "META Z1 DZ1 DZ2 DW1 DB1 DW2 DB2 NB MM G",
+    "lorah_fwd_kernel": "META W1 B1 W2 B2 WA BA WB BB AOUT BOUT Z1 Z2 NB MM G NA NBM",
+    "lorah_bwd_kernel": "DA DBM Z2 WA WB BA BB DWA DWB DBA DBB DHP NB G NA NBM",
+    "lorah_head_kernel": "DHP NCH Z1 Z2 W1 W2 DZ1 DZ2 DMETA NB MM G",
+    "lorah_wgrad_kernel": "META Z1 DZ1 DZ2 DW1 DB1 DW2 DB2 NB MM G",
 }
 DP_FWD = ["P", "IDX", "SCALE", "BIAS", "Y", "M", "C", "NOUT", "PER_ROW", "inv_per_row"]
 DP_BWD = ["P", "IDX", "DY", "PS", "PB", "M", "C", "NOUT", "PER_ROW", "inv_per_row"]
@@ -63,10 +64,10 @@ def cases():
             out.append((LORA, "lora_psum_kernel", sig_of(PSUM_ARGS, p, {"P", "OUT"}), consts))
         for kernel, args in HYPER.items():
             consts = {"DOT_PRECISION": prec, "G_PAD": 128, "BLOCK_B": 16}
-            consts |= {"BLOCK_C": 128} if kernel == "lora_hyper_bwd_kernel" else {"BLOCK_K": 64}
-            if kernel == "lora_hyper_kernel":
+            consts |= {"BLOCK_C": 128} if kernel == "lorah_bwd_kernel" else {"BLOCK_K": 64}
+            if kernel == "lorah_fwd_kernel":
                 consts |= {"STORE_Z": True, "BLOCK_C": 128}
-            out.append((LORA, kernel, sig_of(args.split(), p, HYPER_F32), consts))
+            out.append((LORA_HYPER, kernel, sig_of(args.split(), p, HYPER_F32), consts))
         gather = {"BLOCK_M": 32, "BLOCK_N": 128}
         out.append((DEMOPACK, "dp_fwd_kernel", sig_of(DP_FWD, p, index={"IDX"}), gather))
         dp_bwd = sig_of(DP_BWD, p, {"PS", "PB"}, index={"IDX"})

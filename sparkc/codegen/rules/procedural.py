@@ -10,7 +10,8 @@ Consumes a fusion `Group` of kind "demopack_linear" or "lora_linear" and the `Em
   256 codewords); the backward goes through P (procedural_demopack.py.jinja).
 - lora_linear: the hypernetwork in one kernel (four GEMM fragments with fused bias/gelu
   epilogues when gen_dim > 128), then one GEMM of x with the base weight that forms T = x A_bᵀ in its main loop and adds
-  T Bm_bᵀ in its epilogue (procedural_lora_linear.py.jinja); no [B, out, in] weight.
+  T Bm_bᵀ in its epilogue (procedural_lora_linear.py.jinja; the hypernetwork: procedural_lora_hyper.py.jinja); no
+  [B, out, in] weight.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def rule_lora_linear(e: Emitter, group: Group) -> None:
     fn = e.kernels.use("procedural_lora_linear.py.jinja", "lora")
     gens = [e.v(params[f"{layer}.{part}"]) for layer in GEN_LAYERS for part in ("weight", "bias")]
     if gen <= HYPER_MAX_GEN:
-        e.emit(f"{y}_a, {y}_b = {fn}_hyper({meta}.reshape(-1, {d_meta}), {', '.join(gens)})")
+        hyper = e.kernels.use("procedural_lora_hyper.py.jinja", "lorah")
+        e.emit(f"{y}_a, {y}_b = {hyper}({meta}.reshape(-1, {d_meta}), {', '.join(gens)})")
     else:  # gen2's weight no longer fits on chip: four GEMM fragments with fused epilogues
         w1, b1, w2, b2, wa, ba, wb, bb = gens
         e.emit(f"{y}_h = {gemm_call(e, meta, d_meta, [w1], b1, ['act:gelu'], [])}")
