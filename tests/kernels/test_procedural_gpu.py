@@ -25,7 +25,7 @@ model P(d = 320) {
   output y
 }
 """
-TOL = {torch.float32: 2e-3, torch.bfloat16: 3e-2}
+TOL = {torch.float32: 2e-3, torch.bfloat16: 5e-2}  # bf16: weights and inputs rounded
 
 
 def _rel(a, b) -> float:
