@@ -243,13 +243,3 @@ def topk_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
     k = topk_count(sparsity, scores.shape[-1])
     order = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]
     return torch.zeros_like(scores, dtype=torch.bool).scatter(-1, order, True)
-
-
-def index_counts(index: torch.Tensor, codewords: int, dtype: torch.dtype) -> torch.Tensor:
-    """counts[r, c] = how many of row r's per_row indices equal c (demopack_linear's lookup form).
-    Integer bookkeeping on a buffer: no gradient flows through it."""
-    check_index_table(index, codewords)
-    counts = torch.zeros(index.shape[0], codewords, device=index.device, dtype=dtype)
-    return counts.scatter_add_(
-        1, index.long(), torch.ones(index.shape, device=index.device, dtype=dtype)
-    )

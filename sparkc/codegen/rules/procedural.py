@@ -1,16 +1,18 @@
 """Code-generation rules of the SPARK procedural blocks: `demopack_linear` (SPEC §5.3) and
-`opcode_tape` (SPEC §5.1, one call of procedural_opcode_tape.py.jinja's fragment).
+`lora_linear` (SPEC §5.4) and `opcode_tape` (SPEC §5.1, one call of procedural_opcode_tape.py.jinja's
+fragment); docs/kernels/procedural.md has the design and the FLOP counts.
 
-Consumes a fusion `Group` of kind "demopack_linear" and the `Emitter` of
-`codegen/emit.py`; produces the lookup form on generated kernels, never writing the
-decoded weight W [out, in] to memory:
-    P = x · codebookᵀ                       [M, codewords]   (GEMM)
-    G = counts ⊙ scale[:, None] / per_row    [out, codewords] (fused elementwise)
-    y = P · Gᵀ + bias                        [M, out]         (GEMM with a bias epilogue)
-where counts[r, c] is how often codeword c appears in row r of the index table (a buffer; it is
-recounted each call, so a loaded index table takes effect). y_r = scale_r/per_row · Σ_j P[index_rj]
-+ bias_r exactly as SPEC writes it; the two GEMMs cost 2·M·codewords·(in + out) FLOPs instead of
-2·M·in·out for a decoded weight (half at in = out = 1024, codewords = 256).
+Consumes a fusion `Group` of kind "demopack_linear" or "lora_linear" and the `Emitter` of
+`codegen/emit.py`; produces the lines of `_forward_triton`:
+- demopack_linear, the lookup form, never writing the decoded weight W [out, in]:
+      P = x · codebookᵀ                                   [M, codewords]  (GEMM fragment)
+      y_r = scale_r/per_row · Σ_j P[index_rj] + bias_r     [M, out]        (gather-sum kernel)
+  2·M·codewords·in + M·out·per_row FLOPs instead of 2·M·in·out (1/16 at in = 1024, out = 4096,
+  256 codewords); the backward goes through P (procedural_demopack.py.jinja).
+- lora_linear: the hypernetwork in one kernel (four GEMM fragments with fused bias/gelu
+  epilogues when gen_dim > 128), then one GEMM of x with the base weight that forms T = x A_bᵀ in its main loop and adds
+  T Bm_bᵀ in its epilogue (procedural_lora_linear.py.jinja; the hypernetwork: procedural_lora_hyper.py.jinja); no
+  [B, out, in] weight.
 """
 
 from __future__ import annotations
@@ -18,38 +20,24 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..emit import Emitter, gemm_call, last_dim, ports_of
-from ..render import pyrepr
 
 if TYPE_CHECKING:
     from ...passes.fuse import Group
 
-# G = counts · scale · (1 / per_row); scale broadcasts along the codeword axis.
-_MIXING = {
-    "inputs": ["a0", "a1"],
-    "scalars": ["c0"],
-    "body": ["t0 = a0 * a1 * c0"],
-    "outputs": [("o0", "t0")],
-    "grad_inputs": ["g0"],
-    "grad_body": [],
-    "grad_outputs": [("da0", "g0 * a1 * c0"), ("da1", "g0 * a0 * c0")],
-}
-
 
 def rule_demopack_linear(e: Emitter, group: Group) -> None:
+    """P = x·codebookᵀ as a GEMM fragment, then the gather-sum kernel of
+    procedural_demopack.py.jinja (forward and backward through P)."""
     node = e.graph.node(group.anchor)
     ports, params = ports_of(node)
     x = e.v(ports["x"])
     d_in, out = last_dim(e.graph, ports["x"]), int(node.attr("out"))
-    codewords, per_row = int(node.attr("codewords")), int(node.attr("per_row"))
     codebook, index = e.v(params["codebook"]), e.v(params["index"])
     scale, bias = e.v(params["scale"]), e.v(params["bias"])
     y = e.out(node)
-    mix = e.kernels.use("primitives_fused_pointwise.py.jinja", "pw", **_MIXING)
-    e.emit(f"{y}_cnt = _ms.index_counts({index}, {codewords}, {scale}.dtype)")
-    e.emit(f"{y}_g = {mix}({y}_cnt, {scale}[:, None], {pyrepr(1.0 / per_row)})")
+    fn = e.kernels.use("procedural_demopack.py.jinja", "demopack")
     e.emit(f"{y}_p = {gemm_call(e, x, d_in, [codebook], None, [], [])}")
-    call = gemm_call(e, f"{y}_p", codewords, [f"{y}_g"], bias, [], [])
-    e.emit(f"{y} = {call}.view({x}.shape[:-1] + ({out},))")
+    e.emit(f"{y} = {fn}({y}_p, {scale}, {bias}, {index}).view({x}.shape[:-1] + ({out},))")
 
 
 def rule_opcode_tape(e: Emitter, group: Group) -> None:
@@ -68,7 +56,41 @@ def rule_opcode_tape(e: Emitter, group: Group) -> None:
     e.emit(f"{outs} = {fn}({ins}, {e.v(params['branch'])}, {budget}, {capacity}{tail})")
 
 
+# The hypernetwork runs as one kernel while gen2's [gen_dim, gen_dim] weight and a
+# [128, gen_dim] block of gen_a/gen_b sit in registers; larger generators use GEMM fragments.
+HYPER_MAX_GEN = 128
+GEN_LAYERS = ("gen1", "gen2", "gen_a", "gen_b")
+
+
+def rule_lora_linear(e: Emitter, group: Group) -> None:
+    """The hypernetwork in one kernel (forward; three backward), then one GEMM of x with the base weight whose main loop
+    also forms T = x A_bᵀ and whose epilogue adds T Bm_bᵀ (procedural_lora_linear.py.jinja)."""
+    node = e.graph.node(group.anchor)
+    ports, params = ports_of(node)
+    x, meta = e.v(ports["x"]), e.v(ports["meta"])
+    d_in, d_meta = last_dim(e.graph, ports["x"]), last_dim(e.graph, ports["meta"])
+    out, rank, gen = int(node.attr("out")), int(node.attr("rank")), int(node.attr("gen_dim"))
+    y = e.out(node)
+
+    fn = e.kernels.use("procedural_lora_linear.py.jinja", "lora")
+    gens = [e.v(params[f"{layer}.{part}"]) for layer in GEN_LAYERS for part in ("weight", "bias")]
+    if gen <= HYPER_MAX_GEN:
+        hyper = e.kernels.use("procedural_lora_hyper.py.jinja", "lorah")
+        e.emit(f"{y}_a, {y}_b = {hyper}({meta}.reshape(-1, {d_meta}), {', '.join(gens)})")
+    else:  # gen2's weight no longer fits on chip: four GEMM fragments with fused epilogues
+        w1, b1, w2, b2, wa, ba, wb, bb = gens
+        e.emit(f"{y}_h = {gemm_call(e, meta, d_meta, [w1], b1, ['act:gelu'], [])}")
+        e.emit(f"{y}_h = {gemm_call(e, f'{y}_h', gen, [w2], b2, ['act:gelu'], [])}")
+        e.emit(f"{y}_a = {gemm_call(e, f'{y}_h', gen, [wa], ba, [], [])}")
+        e.emit(f"{y}_b = {gemm_call(e, f'{y}_h', gen, [wb], bb, [], [])}")
+    e.emit(f"{y}_a = {y}_a.view(-1, {rank}, {d_in})")
+    e.emit(f"{y}_b = {y}_b.view(-1, {out}, {rank})")
+    base_w, base_b = e.v(params["base.weight"]), e.v(params["base.bias"])
+    e.emit(f"{y} = {fn}({x}, {base_w}, {base_b}, {y}_a, {y}_b)")
+
+
 PROCEDURAL_RULES = {
     "demopack_linear": rule_demopack_linear,
+    "lora_linear": rule_lora_linear,
     "opcode_tape": rule_opcode_tape,
 }

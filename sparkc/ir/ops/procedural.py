@@ -336,7 +336,7 @@ SPECS: tuple[OpSpec, ...] = (
         _lora_infer,
         _lora_params,
         category="block",
-        kernel="reference",  # its kernels come with their own issue
+        kernel="lora_linear",
         flops=_lora_flops,
         semantics=_LORA,
     ),
