@@ -8,6 +8,8 @@ compiled kernels, and a 65,536-token sequence against a float64 chunked referenc
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from sparkc.runtime.reference.splat import splat_responsibilities
@@ -54,17 +56,25 @@ def _grads(model, x, w):
 
 
 def _check(ref, tri, b, n, d, dtype, tol, seed=0, device="cpu"):
+    """float32: every value within `tol` of the float64 reference. A half dtype: within twice
+    eager PyTorch's own error in that dtype (the reference path run in it) plus `tol`, the
+    project's bar for low precision (docs/kernels/bounds.md, "Low-precision gradients")."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(b, n, d, generator=g, dtype=torch.float64).to(device)
     w = torch.randn(b, n, d, generator=g, dtype=torch.float64).to(device)
     tri.to(dtype)
     yr, gr = _grads(ref, x, w)
     yt, gt = _grads(tri, x.to(dtype), w)
+    if dtype == torch.float32:
+        bars = [tol] * (1 + len(NAMES))
+    else:
+        ye, ge = _grads(copy.deepcopy(ref).to(dtype), x.to(dtype), w)
+        bars = [2 * _rel(e, c) + tol for e, c in zip([ye, *ge], [yr, *gr])]
     assert torch.isfinite(yt).all()
-    assert _rel(yt, yr) < tol, ("y", _rel(yt, yr))
-    for name, a, c in zip(NAMES, gt, gr):
+    assert _rel(yt, yr) < bars[0], ("y", _rel(yt, yr), bars[0])
+    for name, a, c, bar in zip(NAMES, gt, gr, bars[1:]):
         assert a is not None and torch.isfinite(a).all(), name
-        assert _rel(a, c) < tol, (name, _rel(a, c))
+        assert _rel(a, c) < bar, (name, _rel(a, c), bar)
 
 
 CASES = [  # (d, splats, heads, batch, N)
@@ -146,7 +156,7 @@ def test_splat_fragment_takes_separate_and_strided_projections(causal):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype,tol", [(torch.float32, 2e-4), (torch.bfloat16, 5e-2)])
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 2e-4), (torch.bfloat16, 1.2e-2)])
 @pytest.mark.parametrize("causal", [True, False], ids=["causal", "global"])
 @pytest.mark.parametrize("normalize", [True, False], ids=["norm", "raw"])
 def test_splat_kernels_on_gpu(dtype, tol, causal, normalize):
