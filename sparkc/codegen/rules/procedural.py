@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ...ir.ops import OPS
 from ..emit import Emitter, gemm_call, last_dim, ports_of
 from ..render import pyrepr
 
@@ -51,4 +52,35 @@ def rule_demopack_linear(e: Emitter, group: Group) -> None:
     e.emit(f"{y} = {call}.view({x}.shape[:-1] + ({out},))")
 
 
-PROCEDURAL_RULES = {"demopack_linear": rule_demopack_linear}
+def rule_routed_mlp(e: Emitter, group: Group) -> None:
+    """routed_mlp (SPEC §5.2): the gate scores by a GEMM fragment (learned routing), then the
+    routed grouped MLP of procedural_routed_mlp.py.jinja (routing, sort, grouped GEMMs)."""
+    node = e.graph.node(group.anchor)
+    ports, params = ports_of(node)
+    x = e.v(ports["x"])
+    d = last_dim(e.graph, ports["x"])
+    learned = node.attr("route") == "learned"
+    act = OPS[str(node.attr("act"))]
+    grad = dict(act.triton_grad)["x"]
+    fn = e.kernels.use(
+        "procedural_routed_mlp.py.jinja",
+        "rmlp",
+        groups=int(node.attr("groups")),
+        active=int(node.attr("active")),
+        learned=learned,
+        act_f=act.triton.format(x="z"),
+        act_df=grad.format(x="z", y="h", g="1.0"),
+    )
+    y = e.out(node)
+    if learned:
+        gate = gemm_call(e, x, d, [e.v(params["gate.weight"])], e.v(params["gate.bias"]), [], [])
+        route = f"{y}_s"
+        e.emit(f"{route} = {gate}")
+    else:
+        route = e.v(ports["tokens"])
+    w1, b1 = e.v(params["fc1.weight"]), e.v(params["fc1.bias"])
+    w2, b2 = e.v(params["fc2.weight"]), e.v(params["fc2.bias"])
+    e.emit(f"{y} = {fn}({x}, {route}, {w1}, {b1}, {w2}, {b2})")
+
+
+PROCEDURAL_RULES = {"demopack_linear": rule_demopack_linear, "routed_mlp": rule_routed_mlp}
