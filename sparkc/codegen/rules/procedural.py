@@ -62,6 +62,13 @@ def rule_routed_mlp(e: Emitter, group: Group) -> None:
     learned = node.attr("route") == "learned"
     act = OPS[str(node.attr("act"))]
     grad = dict(act.triton_grad)["x"]
+    y = e.out(node)
+    if learned:
+        gate = gemm_call(e, x, d, [e.v(params["gate.weight"])], e.v(params["gate.bias"]), [], [])
+        route = f"{y}_s"
+        e.emit(f"{route} = {gate}")
+    else:
+        route = e.v(ports["tokens"])
     fn = e.kernels.use(
         "procedural_routed_mlp.py.jinja",
         "rmlp",
@@ -71,13 +78,6 @@ def rule_routed_mlp(e: Emitter, group: Group) -> None:
         act_f=act.triton.format(x="z"),
         act_df=grad.format(x="z", y="h", g="1.0"),
     )
-    y = e.out(node)
-    if learned:
-        gate = gemm_call(e, x, d, [e.v(params["gate.weight"])], e.v(params["gate.bias"]), [], [])
-        route = f"{y}_s"
-        e.emit(f"{route} = {gate}")
-    else:
-        route = e.v(ports["tokens"])
     w1, b1 = e.v(params["fc1.weight"]), e.v(params["fc1.bias"])
     w2, b2 = e.v(params["fc2.weight"]), e.v(params["fc2.bias"])
     e.emit(f"{y} = {fn}({x}, {route}, {w1}, {b1}, {w2}, {b2})")
