@@ -221,3 +221,13 @@ def test_gpu_bitwise_reproducible_bf16():
     y2, g2 = run(fn, x, route, params, dy)
     assert torch.equal(y1, y2)
     assert all(torch.equal(a, b) for a, b in zip(g1, g2))
+
+
+def test_no_tokens_and_one_token():
+    fn = build(4, 2, True)
+    x, route, params = make((1, 0), 8, 16, 4, True)
+    y = fn(x, route, *params)
+    assert y.shape == (1, 0, 8)
+    y.sum().backward()
+    assert all(p.grad is not None and not p.grad.any() for p in params)
+    check((1, 1), 8, 16, 4, 2, True)
