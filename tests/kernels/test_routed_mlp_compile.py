@@ -50,15 +50,27 @@ def cases():
             )
             prec = "ieee" if dt == "fp32" else "tf32"
             index = {"WT": "*fp32", "PERM": "*i32", "COUNTS": "*i32", "OFFS": "*i32"}
-            gsig = {"A": p, "B": p, "C": p, "Z": p, "BIAS": p, **index}
+            gsig = {"A": p, "B": p, "C": p, "Z": p, "BIAS": p, "AUX": p, "PART": "*fp32", **index}
             gsig.update(
-                {k: "i32" for k in ("N", "K", "stride_am", "b_group", "stride_bk", "stride_bn")}
+                {
+                    k: "i32"
+                    for k in (
+                        "N",
+                        "K",
+                        "stride_am",
+                        "b_group",
+                        "stride_bk",
+                        "stride_bn",
+                        "part_stride",
+                    )
+                }
             )
-            for gather, scatter, epi, save in (
-                (True, False, 1, True),
-                (True, False, 1, False),
-                (False, True, 0, False),
-                (True, False, 2, False),
+            for gather, scatter, epi, save, dw in (
+                (True, False, 1, True, False),
+                (True, False, 1, False, False),
+                (False, True, 0, False, False),
+                (True, False, 2, False, True),
+                (True, False, 2, False, False),
             ):
                 consts = dict(
                     tiles,
@@ -66,6 +78,7 @@ def cases():
                     SCATTER_C=scatter,
                     EPI=epi,
                     SAVE_Z=save,
+                    DW=dw,
                     GROUPS=8,
                     ACTIVE=2,
                     DOT_PRECISION=prec,
@@ -90,8 +103,15 @@ def cases():
             for bias_w in (True, False):
                 consts = {"ACTIVE": 2, "HAS_BIAS": bias_w, "HAS_W": bias_w, "BLOCK_D": 1024}
                 out.append((ctx, "rm_combine_kernel", csig, consts))
-            dsig = {"DY": p, "O": p, "S": p, "SEL": "*i32", "DS": p, "D": "i32"}
-            consts = {"GROUPS": 8, "ACTIVE": 2, "G_PAD": 8, "BLOCK_D": 1024}
+            dsig = {
+                "PART": "*fp32",
+                "S": p,
+                "SEL": "*i32",
+                "DS": p,
+                "NP": "i32",
+                "part_stride": "i32",
+            }
+            consts = {"GROUPS": 8, "ACTIVE": 2, "G_PAD": 8, "BLOCK_P": 64}
             out.append((ctx, "rm_dscore_kernel", dsig, consts))
     return out
 
