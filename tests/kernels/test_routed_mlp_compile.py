@@ -39,8 +39,12 @@ def cases():
         )
         if not learned:
             continue
-        sort_sig = {"SEL": "*i32", "COUNTS": "*i32", "OFFS": "*i32", "PERM": "*i32", "E": "i32"}
-        out.append((ctx, "rm_sort_kernel", sort_sig, {"BLOCK": 2048}))
+        hist_sig = {"SEL": "*i32", "HIST": "*i32", "E": "i32"}
+        out.append((ctx, "rm_hist_kernel", hist_sig, {"G_PAD": 8, "BLOCK": 1024}))
+        scat_sig = {"SEL": "*i32", "HIST": "*i32", "COUNTS": "*i32", "OFFS": "*i32", "PERM": "*i32"}
+        scat_sig.update({"E": "i32", "NB": "i32"})
+        consts = {"GROUPS": 8, "G_PAD": 8, "BLOCK": 1024, "CHUNK": 64}
+        out.append((ctx, "rm_scatter_kernel", scat_sig, consts))
         for dt in ("fp32", "bf16"):
             p = f"*{dt}"
             tiles = (
