@@ -231,3 +231,35 @@ def test_no_tokens_and_one_token():
     y.sum().backward()
     assert all(p.grad is not None and not p.grad.any() for p in params)
     check((1, 1), 8, 16, 4, 2, True)
+
+
+def test_every_tile_candidate_computes_the_same(monkeypatch):
+    """The tuner's candidates (GPU tiles, run here under the interpreter): each one the tuner
+    would time gives the same result as the interpreter's tiles."""
+    from sparkc.runtime import launch
+
+    x, route, params = make((1, 40), 16, 32, 4, True, seed=5)
+    fn = build(4, 2, True)
+    dy = torch.randn_like(x)
+    want_y, want_g = run(fn, x, route, params, dy)
+    timed = []
+
+    def pick(name, shape_class, candidates, bench, *, source, like):
+        for c in candidates:
+            bench(c)
+        timed.append(name)
+        return candidates[len(timed) % len(candidates)]
+
+    def bench_ms(call):
+        call()
+        return 1.0
+
+    monkeypatch.setattr(launch, "interpreting", lambda: False)
+    monkeypatch.setattr(launch, "pick", pick)
+    monkeypatch.setattr(launch, "bench_ms", bench_ms)
+    y, grads = run(fn, x, route, params, dy)
+    # fc1, fc2, dz (with the dw partials), dx, dW1, dW2: six launches, each tuned
+    assert len(timed) == 6, timed
+    torch.testing.assert_close(y, want_y, rtol=1e-5, atol=1e-5)
+    for got, ref in zip(grads, want_g):
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
