@@ -29,7 +29,13 @@ from sparkc.codegen.render import render
 from sparkc.ir.ops import OPS
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-ACT64 = {"gelu": torch.nn.functional.gelu, "relu": torch.relu}
+ACT64 = {
+    "gelu": torch.nn.functional.gelu,
+    "relu": torch.relu,
+    "silu": torch.nn.functional.silu,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+}
 
 
 @functools.cache
@@ -158,6 +164,11 @@ def test_one_group_holds_every_token_and_the_others_are_empty():
 def test_ties_go_to_the_lower_group_and_relu():
     scores = torch.zeros(1, 6, 4)  # all equal: groups 0 and 1 for every token
     check((1, 6), 8, 8, 4, 2, True, act="relu", scores=scores)
+
+
+@pytest.mark.parametrize("act", ["silu", "sigmoid", "tanh"])
+def test_other_activations(act):
+    check((1, 5), 8, 8, 2, 1, True, act=act)
 
 
 def test_every_group_active():
