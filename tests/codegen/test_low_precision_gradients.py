@@ -121,6 +121,14 @@ model RouterTopk(d = 16, sparsity = 0.2) {
 """,
 }
 
+FAMILIES["routed_mlp_hash"] = """
+model RoutedHash(d = 16) {
+  input x: float[B, N, d]
+  input tokens: i64[B, N]
+  y = routed_mlp(x, tokens=tokens, hidden=32, groups=4, active=2, route=hash)
+  output y
+}
+"""
 FAMILIES["fk_attention"] = """
 model FK(d = 16) {
   input x: float[B, N, d]

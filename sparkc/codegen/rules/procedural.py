@@ -1,8 +1,9 @@
-"""Code-generation rules of the SPARK procedural blocks: `demopack_linear` (SPEC §5.3) and
-`lora_linear` (SPEC §5.4) and `opcode_tape` (SPEC §5.1, one call of procedural_opcode_tape.py.jinja's
-fragment); docs/kernels/procedural.md has the design and the FLOP counts.
+"""Code-generation rules of the SPARK procedural blocks: `demopack_linear` (SPEC §5.3),
+`lora_linear` (SPEC §5.4), `opcode_tape` (SPEC §5.1, one call of procedural_opcode_tape.py.jinja's
+fragment) and `routed_mlp` (SPEC §5.2, procedural_routed_mlp.py.jinja); docs/kernels/procedural.md
+and docs/kernels/procedural_routed_mlp.md have the designs and the FLOP counts.
 
-Consumes a fusion `Group` of kind "demopack_linear" or "lora_linear" and the `Emitter` of
+Consumes a fusion `Group` of kind "demopack_linear", "lora_linear", "opcode_tape" or "routed_mlp" and the `Emitter` of
 `codegen/emit.py`; produces the lines of `_forward_triton`:
 - demopack_linear, the lookup form, never writing the decoded weight W [out, in]:
       P = x · codebookᵀ                                   [M, codewords]  (GEMM fragment)
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ...ir.ops import OPS
 from ..emit import Emitter, gemm_call, last_dim, ports_of
 
 if TYPE_CHECKING:
@@ -89,8 +91,40 @@ def rule_lora_linear(e: Emitter, group: Group) -> None:
     e.emit(f"{y} = {fn}({x}, {base_w}, {base_b}, {y}_a, {y}_b)")
 
 
+def rule_routed_mlp(e: Emitter, group: Group) -> None:
+    """routed_mlp (SPEC §5.2): the gate scores by a GEMM fragment (learned routing), then the
+    routed grouped MLP of procedural_routed_mlp.py.jinja (routing, sort, grouped GEMMs)."""
+    node = e.graph.node(group.anchor)
+    ports, params = ports_of(node)
+    x = e.v(ports["x"])
+    d = last_dim(e.graph, ports["x"])
+    learned = node.attr("route") == "learned"
+    act = OPS[str(node.attr("act"))]
+    grad = dict(act.triton_grad)["x"]
+    y = e.out(node)
+    if learned:
+        gate = gemm_call(e, x, d, [e.v(params["gate.weight"])], e.v(params["gate.bias"]), [], [])
+        route = f"{y}_s"
+        e.emit(f"{route} = {gate}")
+    else:
+        route = e.v(ports["tokens"])
+    fn = e.kernels.use(
+        "procedural_routed_mlp.py.jinja",
+        "rmlp",
+        groups=int(node.attr("groups")),
+        active=int(node.attr("active")),
+        learned=learned,
+        act_f=act.triton.format(x="z"),
+        act_df=grad.format(x="z", y="h", g="1.0"),
+    )
+    w1, b1 = e.v(params["fc1.weight"]), e.v(params["fc1.bias"])
+    w2, b2 = e.v(params["fc2.weight"]), e.v(params["fc2.bias"])
+    e.emit(f"{y} = {fn}({x}, {route}, {w1}, {b1}, {w2}, {b2})")
+
+
 PROCEDURAL_RULES = {
     "demopack_linear": rule_demopack_linear,
     "lora_linear": rule_lora_linear,
     "opcode_tape": rule_opcode_tape,
+    "routed_mlp": rule_routed_mlp,
 }

@@ -296,7 +296,7 @@ SPECS: tuple[OpSpec, ...] = (
             if hp.get("route") == "hash"
             else ()
         ),
-        kernel="reference",  # its kernels come with their own issue
+        kernel="routed_mlp",
         flops=_routed_flops,
         doc_variants=(DocVariant("route=hash", (("route", "hash"),), ("tokens",)),),
         semantics=_ROUTED,
