@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..diagnostics import Diagnostic, DiagnosticSink, Label, Span, did_you_mean
-from ..ir.ops import CALLABLE, OPS
+from ..ir.ops import BINARY_OPERATORS, CALLABLE, OPS, UNARY_OPERATORS
 from . import ast
 
 
@@ -223,7 +223,12 @@ def _callees(d: ast.Definition, st: Structure, sink: DiagnosticSink) -> None:
         if (name in OPS and OPS[name].callable) or name in st.blocks:
             continue
         if name in OPS:
-            symbol = {"add": "+", "sub": "-", "mul": "*", "div": "/", "neg": "-"}.get(name, "")
+            spelled = {
+                op: sym
+                for table in (BINARY_OPERATORS, UNARY_OPERATORS)
+                for sym, op in table.items()
+            }
+            symbol = spelled.get(name, "")
             sink.add(
                 Diagnostic(
                     "E0203",
