@@ -5,12 +5,14 @@ cases and doubles as the script of a subprocess run without TRITON_INTERPRET (un
 interpreter the JIT objects are replaced, and the interpreter accepts code the real compiler
 rejects). `compile_all` renders each template once, loads it from a file and compiles every
 case to PTX for sm_90; `run_in_subprocess` runs a test file as that script; `main` is its body.
+`run_sweep(command, jobs)` runs a sweep script over JSON jobs and returns its results.
 `spill_bytes(ptx)` assembles PTX with Triton's own ptxas and returns the spill-store bytes it
 reports (for kernels that keep a tile in registers).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -65,6 +67,24 @@ def spill_bytes(ptx: str) -> int:
     found = re.findall(r"(\d+) bytes spill stores", proc.stderr)
     assert found, proc.stderr
     return sum(int(x) for x in found)
+
+
+def run_sweep(command: list[str], jobs, timeout: int = 1500) -> list:
+    """Runs `command + [json of jobs]` without the interpreter and returns the JSON list its
+    last `RESULTS...` line carries (the sweep scripts of the attention-like families)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+    proc = subprocess.run(
+        [*command, json.dumps(jobs)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULTS")][-1]
+    return json.loads(line[len("RESULTS") :])
 
 
 def run_in_subprocess(path: str) -> None:

@@ -11,13 +11,11 @@ The default test compiles a covering set of hook combinations (every value of ev
 interacting ones together); the `slow` test compiles the full product and every tuning candidate.
 """
 
-import json
-import os
-import subprocess
 import sys
 import textwrap
 
 import pytest
+from compile_harness import run_sweep
 
 H100_SHARED_BYTES = 232448
 
@@ -118,18 +116,7 @@ SCRIPT = textwrap.dedent(
 
 
 def compile_jobs(jobs):
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, json.dumps(jobs)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1500,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULTS")][-1]
-    return json.loads(line[len("RESULTS") :])
+    return run_sweep([sys.executable, "-c", SCRIPT], jobs)
 
 
 def check_results(results, jobs):

@@ -12,10 +12,10 @@ is that subprocess's script).
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
+from compile_harness import run_sweep
 
 H100_SHARED_BYTES = 232448
 FP32_ARGS = {"LSE", "DELTA", "RACC"}
@@ -109,18 +109,7 @@ def run_jobs(jobs):
 
 
 def compile_jobs(jobs):
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-    proc = subprocess.run(  # noqa: PLW1510 - the return code is asserted with the output
-        [sys.executable, __file__, json.dumps(jobs)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1500,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULTS")][-1]
-    return json.loads(line[len("RESULTS") :])
+    return run_sweep([sys.executable, __file__], jobs)
 
 
 def check_results(results, jobs):

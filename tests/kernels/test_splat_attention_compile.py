@@ -14,8 +14,9 @@ subprocess without TRITON_INTERPRET (this file is its script).
 
 import json
 import os
-import subprocess
 import sys
+
+from compile_harness import run_sweep
 
 H100_SHARED_BYTES = 232448
 FP32_ARGS = {"CEN", "LS", "LA", "HS", "ZS", "DHS", "DZS", "DEN", "DELTA", "P1", "P2", "P3"}
@@ -95,18 +96,7 @@ def run_jobs(jobs):
 
 
 def compile_jobs(jobs):
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-    proc = subprocess.run(  # noqa: PLW1510 - the return code is asserted with the output
-        [sys.executable, __file__, json.dumps(jobs)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1500,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULTS")][-1]
-    return json.loads(line[len("RESULTS") :])
+    return run_sweep([sys.executable, __file__], jobs)
 
 
 # (causal, normalize, head width, splats, dtype, check ptxas spills)
