@@ -61,13 +61,13 @@ def decode_context(graph: Graph, names) -> dict:
         hp = dict(node.attrs)
         causal = spec.causal(hp)
         where = f"{node.op} '{node.scope or node.op}'"
-        if node.id in needed:
+        if node.id in needed and (causal is False or not spec.decodable(hp)):
+            changed = "causal=false" if hp.get("causal") is False else _changed_hypers(node)
+            where += f" with {changed}" if changed else ""
             if causal is False:
                 reasons.append(f"{where} is not causal: its outputs read later positions")
-            elif not spec.decodable(hp):
-                changed = _changed_hypers(node)
-                what = f" with {changed}" if changed else ""
-                reasons.append(f"{where}{what} cannot decode incrementally (docs/ops.md)")
+            else:
+                reasons.append(f"{where} reads every position of the sequence (docs/ops.md)")
         if causal:
             slot_of[node.id] = len(slots)
             slots.append((node.scope or node.op, node.op, hp, _shapes(graph, node)))
