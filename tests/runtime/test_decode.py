@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
-import sparkc
 from sparkc.runtime.decode import DecodeCache, NotDecodableError
 from sparkc.runtime.module_support import InputError
 from sparkc.runtime.reference import DECODE
+
+import sparkc
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ("tiny_gpt", "splatflow", "spark_k", "hspmn", "procedural")
