@@ -103,4 +103,4 @@ def check_model_names(model: ast.ModelDef, sink: DiagnosticSink) -> None:
 
 def _input_suggestion(name: str) -> str:
     core = name.lstrip("_") or "x"
-    return core + "_" if keyword.iskeyword(core) else core
+    return core + "_" if keyword.iskeyword(core) or core in ("self", "cache") else core
