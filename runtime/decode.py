@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from .checks import InputError, param_like, prepare_inputs
+from .env import interpreting
 from .reference import DECODE
 
 
@@ -51,6 +52,7 @@ class DecodeCache:
         self.length = 0
         self.inputs: dict[str, torch.Tensor] = {}
         self._broken = False
+        self.kernels = False  # set per call: the Triton path's cached calls use decode kernels
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """Every state tensor, named `<instance>/<state>` (for inspection or a CUDA graph)."""
@@ -181,6 +183,8 @@ def run_cached(model, cache: Any, values: Sequence[Any]):
         else:
             values[i] = cache.inputs.get(spec.name)
     values = prepare_inputs(model, cls.INPUTS, cls.RULES, values)
+    # The Triton path's cached calls may use decode kernels (where a rule has one).
+    cache.kernels = bool(model._use_triton(first)) and (first.is_cuda or interpreting())
     try:
         with torch.no_grad():
             out = model._forward_cached(cache, *values)

@@ -157,7 +157,9 @@ def _attention_state(hp: Hp, shapes, batch, max_len, device, dtype) -> dict[str,
 def step_attention(
     inputs: Inputs, params: Params, hp: Hp, ctx: RefContext, state: dict[str, Tensor]
 ) -> tuple[Tensor, ...]:
-    """The new rows' queries against the cached keys/values of positions 0..L+N−1."""
+    """The new rows' queries against the cached keys/values of positions 0..L+N−1. A single new
+    row on the Triton path (`ctx.decode_kernels`) without a basis bias goes through the split-KV
+    decode kernel (runtime/decode_attention.py)."""
     x = inputs["x"]
     n, heads, kv = x.shape[1], hp["heads"], hp["kv_heads"] or hp["heads"]
     off, end = ctx.position_offset, ctx.position_offset + x.shape[1]
@@ -176,8 +178,13 @@ def step_attention(
         spec = basis_dict(hp["basis"])
         check_positions("attention", n, off, spec["max_len"], "x")
         bias = basis_bias(spec, up(params["basis.gains"]), q_pos, k_pos)
-    p = attention_probs(q, expand_kv(keys, heads), causal_mask(n, end, q_pos, k_pos), bias)
-    o = attend(p, expand_kv(values, heads))
+    if ctx.decode_kernels and n == 1 and bias is None and cdt == torch.float32:
+        from ..decode_attention import decode_attention  # Triton: only on the kernel path
+
+        o = decode_attention(q[:, 0], state["k"], state["v"], end)[:, None]
+    else:
+        p = attention_probs(q, expand_kv(keys, heads), causal_mask(n, end, q_pos, k_pos), bias)
+        o = attend(p, expand_kv(values, heads))
     return (linear(down(merge(o), x), params, "wo", bias=False),)
 
 

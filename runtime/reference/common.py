@@ -30,11 +30,14 @@ class RefContext:
     generator: the torch.Generator noise is drawn from (None: the global RNG of the device).
     position_offset: absolute position of the first input row (the cache length when decoding);
       used by `rope`, `pos_embed` and the positional parts of `attention`/`sqdk_attention`.
+    decode_kernels: a cached call of the Triton path: decode rules may use their kernels
+      (runtime/decode_attention.py) where they have one.
     """
 
     training: bool = False
     generator: torch.Generator | None = None
     position_offset: int = 0
+    decode_kernels: bool = False
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:

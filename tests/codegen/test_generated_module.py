@@ -173,6 +173,8 @@ def test_source_cannot_inject_code():
             "launch",
             "module_support",
             "REFERENCE",
+            "DECODE_STEPS",
+            "decode",
             "RefContext",
             "tl",
             "language",

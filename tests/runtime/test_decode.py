@@ -332,6 +332,34 @@ def test_triton_path_prefill_then_steps_equal_its_full_forward(example):
     assert _rel(got, full) <= 1e-5
 
 
+def test_triton_path_steps_use_the_split_kv_kernel(monkeypatch):
+    """Single-token steps of the Triton path go through runtime/decode_attention.py; the
+    reference path's never do; both give the full forward's outputs."""
+    from sparkc.runtime import decode_attention as da
+
+    calls = []
+    real = da.decode_attention
+
+    def counting(*args):
+        calls.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(da, "decode_attention", counting)
+    mod = sparkc.load(ROOT / "examples" / "tiny_gpt.spark")
+    torch.manual_seed(0)
+    ref = mod.Model(impl="reference", d=16, layers=1, vocab=13).eval()
+    tokens = torch.randint(0, 13, (2, 5))
+    with torch.no_grad():
+        full = ref(tokens).logits
+    _decode(ref, tokens, ref.new_cache(2, 8), {}, chunks=(3, 1, 1))
+    assert calls == []
+    net = mod.Model(impl="triton", d=16, layers=1, vocab=13).eval()
+    net.load_state_dict(ref.state_dict())
+    got = _decode(net, tokens, net.new_cache(2, 8), {}, chunks=(3, 1, 1))
+    assert calls == [4, 5]  # the two single steps, at lengths 4 and 5
+    assert _rel(got, full) <= 1e-5
+
+
 # ---- GPU (the lead runs these): float32 and bfloat16 on the Triton path.
 
 
