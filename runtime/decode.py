@@ -100,11 +100,11 @@ def new_cache(model, batch: int, max_len: int, device=None, dtype=None) -> Decod
                 f"max_len={rule['max_len']} (positions past it have no embedding)"
             )
     like = param_like(model)
-    device = (
-        torch.device(device)
-        if device is not None
-        else (like.device if like is not None else torch.device("cpu"))
-    )
+    if device is None:
+        device = like.device if like is not None else torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())  # as tensors report it
     dtype = dtype if dtype is not None else (like.dtype if like is not None else torch.float32)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"new_cache: dtype must be a floating torch.dtype, got {dtype!r}")

@@ -226,6 +226,14 @@ def test_misuse_is_refused():
         cache=wrong,
     )
     _expect(InputError, "input 'tokens' must", net, tokens.float(), cache=net.new_cache(2, 6))
+    elsewhere = net.new_cache(2, 6, device="meta")
+    _expect(
+        InputError,
+        "the cache is on meta but the model's parameters are on cpu",
+        net,
+        tokens,
+        cache=elsewhere,
+    )
 
 
 def test_failed_call_marks_the_cache_until_reset(monkeypatch):
@@ -375,5 +383,5 @@ def test_gpu_prefill_then_steps_equal_full_forward(example, dtype):
     extra = {k: v.cuda() for k, v in _extra(net, 2).items()}
     with torch.no_grad():
         full = net(tokens, **extra).logits.float()
-    got = _decode(net, tokens, net.new_cache(2, 16), extra).float()
+    got = _decode(net, tokens, net.new_cache(2, 16, device="cuda"), extra).float()
     assert _rel(got, full) <= (1e-5 if dtype == torch.float32 else 3e-2)
