@@ -17,8 +17,14 @@ compiler, no CUDA graphs): every row runs end to end; the numbers mean nothing.
 With --json PATH the rows are written too. Timings only: no assertions beyond the agreement
 check (a difference above --tol is reported, exit code 1).
 
+`--sweep` instead times one decoded token (B=1) after contexts of 1k, 8k and 32k positions for
+tiny_gpt, splatflow and spark_k at the same width (`--sweep-layers` layers, default 2; the cache
+filled by chunked cached calls first): attention's time grows with the context, splat's and the
+verifier's state does not (spark_k's fk_attention grows like attention).
+
 Run: python bench/decode.py [--batch 1 64] [--prompt 512] [--new 512] [--dtype bf16]
      [--dry-run] [--json PATH]
+     python bench/decode.py --sweep [--contexts 1024 8192 32768] [--dry-run]
 """
 
 from __future__ import annotations
@@ -122,6 +128,47 @@ def run_baseline(model, step, prompt, new, device):
     return t1 - t0, time.perf_counter() - t1, logits
 
 
+SWEEP_MODELS = {  # example -> hyperparameters besides d, layers, vocab, max_len
+    "tiny_gpt": {"heads": 16},
+    "splatflow": {},
+    "spark_k": {},
+}
+
+
+def sweep(args, device, dtype) -> list[dict]:
+    """Time per decoded token after a context of C positions, per model: the cache is filled by
+    chunked cached calls (not timed), then `--sweep-steps` single-token calls are timed."""
+    rows = []
+    for name, hyper in SWEEP_MODELS.items():
+        for ctx in args.contexts:
+            mod = sparkc.load(
+                ROOT / "examples" / f"{name}.spark",
+                d=args.d,
+                layers=args.sweep_layers,
+                vocab=args.vocab,
+                max_len=ctx + args.sweep_steps + 1,
+                **hyper,
+            )
+            torch.manual_seed(0)
+            net = mod.Model().to(device=device, dtype=dtype).eval()
+            cache = net.new_cache(1, ctx + args.sweep_steps + 1, device=device)
+            tokens = torch.randint(0, args.vocab, (1, ctx), device=device)
+            for at in range(0, ctx, args.chunk):
+                net(tokens[:, at : at + args.chunk], cache=cache)
+            nxt = tokens[:, -1:]
+            net(nxt, cache=cache)  # warm-up step
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(args.sweep_steps):
+                nxt = net(nxt, cache=cache).logits[:, -1].argmax(-1, keepdim=True)
+            _sync(device)
+            ms = 1e3 * (time.perf_counter() - t0) / args.sweep_steps
+            rows.append({"model": name, "context": ctx, "ms_per_token": ms})
+            print(f"sweep {name:10s} context {ctx:6d}  {ms:8.3f} ms/token", flush=True)
+            del net, cache
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 64])
@@ -134,13 +181,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", default="bf16", choices=("bf16", "f16", "f32"))
     ap.add_argument("--tol", type=float, default=None, help="largest prefill logits difference")
     ap.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU")
+    ap.add_argument(
+        "--sweep",
+        action="store_true",
+        help="instead: ms per token at each --contexts for tiny_gpt, splatflow, spark_k (B=1)",
+    )
+    ap.add_argument("--contexts", type=int, nargs="+", default=[1024, 8192, 32768])
+    ap.add_argument("--sweep-layers", type=int, default=2)
+    ap.add_argument("--sweep-steps", type=int, default=32)
+    ap.add_argument("--chunk", type=int, default=1024, help="prefill chunk of the sweep")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     if args.dry_run:
         args.batch, args.prompt, args.new = [1, 4], 16, 8
         args.d, args.layers, args.heads, args.vocab, args.dtype = 64, 2, 4, 128, "f32"
+        args.contexts, args.sweep_steps, args.chunk = [8, 32], 4, 16
     device = torch.device("cpu" if args.dry_run else "cuda")
     dtype = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": torch.float32}[args.dtype]
+    if args.sweep:
+        rows = sweep(args, device, dtype)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"rows": rows}, indent=1))
+        return 0
     tol = args.tol if args.tol is not None else (1e-4 if dtype == torch.float32 else 0.1)
     max_len = args.prompt + args.new
     mod = sparkc.load(
