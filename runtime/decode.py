@@ -50,7 +50,8 @@ class DecodeCache:
         self.batch, self.max_len = batch, max_len
         self.device, self.dtype = device, dtype
         self.length = 0
-        self.inputs: dict[str, torch.Tensor] = {}
+        self.inputs: dict[str, torch.Tensor] = {}  # as checked and cast
+        self._given: dict[str, Any] = {}  # as the caller passed them
         self._broken = False
         self.kernels = False  # set per call: the Triton path's cached calls use decode kernels
 
@@ -68,6 +69,7 @@ class DecodeCache:
             t.zero_()
         self.length = 0
         self.inputs.clear()
+        self._given.clear()
         self._broken = False
 
     def __repr__(self) -> str:
@@ -167,22 +169,26 @@ def run_cached(model, cache: Any, values: Sequence[Any]):
         raise InputError(
             f"the cache is on {cache.device} but the model's parameters are on {like.device}"
         )
-    values = list(values)
+    values, per_sequence = list(values), []
     for i, spec in enumerate(cls.INPUTS):
         if spec.name in seq_names:
             continue
+        per_sequence.append(i)
         given = values[i]
         if cache.length == 0:
-            if given is not None:
-                cache.inputs[spec.name] = given
-        elif given is not None and given is not cache.inputs.get(spec.name):
+            continue  # kept below, once checked
+        if given is not None and given is not cache._given.get(spec.name):
             raise InputError(
                 f"input '{spec.name}' is per sequence: give it with the first call on a cache "
                 "(it is kept there); later calls leave it out"
             )
-        else:
-            values[i] = cache.inputs.get(spec.name)
+        values[i] = cache.inputs.get(spec.name)
+    raw = list(values)
     values = prepare_inputs(model, cls.INPUTS, cls.RULES, values)
+    if cache.length == 0:
+        for i in per_sequence:
+            name_i = cls.INPUTS[i].name
+            cache.inputs[name_i], cache._given[name_i] = values[i], raw[i]
     # The Triton path's cached calls may use decode kernels (where a rule has one).
     cache.kernels = bool(model._use_triton(first)) and (first.is_cuda or interpreting())
     try:
