@@ -323,10 +323,19 @@ def test_cache_is_an_input_name_reserved_by_the_checker():
 # ---- The Triton path: a cached call runs the same decode rules (interpreter here, tiny shapes).
 
 
-@pytest.mark.parametrize("example", ["tiny_gpt", "splatflow"])
+TINY = {  # small enough for the interpreter
+    "tiny_gpt": {"d": 16, "layers": 1, "vocab": 13},
+    "splatflow": {"d": 16, "layers": 1, "vocab": 13},
+    "spark_k": {"d": 32, "heads": 2, "layers": 1, "vocab": 13, "hops": 2, "stack": 4},
+    "hspmn": {"d": 32, "heads": 2, "kv_heads": 1, "layers": 1, "vocab": 13},
+    "procedural": {"d": 32, "heads": 2, "layers": 1, "vocab": 13, "hidden": 64, "codewords": 16},
+}
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
 def test_triton_path_prefill_then_steps_equal_its_full_forward(example):
     mod = sparkc.load(ROOT / "examples" / f"{example}.spark")
-    hyper = {"d": 16, "layers": 1, "vocab": 13}
+    hyper = TINY[example]
     torch.manual_seed(0)
     ref = mod.Model(impl="reference", **hyper).eval()
     net = mod.Model(impl="triton", **hyper).eval()
@@ -334,9 +343,10 @@ def test_triton_path_prefill_then_steps_equal_its_full_forward(example):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     net = net.to(device)
     tokens = torch.randint(0, 13, (1, 5), device=device)
+    extra = {k: v.to(device) for k, v in _extra(net, 1, t=3).items()}
     with torch.no_grad():
-        full = net(tokens).logits
-    got = _decode(net, tokens, net.new_cache(1, 8), {}, chunks=(3, 1, 1))
+        full = net(tokens, **extra).logits
+    got = _decode(net, tokens, net.new_cache(1, 8), extra, chunks=(3, 1, 1))
     assert _rel(got, full) <= 1e-5
 
 
