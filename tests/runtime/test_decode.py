@@ -350,6 +350,19 @@ def test_triton_path_prefill_then_steps_equal_its_full_forward(example):
     assert _rel(got, full) <= 1e-5
 
 
+@pytest.mark.parametrize("name", sorted(OP_PROGRAMS))
+def test_each_causal_op_decodes_exactly_on_the_triton_path(name):
+    mod = sparkc.load_source(_op_model(OP_PROGRAMS[name]), f"dec_{name}.spark")
+    torch.manual_seed(3)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    net = mod.Model(impl="triton").eval().to(device)
+    tokens = torch.randint(0, 11, (2, 6), device=device)
+    with torch.no_grad():
+        full = net(tokens).logits
+    got = _decode(net, tokens, net.new_cache(2, 8), {}, chunks=(3, 1, 2))
+    assert _rel(got, full) <= 1e-5
+
+
 def test_triton_path_steps_use_the_split_kv_kernel(monkeypatch):
     """Single-token steps of the Triton path go through runtime/decode_attention.py; the
     reference path's never do; both give the full forward's outputs."""
