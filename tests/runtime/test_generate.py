@@ -76,3 +76,23 @@ def test_generate_refuses_bad_arguments():
         sparkc.generate(net, [1] * 10, 56)
     with pytest.raises(ValueError, match="prompt_tokens"):
         sparkc.generate(net, [], 2)
+
+
+def test_progress_line_and_per_sequence_inputs(capsys):
+    net = _net()
+    sparkc.generate(net, [1, 2], 20, temperature=0, progress=True)
+    assert "generate 20/20 tokens" in capsys.readouterr().err
+    sparkc.generate(net, [1, 2], 3, temperature=0)
+    assert capsys.readouterr().err == ""  # short runs off a terminal: no bar
+    proc = _net("procedural")
+    g = torch.Generator().manual_seed(0)
+    tape = {
+        "ops": torch.randint(0, 9, (2, 4), dtype=torch.int32, generator=g),
+        "args": torch.randn(2, 4, 64, generator=g),
+        "has_arg": torch.ones(2, 4, dtype=torch.bool),
+    }
+    prompt = torch.randint(0, 64, (2, 3), generator=g)
+    out = sparkc.generate(proc, prompt, 4, temperature=0, inputs=tape)
+    with torch.no_grad():
+        full = proc(out[:, :-1], **tape).logits[:, 2:].argmax(-1)
+    assert torch.equal(out[:, 3:], full)
