@@ -54,6 +54,7 @@ class DecodeCache:
         self._given: dict[str, Any] = {}  # as the caller passed them
         self._broken = False
         self.kernels = False  # set per call: the Triton path's cached calls use decode kernels
+        self.memo: dict[int, tuple] = {}  # per-sequence values (`once`)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """Every state tensor, named `<instance>/<state>` (for inspection or a CUDA graph)."""
@@ -63,6 +64,13 @@ class DecodeCache:
             for name, t in state.items()
         }
 
+    def once(self, index: int, compute):
+        """The value of a per-sequence op (one that reads only per-sequence inputs and
+        parameters): computed on the cache's first call, kept for the later ones."""
+        if self.length == 0 or index not in self.memo:
+            self.memo[index] = compute()
+        return self.memo[index]
+
     def reset(self) -> None:
         """Start over: length 0, state tensors zeroed in place, per-sequence inputs dropped."""
         for t in self.tensors().values():
@@ -70,6 +78,7 @@ class DecodeCache:
         self.length = 0
         self.inputs.clear()
         self._given.clear()
+        self.memo.clear()
         self._broken = False
 
     def __repr__(self) -> str:

@@ -13,7 +13,9 @@ Consumes an optimised `Graph` and its value names; produces the template context
   input): a cached call brings their next positions; the other inputs are per sequence (given
   once, kept in the cache);
 - `decode_body`: the straight-line cached forward: the reference rule of every op, except the
-  mixers, which call their step rule with their slot's state (`_st[i]`).
+  mixers, which call their step rule with their slot's state (`_st[i]`), and the ops that read
+  only per-sequence inputs and parameters (`opcode_tape` on its tape), computed on a cache's
+  first call and kept (`_cache.once(i, ...)`).
 Only what the main outputs and the auxiliary loss need is checked; loss-only nodes run on the
 new positions when their inputs are given.
 """
@@ -83,17 +85,49 @@ def decode_context(graph: Graph, names) -> dict:
         sequence_inputs = tuple(
             nm.argument_name(n.attr("name")) for n in inputs if seq in n.types[0].shape
         )
+    hoisted = once_nodes(graph, set(sequence_inputs), slot_of)
     return {
         "decode_slots": tuple(slots),
         "not_decodable": tuple(reasons),
         "sequence_inputs": sequence_inputs,
-        "decode_body": assemble_body(graph, names, decode_units(graph, names, slot_of), needed),
+        "decode_body": assemble_body(
+            graph, names, decode_units(graph, names, slot_of, hoisted), needed
+        ),
     }
 
 
-def decode_units(graph: Graph, names, slot_of: dict[str, int]) -> list:
+def once_nodes(graph: Graph, sequence_inputs: set[str], slot_of: dict[str, int]) -> dict[str, int]:
+    """Op nodes whose value is the same at every position of a sequence: they read per-sequence
+    inputs (an instruction tape, metadata) and parameters only. A cached call computes them on
+    the first call of a cache and keeps them (`DecodeCache.once`): node id -> memo index."""
+    fixed: dict[str, bool] = {}  # depends on no per-position input
+    seeded: dict[str, bool] = {}  # depends on a per-sequence input
+    out: dict[str, int] = {}
+    for node in graph.topo_order():
+        if node.op == "input":
+            per_seq = nm.argument_name(node.attr("name")) not in sequence_inputs
+            fixed[node.id], seeded[node.id] = per_seq, per_seq
+            continue
+        if node.op in ("param", "const"):
+            fixed[node.id], seeded[node.id] = True, False
+            continue
+        producers = [v.node for v in node.inputs]
+        fixed[node.id] = all(fixed.get(p, False) for p in producers)
+        seeded[node.id] = any(seeded.get(p, False) for p in producers)
+        if node.op in ("output", "aux_sum") or node.id in slot_of:
+            continue
+        if fixed[node.id] and seeded[node.id]:
+            out[node.id] = len(out)
+    return out
+
+
+def decode_units(
+    graph: Graph, names, slot_of: dict[str, int], hoisted: dict[str, int] | None = None
+) -> list:
     """One unit (node ids, lines) per param, const and op node, as `reference_units`, with each
-    mixer calling its step rule on its state."""
+    mixer calling its step rule on its state and each per-sequence node (`once_nodes`) computed
+    on a cache's first call only."""
+    hoisted = hoisted or {}
     param_index = {n.id: i for i, n in enumerate(graph.params())}
     literals: dict = {}
     units = []
@@ -116,6 +150,8 @@ def decode_units(graph: Graph, names, slot_of: dict[str, int]) -> list:
                 call = f"_DEC[{pyrepr(node.op)}]({ins}, {prm}, {hp}, _ctx, _st[{slot_of[node.id]}])"
             else:
                 call = f"_REF[{pyrepr(node.op)}]({ins}, {prm}, {hp}, _ctx)"
+            if node.id in hoisted:
+                call = f"_cache.once({hoisted[node.id]}, lambda: {call})"
             line = f"{target} = {call}{comment}"
         units.append(((node.id,), [line]))
     return units

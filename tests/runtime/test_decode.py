@@ -299,6 +299,30 @@ def test_mean_output_cannot_decode():
     _expect(NotDecodableError, "mean 'm' reads every position", net.new_cache, 1, 4)
 
 
+def test_per_sequence_ops_run_once_per_cache(monkeypatch):
+    """opcode_tape reads only its tape (per sequence) and a parameter: a cache runs it on its
+    first call and keeps its outputs; a reset runs it again."""
+    from sparkc.runtime.reference import REFERENCE
+
+    runs = []
+    real = REFERENCE["opcode_tape"]
+    monkeypatch.setitem(REFERENCE, "opcode_tape", lambda *a: runs.append(1) or real(*a))
+    mod = sparkc.load(ROOT / "examples" / "procedural.spark")
+    torch.manual_seed(0)
+    net = mod.Model(impl="reference").eval()
+    tokens = torch.randint(0, 64, (2, 6))
+    extra = _extra(net, 2)
+    with torch.no_grad():
+        full = net(tokens, **extra).logits
+    runs.clear()
+    cache = net.new_cache(2, 8)
+    got = _decode(net, tokens, cache, extra, chunks=(3, 1, 1, 1))
+    assert len(runs) == 1 and _rel(got, full) <= 1e-5
+    cache.reset()
+    _decode(net, tokens, cache, extra, chunks=(3, 1))
+    assert len(runs) == 2
+
+
 def test_per_sequence_inputs_are_given_once():
     mod = sparkc.load(ROOT / "examples" / "procedural.spark")
     torch.manual_seed(0)
