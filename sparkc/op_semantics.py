@@ -69,7 +69,8 @@ routed rows), the keys and every hop's `P_0 .. P_{hops−1}` (`fk_attention`), t
 (`splat_attention`), `(M, p)` (`verifier_stack`), the last `kernel − 1` inputs (`conv1d`), the
 last `window` inputs (`trajectory`); `rope` and `pos_embed` read the cache length as their
 position offset; inputs without the sequence dimension (an instruction tape, lora metadata) are
-given with the first call and kept. Aux losses of a cached call cover its new positions only.
+given with the first call and kept, and ops that read only them and parameters
+(`opcode_tape`) run once per cache. Aux losses of a cached call cover its new positions only.
 A program that cannot decode (a non-causal op, `topk` routing, `mean`) is refused by
 `new_cache`, which names every op instance at fault. The cache belongs to the caller: nothing is
 reused across calls unless the same cache object is passed again (docs/decoding.md). Departure
