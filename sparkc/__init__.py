@@ -7,7 +7,9 @@
 `sparkc.load`, `sparkc.load_source` and `sparkc.compile_to` are imported lazily, so
 `sparkc --version` and `sparkc ops` never pay for the compiler. `sparkc.frozen_weights()`
 (a context manager, for decoding) lets generated modules keep derived copies of their weights
-between calls (runtime/stacking.py). The version lives in sparkc/version.py.
+between calls (runtime/stacking.py). `sparkc.generate(model, prompt, max_new_tokens, ...)` samples
+from a compiled model with cached decoding (sparkc/generation.py). The version lives in
+sparkc/version.py.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from typing import Any
 
 from .version import __version__
 
-__all__ = ["__version__", "compile_to", "frozen_weights", "load", "load_source"]
+__all__ = [
+    "__version__",
+    "compile_to",
+    "frozen_weights",
+    "generate",
+    "load",
+    "load_source",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -24,6 +33,10 @@ def __getattr__(name: str) -> Any:
         from . import api
 
         return getattr(api, name)
+    if name == "generate":
+        from .generation import generate
+
+        return generate
     if name == "frozen_weights":
         from .runtime import launch
 

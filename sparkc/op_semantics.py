@@ -59,19 +59,23 @@ Not an op: HSPMN's cheap per-token "reflexive" stream is built from primitives, 
 `y = x + reflexive(x) + sqdk_attention(rmsnorm(x), token_router(x).gate, ...)`."""
 
 DECODING = """\
-Status: generated modules do not offer cached decoding yet (a forward over a longer prefix
-recomputes it); the reference ops already take the position offset it needs
-(docs/ops_decisions.md, "Calling convention"). The contract it will follow:
-a compiled model whose sequence-mixing ops are all causal supports incremental decoding:
+A compiled model whose sequence-mixing ops are all causal decodes incrementally:
 `cache = model.new_cache(batch, max_len)`, then `out = model(x_new, cache=cache)` consumes the
-next positions and returns their outputs, equal to the full forward's outputs at those
-positions. The cache holds, per op: keys and values (`attention`, `sqdk_attention` in threshold
-mode), every hop's `P_k` (`fk_attention`), the state `(S, z)` (`splat_attention`), `(M, p)`
-(`verifier_stack`), the last `kernel − 1` inputs (`conv1d`), the last `window` inputs
-(`trajectory`). A program that cannot decode incrementally (a non-causal op, `topk` routing)
-gets a clear error. The cache belongs to the caller: nothing is reused across calls unless the
-same cache object is passed again. Departure from the SPARK research code: its key/value
-patcher kept detached tensors of earlier, unrelated batches and fed them into later forwards."""
+next positions (a prefill of many, steps of one, mixed freely) and returns their outputs, equal
+to the full forward's outputs at those positions (tested for every example and every causal op).
+The cache holds, per op instance: keys and values (`attention`, with RoPE and the basis bias at
+absolute positions; `sqdk_attention`, keys and values of every position, queries only for the
+routed rows), the keys and every hop's `P_0 .. P_{hops−1}` (`fk_attention`), the state `(S, z)`
+(`splat_attention`), `(M, p)` (`verifier_stack`), the last `kernel − 1` inputs (`conv1d`), the
+last `window` inputs (`trajectory`); `rope` and `pos_embed` read the cache length as their
+position offset; inputs without the sequence dimension (an instruction tape, lora metadata) are
+given with the first call and kept, and ops that read only them and parameters
+(`opcode_tape`) run once per cache. Aux losses of a cached call cover its new positions only.
+A program that cannot decode (a non-causal op, `topk` routing, `mean`) is refused by
+`new_cache`, which names every op instance at fault. The cache belongs to the caller: nothing is
+reused across calls unless the same cache object is passed again (docs/decoding.md). Departure
+from the SPARK research code: its key/value patcher kept detached tensors of earlier, unrelated
+batches and fed them into later forwards."""
 
 PROPERTIES = """\
 The test suite checks every op for:

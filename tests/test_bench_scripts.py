@@ -46,3 +46,49 @@ def test_every_bench_script_parses_its_arguments():
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     bad = {Path(p).name: r for p, r in report.items() if r != [0, True]}
     assert not bad, bad
+
+
+def test_decode_bench_dry_run_runs_every_row(tmp_path):
+    """bench/decode.py --dry-run: sparkc, the eager baseline and the compiled one (dynamo's
+    eager backend on the CPU) at tiny sizes, all agreeing on the prefill logits."""
+    out = tmp_path / "rows.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "decode.py"), "--dry-run", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["runner"], r["batch"]) for r in rows} == {
+        (n, b) for n in ("sparkc", "eager", "compiled") for b in (1, 4)
+    }
+    assert all(r["logits_diff"] < 1e-4 and r["decode_tok_s"] > 0 for r in rows)
+
+
+def test_decode_bench_sweep_dry_run(tmp_path):
+    """bench/decode.py --sweep --dry-run: a time per token for each model and context."""
+    out = tmp_path / "sweep.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "decode.py"),
+            "--sweep",
+            "--dry-run",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["model"], r["context"]) for r in rows} == {
+        (m, c) for m in ("tiny_gpt", "splatflow", "spark_k") for c in (8, 32)
+    }
+    assert all(r["ms_per_token"] > 0 for r in rows)

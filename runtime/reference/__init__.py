@@ -9,6 +9,7 @@ path of generated modules.
 - `hp`: every hyperparameter resolved (`basis` is None or (name, value) pairs);
 - `ctx`: a `RefContext` (training flag, noise generator, decoding position offset).
 Outputs come in the op's OutSpec order; aux losses are 0-d tensors already scaled by their weight.
+`DECODE[op]` is the cached-decoding rule (state and step, SPEC §5.6) of every sequence mixer.
 The rule table is assembled from one module per op family (`FAMILIES`: primitives, attention,
 spark_k, splat, hspmn, procedural; shared helpers in `common`), refusing an op defined twice.
 """
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import attention, hspmn, primitives, procedural, spark_k, splat
-from .common import RefContext, Tensor
+from .common import Decoder, RefContext, Tensor
 
 RefFn = Callable[..., tuple[Tensor, ...]]
 
@@ -47,6 +48,24 @@ def assemble(families: Iterable[Any]) -> dict[str, RefFn]:
 REFERENCE: dict[str, RefFn] = assemble(FAMILIES)
 
 
+def assemble_decoders(families: Iterable[Any]) -> dict[str, Decoder]:
+    """The cached-decoding rules (SPEC §5.6) from the families' `DECODE` dicts (a family without
+    a sequence mixer has none), refusing an op that two families define."""
+    table: dict[str, Decoder] = {}
+    for module in families:
+        for name, rule in getattr(module, "DECODE", {}).items():
+            if name in table:
+                raise RuntimeError(f"decode rule for '{name}' defined twice ({module.__name__})")
+            table[name] = rule
+    return dict(sorted(table.items()))
+
+
+# op -> Decoder(state, step): every op whose `causal` trait is set has one (tested).
+DECODE: dict[str, Decoder] = assemble_decoders(FAMILIES)
+# The step rules alone, as generated modules call them: DECODE_STEPS[op](ins, prm, hp, ctx, state).
+DECODE_STEPS: dict[str, Callable[..., tuple[Tensor, ...]]] = {k: v.step for k, v in DECODE.items()}
+
+
 def run_op(
     op: str,
     inputs: dict[str, Tensor],
@@ -58,4 +77,13 @@ def run_op(
     return REFERENCE[op](inputs, params, hp, ctx if ctx is not None else RefContext())
 
 
-__all__ = ["FAMILIES", "REFERENCE", "RefContext", "RefFn", "assemble", "run_op"]
+__all__ = [
+    "DECODE",
+    "DECODE_STEPS",
+    "FAMILIES",
+    "REFERENCE",
+    "RefContext",
+    "RefFn",
+    "assemble",
+    "run_op",
+]

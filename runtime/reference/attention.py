@@ -5,7 +5,8 @@ Consumes `x [B, N, D]` and the parameters `wq.weight`, `wk.weight`, `wv.weight`,
 Attention is a batched matmul with an explicit mask (the reference may materialise [B,H,N,N]);
 scores, softmax and the weighted sum run in the compute dtype (float32, or float64).
 
-Also exports the pieces other mixers reuse: `project_qkv`, `attend`, `basis_bias`.
+Also exports the pieces other mixers reuse: `project_qkv`, `attend`, `basis_bias`, and its
+cached-decoding rule (`DECODE`: keys and values of every position, `kv_state`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from typing import Any
 import torch
 
 from .common import (
+    Decoder,
     Params,
     RefContext,
     Tensor,
     apply_rope,
     check_positions,
+    compute_dtype,
     down,
     heads_view,
     linear,
@@ -127,3 +130,62 @@ def ref_attention(inputs: Inputs, params: Params, hp: Hp, ctx: RefContext) -> tu
 
 
 RULES: dict[str, Callable[..., tuple[Tensor, ...]]] = {"attention": ref_attention}
+
+
+# ---- Cached decoding (SPEC §5.6; runtime/decode.py): keys and values of every position so far.
+
+
+def kv_state(batch: int, max_len: int, kv_heads: int, d: int, device, dtype) -> dict[str, Tensor]:
+    """Keys (RoPE applied at their positions) and values [B, max_len, KV, d], compute dtype."""
+    shape = (batch, max_len, kv_heads, d)
+    cdt = compute_dtype(dtype)
+    return {
+        "k": torch.zeros(shape, device=device, dtype=cdt),
+        "v": torch.zeros(shape, device=device, dtype=cdt),
+    }
+
+
+def _attention_state(hp: Hp, shapes, batch, max_len, device, dtype) -> dict[str, Tensor]:
+    if hp.get("basis") and max_len > basis_dict(hp["basis"])["max_len"]:
+        raise ValueError(
+            f"max_len={max_len} exceeds the basis max_len={basis_dict(hp['basis'])['max_len']}"
+        )
+    kv = hp["kv_heads"] or hp["heads"]
+    return kv_state(batch, max_len, kv, shapes["x"][-1] // hp["heads"], device, dtype)
+
+
+def step_attention(
+    inputs: Inputs, params: Params, hp: Hp, ctx: RefContext, state: dict[str, Tensor]
+) -> tuple[Tensor, ...]:
+    """The new rows' queries against the cached keys/values of positions 0..L+N−1. A single new
+    row on the Triton path (`ctx.decode_kernels`) without a basis bias goes through the split-KV
+    decode kernel (runtime/decode_attention.py)."""
+    x = inputs["x"]
+    n, heads, kv = x.shape[1], hp["heads"], hp["kv_heads"] or hp["heads"]
+    off, end = ctx.position_offset, ctx.position_offset + x.shape[1]
+    q, k, v = (up(t) for t in project_qkv(x, params, heads, kv))
+    cdt = q.dtype
+    if hp["rope"]:
+        cos, sin = rope_tables(n, q.shape[-1], hp["rope_base"], off, x.device, cdt)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+    state["k"][:, off:end] = k
+    state["v"][:, off:end] = v
+    keys, values = state["k"][:, :end], state["v"][:, :end]
+    q_pos = torch.arange(off, end, device=x.device, dtype=cdt)
+    k_pos = torch.arange(0, end, device=x.device, dtype=cdt)
+    bias = None
+    if hp.get("basis"):
+        spec = basis_dict(hp["basis"])
+        check_positions("attention", n, off, spec["max_len"], "x")
+        bias = basis_bias(spec, up(params["basis.gains"]), q_pos, k_pos)
+    if ctx.decode_kernels and n == 1 and bias is None and cdt == torch.float32:
+        from ..decode_attention import decode_attention  # Triton: only on the kernel path
+
+        o = decode_attention(q[:, 0], state["k"], state["v"], end)[:, None]
+    else:
+        p = attention_probs(q, expand_kv(keys, heads), causal_mask(n, end, q_pos, k_pos), bias)
+        o = attend(p, expand_kv(values, heads))
+    return (linear(down(merge(o), x), params, "wo", bias=False),)
+
+
+DECODE: dict[str, Decoder] = {"attention": Decoder(_attention_state, step_attention)}

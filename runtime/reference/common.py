@@ -30,11 +30,14 @@ class RefContext:
     generator: the torch.Generator noise is drawn from (None: the global RNG of the device).
     position_offset: absolute position of the first input row (the cache length when decoding);
       used by `rope`, `pos_embed` and the positional parts of `attention`/`sqdk_attention`.
+    decode_kernels: a cached call of the Triton path: decode rules may use their kernels
+      (runtime/decode_attention.py) where they have one.
     """
 
     training: bool = False
     generator: torch.Generator | None = None
     position_offset: int = 0
+    decode_kernels: bool = False
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -135,3 +138,50 @@ def check_positions(op: str, n: int, offset: int, max_len: int, what: str) -> No
     if offset + n > max_len:
         at = f" starting at position {offset}" if offset else ""
         raise ValueError(f"{op}: input '{what}' has {n} positions{at}, more than max_len={max_len}")
+
+
+# ---- Cached decoding (SPEC §5.6): the per-op rule type and the stencil helpers.
+
+
+@dataclass(frozen=True)
+class Decoder:
+    """The cached-decoding rule of one op.
+
+    state(hp, shapes, batch, max_len, device, dtype) -> dict[str, Tensor]: the op's state for a
+      new cache (`shapes`: the op instance's input shapes by port, symbolic dims as names;
+      `dtype`: the activation dtype; states that the reference computes in float32 are float32).
+      May raise ValueError (e.g. max_len beyond an op's own position limit).
+    step(inputs, params, hp, ctx, state) -> outputs: like the reference rule, for the positions
+      ctx.position_offset .. + N − 1, reading and updating `state` in place."""
+
+    state: Callable[..., dict[str, torch.Tensor]]
+    step: Callable[..., tuple[torch.Tensor, ...]]
+
+
+def window_state(batch: int, width: int, rows: int, device, dtype) -> dict[str, torch.Tensor]:
+    """The state of a stencil: the last `rows` inputs [B, rows, width] (right-aligned)."""
+    return {"last": torch.zeros(batch, rows, width, device=device, dtype=dtype)}
+
+
+def window_step(
+    rule: Callable[..., tuple[torch.Tensor, ...]],
+    port: str,
+    inputs: Mapping[str, Tensor],
+    params,
+    hp,
+    ctx,
+    state,
+) -> tuple[torch.Tensor, ...]:
+    """Decode a causal stencil that reads the last `rows` inputs: the reference rule on the
+    kept rows followed by the new ones (exact: every new row sees the same inputs as in the full
+    sequence, and the zero padding of the full forward only where the sequence starts), then
+    the new last rows kept."""
+    last = state["last"]
+    rows = last.shape[1]
+    x = inputs[port]
+    keep = min(ctx.position_offset, rows)
+    joined = torch.cat((last[:, rows - keep :].to(x.dtype), x), dim=1)
+    outs = rule({**inputs, port: joined}, params, hp, ctx)
+    if rows:
+        last.copy_(torch.cat((last, x.to(last.dtype)), dim=1)[:, -rows:])
+    return tuple(o[:, keep:] for o in outs)

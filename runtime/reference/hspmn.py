@@ -7,6 +7,8 @@
   scaled by the gate and scattered into a zero output, so unrouted rows are exactly 0 and their
   gate gets no gradient. Memory O(B·N·D + R·D + tile·H·N); a routed row's value does not depend
   on which other rows are routed (fixed shapes), so changing later routing leaves it bit-exact.
+- DECODE: cached decoding (sqdk_attention keeps keys and values of every position; the
+  threshold router is per token).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from typing import Any
 import torch
 import torch.utils.checkpoint
 
-from .attention import expand_kv
+from .attention import kv_state
 from .common import (
+    Decoder,
     Params,
     RefContext,
     Tensor,
@@ -135,4 +138,64 @@ def ref_sqdk_attention(
 RULES: dict[str, Callable[..., tuple[Tensor, ...]]] = {
     "token_router": ref_token_router,
     "sqdk_attention": ref_sqdk_attention,
+}
+
+
+# ---- Cached decoding (SPEC §5.6; runtime/decode.py).
+
+
+def _router_state(hp: Hp, shapes, batch, max_len, device, dtype) -> dict[str, Tensor]:
+    return {}  # threshold routing is per token: nothing to keep
+
+
+def step_token_router(inputs, params, hp, ctx, state) -> tuple[Tensor, ...]:
+    """Per token; the loss covers the new positions only."""
+    return ref_token_router(inputs, params, hp, ctx)
+
+
+def _sqdk_state(hp: Hp, shapes, batch, max_len, device, dtype) -> dict[str, Tensor]:
+    """Keys (RoPE at their positions) and values of every position, routed or not."""
+    kv = hp["kv_heads"] or hp["heads"]
+    return kv_state(batch, max_len, kv, shapes["x"][-1] // hp["heads"], device, dtype)
+
+
+def step_sqdk_attention(
+    inputs: Inputs, params: Params, hp: Hp, ctx: RefContext, state: dict[str, Tensor]
+) -> tuple[Tensor, ...]:
+    """Keys and values of the new rows into the cache; queries only for the routed new rows,
+    each attending to the cached positions ≤ its own; unrouted rows are exactly 0."""
+    x, gate = inputs["x"], inputs["gate"]
+    b, n, dm = x.shape
+    heads, kv = hp["heads"], hp["kv_heads"] or hp["heads"]
+    off, end = ctx.position_offset, ctx.position_offset + n
+    k = up(heads_view(linear(x, params, "wk", bias=False), kv))
+    v = up(heads_view(linear(x, params, "wv", bias=False), kv))
+    cdt, d = k.dtype, k.shape[-1]
+    if hp["rope"]:
+        cos, sin = rope_tables(n, d, hp["rope_base"], off, x.device, cdt)
+        k = apply_rope(k, cos, sin)
+    state["k"][:, off:end] = k
+    state["v"][:, off:end] = v
+    out = x.new_zeros(b, n, dm)
+    rows_b, rows_t = torch.nonzero(gate != 0, as_tuple=True)
+    for start in range(0, rows_b.numel(), QUERY_TILE):
+        bi, ti = rows_b[start : start + QUERY_TILE], rows_t[start : start + QUERY_TILE]
+        m = bi.numel()
+        q = up(linear(x[bi, ti], params, "wq", bias=False)).reshape(m, heads, d)
+        if hp["rope"]:
+            q = apply_rope(q[:, None], cos[ti][:, None], sin[ti][:, None])[:, 0]
+        q = q.reshape(m, kv, heads // kv, d)
+        keys, values = state["k"][bi, :end], state["v"][bi, :end]  # [m, L+N, KV, d]
+        s = torch.einsum("tkgd,tskd->tkgs", q, keys) / math.sqrt(d)
+        allowed = torch.arange(end, device=x.device)[None, :] <= (ti + off)[:, None]
+        s = s.masked_fill(~allowed[:, None, None, :], float("-inf"))
+        o = torch.einsum("tkgs,tskd->tkgd", torch.softmax(s, dim=-1), values)
+        y = linear(down(o.reshape(m, dm), x), params, "wo", bias=False)
+        out[bi, ti] = y * gate[bi, ti][:, None]
+    return (out,)
+
+
+DECODE: dict[str, Decoder] = {
+    "token_router": Decoder(_router_state, step_token_router),
+    "sqdk_attention": Decoder(_sqdk_state, step_sqdk_attention),
 }

@@ -2,7 +2,8 @@
 
 Each rule maps `(inputs by port, params by local ParamSpec name, resolved hp, RefContext)` to the
 op's outputs in OutSpec order. Pure PyTorch and differentiable; norms, softmax and the
-cross-entropy's log-sum-exp run in at least float32 and are cast back (SPEC §0).
+cross-entropy's log-sum-exp run in at least float32 and are cast back (SPEC §0). `DECODE`: the
+cached-decoding rule of the causal conv1d (its last kernel − 1 inputs).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 
 from .common import (
     ACTIVATIONS,
+    Decoder,
     Params,
     RefContext,
     Tensor,
@@ -25,6 +27,8 @@ from .common import (
     linear,
     rope_tables,
     up,
+    window_state,
+    window_step,
 )
 
 Inputs = dict[str, Tensor]
@@ -196,3 +200,19 @@ RULES: dict[str, Callable[..., tuple[Tensor, ...]]] = {
     "mean": ref_mean,
     "cross_entropy": ref_cross_entropy,
 }
+
+
+# ---- Cached decoding (SPEC §5.6; runtime/decode.py): the causal conv keeps its last inputs.
+# rope and pos_embed need no state: they read ctx.position_offset (the cache length).
+
+
+def _conv1d_state(hp: Hp, shapes, batch, max_len, device, dtype) -> dict[str, Tensor]:
+    """The last kernel − 1 inputs."""
+    return window_state(batch, shapes["x"][-1], int(hp["kernel"]) - 1, device, dtype)
+
+
+def step_conv1d(inputs, params, hp, ctx, state) -> tuple[Tensor, ...]:
+    return window_step(ref_conv1d, "x", inputs, params, hp, ctx, state)
+
+
+DECODE: dict[str, Decoder] = {"conv1d": Decoder(_conv1d_state, step_conv1d)}

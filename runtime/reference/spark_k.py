@@ -4,6 +4,8 @@
 - spd_router: x -> (y, x_struct, x_pseudo, loss); optional gate noise in training.
 - verifier_stack: h -> (read, signals, pointer, loss); a Python loop over time (vectorised over
   batch, stack slots and elements), the memory and pointer scan kept in the compute dtype.
+- DECODE: their cached-decoding rules (fk_attention: keys and P_0..P_{hops−1}; verifier_stack:
+  the memory and the pointer).
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import torch.nn.functional as F
 
 from .attention import attend, attention_probs, causal_mask
 from .common import (
+    Decoder,
     Params,
     RefContext,
     Tensor,
+    compute_dtype,
     down,
     gumbel_noise,
     heads_view,
@@ -95,43 +99,126 @@ def _bump(center: Tensor, slots: Tensor) -> Tensor:
     return torch.softmax(-0.5 * (slots[None, :] - center[:, None]) ** 2, dim=-1)
 
 
-def ref_verifier_stack(
-    inputs: Inputs, params: Params, hp: Hp, ctx: RefContext
-) -> tuple[Tensor, ...]:
-    h = inputs["h"]
-    b, n, _ = h.shape
-    size = int(hp["stack"])
+def _stack_controls(h: Tensor, params: Params, hp: Hp, ctx: RefContext) -> tuple[Tensor, ...]:
+    """push, pop [B, N] and the encoded elements e [B, N, elem], in the compute dtype."""
     logits = up(linear(torch.relu(linear(h, params, "ctrl1")), params, "ctrl2"))
     logp = torch.log_softmax(logits, dim=-1)
     if ctx.training and hp["op_noise"]:
         logp = logp + gumbel_noise(tuple(logp.shape), logp.device, ctx).to(logp.dtype)
     pi = torch.softmax(logp, dim=-1)
-    push, pop = pi[..., 0], pi[..., 1]
-    e = up(linear(h, params, "enc"))
-    cdt = e.dtype
-    slots = torch.arange(size, device=h.device, dtype=cdt)
-    mem = e.new_zeros(b, size, e.shape[-1])
-    ptr = e.new_zeros(b)
+    return pi[..., 0], pi[..., 1], up(linear(h, params, "enc"))
+
+
+def _stack_scan(
+    push: Tensor, pop: Tensor, e: Tensor, size: int, read: str, mem: Tensor, ptr: Tensor
+) -> tuple[Tensor, ...]:
+    """The memory and pointer scan from (mem [B,S,elem], ptr [B]): reads [B,N,elem], pointers
+    p_t and p_{t−1} [B,N], and the final (mem, ptr)."""
+    slots = torch.arange(size, device=e.device, dtype=e.dtype)
     reads, ptrs, prev_ptrs = [], [], []
-    for t in range(n):
+    for t in range(e.shape[1]):
         prev_ptrs.append(ptr)
         wp = push[:, t, None] * _bump(ptr, slots)  # [B, S]
         mem = mem * (1 - wp)[..., None] + wp[..., None] * e[:, t, None, :]
         ptr = torch.clamp(ptr + push[:, t] - pop[:, t], 0, size - 1)
-        if hp["read"] == "top":
+        if read == "top":
             reads.append(torch.einsum("bs,bse->be", _bump(ptr - 1, slots), mem))
         else:
             reads.append(mem.mean(dim=1))
         ptrs.append(ptr)
-    read = torch.stack(reads, dim=1)  # [B, N, elem]
-    pointer = torch.stack(ptrs, dim=1)
-    p_prev = torch.stack(prev_ptrs, dim=1)
+    stacked = (torch.stack(r, dim=1) for r in (reads, ptrs, prev_ptrs))
+    return (*stacked, mem, ptr)
+
+
+def _stack_outputs(h, params, hp, push, pop, read, pointer, p_prev) -> tuple[Tensor, ...]:
+    size = int(hp["stack"])
     hr = torch.cat((h, down(read, h)), dim=-1)
     signals = torch.sigmoid(up(linear(torch.relu(linear(hr, params, "head1")), params, "head2")))
     under = (pop * torch.relu(1 - p_prev)).mean()
     over = (push * torch.relu(p_prev - (size - 2))).mean()
     loss = float(hp["penalty"]) * (under + over)
     return down(read, h), down(signals, h), down(pointer, h), down(loss, h)
+
+
+def ref_verifier_stack(
+    inputs: Inputs, params: Params, hp: Hp, ctx: RefContext
+) -> tuple[Tensor, ...]:
+    h = inputs["h"]
+    size = int(hp["stack"])
+    push, pop, e = _stack_controls(h, params, hp, ctx)
+    mem = e.new_zeros(h.shape[0], size, e.shape[-1])
+    ptr = e.new_zeros(h.shape[0])
+    read, pointer, p_prev, _, _ = _stack_scan(push, pop, e, size, hp["read"], mem, ptr)
+    return _stack_outputs(h, params, hp, push, pop, read, pointer, p_prev)
+
+
+# ---- Cached decoding (SPEC §5.6; runtime/decode.py).
+
+
+def _fk_state(hp: Hp, shapes, batch, max_len, device, dtype) -> dict[str, Tensor]:
+    """Keys and every hop's P_0..P_{hops−1} of the positions so far (P_hops is read by no
+    later row); [B, max_len, H, d] each, compute dtype."""
+    heads, cdt = hp["heads"], compute_dtype(dtype)
+    shape = (batch, max_len, heads, shapes["x"][-1] // heads)
+    state = {"k": torch.zeros(shape, device=device, dtype=cdt)}
+    for i in range(int(hp["hops"])):
+        state[f"p{i}"] = torch.zeros(shape, device=device, dtype=cdt)
+    return state
+
+
+def step_fk_attention(
+    inputs: Inputs, params: Params, hp: Hp, ctx: RefContext, state: dict[str, Tensor]
+) -> tuple[Tensor, ...]:
+    """Causal: P_k of a row reads P_{k−1} of rows ≤ it only, so the new rows' P_k come from the
+    cached P_{k−1} of the past rows and the new rows' own, hop by hop."""
+    x = inputs["x"]
+    n, heads, beta, hops = x.shape[1], hp["heads"], float(hp["beta"]), int(hp["hops"])
+    off, end = ctx.position_offset, ctx.position_offset + n
+    q = up(heads_view(linear(x, params, "wq", bias=False), heads))
+    k = up(heads_view(linear(x, params, "wk", bias=False), heads))
+    v = up(heads_view(linear(x, params, "wv", bias=False), heads))
+    state["k"][:, off:end] = k
+    q_pos = torch.arange(off, end, device=x.device)
+    k_pos = torch.arange(end, device=x.device)
+    a = attention_probs(q, state["k"][:, :end], causal_mask(n, end, q_pos, k_pos), None)
+    p_k, r = v, v
+    for hop in range(hops):
+        state[f"p{hop}"][:, off:end] = p_k
+        p_k = beta * attend(a, state[f"p{hop}"][:, :end])
+        r = r + p_k
+    if hp["normalize"]:
+        r = r * ((1 - beta) / (1 - beta ** (hops + 1)))
+    return (linear(down(merge(r), x), params, "wo"),)
+
+
+def _stack_state(hp: Hp, shapes, batch, max_len, device, dtype) -> dict[str, Tensor]:
+    """The memory M [B, S, elem] and the pointer p [B] after the positions so far."""
+    cdt = compute_dtype(dtype)
+    elem = int(hp["elem"])
+    return {
+        "mem": torch.zeros(batch, int(hp["stack"]), elem, device=device, dtype=cdt),
+        "ptr": torch.zeros(batch, device=device, dtype=cdt),
+    }
+
+
+def step_verifier_stack(
+    inputs: Inputs, params: Params, hp: Hp, ctx: RefContext, state: dict[str, Tensor]
+) -> tuple[Tensor, ...]:
+    """The scan continued from the cached (M, p); the loss covers the new positions only."""
+    h = inputs["h"]
+    size = int(hp["stack"])
+    push, pop, e = _stack_controls(h, params, hp, ctx)
+    mem, ptr = state["mem"].to(e.dtype), state["ptr"].to(e.dtype)
+    read, pointer, p_prev, mem, ptr = _stack_scan(push, pop, e, size, hp["read"], mem, ptr)
+    state["mem"].copy_(mem)
+    state["ptr"].copy_(ptr)
+    return _stack_outputs(h, params, hp, push, pop, read, pointer, p_prev)
+
+
+DECODE: dict[str, Decoder] = {
+    "fk_attention": Decoder(_fk_state, step_fk_attention),
+    "verifier_stack": Decoder(_stack_state, step_verifier_stack),
+}
 
 
 RULES: dict[str, Callable[..., tuple[Tensor, ...]]] = {

@@ -6,6 +6,8 @@
   it in the compute dtype.
 - trajectory: x [B,N,D] -> x + strength·T, the weighted mean of the last `window` unit steps,
   computed as a `window`-tap stencil over the padded step sequence.
+- DECODE: cached decoding (splat_attention: the state (S, z); trajectory: the last `window`
+  inputs).
 """
 
 from __future__ import annotations
@@ -16,7 +18,20 @@ from typing import Any
 
 import torch
 
-from .common import Params, RefContext, Tensor, down, heads_view, linear, merge, up
+from .common import (
+    Decoder,
+    Params,
+    RefContext,
+    Tensor,
+    compute_dtype,
+    down,
+    heads_view,
+    linear,
+    merge,
+    up,
+    window_state,
+    window_step,
+)
 from .splat_chunked import splat_mix
 
 Inputs = dict[str, Tensor]
@@ -79,4 +94,55 @@ def ref_trajectory(inputs: Inputs, params: Params, hp: Hp, ctx: RefContext) -> t
 RULES: dict[str, Callable[..., tuple[Tensor, ...]]] = {
     "splat_attention": ref_splat_attention,
     "trajectory": ref_trajectory,
+}
+
+
+# ---- Cached decoding (SPEC §5.6; runtime/decode.py).
+
+
+def _splat_state(hp: Hp, shapes, batch, max_len, device, dtype) -> dict[str, Tensor]:
+    """S = Σ_s φ_s v_sᵀ [B, H, K, d] and z = Σ_s φ_s [B, H, K] of the positions so far."""
+    heads, k, cdt = hp["heads"], hp["splats"], compute_dtype(dtype)
+    d = shapes["x"][-1] // heads
+    return {
+        "S": torch.zeros(batch, heads, k, d, device=device, dtype=cdt),
+        "z": torch.zeros(batch, heads, k, device=device, dtype=cdt),
+    }
+
+
+def step_splat_attention(
+    inputs: Inputs, params: Params, hp: Hp, ctx: RefContext, state: dict[str, Tensor]
+) -> tuple[Tensor, ...]:
+    """num = (Φ Φᵀ ⊙ tril) V + Φ S, den = (Φ Φᵀ ⊙ tril) 1 + Φ z over the new rows, then
+    S += Φᵀ V, z += Φᵀ 1: O(K·d) per new token whatever the context length."""
+    x = inputs["x"]
+    heads = hp["heads"]
+    u = up(heads_view(linear(x, params, "wa", bias=False), heads))
+    v = up(heads_view(linear(x, params, "wv", bias=False), heads)).transpose(1, 2)
+    phi = splat_responsibilities(u, params["centers"], params["log_scale"], params["log_amp"])
+    n = x.shape[1]
+    keep = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
+    a = torch.einsum("bhtk,bhsk->bhts", phi, phi)
+    a = torch.where(keep, a, torch.zeros((), dtype=a.dtype, device=a.device))
+    s_prev, z_prev = state["S"], state["z"]
+    o = a @ v + phi @ s_prev
+    if hp["normalize"]:
+        o = o / (a.sum(-1) + torch.einsum("bhtk,bhk->bht", phi, z_prev))[..., None]
+    s_prev.add_(torch.einsum("bhtk,bhtd->bhkd", phi, v))
+    z_prev.add_(phi.sum(2))
+    return (linear(down(merge(o.transpose(1, 2)), x), params, "wo", bias=False),)
+
+
+def _trajectory_state(hp: Hp, shapes, batch, max_len, device, dtype) -> dict[str, Tensor]:
+    """The last `window` inputs (position p reads x_{p−window} .. x_p)."""
+    return window_state(batch, shapes["x"][-1], int(hp["window"]), device, dtype)
+
+
+def step_trajectory(inputs, params, hp, ctx, state) -> tuple[Tensor, ...]:
+    return window_step(ref_trajectory, "x", inputs, params, hp, ctx, state)
+
+
+DECODE: dict[str, Decoder] = {
+    "splat_attention": Decoder(_splat_state, step_splat_attention),
+    "trajectory": Decoder(_trajectory_state, step_trajectory),
 }

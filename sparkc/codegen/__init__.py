@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ..ir.graph import Graph
 from ..version import __version__
+from .decode import decode_context
 from .emit import KernelSet
 from .format import format_python
 from .format_body import format_module
@@ -47,6 +48,7 @@ def module_inputs(
             "kernel_count": len(plan.groups),
             "reference_ops": tuple(kernels.reference_ops),
             "input_rules": input_rules(graph),
+            **decode_context(graph, names),
         },
     )
     return ctx, kernels

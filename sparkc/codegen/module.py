@@ -62,9 +62,9 @@ def name_values(graph: Graph) -> ValueNames:
 
 def loss_only_nodes(graph: Graph, needed_main: set[str] | None = None) -> set[str]:
     """Nodes that only loss terms need (computed only when their inputs were all given);
-    `needed_main`: `_needed_main(graph)` if the caller has it."""
+    `needed_main`: `needed_main(graph)` if the caller has it."""
     loss = graph.ancestors([n.id for n in graph.outputs() if n.attr("kind") == "loss"])
-    return loss - (_needed_main(graph) if needed_main is None else needed_main)
+    return loss - (needed_main(graph) if needed_main is None else needed_main)
 
 
 def param_comment(node: Node) -> str:
@@ -103,7 +103,7 @@ def attrs_literal(node: Node, cache: dict) -> str:
     return text
 
 
-def _dict_literal(pairs: list[tuple[str, str]]) -> str:
+def dict_literal(pairs: list[tuple[str, str]]) -> str:
     return "{" + ", ".join(f"{pyrepr(k)}: {v}" for k, v in pairs) + "}"
 
 
@@ -121,8 +121,8 @@ def reference_units(graph: Graph, names: ValueNames) -> list[tuple[tuple[str, ..
             continue
         else:
             ports, params = split_ports(node)
-            ins = _dict_literal([(k, names[v]) for k, v in ports])
-            prm = _dict_literal([(k, names[v]) for k, v in params])
+            ins = dict_literal([(k, names[v]) for k, v in ports])
+            prm = dict_literal([(k, names[v]) for k, v in params])
             hp = attrs_literal(node, literals)
             outs = [names[Value(node.id, i)] for i in range(len(node.types))]
             target = outs[0] + "," if len(outs) == 1 else ", ".join(outs)
@@ -139,7 +139,7 @@ def assemble_body(
 
     Units whose nodes only loss terms need run only when every optional input (one that only
     feeds losses, like `targets`) was given; otherwise `out.loss` is None."""
-    needed = _needed_main(graph) if needed_main is None else needed_main
+    needed = needed_main(graph) if needed_main is None else needed_main
     loss_only = loss_only_nodes(graph, needed)
     optional_inputs = [n.attr("name") for n in graph.inputs() if n.id not in needed]
     main: list[str] = []
@@ -184,7 +184,7 @@ def _loss_lines(losses: list[tuple[str, str, float]], aux: str) -> list[str]:
     return lines
 
 
-def _needed_main(graph: Graph) -> set[str]:
+def needed_main(graph: Graph) -> set[str]:
     """Nodes the main outputs and the auxiliary loss need."""
     roots = [
         n.id
@@ -202,7 +202,7 @@ def module_context(
     triton_units=None,
     extra: dict | None = None,
 ) -> dict:
-    needed = _needed_main(graph)
+    needed = needed_main(graph)
     inputs = [
         {
             "name": nm.argument_name(n.attr("name")),

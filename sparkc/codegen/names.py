@@ -40,6 +40,9 @@ PUBLIC_GLOBALS = frozenset(
         "PARAMS",
         "OUTPUTS",
         "TRITON_COVERAGE",
+        "DECODE_SLOTS",
+        "NOT_DECODABLE",
+        "SEQUENCE_INPUTS",
         "SOURCE",
         "Model",
     }

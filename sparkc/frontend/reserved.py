@@ -6,7 +6,8 @@ Consumes the `ast.ModelDef` being compiled; adds one located diagnostic per offe
 - A model input becomes an argument of the generated `forward()`, so it must be usable as a
   Python keyword argument: not a Python keyword (`class`, `if`, ...), and not starting with `_`,
   which is the generated code's own namespace (`_self`, `_ctx`, `_v3`, `_ms`, ...), and not
-  `self` (`nn.Module.__call__(self, ...)` could not pass it by keyword). Error E0701.
+  `self` (`nn.Module.__call__(self, ...)` could not pass it by keyword), and not `cache`
+  (forward's keyword for cached decoding). Error E0701.
 - Outputs and losses are keys of the returned `ModelOutput` (a dict with attribute access):
   `aux_loss` and `loss` are the module's own keys, and a name that is an attribute of a dict
   (`items`, `keys`, `get`, ..., or any `__dunder__`) would not be readable as `out.<name>`.
@@ -40,6 +41,8 @@ def input_name_problem(name: str) -> str | None:
         return "names starting with '_' are reserved for the generated code"
     if name == "self":
         return "net(self=...) cannot pass it (torch.nn.Module.__call__ takes 'self')"
+    if name == "cache":
+        return "forward(..., cache=...) is the decoding cache (net.new_cache)"
     return None
 
 
@@ -100,4 +103,4 @@ def check_model_names(model: ast.ModelDef, sink: DiagnosticSink) -> None:
 
 def _input_suggestion(name: str) -> str:
     core = name.lstrip("_") or "x"
-    return core + "_" if keyword.iskeyword(core) else core
+    return core + "_" if keyword.iskeyword(core) or core in ("self", "cache") else core

@@ -12,7 +12,8 @@ inputs by `sparkc.tools.demo_data`.
 On a CUDA device the model runs its generated Triton kernels (forward and backward); on the CPU
 it runs the generated reference path. Prints the compiler's kernel plan, a progress bar with the
 loss (tqdm when installed, else one line rewritten in place; on a stream that is not a terminal,
-the loss every tenth of the run) and one summary line per run. Exit code 0 when every run's loss
+the loss every tenth of the run), a short greedy sample from the trained model (cached decoding,
+`sparkc.generate`; `--sample 0` leaves it out) and one summary line per run. Exit code 0 when every run's loss
 fell to half its first value, 1 when compilation failed, 2 when a loss did not fall (the job is
 also a smoke test).
 """
@@ -153,6 +154,8 @@ def train(name: str, args: argparse.Namespace, overrides: dict) -> tuple[int, st
     if device.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - t0
+    if args.sample > 0:
+        print_sample(net, module, plans, args, gen, device)
     steps = max(args.steps, 1)
     ln_vocab = f"{math.log(vocab):.3f}" if vocab > 1 else "n/a"
     summary = (
@@ -164,6 +167,33 @@ def train(name: str, args: argparse.Namespace, overrides: dict) -> tuple[int, st
     return (0 if last < 0.5 * first else 2), summary
 
 
+def print_sample(net, module, plans, args, gen, device) -> None:
+    """Greedy continuation of a fresh task prompt by cached decoding (`sparkc.generate`), with
+    the task's own continuation beside it; a program that cannot decode says why instead."""
+
+    from ..generation import generate
+
+    if module.NOT_DECODABLE:
+        print(f"sample: none ({module.NOT_DECODABLE[0]})")
+        return
+    batch = make_batch(plans, 1, args.length, gen, extra=args.tape_length)
+    first = module.INPUTS[0].name
+    limit = min((r["max_len"] for r in module.RULES if r.get("kind") == "max_len"), default=64)
+    prompt_len = 4
+    new = max(0, min(args.sample, limit - prompt_len + 1, args.length - prompt_len))
+    seq = set(module.SEQUENCE_INPUTS)
+    inputs = {k: v.to(device) for k, v in batch.items() if k not in seq}
+    tokens = batch[first]
+    net.eval()
+    out = generate(net, tokens[:, :prompt_len], new, temperature=0, inputs=inputs)
+    net.train()
+    shown = lambda t: " ".join(str(int(v)) for v in t)
+    print(
+        f"sample (greedy, cached decoding): {shown(out[0, :prompt_len])} -> "
+        f"{shown(out[0, prompt_len:])}  (the task continues {shown(tokens[0, prompt_len : prompt_len + new])})"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sparkc.demo", description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=300)
@@ -173,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         "--tape-length", type=int, default=8, help="size of other symbolic dimensions (tapes)"
     )
     ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument(
+        "--sample", type=int, default=16, help="tokens generated after training (0: none)"
+    )
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     ap.add_argument("--impl", default="auto", choices=("auto", "reference", "triton"))
     ap.add_argument("--out", default="build", help="where the generated package is written")

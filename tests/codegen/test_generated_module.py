@@ -173,6 +173,8 @@ def test_source_cannot_inject_code():
             "launch",
             "module_support",
             "REFERENCE",
+            "DECODE_STEPS",
+            "decode",
             "RefContext",
             "tl",
             "language",
@@ -208,11 +210,17 @@ def test_generated_methods_use_only_reserved_names_and_inputs(name, src):
     methods = {f.name: f for f in cls.body if isinstance(f, ast.FunctionDef)}
     inputs = {a.arg for a in methods["forward"].args.args[1:]}
     assert inputs and not any(i.startswith("_") for i in inputs)
-    for method in ("forward", "_forward_reference", "_forward_triton"):
+    # forward's keyword-only `cache` (an input name the checker refuses, E0701).
+    assert [a.arg for a in methods["forward"].args.kwonlyargs] == ["cache"]
+    inputs_and_cache = inputs | {"cache"}
+    for method in ("forward", "_forward_reference", "_forward_triton", "_forward_cached"):
         used = {n.id for n in ast.walk(methods[method]) if isinstance(n, ast.Name)}
         used |= {a.arg for a in ast.walk(methods[method]) if isinstance(a, ast.arg)}
-        stray = {n for n in used - inputs if not n.startswith("_")}
+        stray = {n for n in used - inputs_and_cache if not n.startswith("_")}
         assert not stray, (method, stray)
+    used = {n.id for n in ast.walk(methods["new_cache"]) if isinstance(n, ast.Name)}
+    used |= {a.arg for a in ast.walk(methods["new_cache"]) if isinstance(a, ast.arg)}
+    assert used <= {"_self", "_dc", "batch", "max_len", "device", "dtype"}, used
     for method in ("__new__", "__init__"):
         used = {n.id for n in ast.walk(methods[method]) if isinstance(n, ast.Name)}
         assert used <= {
@@ -233,5 +241,5 @@ def test_generated_methods_use_only_reserved_names_and_inputs(name, src):
             top |= {t.id for t in node.targets if isinstance(t, ast.Name)}
         elif isinstance(node, ast.Import | ast.ImportFrom):
             top |= {a.asname or a.name for a in node.names}
-    assert top <= PUBLIC_GLOBALS | {"_torch", "_ms", "_REF", "_RefContext"}, top
+    assert top <= PUBLIC_GLOBALS | {"_torch", "_ms", "_REF", "_RefContext", "_dc", "_DEC"}, top
     assert cls.name not in top | {"super", "any"}

@@ -456,6 +456,7 @@ SPECS: tuple[OpSpec, ...] = (
         (OutSpec("y"),),
         _mean_infer,
         category="reduction",
+        decodable=lambda hp: False,  # one value over every position
         kernel="mean",
         flops=lambda c: float(c.size("x")),
         semantics=_MEAN,

@@ -1,0 +1,124 @@
+"""Split-KV decode attention (flash-decoding) for one new query row per sequence.
+
+Consumes q [B, H, d] (RoPE already applied at the cached offset), the cache's keys and values
+[B, max_len, KV, d] (float32, `runtime/reference/attention.py`'s `kv_state`) and the number of
+valid positions `length`; produces o [B, H, d] (float32) = softmax(q·kᵀ/√d) v over positions
+< length (causal: the new row is the last position, so every cached position is visible).
+
+One program per (sequence, key/value head, split of `CHUNK` positions): the G query heads that
+read that key/value head are packed into the program's rows, so each key and value is loaded
+once for its group (grouped-query attention), and a long context is spread over many programs
+(splits), each leaving a partial (max, sum, unnormalised output); a small reduction in PyTorch
+merges the splits with the usual log-sum-exp rescaling. Every split holds at least one valid
+position (the split count is cdiv(length, CHUNK)), so no partial is empty.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+CHUNK = 256  # positions per split
+BLOCK_T = 64  # positions per step inside a split
+
+
+@triton.jit
+def split_kv_kernel(
+    q_ptr,
+    k_ptr,
+    v_ptr,
+    m_ptr,
+    l_ptr,
+    acc_ptr,
+    length,
+    kv_heads,
+    splits,
+    stride_kb,
+    stride_kt,
+    stride_kh,
+    scale,
+    G: tl.constexpr,
+    D: tl.constexpr,
+    BLOCK_G: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    CHUNK: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    split = tl.program_id(1)
+    b = pid // kv_heads
+    kh = pid % kv_heads
+    g = tl.arange(0, BLOCK_G)
+    d = tl.arange(0, BLOCK_D)
+    gm = g < G
+    dm = d < D
+    heads = kv_heads * G
+    row = b * heads + kh * G + g  # query head rows of this group
+    q = tl.load(q_ptr + row[:, None] * D + d[None, :], mask=gm[:, None] & dm[None, :], other=0.0)
+    q = q.to(tl.float32) * scale
+    start = split * CHUNK
+    end = tl.minimum(start + CHUNK, length)
+    m = tl.full([BLOCK_G], float("-inf"), tl.float32)
+    lsum = tl.zeros([BLOCK_G], tl.float32)
+    acc = tl.zeros([BLOCK_G, BLOCK_D], tl.float32)
+    base = b * stride_kb + kh * stride_kh
+    for t0 in range(start, end, BLOCK_T):
+        t = t0 + tl.arange(0, BLOCK_T)
+        tm = t < end
+        off = base + t[:, None] * stride_kt + d[None, :]
+        k = tl.load(k_ptr + off, mask=tm[:, None] & dm[None, :], other=0.0).to(tl.float32)
+        v = tl.load(v_ptr + off, mask=tm[:, None] & dm[None, :], other=0.0).to(tl.float32)
+        s = tl.sum(q[:, None, :] * k[None, :, :], axis=2)  # [BLOCK_G, BLOCK_T]
+        s = tl.where(tm[None, :], s, float("-inf"))
+        m_new = tl.maximum(m, tl.max(s, axis=1))
+        p = tl.exp(s - m_new[:, None])
+        alpha = tl.exp(m - m_new)
+        lsum = lsum * alpha + tl.sum(p, axis=1)
+        acc = acc * alpha[:, None] + tl.sum(p[:, :, None] * v[None, :, :], axis=1)
+        m = m_new
+    out = row * splits + split
+    tl.store(m_ptr + out, m, mask=gm)
+    tl.store(l_ptr + out, lsum, mask=gm)
+    tl.store(acc_ptr + out[:, None] * D + d[None, :], acc, mask=gm[:, None] & dm[None, :])
+
+
+def decode_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, length: int
+) -> torch.Tensor:
+    """o [B, H, d] float32 from q [B, H, d] and the caches k, v [B, max_len, KV, d] (last dim
+    contiguous), over positions 0 .. length − 1."""
+    b, heads, d = q.shape
+    kv = k.shape[2]
+    g = heads // kv
+    q = q.contiguous()
+    splits = -(-length // CHUNK)
+    m = torch.empty(b, heads, splits, device=q.device, dtype=torch.float32)
+    lsum = torch.empty_like(m)
+    acc = torch.empty(b, heads, splits, d, device=q.device, dtype=torch.float32)
+    split_kv_kernel[(b * kv, splits)](
+        q,
+        k,
+        v,
+        m,
+        lsum,
+        acc,
+        length,
+        kv,
+        splits,
+        k.stride(0),
+        k.stride(1),
+        k.stride(2),
+        1.0 / math.sqrt(d),
+        G=g,
+        D=d,
+        BLOCK_G=max(triton.next_power_of_2(g), 1),
+        BLOCK_D=triton.next_power_of_2(d),
+        BLOCK_T=BLOCK_T,
+        CHUNK=CHUNK,
+    )
+    top = m.max(dim=-1, keepdim=True).values
+    w = torch.exp(m - top)
+    return (acc * w[..., None]).sum(-2) / (lsum * w).sum(-1)[..., None]

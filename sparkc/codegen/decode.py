@@ -1,0 +1,157 @@
+"""IR graph → the cached-decoding part of the generated model module (SPEC §5.6).
+
+Consumes an optimised `Graph` and its value names; produces the template context of
+`module.py.jinja`'s cached forward:
+- `decode_slots`: one (instance path, op, resolved hyperparameters, input shapes by port) per
+  sequence-mixing op instance (an op whose `causal` trait is set for its hyperparameters), the
+  instances that keep state in a `DecodeCache` (their state and step rules are the `DECODE`
+  table of sparkc.runtime.reference);
+- `not_decodable`: why the program cannot decode, one sentence per op instance at fault (a
+  mixer that is not causal, an op whose `decodable` trait is false, no sequence input);
+  `new_cache` raises with these;
+- `sequence_inputs`: the model inputs that carry the sequence dimension (dim 1 of the first
+  input): a cached call brings their next positions; the other inputs are per sequence (given
+  once, kept in the cache);
+- `decode_body`: the straight-line cached forward: the reference rule of every op, except the
+  mixers, which call their step rule with their slot's state (`_st[i]`), and the ops that read
+  only per-sequence inputs and parameters (`opcode_tape` on its tape), computed on a cache's
+  first call and kept (`_cache.once(i, ...)`).
+Only what the main outputs and the auxiliary loss need is checked; loss-only nodes run on the
+new positions when their inputs are given.
+"""
+
+from __future__ import annotations
+
+from ..ir.graph import Graph, Node, Value
+from ..ir.ops import OPS
+from ..ir.ops.schema import REQUIRED, Derived
+from . import names as nm
+from .module import (
+    assemble_body,
+    attrs_literal,
+    dict_literal,
+    needed_main,
+    param_comment,
+    split_ports,
+)
+from .render import pyrepr
+
+
+def _shapes(graph: Graph, node: Node) -> dict[str, tuple]:
+    ports, _ = split_ports(node)
+    return {name: tuple(graph.type_of(v).shape) for name, v in ports}
+
+
+def _changed_hypers(node: Node) -> str:
+    spec = OPS[node.op]
+    parts = []
+    for k, v in node.attrs:
+        h = spec.hyper(k)
+        fixed = h is not None and not isinstance(h.default, Derived) and h.default is not REQUIRED
+        if fixed and v != h.default:
+            parts.append(f"{k}={v!r}")
+    return ", ".join(parts)
+
+
+def decode_context(graph: Graph, names) -> dict:
+    needed = needed_main(graph)
+    slots, reasons, slot_of = [], [], {}
+    for node in graph.topo_order():
+        spec = OPS.get(node.op)
+        if spec is None or node.op in ("input", "output", "aux_sum", "param", "const"):
+            continue
+        hp = dict(node.attrs)
+        causal = spec.causal(hp)
+        where = f"{node.op} '{node.scope or node.op}'"
+        if node.id in needed and (causal is False or not spec.decodable(hp)):
+            changed = "causal=false" if hp.get("causal") is False else _changed_hypers(node)
+            where += f" with {changed}" if changed else ""
+            if causal is False:
+                reasons.append(f"{where} is not causal: its outputs read later positions")
+            else:
+                reasons.append(f"{where} reads every position of the sequence (docs/ops.md)")
+        if causal:
+            slot_of[node.id] = len(slots)
+            slots.append((node.scope or node.op, node.op, hp, _shapes(graph, node)))
+    inputs = list(graph.inputs())
+    seq = None
+    if inputs and len(inputs[0].types[0].shape) >= 2:
+        dim = inputs[0].types[0].shape[1]
+        seq = dim if isinstance(dim, str) else None
+    if seq is None:
+        reasons.append("the first model input has no symbolic sequence dimension (dim 1)")
+        sequence_inputs = ()
+    else:
+        sequence_inputs = tuple(
+            nm.argument_name(n.attr("name")) for n in inputs if seq in n.types[0].shape
+        )
+    hoisted = once_nodes(graph, set(sequence_inputs), slot_of)
+    return {
+        "decode_slots": tuple(slots),
+        "not_decodable": tuple(reasons),
+        "sequence_inputs": sequence_inputs,
+        "decode_body": assemble_body(
+            graph, names, decode_units(graph, names, slot_of, hoisted), needed
+        ),
+    }
+
+
+def once_nodes(graph: Graph, sequence_inputs: set[str], slot_of: dict[str, int]) -> dict[str, int]:
+    """Op nodes whose value is the same at every position of a sequence: they read per-sequence
+    inputs (an instruction tape, metadata) and parameters only. A cached call computes them on
+    the first call of a cache and keeps them (`DecodeCache.once`): node id -> memo index."""
+    fixed: dict[str, bool] = {}  # depends on no per-position input
+    seeded: dict[str, bool] = {}  # depends on a per-sequence input
+    out: dict[str, int] = {}
+    for node in graph.topo_order():
+        if node.op == "input":
+            per_seq = nm.argument_name(node.attr("name")) not in sequence_inputs
+            fixed[node.id], seeded[node.id] = per_seq, per_seq
+            continue
+        if node.op in ("param", "const"):
+            fixed[node.id], seeded[node.id] = True, False
+            continue
+        producers = [v.node for v in node.inputs]
+        fixed[node.id] = all(fixed.get(p, False) for p in producers)
+        seeded[node.id] = any(seeded.get(p, False) for p in producers)
+        if node.op in ("output", "aux_sum") or node.id in slot_of:
+            continue
+        if fixed[node.id] and seeded[node.id]:
+            out[node.id] = len(out)
+    return out
+
+
+def decode_units(
+    graph: Graph, names, slot_of: dict[str, int], hoisted: dict[str, int] | None = None
+) -> list:
+    """One unit (node ids, lines) per param, const and op node, as `reference_units`, with each
+    mixer calling its step rule on its state and each per-sequence node (`once_nodes`) computed
+    on a cache's first call only."""
+    hoisted = hoisted or {}
+    param_index = {n.id: i for i, n in enumerate(graph.params())}
+    literals: dict = {}
+    units = []
+    for node in graph.topo_order():
+        if node.op == "param":
+            line = f"{names[node.out()]} = _p[{param_index[node.id]}]  # {param_comment(node)}"
+        elif node.op == "const":
+            line = f"{names[node.out()]} = {pyrepr(node.attr('value'))}"
+        elif node.op in ("input", "output", "aux_sum"):
+            continue
+        else:
+            ports, params = split_ports(node)
+            ins = dict_literal([(k, names[v]) for k, v in ports])
+            prm = dict_literal([(k, names[v]) for k, v in params])
+            hp = attrs_literal(node, literals)
+            outs = [names[Value(node.id, i)] for i in range(len(node.types))]
+            target = outs[0] + "," if len(outs) == 1 else ", ".join(outs)
+            comment = f"  # {nm.comment_text(node.scope)}" if node.scope else ""
+            if node.id in slot_of:
+                call = f"_DEC[{pyrepr(node.op)}]({ins}, {prm}, {hp}, _ctx, _st[{slot_of[node.id]}])"
+            else:
+                call = f"_REF[{pyrepr(node.op)}]({ins}, {prm}, {hp}, _ctx)"
+            if node.id in hoisted:
+                call = f"_cache.once({hoisted[node.id]}, lambda: {call})"
+            line = f"{target} = {call}{comment}"
+        units.append(((node.id,), [line]))
+    return units

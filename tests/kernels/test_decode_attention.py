@@ -1,0 +1,42 @@
+"""Split-KV decode attention (runtime/decode_attention.py) against the reference softmax
+attention: grouped-query heads packed, contexts shorter and longer than one split, a final
+block that is partly past the length, and caches longer than the length (never read)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from sparkc.runtime.decode_attention import CHUNK, decode_attention
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _reference(q, k, v, length):
+    heads, kv = q.shape[1], k.shape[2]
+    k = k[:, :length].repeat_interleave(heads // kv, dim=2)
+    v = v[:, :length].repeat_interleave(heads // kv, dim=2)
+    s = torch.einsum("bhd,bthd->bht", q.double(), k.double()) / math.sqrt(q.shape[-1])
+    return torch.einsum("bht,bthd->bhd", torch.softmax(s, -1), v.double())
+
+
+@pytest.mark.parametrize(
+    ("b", "heads", "kv", "d", "length", "max_len"),
+    [
+        (2, 4, 2, 16, 5, 8),  # one split, masked tail
+        (1, 3, 1, 8, 1, 4),  # a single position; G = 3 (not a power of two)
+        (2, 2, 2, 12, CHUNK + 70, CHUNK + 80),  # two splits, d not a power of two
+        (1, 8, 2, 16, 2 * CHUNK, 3 * CHUNK),  # exactly two full splits
+    ],
+)
+def test_decode_attention_matches_reference(b, heads, kv, d, length, max_len):
+    g = torch.Generator().manual_seed(length)
+    q = torch.randn(b, heads, d, generator=g).to(DEVICE)
+    k = torch.randn(b, max_len, kv, d, generator=g).to(DEVICE)
+    v = torch.randn(b, max_len, kv, d, generator=g).to(DEVICE)
+    k[:, length:] = float("nan")  # past the length: must never be read
+    v[:, length:] = float("nan")
+    got = decode_attention(q, k, v, length)
+    want = _reference(q, k, v, length)
+    assert torch.allclose(got.double(), want, rtol=1e-5, atol=1e-5)
