@@ -22,16 +22,14 @@ new positions when their inputs are given.
 
 from __future__ import annotations
 
-from ..ir.graph import Graph, Node, Value
+from ..ir.graph import Graph, Node
 from ..ir.ops import OPS
 from ..ir.ops.schema import REQUIRED, Derived
 from . import names as nm
 from .module import (
     assemble_body,
-    attrs_literal,
-    dict_literal,
     needed_main,
-    param_comment,
+    reference_units,
     split_ports,
 )
 from .render import pyrepr
@@ -128,30 +126,14 @@ def decode_units(
     mixer calling its step rule on its state and each per-sequence node (`once_nodes`) computed
     on a cache's first call only."""
     hoisted = hoisted or {}
-    param_index = {n.id: i for i, n in enumerate(graph.params())}
-    literals: dict = {}
-    units = []
-    for node in graph.topo_order():
-        if node.op == "param":
-            line = f"{names[node.out()]} = _p[{param_index[node.id]}]  # {param_comment(node)}"
-        elif node.op == "const":
-            line = f"{names[node.out()]} = {pyrepr(node.attr('value'))}"
-        elif node.op in ("input", "output", "aux_sum"):
-            continue
+
+    def call(node, ins: str, prm: str, hp: str) -> str:
+        if node.id in slot_of:
+            expr = f"_DEC[{pyrepr(node.op)}]({ins}, {prm}, {hp}, _ctx, _st[{slot_of[node.id]}])"
         else:
-            ports, params = split_ports(node)
-            ins = dict_literal([(k, names[v]) for k, v in ports])
-            prm = dict_literal([(k, names[v]) for k, v in params])
-            hp = attrs_literal(node, literals)
-            outs = [names[Value(node.id, i)] for i in range(len(node.types))]
-            target = outs[0] + "," if len(outs) == 1 else ", ".join(outs)
-            comment = f"  # {nm.comment_text(node.scope)}" if node.scope else ""
-            if node.id in slot_of:
-                call = f"_DEC[{pyrepr(node.op)}]({ins}, {prm}, {hp}, _ctx, _st[{slot_of[node.id]}])"
-            else:
-                call = f"_REF[{pyrepr(node.op)}]({ins}, {prm}, {hp}, _ctx)"
-            if node.id in hoisted:
-                call = f"_cache.once({hoisted[node.id]}, lambda: {call})"
-            line = f"{target} = {call}{comment}"
-        units.append(((node.id,), [line]))
-    return units
+            expr = f"_REF[{pyrepr(node.op)}]({ins}, {prm}, {hp}, _ctx)"
+        if node.id in hoisted:
+            expr = f"_cache.once({hoisted[node.id]}, lambda: {expr})"
+        return expr
+
+    return reference_units(graph, names, call)

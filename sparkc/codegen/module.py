@@ -107,8 +107,14 @@ def dict_literal(pairs: list[tuple[str, str]]) -> str:
     return "{" + ", ".join(f"{pyrepr(k)}: {v}" for k, v in pairs) + "}"
 
 
-def reference_units(graph: Graph, names: ValueNames) -> list[tuple[tuple[str, ...], list[str]]]:
-    """One unit (node ids, lines) per param, const and op node: the reference path's compute."""
+def reference_units(
+    graph: Graph, names: ValueNames, call=None
+) -> list[tuple[tuple[str, ...], list[str]]]:
+    """One unit (node ids, lines) per param, const and op node: the reference path's compute.
+
+    `call(node, ins, params, hyper)` returns the expression that computes an op node from its
+    input, parameter and hyperparameter literals (default: its reference rule, `_REF[op](...)`);
+    the cached-decoding forward passes its own (codegen/decode.py)."""
     param_index = {n.id: i for i, n in enumerate(graph.params())}
     literals: dict = {}
     units = []
@@ -127,7 +133,12 @@ def reference_units(graph: Graph, names: ValueNames) -> list[tuple[tuple[str, ..
             outs = [names[Value(node.id, i)] for i in range(len(node.types))]
             target = outs[0] + "," if len(outs) == 1 else ", ".join(outs)
             comment = f"  # {nm.comment_text(node.scope)}" if node.scope else ""
-            line = f"{target} = _REF[{pyrepr(node.op)}]({ins}, {prm}, {hp}, _ctx){comment}"
+            expr = (
+                call(node, ins, prm, hp)
+                if call is not None
+                else f"_REF[{pyrepr(node.op)}]({ins}, {prm}, {hp}, _ctx)"
+            )
+            line = f"{target} = {expr}{comment}"
         units.append(((node.id,), [line]))
     return units
 
