@@ -112,7 +112,7 @@ def check(shape, d, hidden, groups, active, learned, act="gelu", tol=1e-5, **kw)
         *[t.cpu() if t.device.type != "cpu" else t for t in leaves], groups, active, learned, act
     )
     y64.backward(dy.double().cpu())
-    want = [t.grad for t in leaves if t.is_floating_point()]
+    want = [t.grad.cpu() for t in leaves if t.is_floating_point()]
     scale = max(1.0, y64.abs().max().item())
     assert (y.double().cpu() - y64).abs().max().item() <= tol * scale
     for got, ref in zip(grads, want):
