@@ -327,10 +327,12 @@ KNOWN_F16: dict[str, tuple[str, bool]] = {}
 KNOWN_BF16 = {
     # The example model: h.1.vs.head2.bias 0.142 vs eager 0.031 in one H100 run, passing in
     # another kernel variant; not strict. The float16 CPU probe of the same case (seeds 0, 1, 2)
-    # fails only through one flipped ReLU decision in the forward (no rounding the kernels add:
-    # test_float16_example_gradients_within_twice_eager passes on kink-clear draws). Whether the
-    # bf16 head2.bias failure is such an event too (one draw far above the others) needs a GPU
-    # run: the failure message now lists the per-draw errors.
+    # fails only through one ReLU decision the generated forward's rounding flips (no rounding
+    # the kernels add: test_float16_example_gradients_within_twice_eager passes on kink-clear
+    # draws). That does not explain this entry by itself: no kink lies between the last layer's
+    # head2.bias and the loss, so its gradient moves only by the forward's rounding (amplified by
+    # its one sum's cancellation: eager's 0.031 is 8 units). Still open; the failure message
+    # now lists the per-draw errors, which show whether it is one draw or every draw.
     "spark_k": ("spark_k: a verifier head bias follows the fk forward's rounding", False),
 }
 
