@@ -21,10 +21,12 @@ eager's error beside it.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 import sparkc
 
@@ -204,16 +206,16 @@ def _rel(a: torch.Tensor, ref: torch.Tensor) -> float:
     return float((a - ref).norm() / ref.norm().clamp_min(1e-30))
 
 
-def case_errors(case, dtype, small, b, n, seed) -> dict[str, tuple[float, float]]:
-    """{gradient name: (eager's relative error, the generated path's)} for one draw of weights
-    and inputs."""
-    module = _load(case, small)
+def _draw(module, dtype, b, n, seed, cotangents=True):
+    """One draw: (state, inputs, cotangents), weights and inputs rounded to `dtype` once, so
+    every run sees exactly the same values; cotangents None unless asked for."""
     torch.manual_seed(seed)
     state = module.Model(impl="reference").state_dict()
-    # One rounding of weights and inputs: every run sees exactly the same values.
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     g = torch.Generator().manual_seed(seed + 1)
     inputs = _inputs(module, b, n, dtype, g)
+    if not cotangents:
+        return state, inputs, None
     probe = module.Model(impl="reference").to(dtype).eval()
     probe.load_state_dict(state)
     out = probe(*inputs)
@@ -222,11 +224,67 @@ def case_errors(case, dtype, small, b, n, seed) -> dict[str, tuple[float, float]
         for k, y in out.items()
         if y is not None and y.dim() > 0 and y.is_floating_point()
     }
+    return state, inputs, cot
+
+
+def case_errors(case, dtype, small, b, n, seed) -> dict[str, tuple[float, float]]:
+    """{gradient name: (eager's relative error, the generated path's)} for one draw of weights
+    and inputs."""
+    module = _load(case, small)
+    state, inputs, cot = _draw(module, dtype, b, n, seed)
     ref = _gradients(module, "reference", state, inputs, cot, torch.float64)
     eager = _gradients(module, "reference", state, inputs, cot, dtype)
     gen = _gradients(module, "triton", state, inputs, cot, dtype)
     assert ref.keys() == eager.keys() == gen.keys()
     return {k: (_rel(eager[k], g64), _rel(gen[k], g64)) for k, g64 in ref.items()}
+
+
+_KINKS = {
+    torch.relu: (0.0,),
+    torch.nn.functional.relu: (0.0,),
+    torch.Tensor.relu: (0.0,),
+}
+_CLAMPS = {torch.clamp, torch.Tensor.clamp, torch.clamp_min, torch.Tensor.clamp_min}
+
+
+class _KinkMargin(TorchFunctionMode):
+    """Over one forward: the smallest distance of any ReLU or clamp argument from its kink (the
+    clamp's bounds), relative to the root mean square of that argument. The gradient jumps at a
+    kink, so where this is within the forward's rounding, either low-precision path may take the
+    other branch than float64."""
+
+    def __init__(self):
+        super().__init__()
+        self.margin = math.inf
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _KINKS:
+            self._note(args[0], _KINKS[func])
+        elif func in _CLAMPS:
+            bounds = [*args[1:], *kwargs.values()]
+            self._note(args[0], [v for v in bounds if isinstance(v, (int, float))])
+        return func(*args, **kwargs)
+
+    def _note(self, x, kinks) -> None:
+        if not (isinstance(x, torch.Tensor) and x.is_floating_point() and x.numel() and kinks):
+            return
+        x = x.detach().double()
+        dist = torch.stack([(x - k).abs() for k in kinks]).amin(0)
+        scale = x.square().mean().sqrt().clamp_min(1e-30)
+        self.margin = min(self.margin, float(dist.min() / scale))
+
+
+def kink_margin(case, dtype, small, b, n, seed) -> float:
+    """The float64 forward's kink margin (`_KinkMargin`) on one draw of `case_errors`."""
+    module = _load(case, small)
+    state, inputs, _ = _draw(module, dtype, b, n, seed, cotangents=False)
+    net = module.Model(impl="reference").double().eval()
+    net.load_state_dict({k: v.double() if v.is_floating_point() else v for k, v in state.items()})
+    inputs = [x.double() if x.is_floating_point() else x for x in inputs]
+    with torch.no_grad(), _KinkMargin() as mode:
+        net(*inputs)
+    return mode.margin
 
 
 def check_case(case, dtype, small, b, n, seeds=(0,)) -> list[str]:
@@ -237,7 +295,13 @@ def check_case(case, dtype, small, b, n, seeds=(0,)) -> list[str]:
         e_eager = (sum(r[name][0] ** 2 for r in runs) / len(runs)) ** 0.5
         e_gen = (sum(r[name][1] ** 2 for r in runs) / len(runs)) ** 0.5
         if e_gen > 2 * e_eager + FLOOR[dtype]:
-            failures.append(f"{case}: {name}: generated {e_gen:.3g}, eager {e_eager:.3g}")
+            # Per draw too: one draw far above the others is a single event (a ReLU that one
+            # path's rounding flips), a defect of the kernels shows in every draw.
+            draws = ", ".join(f"{r[name][1]:.3g}/{r[name][0]:.3g}" for r in runs)
+            failures.append(
+                f"{case}: {name}: generated {e_gen:.3g}, eager {e_eager:.3g}"
+                f" (per draw, generated/eager: {draws})"
+            )
     return failures
 
 
@@ -264,8 +328,14 @@ def test_float32_gradients_within_twice_eager(case):
 KNOWN_F16: dict[str, tuple[str, bool]] = {}
 KNOWN_BF16 = {
     # The example model: h.1.vs.head2.bias 0.142 vs eager 0.031 in one H100 run, passing in
-    # another kernel variant: its sensitivity to the fk forward's rounding; not strict.
-    "spark_k": ("spark_k: a verifier head bias follows the fk forward's rounding", False),
+    # another kernel variant; not strict. The float16 CPU probe of the same case (seeds 0, 1, 2)
+    # fails only through one ReLU decision the generated forward's rounding flips (no rounding
+    # the kernels add: test_float16_example_gradients_within_twice_eager passes on kink-clear
+    # draws). That does not explain this entry by itself: no kink lies between the last layer's
+    # head2.bias and the loss, so its gradient moves only by the forward's rounding (amplified by
+    # its one sum's cancellation: eager's 0.031 is 8 units). Still open; the failure message
+    # now lists the per-draw errors, which show whether it is one draw or every draw.
+    "spark_k": ("spark_k: h.1.vs.head2.bias over the bar in one H100 run (open)", False),
 }
 
 
@@ -286,6 +356,50 @@ def test_float16_gradients_within_twice_eager(case):
     """A low-precision run on the CPU: float16 under the interpreter (its dots accumulate in
     float32, like the GPU's; the interpreter has no bfloat16), op families at small sizes."""
     failures = check_case(case, torch.float16, small=True, b=2, n=12, seeds=(0, 1, 2))
+    assert not failures, "\n".join(failures)
+
+
+def kink_clear_seeds(case, dtype, small, b, n, count, margin, limit=64) -> tuple[int, ...]:
+    """The first `count` seeds (of `limit`) whose float64 forward keeps every ReLU and clamp
+    argument at least `margin` (relative to its RMS) away from its kink, so that the comparison
+    measures rounding rather than which path's rounding happens to flip a ReLU or clamp decision
+    (unlikely, not impossible, beyond the margin). The choice depends only on the float64
+    forward, never on either path's result."""
+    seeds: list[int] = []
+    for seed in range(limit):
+        if kink_margin(case, dtype, small, b, n, seed) >= margin:
+            seeds.append(seed)
+            if len(seeds) == count:
+                return tuple(seeds)
+    raise AssertionError(f"{case}: only {len(seeds)} kink-clear draws in {limit}")
+
+
+# A composed example in float16 on the CPU. Its many ReLUs (and the verifier's pointer clamp) make
+# the gradient jump where an argument crosses its kink: the spark_k example's seeds 0, 1, 2 fail
+# (layer-0 mlp.fc1, norm and spd_router gradients at 3-4x eager's error) only because in seed 2
+# one mlp.fc1 pre-activation is 1.6e-5 in float64 (0.05 units of the last place of its RMS) and
+# the generated forward, with no larger error there than eager's, lands on the other side of 0
+# (docs/kernels/bounds.md, "Low-precision gradients"). Draws whose float64 forward keeps every
+# kink argument two units of the last place (relative to its RMS) away are kept: about one draw
+# in eight. That makes a flipped decision unlikely, not impossible: eager's forward error on a
+# kink argument is 0.54 units at the median, under 2.5 for 99%, 13.5 at most (one pointer).
+EXAMPLE_F16_MARGIN = 2 * 2.0**-11
+
+
+def test_kink_margin_sees_the_relu_that_flips():
+    """spark_k's seed 2 (its mlp.fc1 pre-activation 1.6e-5 in float64, 0.05 units of the last
+    place of its RMS, flips in the generated forward) is not kink-clear; seed 0 is."""
+    u = 2.0**-11
+    assert kink_margin("spark_k", torch.float16, True, 2, 12, 2) < 0.1 * u
+    assert kink_margin("spark_k", torch.float16, True, 2, 12, 0) >= EXAMPLE_F16_MARGIN
+
+
+@pytest.mark.parametrize("case", ["spark_k"])
+def test_float16_example_gradients_within_twice_eager(case):
+    """The spark_k example, float16 under the interpreter at tiny sizes, on kink-clear draws."""
+    dtype = torch.float16
+    seeds = kink_clear_seeds(case, dtype, True, 2, 12, count=3, margin=EXAMPLE_F16_MARGIN)
+    failures = check_case(case, dtype, small=True, b=2, n=12, seeds=seeds)
     assert not failures, "\n".join(failures)
 
 
