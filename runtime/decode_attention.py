@@ -9,8 +9,13 @@ One program per (sequence, key/value head, split of `CHUNK` positions): the G qu
 read that key/value head are packed into the program's rows, so each key and value is loaded
 once for its group (grouped-query attention), and a long context is spread over many programs
 (splits), each leaving a partial (max, sum, unnormalised output); a small reduction in PyTorch
-merges the splits with the usual log-sum-exp rescaling. Every split holds at least one valid
-position (the split count is cdiv(length, CHUNK)), so no partial is empty.
+merges the splits with the usual log-sum-exp rescaling.
+
+`length` is a host int (the split count is cdiv(length, CHUNK), so no partial is empty) or a
+device int64 tensor [1] (a static decode step, captured in a CUDA graph: the kernel loads the
+length, the grid covers cdiv(max_len, CHUNK) splits and the splits past the length are empty,
+leaving max −inf, sum 0 and output 0, which the merge weighs by exp(−inf) = 0). Split 0 always
+holds position 0, so the merged maximum is finite.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ def split_kv_kernel(
     l_ptr,
     acc_ptr,
     length,
+    len_ptr,
     kv_heads,
     splits,
     stride_kb,
@@ -46,7 +52,10 @@ def split_kv_kernel(
     BLOCK_D: tl.constexpr,
     BLOCK_T: tl.constexpr,
     CHUNK: tl.constexpr,
+    LEN_FROM_PTR: tl.constexpr,
 ):
+    if LEN_FROM_PTR:
+        length = tl.load(len_ptr)
     pid = tl.program_id(0)
     split = tl.program_id(1)
     b = pid // kv_heads
@@ -86,15 +95,17 @@ def split_kv_kernel(
 
 
 def decode_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, length: int
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, length: int | torch.Tensor
 ) -> torch.Tensor:
     """o [B, H, d] float32 from q [B, H, d] and the caches k, v [B, max_len, KV, d] (last dim
-    contiguous), over positions 0 .. length − 1."""
+    contiguous), over positions 0 .. length − 1 (`length`: an int, or a device int64 tensor [1]
+    read by the kernel: no host value, so the call can be captured in a CUDA graph)."""
     b, heads, d = q.shape
     kv = k.shape[2]
     g = heads // kv
     q = q.contiguous()
-    splits = -(-length // CHUNK)
+    on_device = isinstance(length, torch.Tensor)
+    splits = -(-(k.shape[1] if on_device else length) // CHUNK)
     m = torch.empty(b, heads, splits, device=q.device, dtype=torch.float32)
     lsum = torch.empty_like(m)
     acc = torch.empty(b, heads, splits, d, device=q.device, dtype=torch.float32)
@@ -105,7 +116,8 @@ def decode_attention(
         m,
         lsum,
         acc,
-        length,
+        0 if on_device else length,
+        length if on_device else m,
         kv,
         splits,
         k.stride(0),
@@ -118,6 +130,7 @@ def decode_attention(
         BLOCK_D=triton.next_power_of_2(d),
         BLOCK_T=BLOCK_T,
         CHUNK=CHUNK,
+        LEN_FROM_PTR=on_device,
     )
     top = m.max(dim=-1, keepdim=True).values
     w = torch.exp(m - top)
