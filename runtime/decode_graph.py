@@ -1,0 +1,170 @@
+"""A one-token decode step replayed from a CUDA graph (SPEC §5.6; docs/decoding.md).
+
+Consumes a generated model and a `DecodeCache` of it on a CUDA device that has been prefilled
+(one or more ordinary cached calls); produces `GraphStep`, a callable `step(tokens)` that
+consumes one new token per sequence (`tokens` [B, 1] integer ids) and returns the model's
+outputs at that position, like `model(tokens, cache=cache)`.
+
+How: a batch-1 step is a few hundred small kernel launches, so on a GPU its time is the
+launches, not the math. `GraphStep` records the step once in a CUDA graph and replays it:
+- the token ids go into a static input buffer, the outputs come out of static buffers (the
+  returned `ModelOutput` holds the same tensors at every step: read or clone them before the
+  next step);
+- the step is a static step (runtime/decode.py `static_forward`): the rules read the position
+  from the device tensor `cache.position` and the step advances it in place, so the captured
+  work is the same at every position; the host-side `cache.length` is advanced by `GraphStep`
+  after each replay, so it stays right for the caller;
+- the checks that read host values run outside the graph, before each replay (shape, dtype,
+  device, room left in the cache; the token ids' range too unless `check=False`, which saves a
+  host sync per token when the ids are known to be valid, e.g. sampled from the logits);
+- the first `warmup` steps (default 1) run eagerly as static steps on a side stream (the kernels
+  compile and tune there, allocators settle); the next step is captured, then replayed.
+The graph captures the model's parameters and the cache's tensors by address: replacing them
+(`model.to(...)`, a new cache) needs a new `GraphStep`; changing their values in place (loading
+weights with `load_state_dict`, `cache.reset()` followed by a prefill) does not. Use one
+`GraphStep` per cache; a cache stepped by a `GraphStep` may still take ordinary cached calls.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .checks import InputError, check_inputs
+from .decode import DecodeCache, run_cached, static_forward
+from .env import interpreting
+
+
+class GraphStep:
+    """`step = GraphStep(model, cache)`; `out = step(tokens)` (see the module docstring)."""
+
+    def __init__(self, model: Any, cache: DecodeCache, warmup: int = 1):
+        if not isinstance(cache, DecodeCache):
+            raise TypeError(
+                f"cache must come from model.new_cache(batch, max_len), got {type(cache).__name__}"
+            )
+        if cache._owner() is not model:
+            raise ValueError("this cache was made by another model: call new_cache on this one")
+        self._require_device(cache)
+        if cache.length < 1:
+            raise ValueError(
+                "prefill the cache first (model(prompt, cache=cache)); a CUDA-graph step "
+                "continues a cache that holds at least one position"
+            )
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 1:
+            raise ValueError(f"warmup must be an int >= 1, got {warmup!r}")
+        cls = type(model)
+        self.model, self.cache, self.warmup = model, cache, warmup
+        seq = set(cls.SEQUENCE_INPUTS)
+        self._token_index = next(i for i, s in enumerate(cls.INPUTS) if s.name in seq)
+        spec = cls.INPUTS[self._token_index]
+        for s in cls.INPUTS:
+            if s.name in seq and s is not spec and not s.optional:
+                raise ValueError(
+                    f"a CUDA-graph step feeds only the input '{spec.name}'; the input "
+                    f"'{s.name}' is needed at every position too"
+                )
+        if not spec.dtype.startswith(("i", "u")):
+            raise ValueError(
+                f"a CUDA-graph step feeds token ids; input '{spec.name}' is {spec.dtype}"
+            )
+        self.input_name = spec.name
+        self.tokens = torch.zeros(cache.batch, 1, dtype=torch.long, device=cache.device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.out = None
+        self.steps = 0
+
+    def _values(self, tokens: torch.Tensor) -> list:
+        cls, cache = type(self.model), self.cache
+        seq = set(cls.SEQUENCE_INPUTS)
+        values = []
+        for i, s in enumerate(cls.INPUTS):
+            if i == self._token_index:
+                values.append(tokens)
+            else:
+                values.append(None if s.name in seq else cache.inputs.get(s.name))
+        return values
+
+    def _check(self, tokens: Any, check: bool) -> None:
+        cache, name = self.cache, self.input_name
+        if cache._owner() is not self.model:
+            raise ValueError("the model of this step is gone")
+        if cache._broken:
+            raise RuntimeError(
+                "this cache is in an unknown state after a failed call: call cache.reset() first"
+            )
+        if not isinstance(tokens, torch.Tensor) or tokens.shape != (cache.batch, 1):
+            got = list(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens).__name__
+            raise InputError(
+                f"input '{name}' of a CUDA-graph step must be [batch={cache.batch}, 1], got {got}"
+            )
+        if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
+            raise InputError(f"input '{name}' must hold integer token ids, got {tokens.dtype}")
+        if tokens.device != cache.device:
+            raise InputError(f"input '{name}' is on {tokens.device}, the cache on {cache.device}")
+        if cache.length + 1 > cache.max_len:
+            raise InputError(
+                f"input '{name}' brings 1 position to a cache holding {cache.length}: "
+                f"{cache.length + 1} is past the cache's max_len={cache.max_len}"
+            )
+        if check:  # the value-range rules of the token input (reads the ids: one host sync)
+            cls = type(self.model)
+            rules = [r for r in cls.RULES if r.get("input") == name and r.get("kind") == "range"]
+            spec = cls.INPUTS[self._token_index]
+            check_inputs([spec], [tokens], rules, None)
+
+    def __call__(self, tokens: torch.Tensor, check: bool = True):
+        """The outputs at the next position (static tensors, overwritten by the next step)."""
+        self._check(tokens, check)
+        model, cache = self.model, self.cache
+        if self.steps < self.warmup:
+            out = self._warm(lambda: run_cached(model, cache, self._values(tokens), static=True))
+            self.steps += 1
+            return out
+        self.tokens.copy_(tokens)
+        if self.out is None:
+            first = self.tokens
+            cache.kernels = bool(model._use_triton(first)) and (first.is_cuda or interpreting())
+            values = self._values(self.tokens)
+            try:
+                self.out = self._capture(lambda: static_forward(model, cache, values))
+            except BaseException:
+                cache._broken = True  # nothing ran, but a failed capture may leave state behind
+                raise
+            # The capture ran nothing: the replay below does this step.
+        try:
+            self._replay()
+        except BaseException:
+            cache._broken = True
+            raise
+        cache.length += 1
+        self.steps += 1
+        return self.out
+
+    # The CUDA side, one method each (tests/runtime/test_decode_graph.py emulates them on the CPU).
+
+    def _require_device(self, cache: DecodeCache) -> None:
+        if cache.device.type != "cuda" or not torch.cuda.is_available():
+            raise ValueError(
+                f"a CUDA-graph decode step needs the model and its cache on a CUDA device; the "
+                f"cache is on {cache.device} (step with model(tokens, cache=cache) instead)"
+            )
+
+    def _warm(self, fn):
+        """An eager step on a side stream (as PyTorch asks before a capture)."""
+        device = self.cache.device
+        stream = torch.cuda.Stream(device=device)
+        stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(stream):
+            out = fn()
+        torch.cuda.current_stream(device).wait_stream(stream)
+        return out
+
+    def _capture(self, fn):
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            return fn()
+
+    def _replay(self) -> None:
+        self.graph.replay()
