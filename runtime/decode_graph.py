@@ -21,8 +21,10 @@ launches, not the math. `GraphStep` records the step once in a CUDA graph and re
   compile and tune there, allocators settle); the next step is captured, then replayed.
 The graph captures the model's parameters and the cache's tensors by address: replacing them
 (`model.to(...)`, a new cache) needs a new `GraphStep`; changing their values in place (loading
-weights with `load_state_dict`, `cache.reset()` followed by a prefill) does not. Use one
-`GraphStep` per cache; a cache stepped by a `GraphStep` may still take ordinary cached calls.
+weights with `load_state_dict`) does not. After `cache.reset()` and a new prefill the same
+`GraphStep` goes on (it captures again when the cache keeps per-sequence inputs or values,
+which the prefill replaced). Use one `GraphStep` per cache; a cache stepped by a `GraphStep`
+may still take ordinary cached calls.
 """
 
 from __future__ import annotations
@@ -47,11 +49,6 @@ class GraphStep:
         if cache._owner() is not model:
             raise ValueError("this cache was made by another model: call new_cache on this one")
         self._require_device(cache)
-        if cache.length < 1:
-            raise ValueError(
-                "prefill the cache first (model(prompt, cache=cache)); a CUDA-graph step "
-                "continues a cache that holds at least one position"
-            )
         if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 1:
             raise ValueError(f"warmup must be an int >= 1, got {warmup!r}")
         cls = type(model)
@@ -74,6 +71,7 @@ class GraphStep:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.out = None
         self.steps = 0
+        self.epoch = cache.epoch
 
     def _values(self, tokens: torch.Tensor) -> list:
         cls, cache = type(self.model), self.cache
@@ -103,6 +101,11 @@ class GraphStep:
             raise InputError(f"input '{name}' must hold integer token ids, got {tokens.dtype}")
         if tokens.device != cache.device:
             raise InputError(f"input '{name}' is on {tokens.device}, the cache on {cache.device}")
+        if cache.length < 1:
+            raise ValueError(
+                "prefill the cache first (model(prompt, cache=cache)): a CUDA-graph step "
+                "continues a cache that holds at least one position"
+            )
         if cache.length + 1 > cache.max_len:
             raise InputError(
                 f"input '{name}' brings 1 position to a cache holding {cache.length}: "
@@ -123,7 +126,10 @@ class GraphStep:
             self.steps += 1
             return out
         self.tokens.copy_(tokens)
+        if self.out is not None and cache.epoch != self.epoch and (cache.inputs or cache.memo):
+            self.out = None  # reset since the capture: the per-sequence tensors are new ones
         if self.out is None:
+            self.epoch = cache.epoch
             first = self.tokens
             cache.kernels = bool(model._use_triton(first)) and (first.is_cuda or interpreting())
             values = self._values(self.tokens)

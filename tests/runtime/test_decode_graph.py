@@ -186,8 +186,11 @@ class CpuGraphStep(dg.GraphStep):
     def _warm(self, fn):
         return fn()
 
+    captures = 0
+
     def _capture(self, fn):
         self.fn, self.frozen, self.replays = fn, self.cache.length, 0
+        self.captures += 1
         self.static = ModelOutput()
         return self.static
 
@@ -222,17 +225,47 @@ def test_graph_step_equals_eager_steps(example):
     assert cache.length == 10 and int(cache.position) == 10
 
 
+def _tape(net, seed: int) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "ops": torch.randint(0, 9, (1, 4), dtype=torch.int32, generator=g),
+        "args": torch.randn(1, 4, net.HYPER["d"], generator=g),
+        "has_arg": torch.rand(1, 4, generator=g) > 0.5,
+    }
+
+
+@pytest.mark.parametrize(("example", "captures"), [("tiny_gpt", 1), ("procedural", 2)])
+def test_graph_step_goes_on_after_reset(example, captures):
+    """After `reset()` and a new prefill the same step goes on; it captures again when the
+    cache keeps per-sequence inputs (procedural's tape), which the new prefill replaced."""
+    net = _model(example)
+    tokens = torch.randint(0, 64, (1, 6))
+    cache = net.new_cache(1, 8)
+    step = CpuGraphStep(net, cache)
+    want, got = [], []
+    for seed in (1, 2):
+        extra = _tape(net, seed) if example == "procedural" else {}
+        fresh = net.new_cache(1, 8)
+        net(tokens[:, :3], cache=fresh, **extra)
+        want += [net(tokens[:, t : t + 1], cache=fresh).logits for t in range(3, 6)]
+        cache.reset()
+        net(tokens[:, :3], cache=cache, **extra)
+        got += [step(tokens[:, t : t + 1]).logits.clone() for t in range(3, 6)]
+    assert step.captures == captures
+    assert _rel(torch.cat(got, 1), torch.cat(want, 1)) <= 1e-6
+
+
 def test_graph_step_refuses_misuse():
     net = _model("tiny_gpt")
     cache = net.new_cache(2, 5)
     with pytest.raises(ValueError, match="CUDA device"):
         dg.GraphStep(net, cache)
-    with pytest.raises(ValueError, match="prefill the cache first"):
-        CpuGraphStep(net, cache)
     with pytest.raises(ValueError, match="another model"):
         CpuGraphStep(_model("tiny_gpt"), cache)
-    net(torch.zeros(2, 4, dtype=torch.long), cache=cache)
     step = CpuGraphStep(net, cache)
+    with pytest.raises(ValueError, match="prefill the cache first"):
+        step(torch.zeros(2, 1, dtype=torch.long))
+    net(torch.zeros(2, 4, dtype=torch.long), cache=cache)
     with pytest.raises(InputError, match=r"must be \[batch=2, 1\]"):
         step(torch.zeros(2, 2, dtype=torch.long))
     with pytest.raises(InputError, match="integer token ids"):
@@ -241,6 +274,9 @@ def test_graph_step_refuses_misuse():
         step(torch.full((2, 1), 64))
     step(torch.zeros(2, 1, dtype=torch.long))
     with pytest.raises(InputError, match="past the cache's max_len=5"):
+        step(torch.zeros(2, 1, dtype=torch.long))
+    cache.reset()
+    with pytest.raises(ValueError, match="prefill the cache first"):
         step(torch.zeros(2, 1, dtype=torch.long))
 
 
