@@ -8,12 +8,17 @@ greedy decoding throughout, and the largest difference between the runners' pref
 (the baseline is loaded with sparkc's weights, so it computes the same model). Runners:
 - `sparkc`: `sparkc.generate`'s loop (model(new, cache=cache), argmax), the generated module
   (cached calls run the reference decode rules, docs/decoding.md);
+- `sparkc_graph`: the same model with the one-token step replayed from a CUDA graph
+  (runtime/decode_graph.py `GraphStep`, what `generate(cuda_graph=True)` runs; argmax outside
+  the graph, the ids unchecked since they come from the logits); the step is captured in the
+  warm-up run and replayed in the timed one, as the compiled runner's graphs are;
 - `eager`: the baseline model, a plain PyTorch tiny_gpt with a static KV cache and SDPA, one
   eager forward per token;
 - `compiled`: the same with the one-token step under `torch.compile(mode="reduce-overhead")`
   (CUDA graphs), gpt-fast's recipe.
 `--dry-run`: tiny sizes on the CPU, the compiled runner with dynamo's `eager` backend (no C++
-compiler, no CUDA graphs): every row runs end to end; the numbers mean nothing.
+compiler, no CUDA graphs) and `sparkc_graph` running its static step without a graph: every row
+runs end to end; the numbers mean nothing.
 With --json PATH the rows are written too. Timings only: no assertions beyond the agreement
 check (a difference above --tol is reported, exit code 1).
 
@@ -38,6 +43,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from sparkc.runtime.decode import run_cached
+from sparkc.runtime.decode_graph import GraphStep
 from torch import nn
 
 import sparkc
@@ -106,6 +113,31 @@ def run_sparkc(net, prompt, new, device):
     t1 = time.perf_counter()
     for _ in range(new - 1):
         nxt = net(nxt, cache=cache).logits[:, -1].argmax(-1, keepdim=True)
+    _sync(device)
+    return t1 - t0, time.perf_counter() - t1, logits
+
+
+def run_sparkc_graph(net, state: dict, prompt, new, device):
+    """(prefill s, decode s, prefill logits) of greedy decoding with the CUDA-graph step; `state`
+    keeps the cache and the step between runs (reset, prefilled again, the graph replayed). On
+    the CPU the same static step runs without a graph."""
+    b, p = prompt.shape
+    if "cache" not in state:
+        state["cache"] = cache = net.new_cache(b, p + new, device=device)
+        if device.type == "cuda":
+            state["step"] = GraphStep(net, cache)
+        else:
+            state["step"] = lambda t, check: run_cached(net, cache, [t, None], static=True)
+    cache, step = state["cache"], state["step"]
+    cache.reset()
+    _sync(device)
+    t0 = time.perf_counter()
+    logits = net(prompt, cache=cache).logits
+    nxt = logits[:, -1].argmax(-1, keepdim=True)
+    _sync(device)
+    t1 = time.perf_counter()
+    for _ in range(new - 1):
+        nxt = step(nxt, check=False).logits[:, -1].argmax(-1, keepdim=True)
     _sync(device)
     return t1 - t0, time.perf_counter() - t1, logits
 
@@ -225,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             compiled = torch.compile(base, mode="reduce-overhead", fullgraph=True)
         runners = {
             "sparkc": lambda p=prompt: run_sparkc(net, p, args.new, device),
+            "sparkc_graph": lambda p=prompt, st={}: run_sparkc_graph(net, st, p, args.new, device),
             "eager": lambda p=prompt, m=base: run_baseline(m, m, p, args.new, device),
             "compiled": lambda p=prompt, m=base, c=compiled: run_baseline(
                 m, c, p, args.new, device
@@ -247,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             rows.append(row)
             print(
-                f"{name:9s} B={b:<3d} prefill {row['prefill_ms']:9.1f} ms  "
+                f"{name:12s} B={b:<3d} prefill {row['prefill_ms']:9.1f} ms  "
                 f"decode {row['decode_tok_s']:10.1f} tok/s  total {row['total_tok_s']:10.1f} tok/s"
                 f"  |Δlogits| {diff:.2e}",
                 flush=True,
