@@ -12,6 +12,8 @@ greedy decoding throughout, and the largest difference between the runners' pref
   (runtime/decode_graph.py `GraphStep`, what `generate(cuda_graph=True)` runs; argmax outside
   the graph, the ids unchecked since they come from the logits); the step is captured in the
   warm-up run and replayed in the timed one, as the compiled runner's graphs are;
+- `sparkc_graph_compiled`: the same with the step compiled by `torch.compile` before it is
+  captured (`GraphStep(compile=True)`: inductor fuses the PyTorch decode rules);
 - `eager`: the baseline model, a plain PyTorch tiny_gpt with a static KV cache and SDPA, one
   eager forward per token;
 - `compiled`: the same with the one-token step under `torch.compile(mode="reduce-overhead")`
@@ -43,7 +45,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from sparkc.runtime.decode import run_cached
+from sparkc.runtime.decode import static_forward
 from sparkc.runtime.decode_graph import GraphStep
 from torch import nn
 
@@ -117,7 +119,7 @@ def run_sparkc(net, prompt, new, device):
     return t1 - t0, time.perf_counter() - t1, logits
 
 
-def run_sparkc_graph(net, state: dict, prompt, new, device):
+def run_sparkc_graph(net, state: dict, prompt, new, device, compile=False):
     """(prefill s, decode s, prefill logits) of greedy decoding with the CUDA-graph step; `state`
     keeps the cache and the step between runs (reset, prefilled again, the graph replayed). On
     the CPU the same static step runs without a graph."""
@@ -125,9 +127,18 @@ def run_sparkc_graph(net, state: dict, prompt, new, device):
     if "cache" not in state:
         state["cache"] = cache = net.new_cache(b, p + new, device=device)
         if device.type == "cuda":
-            state["step"] = GraphStep(net, cache)
-        else:
-            state["step"] = lambda t, check: run_cached(net, cache, [t, None], static=True)
+            state["step"] = GraphStep(net, cache, compile=compile)
+        else:  # the CPU: the static step without a graph (compiled by dynamo's eager backend)
+            fn = static_forward
+            if compile:
+                fn = torch.compile(static_forward, backend="eager", fullgraph=True)
+
+            def cpu_step(t, check, fn=fn, cache=cache):
+                out = fn(net, cache, [t, None])
+                cache.length += 1
+                return out
+
+            state["step"] = cpu_step
     cache, step = state["cache"], state["step"]
     cache.reset()
     _sync(device)
@@ -258,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         runners = {
             "sparkc": lambda p=prompt: run_sparkc(net, p, args.new, device),
             "sparkc_graph": lambda p=prompt, st={}: run_sparkc_graph(net, st, p, args.new, device),
+            "sparkc_graph_compiled": lambda p=prompt, st={}: run_sparkc_graph(
+                net, st, p, args.new, device, compile=True
+            ),
             "eager": lambda p=prompt, m=base: run_baseline(m, m, p, args.new, device),
             "compiled": lambda p=prompt, m=base, c=compiled: run_baseline(
                 m, c, p, args.new, device
@@ -280,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             rows.append(row)
             print(
-                f"{name:12s} B={b:<3d} prefill {row['prefill_ms']:9.1f} ms  "
+                f"{name:21s} B={b:<3d} prefill {row['prefill_ms']:9.1f} ms  "
                 f"decode {row['decode_tok_s']:10.1f} tok/s  total {row['total_tok_s']:10.1f} tok/s"
                 f"  |Δlogits| {diff:.2e}",
                 flush=True,

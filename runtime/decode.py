@@ -77,11 +77,12 @@ class DecodeCache:
 
     def context(self, training: bool) -> RefContext:
         """The reference rules' context of a cached call (the generated `_forward_cached`)."""
+        if self.static:  # no host value: the position is read from the device tensor
+            return RefContext(
+                training=training, decode_kernels=self.kernels, position=self.position
+            )
         return RefContext(
-            training=training,
-            position_offset=self.length,
-            decode_kernels=self.kernels,
-            position=self.position if self.static else None,
+            training=training, position_offset=self.length, decode_kernels=self.kernels
         )
 
     def once(self, index: int, compute):

@@ -18,7 +18,11 @@ launches, not the math. `GraphStep` records the step once in a CUDA graph and re
   device, room left in the cache; the token ids' range too unless `check=False`, which saves a
   host sync per token when the ids are known to be valid, e.g. sampled from the logits);
 - the first `warmup` steps (default 1) run eagerly as static steps on a side stream (the kernels
-  compile and tune there, allocators settle); the next step is captured, then replayed.
+  compile and tune there, allocators settle); the next step is captured, then replayed;
+- `compile=True` (or a `torch.compile` backend name) records the static step compiled by
+  `torch.compile(fullgraph=True)` instead (inductor fuses the step's many small PyTorch ops
+  into few kernels; the step then runs the PyTorch rules, not the split-KV decode kernel); the
+  compilation happens in the warm-up step.
 The graph captures the model's parameters and the cache's tensors by address: replacing them
 (`model.to(...)`, a new cache) needs a new `GraphStep`; changing their values in place (loading
 weights with `load_state_dict`) does not. After `cache.reset()` and a new prefill the same
@@ -33,15 +37,17 @@ from typing import Any
 
 import torch
 
-from .checks import InputError, check_inputs
-from .decode import DecodeCache, run_cached, static_forward
+from .checks import InputError, check_inputs, param_like
+from .decode import DecodeCache, static_forward
 from .env import interpreting
 
 
 class GraphStep:
     """`step = GraphStep(model, cache)`; `out = step(tokens)` (see the module docstring)."""
 
-    def __init__(self, model: Any, cache: DecodeCache, warmup: int = 1):
+    def __init__(
+        self, model: Any, cache: DecodeCache, warmup: int = 1, compile: bool | str = False
+    ):
         if not isinstance(cache, DecodeCache):
             raise TypeError(
                 f"cache must come from model.new_cache(batch, max_len), got {type(cache).__name__}"
@@ -72,6 +78,16 @@ class GraphStep:
         self.out = None
         self.steps = 0
         self.epoch = cache.epoch
+        if compile not in (False, True) and not isinstance(compile, str):
+            raise ValueError(f"compile must be a bool or a torch.compile backend, got {compile!r}")
+        self.compile = compile
+        self._fn = self._static
+        if compile:
+            backend = "inductor" if compile is True else compile
+            self._fn = torch.compile(self._static, backend=backend, fullgraph=True, dynamic=False)
+
+    def _static(self, values: list):
+        return static_forward(self.model, self.cache, values)
 
     def _values(self, tokens: torch.Tensor) -> list:
         cls, cache = type(self.model), self.cache
@@ -101,6 +117,12 @@ class GraphStep:
             raise InputError(f"input '{name}' must hold integer token ids, got {tokens.dtype}")
         if tokens.device != cache.device:
             raise InputError(f"input '{name}' is on {tokens.device}, the cache on {cache.device}")
+        like = param_like(self.model)
+        if like is not None and (like.dtype != cache.dtype or like.device != cache.device):
+            raise InputError(
+                f"the cache holds {cache.dtype} on {cache.device} but the model's parameters "
+                f"are {like.dtype} on {like.device}"
+            )
         if cache.length < 1:
             raise ValueError(
                 "prefill the cache first (model(prompt, cache=cache)): a CUDA-graph step "
@@ -121,8 +143,13 @@ class GraphStep:
         """The outputs at the next position (static tensors, overwritten by the next step)."""
         self._check(tokens, check)
         model, cache = self.model, self.cache
+        # The split-KV kernel on the Triton path, unless torch.compile fuses the PyTorch rules.
+        kernels = not self.compile and bool(model._use_triton(self.tokens))
+        cache.kernels = kernels and (self.tokens.is_cuda or interpreting())
         if self.steps < self.warmup:
-            out = self._warm(lambda: run_cached(model, cache, self._values(tokens), static=True))
+            values = self._values(tokens.to(torch.long))
+            out = self._guarded(lambda: self._warm(lambda: self._fn(values)))
+            cache.length += 1
             self.steps += 1
             return out
         self.tokens.copy_(tokens)
@@ -130,23 +157,21 @@ class GraphStep:
             self.out = None  # reset since the capture: the per-sequence tensors are new ones
         if self.out is None:
             self.epoch = cache.epoch
-            first = self.tokens
-            cache.kernels = bool(model._use_triton(first)) and (first.is_cuda or interpreting())
             values = self._values(self.tokens)
-            try:
-                self.out = self._capture(lambda: static_forward(model, cache, values))
-            except BaseException:
-                cache._broken = True  # nothing ran, but a failed capture may leave state behind
-                raise
-            # The capture ran nothing: the replay below does this step.
-        try:
-            self._replay()
-        except BaseException:
-            cache._broken = True
-            raise
+            # The capture runs nothing: the replay below does this step.
+            self.out = self._guarded(lambda: self._capture(lambda: self._fn(values)))
+        self._guarded(self._replay)
         cache.length += 1
         self.steps += 1
         return self.out
+
+    def _guarded(self, fn):
+        """fn(); a failure marks the cache (its state is unknown), as a failed cached call does."""
+        try:
+            return fn()
+        except BaseException:
+            self.cache._broken = True
+            raise
 
     # The CUDA side, one method each (tests/runtime/test_decode_graph.py emulates them on the CPU).
 

@@ -99,11 +99,13 @@ def generate(
     inputs: Mapping[str, torch.Tensor] | None = None,
     progress: bool | None = None,
     cuda_graph: bool | str = False,
+    compile_step: bool = False,
 ) -> torch.Tensor:
     """The prompt [B, P] (or a list of ids: one sequence) followed by up to `max_new_tokens`
     sampled ids. `inputs`: the model's per-sequence inputs (an instruction tape, ...), given
     with the prompt. `progress`: None shows a bar for 256 tokens or more on a terminal.
-    `cuda_graph`: False, True or "auto" (see the module docstring)."""
+    `cuda_graph`: False, True or "auto" (see the module docstring); `compile_step`: the graph
+    records the step compiled by torch.compile (runtime/decode_graph.py)."""
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     if temperature < 0:
@@ -153,7 +155,7 @@ def generate(
     if graph:
         from .runtime.decode_graph import GraphStep
 
-        step = GraphStep(model, cache)
+        step = GraphStep(model, cache, compile=compile_step)
         check = not _ids_valid(model, step.input_name, logits.shape[-1])
     try:
         for i in range(max_new_tokens):

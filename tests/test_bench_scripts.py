@@ -49,8 +49,8 @@ def test_every_bench_script_parses_its_arguments():
 
 
 def test_decode_bench_dry_run_runs_every_row(tmp_path):
-    """bench/decode.py --dry-run: sparkc (plain and the CUDA-graph loop's static step, run
-    without a graph on the CPU), the eager baseline and the compiled one (dynamo's eager
+    """bench/decode.py --dry-run: sparkc (plain and the CUDA-graph loop's static step, plain and
+    compiled, run without a graph on the CPU), the eager baseline and the compiled one (dynamo's eager
     backend on the CPU) at tiny sizes, all agreeing on the prefill logits."""
     out = tmp_path / "rows.json"
     proc = subprocess.run(
@@ -64,7 +64,9 @@ def test_decode_bench_dry_run_runs_every_row(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
     assert {(r["runner"], r["batch"]) for r in rows} == {
-        (n, b) for n in ("sparkc", "sparkc_graph", "eager", "compiled") for b in (1, 4)
+        (n, b)
+        for n in ("sparkc", "sparkc_graph", "sparkc_graph_compiled", "eager", "compiled")
+        for b in (1, 4)
     }
     assert all(r["logits_diff"] < 1e-4 and r["decode_tok_s"] > 0 for r in rows)
 

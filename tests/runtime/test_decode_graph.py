@@ -225,6 +225,21 @@ def test_graph_step_equals_eager_steps(example):
     assert cache.length == 10 and int(cache.position) == 10
 
 
+def test_compiled_graph_step_equals_eager_steps():
+    """`compile=`: the static step under torch.compile(fullgraph=True) (here the aot_eager
+    backend: dynamo traces the whole step, no graph break; no C++ compiler needed)."""
+    net = _model("tiny_gpt", d=32, layers=1, vocab=13)
+    tokens = torch.randint(0, 13, (1, 7))
+    want = _steps(net, tokens, False, chunks=(3, 1, 1, 1, 1))
+    cache = net.new_cache(1, 16)
+    outs = [net(tokens[:, :3], cache=cache).logits]
+    step = CpuGraphStep(net, cache, compile="aot_eager")
+    outs += [step(tokens[:, t : t + 1]).logits.clone() for t in range(3, 7)]
+    assert step.replays == 3 and _rel(torch.cat(outs, 1), want) <= 1e-6
+    with pytest.raises(ValueError, match="compile must be"):
+        CpuGraphStep(net, cache, compile=3)
+
+
 def _tape(net, seed: int) -> dict:
     g = torch.Generator().manual_seed(seed)
     return {
@@ -342,6 +357,22 @@ def test_gpu_graph_replay_equals_eager_steps(example, dtype):
     assert step.graph is not None and cache.length == 40 and int(cache.position) == 40
     got, want = torch.cat(got, 1).float(), torch.cat(want, 1).float()
     assert _rel(got, want) <= (1e-5 if dtype == torch.float32 else 2e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("example", ["tiny_gpt", "splatflow"])
+def test_gpu_compiled_graph_replay_equals_eager_steps(example):
+    net = _model(example, "auto").cuda()
+    tokens = torch.randint(0, net.HYPER["vocab"], (2, 24), device="cuda")
+    cache = net.new_cache(2, 32)
+    want = [net(tokens[:, :8], cache=cache).logits]
+    want += [net(tokens[:, t : t + 1], cache=cache).logits for t in range(8, 24)]
+    cache.reset()
+    got = [net(tokens[:, :8], cache=cache).logits]
+    step = dg.GraphStep(net, cache, compile=True)
+    got += [step(tokens[:, t : t + 1]).logits.clone() for t in range(8, 24)]
+    assert step.graph is not None
+    assert _rel(torch.cat(got, 1), torch.cat(want, 1)) <= 1e-5
 
 
 @pytest.mark.gpu
