@@ -123,18 +123,6 @@ def test_static_steps_on_the_triton_path_read_the_length_on_device(example, monk
         assert lengths == []
 
 
-def test_decode_attention_with_a_device_length_skips_empty_splits():
-    """Splits past the length (the grid covers max_len) add nothing; equal to the host length."""
-    g = torch.Generator().manual_seed(0)
-    k, v = (torch.randn(2, 600, 2, 8, generator=g) for _ in range(2))
-    q = torch.randn(2, 4, 8, generator=g)
-    want = da.decode_attention(q, k, v, 300)
-    got = da.decode_attention(q, k, v, torch.tensor([300]))
-    assert torch.allclose(got, want, rtol=1e-6, atol=1e-7)
-    k[:, 300:] = float("nan")  # never read: positions past the length
-    assert torch.allclose(da.decode_attention(q, k, v, torch.tensor([300])), want, rtol=1e-6)
-
-
 def _to_meta(net, cache):
     net = net.to("meta")
     cache.states = [{k: v.to("meta") for k, v in st.items()} for st in cache.states]
