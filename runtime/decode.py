@@ -60,7 +60,6 @@ class DecodeCache:
         self.length = 0
         self.position = torch.zeros(1, dtype=torch.int64, device=device)
         self.static = False  # set per call: the rules read `position`, not `length`
-        self.epoch = 0  # resets so far (a CUDA-graph step checks it: runtime/decode_graph.py)
         self.inputs: dict[str, torch.Tensor] = {}  # as checked and cast
         self._given: dict[str, Any] = {}  # as the caller passed them
         self._broken = False
@@ -97,7 +96,6 @@ class DecodeCache:
         for t in self.tensors().values():
             t.zero_()
         self.position.zero_()
-        self.epoch += 1
         self.length = 0
         self.inputs.clear()
         self._given.clear()

@@ -23,12 +23,12 @@ launches, not the math. `GraphStep` records the step once in a CUDA graph and re
   `torch.compile(fullgraph=True)` instead (inductor fuses the step's many small PyTorch ops
   into few kernels; the step then runs the PyTorch rules, not the split-KV decode kernel); the
   compilation happens in the warm-up step.
-The graph captures the model's parameters and the cache's tensors by address: replacing them
-(`model.to(...)`, a new cache) needs a new `GraphStep`; changing their values in place (loading
-weights with `load_state_dict`) does not. After `cache.reset()` and a new prefill the same
-`GraphStep` goes on (it captures again when the cache keeps per-sequence inputs or values,
-which the prefill replaced). Use one `GraphStep` per cache; a cache stepped by a `GraphStep`
-may still take ordinary cached calls.
+The graph reads the model's parameters, the cache's state and its per-sequence tensors by
+address. Changing their values in place (`load_state_dict`, `cache.reset()` and a new prefill)
+is fine; a step whose model parameters or per-sequence tensors (an instruction tape, values
+kept by `cache.once`) were replaced by other tensors since the capture captures again (their
+addresses are compared before each replay). One `GraphStep` belongs to one cache; a cache
+stepped by a `GraphStep` may still take ordinary cached calls.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class GraphStep:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.out = None
         self.steps = 0
-        self.epoch = cache.epoch
+        self.addresses: tuple = ()
         if compile not in (False, True) and not isinstance(compile, str):
             raise ValueError(f"compile must be a bool or a torch.compile backend, got {compile!r}")
         self.compile = compile
@@ -153,10 +153,9 @@ class GraphStep:
             self.steps += 1
             return out
         self.tokens.copy_(tokens)
-        if self.out is not None and cache.epoch != self.epoch and (cache.inputs or cache.memo):
-            self.out = None  # reset since the capture: the per-sequence tensors are new ones
-        if self.out is None:
-            self.epoch = cache.epoch
+        addresses = self._addresses()
+        if self.out is None or addresses != self.addresses:
+            self.addresses = addresses
             values = self._values(self.tokens)
             # The capture runs nothing: the replay below does this step.
             self.out = self._guarded(lambda: self._capture(lambda: self._fn(values)))
@@ -164,6 +163,13 @@ class GraphStep:
         cache.length += 1
         self.steps += 1
         return self.out
+
+    def _addresses(self) -> tuple:
+        """Where the tensors the graph reads besides the cache's own state live: the model's
+        parameters and buffers, the per-sequence inputs and the values kept by `once`."""
+        kept = [t for m in self.cache.memo.values() for t in m if isinstance(t, torch.Tensor)]
+        tensors = [*self.model._tensors(), *self.cache.inputs.values(), *kept]
+        return tuple(t.data_ptr() if isinstance(t, torch.Tensor) else id(t) for t in tensors)
 
     def _guarded(self, fn):
         """fn(); a failure marks the cache (its state is unknown), as a failed cached call does."""

@@ -258,6 +258,23 @@ def test_graph_step_goes_on_after_reset(example, captures):
     assert _rel(torch.cat(got, 1), torch.cat(want, 1)) <= 1e-6
 
 
+def test_graph_step_captures_again_when_a_parameter_is_replaced():
+    net = _model("tiny_gpt", d=16, heads=2, layers=1, vocab=13)
+    tokens = torch.randint(0, 13, (1, 6))
+    cache = net.new_cache(1, 8)
+    net(tokens[:, :3], cache=cache)
+    step = CpuGraphStep(net, cache)
+    step(tokens[:, 3:4])
+    step(tokens[:, 4:5])
+    old = net.logits.weight
+    net.logits.weight = torch.nn.Parameter(old.detach() * 2)  # a new tensor, not in place
+    got = step(tokens[:, 5:6]).logits.clone()
+    assert step.captures == 2
+    fresh = net.new_cache(1, 8)
+    net(tokens[:, :5], cache=fresh)
+    assert _rel(got, net(tokens[:, 5:6], cache=fresh).logits) <= 1e-6
+
+
 def test_graph_step_refuses_misuse():
     net = _model("tiny_gpt")
     cache = net.new_cache(2, 5)
