@@ -8,8 +8,10 @@ valid positions `length`; produces o [B, H, d] (float32) = softmax(q·kᵀ/√d)
 One program per (sequence, key/value head, split of `CHUNK` positions): the G query heads that
 read that key/value head are packed into the program's rows, so each key and value is loaded
 once for its group (grouped-query attention), and a long context is spread over many programs
-(splits), each leaving a partial (max, sum, unnormalised output); a small reduction in PyTorch
-merges the splits with the usual log-sum-exp rescaling.
+(splits), each leaving a partial (max, sum, unnormalised output); a second small kernel (one
+program per sequence and query head) merges the splits with the usual log-sum-exp rescaling
+(PyTorch does it past `MERGE_MAX` splits), so a step is two launches, what a CUDA-graph
+decode step (runtime/decode_graph.py) replays.
 
 `length` is a host int (the split count is cdiv(length, CHUNK), so no partial is empty) or a
 device int64 tensor [1] (a static decode step, captured in a CUDA graph: the kernel loads the
@@ -28,6 +30,7 @@ import triton.language as tl
 
 CHUNK = 256  # positions per split
 BLOCK_T = 64  # positions per step inside a split
+MERGE_MAX = 256  # splits merged by the merge kernel (a context of 64k positions); more: PyTorch
 
 
 @triton.jit
@@ -94,6 +97,33 @@ def split_kv_kernel(
     tl.store(acc_ptr + out[:, None] * D + d[None, :], acc, mask=gm[:, None] & dm[None, :])
 
 
+@triton.jit
+def merge_kernel(
+    m_ptr,
+    l_ptr,
+    acc_ptr,
+    o_ptr,
+    splits,
+    D: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    row = tl.program_id(0)  # sequence * heads + head
+    s = tl.arange(0, BLOCK_S)
+    d = tl.arange(0, BLOCK_D)
+    sm = s < splits
+    dm = d < D
+    part = row * splits + s
+    m = tl.load(m_ptr + part, mask=sm, other=float("-inf"))
+    lsum = tl.load(l_ptr + part, mask=sm, other=0.0)
+    acc = tl.load(
+        acc_ptr + part[:, None] * D + d[None, :], mask=sm[:, None] & dm[None, :], other=0.0
+    )
+    w = tl.exp(m - tl.max(m, axis=0))  # empty splits (max −inf) weigh 0
+    o = tl.sum(acc * w[:, None], axis=0) / tl.sum(lsum * w, axis=0)
+    tl.store(o_ptr + row * D + d, o, mask=dm)
+
+
 def decode_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, length: int | torch.Tensor
 ) -> torch.Tensor:
@@ -132,6 +162,18 @@ def decode_attention(
         CHUNK=CHUNK,
         LEN_FROM_PTR=on_device,
     )
-    top = m.max(dim=-1, keepdim=True).values
-    w = torch.exp(m - top)
-    return (acc * w[..., None]).sum(-2) / (lsum * w).sum(-1)[..., None]
+    if splits > MERGE_MAX:
+        w = torch.exp(m - m.max(dim=-1, keepdim=True).values)
+        return (acc * w[..., None]).sum(-2) / (lsum * w).sum(-1)[..., None]
+    o = torch.empty(b, heads, d, device=q.device, dtype=torch.float32)
+    merge_kernel[(b * heads,)](
+        m,
+        lsum,
+        acc,
+        o,
+        splits,
+        D=d,
+        BLOCK_S=triton.next_power_of_2(splits),
+        BLOCK_D=triton.next_power_of_2(d),
+    )
+    return o

@@ -45,3 +45,20 @@ def test_decode_attention_matches_reference(b, heads, kv, d, length, max_len, on
     got = decode_attention(q, k, v, n)
     want = _reference(q, k, v, length)
     assert torch.allclose(got.double(), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("on_device", [False, True], ids=["host_length", "device_length"])
+def test_decode_attention_merges_many_splits_in_pytorch(monkeypatch, on_device):
+    """Past MERGE_MAX splits the merge runs in PyTorch: the same result as the merge kernel."""
+    from sparkc.runtime import decode_attention as da
+
+    g = torch.Generator().manual_seed(1)
+    q = torch.randn(1, 2, 8, generator=g).to(DEVICE)
+    k, v = (torch.randn(1, 3 * CHUNK, 2, 8, generator=g).to(DEVICE) for _ in range(2))
+    length = CHUNK + 9
+    n = torch.tensor([length], device=DEVICE) if on_device else length
+    kernel = decode_attention(q, k, v, n)
+    monkeypatch.setattr(da, "MERGE_MAX", 1)
+    torch_merge = decode_attention(q, k, v, n)
+    assert torch.allclose(torch_merge, kernel, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(kernel.double(), _reference(q, k, v, length), rtol=1e-5, atol=1e-5)
