@@ -401,6 +401,8 @@ def test_gpu_generate_graph_equals_plain(example):
         sparkc.generate(net, prompt, 40, cuda_graph=True, **kw),
         sparkc.generate(net, prompt, 40, **kw),
     )
+    compiled = sparkc.generate(net, prompt, 40, temperature=0, cuda_graph=True, compile_step=True)
+    assert torch.equal(compiled, plain)
 
 
 @pytest.mark.gpu
