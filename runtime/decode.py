@@ -21,8 +21,9 @@ Each op's state and step rule lives with its reference rule (`DECODE` of the op'
 in runtime/reference/, a `Decoder` of reference/common.py; assembled as
 `sparkc.runtime.reference.DECODE`): `Decoder.state` allocates
 the state at `new_cache` time, static-shaped (`max_len` rows), and `Decoder.step` consumes the next
-positions, reading `ctx.position_offset` (= `cache.length`). Every state tensor is written in
-place, so the tensors a cache lists stay the same objects for its whole life.
+positions, reading `ctx.position_offset` (= `cache.length`), or in a static step the device
+tensor `ctx.position` (= `cache.position`). Every state tensor is written in place, so the
+tensors a cache lists stay the same objects for its whole life.
 """
 
 from __future__ import annotations

@@ -178,7 +178,9 @@ class Decoder:
       `dtype`: the activation dtype; states that the reference computes in float32 are float32).
       May raise ValueError (e.g. max_len beyond an op's own position limit).
     step(inputs, params, hp, ctx, state) -> outputs: like the reference rule, for the positions
-      ctx.position_offset .. + N − 1, reading and updating `state` in place."""
+      ctx.position_offset .. + N − 1, reading and updating `state` in place; in a static step
+      (`ctx.position` set) the same positions read from the device, with no host sync, and the
+      same outputs up to float rounding (tests/runtime/test_decode_graph.py)."""
 
     state: Callable[..., dict[str, torch.Tensor]]
     step: Callable[..., tuple[torch.Tensor, ...]]
