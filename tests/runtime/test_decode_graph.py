@@ -80,7 +80,30 @@ STATIC_OPS = {
     "trajectory": "trajectory(x, window=3)",
     "conv1d": "conv1d(x, kernel=4, causal=true)",
     "rope": "merge_heads(rope(split_heads(x, heads=2)))",
+    "splat": "splat_attention(x, splats=3, heads=2)",
+    "verifier": "linear(verifier_stack(x, stack=3).read, out=d)",
 }
+# The ops with a decode state, each run by a program above.
+STATIC_COVERED = {
+    "attention": "attention_rope",
+    "fk_attention": "fk_attention",
+    "sqdk_attention": "sqdk",
+    "token_router": "sqdk",
+    "trajectory": "trajectory",
+    "conv1d": "conv1d",
+    "splat_attention": "splat",
+    "verifier_stack": "verifier",
+}
+
+
+def test_every_decode_rule_has_a_static_step_test():
+    from sparkc.runtime.reference import DECODE
+
+    assert set(DECODE) == set(STATIC_COVERED)
+    assert all(
+        STATIC_OPS[name].startswith(op) or op in STATIC_OPS[name]
+        for op, name in STATIC_COVERED.items()
+    )
 
 
 @pytest.mark.parametrize("name", sorted(STATIC_OPS))
@@ -97,7 +120,7 @@ def test_each_op_static_step_equals_host_length_step(name):
     host = _steps(net, tokens, False, chunks=chunks, max_len=12)
     static = _steps(net, tokens, True, chunks=chunks, max_len=12)
     assert _rel(static, host) <= 1e-6
-    if name in ("trajectory", "conv1d", "rope"):
+    if name in ("trajectory", "conv1d", "rope", "splat", "verifier"):
         assert torch.equal(static, host)
 
 
