@@ -26,8 +26,9 @@ check (a difference above --tol is reported, exit code 1).
 
 `--sweep` instead times one decoded token (B=1) after contexts of 1k, 8k and 32k positions for
 tiny_gpt, splatflow and spark_k at the same width (`--sweep-layers` layers, default 2; the cache
-filled by chunked cached calls first): attention's time grows with the context, splat's and the
-verifier's state does not (spark_k's fk_attention grows like attention).
+filled by chunked cached calls first), as cached calls and replayed from a CUDA graph:
+attention's time grows with the context, splat's and the verifier's state does not (spark_k's
+fk_attention grows like attention).
 
 Run: python bench/decode.py [--batch 1 64] [--prompt 512] [--new 512] [--dtype bf16]
      [--dry-run] [--json PATH]
@@ -126,19 +127,7 @@ def run_sparkc_graph(net, state: dict, prompt, new, device, compile=False):
     b, p = prompt.shape
     if "cache" not in state:
         state["cache"] = cache = net.new_cache(b, p + new, device=device)
-        if device.type == "cuda":
-            state["step"] = GraphStep(net, cache, compile=compile)
-        else:  # the CPU: the static step without a graph (compiled by dynamo's eager backend)
-            fn = static_forward
-            if compile:
-                fn = torch.compile(static_forward, backend="eager", fullgraph=True)
-
-            def cpu_step(t, check, fn=fn, cache=cache):
-                out = fn(net, cache, [t, None])
-                cache.length += 1
-                return out
-
-            state["step"] = cpu_step
+        state["step"] = _graph_step(net, cache, device, compile)
     cache, step = state["cache"], state["step"]
     cache.reset()
     _sync(device)
@@ -180,21 +169,25 @@ SWEEP_MODELS = {  # example -> hyperparameters besides d, layers, vocab, max_len
 
 def sweep(args, device, dtype) -> list[dict]:
     """Time per decoded token after a context of C positions, per model: the cache is filled by
-    chunked cached calls (not timed), then `--sweep-steps` single-token calls are timed."""
+    chunked cached calls (not timed), then `--sweep-steps` single-token calls are timed
+    (`ms_per_token`), then as many steps replayed from a CUDA graph (`ms_per_token_graph`, no
+    launch overhead; on the CPU the static step without a graph)."""
     rows = []
+    steps = args.sweep_steps
     for name, hyper in SWEEP_MODELS.items():
         for ctx in args.contexts:
+            max_len = ctx + 2 * steps + 3
             mod = sparkc.load(
                 ROOT / "examples" / f"{name}.spark",
                 d=args.d,
                 layers=args.sweep_layers,
                 vocab=args.vocab,
-                max_len=ctx + args.sweep_steps + 1,
+                max_len=max_len,
                 **hyper,
             )
             torch.manual_seed(0)
             net = mod.Model().to(device=device, dtype=dtype).eval()
-            cache = net.new_cache(1, ctx + args.sweep_steps + 1, device=device)
+            cache = net.new_cache(1, max_len, device=device)
             tokens = torch.randint(0, args.vocab, (1, ctx), device=device)
             for at in range(0, ctx, args.chunk):
                 net(tokens[:, at : at + args.chunk], cache=cache)
@@ -202,14 +195,45 @@ def sweep(args, device, dtype) -> list[dict]:
             net(nxt, cache=cache)  # warm-up step
             _sync(device)
             t0 = time.perf_counter()
-            for _ in range(args.sweep_steps):
+            for _ in range(steps):
                 nxt = net(nxt, cache=cache).logits[:, -1].argmax(-1, keepdim=True)
             _sync(device)
-            ms = 1e3 * (time.perf_counter() - t0) / args.sweep_steps
-            rows.append({"model": name, "context": ctx, "ms_per_token": ms})
-            print(f"sweep {name:10s} context {ctx:6d}  {ms:8.3f} ms/token", flush=True)
-            del net, cache
+            ms = 1e3 * (time.perf_counter() - t0) / steps
+            step = _graph_step(net, cache, device)
+            for _ in range(2):  # warm-up, then capture (and the first replay)
+                nxt = step(nxt, check=False).logits[:, -1].argmax(-1, keepdim=True)
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                nxt = step(nxt, check=False).logits[:, -1].argmax(-1, keepdim=True)
+            _sync(device)
+            ms_graph = 1e3 * (time.perf_counter() - t0) / steps
+            rows.append(
+                {"model": name, "context": ctx, "ms_per_token": ms, "ms_per_token_graph": ms_graph}
+            )
+            print(
+                f"sweep {name:10s} context {ctx:6d}  {ms:8.3f} ms/token  "
+                f"{ms_graph:8.3f} ms/token replayed",
+                flush=True,
+            )
+            del net, cache, step
     return rows
+
+
+def _graph_step(net, cache, device, compile=False):
+    """The CUDA-graph step on a GPU; on the CPU the same static step without a graph."""
+    if device.type == "cuda":
+        return GraphStep(net, cache, compile=compile)
+    fn = static_forward
+    if compile:
+        fn = torch.compile(static_forward, backend="eager", fullgraph=True)
+
+    def cpu_step(t, check):
+        out = fn(net, cache, [t, None])
+        cache.length += 1
+        return out
+
+    return cpu_step
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,7 +72,8 @@ def test_decode_bench_dry_run_runs_every_row(tmp_path):
 
 
 def test_decode_bench_sweep_dry_run(tmp_path):
-    """bench/decode.py --sweep --dry-run: a time per token for each model and context."""
+    """bench/decode.py --sweep --dry-run: a time per token for each model and context, as cached
+    calls and as the graph loop's static step (without a graph on the CPU)."""
     out = tmp_path / "sweep.json"
     proc = subprocess.run(
         [
@@ -94,4 +95,4 @@ def test_decode_bench_sweep_dry_run(tmp_path):
     assert {(r["model"], r["context"]) for r in rows} == {
         (m, c) for m in ("tiny_gpt", "splatflow", "spark_k") for c in (8, 32)
     }
-    assert all(r["ms_per_token"] > 0 for r in rows)
+    assert all(r["ms_per_token"] > 0 and r["ms_per_token_graph"] > 0 for r in rows)
