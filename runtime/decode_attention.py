@@ -58,7 +58,7 @@ def split_kv_kernel(
     LEN_FROM_PTR: tl.constexpr,
 ):
     if LEN_FROM_PTR:
-        length = tl.load(len_ptr)
+        length = tl.load(len_ptr).to(tl.int32)  # as a host length arrives
     pid = tl.program_id(0)
     split = tl.program_id(1)
     b = pid // kv_heads
