@@ -102,8 +102,6 @@ class GraphStep:
 
     def _check(self, tokens: Any, check: bool) -> None:
         cache, name = self.cache, self.input_name
-        if cache._owner() is not self.model:
-            raise ValueError("the model of this step is gone")
         if cache._broken:
             raise RuntimeError(
                 "this cache is in an unknown state after a failed call: call cache.reset() first"
