@@ -323,6 +323,24 @@ def test_graph_step_refuses_misuse():
         step(torch.zeros(2, 1, dtype=torch.long))
 
 
+def test_a_failed_capture_marks_the_cache(monkeypatch):
+    net = _model("tiny_gpt", d=16, heads=2, layers=1, vocab=13)
+    cache = net.new_cache(1, 8)
+    net(torch.zeros(1, 3, dtype=torch.long), cache=cache)
+    step = CpuGraphStep(net, cache)
+    step(torch.zeros(1, 1, dtype=torch.long))  # warm-up
+
+    def fail(fn):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(step, "_capture", fail)
+    with pytest.raises(RuntimeError, match="capturing"):
+        step(torch.zeros(1, 1, dtype=torch.long))
+    with pytest.raises(RuntimeError, match=r"call cache.reset\(\) first"):
+        step(torch.zeros(1, 1, dtype=torch.long))
+    assert cache.length == 4
+
+
 @pytest.fixture
 def cpu_graphs(monkeypatch):
     """`generate(cuda_graph=True)` on the CPU with the emulated capture."""
