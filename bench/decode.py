@@ -8,19 +8,27 @@ greedy decoding throughout, and the largest difference between the runners' pref
 (the baseline is loaded with sparkc's weights, so it computes the same model). Runners:
 - `sparkc`: `sparkc.generate`'s loop (model(new, cache=cache), argmax), the generated module
   (cached calls run the reference decode rules, docs/decoding.md);
+- `sparkc_graph`: the same model with the one-token step replayed from a CUDA graph
+  (runtime/decode_graph.py `GraphStep`, what `generate(cuda_graph=True)` runs; argmax outside
+  the graph, the ids unchecked since they come from the logits); the step is captured in the
+  warm-up run and replayed in the timed one, as the compiled runner's graphs are;
+- `sparkc_graph_compiled`: the same with the step compiled by `torch.compile` before it is
+  captured (`GraphStep(compile=True)`: inductor fuses the PyTorch decode rules);
 - `eager`: the baseline model, a plain PyTorch tiny_gpt with a static KV cache and SDPA, one
   eager forward per token;
 - `compiled`: the same with the one-token step under `torch.compile(mode="reduce-overhead")`
   (CUDA graphs), gpt-fast's recipe.
 `--dry-run`: tiny sizes on the CPU, the compiled runner with dynamo's `eager` backend (no C++
-compiler, no CUDA graphs): every row runs end to end; the numbers mean nothing.
+compiler, no CUDA graphs) and `sparkc_graph` running its static step without a graph: every row
+runs end to end; the numbers mean nothing.
 With --json PATH the rows are written too. Timings only: no assertions beyond the agreement
 check (a difference above --tol is reported, exit code 1).
 
 `--sweep` instead times one decoded token (B=1) after contexts of 1k, 8k and 32k positions for
 tiny_gpt, splatflow and spark_k at the same width (`--sweep-layers` layers, default 2; the cache
-filled by chunked cached calls first): attention's time grows with the context, splat's and the
-verifier's state does not (spark_k's fk_attention grows like attention).
+filled by chunked cached calls first), as cached calls and replayed from a CUDA graph:
+attention's time grows with the context, splat's and the verifier's state does not (spark_k's
+fk_attention grows like attention).
 
 Run: python bench/decode.py [--batch 1 64] [--prompt 512] [--new 512] [--dtype bf16]
      [--dry-run] [--json PATH]
@@ -38,6 +46,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from sparkc.runtime.decode import static_forward
+from sparkc.runtime.decode_graph import GraphStep
 from torch import nn
 
 import sparkc
@@ -110,6 +120,28 @@ def run_sparkc(net, prompt, new, device):
     return t1 - t0, time.perf_counter() - t1, logits
 
 
+def run_sparkc_graph(net, state: dict, prompt, new, device, compile=False):
+    """(prefill s, decode s, prefill logits) of greedy decoding with the CUDA-graph step; `state`
+    keeps the cache and the step between runs (reset, prefilled again, the graph replayed). On
+    the CPU the same static step runs without a graph."""
+    b, p = prompt.shape
+    if "cache" not in state:
+        state["cache"] = cache = net.new_cache(b, p + new, device=device)
+        state["step"] = _graph_step(net, cache, device, compile)
+    cache, step = state["cache"], state["step"]
+    cache.reset()
+    _sync(device)
+    t0 = time.perf_counter()
+    logits = net(prompt, cache=cache).logits
+    nxt = logits[:, -1].argmax(-1, keepdim=True)
+    _sync(device)
+    t1 = time.perf_counter()
+    for _ in range(new - 1):
+        nxt = step(nxt, check=False).logits[:, -1].argmax(-1, keepdim=True)
+    _sync(device)
+    return t1 - t0, time.perf_counter() - t1, logits
+
+
 def run_baseline(model, step, prompt, new, device):
     p = prompt.shape[1]
     model.k_cache.zero_()
@@ -137,21 +169,25 @@ SWEEP_MODELS = {  # example -> hyperparameters besides d, layers, vocab, max_len
 
 def sweep(args, device, dtype) -> list[dict]:
     """Time per decoded token after a context of C positions, per model: the cache is filled by
-    chunked cached calls (not timed), then `--sweep-steps` single-token calls are timed."""
+    chunked cached calls (not timed), then `--sweep-steps` single-token calls are timed
+    (`ms_per_token`), then as many steps replayed from a CUDA graph (`ms_per_token_graph`, no
+    launch overhead; on the CPU the static step without a graph)."""
     rows = []
+    steps = args.sweep_steps
     for name, hyper in SWEEP_MODELS.items():
         for ctx in args.contexts:
+            max_len = ctx + 2 * steps + 3
             mod = sparkc.load(
                 ROOT / "examples" / f"{name}.spark",
                 d=args.d,
                 layers=args.sweep_layers,
                 vocab=args.vocab,
-                max_len=ctx + args.sweep_steps + 1,
+                max_len=max_len,
                 **hyper,
             )
             torch.manual_seed(0)
             net = mod.Model().to(device=device, dtype=dtype).eval()
-            cache = net.new_cache(1, ctx + args.sweep_steps + 1, device=device)
+            cache = net.new_cache(1, max_len, device=device)
             tokens = torch.randint(0, args.vocab, (1, ctx), device=device)
             for at in range(0, ctx, args.chunk):
                 net(tokens[:, at : at + args.chunk], cache=cache)
@@ -159,14 +195,45 @@ def sweep(args, device, dtype) -> list[dict]:
             net(nxt, cache=cache)  # warm-up step
             _sync(device)
             t0 = time.perf_counter()
-            for _ in range(args.sweep_steps):
+            for _ in range(steps):
                 nxt = net(nxt, cache=cache).logits[:, -1].argmax(-1, keepdim=True)
             _sync(device)
-            ms = 1e3 * (time.perf_counter() - t0) / args.sweep_steps
-            rows.append({"model": name, "context": ctx, "ms_per_token": ms})
-            print(f"sweep {name:10s} context {ctx:6d}  {ms:8.3f} ms/token", flush=True)
-            del net, cache
+            ms = 1e3 * (time.perf_counter() - t0) / steps
+            step = _graph_step(net, cache, device)
+            for _ in range(2):  # warm-up, then capture (and the first replay)
+                nxt = step(nxt, check=False).logits[:, -1].argmax(-1, keepdim=True)
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                nxt = step(nxt, check=False).logits[:, -1].argmax(-1, keepdim=True)
+            _sync(device)
+            ms_graph = 1e3 * (time.perf_counter() - t0) / steps
+            rows.append(
+                {"model": name, "context": ctx, "ms_per_token": ms, "ms_per_token_graph": ms_graph}
+            )
+            print(
+                f"sweep {name:10s} context {ctx:6d}  {ms:8.3f} ms/token  "
+                f"{ms_graph:8.3f} ms/token replayed",
+                flush=True,
+            )
+            del net, cache, step
     return rows
+
+
+def _graph_step(net, cache, device, compile=False):
+    """The CUDA-graph step on a GPU; on the CPU the same static step without a graph."""
+    if device.type == "cuda":
+        return GraphStep(net, cache, compile=compile)
+    fn = static_forward
+    if compile:
+        fn = torch.compile(static_forward, backend="eager", fullgraph=True)
+
+    def cpu_step(t, check):
+        out = fn(net, cache, [t, None])
+        cache.length += 1
+        return out
+
+    return cpu_step
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,6 +292,10 @@ def main(argv: list[str] | None = None) -> int:
             compiled = torch.compile(base, mode="reduce-overhead", fullgraph=True)
         runners = {
             "sparkc": lambda p=prompt: run_sparkc(net, p, args.new, device),
+            "sparkc_graph": lambda p=prompt, st={}: run_sparkc_graph(net, st, p, args.new, device),
+            "sparkc_graph_compiled": lambda p=prompt, st={}: run_sparkc_graph(
+                net, st, p, args.new, device, compile=True
+            ),
             "eager": lambda p=prompt, m=base: run_baseline(m, m, p, args.new, device),
             "compiled": lambda p=prompt, m=base, c=compiled: run_baseline(
                 m, c, p, args.new, device
@@ -247,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             rows.append(row)
             print(
-                f"{name:9s} B={b:<3d} prefill {row['prefill_ms']:9.1f} ms  "
+                f"{name:21s} B={b:<3d} prefill {row['prefill_ms']:9.1f} ms  "
                 f"decode {row['decode_tok_s']:10.1f} tok/s  total {row['total_tok_s']:10.1f} tok/s"
                 f"  |Δlogits| {diff:.2e}",
                 flush=True,

@@ -7,16 +7,23 @@ Consumes a generated model (its `DECODE_SLOTS`, `NOT_DECODABLE`, `SEQUENCE_INPUT
   the first call, the number of positions consumed (`.length`), `reset()`, `tensors()`;
 - `new_cache(model, ...)`: refuses a program that cannot decode (naming every op instance at
   fault), a `max_len` beyond the model's own position limits, a bad batch;
-- `run_cached(model, cache, values)`: `model(tokens_new, cache=cache)`: checks the call against
-  the cache (owner, batch, dtype, device, room left), runs the generated cached forward without
-  autograd and advances `.length` by the number of new positions.
+- `run_cached(model, cache, values, static=False)`: `model(tokens_new, cache=cache)`: checks the
+  call against the cache (owner, batch, dtype, device, room left), runs the generated cached
+  forward without autograd and advances `.length` by the number of new positions;
+  `static=True` runs the same call as a static step (below);
+- `static_forward(model, cache, values)`: the cached forward of a static step, with no check,
+  no host sync and no host-side change: the rules read the position from the device tensor
+  `cache.position` (int64 [1], the device mirror of `.length`) and the step ends by advancing
+  it in place, so the call can be captured in a CUDA graph and replayed
+  (runtime/decode_graph.py); its caller advances `.length`.
 
 Each op's state and step rule lives with its reference rule (`DECODE` of the op's family module
 in runtime/reference/, a `Decoder` of reference/common.py; assembled as
 `sparkc.runtime.reference.DECODE`): `Decoder.state` allocates
 the state at `new_cache` time, static-shaped (`max_len` rows), and `Decoder.step` consumes the next
-positions, reading `ctx.position_offset` (= `cache.length`). Every state tensor is written in
-place, so the tensors a cache lists stay the same objects for its whole life.
+positions, reading `ctx.position_offset` (= `cache.length`), or in a static step the device
+tensor `ctx.position` (= `cache.position`). Every state tensor is written in place, so the
+tensors a cache lists stay the same objects for its whole life.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import torch
 from .checks import InputError, param_like, prepare_inputs
 from .env import interpreting
 from .reference import DECODE
+from .reference.common import RefContext
 
 
 class NotDecodableError(ValueError):
@@ -40,6 +48,7 @@ class DecodeCache:
     """The state of one batch of sequences being decoded by one model (see the module docs).
 
     Attributes: `batch`, `max_len`, `device`, `dtype`, `length` (positions consumed so far),
+    `position` (the same number in a device int64 tensor [1], what a static step reads),
     `states` (one dict of tensors per decoding op instance, in `slots` order), `inputs` (the
     per-sequence inputs given with the first call). Nothing is shared between caches."""
 
@@ -50,6 +59,8 @@ class DecodeCache:
         self.batch, self.max_len = batch, max_len
         self.device, self.dtype = device, dtype
         self.length = 0
+        self.position = torch.zeros(1, dtype=torch.int64, device=device)
+        self.static = False  # set per call: the rules read `position`, not `length`
         self.inputs: dict[str, torch.Tensor] = {}  # as checked and cast
         self._given: dict[str, Any] = {}  # as the caller passed them
         self._broken = False
@@ -64,6 +75,16 @@ class DecodeCache:
             for name, t in state.items()
         }
 
+    def context(self, training: bool) -> RefContext:
+        """The reference rules' context of a cached call (the generated `_forward_cached`)."""
+        if self.static:  # no host value: the position is read from the device tensor
+            return RefContext(
+                training=training, decode_kernels=self.kernels, position=self.position
+            )
+        return RefContext(
+            training=training, position_offset=self.length, decode_kernels=self.kernels
+        )
+
     def once(self, index: int, compute):
         """The value of a per-sequence op (one that reads only per-sequence inputs and
         parameters): computed on the cache's first call, kept for the later ones."""
@@ -75,6 +96,7 @@ class DecodeCache:
         """Start over: length 0, state tensors zeroed in place, per-sequence inputs dropped."""
         for t in self.tensors().values():
             t.zero_()
+        self.position.zero_()
         self.length = 0
         self.inputs.clear()
         self._given.clear()
@@ -137,8 +159,9 @@ def _sequence_input(specs, values, seq_names) -> tuple[str, torch.Tensor]:
     raise InputError(f"input '{name}' is missing: a cached call needs the new positions")
 
 
-def run_cached(model, cache: Any, values: Sequence[Any]):
-    """`model(..., cache=cache)`: checks, the generated `_forward_cached`, `length += N`."""
+def run_cached(model, cache: Any, values: Sequence[Any], static: bool = False):
+    """`model(..., cache=cache)`: checks, the generated `_forward_cached`, `length += N`.
+    `static`: run it as a static step (`static_forward`), as a CUDA graph replays it."""
     cls = type(model)
     if not isinstance(cache, DecodeCache):
         raise TypeError(
@@ -201,10 +224,31 @@ def run_cached(model, cache: Any, values: Sequence[Any]):
     # The Triton path's cached calls may use decode kernels (where a rule has one).
     cache.kernels = bool(model._use_triton(first)) and (first.is_cuda or interpreting())
     try:
-        with torch.no_grad():
-            out = model._forward_cached(cache, *values)
+        if static:
+            out = static_forward(model, cache, values)
+        else:
+            with torch.no_grad():
+                out = model._forward_cached(cache, *values)
+            cache.position.fill_(cache.length + n)
     except BaseException:
         cache._broken = True
         raise
     cache.length += n
+    return out
+
+
+def static_forward(model, cache: DecodeCache, values: Sequence[Any]):
+    """The generated cached forward as a static step (see the module docstring): values are
+    the checked model inputs (per-sequence ones from `cache.inputs`); `cache.kernels` is set by
+    the caller. Advances `cache.position` by the new positions on the device, not `.length`."""
+    cls = type(model)
+    _, first = _sequence_input(cls.INPUTS, values, set(cls.SEQUENCE_INPUTS))
+    n = int(first.shape[1])
+    cache.static = True
+    try:
+        with torch.no_grad():
+            out = model._forward_cached(cache, *values)
+            cache.position.add_(n)
+    finally:
+        cache.static = False
     return out

@@ -7,15 +7,26 @@ the `logits` output at the last position and samples with temperature, top-k and
 (nucleus) filtering from a seeded generator (`temperature=0`: greedy). Rows that produced a stop
 token keep producing it; the loop ends early when every row has stopped. A progress bar (tqdm
 when installed, else one line rewritten in place on a terminal) shows long runs.
+
+`cuda_graph=True` runs the one-token steps as replays of a CUDA graph (runtime/decode_graph.py:
+the prefill and the first step eager, then one captured step replayed per token; sampling runs
+outside the graph, so a seeded generator gives the same tokens as the plain loop). It needs the
+model on a CUDA device; `cuda_graph="auto"` uses it there and warns and runs the plain loop
+elsewhere. With stop tokens the graph loop looks at the stop flags every `STOP_EVERY` tokens
+(reading them is a host sync) and cuts the output where every row had stopped, so the result is
+the plain loop's.
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
+
+STOP_EVERY = 16  # tokens between reads of the stop flags in the CUDA-graph loop
 
 
 def _filter(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
@@ -87,10 +98,14 @@ def generate(
     stop_tokens: Iterable[int] = (),
     inputs: Mapping[str, torch.Tensor] | None = None,
     progress: bool | None = None,
+    cuda_graph: bool | str = False,
+    compile_step: bool = False,
 ) -> torch.Tensor:
     """The prompt [B, P] (or a list of ids: one sequence) followed by up to `max_new_tokens`
     sampled ids. `inputs`: the model's per-sequence inputs (an instruction tape, ...), given
-    with the prompt. `progress`: None shows a bar for 256 tokens or more on a terminal."""
+    with the prompt. `progress`: None shows a bar for 256 tokens or more on a terminal.
+    `cuda_graph`: False, True or "auto" (see the module docstring); `compile_step`: the graph
+    records the step compiled by torch.compile (runtime/decode_graph.py)."""
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     if temperature < 0:
@@ -99,8 +114,22 @@ def generate(
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if cuda_graph not in (False, True, "auto"):
+        raise ValueError(f"cuda_graph must be False, True or 'auto', got {cuda_graph!r}")
     like = next((p for p in model.parameters()), None)
     device = like.device if like is not None else torch.device("cpu")
+    graph = bool(cuda_graph) and graph_capable(device)
+    if cuda_graph is True and not graph:
+        raise ValueError(
+            f"generate(cuda_graph=True) needs the model on a CUDA device; it is on {device} "
+            "(pass cuda_graph=False, or 'auto' to fall back to the plain loop)"
+        )
+    if cuda_graph == "auto" and not graph:
+        warnings.warn(
+            f"generate(cuda_graph='auto'): the model is on {device}, not a CUDA device; "
+            "running the plain decode loop",
+            stacklevel=2,
+        )
     prompt = torch.as_tensor(
         prompt_tokens if isinstance(prompt_tokens, torch.Tensor) else list(prompt_tokens)
     )
@@ -122,17 +151,49 @@ def generate(
     bar = _Bar(max_new_tokens, bool(show))
     out = [prompt]
     logits = model(prompt, cache=cache, **dict(inputs or {})).logits[:, -1]
+    step, check, every, done = None, True, (STOP_EVERY if graph else 1), []
+    if graph:
+        from .runtime.decode_graph import GraphStep
+
+        step = GraphStep(model, cache, compile=compile_step)
+        check = not _ids_valid(model, step.input_name, logits.shape[-1])
     try:
         for i in range(max_new_tokens):
             nxt = sample_next(logits, temperature, top_k, top_p, gen)
             if stops.numel():
                 nxt = torch.where(stopped, out[-1][:, -1], nxt)
                 stopped |= torch.isin(nxt, stops)
+                done.append(stopped.all())
             out.append(nxt[:, None])
             bar.update()
-            if i + 1 == max_new_tokens or (stops.numel() and bool(stopped.all())):
+            if i + 1 == max_new_tokens:
                 break
-            logits = model(nxt[:, None], cache=cache).logits[:, -1]
+            if stops.numel() and (i + 1) % every == 0 and bool(done[-1]):
+                break
+            if step is not None:
+                logits = step(nxt[:, None], check=check).logits[:, -1]
+            else:
+                logits = model(nxt[:, None], cache=cache).logits[:, -1]
     finally:
         bar.close()
+    if len(done) > 1:  # cut after the first token at which every row had stopped
+        first = int(torch.stack(done).int().argmax()) if bool(torch.stack(done).any()) else None
+        if first is not None:
+            out = out[: first + 2]
     return torch.cat(out, dim=1)
+
+
+def graph_capable(device: torch.device) -> bool:
+    """Whether the decode loop on `device` can replay CUDA graphs."""
+    return device.type == "cuda" and torch.cuda.is_available()
+
+
+def _ids_valid(model: Any, name: str, vocab: int) -> bool:
+    """Whether every id in [0, vocab) passes the range rules of the token input `name` (then the
+    graph loop need not read the sampled ids on the host to check them)."""
+    for rule in type(model).RULES:
+        if rule.get("kind") == "range" and rule.get("input") == name:
+            low, high = rule.get("low"), rule.get("high")
+            if (low is not None and low > 0) or (high is not None and high < vocab):
+                return False
+    return True

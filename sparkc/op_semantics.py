@@ -73,8 +73,10 @@ given with the first call and kept, and ops that read only them and parameters
 (`opcode_tape`) run once per cache. Aux losses of a cached call cover its new positions only.
 A program that cannot decode (a non-causal op, `topk` routing, `mean`) is refused by
 `new_cache`, which names every op instance at fault. The cache belongs to the caller: nothing is
-reused across calls unless the same cache object is passed again (docs/decoding.md). Departure
-from the SPARK research code: its key/value patcher kept detached tensors of earlier, unrelated
+reused across calls unless the same cache object is passed again (docs/decoding.md). A
+one-token step can be captured in a CUDA graph and replayed (`sparkc.generate(...,
+cuda_graph=True)`): its positions then come from a device tensor the cache owns, never from a
+host value. Departure from the SPARK research code: its key/value patcher kept detached tensors of earlier, unrelated
 batches and fed them into later forwards."""
 
 PROPERTIES = """\

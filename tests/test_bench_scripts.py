@@ -49,8 +49,9 @@ def test_every_bench_script_parses_its_arguments():
 
 
 def test_decode_bench_dry_run_runs_every_row(tmp_path):
-    """bench/decode.py --dry-run: sparkc, the eager baseline and the compiled one (dynamo's
-    eager backend on the CPU) at tiny sizes, all agreeing on the prefill logits."""
+    """bench/decode.py --dry-run: sparkc (plain and the CUDA-graph loop's static step, plain and
+    compiled, run without a graph on the CPU), the eager baseline and the compiled one (dynamo's eager
+    backend on the CPU) at tiny sizes, all agreeing on the prefill logits."""
     out = tmp_path / "rows.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "decode.py"), "--dry-run", "--json", str(out)],
@@ -63,13 +64,16 @@ def test_decode_bench_dry_run_runs_every_row(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
     assert {(r["runner"], r["batch"]) for r in rows} == {
-        (n, b) for n in ("sparkc", "eager", "compiled") for b in (1, 4)
+        (n, b)
+        for n in ("sparkc", "sparkc_graph", "sparkc_graph_compiled", "eager", "compiled")
+        for b in (1, 4)
     }
     assert all(r["logits_diff"] < 1e-4 and r["decode_tok_s"] > 0 for r in rows)
 
 
 def test_decode_bench_sweep_dry_run(tmp_path):
-    """bench/decode.py --sweep --dry-run: a time per token for each model and context."""
+    """bench/decode.py --sweep --dry-run: a time per token for each model and context, as cached
+    calls and as the graph loop's static step (without a graph on the CPU)."""
     out = tmp_path / "sweep.json"
     proc = subprocess.run(
         [
@@ -91,4 +95,4 @@ def test_decode_bench_sweep_dry_run(tmp_path):
     assert {(r["model"], r["context"]) for r in rows} == {
         (m, c) for m in ("tiny_gpt", "splatflow", "spark_k") for c in (8, 32)
     }
-    assert all(r["ms_per_token"] > 0 for r in rows)
+    assert all(r["ms_per_token"] > 0 and r["ms_per_token_graph"] > 0 for r in rows)

@@ -29,6 +29,8 @@ from .common import (
     heads_view,
     linear,
     merge,
+    offset_of,
+    positions,
     rope_tables,
     up,
 )
@@ -159,32 +161,49 @@ def step_attention(
 ) -> tuple[Tensor, ...]:
     """The new rows' queries against the cached keys/values of positions 0..L+N−1. A single new
     row on the Triton path (`ctx.decode_kernels`) without a basis bias goes through the split-KV
-    decode kernel (runtime/decode_attention.py)."""
+    decode kernel (runtime/decode_attention.py). In a static step (`ctx.position` set) the new
+    keys and values are written at the device positions and the queries read every cached row,
+    the rows past the new ones masked (no host value: the step can be captured in a CUDA graph)."""
     x = inputs["x"]
     n, heads, kv = x.shape[1], hp["heads"], hp["kv_heads"] or hp["heads"]
-    off, end = ctx.position_offset, ctx.position_offset + x.shape[1]
     q, k, v = (up(t) for t in project_qkv(x, params, heads, kv))
     cdt = q.dtype
     if hp["rope"]:
-        cos, sin = rope_tables(n, q.shape[-1], hp["rope_base"], off, x.device, cdt)
+        cos, sin = rope_tables(n, q.shape[-1], hp["rope_base"], offset_of(ctx), x.device, cdt)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-    state["k"][:, off:end] = k
-    state["v"][:, off:end] = v
-    keys, values = state["k"][:, :end], state["v"][:, :end]
-    q_pos = torch.arange(off, end, device=x.device, dtype=cdt)
-    k_pos = torch.arange(0, end, device=x.device, dtype=cdt)
-    bias = None
-    if hp.get("basis"):
-        spec = basis_dict(hp["basis"])
-        check_positions("attention", n, off, spec["max_len"], "x")
-        bias = basis_bias(spec, up(params["basis.gains"]), q_pos, k_pos)
-    if ctx.decode_kernels and n == 1 and bias is None and cdt == torch.float32:
+    static = ctx.position is not None
+    if static:
+        rows = positions(ctx, n, x.device)
+        state["k"].index_copy_(1, rows, k)
+        state["v"].index_copy_(1, rows, v)
+        keys, values = state["k"], state["v"]
+        end = ctx.position + n  # device tensor [1]
+    else:
+        off, end = ctx.position_offset, ctx.position_offset + n
+        state["k"][:, off:end] = k
+        state["v"][:, off:end] = v
+        keys, values = state["k"][:, :end], state["v"][:, :end]
+    if ctx.decode_kernels and n == 1 and not hp.get("basis") and cdt == torch.float32:
         from ..decode_attention import decode_attention  # Triton: only on the kernel path
 
         o = decode_attention(q[:, 0], state["k"], state["v"], end)[:, None]
+        return (linear(down(merge(o), x), params, "wo", bias=False),)
+    if static:
+        q_pos = rows.to(cdt)
+        k_pos = torch.arange(keys.shape[1], device=x.device, dtype=cdt)
     else:
-        p = attention_probs(q, expand_kv(keys, heads), causal_mask(n, end, q_pos, k_pos), bias)
-        o = attend(p, expand_kv(values, heads))
+        q_pos = torch.arange(off, end, device=x.device, dtype=cdt)
+        k_pos = torch.arange(0, end, device=x.device, dtype=cdt)
+    bias = None
+    if hp.get("basis"):
+        spec = basis_dict(hp["basis"])
+        if not static:  # a static step's cache was checked against it at new_cache
+            check_positions("attention", n, ctx.position_offset, spec["max_len"], "x")
+        bias = basis_bias(spec, up(params["basis.gains"]), q_pos, k_pos)
+    p = attention_probs(
+        q, expand_kv(keys, heads), causal_mask(n, keys.shape[1], q_pos, k_pos), bias
+    )
+    o = attend(p, expand_kv(values, heads))
     return (linear(down(merge(o), x), params, "wo", bias=False),)
 
 

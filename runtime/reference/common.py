@@ -13,7 +13,7 @@ Every reference rule has the signature `fn(inputs, params, hp, ctx) -> tuple[Ten
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -32,12 +32,33 @@ class RefContext:
       used by `rope`, `pos_embed` and the positional parts of `attention`/`sqdk_attention`.
     decode_kernels: a cached call of the Triton path: decode rules may use their kernels
       (runtime/decode_attention.py) where they have one.
+    position: None, or a device int64 tensor [1] holding the absolute position of the first
+      input row (a static decode step, runtime/decode_graph.py): rules then read positions from
+      it, never from `position_offset`, and skip checks that read tensor values on the host (the
+      caller checks once), so the step holds no host sync and no host value that changes
+      between steps, and can be captured in a CUDA graph. `positions(ctx, n, device)` gives
+      the absolute positions of the input rows either way.
     """
 
     training: bool = False
     generator: torch.Generator | None = None
     position_offset: int = 0
     decode_kernels: bool = False
+    position: Tensor | None = None
+
+
+def positions(ctx: RefContext, n: int, device: torch.device) -> Tensor:
+    """The absolute positions of `n` input rows, int64 [n], on `device`: read from the device
+    tensor `ctx.position` when set (no host value), else from `ctx.position_offset`."""
+    if ctx.position is not None:
+        return ctx.position + torch.arange(n, device=device)
+    return torch.arange(ctx.position_offset, ctx.position_offset + n, device=device)
+
+
+def offset_of(ctx: RefContext) -> int | Tensor:
+    """The position of the first input row: `ctx.position` (device tensor) when set, else the
+    host int `ctx.position_offset` (for `rope_tables`)."""
+    return ctx.position if ctx.position is not None else ctx.position_offset
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -115,13 +136,18 @@ def merge(x: Tensor) -> Tensor:
 
 
 def rope_tables(
-    n: int, d: int, base: float, offset: int, device: torch.device, dtype: torch.dtype
+    n: int, d: int, base: float, offset: int | Tensor, device: torch.device, dtype: torch.dtype
 ) -> tuple[Tensor, Tensor]:
-    """cos, sin of shape [n, d/2] for positions offset..offset+n-1 (angles in float64)."""
+    """cos, sin of shape [n, d/2] for positions offset..offset+n-1 (angles in float64);
+    `offset` may be a device int64 tensor [1] (a static decode step: no host value)."""
     half = d // 2
     i = torch.arange(half, device=device, dtype=torch.float64)
-    theta = torch.pow(torch.tensor(float(base), dtype=torch.float64, device=device), -2.0 * i / d)
-    t = torch.arange(offset, offset + n, device=device, dtype=torch.float64)
+    # torch.full, not torch.tensor: no host-to-device copy (a CUDA graph may capture this).
+    theta = torch.pow(torch.full((), float(base), dtype=torch.float64, device=device), -2.0 * i / d)
+    if isinstance(offset, Tensor):
+        t = (offset + torch.arange(n, device=device)).to(torch.float64)
+    else:
+        t = torch.arange(offset, offset + n, device=device, dtype=torch.float64)
     ang = t[:, None] * theta[None, :]
     return torch.cos(ang).to(dtype), torch.sin(ang).to(dtype)
 
@@ -152,7 +178,9 @@ class Decoder:
       `dtype`: the activation dtype; states that the reference computes in float32 are float32).
       May raise ValueError (e.g. max_len beyond an op's own position limit).
     step(inputs, params, hp, ctx, state) -> outputs: like the reference rule, for the positions
-      ctx.position_offset .. + N − 1, reading and updating `state` in place."""
+      ctx.position_offset .. + N − 1, reading and updating `state` in place; in a static step
+      (`ctx.position` set) the same positions read from the device, with no host sync, and the
+      same outputs up to float rounding (tests/runtime/test_decode_graph.py)."""
 
     state: Callable[..., dict[str, torch.Tensor]]
     step: Callable[..., tuple[torch.Tensor, ...]]
@@ -179,6 +207,18 @@ def window_step(
     last = state["last"]
     rows = last.shape[1]
     x = inputs[port]
+    if ctx.position is not None:
+        # A static step: every kept row is read (zeros before the sequence start, as `reset`
+        # and `new_cache` leave them); the rule sees where its first row sits (`ctx.position`
+        # may go negative there), so a stencil that treats the start specially (trajectory)
+        # can mask the rows before position 0. The outputs of the new rows are the same.
+        joined = torch.cat((last.to(x.dtype), x), dim=1)
+        outs = rule(
+            {**inputs, port: joined}, params, hp, replace(ctx, position=ctx.position - rows)
+        )
+        if rows:
+            last.copy_(torch.cat((last, x.to(last.dtype)), dim=1)[:, -rows:])
+        return tuple(o[:, rows:] for o in outs)
     keep = min(ctx.position_offset, rows)
     joined = torch.cat((last[:, rows - keep :].to(x.dtype), x), dim=1)
     outs = rule({**inputs, port: joined}, params, hp, ctx)

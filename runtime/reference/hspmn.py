@@ -31,6 +31,8 @@ from .common import (
     heads_view,
     linear,
     logistic_noise,
+    offset_of,
+    positions,
     rope_tables,
     up,
 )
@@ -167,13 +169,16 @@ def step_sqdk_attention(
     x, gate = inputs["x"], inputs["gate"]
     b, n, dm = x.shape
     heads, kv = hp["heads"], hp["kv_heads"] or hp["heads"]
-    off, end = ctx.position_offset, ctx.position_offset + n
     k = up(heads_view(linear(x, params, "wk", bias=False), kv))
     v = up(heads_view(linear(x, params, "wv", bias=False), kv))
     cdt, d = k.dtype, k.shape[-1]
     if hp["rope"]:
-        cos, sin = rope_tables(n, d, hp["rope_base"], off, x.device, cdt)
+        cos, sin = rope_tables(n, d, hp["rope_base"], offset_of(ctx), x.device, cdt)
         k = apply_rope(k, cos, sin)
+    if ctx.position is not None:
+        tables = (cos, sin) if hp["rope"] else (None, None)
+        return (_static_sqdk_step(x, gate, params, hp, ctx, state, k, v, *tables),)
+    off, end = ctx.position_offset, ctx.position_offset + n
     state["k"][:, off:end] = k
     state["v"][:, off:end] = v
     out = x.new_zeros(b, n, dm)
@@ -193,6 +198,28 @@ def step_sqdk_attention(
         y = linear(down(o.reshape(m, dm), x), params, "wo", bias=False)
         out[bi, ti] = y * gate[bi, ti][:, None]
     return (out,)
+
+
+def _static_sqdk_step(x, gate, params, hp, ctx, state, k, v, cos, sin) -> Tensor:
+    """A static step (`ctx.position` set, no host sync: capturable in a CUDA graph): the same
+    outputs, with queries for every new row (no data-dependent row selection), each reading
+    the cached rows ≤ its position; unrouted rows are set to exactly 0."""
+    b, n, dm = x.shape
+    heads, kv = hp["heads"], hp["kv_heads"] or hp["heads"]
+    d = k.shape[-1]
+    rows = positions(ctx, n, x.device)
+    state["k"].index_copy_(1, rows, k)
+    state["v"].index_copy_(1, rows, v)
+    q = up(heads_view(linear(x, params, "wq", bias=False), heads))
+    if cos is not None:
+        q = apply_rope(q, cos, sin)
+    q = q.reshape(b, n, kv, heads // kv, d)
+    s = torch.einsum("bnkgd,bskd->bnkgs", q, state["k"]) / math.sqrt(d)
+    allowed = torch.arange(state["k"].shape[1], device=x.device)[None, :] <= rows[:, None]
+    s = s.masked_fill(~allowed[None, :, None, None, :], float("-inf"))
+    o = torch.einsum("bnkgs,bskd->bnkgd", torch.softmax(s, dim=-1), state["v"])
+    y = linear(down(o.reshape(b, n, dm), x), params, "wo", bias=False) * gate[..., None]
+    return torch.where((gate != 0)[..., None], y, torch.zeros((), dtype=y.dtype, device=y.device))
 
 
 DECODE: dict[str, Decoder] = {

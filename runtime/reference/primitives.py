@@ -25,6 +25,8 @@ from .common import (
     down,
     layer_norm,
     linear,
+    offset_of,
+    positions,
     rope_tables,
     up,
     window_state,
@@ -44,7 +46,8 @@ def ref_embed(inputs: Inputs, params: Params, hp: Hp, ctx: RefContext) -> tuple[
     tokens, vocab = inputs["tokens"], hp["vocab"]
     # The range check reads the ids on the host; under torch.compile that would break the graph,
     # so compiled graphs leave it to F.embedding's own bounds check (a device-side assert).
-    if tokens.numel() and not torch.compiler.is_compiling():
+    # A static decode step (ctx.position set) leaves it to its caller, which checks once.
+    if tokens.numel() and ctx.position is None and not torch.compiler.is_compiling():
         lo, hi = int(tokens.min()), int(tokens.max())
         if lo < 0 or hi >= vocab:
             bad = lo if lo < 0 else hi
@@ -57,6 +60,8 @@ def ref_embed(inputs: Inputs, params: Params, hp: Hp, ctx: RefContext) -> tuple[
 def ref_pos_embed(inputs: Inputs, params: Params, hp: Hp, ctx: RefContext) -> tuple[Tensor, ...]:
     x = inputs["x"]
     n, off = x.shape[1], ctx.position_offset
+    if ctx.position is not None:  # a static decode step: new_cache checked max_len
+        return (x + params["weight"].index_select(0, positions(ctx, n, x.device)),)
     check_positions("pos_embed", n, off, hp["max_len"], "x")
     return (x + params["weight"][off : off + n],)
 
@@ -129,9 +134,7 @@ def ref_conv1d(inputs: Inputs, params: Params, hp: Hp, ctx: RefContext) -> tuple
 def ref_rope(inputs: Inputs, params: Params, hp: Hp, ctx: RefContext) -> tuple[Tensor, ...]:
     x = inputs["x"]  # [B, N, H, d]
     xu = up(x)
-    cos, sin = rope_tables(
-        x.shape[1], x.shape[-1], hp["base"], ctx.position_offset, x.device, xu.dtype
-    )
+    cos, sin = rope_tables(x.shape[1], x.shape[-1], hp["base"], offset_of(ctx), x.device, xu.dtype)
     return (down(apply_rope(xu, cos, sin), x),)
 
 
@@ -203,7 +206,8 @@ RULES: dict[str, Callable[..., tuple[Tensor, ...]]] = {
 
 
 # ---- Cached decoding (SPEC §5.6; runtime/decode.py): the causal conv keeps its last inputs.
-# rope and pos_embed need no state: they read ctx.position_offset (the cache length).
+# rope and pos_embed need no state: they read ctx.position_offset (the cache length), or the
+# device tensor ctx.position in a static step.
 
 
 def _conv1d_state(hp: Hp, shapes, batch, max_len, device, dtype) -> dict[str, Tensor]:

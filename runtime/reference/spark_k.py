@@ -30,6 +30,7 @@ from .common import (
     linear,
     logistic_noise,
     merge,
+    positions,
     up,
 )
 
@@ -173,18 +174,29 @@ def step_fk_attention(
     cached P_{k−1} of the past rows and the new rows' own, hop by hop."""
     x = inputs["x"]
     n, heads, beta, hops = x.shape[1], hp["heads"], float(hp["beta"]), int(hp["hops"])
-    off, end = ctx.position_offset, ctx.position_offset + n
     q = up(heads_view(linear(x, params, "wq", bias=False), heads))
     k = up(heads_view(linear(x, params, "wk", bias=False), heads))
     v = up(heads_view(linear(x, params, "wv", bias=False), heads))
-    state["k"][:, off:end] = k
-    q_pos = torch.arange(off, end, device=x.device)
-    k_pos = torch.arange(end, device=x.device)
-    a = attention_probs(q, state["k"][:, :end], causal_mask(n, end, q_pos, k_pos), None)
+    if ctx.position is not None:  # a static step: device positions, every cached row masked
+        q_pos = positions(ctx, n, x.device)
+        rows = state["k"].shape[1]
+
+        def put(name: str, t: Tensor) -> Tensor:
+            return state[name].index_copy_(1, q_pos, t)
+
+    else:
+        off, rows = ctx.position_offset, ctx.position_offset + n
+        q_pos = torch.arange(off, rows, device=x.device)
+
+        def put(name: str, t: Tensor) -> Tensor:
+            state[name][:, off:rows] = t
+            return state[name][:, :rows]
+
+    k_pos = torch.arange(rows, device=x.device)
+    a = attention_probs(q, put("k", k), causal_mask(n, rows, q_pos, k_pos), None)
     p_k, r = v, v
     for hop in range(hops):
-        state[f"p{hop}"][:, off:end] = p_k
-        p_k = beta * attend(a, state[f"p{hop}"][:, :end])
+        p_k = beta * attend(a, put(f"p{hop}", p_k))
         r = r + p_k
     if hp["normalize"]:
         r = r * ((1 - beta) / (1 - beta ** (hops + 1)))

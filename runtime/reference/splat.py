@@ -65,8 +65,9 @@ def ref_splat_attention(
     return (linear(down(merge(o), x), params, "wo", bias=False),)
 
 
-def trajectory_signal(x: Tensor, window: int) -> Tensor:
-    """T [B,N,D] of §3.2 in the dtype of x (T_0 = 0)."""
+def trajectory_signal(x: Tensor, window: int, first: int | Tensor = 0) -> Tensor:
+    """T [B,N,D] of §3.2 in the dtype of x (T_0 = 0). `first`: the absolute position of row 0
+    (a static decode step passes a device tensor, negative when leading rows are padding)."""
     b, n, dm = x.shape
     diff = x[:, 1:] - x[:, :-1]  # δ_j before normalisation, j = 0..N−2
     norm = torch.linalg.vector_norm(diff, dim=-1, keepdim=True).clamp_min(1e-8)
@@ -74,7 +75,7 @@ def trajectory_signal(x: Tensor, window: int) -> Tensor:
     # Position p reads δ_{p−window+i} with weight ω_i for i = 0..window−1 (valid when ≥ 0);
     # left-padding δ with `window` zero rows puts δ_{p−window+i} at padded index p + i.
     padded = torch.cat((delta.new_zeros(b, window, dm), delta), dim=1)
-    p = torch.arange(n, device=x.device)
+    p = first + torch.arange(n, device=x.device)
     num = x.new_zeros(b, n, dm)
     den = x.new_zeros(n)
     for i in range(window):
@@ -87,7 +88,8 @@ def trajectory_signal(x: Tensor, window: int) -> Tensor:
 
 def ref_trajectory(inputs: Inputs, params: Params, hp: Hp, ctx: RefContext) -> tuple[Tensor, ...]:
     x = inputs["x"]
-    t = trajectory_signal(up(x), int(hp["window"]))
+    first = ctx.position if ctx.position is not None else 0
+    t = trajectory_signal(up(x), int(hp["window"]), first)
     return (down(up(x) + up(params["strength"]) * t, x),)
 
 

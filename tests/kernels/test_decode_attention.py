@@ -1,6 +1,7 @@
 """Split-KV decode attention (runtime/decode_attention.py) against the reference softmax
 attention: grouped-query heads packed, contexts shorter and longer than one split, a final
-block that is partly past the length, and caches longer than the length (never read)."""
+block that is partly past the length, and caches longer than the length (never read); the
+length given as a host int or as a device tensor."""
 
 from __future__ import annotations
 
@@ -30,13 +31,34 @@ def _reference(q, k, v, length):
         (1, 8, 2, 16, 2 * CHUNK, 3 * CHUNK),  # exactly two full splits
     ],
 )
-def test_decode_attention_matches_reference(b, heads, kv, d, length, max_len):
+@pytest.mark.parametrize("on_device", [False, True], ids=["host_length", "device_length"])
+def test_decode_attention_matches_reference(b, heads, kv, d, length, max_len, on_device):
+    """`on_device`: the length as a device tensor (a CUDA-graph step): the grid covers max_len,
+    the splits past the length are empty and weigh 0 in the merge."""
     g = torch.Generator().manual_seed(length)
     q = torch.randn(b, heads, d, generator=g).to(DEVICE)
     k = torch.randn(b, max_len, kv, d, generator=g).to(DEVICE)
     v = torch.randn(b, max_len, kv, d, generator=g).to(DEVICE)
     k[:, length:] = float("nan")  # past the length: must never be read
     v[:, length:] = float("nan")
-    got = decode_attention(q, k, v, length)
+    n = torch.tensor([length], device=DEVICE) if on_device else length
+    got = decode_attention(q, k, v, n)
     want = _reference(q, k, v, length)
     assert torch.allclose(got.double(), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("on_device", [False, True], ids=["host_length", "device_length"])
+def test_decode_attention_merges_many_splits_in_pytorch(monkeypatch, on_device):
+    """Past MERGE_MAX splits the merge runs in PyTorch: the same result as the merge kernel."""
+    from sparkc.runtime import decode_attention as da
+
+    g = torch.Generator().manual_seed(1)
+    q = torch.randn(1, 2, 8, generator=g).to(DEVICE)
+    k, v = (torch.randn(1, 3 * CHUNK, 2, 8, generator=g).to(DEVICE) for _ in range(2))
+    length = CHUNK + 9
+    n = torch.tensor([length], device=DEVICE) if on_device else length
+    kernel = decode_attention(q, k, v, n)
+    monkeypatch.setattr(da, "MERGE_MAX", 1)
+    torch_merge = decode_attention(q, k, v, n)
+    assert torch.allclose(torch_merge, kernel, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(kernel.double(), _reference(q, k, v, length), rtol=1e-5, atol=1e-5)
