@@ -1,0 +1,178 @@
+"""Turning an experiment's runs into its result files: JSON, a markdown table and a PNG plot.
+
+Consumes a `Report` (the experiment's question, configuration, compiled variants, the metric
+columns and one entry per (variant, seed) run) and produces, under the output folder,
+`<name>.json` (everything, plus the per-variant summary: mean and sample standard deviation
+over seeds), `<name>.md` (one table row per variant, cells `mean ± sd`) and `<name>.png` (one
+panel per plot, a line per variant with the spread as error bars) when matplotlib is
+importable; without it the plot is skipped with a one-line notice. Non-finite numbers are
+written as JSON `null` and shown as `n/a`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from .metrics import mean_spread
+
+
+@dataclass(frozen=True)
+class Column:
+    """A metric: `key` in each run's metrics, `label` its table heading, and for plotting the
+    panel it belongs to (`panel`, a key of `Report.plots`) and its x value there."""
+
+    key: str
+    label: str
+    panel: str | None = None
+    x: float | None = None
+    digits: int = 3
+
+
+@dataclass
+class Report:
+    name: str
+    question: str
+    config: dict[str, Any]
+    variants: list[dict[str, Any]]
+    columns: list[Column]
+    plots: dict[str, tuple[str, str]]  # panel -> (x axis label, y axis label)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add_run(self, variant: str, seed: int, metrics: dict[str, float], train: dict) -> None:
+        missing = [c.key for c in self.columns if c.key not in metrics]
+        if missing:
+            raise KeyError(f"run of {variant!r} lacks metrics {missing}")
+        self.runs.append({"variant": variant, "seed": seed, "metrics": metrics, "train": train})
+
+    def summary(self) -> dict[str, dict[str, dict[str, float]]]:
+        """variant -> metric key -> {mean, sd, n} over the seeds that ran."""
+        out: dict[str, dict[str, dict[str, float]]] = {}
+        for v in self.variants:
+            runs = [r for r in self.runs if r["variant"] == v["label"]]
+            cells = {}
+            for c in self.columns:
+                vals = [r["metrics"][c.key] for r in runs if math.isfinite(r["metrics"][c.key])]
+                mean, sd = mean_spread(vals)
+                cells[c.key] = {"mean": mean, "sd": sd, "n": len(vals)}
+            out[v["label"]] = cells
+        return out
+
+
+def finite(value: Any) -> Any:
+    """`value` with every non-finite float replaced by None (JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def cell(stats: dict[str, float], digits: int) -> str:
+    mean, sd = stats["mean"], stats["sd"]
+    if not math.isfinite(mean):
+        return "n/a"
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def markdown(report: Report) -> str:
+    """The markdown table of `report` (with a heading line and the run's settings)."""
+    summary = report.summary()
+    seeds = sorted({r["seed"] for r in report.runs})
+    cfg = ", ".join(f"{k}={v}" for k, v in report.config.items())
+    lines = [
+        f"### {report.name}",
+        "",
+        report.question,
+        "",
+        f"Settings: {cfg}. Mean ± sample standard deviation over seeds {seeds}.",
+        "",
+    ]
+    head = ["variant", "parameters", "path", *(c.label for c in report.columns)]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "---|" * len(head))
+    for v in report.variants:
+        path = report.config.get("path", "")
+        if v["reference_ops"] and path.startswith("Triton"):
+            path += " (reference rule: " + ", ".join(v["reference_ops"]) + ")"
+        row = [v["label"], f"{v['parameters']:,}", path]
+        row += [cell(summary[v["label"]][c.key], c.digits) for c in report.columns]
+        lines.append("| " + " | ".join(row) + " |")
+    if report.notes:
+        lines.append("")
+        lines.extend(f"- {note}" for note in report.notes)
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: Report, path: Path) -> bool:
+    """Draw the report's panels into `path`; False when matplotlib is not importable."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    summary = report.summary()
+    panels = list(report.plots)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        cols = [c for c in report.columns if c.panel == panel]
+        for v in report.variants:
+            stats = [summary[v["label"]][c.key] for c in cols]
+            ax.errorbar(
+                [c.x for c in cols],
+                [s["mean"] for s in stats],
+                yerr=[s["sd"] for s in stats],
+                marker="o",
+                capsize=3,
+                label=v["label"],
+            )
+        xlabel, ylabel = report.plots[panel]
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(panel)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(report.name)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, metadata={"Software": None})
+    plt.close(fig)
+    return True
+
+
+def write(report: Report, out_dir: Path, stream: TextIO | None = None) -> dict[str, Path]:
+    """Write `<name>.json`, `<name>.md` and (with matplotlib) `<name>.png` into `out_dir`;
+    returns the paths written."""
+    stream = stream or sys.stdout
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = {
+        "experiment": report.name,
+        "question": report.question,
+        "config": report.config,
+        "variants": report.variants,
+        "columns": [
+            {"key": c.key, "label": c.label, "panel": c.panel, "x": c.x} for c in report.columns
+        ],
+        "runs": report.runs,
+        "summary": report.summary(),
+        "notes": report.notes,
+    }
+    written = {"json": out_dir / f"{report.name}.json", "md": out_dir / f"{report.name}.md"}
+    text = json.dumps(finite(data), indent=1, allow_nan=False)
+    written["json"].write_text(text + "\n")
+    written["md"].write_text(markdown(report))
+    png = out_dir / f"{report.name}.png"
+    if plot(report, png):
+        written["png"] = png
+    else:
+        print("plot skipped: matplotlib is not installed (pip install 'sparkc[experiments]')",
+              file=stream)
+    return written
