@@ -1,0 +1,74 @@
+"""`python -m sparkc.experiments NAME`: run one experiment (or `all`) and write its results.
+
+Consumes the command line (`NAME [--device cpu|cuda] [--steps N] [--seeds 0,1,2] [--smoke]
+[--out DIR]`); produces `DIR/NAME.json`, `DIR/NAME.md` and, when matplotlib is installed,
+`DIR/NAME.png`, and prints the markdown table. The default device is CUDA when available; the
+default seeds are 0,1,2 (0 with `--smoke`). Exit code 0 on success, 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import EXPERIMENTS, experiment
+from .harness import Config
+from .report import write
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be integers separated by commas: {text!r}")
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"seeds must be distinct integers >= 0: {text!r}")
+    return seeds
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m sparkc.experiments", description=__doc__.split("\n")[0]
+    )
+    ap.add_argument("name", choices=[*EXPERIMENTS, "all"], help="the experiment to run")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                    help="cuda: the generated Triton kernels; cpu: the reference path "
+                    "(default: cuda when available)")
+    ap.add_argument("--steps", type=int, default=None, help="training steps per run")
+    ap.add_argument("--seeds", type=parse_seeds, default=None, help="e.g. 0,1,2")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: seconds on a CPU")
+    ap.add_argument("--out", type=Path, default=Path("build/experiments"),
+                    help="folder for the result files (default build/experiments)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser()
+    args = ap.parse_args(argv)
+    if args.steps is not None and args.steps < 1:
+        ap.error("--steps must be at least 1")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA device is available")
+    seeds = args.seeds or ((0,) if args.smoke else (0, 1, 2))
+    threads = 1 if args.smoke and device == "cpu" else None
+    cfg = Config(
+        torch.device(device), seeds, args.smoke, args.steps, args.out, sys.stderr, threads
+    )
+    names = list(EXPERIMENTS) if args.name == "all" else [args.name]
+    for name in names:
+        start = time.perf_counter()
+        report = experiment(name).run(cfg)
+        written = write(report, args.out, sys.stdout)
+        print(written["md"].read_text())
+        files = ", ".join(str(p) for p in written.values())
+        print(f"{name}: {time.perf_counter() - start:.1f} s; wrote {files}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
