@@ -35,14 +35,22 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m sparkc.experiments", description=__doc__.split("\n")[0]
     )
     ap.add_argument("name", choices=[*EXPERIMENTS, "all"], help="the experiment to run")
-    ap.add_argument("--device", choices=("cpu", "cuda"), default=None,
-                    help="cuda: the generated Triton kernels; cpu: the reference path "
-                    "(default: cuda when available)")
+    ap.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default=None,
+        help="cuda: the generated Triton kernels; cpu: the reference path "
+        "(default: cuda when available)",
+    )
     ap.add_argument("--steps", type=int, default=None, help="training steps per run")
     ap.add_argument("--seeds", type=parse_seeds, default=None, help="e.g. 0,1,2")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: seconds on a CPU")
-    ap.add_argument("--out", type=Path, default=Path("build/experiments"),
-                    help="folder for the result files (default build/experiments)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=Path("build/experiments"),
+        help="folder for the result files (default build/experiments)",
+    )
     return ap
 
 
@@ -56,9 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--device cuda: no CUDA device is available")
     seeds = args.seeds or ((0,) if args.smoke else (0, 1, 2))
     threads = 1 if args.smoke and device == "cpu" else None
-    cfg = Config(
-        torch.device(device), seeds, args.smoke, args.steps, args.out, sys.stderr, threads
-    )
+    cfg = Config(torch.device(device), seeds, args.smoke, args.steps, args.out, sys.stderr, threads)
     names = list(EXPERIMENTS) if args.name == "all" else [args.name]
     for name in names:
         start = time.perf_counter()

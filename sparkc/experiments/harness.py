@@ -125,12 +125,15 @@ def build(prepared: Prepared, device: torch.device, seed: int) -> torch.nn.Modul
 
 @dataclass
 class TrainResult:
-    """What one training run measured. `curve` holds (step, seconds since start, task loss)."""
+    """What one training run measured. `curve` holds (step, seconds since start, task loss);
+    `warmup_s` is the time of the first `WARMUP` steps (kernel compilation and tuning happen
+    there on CUDA), which `tokens_per_s` and `loss_at` leave out."""
 
     curve: list[tuple[int, float, float]]
     seconds: float
     tokens_per_s: float
     peak_memory_mb: float | None
+    warmup_s: float = 0.0
 
     @property
     def final_loss(self) -> float:
@@ -138,8 +141,10 @@ class TrainResult:
         return sum(tail) / len(tail)
 
     def loss_at(self, seconds: float) -> float:
-        """The mean task loss of the last tenth of the steps done within `seconds`."""
-        done = [loss for _, t, loss in self.curve if t <= seconds] or [self.curve[0][2]]
+        """The mean task loss of the last tenth of the steps done within `seconds` after the
+        warm-up."""
+        done = [loss for _, t, loss in self.curve if t - self.warmup_s <= seconds]
+        done = done or [self.curve[0][2]]
         tail = done[-max(1, len(done) // 10) :]
         return sum(tail) / len(tail)
 
@@ -219,7 +224,15 @@ def train(
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None
-    return TrainResult(curve, seconds, tokens / max(seconds, 1e-9), peak)
+    warm = warmup_steps(steps)
+    warmup_s = curve[warm - 1][1] if warm else 0.0
+    rate = tokens * (steps - warm) / steps / max(seconds - warmup_s, 1e-9)
+    return TrainResult(curve, seconds, rate, peak, warmup_s)
+
+
+def warmup_steps(steps: int) -> int:
+    """Steps left out of the timing: up to 5, never more than a fifth of the run."""
+    return min(5, steps // 5)
 
 
 def stream(make: Callable[[torch.Generator], Batch], seed: int) -> Iterator[Batch]:
@@ -294,6 +307,7 @@ def train_record(result: TrainResult, steps: int) -> dict[str, Any]:
         "steps": steps,
         "final_loss": result.final_loss,
         "seconds": result.seconds,
+        "warmup_seconds": result.warmup_s,
         "tokens_per_s": result.tokens_per_s,
         "peak_memory_mb": result.peak_memory_mb,
     }
@@ -323,7 +337,12 @@ def run_grid(
                 batches = stream(make, train_seed(seed))
                 result = train(net, batches, steps, cfg.device, lr, progress, task_loss)
                 progress.run_done(f"{prep.variant.label} seed {seed}", result)
-                add_run(prep.variant.label, seed, measure(net, seed, result), train_record(result, steps))
+                add_run(
+                    prep.variant.label,
+                    seed,
+                    measure(net, seed, result),
+                    train_record(result, steps),
+                )
                 del net
     finally:
         progress.close()

@@ -90,9 +90,7 @@ def run(cfg: harness.Config) -> Report:
         metrics["accuracy"] = sum(correct) / len(correct)
         return metrics
 
-    harness.run_grid(
-        cfg, NAME, prepared, make, size["steps"], size["lr"], measure, report.add_run
-    )
+    harness.run_grid(cfg, NAME, prepared, make, size["steps"], size["lr"], measure, report.add_run)
     report.notes.append(
         "Training mixes hop budgets 1..max_k; each column evaluates held-out graphs at one "
         "budget, half the queries reachable within it (negatives: half at a finite distance "

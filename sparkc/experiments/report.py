@@ -173,6 +173,8 @@ def write(report: Report, out_dir: Path, stream: TextIO | None = None) -> dict[s
     if plot(report, png):
         written["png"] = png
     else:
-        print("plot skipped: matplotlib is not installed (pip install 'sparkc[experiments]')",
-              file=stream)
+        print(
+            "plot skipped: matplotlib is not installed (pip install 'sparkc[experiments]')",
+            file=stream,
+        )
     return written

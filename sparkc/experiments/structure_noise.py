@@ -79,9 +79,12 @@ def run(cfg: harness.Config) -> Report:
             "class loss": ("noise σ (clean power 1)", "class cross-entropy"),
         },
     )
-    draw = dict(
-        length=size["length"], channels=size["channels"], classes=size["classes"], levels=levels
-    )
+    draw = {
+        "length": size["length"],
+        "channels": size["channels"],
+        "classes": size["classes"],
+        "levels": levels,
+    }
 
     def make(gen: torch.Generator) -> harness.Batch:
         return tasks.sinusoid_batch(gen, size["batch"], **draw)[0]

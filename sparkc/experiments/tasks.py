@@ -197,7 +197,9 @@ def sinusoid_batch(
     cls = torch.randint(classes, (batch,), generator=gen)
     f = freqs[cls][:, None, :]  # [B, 1, F]
     amp = 0.5 + 0.5 * torch.rand(batch, channels, f.shape[-1], generator=gen, dtype=torch.float64)
-    phase = 2 * math.pi * torch.rand(batch, channels, f.shape[-1], generator=gen, dtype=torch.float64)
+    phase = (
+        2 * math.pi * torch.rand(batch, channels, f.shape[-1], generator=gen, dtype=torch.float64)
+    )
     t = torch.arange(length, dtype=torch.float64)[None, :, None, None]
     waves = amp[:, None] * torch.sin(2 * math.pi * f[:, :, None, :] * t + phase[:, None])
     clean = waves.sum(-1)  # [B, N, C]
