@@ -1,0 +1,141 @@
+"""Every experiment's `--smoke` run (sparkc/experiments, docs/experiments.md) on the CPU
+reference path: it trains each size-matched variant, evaluates it and writes JSON and a
+markdown table of the documented structure with finite numbers. Also the command line, and a
+GPU run of every smoke on the generated Triton kernels (marked `gpu`)."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from sparkc.experiments import EXPERIMENTS, experiment
+from sparkc.experiments.__main__ import main
+from sparkc.experiments.harness import Config
+from sparkc.experiments.report import write
+
+
+def smoke(name: str, out: Path, device: str = "cpu") -> tuple[dict, str, dict]:
+    cfg = Config(torch.device(device), (0,), smoke=True, out=out, stream=io.StringIO(),
+                 cpu_threads=1)  # fmt: skip
+    report = experiment(name).run(cfg)
+    written = write(report, out, io.StringIO())
+    data = json.loads(written["json"].read_text())
+    return data, written["md"].read_text(), written
+
+
+@pytest.fixture(scope="module", params=sorted(EXPERIMENTS))
+def ran(request, tmp_path_factory):
+    name = request.param
+    return (name, *smoke(name, tmp_path_factory.mktemp(name)))
+
+
+def check_results(name: str, data: dict, md: str, path: str) -> None:
+    assert data["experiment"] == name and data["question"]
+    assert data["config"]["size"] == "smoke" and data["config"]["path"] == path
+    variants, columns = data["variants"], data["columns"]
+    assert len(variants) >= 2 and len({v["label"] for v in variants}) == len(variants)
+    assert len(data["runs"]) == len(variants)  # one seed
+    # Sizes are matched to the first variant's within 1%.
+    first = variants[0]["parameters"]
+    for v in variants:
+        assert v["parameters"] > 0 and abs(v["parameters"] - first) <= 0.01 * first, v
+        assert set(v) == {"label", "model", "hyper", "parameters", "reference_ops"}
+    keys = [c["key"] for c in columns]
+    assert len(set(keys)) == len(keys) and keys
+    for run in data["runs"]:
+        assert set(run["metrics"]) == set(keys)
+        for key, value in run["metrics"].items():
+            if key.startswith("peak_mb") and path == "reference path":
+                assert value is None  # no CUDA peak memory on the CPU
+            else:
+                assert isinstance(value, float) and math.isfinite(value), (key, value)
+        train = run["train"]
+        records = train.values() if "final_loss" not in train else [train]
+        for rec in records:
+            assert math.isfinite(rec["final_loss"]) and rec["seconds"] > 0
+            assert rec["tokens_per_s"] > 0
+    assert list(data["summary"]) == [v["label"] for v in variants]
+    for cells in data["summary"].values():
+        assert set(cells) == set(keys)
+    # The markdown table: a header with every column, one row per variant, mean ± sd cells.
+    lines = md.splitlines()
+    header = next(line for line in lines if line.startswith("| variant"))
+    for c in columns:
+        assert f" {c['label']} |" in header
+    rows = [line for line in lines if line.startswith("| ") and line is not header]
+    rows = [r for r in rows if not r.startswith("| variant")]
+    assert [r.split(" | ")[0][2:] for r in rows] == [v["label"] for v in variants]
+    for row in rows:
+        cells = row.strip("| ").split(" | ")
+        assert len(cells) == 3 + len(columns)
+        assert cells[2].startswith(path)
+        for cell in cells[3:]:
+            assert cell == "n/a" or re.fullmatch(r"-?\d+(\.\d+)? ± \d+(\.\d+)?", cell), cell
+
+
+def test_smoke_writes_the_documented_results(ran):
+    name, data, md, written = ran
+    check_results(name, data, md, "reference path")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "png" not in written
+    else:
+        assert written["png"].read_bytes().startswith(b"\x89PNG")
+
+
+def test_smoke_is_deterministic(tmp_path):
+    a, _, _ = smoke("recall", tmp_path / "a")
+    b, _, _ = smoke("recall", tmp_path / "b")
+    assert [r["metrics"] for r in a["runs"]] == [r["metrics"] for r in b["runs"]]
+    assert [r["train"]["final_loss"] for r in a["runs"]] == [
+        r["train"]["final_loss"] for r in b["runs"]
+    ]
+
+
+def test_command_line(tmp_path, capsys):
+    assert main(["dyck", "--smoke", "--device", "cpu", "--steps", "3", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    data = json.loads((tmp_path / "dyck.json").read_text())
+    assert data["config"]["steps"] == 3 and data["runs"][0]["train"]["steps"] == 3
+    assert "| verifier_stack |" in out and (tmp_path / "dyck.md").is_file()
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "plot skipped: matplotlib is not installed" in out
+    else:
+        assert (tmp_path / "dyck.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["nope"], ["dyck", "--seeds", "a,b"], ["dyck", "--seeds", "1,1"], ["dyck", "--steps", "0"]],
+)
+def test_command_line_rejects_bad_arguments(argv, capsys):
+    with pytest.raises(SystemExit) as err:
+        main(argv)
+    assert err.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_command_line_refuses_cuda_without_a_device(capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as err:
+        main(["dyck", "--smoke", "--device", "cuda"])
+    assert err.value.code == 2 and "no CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_smoke_on_the_triton_kernels(name, tmp_path):
+    data, md, _ = smoke(name, tmp_path, device="cuda")
+    check_results(name, data, md, "Triton kernels")
+    for run in data["runs"]:
+        peaks = [v for k, v in run["metrics"].items() if k.startswith("peak_mb")]
+        assert all(p is not None and p > 0 for p in peaks)
