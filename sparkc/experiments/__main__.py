@@ -1,7 +1,8 @@
 """`python -m sparkc.experiments NAME`: run one experiment (or `all`) and write its results.
 
 Consumes the command line (`NAME [--device cpu|cuda] [--steps N] [--seeds 0,1,2] [--smoke]
-[--out DIR]`); produces `DIR/NAME.json`, `DIR/NAME.md` and, when matplotlib is installed,
+[--out DIR]`, or `NAME --merge DIR... --out DIR` to join the results of runs with other seeds);
+produces `DIR/NAME.json`, `DIR/NAME.md` and, when matplotlib is installed,
 `DIR/NAME.png`, and prints the markdown table. The default device is CUDA when available; the
 default seeds are 0,1,2 (0 with `--smoke`). Exit code 0 on success, 2 on a usage error.
 """
@@ -9,6 +10,7 @@ default seeds are 0,1,2 (0 with `--smoke`). Exit code 0 on success, 2 on a usage
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -17,7 +19,7 @@ import torch
 
 from . import EXPERIMENTS, experiment
 from .harness import Config
-from .report import write
+from .report import from_json, merge, write
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -51,12 +53,23 @@ def parser() -> argparse.ArgumentParser:
         default=Path("build/experiments"),
         help="folder for the result files (default build/experiments)",
     )
+    ap.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        metavar="DIR",
+        default=None,
+        help="train nothing: join DIR/NAME.json of runs with other seeds into one result in --out",
+    )
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = parser()
     args = ap.parse_args(argv)
+    names = list(EXPERIMENTS) if args.name == "all" else [args.name]
+    if args.merge:
+        return merge_results(ap, names, args.merge, args.out)
     if args.steps is not None and args.steps < 1:
         ap.error("--steps must be at least 1")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -65,7 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     seeds = args.seeds or ((0,) if args.smoke else (0, 1, 2))
     threads = 1 if args.smoke and device == "cpu" else None
     cfg = Config(torch.device(device), seeds, args.smoke, args.steps, args.out, sys.stderr, threads)
-    names = list(EXPERIMENTS) if args.name == "all" else [args.name]
     for name in names:
         start = time.perf_counter()
         report = experiment(name).run(cfg)
@@ -73,6 +85,27 @@ def main(argv: list[str] | None = None) -> int:
         print(written["md"].read_text())
         files = ", ".join(str(p) for p in written.values())
         print(f"{name}: {time.perf_counter() - start:.1f} s; wrote {files}")
+    return 0
+
+
+def merge_results(
+    ap: argparse.ArgumentParser, names: list[str], dirs: list[Path], out: Path
+) -> int:
+    """Join `DIR/NAME.json` of every folder in `dirs` into `out` (see `report.merge`)."""
+    for name in names:
+        files = [d / f"{name}.json" for d in dirs]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            ap.error(f"--merge: no results at {', '.join(missing)}")
+        try:
+            report = merge([from_json(json.loads(f.read_text())) for f in files])
+        except (ValueError, KeyError) as err:
+            ap.error(f"--merge {name}: {err}")
+        written = write(report, out, sys.stdout)
+        print(written["md"].read_text())
+        print(
+            f"{name}: merged {len(files)} results; wrote " + ", ".join(map(str, written.values()))
+        )
     return 0
 
 

@@ -85,7 +85,7 @@ def run(cfg: harness.Config) -> Report:
         cfg.describe(size),
         [p.describe() for p in prepared],
         cols,
-        {c.panel: ("context length N", c.panel) for c in cols if c.panel},
+        {c.panel: ("context length N", c.panel.split(" at ")[0]) for c in cols if c.panel},
     )
     merged: dict[tuple[str, int], dict[str, float]] = {}
     trains: dict[tuple[str, int], dict[str, Any]] = {}

@@ -3,7 +3,7 @@
 Consumes a `Report` (the experiment's question, configuration, compiled variants, the metric
 columns and one entry per (variant, seed) run) and produces, under the output folder,
 `<name>.json` (everything, plus the per-variant summary: mean and sample standard deviation
-over seeds), `<name>.md` (one table row per variant, cells `mean ± sd`) and `<name>.png` (one
+over seeds; `from_json` reads it back and `merge` joins runs made with other seeds), `<name>.md` (one table row per variant, cells `mean ± sd`) and `<name>.png` (one
 panel per plot, a line per variant with the spread as error bars) when matplotlib is
 importable; without it the plot is skipped with a one-line notice. Non-finite numbers are
 written as JSON `null` and shown as `n/a`.
@@ -64,6 +64,49 @@ class Report:
         return out
 
 
+def from_json(data: dict[str, Any]) -> Report:
+    """The `Report` a `<name>.json` file holds (null metrics read back as NaN)."""
+    columns = [
+        Column(c["key"], c["label"], c["panel"], c["x"], c.get("digits", 3))
+        for c in data["columns"]
+    ]
+    report = Report(
+        data["experiment"],
+        data["question"],
+        data["config"],
+        data["variants"],
+        columns,
+        {k: tuple(v) for k, v in data["plots"].items()},
+        notes=list(data["notes"]),
+    )
+    for run in data["runs"]:
+        metrics = {k: math.nan if v is None else v for k, v in run["metrics"].items()}
+        report.add_run(run["variant"], run["seed"], metrics, run["train"])
+    return report
+
+
+def merge(reports: list[Report]) -> Report:
+    """One report from runs of the same experiment, settings and variants with other seeds
+    (e.g. one seed per command); ValueError when they differ or a (variant, seed) repeats."""
+    first = reports[0]
+    for other in reports[1:]:
+        for what in ("name", "config", "variants", "columns"):
+            if getattr(other, what) != getattr(first, what):
+                raise ValueError(f"cannot merge: the {what} differ")
+    merged = Report(first.name, first.question, first.config, first.variants, first.columns,
+                    first.plots)  # fmt: skip
+    seen: set[tuple[str, int]] = set()
+    for report in reports:
+        for run in report.runs:
+            key = (run["variant"], run["seed"])
+            if key in seen:
+                raise ValueError(f"cannot merge: {key[0]!r} seed {key[1]} occurs twice")
+            seen.add(key)
+            merged.runs.append(run)
+        merged.notes += [n for n in report.notes if n not in merged.notes]
+    return merged
+
+
 def finite(value: Any) -> Any:
     """`value` with every non-finite float replaced by None (JSON has no NaN)."""
     if isinstance(value, float):
@@ -121,25 +164,43 @@ def plot(report: Report, path: Path) -> bool:
     except ImportError:
         return False
     summary = report.summary()
-    panels = list(report.plots)
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
-    for ax, panel in zip(axes[0], panels):
+
+    def drawn(panel: str) -> bool:  # a panel with at least one finite mean (not peak memory
+        return any(  # on the CPU)
+            math.isfinite(summary[v["label"]][c.key]["mean"])
+            for v in report.variants
+            for c in report.columns
+            if c.panel == panel
+        )
+
+    panels = [p for p in report.plots if drawn(p)]
+    if not panels:
+        return False
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5 * ncols, 3.8 * nrows), squeeze=False)
+    for ax, panel in zip(axes.flat, panels):
         cols = [c for c in report.columns if c.panel == panel]
+        xs = [c.x for c in cols]
         for v in report.variants:
             stats = [summary[v["label"]][c.key] for c in cols]
             ax.errorbar(
-                [c.x for c in cols],
+                xs,
                 [s["mean"] for s in stats],
                 yerr=[s["sd"] for s in stats],
                 marker="o",
                 capsize=3,
                 label=v["label"],
             )
+        if min(xs) > 0 and max(xs) >= 8 * min(xs):  # lengths, pair counts: a log axis
+            ax.set_xscale("log", base=2)
         xlabel, ylabel = report.plots[panel]
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(panel)
         ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(report.name)
     fig.tight_layout()
@@ -159,8 +220,10 @@ def write(report: Report, out_dir: Path, stream: TextIO | None = None) -> dict[s
         "config": report.config,
         "variants": report.variants,
         "columns": [
-            {"key": c.key, "label": c.label, "panel": c.panel, "x": c.x} for c in report.columns
+            {"key": c.key, "label": c.label, "panel": c.panel, "x": c.x, "digits": c.digits}
+            for c in report.columns
         ],
+        "plots": report.plots,
         "runs": report.runs,
         "summary": report.summary(),
         "notes": report.notes,

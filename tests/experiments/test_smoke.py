@@ -9,6 +9,7 @@ import io
 import json
 import math
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,18 +100,15 @@ def test_smoke_is_deterministic(tmp_path):
     ]
 
 
-def test_command_line(tmp_path, capsys):
+def test_command_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
     assert main(["dyck", "--smoke", "--device", "cpu", "--steps", "3", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     data = json.loads((tmp_path / "dyck.json").read_text())
     assert data["config"]["steps"] == 3 and data["runs"][0]["train"]["steps"] == 3
     assert "| verifier_stack |" in out and (tmp_path / "dyck.md").is_file()
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        assert "plot skipped: matplotlib is not installed" in out
-    else:
-        assert (tmp_path / "dyck.png").is_file()
+    assert "plot skipped: matplotlib is not installed" in out
+    assert not (tmp_path / "dyck.png").exists()
 
 
 @pytest.mark.parametrize(
@@ -139,3 +137,25 @@ def test_smoke_on_the_triton_kernels(name, tmp_path):
     for run in data["runs"]:
         peaks = [v for k, v in run["metrics"].items() if k.startswith("peak_mb")]
         assert all(p is not None and p > 0 for p in peaks)
+
+
+def test_merge_joins_runs_with_other_seeds(tmp_path, capsys):
+    for seed in (0, 1):
+        argv = ["recall", "--smoke", "--device", "cpu", "--steps", "3", "--seeds", str(seed)]
+        assert main([*argv, "--out", str(tmp_path / f"s{seed}")]) == 0
+    dirs = [str(tmp_path / "s0"), str(tmp_path / "s1")]
+    assert main(["recall", "--merge", *dirs, "--out", str(tmp_path / "all")]) == 0
+    data = json.loads((tmp_path / "all" / "recall.json").read_text())
+    parts = [json.loads((tmp_path / f"s{s}" / "recall.json").read_text()) for s in (0, 1)]
+    assert data["runs"] == parts[0]["runs"] + parts[1]["runs"]
+    assert {r["seed"] for r in data["runs"]} == {0, 1}
+    for cells in data["summary"].values():
+        assert all(c["n"] == 2 for c in cells.values())
+    assert "seeds [0, 1]" in (tmp_path / "all" / "recall.md").read_text()
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # the same seed twice
+        main(["recall", "--merge", dirs[0], dirs[0], "--out", str(tmp_path / "bad")])
+    assert "occurs twice" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["dyck", "--merge", dirs[0], "--out", str(tmp_path / "bad")])
+    assert "no results at" in capsys.readouterr().err
