@@ -32,6 +32,26 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
+def parse_number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """`KEY=VALUE`: an int, a float, or a comma-separated list of them (a tuple)."""
+    key, eq, value = text.partition("=")
+    if not eq or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        if "," in value:
+            return key, tuple(parse_number(v) for v in value.split(",") if v.strip())
+        return key, parse_number(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{key}: not a number or a list of numbers: {value!r}")
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m sparkc.experiments", description=__doc__.split("\n")[0]
@@ -47,6 +67,16 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--steps", type=int, default=None, help="training steps per run")
     ap.add_argument("--seeds", type=parse_seeds, default=None, help="e.g. 0,1,2")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: seconds on a CPU")
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        type=parse_setting,
+        default=[],
+        metavar="KEY=VALUE",
+        help="replace a size setting of the experiment (repeatable), e.g. lengths=1024,4096 "
+        "or d=256 (docs/experiments.md lists them)",
+    )
     ap.add_argument(
         "--out",
         type=Path,
@@ -77,10 +107,18 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--device cuda: no CUDA device is available")
     seeds = args.seeds or ((0,) if args.smoke else (0, 1, 2))
     threads = 1 if args.smoke and device == "cpu" else None
-    cfg = Config(torch.device(device), seeds, args.smoke, args.steps, args.out, sys.stderr, threads)
+    cfg = Config(
+        torch.device(device), seeds, args.smoke, args.steps, args.out, sys.stderr, threads,
+        tuple(args.overrides),
+    )  # fmt: skip
     for name in names:
+        module = experiment(name)
+        try:
+            cfg.size(module.SIZES)
+        except ValueError as err:
+            ap.error(f"--set ({name}): {err}")
         start = time.perf_counter()
-        report = experiment(name).run(cfg)
+        report = module.run(cfg)
         written = write(report, args.out, sys.stdout)
         print(written["md"].read_text())
         files = ", ".join(str(p) for p in written.values())

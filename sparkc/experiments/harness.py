@@ -281,9 +281,20 @@ class Config:
     # faster on one thread than with intra-op threads fighting over a busy machine's cores.
     cpu_threads: int | None = None
 
+    # Size settings replaced by name (`--set lengths=4096`), applied by `size`.
+    overrides: tuple[tuple[str, Any], ...] = ()
+
     def size(self, sizes: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        """The experiment's `smoke` or `full` size, with `steps` overridden when given."""
+        """The experiment's `smoke` or `full` size, with `steps` and the `overrides` applied
+        (ValueError for a setting the size does not have or a value of another kind)."""
         size = dict(sizes["smoke" if self.smoke else "full"])
+        for key, value in self.overrides:
+            if key not in size:
+                raise ValueError(f"no size setting {key!r}; settings: {', '.join(size)}")
+            if isinstance(size[key], tuple) != isinstance(value, tuple):
+                kind = "a list (a,b,...)" if isinstance(size[key], tuple) else "one value"
+                raise ValueError(f"size setting {key!r} takes {kind}")
+            size[key] = value
         if self.steps is not None:
             size["steps"] = self.steps
         return size

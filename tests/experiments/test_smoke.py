@@ -102,10 +102,13 @@ def test_smoke_is_deterministic(tmp_path):
 
 def test_command_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
-    assert main(["dyck", "--smoke", "--device", "cpu", "--steps", "3", "--out", str(tmp_path)]) == 0
+    argv = ["dyck", "--smoke", "--device", "cpu", "--steps", "3", "--set", "eval_lengths=16,24"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     data = json.loads((tmp_path / "dyck.json").read_text())
     assert data["config"]["steps"] == 3 and data["runs"][0]["train"]["steps"] == 3
+    assert data["config"]["eval_lengths"] == [16, 24]
+    assert [c["x"] for c in data["columns"]] == [16, 24, 16, 24]
     assert "| verifier_stack |" in out and (tmp_path / "dyck.md").is_file()
     assert "plot skipped: matplotlib is not installed" in out
     assert not (tmp_path / "dyck.png").exists()
@@ -113,7 +116,16 @@ def test_command_line(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize(
     "argv",
-    [["nope"], ["dyck", "--seeds", "a,b"], ["dyck", "--seeds", "1,1"], ["dyck", "--steps", "0"]],
+    [
+        ["nope"],
+        ["dyck", "--seeds", "a,b"],
+        ["dyck", "--seeds", "1,1"],
+        ["dyck", "--steps", "0"],
+        ["dyck", "--smoke", "--set", "hops=3"],  # not a setting of dyck
+        ["dyck", "--smoke", "--set", "eval_lengths=16"],  # a list, not one value
+        ["dyck", "--set", "d"],
+        ["dyck", "--set", "d=wide"],
+    ],
 )
 def test_command_line_rejects_bad_arguments(argv, capsys):
     with pytest.raises(SystemExit) as err:
