@@ -2,8 +2,8 @@
 better than plain attention of the same size?
 
 Consumes `examples/experiments/reachability.spark` (models `Attention` and `FK`) and a
-`harness.Config`; trains each variant on random graphs given as edge lists
-(`tasks.reachability_batch`, hop budgets 1..max_k mixed), then scores held-out graphs with a
+`harness.Config`; trains each variant on random graphs given as edge lists, one position per
+edge (`tasks.reachability_batch`, hop budgets 1..max_k mixed), then scores held-out graphs with a
 fixed budget k for every k: the AUC of `logit(yes) − logit(no)` at the answer position, by k
 (and its mean over k). Produces a `report.Report`.
 
@@ -50,13 +50,12 @@ def variants(size: dict[str, Any]) -> list[harness.Variant]:
 def run(cfg: harness.Config) -> Report:
     size = cfg.size(SIZES)
     nodes, edges, max_k = size["nodes"], size["edges"], size["max_k"]
-    lay = tasks.reachability_layout(nodes, max_k)
     shared = {
-        "vocab": lay["vocab"],
+        "nodes": nodes,
+        "max_k": max_k,
         "d": size["d"],
         "heads": size["heads"],
         "layers": size["layers"],
-        "max_len": edges + 4,
         "hidden": size["hidden"],
     }
     prepared = harness.prepare(NAME, variants(size), shared)

@@ -5,9 +5,10 @@ are the model's inputs (`tokens`/`targets`, or float signals), `info` what the e
 besides (the hop budget and label of a reachability query, a noise level, ...). The same
 generator state gives the same tensors on every machine (all draws happen on the CPU).
 
-- `reachability_batch`: a random directed graph as one token per edge, a hop budget `k` and a
-  query `(u, v)`; label: v reachable from u in at most k hops (by `hop_distances`, a BFS by
-  boolean matrix products), positives and negatives in equal measure.
+- `reachability_batch`: a random directed graph as one position per edge (source and target
+  ids), then a query position (u, v, hop budget k); label: v reachable from u in at most k hops
+  (by `hop_distances`, a BFS by boolean matrix products), positives and negatives in equal
+  measure.
 - `dyck_batch`: balanced bracket strings of bounded depth, half of them corrupted by one edit;
   label at every position: the prefix is balanced (`prefix_balanced`, a stack check).
 - `sinusoid_batch`: sums of sinusoids whose frequencies depend on a class, plus Gaussian noise.
@@ -27,16 +28,6 @@ Batch = dict[str, torch.Tensor]
 
 
 # ---- k-hop reachability ------------------------------------------------------------------
-
-
-def reachability_layout(nodes: int, max_k: int) -> dict[str, int]:
-    """Token ids: 1 the separator, `hop + k` the budget k (1..max_k), `src + u` and `dst + v`
-    the query nodes, `edge + u * nodes + v` the edge u -> v; `vocab` the vocabulary size."""
-    hop = 1
-    src = hop + max_k + 1
-    dst = src + nodes
-    edge = dst + nodes
-    return {"sep": 1, "hop": hop, "src": src, "dst": dst, "edge": edge, "vocab": edge + nodes**2}
 
 
 def hop_distances(adj: torch.Tensor) -> torch.Tensor:
@@ -61,9 +52,11 @@ def reachability_batch(
     gen: torch.Generator, batch: int, nodes: int, edges: int, max_k: int, k: int | None = None
 ) -> tuple[Batch, Batch]:
     """`batch` graphs of `nodes` nodes and `edges` distinct directed edges (no self loops) in
-    random order, then [sep, k, u, v]; the target (0/1) sits at the last position. `k` fixes the
-    hop budget (default: uniform in 1..max_k). Info: `k`, `label`, `edges` [B, E, 2]."""
-    lay = reachability_layout(nodes, max_k)
+    random order, then one query position. Position i < edges is the edge `src[i] -> dst[i]`
+    with `kind` 0; the last position holds the query pair (u, v) in `src`/`dst` and the hop
+    budget in `kind` (1..max_k; `k` fixes it, default uniform), and the target (0/1). Half the
+    queries are reachable within the budget; of the others, half (where the graph has one) are
+    at a finite distance beyond it. Info: `k`, `label`, `edges` [B, E, 2]."""
     if not 0 < edges <= nodes * (nodes - 1):
         raise ValueError(f"edges must be in 1..{nodes * (nodes - 1)}")
     scores = torch.rand(batch, nodes * nodes, generator=gen)
@@ -91,14 +84,14 @@ def reachability_batch(
     pick = torch.multinomial(mask.double(), 1, generator=gen)[:, 0]
     qu, qv = pick // nodes, pick % nodes
     label = dist[torch.arange(batch), qu, qv] <= hops
-    query = torch.stack(
-        [torch.full_like(qu, lay["sep"]), lay["hop"] + hops, lay["src"] + qu, lay["dst"] + qv], 1
-    )
-    tokens = torch.cat([lay["edge"] + flat, query], 1)
-    targets = torch.full_like(tokens, IGNORE)
+    src = torch.cat([u_e, qu[:, None]], 1)
+    dst = torch.cat([v_e, qv[:, None]], 1)
+    kind = torch.zeros_like(src)
+    kind[:, -1] = hops
+    targets = torch.full_like(src, IGNORE)
     targets[:, -1] = label.long()
     info = {"k": hops, "label": label, "edges": torch.stack([u_e, v_e], -1)}
-    return {"tokens": tokens, "targets": targets}, info
+    return {"src": src, "dst": dst, "kind": kind, "targets": targets}, info
 
 
 # ---- Dyck ----------------------------------------------------------------------------------

@@ -55,28 +55,27 @@ def bfs(adjacency: dict[int, list[int]], start: int) -> dict[int, int]:
 
 def test_reachability_labels_match_a_bfs_on_the_edge_list():
     nodes, edges, max_k = 9, 14, 4
-    lay = tasks.reachability_layout(nodes, max_k)
-    inputs, info = tasks.reachability_batch(
-        torch.Generator().manual_seed(1), 400, nodes, edges, max_k
-    )
-    tokens, targets = inputs["tokens"], inputs["targets"]
-    assert tokens.shape == (400, edges + 4) and int(tokens.max()) < lay["vocab"]
-    assert (targets[:, :-1] == tasks.IGNORE).all()
+    gen = torch.Generator().manual_seed(1)
+    inputs, info = tasks.reachability_batch(gen, 400, nodes, edges, max_k)
+    src, dst, kind, targets = (inputs[k] for k in ("src", "dst", "kind", "targets"))
+    assert src.shape == dst.shape == kind.shape == targets.shape == (400, edges + 1)
+    assert int(src.max()) < nodes and int(dst.max()) < nodes and int(kind.max()) <= max_k
+    assert (targets[:, :-1] == tasks.IGNORE).all() and (kind[:, :-1] == 0).all()
     for row in range(400):
-        ids = tokens[row, :edges].tolist()
-        pairs = [((i - lay["edge"]) // nodes, (i - lay["edge"]) % nodes) for i in ids]
+        pairs = list(zip(src[row, :edges].tolist(), dst[row, :edges].tolist()))
         assert len(set(pairs)) == edges and all(u != v for u, v in pairs)
         assert pairs == [tuple(p) for p in info["edges"][row].tolist()]
         adjacency = collections.defaultdict(list)
         for u, v in pairs:
             adjacency[u].append(v)
-        sep, hop, src, dst = tokens[row, edges:].tolist()
-        k, u, v = hop - lay["hop"], src - lay["src"], dst - lay["dst"]
-        assert sep == lay["sep"] and 1 <= k <= max_k and u != v
+        k, u, v = int(kind[row, -1]), int(src[row, -1]), int(dst[row, -1])
+        assert 1 <= k <= max_k and u != v and k == int(info["k"][row])
         reachable = bfs(adjacency, u).get(v, math.inf) <= k
         assert reachable == bool(targets[row, -1]) == bool(info["label"][row])
-    # Queries are balanced: about half are reachable, at every budget.
+    # Queries are balanced: about half are reachable.
     assert 0.4 < info["label"].float().mean() < 0.6
+    fixed, fixed_info = tasks.reachability_batch(gen, 50, nodes, edges, max_k, k=2)
+    assert (fixed["kind"][:, -1] == 2).all() and (fixed_info["k"] == 2).all()
 
 
 def test_hop_distances_match_bfs():
