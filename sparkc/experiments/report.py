@@ -125,11 +125,18 @@ def cell(stats: dict[str, float], digits: int) -> str:
     return f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
+def setting(value: Any) -> str:
+    """A settings value as `--set` takes it (a list as `a,b,c`)."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value) + ("," if len(value) == 1 else "")
+    return str(value)
+
+
 def markdown(report: Report) -> str:
     """The markdown table of `report` (with a heading line and the run's settings)."""
     summary = report.summary()
     seeds = sorted({r["seed"] for r in report.runs})
-    cfg = ", ".join(f"{k}={v}" for k, v in report.config.items())
+    cfg = ", ".join(f"{k}={setting(v)}" for k, v in report.config.items())
     lines = [
         f"### {report.name}",
         "",
