@@ -1,7 +1,8 @@
 """`python -m sparkc.experiments NAME`: run one experiment (or `all`) and write its results.
 
 Consumes the command line (`NAME [--device cpu|cuda] [--steps N] [--seeds 0,1,2] [--smoke]
-[--out DIR]`, or `NAME --merge DIR... --out DIR` to join the results of runs with other seeds);
+[--out DIR]`, or `NAME --merge DIR... --out DIR` to join the results of runs with other seeds or
+lengths);
 produces `DIR/NAME.json`, `DIR/NAME.md` and, when matplotlib is installed,
 `DIR/NAME.png`, and prints the markdown table. The default device is CUDA when available; the
 default seeds are 0,1,2 (0 with `--smoke`). Exit code 0 on success, 2 on a usage error.
@@ -89,7 +90,8 @@ def parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="DIR",
         default=None,
-        help="train nothing: join DIR/NAME.json of runs with other seeds into one result in --out",
+        help="train nothing: join DIR/NAME.json of runs with other seeds or lengths into one result "
+        "in --out",
     )
     return ap
 

@@ -3,7 +3,8 @@
 Consumes a `Report` (the experiment's question, configuration, compiled variants, the metric
 columns and one entry per (variant, seed) run) and produces, under the output folder,
 `<name>.json` (everything, plus the per-variant summary: mean and sample standard deviation
-over seeds; `from_json` reads it back and `merge` joins runs made with other seeds), `<name>.md` (one table row per variant, cells `mean ± sd`) and `<name>.png` (one
+over seeds; `from_json` reads it back and `merge` joins runs made with other seeds or other
+lengths), `<name>.md` (one table row per variant, cells `mean ± sd`) and `<name>.png` (one
 panel per plot, a line per variant with the spread as error bars) when matplotlib is
 importable; without it the plot is skipped with a one-line notice. Non-finite numbers are
 written as JSON `null` and shown as `n/a`.
@@ -85,25 +86,75 @@ def from_json(data: dict[str, Any]) -> Report:
     return report
 
 
+def merged_config(configs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The settings of joined reports: equal values stay; list settings that differ (the
+    lengths or counts each report ran) become their sorted union; anything else differing is a
+    ValueError."""
+    out: dict[str, Any] = {}
+    for key in configs[0]:
+        values = [c.get(key) for c in configs]
+        if all(v == values[0] for v in values):
+            out[key] = values[0]
+        elif all(isinstance(v, (list, tuple)) for v in values):
+            out[key] = sorted({x for v in values for x in v})
+        else:
+            raise ValueError(f"cannot merge: the setting {key!r} differs")
+    if any(set(c) != set(configs[0]) for c in configs):
+        raise ValueError("cannot merge: the settings differ")
+    return out
+
+
+def merged_columns(reports: list[Report]) -> list[Column]:
+    """The union of the reports' columns, grouped by metric (the key before its first space,
+    in order of first appearance) and ordered by x within a metric."""
+    found: dict[str, Column] = {}
+    for report in reports:
+        for c in report.columns:
+            if found.setdefault(c.key, c) != c:
+                raise ValueError(f"cannot merge: column {c.key!r} differs")
+    families = list(dict.fromkeys(key.split(" ")[0] for key in found))
+    order = {key: i for i, key in enumerate(found)}
+
+    def rank(c: Column) -> tuple:
+        x = c.x if c.x is not None else math.inf
+        return (families.index(c.key.split(" ")[0]), x, order[c.key])
+
+    return sorted(found.values(), key=rank)
+
+
 def merge(reports: list[Report]) -> Report:
-    """One report from runs of the same experiment, settings and variants with other seeds
-    (e.g. one seed per command); ValueError when they differ or a (variant, seed) repeats."""
+    """One report from reports of the same experiment and variants: runs with other seeds
+    (one seed per command), or of other lengths or counts of a list setting (`--set
+    lengths=16384,`), whose metrics and training records join those of the same variant and
+    seed. ValueError when the experiments, variants or other settings differ, when a
+    (variant, seed) measured the same metric twice, or when a run lacks a column."""
     first = reports[0]
     for other in reports[1:]:
-        for what in ("name", "config", "variants", "columns"):
-            if getattr(other, what) != getattr(first, what):
-                raise ValueError(f"cannot merge: the {what} differ")
-    merged = Report(first.name, first.question, first.config, first.variants, first.columns,
-                    first.plots)  # fmt: skip
-    seen: set[tuple[str, int]] = set()
+        if other.name != first.name or other.variants != first.variants:
+            raise ValueError("cannot merge: the experiments or their variants differ")
+    merged = Report(
+        first.name,
+        first.question,
+        merged_config([r.config for r in reports]),
+        first.variants,
+        merged_columns(reports),
+        {k: v for r in reports for k, v in r.plots.items()},
+    )
+    runs: dict[tuple[str, int], dict[str, Any]] = {}
     for report in reports:
         for run in report.runs:
             key = (run["variant"], run["seed"])
-            if key in seen:
+            have = runs.setdefault(key, {"metrics": {}, "train": {}})
+            if set(have["metrics"]) & set(run["metrics"]) or set(have["train"]) & set(run["train"]):
                 raise ValueError(f"cannot merge: {key[0]!r} seed {key[1]} occurs twice")
-            seen.add(key)
-            merged.runs.append(run)
+            have["metrics"].update(run["metrics"])
+            have["train"].update(run["train"])
         merged.notes += [n for n in report.notes if n not in merged.notes]
+    for (variant, seed), run in runs.items():
+        try:
+            merged.add_run(variant, seed, run["metrics"], run["train"])
+        except KeyError as err:
+            raise ValueError(f"cannot merge: seed {seed} of {variant!r}: {err.args[0]}") from None
     return merged
 
 

@@ -171,3 +171,26 @@ def test_merge_joins_runs_with_other_seeds(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["dyck", "--merge", dirs[0], "--out", str(tmp_path / "bad")])
     assert "no results at" in capsys.readouterr().err
+
+
+def test_merge_joins_runs_of_other_lengths(tmp_path, capsys):
+    base = ["long_context", "--smoke", "--device", "cpu", "--steps", "3"]
+    for seed, n in ((0, 16), (0, 32), (1, 32)):
+        argv = [*base, "--seeds", str(seed), "--set", f"lengths={n},"]
+        assert main([*argv, "--out", str(tmp_path / f"s{seed}n{n}")]) == 0
+    parts = [str(tmp_path / d) for d in ("s0n16", "s0n32")]
+    assert main(["long_context", "--merge", *parts, "--out", str(tmp_path / "all")]) == 0
+    data = json.loads((tmp_path / "all" / "long_context.json").read_text())
+    assert data["config"]["lengths"] == [16, 32]
+    keys = [c["key"] for c in data["columns"]]
+    assert keys[:4] == ["loss n=16", "loss n=32", "copy n=16", "copy n=32"]
+    assert len(data["runs"]) == 3  # one per variant, both lengths joined
+    for run in data["runs"]:
+        assert set(run["metrics"]) == set(keys) and set(run["train"]) == {"n=16", "n=32"}
+    assert "lengths=16,32" in (tmp_path / "all" / "long_context.md").read_text()
+    capsys.readouterr()
+    # Seed 0 at N=16 with seed 1 at N=32: neither run has both lengths.
+    with pytest.raises(SystemExit):
+        bad = [str(tmp_path / "s0n16"), str(tmp_path / "s1n32")]
+        main(["long_context", "--merge", *bad, "--out", str(tmp_path / "bad")])
+    assert "lacks metrics" in capsys.readouterr().err
