@@ -1,11 +1,11 @@
 """`python -m sparkc.experiments NAME`: run one experiment (or `all`) and write its results.
 
 Consumes the command line (`NAME [--device cpu|cuda] [--steps N] [--seeds 0,1,2] [--smoke]
-[--out DIR]`, or `NAME --merge DIR... --out DIR` to join the results of runs with other seeds or
-lengths);
-produces `DIR/NAME.json`, `DIR/NAME.md` and, when matplotlib is installed,
-`DIR/NAME.png`, and prints the markdown table. The default device is CUDA when available; the
-default seeds are 0,1,2 (0 with `--smoke`). Exit code 0 on success, 2 on a usage error.
+[--set KEY=VALUE] [--out DIR]`, or `NAME --merge DIR... --out DIR` to join the results of runs
+with other seeds or lengths); produces `DIR/NAME.json`, `DIR/NAME.md` and, when matplotlib is
+installed, `DIR/NAME.png`, and prints the markdown table. The default device is CUDA when
+available; the default seeds are 0,1,2 (0 with `--smoke`). Exit code 0 on success, 2 on a
+usage error (an unknown setting, a CUDA run without a device, results that cannot be joined).
 """
 
 from __future__ import annotations
