@@ -126,8 +126,8 @@ def build(prepared: Prepared, device: torch.device, seed: int) -> torch.nn.Modul
 @dataclass
 class TrainResult:
     """What one training run measured. `curve` holds (step, seconds since start, task loss);
-    `warmup_s` is the time of the first `WARMUP` steps (kernel compilation and tuning happen
-    there on CUDA), which `tokens_per_s` and `loss_at` leave out."""
+    `warmup_s` is the time of the first `warmup_steps(steps)` steps (kernel compilation and tuning
+    happen there on CUDA), which `tokens_per_s` and `loss_at` leave out."""
 
     curve: list[tuple[int, float, float]]
     seconds: float
