@@ -161,7 +161,7 @@ def main() -> None:
             [qt, kt, vt],
             None,
         )
-    except Exception as e:  # FlexAttention is optional: report why it is missing
+    except Exception as e:  # noqa: BLE001  FlexAttention is optional: report why it is missing
         rows.append({"impl": "flex_attention", "error": f"{type(e).__name__}: {e}"[:200]})
 
     if "rope" in only:

@@ -141,7 +141,7 @@ def main() -> int:
             fn(*fargs)
             torch.cuda.synchronize()
             print(f"ok    {label}", flush=True)
-        except Exception as err:  # report every model, then fail
+        except Exception as err:  # noqa: BLE001  report every model, then fail
             failed.append(label)
             print(f"FAIL  {label}: {type(err).__name__}: {err}", flush=True)
     print(

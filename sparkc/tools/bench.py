@@ -443,9 +443,11 @@ def profile_step(fn: Callable[[], Any], cuda: bool, top: int, iters: int = 3) ->
 def format_profile(vname: str, mode: str, prof: dict[str, Any], cuda: bool) -> str:
     what = "kernels" if cuda else "operators"
     lines = [
-        f"profile {vname} {mode}: {prof['wall_ms']:.3f} ms wall per call under the profiler, "
-        f"{what} busy {prof['busy_ms']:.3f} ms ({100 * prof['busy_ms'] / prof['wall_ms']:.0f}%), "
-        f"{prof['launches']:.0f} {what} per call"
+        (
+            f"profile {vname} {mode}: {prof['wall_ms']:.3f} ms wall per call under the profiler, "
+            f"{what} busy {prof['busy_ms']:.3f} ms ({100 * prof['busy_ms'] / prof['wall_ms']:.0f}%), "
+            f"{prof['launches']:.0f} {what} per call"
+        )
     ]
     for name, n, ms in prof["top"]:
         short = name if len(name) <= 70 else name[:67] + "..."

@@ -121,6 +121,7 @@ def compile_records(records: list[dict], tmp_path) -> list[str]:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     proc = subprocess.run(
         [sys.executable, "-c", _SCRIPT, str(path)],
+        check=False,
         env=env,
         capture_output=True,
         text=True,

@@ -9,6 +9,8 @@ bit for bit on the Triton path.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from programs import CAUSAL, PROGRAMS
@@ -113,6 +115,6 @@ def test_eval_is_deterministic():
 def test_fused_plan_fuses():
     """The fused LM program stores no [B, N, V] logits: the linear and the loss are one group."""
     module = _load("lm_fused_ce")
-    kernels = open(module.__file__.replace("__init__.py", "kernels.py")).read()
-    assert "lce" in kernels and "_k.lce" in open(module.__file__).read()
+    kernels = Path(module.__file__.replace("__init__.py", "kernels.py")).read_text()
+    assert "lce" in kernels and "_k.lce" in Path(module.__file__).read_text()
     assert module.TRITON_COVERAGE["reference_ops"] == ()

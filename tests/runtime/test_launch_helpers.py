@@ -4,6 +4,8 @@ tuning candidates of `tuned_gemm`."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -157,7 +159,7 @@ def test_tuning_off_takes_the_heuristic_without_timing(monkeypatch, tmp_path, pa
 
 
 class _Double(torch.autograd.Function):
-    seen: list = []
+    seen: ClassVar[list] = []
 
     @staticmethod
     def forward(ctx, x, factor):
