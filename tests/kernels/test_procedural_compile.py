@@ -1,9 +1,9 @@
 """Compile-only check of the procedural family's GEMM-side kernels: lora_linear's low-rank GEMM
 (forward: bias and T stored; backward dx: neither), per-sample row reduction and one-kernel
-hypernetwork (forward, and the backward's three kernels, at gen_dim 128), demopack's
-gather-sum forward and backward kernels, compiled to PTX for sm_90 with float32 and bfloat16
-pointers and Hopper tiles, without a GPU (the strided GEMM both templates take from
-primitives_gemm_common is compiled by test_matmul_compile.py).
+hypernetwork (forward, and the backward's three kernels, at gen_dim 128), compiled to PTX for
+sm_90 with float32 and bfloat16 pointers and Hopper tiles, without a GPU (the strided GEMM the
+template takes from primitives_gemm_common, and demopack_linear's two GEMM fragments, are compiled
+by test_matmul_compile.py).
 
 The interpreter accepts code the real compiler rejects, so this runs in a subprocess without
 TRITON_INTERPRET (the file doubles as that subprocess's script).
@@ -15,21 +15,16 @@ from compile_harness import main, run_in_subprocess
 
 LORA = {"template": "procedural_lora_linear.py.jinja", "name": "lora"}
 LORA_HYPER = {"template": "procedural_lora_hyper.py.jinja", "name": "lorah"}
-DEMOPACK = {"template": "procedural_demopack.py.jinja", "name": "dp"}
-INTS = {"NB", "NSEQ", "NOUT", "K", "R", "RO", "CHUNK", "M", "N", "C", "PER_ROW", "MM", "G"}
+INTS = {"NB", "NSEQ", "NOUT", "K", "R", "RO", "CHUNK", "M", "N", "C", "MM", "G"}
 INTS |= {"NA", "NBM", "NCH"}
 HYPER_F32 = {"Z1", "Z2", "DZ1", "DZ2", "DHP"}
 
 
-def sig_of(args, ptr, fp32=(), ints=INTS, index=()):
+def sig_of(args, ptr, fp32=(), ints=INTS):
     sig = {}
     for a in args:
         if a in ints or a.startswith("s") and a[1:2] in "xwlrq" and len(a) == 3:
             sig[a] = "i32"
-        elif a == "inv_per_row":
-            sig[a] = "fp32"
-        elif a in index:
-            sig[a] = "*i64"
         else:
             sig[a] = "*fp32" if a in fp32 else ptr
     return sig
@@ -44,8 +39,6 @@ HYPER = {
     "lorah_head_kernel": "DHP NCH Z1 Z2 W1 W2 DZ1 DZ2 DMETA NB MM G",
     "lorah_wgrad_kernel": "META Z1 DZ1 DZ2 DW1 DB1 DW2 DB2 NB MM G",
 }
-DP_FWD = ["P", "IDX", "SCALE", "BIAS", "Y", "M", "C", "NOUT", "PER_ROW", "inv_per_row"]
-DP_BWD = ["P", "IDX", "DY", "PS", "PB", "M", "C", "NOUT", "PER_ROW", "inv_per_row"]
 
 
 def cases():
@@ -68,10 +61,6 @@ def cases():
             if kernel == "lorah_fwd_kernel":
                 consts |= {"STORE_Z": True, "BLOCK_C": 128}
             out.append((LORA_HYPER, kernel, sig_of(args.split(), p, HYPER_F32), consts))
-        gather = {"BLOCK_M": 32, "BLOCK_N": 128}
-        out.append((DEMOPACK, "dp_fwd_kernel", sig_of(DP_FWD, p, index={"IDX"}), gather))
-        dp_bwd = sig_of(DP_BWD, p, {"PS", "PB"}, index={"IDX"})
-        out.append((DEMOPACK, "dp_bwd_vec_kernel", dp_bwd, gather))
     return out
 
 

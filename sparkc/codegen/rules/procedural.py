@@ -7,9 +7,9 @@ Consumes a fusion `Group` of kind "demopack_linear", "lora_linear", "opcode_tape
 `codegen/emit.py`; produces the lines of `_forward_triton`:
 - demopack_linear, the lookup form, never writing the decoded weight W [out, in]:
       P = x · codebookᵀ                                   [M, codewords]  (GEMM fragment)
-      y_r = scale_r/per_row · Σ_j P[index_rj] + bias_r     [M, out]        (gather-sum kernel)
-  2·M·codewords·in + M·out·per_row FLOPs instead of 2·M·in·out (1/16 at in = 1024, out = 4096,
-  256 codewords); the backward goes through P (procedural_demopack.py.jinja).
+      y = P · Gᵀ + bias, G_rc = scale_r/per_row · #{j: index_rj = c}   (GEMM fragment, bias fused)
+  2·M·codewords·(in + out) FLOPs on tensor cores instead of 2·M·in·out (0.31× at in = 1024,
+  out = 4096, 256 codewords); G [out, codewords] comes from procedural_demopack.py.jinja.
 - lora_linear: the hypernetwork in one kernel (four GEMM fragments with fused bias/gelu
   epilogues when gen_dim > 128), then one GEMM of x with the base weight that forms T = x A_bᵀ in its main loop and adds
   T Bm_bᵀ in its epilogue (procedural_lora_linear.py.jinja; the hypernetwork: procedural_lora_hyper.py.jinja); no
@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
 
 def rule_demopack_linear(e: Emitter, group: Group) -> None:
-    """P = x·codebookᵀ as a GEMM fragment, then the gather-sum kernel of
-    procedural_demopack.py.jinja (forward and backward through P)."""
+    """P = x·codebookᵀ and y = P·Gᵀ + bias as GEMM fragments, G the index table's mixing matrix
+    from procedural_demopack.py.jinja (differentiable in scale)."""
     node = e.graph.node(group.anchor)
     ports, params = ports_of(node)
     x = e.v(ports["x"])
@@ -39,7 +39,10 @@ def rule_demopack_linear(e: Emitter, group: Group) -> None:
     y = e.out(node)
     fn = e.kernels.use("procedural_demopack.py.jinja", "demopack")
     e.emit(f"{y}_p = {gemm_call(e, x, d_in, [codebook], None, [], [])}")
-    e.emit(f"{y} = {fn}({y}_p, {scale}, {bias}, {index}).view({x}.shape[:-1] + ({out},))")
+    codewords = int(node.attr("codewords"))
+    e.emit(f"{y}_g = {fn}_mixing({scale}, {index}, {codewords}, {y}_p.dtype)")
+    e.emit(f"{y} = {gemm_call(e, f'{y}_p', codewords, [f'{y}_g'], bias, [], [])}")
+    e.emit(f"{y} = {y}.view({x}.shape[:-1] + ({out},))")
 
 
 def rule_opcode_tape(e: Emitter, group: Group) -> None:
