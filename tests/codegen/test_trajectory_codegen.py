@@ -86,7 +86,7 @@ def _kernels_module(model_module):
 
 
 def test_every_gpu_tile_matches_reference(monkeypatch, tmp_path):
-    """Each (rows, columns, warps) tile the GPU tuner may choose gives the reference's forward and
+    """Each tile shape and grid bound the GPU tuner may choose gives the reference's forward and
     gradients (rows not a multiple of the tile's outputs, D not a multiple of its columns), and
     the heuristic tile compiles for sm_90 in float32 and bfloat16."""
     m = api.load_source(SRC.format(window=6).replace("d = 12", "d = 40"), "traj_tiles.spark")
@@ -107,13 +107,19 @@ def test_every_gpu_tile_matches_reference(monkeypatch, tmp_path):
     with monkeypatch.context() as mp:  # the GPU's candidate list, not the interpreter's
         mp.setattr(launch, "interpreting", lambda: False)
         tiles = kern.traj0_candidates(40)
-    assert len(tiles) >= 6 and tiles[0] == (32, 32, 8)
+    assert len(tiles) >= 6 and tiles[0] == (32, 64, 8, 2)
+    # Each (rows, columns) shape once (warps do not change results under the interpreter), with
+    # each grid bound in turn (2 SMs here: grids of 2, 4 and 8 programs, and one per tile).
+    shapes = list(dict.fromkeys(t[:2] for t in tiles))
+    bounds = sorted({t[3] for t in tiles})
+    assert bounds == [0, 1, 2, 4]
+    runs = [tiles[0]] + [(*shape, 1, bounds[i % 4]) for i, shape in enumerate(shapes[1:])]
     records: list[dict] = []
-    for tile in tiles:
+    for tile in runs:
         monkeypatch.setattr(kern, "traj0_config", lambda kind, x, run, tile=tile: tile)
         xt = x.float().clone().requires_grad_(True)
         tri.zero_grad()
-        with recording(records if tile == tiles[0] else []):
+        with recording(records if tile == runs[0] else []):
             got = tri(x=xt).y
             (got * w.float()).sum().backward()
         assert _rel(got, want) < 1e-5, tile
