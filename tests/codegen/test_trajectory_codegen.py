@@ -141,3 +141,49 @@ def test_every_gpu_tile_matches_reference(monkeypatch, tmp_path):
         "traj0_fwd_kernel",
         "traj0_sum_kernel",
     ]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])
+def test_trajectory_kernels_on_gpu(dtype, tol):
+    """D = 1024 at 2·600 rows (over a million elements: the tiles are tuned on the GPU) and a
+    short odd shape: forward, d x and d strength against the float64 reference of the same
+    (rounded) input; bfloat16 output and gradients are rounded once, hence its tolerance."""
+    m = api.load_source(SRC.format(window=6).replace("d = 12", "d = 1024"), "traj_gpu.spark")
+    ref = m.Model(impl="reference").double().cuda()
+    with torch.no_grad():
+        ref.get_parameter("y.strength").fill_(0.7)
+    tri = m.Model(impl="triton").cuda()
+    tri.load_state_dict({k: v.float() for k, v in ref.state_dict().items()})
+    tri.to(dtype)
+    with torch.no_grad():  # the same (rounded) strength on both sides
+        ref.get_parameter("y.strength").copy_(tri.get_parameter("y.strength"))
+    g = torch.Generator(device="cuda").manual_seed(0)
+    for b, n in [(2, 600), (3, 37)]:
+        x = torch.randn(b, n, 1024, generator=g, device="cuda").to(dtype)
+        x[0, 5] = x[0, 4]  # the norm clamp
+        w = torch.randn(b, n, 1024, generator=g, device="cuda", dtype=torch.float64)
+        xr, xt = x.double().requires_grad_(True), x.clone().requires_grad_(True)
+        ref.zero_grad()
+        tri.zero_grad()
+        a, c = ref(x=xr).y, tri(x=xt).y
+        (a * w).sum().backward()
+        (c.double() * w).sum().backward()
+        assert _rel(c, a) < tol
+        assert _rel(xt.grad, xr.grad) < tol
+        sr, st = ref.get_parameter("y.strength").grad, tri.get_parameter("y.strength").grad
+        assert abs(float(st) - float(sr)) <= tol * max(1.0, abs(float(sr)))
+
+
+@pytest.mark.gpu
+def test_trajectory_kernel_is_causal_on_gpu():
+    """bfloat16, tuned tiles: outputs up to t unchanged, bit for bit, by any later input."""
+    m = api.load_source(SRC.format(window=6).replace("d = 12", "d = 1024"), "traj_gpu.spark")
+    tri = m.Model(impl="triton").cuda().to(torch.bfloat16)
+    g = torch.Generator(device="cuda").manual_seed(1)
+    x = torch.randn(2, 700, 1024, generator=g, device="cuda", dtype=torch.bfloat16)
+    y = tri(x=x).y
+    for t in (26, 27, 300, 698):
+        changed = x.clone()
+        changed[:, t + 1 :] += 1.0
+        assert torch.equal(tri(x=changed).y[:, : t + 1], y[:, : t + 1]), t
