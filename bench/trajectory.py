@@ -16,7 +16,7 @@ the launch path, not the kernel. A first check compares the Triton path with the
 reference path (float64) on a small input.
 
 Run: python bench/trajectory.py [--dtypes bf16,fp32] [--shapes 4x4096,1x65536] [--d 1024]
-     [--window 6] [--out r.json] [--dry-run]
+     [--window 6] [--out r.json (or --json, as bench/device_run.sh passes)] [--dry-run]
 `--dry-run`: the same code on the CPU under the Triton interpreter at a tiny shape (times mean
 nothing; a smoke test of the script).
 """
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     ap.add_argument("--shapes", default="4x4096,1x65536", help="BxN,BxN,...")
     ap.add_argument("--d", type=int, default=1024)
     ap.add_argument("--window", type=int, default=6)
-    ap.add_argument("--out", help="also write the rows as JSON here")
+    ap.add_argument("--out", "--json", dest="out", help="also write the rows as JSON here")
     ap.add_argument("--dry-run", action="store_true", help="CPU, interpreter, tiny shape")
     a = ap.parse_args(argv)
     if a.dry_run:
