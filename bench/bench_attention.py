@@ -14,6 +14,7 @@ papers, applied to every implementation alike.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -25,6 +26,7 @@ import torch
 from sparkc.runtime.loader import load_source
 
 from sparkc.codegen.render import render
+from sparkc.tools.benchutil import median_ms
 
 
 def build(name: str, **hooks: Any) -> Callable[..., torch.Tensor]:
@@ -47,10 +49,7 @@ def chosen_tiles(fn: Callable[..., torch.Tensor]) -> dict[str, list[int]]:
     return {shape_class[0]: list(choice) for (shape_class, _device), choice in choices.items()}
 
 
-def bench(fn: Callable[[], Any]) -> float:
-    import triton.testing
-
-    return float(triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median"))
+bench = functools.partial(median_ms, warmup=25, rep=100)
 
 
 def time_fwd_bwd(run: Callable[[], torch.Tensor], inputs: list[torch.Tensor]) -> float:

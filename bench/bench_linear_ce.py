@@ -22,6 +22,7 @@ Run: python bench/bench_linear_ce.py [--M 8192 --D 1024 --V 32000] [--v-split N]
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from sparkc.runtime.loader import load_source
 
 from sparkc.codegen.render import render
+from sparkc.tools.benchutil import median_ms, peak_mb
 
 
 def build(name: str = "bench_lce"):
@@ -42,10 +44,7 @@ def eager(h, w, b, t, ignore_index=-100):
     return F.cross_entropy(h @ w.t() + b, t, ignore_index=ignore_index)
 
 
-def bench(fn) -> float:
-    import triton.testing
-
-    return float(triton.testing.do_bench(fn, warmup=10, rep=50, return_mode="median"))
+bench = functools.partial(median_ms, warmup=10, rep=50)
 
 
 def measure(label: str, fn, h, w, b, t) -> dict:
@@ -63,17 +62,14 @@ def measure(label: str, fn, h, w, b, t) -> dict:
         return loss
 
     fwd_bwd()  # compile / warm up
-    torch.cuda.synchronize()
-    base = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    loss = fwd_bwd()
-    torch.cuda.synchronize()
-    peak = torch.cuda.max_memory_allocated() - base
+    losses = []
+    peak = peak_mb(lambda: losses.append(fwd_bwd()))
+    loss = losses[0]
     return {
         "impl": label,
         "fwd_ms": bench(fwd),
         "fwd_bwd_ms": bench(fwd_bwd),
-        "peak_extra_mib": peak / 2**20,
+        "peak_extra_mib": peak,
         "loss": float(loss.item()),
     }
 

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from sparkc.runtime.loader import load_source
 
 from sparkc.codegen.render import render
+from sparkc.tools.benchutil import median_ms
 
 EPILOGUES = {
     "bias+gelu": (["bias", "act:gelu"], False),
@@ -99,10 +100,7 @@ def chosen_config(fn, N: int, K: int) -> dict | None:
     return None
 
 
-def bench(fn) -> float:
-    import triton.testing
-
-    return float(triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median"))
+bench = functools.partial(median_ms, warmup=25, rep=100)
 
 
 def fwd_bwd(fn, args):

@@ -14,10 +14,13 @@ writes the rows. Never asserts timings.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 
 import torch
+
+from sparkc.tools.benchutil import median_ms
 
 
 def build_module():
@@ -49,10 +52,7 @@ def build_module():
 ROUNDS = 3
 
 
-def bench_ms(fn) -> float:
-    import triton.testing
-
-    return float(triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median"))
+bench_ms = functools.partial(median_ms, warmup=25, rep=100)
 
 
 def chain_eager(a, b, c):

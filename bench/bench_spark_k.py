@@ -21,17 +21,18 @@ Run: python bench/bench_spark_k.py [--dtype bf16|fp32] [--batch 8] [--seq 2048] 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
 
 import torch
-import triton.testing
 from sparkc.runtime.loader import load_source
 from sparkc.runtime.reference.spark_k import _bump
 
 from sparkc import api
 from sparkc.codegen.render import render
+from sparkc.tools.benchutil import median_ms, peak_mb
 
 FK = """
 model FkBench(d = {d}) {{
@@ -61,17 +62,7 @@ model StackBench(d = {d}) {{
 """
 
 
-def bench(fn) -> float:
-    return float(triton.testing.do_bench(fn, warmup=3, rep=20, return_mode="median"))
-
-
-def peak_mb(fn) -> float:
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
-    fn()
-    torch.cuda.synchronize()
-    return (torch.cuda.max_memory_allocated() - base) / 2**20
+bench = functools.partial(median_ms, warmup=3, rep=20)
 
 
 def fragment(template: str, name: str, **ctx):

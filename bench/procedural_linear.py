@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 if "--dry-run" in sys.argv:
     os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -32,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from sparkc import api
+from sparkc.tools.benchutil import timer
 
 LORA = """
 model LoraBench(d = {d}, m = {meta}) {{
@@ -48,20 +48,6 @@ model DemopackBench(d = {d}) {{
   output y
 }}
 """
-
-
-def timer(device: str):
-    if device == "cuda":
-        import triton.testing
-
-        return lambda fn: float(triton.testing.do_bench(fn, warmup=5, rep=50, return_mode="median"))
-
-    def cpu(fn) -> float:
-        t0 = time.perf_counter()
-        fn()
-        return (time.perf_counter() - t0) * 1e3
-
-    return cpu
 
 
 def run_pair(label, impls, inputs, grads_of, gy, bench, flops) -> list[dict]:
@@ -194,7 +180,7 @@ def main(argv=None) -> int:
             print("no CUDA device: use --dry-run for the CPU smoke run", file=sys.stderr)
             return 2
         device, dtype = "cuda", {"bf16": torch.bfloat16, "fp32": torch.float32}[a.dtype]
-    bench = timer(device)
+    bench = timer(device, warmup=5, rep=50)
     rows = lora_rows(a, device, dtype, bench) + demopack_rows(a, device, dtype, bench)
     print(
         f"device: {torch.cuda.get_device_name() if device == 'cuda' else 'cpu (dry run)'}; "

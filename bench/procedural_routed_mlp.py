@@ -26,7 +26,8 @@ import argparse
 import json
 import os
 import sys
-import time
+
+from sparkc.tools import benchutil
 
 PROGRAM = """
 model RoutedBench(d = {d}) {{
@@ -45,22 +46,14 @@ DRY_SHAPES = [("dry-run", 1, 24, 32, 64, 4, 2)]
 
 
 def timer(dry: bool):
-    if dry:
+    """Milliseconds of one call of fn after an untimed warm-up call (it compiles kernels)."""
+    measure = benchutil.timer("cpu" if dry else "cuda", warmup=5, rep=50)
 
-        def cpu_ms(fn) -> float:
-            fn()
-            t0 = time.perf_counter()
-            fn()
-            return (time.perf_counter() - t0) * 1e3
+    def ms(fn) -> float:
+        fn()
+        return measure(fn)
 
-        return cpu_ms
-    import triton.testing
-
-    def gpu_ms(fn) -> float:
-        fn()  # warm-up: compiles kernels
-        return float(triton.testing.do_bench(fn, warmup=5, rep=50, return_mode="median"))
-
-    return gpu_ms
+    return ms
 
 
 def grouped_mm_impl(p, groups, active):

@@ -23,7 +23,8 @@ import argparse
 import json
 import os
 import sys
-import time
+
+from sparkc.tools.benchutil import timer
 
 SRC = """
 model TapeBench(d = {d}) {{
@@ -64,20 +65,6 @@ def random_tapes(b: int, t_len: int, g):
     ops = torch.where(draws == 9, -1, draws).reshape(b, t_len).to(torch.int32)
     has = torch.rand(b, t_len, generator=g) < 0.8
     return ops, has
-
-
-def timer(dry: bool):
-    if dry:
-
-        def once(fn) -> float:
-            t0 = time.perf_counter()
-            fn()
-            return (time.perf_counter() - t0) * 1e3
-
-        return once
-    import triton.testing
-
-    return lambda fn: float(triton.testing.do_bench(fn, warmup=5, rep=50, return_mode="median"))
 
 
 def rows_for(b: int, args_ns, dev: str, dtype, bench) -> list[dict]:
@@ -158,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
     dev = "cpu" if ns.dry_run else "cuda"
     dtype = torch.float32 if (ns.dtype == "fp32" or ns.dry_run) else torch.bfloat16
-    bench = timer(ns.dry_run)
+    bench = timer("cpu" if ns.dry_run else "cuda", warmup=5, rep=50)
     rows: list[dict] = []
     for b in (int(t) for t in ns.tapes.split(",")):
         rows += rows_for(b, ns, dev, dtype, bench)

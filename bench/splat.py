@@ -34,6 +34,7 @@ Run: python bench/splat.py [--dtype bf16|fp32] [--shapes 4x4096,1x16384,1x65536]
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import math
@@ -44,6 +45,8 @@ from pathlib import Path
 
 import torch
 
+from sparkc.tools.benchutil import median_ms, peak_mb
+
 SRC = """
 model SplatBench(d = {d}) {{
   input x: float[B, N, d]
@@ -53,19 +56,7 @@ model SplatBench(d = {d}) {{
 """
 
 
-def bench(fn) -> float:
-    import triton.testing
-
-    return float(triton.testing.do_bench(fn, warmup=3, rep=30, return_mode="median"))
-
-
-def peak_mb(fn) -> float:
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
-    fn()
-    torch.cuda.synchronize()
-    return (torch.cuda.max_memory_allocated() - base) / 2**20
+bench = functools.partial(median_ms, warmup=3, rep=30)
 
 
 def import_fla(wheels: Path):

@@ -4,6 +4,7 @@
   `sparkc/demo.py`): compile an example, import the package, train it; `demo_data` makes its
   synthetic batches from a model's declared inputs;
 - `bench`: `sparkc bench`, the timing harness for whole models and single ops;
+- `benchutil`: the timing and memory helpers of the benchmark scripts in bench/;
 - `docs_gen`: `sparkc ops` and docs/ops.md (`python -m sparkc.tools.docs_gen > docs/ops.md`).
 
 The fuzz campaign (`sparkc/fuzz/`) and the graph drawings (`sparkc/viz/`) are tools too, each
