@@ -168,7 +168,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dp-out", type=int, default=4096)
     ap.add_argument("--codewords", type=int, default=256)
     ap.add_argument("--per-row", type=int, default=4)
-    ap.add_argument("--out", help="also write the rows as JSON here")
+    ap.add_argument("--out", "--json", dest="out", help="also write the rows as JSON here")
     ap.add_argument("--dry-run", action="store_true", help="CPU, interpreter, tiny shapes")
     a = ap.parse_args(argv)
     if a.dry_run:

@@ -195,7 +195,7 @@ def print_table(rows, summary) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dtype", default="bf16", choices=("bf16", "fp32"))
-    ap.add_argument("--out", help="write the rows and ratios as JSON here")
+    ap.add_argument("--out", "--json", dest="out", help="write the rows and ratios as JSON here")
     ap.add_argument("--dry-run", action="store_true", help="CPU, tiny shapes, interpreter")
     args = ap.parse_args(argv)
     if args.dry_run:

@@ -51,7 +51,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--dim", type=int, default=256, help="argument width (D)")
     ap.add_argument("--budget", type=int, default=64)
     ap.add_argument("--capacity", type=int, default=32)
-    ap.add_argument("--out", help="write the rows as JSON here")
+    ap.add_argument("--out", "--json", dest="out", help="write the rows as JSON here")
     ap.add_argument("--dry-run", action="store_true", help="CPU interpreter, tiny shapes")
     return ap.parse_args(argv)
 

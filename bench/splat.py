@@ -221,7 +221,7 @@ def main() -> int:
     ap.add_argument("--d", type=int, default=1024)
     ap.add_argument("--heads", type=int, default=8)
     ap.add_argument("--splats", type=int, default=64)
-    ap.add_argument("--out", default=None, help="write the rows as JSON here")
+    ap.add_argument("--out", "--json", dest="out", default=None, help="write the rows as JSON here")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     ap.add_argument("--no-eager", action="store_true", help="skip the eager reference")
     ap.add_argument("--wheels", default=".whl", help="folder with fla_core/einops wheels")
