@@ -104,20 +104,31 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def run_sparkc(net, prompt, new, device):
-    """(prefill s, decode s, prefill logits) of greedy cached decoding."""
-    b, p = prompt.shape
-    cache = net.new_cache(b, p + new, device=device)
+def _timed_greedy(prefill, step, new, device):
+    """(prefill s, decode s, prefill logits): `prefill()` gives the prompt's logits, then
+    `new - 1` greedy steps of `step(token)` (which returns logits), each phase synchronised."""
     _sync(device)
     t0 = time.perf_counter()
-    logits = net(prompt, cache=cache).logits
+    logits = prefill()
     nxt = logits[:, -1].argmax(-1, keepdim=True)
     _sync(device)
     t1 = time.perf_counter()
     for _ in range(new - 1):
-        nxt = net(nxt, cache=cache).logits[:, -1].argmax(-1, keepdim=True)
+        nxt = step(nxt)[:, -1].argmax(-1, keepdim=True)
     _sync(device)
     return t1 - t0, time.perf_counter() - t1, logits
+
+
+def run_sparkc(net, prompt, new, device):
+    """(prefill s, decode s, prefill logits) of greedy cached decoding."""
+    b, p = prompt.shape
+    cache = net.new_cache(b, p + new, device=device)
+    return _timed_greedy(
+        lambda: net(prompt, cache=cache).logits,
+        lambda t: net(t, cache=cache).logits,
+        new,
+        device,
+    )
 
 
 def run_sparkc_graph(net, state: dict, prompt, new, device, compile=False):
@@ -130,16 +141,12 @@ def run_sparkc_graph(net, state: dict, prompt, new, device, compile=False):
         state["step"] = _graph_step(net, cache, device, compile)
     cache, step = state["cache"], state["step"]
     cache.reset()
-    _sync(device)
-    t0 = time.perf_counter()
-    logits = net(prompt, cache=cache).logits
-    nxt = logits[:, -1].argmax(-1, keepdim=True)
-    _sync(device)
-    t1 = time.perf_counter()
-    for _ in range(new - 1):
-        nxt = step(nxt, check=False).logits[:, -1].argmax(-1, keepdim=True)
-    _sync(device)
-    return t1 - t0, time.perf_counter() - t1, logits
+    return _timed_greedy(
+        lambda: net(prompt, cache=cache).logits,
+        lambda t: step(t, check=False).logits,
+        new,
+        device,
+    )
 
 
 def run_baseline(model, step, prompt, new, device):
