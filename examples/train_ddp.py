@@ -21,7 +21,8 @@ and either strategy).
   reduce_dtype=float32)`; DDP's `mixed_precision=_MixedPrecision(...)` with the same dtypes (a
   bfloat16 copy of the float32 parameters runs forward and backward, so the Triton kernels run
   in bfloat16 too; autocast would not reach them). Optimizer state and master weights stay
-  float32.
+  float32. DDP's mixed precision needs CUDA (it records CUDA events); on the CPU only FSDP2
+  runs in bfloat16.
 - `--accum N`: N micro-batches per optimizer step; gradients are synchronised only on the
   last (`DDP.no_sync` / FSDP2 `set_requires_gradient_sync(False)` on the others).
 - `--checkpoint-activations`: `torch.utils.checkpoint` (non-reentrant) around the model call:
@@ -39,6 +40,7 @@ import contextlib
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -80,6 +82,9 @@ def wrap(net, strategy: str, *, precision: str = "fp32", ckpt: bool = False, dev
     from torch.nn.parallel import DistributedDataParallel
 
     extra = {}
+    if bf16 and (device is None or device.type != "cuda"):
+        # DDP's mixed precision records CUDA events ("cpu backend doesn't support events").
+        raise ValueError("--precision bf16 with --strategy ddp needs CUDA; use fsdp or fp32")
     if bf16:
         from torch.nn.parallel.distributed import _MixedPrecision
 
@@ -169,6 +174,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # FSDP2 warns that the module returned a view (the logits: F.linear's output on a 3-d input
+    # is one); only an in-place change of an output would lose its hooks, and none happens here.
+    warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view")
     use_cuda = args.backend == "nccl"
     dist.init_process_group(args.backend)
     rank, world = dist.get_rank(), dist.get_world_size()
