@@ -17,6 +17,7 @@ and either strategy).
   (`torch.distributed.fsdp.fully_shard`) on the whole generated module. A generated module
   reads its parameters itself (it has no per-block submodules that run their own forward), so
   the root is the only FSDP unit: parameters are sharded at rest and gathered for the forward.
+  0-d parameters, which FSDP2 cannot shard, stay replicated with averaged gradients.
 - `--precision bf16` (default on CUDA): FSDP2 `MixedPrecisionPolicy(param_dtype=bfloat16,
   reduce_dtype=float32)`; DDP's `mixed_precision=_MixedPrecision(...)` with the same dtypes (a
   bfloat16 copy of the float32 parameters runs forward and backward, so the Triton kernels run
@@ -75,7 +76,12 @@ def wrap(net, strategy: str, *, precision: str = "fp32", ckpt: bool = False, dev
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
         mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-        fully_shard(net, mp_policy=mp if bf16 else MixedPrecisionPolicy())
+        # fully_shard refuses 0-d parameters ("fully_shard doesn't support scalar parameters",
+        # e.g. trajectory's `strength`): they stay replicated, their gradients are averaged by
+        # `backward` below.
+        scalars = {p for p in net.parameters() if p.dim() == 0}
+        policy = mp if bf16 else MixedPrecisionPolicy()
+        fully_shard(net, mp_policy=policy, ignored_params=scalars or None)
         return Checkpointed(net) if ckpt else net
     if strategy != "ddp":
         raise ValueError(f"strategy must be ddp or fsdp, got {strategy!r}")
@@ -110,7 +116,7 @@ def micro_batches(batch: dict, rank: int, world: int, accum: int, batch_dim: dic
 def backward(model, net, strategy: str, micro: list) -> torch.Tensor:
     """Forward and backward over the micro-batches (gradients synchronised on the last one);
     returns this rank's mean loss, detached."""
-    total = torch.zeros(())
+    total = None  # summed on the device: no host synchronisation per micro-batch
     for i, mb in enumerate(micro):
         last = i == len(micro) - 1
         if strategy == "fsdp":
@@ -119,7 +125,13 @@ def backward(model, net, strategy: str, micro: list) -> torch.Tensor:
         with sync:
             loss = model(**mb).loss.float() / len(micro)
             loss.backward()
-        total = total + loss.detach().cpu()
+        total = loss.detach() if total is None else total + loss.detach()
+    if strategy == "fsdp":
+        world = dist.get_world_size()
+        for p in net.parameters():  # the replicated (ignored) parameters: not DTensors
+            if p.grad is not None and not hasattr(p, "full_tensor"):
+                dist.all_reduce(p.grad)
+                p.grad.div_(world)
     return total
 
 

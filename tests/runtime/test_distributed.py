@@ -95,13 +95,13 @@ def _finish(procs) -> list[str]:
     return [out for out, _ in outs]
 
 
-def _grad_cases(tmp_path: Path, impl: str, cases: list[str]) -> None:
+def _grad_cases(tmp_path: Path, impl: str, cases: list[str], name="tiny_gpt", hyper=TINY) -> None:
     import sparkc
 
-    example = ROOT / "examples" / "tiny_gpt.spark"
-    sparkc.load(example, **TINY)  # compile once, before two processes race for the cache
+    example = ROOT / "examples" / f"{name}.spark"
+    sparkc.load(example, **hyper)  # compile once, before two processes race for the cache
     args = [str(EXAMPLE), "", str(tmp_path / "rendezvous"), impl, ",".join(cases)]
-    args += [str(example), repr(TINY)]
+    args += [str(example), repr(hyper)]
     procs = []
     for rank in range(2):
         args[1] = str(rank)
@@ -126,6 +126,14 @@ def test_ddp_and_fsdp2_gradients_equal_single_process_triton(tmp_path):
     # The Triton interpreter is slow: one plain DDP step, one checkpointed FSDP2 step
     # (recomputation re-runs the kernels' custom autograd functions).
     _grad_cases(tmp_path, "triton", ["ddp:1:plain", "fsdp:1:ckpt"])
+
+
+def test_fsdp2_replicates_scalar_parameters(tmp_path):
+    # splatflow's trajectory has a 0-d `strength`, which fully_shard refuses ("fully_shard
+    # doesn't support scalar parameters"): the example leaves it replicated (ignored_params)
+    # and averages its gradient itself.
+    hyper = {"vocab": 16, "d": 16, "heads": 2, "splats": 4, "window": 3, "layers": 1}
+    _grad_cases(tmp_path, "reference", ["fsdp:2:plain"], "splatflow", {**hyper, "max_len": 8})
 
 
 def _free_port() -> int:
