@@ -220,3 +220,20 @@ def test_ddp_bf16_without_cuda_is_refused_clearly():
         td.wrap(torch.nn.Linear(2, 2), "ddp", precision="bf16", device=torch.device("cpu"))
     with pytest.raises(ValueError, match="strategy must be ddp or fsdp"):
         td.wrap(torch.nn.Linear(2, 2), "zero")
+
+
+@pytest.mark.gpu
+def test_one_gpu_nccl_bf16_triton_both_strategies():
+    # One process on one GPU: NCCL, DDP's _MixedPrecision and FSDP2's bf16 policy with the
+    # generated Triton kernels, accumulation and activation checkpointing (the CPU cannot run
+    # DDP in bf16, and the Triton path there is the interpreter).
+    import sparkc
+
+    sparkc.load(ROOT / "examples" / "tiny_gpt.spark", **TINY)
+    flags = ["--backend", "nccl", "--impl", "triton", "--precision", "bf16", "--steps", "3"]
+    flags += ["--accum", "2", "--checkpoint-activations"]
+    ddp = _train(1, *flags, "--strategy", "ddp")
+    fsdp = _train(1, *flags, "--strategy", "fsdp")
+    assert [s for s, _ in ddp] == [s for s, _ in fsdp] == [1, 2, 3]
+    for (_, a), (_, b) in zip(ddp, fsdp):
+        assert math.isfinite(a) and a == pytest.approx(b, rel=2e-2)
