@@ -37,14 +37,14 @@ TINY = {"vocab": 16, "d": 16, "heads": 2, "layers": 1, "max_len": 8}
 pytestmark = pytest.mark.slow
 
 WORKER = r"""
-import importlib.util, sys, torch, torch.distributed as dist
+import ast, importlib.util, sys, torch, torch.distributed as dist
 import sparkc
 spec = importlib.util.spec_from_file_location("train_ddp", sys.argv[1])
 td = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(td)
 rank, init, impl, cases = int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5].split(",")
 dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=2)
-m = sparkc.load(sys.argv[6], **eval(sys.argv[7]))
+m = sparkc.load(sys.argv[6], **ast.literal_eval(sys.argv[7]))
 g = torch.Generator().manual_seed(5)
 batch = {"tokens": torch.randint(0, 16, (8, 8), generator=g),
          "targets": torch.randint(0, 16, (8, 8), generator=g)}
