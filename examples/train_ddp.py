@@ -256,6 +256,7 @@ def main(argv=None) -> int:
             f"precision={args.precision} accum={args.accum}: {tokens_seen} tokens in "
             f"{elapsed:.2f} s ({tokens_seen / max(elapsed, 1e-9):.0f} tokens/s)"
         )
+    dist.barrier()  # no rank tears the group down while another still uses it
     dist.destroy_process_group()
     return 0
 
