@@ -41,6 +41,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sparkc.tools.benchutil import peak_mb
+
 PROGRAM = """
 model M(d = {d}, heads = {heads}, kv = {kv}) {{
   input x: float[B, N, d]
@@ -255,12 +257,7 @@ def measure(fn, x, gate, dy, w, bench, device: str, backward: bool, base) -> dic
 
     row["fwd_bwd_ms"] = bench(step)
     if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        step()
-        torch.cuda.synchronize()
-        row["peak_mib"] = (torch.cuda.max_memory_allocated() - before) / 2**20
+        row["peak_mib"] = peak_mb(step)
     return row
 
 
@@ -352,12 +349,7 @@ def bench_model(args: argparse.Namespace, device: str, dtype) -> list[dict[str, 
 
             row["step_ms"] = bench(step)
             if device == "cuda":
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-                before = torch.cuda.memory_allocated()
-                step()
-                torch.cuda.synchronize()
-                row["peak_mib"] = (torch.cuda.max_memory_allocated() - before) / 2**20
+                row["peak_mib"] = peak_mb(step)
             with torch.no_grad():
                 row["loss"] = float(call(tokens, targets).loss)
             del net, opt, call

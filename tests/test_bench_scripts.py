@@ -6,6 +6,7 @@ of costing a device call."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,21 +49,28 @@ def test_every_bench_script_parses_its_arguments():
     assert not bad, bad
 
 
-def test_decode_bench_dry_run_runs_every_row(tmp_path):
-    """bench/decode.py --dry-run: sparkc (plain and the CUDA-graph loop's static step, plain and
-    compiled, run without a graph on the CPU), the eager baseline and the compiled one (dynamo's eager
-    backend on the CPU) at tiny sizes, all agreeing on the prefill logits."""
-    out = tmp_path / "rows.json"
+def _dry_run(tmp_path: Path, script: str, *args: str) -> tuple[str, dict]:
+    """Run bench/SCRIPT --dry-run ARGS --json FILE (CPU, Triton interpreter, tiny shapes): its
+    stdout and the JSON it wrote."""
+    out = tmp_path / f"{Path(script).stem}.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "decode.py"), "--dry-run", "--json", str(out)],
+        [sys.executable, str(ROOT / "bench" / script), "--dry-run", *args, "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=600,
         cwd=ROOT,
+        env=dict(os.environ, TRITON_INTERPRET="1"),
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    rows = json.loads(out.read_text())["rows"]
+    return proc.stdout, json.loads(out.read_text())
+
+
+def test_decode_bench_dry_run_runs_every_row(tmp_path):
+    """bench/decode.py --dry-run: sparkc (plain and the CUDA-graph loop's static step, plain and
+    compiled, run without a graph on the CPU), the eager baseline and the compiled one (dynamo's eager
+    backend on the CPU) at tiny sizes, all agreeing on the prefill logits."""
+    rows = _dry_run(tmp_path, "decode.py")[1]["rows"]
     assert {(r["runner"], r["batch"]) for r in rows} == {
         (n, b)
         for n in ("sparkc", "sparkc_graph", "sparkc_graph_compiled", "eager", "compiled")
@@ -74,25 +82,24 @@ def test_decode_bench_dry_run_runs_every_row(tmp_path):
 def test_decode_bench_sweep_dry_run(tmp_path):
     """bench/decode.py --sweep --dry-run: a time per token for each model and context, as cached
     calls and as the graph loop's static step (without a graph on the CPU)."""
-    out = tmp_path / "sweep.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "decode.py"),
-            "--sweep",
-            "--dry-run",
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    rows = json.loads(out.read_text())["rows"]
+    rows = _dry_run(tmp_path, "decode.py", "--sweep")[1]["rows"]
     assert {(r["model"], r["context"]) for r in rows} == {
         (m, c) for m in ("tiny_gpt", "splatflow", "spark_k") for c in (8, 32)
     }
     assert all(r["ms_per_token"] > 0 and r["ms_per_token_graph"] > 0 for r in rows)
+
+
+def test_routed_mlp_bench_dry_run_writes_rows_and_ratios(tmp_path):
+    """bench/procedural_routed_mlp.py --dry-run runs every implementation and writes its JSON:
+    the rows of each implementation and mode, the routed implementations agreeing with sparkc's
+    output, and the speed-up ratios with their targets (timings mean something only on a GPU)."""
+    stdout, data = _dry_run(tmp_path, "procedural_routed_mlp.py")
+    impls = {(r["impl"], r["mode"]) for r in data["rows"]}
+    for impl in ("sparkc", "dense MLP", "grouped_mm+perm", "eager"):
+        assert {(impl, "forward"), (impl, "forward+backward")} <= impls
+    for r in data["rows"]:
+        assert r["ms"] is not None or r["impl"] == "grouped_mm+perm", r
+        if r["impl"] in ("eager", "sparkc"):
+            assert r["max_abs_diff_vs_sparkc"] < 1e-4
+    assert {s["versus"] for s in data["ratios"]} == {"dense MLP", "grouped_mm+perm", "eager"}
+    assert "sparkc speed-up vs" in stdout
