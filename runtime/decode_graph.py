@@ -145,7 +145,10 @@ class GraphStep:
         kernels = not self.compile and bool(model._use_triton(self.tokens))
         cache.kernels = kernels and (self.tokens.is_cuda or interpreting())
         if self.steps < self.warmup:
-            values = self._values(tokens.to(torch.long))
+            # Through the static buffer, as the capture will be: a compiled step is guarded on
+            # its inputs' strides, so a strided slice here would compile again during capture.
+            self.tokens.copy_(tokens)
+            values = self._values(self.tokens)
             out = self._guarded(lambda: self._warm(lambda: self._fn(values)))
             cache.length += 1
             self.steps += 1

@@ -77,12 +77,29 @@ def _check(m, b: int, n: int, kind: str, dtype=torch.float32, tol: float = 3e-5)
     w = torch.randn(a.shape, generator=g, dtype=torch.float64).to(DEVICE)
     (a * w).sum().backward()
     (c * w.to(dtype)).sum().backward()
-    assert _rel(xt.grad, xr.grad) < 3 * tol
-    assert _rel(gt.grad, gr.grad) < 3 * tol
+    bar = _eager_bars(m, ref, x, gate, w, dtype, tol)
+    assert _rel(xt.grad, xr.grad) < bar("x", xr.grad)
+    assert _rel(gt.grad, gr.grad) < bar("gate", gr.grad)
     assert torch.equal(gt.grad[unrouted], torch.zeros_like(gt.grad[unrouted]))
     assert (gt.grad[~unrouted] != 0).all()
     for (name, pr), (_, pt) in zip(ref.named_parameters(), tri.named_parameters()):
-        assert pt.grad is not None and _rel(pt.grad, pr.grad) < 3 * tol, name
+        assert pt.grad is not None and _rel(pt.grad, pr.grad) < bar(name, pr.grad), name
+
+
+def _eager_bars(m, ref, x, gate, w, dtype, tol):
+    """bar(name, g64): the bound on a gradient's relative error. float32: 3·tol. Lower
+    precision: the larger of 3·tol and twice eager PyTorch's own error on the same rounded
+    weights and inputs + 0.012 (the suite's bf16 rule): a gradient that is one short sum with
+    cancellation (the gate's at B = N = 1) is as inexact in eager bf16 as in the kernels."""
+    if dtype == torch.float32:
+        return lambda name, g64: 3 * tol
+    eager = m.Model(impl="reference").to(DEVICE)
+    eager.load_state_dict(ref.state_dict())
+    eager = eager.to(dtype)
+    xe, ge = (t.to(dtype).to(DEVICE).requires_grad_(True) for t in (x, gate))
+    (eager(x=xe, gate=ge).y * w.to(dtype)).sum().backward()
+    grads = {"x": xe.grad, "gate": ge.grad, **{n: p.grad for n, p in eager.named_parameters()}}
+    return lambda name, g64: max(3 * tol, 2 * _rel(grads[name], g64) + 1.2e-2)
 
 
 @pytest.mark.parametrize(
