@@ -38,11 +38,12 @@ from typing import Any
 import torch
 
 from .checks import InputError, check_inputs, param_like
+from .cuda_graph import CudaGraphRunner, addresses, require_cuda
 from .decode import DecodeCache, static_forward
 from .env import interpreting
 
 
-class GraphStep:
+class GraphStep(CudaGraphRunner):
     """`step = GraphStep(model, cache)`; `out = step(tokens)` (see the module docstring)."""
 
     def __init__(
@@ -59,6 +60,7 @@ class GraphStep:
             raise ValueError(f"warmup must be an int >= 1, got {warmup!r}")
         cls = type(model)
         self.model, self.cache, self.warmup = model, cache, warmup
+        self.device = cache.device
         seq = set(cls.SEQUENCE_INPUTS)
         self._token_index = next(i for i, s in enumerate(cls.INPUTS) if s.name in seq)
         spec = cls.INPUTS[self._token_index]
@@ -74,7 +76,6 @@ class GraphStep:
             )
         self.input_name = spec.name
         self.tokens = torch.zeros(cache.batch, 1, dtype=torch.long, device=cache.device)
-        self.graph: torch.cuda.CUDAGraph | None = None
         self.out = None
         self.steps = 0
         self.addresses: tuple = ()
@@ -154,9 +155,9 @@ class GraphStep:
             self.steps += 1
             return out
         self.tokens.copy_(tokens)
-        addresses = self._addresses()
-        if self.out is None or addresses != self.addresses:
-            self.addresses = addresses
+        now = self._addresses()
+        if self.out is None or now != self.addresses:
+            self.addresses = now
             values = self._values(self.tokens)
             # The capture runs nothing: the replay below does this step.
             self.out = self._guarded(lambda: self._capture(lambda: self._fn(values)))
@@ -170,7 +171,7 @@ class GraphStep:
         parameters and buffers, the per-sequence inputs and the values kept by `once`."""
         kept = [t for m in self.cache.memo.values() for t in m if isinstance(t, torch.Tensor)]
         tensors = [*self.model._tensors(), *self.cache.inputs.values(), *kept]
-        return tuple(t.data_ptr() if isinstance(t, torch.Tensor) else id(t) for t in tensors)
+        return addresses(tensors)
 
     def _guarded(self, fn):
         """fn(); a failure marks the cache (its state is unknown), as a failed cached call does."""
@@ -180,29 +181,8 @@ class GraphStep:
             self.cache._broken = True
             raise
 
-    # The CUDA side, one method each (tests/runtime/test_decode_graph.py emulates them on the CPU).
+    # The CUDA side: runtime/cuda_graph.py (tests/runtime/test_decode_graph.py emulates it on the
+    # CPU).
 
     def _require_device(self, cache: DecodeCache) -> None:
-        if cache.device.type != "cuda" or not torch.cuda.is_available():
-            raise ValueError(
-                f"a CUDA-graph decode step needs the model and its cache on a CUDA device; the "
-                f"cache is on {cache.device} (step with model(tokens, cache=cache) instead)"
-            )
-
-    def _warm(self, fn):
-        """An eager step on a side stream (as PyTorch asks before a capture)."""
-        device = self.cache.device
-        stream = torch.cuda.Stream(device=device)
-        stream.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(stream):
-            out = fn()
-        torch.cuda.current_stream(device).wait_stream(stream)
-        return out
-
-    def _capture(self, fn):
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            return fn()
-
-    def _replay(self) -> None:
-        self.graph.replay()
+        require_cuda(cache.device, "decode step", "step with model(tokens, cache=cache)")

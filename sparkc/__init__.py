@@ -8,7 +8,9 @@
 `sparkc --version` and `sparkc ops` never pay for the compiler. `sparkc.frozen_weights()`
 (a context manager, for decoding) lets generated modules keep derived copies of their weights
 between calls (runtime/stacking.py). `sparkc.generate(model, prompt, max_new_tokens, ...)` samples
-from a compiled model with cached decoding (sparkc/generation.py). The version lives in
+from a compiled model with cached decoding (sparkc/generation.py). `sparkc.graphed(model,
+optimizer)` replays a whole training step from a CUDA graph (runtime/train_graph.py). The
+version lives in
 sparkc/version.py.
 """
 
@@ -23,6 +25,7 @@ __all__ = [
     "compile_to",
     "frozen_weights",
     "generate",
+    "graphed",
     "load",
     "load_source",
 ]
@@ -37,6 +40,10 @@ def __getattr__(name: str) -> Any:
         from .generation import generate
 
         return generate
+    if name == "graphed":
+        from .runtime.train_graph import graphed
+
+        return graphed
     if name == "frozen_weights":
         from .runtime import launch
 
