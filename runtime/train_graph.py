@@ -23,8 +23,8 @@ How a call runs:
   you keep); the parameters' `.grad` tensors likewise hold the last step's gradients.
 Rules: the shapes and dtypes of the inputs stay those of the captured call (another shape is an
 `InputError`: make another `TrainStep` for it); an optimizer with a `capturable` option must
-have it on (e.g. `torch.optim.AdamW(..., capturable=True)`: its step counter lives on the
-device); Python values read at capture (a learning rate set later by a scheduler as a float)
+have it on, or be fused (e.g. `torch.optim.AdamW(..., capturable=True)` or `fused=True`: its step
+counter lives on the device); Python values read at capture (a learning rate set later by a scheduler as a float)
 stay as captured: give the optimizer a tensor learning rate or make a new `TrainStep`. A step
 whose parameters or optimizer state tensors were replaced since the capture (`model.to(...)`,
 `optimizer.load_state_dict`) records again; `load_state_dict` on the model copies in place and
@@ -80,7 +80,8 @@ class TrainStep(CudaGraphRunner):
         if optimizer is not None:
             mine = {id(p) for p in model.parameters()}
             for group in optimizer.param_groups:
-                if group.get("capturable") is False:
+                # A fused optimizer keeps its step count on the device too.
+                if group.get("capturable") is False and not group.get("fused"):
                     raise ValueError(
                         f"{type(optimizer).__name__} must be made with capturable=True to be "
                         f"recorded in a CUDA graph (its step count then lives on the device)"
