@@ -9,7 +9,9 @@ a fixed upstream gradient, every parameter and x requiring grad):
   - demopack_linear (same x, out 4096, 256 codewords, 4 per row): sparkc vs the dense
     `F.linear` of the same shape (a [4096, 1024] weight) and vs eager; target dense / sparkc
     ≥ 2 forward and forward+backward.
-The forward FLOPs of each line are printed beside the times (docs/kernels/procedural.md derives
+On a GPU, `sparkc graph` and `base F.linear graph` / `dense F.linear graph` rows time the same
+calls replayed from a CUDA graph (no per-call host time: separates a host-bound row from a
+kernel gap). The forward FLOPs of each line are printed beside the times (docs/kernels/procedural.md derives
 them). Prints a table; `--out PATH` also writes the rows as JSON. `--dry-run` runs the same code
 on the CPU under the Triton interpreter at tiny shapes (no timing claims; a smoke test of the
 script).
@@ -31,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from sparkc import api
-from sparkc.tools.benchutil import timer
+from sparkc.tools.benchutil import graph_replay, timer
 
 LORA = """
 model LoraBench(d = {d}, m = {meta}) {{
@@ -50,10 +52,17 @@ model DemopackBench(d = {d}) {{
 """
 
 
-def run_pair(label, impls, inputs, grads_of, gy, bench, flops) -> list[dict]:
-    """Rows of every (impl, mode): impls maps a name to a callable of the inputs -> y."""
+def run_pair(label, impls, inputs, grads_of, gy, bench, flops, graphs=False) -> list[dict]:
+    """Rows of every (impl, mode): impls maps a name to a callable of the inputs -> y. With
+    `graphs` (on a GPU), sparkc's and the comparison's calls again, replayed from a CUDA graph
+    (`<impl> graph`): the same kernels without the per-call host time, which separates a
+    host-bound row from a kernel gap (the gradients accumulate across replays, as they do
+    across the per-call rows' calls)."""
     rows = []
-    for impl, fn in impls.items():
+    todo = list(impls.items())
+    if graphs:
+        todo += [(f"{k} graph", f) for k, f in impls.items() if k != "eager"]
+    for impl, fn in todo:
 
         def fwd(fn=fn):
             with torch.no_grad():
@@ -64,6 +73,8 @@ def run_pair(label, impls, inputs, grads_of, gy, bench, flops) -> list[dict]:
 
         for mode, call in (("forward", fwd), ("forward+backward", fwd_bwd)):
             call()  # warm-up: compiles and tunes
+            if impl.endswith(" graph"):
+                call = graph_replay(call)
             ms = bench(call)
             rows.append(
                 {
@@ -71,7 +82,7 @@ def run_pair(label, impls, inputs, grads_of, gy, bench, flops) -> list[dict]:
                     "impl": impl,
                     "mode": mode,
                     "ms": ms,
-                    "fwd_gflop": flops.get(impl, float("nan")) / 1e9,
+                    "fwd_gflop": flops.get(impl.removesuffix(" graph"), float("nan")) / 1e9,
                 }
             )
     return rows
@@ -111,7 +122,8 @@ def lora_rows(a, device, dtype, bench) -> list[dict]:
         "eager": base + lowrank + hyper,
     }
     label = f"lora_linear out {out} rank {rank} meta {meta}"
-    return run_pair(label, impls, {"x": x, "meta": mt}, {"x": xg, "meta": mg}, gy, bench, flops)
+    inputs, grads_of = {"x": x, "meta": mt}, {"x": xg, "meta": mg}
+    return run_pair(label, impls, inputs, grads_of, gy, bench, flops, graphs=device == "cuda")
 
 
 def demopack_rows(a, device, dtype, bench) -> list[dict]:
@@ -139,7 +151,7 @@ def demopack_rows(a, device, dtype, bench) -> list[dict]:
     lookup = 2.0 * rows_m * cw * d + rows_m * out * per_row
     flops = {"sparkc": lookup, "dense F.linear": dense, "eager": lookup}
     label = f"demopack_linear out {out} codewords {cw} per_row {per_row}"
-    return run_pair(label, impls, {"x": x}, {"x": xg}, gy, bench, flops)
+    return run_pair(label, impls, {"x": x}, {"x": xg}, gy, bench, flops, graphs=device == "cuda")
 
 
 def ratios(rows) -> list[str]:
@@ -152,6 +164,16 @@ def ratios(rows) -> list[str]:
         s = t[("demopack_linear", "sparkc", mode)]
         dense = t[("demopack_linear", "dense F.linear", mode)]
         lines.append(f"demopack_linear {mode}: dense / sparkc = {dense / s:.3f} (target >= 2)")
+    for mode in ("forward", "forward+backward"):  # both replayed from CUDA graphs (GPU runs)
+        pairs = (
+            ("lora_linear", "base F.linear", "sparkc / base linear"),
+            ("demopack_linear", "dense F.linear", "dense / sparkc"),
+        )
+        for block, other, what in pairs:
+            s, o = t.get((block, "sparkc graph", mode)), t.get((block, f"{other} graph", mode))
+            if s and o:
+                value = s / o if block == "lora_linear" else o / s
+                lines.append(f"{block} {mode}, both graphed: {what} = {value:.3f}")
     return lines
 
 

@@ -8,11 +8,14 @@ upstream gradient), side by side in one run:
   - grouped_mm+perm:  torch._grouped_mm for fc1 and fc2 with the eager routing, sort and
                       gather/scatter around it (skipped, with the reason, where unavailable:
                       it needs bfloat16 and a CUDA build that has it);
-  - eager:            the same module's reference path (dense per group, masked).
+  - eager:            the same module's reference path (dense per group, masked);
+  - sparkc graph, dense MLP graph: the first two replayed from a CUDA graph (GPU runs only): the
+                      same kernels without the per-call host time (a row that cannot be
+                      recorded, e.g. one that synchronises, is reported as skipped).
 Shapes (learned routing, gelu): B=4, N=4096, D=1024, hidden 4096, 8 groups, 2 active; and
 16,384 tokens, D=2048, hidden 8192 (8 groups of 1024), 2 active. Targets (printed as ratios,
 no assertion): dense / sparkc ≥ 2.5 and grouped_mm+perm / sparkc > 1, forward and
-forward+backward.
+forward+backward; the last ratio row of each mode is sparkc graph against dense MLP graph.
 
 Run: python bench/procedural_routed_mlp.py [--dtype bf16|fp32] [--out results.json]
      python bench/procedural_routed_mlp.py --dry-run   (CPU: tiny shapes, the Triton
@@ -123,12 +126,14 @@ def rows_for(shape, dtype_name: str, dry: bool, ms) -> list[dict]:
         ("grouped_mm+perm", grouped_mm_impl(p, groups, active)),
         ("eager", lambda xx: ref(x=xx).y),
     ]
+    if not dry:  # the same calls replayed from a CUDA graph: no per-call host time
+        impls += [(f"{k} graph", f) for k, f in impls[:2]]
     rows = []
     with torch.no_grad():
         y_mine = impls[0][1](x).float()
     for impl, fn in impls:
         agree = None
-        if impl != "dense MLP":  # the routed implementations compute the same function
+        if not impl.startswith("dense MLP"):  # the routed ones compute the same function
             try:
                 with torch.no_grad():
                     agree = float((fn(x).float() - y_mine).abs().max())
@@ -148,6 +153,9 @@ def rows_for(shape, dtype_name: str, dry: bool, ms) -> list[dict]:
                     fn(xg).backward(dy)
 
             try:
+                if impl.endswith(" graph"):
+                    call()  # compiles and tunes before the capture's own warm-up
+                    call = benchutil.graph_replay(call)
                 row["ms"] = ms(call)
             except Exception as e:  # noqa: BLE001 - an unavailable baseline is reported, not fatal
                 row["ms"] = None
@@ -161,9 +169,12 @@ def ratios(rows: list[dict]) -> list[dict]:
     for shape in dict.fromkeys(r["shape"] for r in rows):
         for mode in ("forward", "forward+backward"):
             t = {r["impl"]: r["ms"] for r in rows if r["shape"] == shape and r["mode"] == mode}
-            mine = t.get("sparkc")
-            for impl, target in (("dense MLP", 2.5), ("grouped_mm+perm", 1.0), ("eager", None)):
-                other = t.get(impl)
+            pairs = [("sparkc", "dense MLP", 2.5), ("sparkc", "grouped_mm+perm", 1.0)]
+            pairs += [("sparkc", "eager", None), ("sparkc graph", "dense MLP graph", 2.5)]
+            for me, impl, target in pairs:
+                mine, other = t.get(me), t.get(impl)
+                if me not in t:
+                    continue
                 speedup = other / mine if mine and other else None
                 out.append(
                     {

@@ -10,7 +10,11 @@ Consumes a callable of no arguments. Produces:
 - `timer(device, warmup=, rep=)`: `median_ms` with those settings on "cuda", else `cpu_ms`;
 - `copy_ms(nbytes, device, dtype, timer)`: the time of `torch.empty_like(src).copy_(src)` for a
   `src` of nbytes / 2 bytes, a copy that moves `nbytes` (read + write): the bandwidth ceiling a
-  memory-bound kernel moving `nbytes` is compared with, measured in the same run.
+  memory-bound kernel moving `nbytes` is compared with, measured in the same run;
+- `graph_replay(fn, warmup=)`: `fn` recorded once in a CUDA graph (after `warmup` eager calls on
+  a side stream, where kernels compile and tune) and the graph's `replay`: the time of the same
+  work without its per-call host cost, for a row beside the per-call one (a call that
+  synchronises with the host cannot be recorded: run it with its checks off).
 torch and triton are imported inside the functions, so importing this module costs nothing.
 """
 
@@ -58,3 +62,18 @@ def copy_ms(
     numel = max(1, nbytes // 2 // torch.empty((), dtype=dtype).element_size())
     src = torch.randn(numel, device=device).to(dtype)
     return timer(lambda: torch.empty_like(src).copy_(src))
+
+
+def graph_replay(fn: Callable[[], Any], *, warmup: int = 2) -> Callable[[], None]:
+    import torch
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
