@@ -21,6 +21,8 @@ greedy decoding throughout, and the largest difference between the runners' pref
 `--dry-run`: tiny sizes on the CPU, the compiled runner with dynamo's `eager` backend (no C++
 compiler, no CUDA graphs) and `sparkc_graph` running its static step without a graph: every row
 runs end to end; the numbers mean nothing.
+`--models splatflow hspmn spark_k` adds the three sparkc runners for those examples at the
+same width, heads, layers and vocabulary, in the same run (the baseline exists for tiny_gpt only).
 With --json PATH the rows are written too. Timings only: no assertions beyond the agreement
 check (a difference above --tol is reported, exit code 1).
 
@@ -31,7 +33,7 @@ attention's time grows with the context, splat's and the verifier's state does n
 fk_attention grows like attention).
 
 Run: python bench/decode.py [--batch 1 64] [--prompt 512] [--new 512] [--dtype bf16]
-     [--dry-run] [--json PATH]
+     [--models splatflow hspmn spark_k] [--dry-run] [--json PATH]
      python bench/decode.py --sweep [--contexts 1024 8192 32768] [--dry-run]
 """
 
@@ -227,6 +229,58 @@ def sweep(args, device, dtype) -> list[dict]:
     return rows
 
 
+def model_rows(args, example: str, device, dtype) -> tuple[list[dict], float]:
+    """`--models`: the sparkc runners (cached calls, the graph step, the compiled graph step) for
+    another example at the same width, heads, layers and vocabulary (its other hyperparameters at
+    their defaults), every batch of `--batch`; (rows, largest prefill-logits difference between the
+    runners). A runner that fails is reported in its row, not fatal."""
+    path = ROOT / "examples" / f"{example}.spark"
+    hyper = {"d": args.d, "layers": args.layers, "vocab": args.vocab, "heads": args.heads}
+    if "max_len" in sparkc.load(path).HYPER:
+        hyper["max_len"] = args.prompt + args.new
+    mod = sparkc.load(path, **hyper)
+    torch.manual_seed(0)
+    net = mod.Model().to(device=device, dtype=dtype).eval()
+    rows, worst = [], 0.0
+    for b in args.batch:
+        prompt = torch.randint(0, args.vocab, (b, args.prompt), device=device)
+        runners = {
+            "sparkc": lambda p=prompt: run_sparkc(net, p, args.new, device),
+            "sparkc_graph": lambda p=prompt, st={}: run_sparkc_graph(net, st, p, args.new, device),
+            "sparkc_graph_compiled": lambda p=prompt, st={}: run_sparkc_graph(
+                net, st, p, args.new, device, compile=True
+            ),
+        }
+        ref = None
+        for name, run in runners.items():
+            row = {"model": example, "runner": name, "batch": b}
+            try:
+                run()  # warm-up: kernels tuned and compiled, graphs captured
+                pre, dec, logits = run()
+            except Exception as e:  # noqa: BLE001 - reported in the row
+                row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+                rows.append(row)
+                print(f"{example:10s} {name:21s} B={b:<3d} failed: {row['error']}", flush=True)
+                continue
+            ref = logits.float() if ref is None else ref
+            diff = (logits.float() - ref).abs().max().item()
+            worst = max(worst, diff)
+            row.update(
+                prefill_ms=1e3 * pre,
+                decode_tok_s=b * (args.new - 1) / dec if dec > 0 else math.inf,
+                total_tok_s=b * args.new / (pre + dec),
+                logits_diff=diff,
+            )
+            rows.append(row)
+            print(
+                f"{example:10s} {name:21s} B={b:<3d} prefill {row['prefill_ms']:9.1f} ms  "
+                f"decode {row['decode_tok_s']:10.1f} tok/s  total {row['total_tok_s']:10.1f} "
+                f"tok/s  |Δlogits| {diff:.2e}",
+                flush=True,
+            )
+    return rows, worst
+
+
 def _graph_step(net, cache, device, compile=False):
     """The CUDA-graph step on a GPU; on the CPU the same static step without a graph."""
     if device.type == "cuda":
@@ -264,6 +318,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep-layers", type=int, default=2)
     ap.add_argument("--sweep-steps", type=int, default=32)
     ap.add_argument("--chunk", type=int, default=1024, help="prefill chunk of the sweep")
+    ap.add_argument(
+        "--models",
+        nargs="*",
+        default=[],
+        choices=("splatflow", "hspmn", "spark_k"),
+        help="also these examples' sparkc rows at the same width (no baseline: it is tiny_gpt)",
+    )
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     if args.dry_run:
@@ -316,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
             diff = (logits.float() - ref).abs().max().item()
             worst = max(worst, diff)
             row = {
+                "model": "tiny_gpt",
                 "runner": name,
                 "batch": b,
                 "prefill_ms": 1e3 * pre,
@@ -330,6 +392,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"  |Δlogits| {diff:.2e}",
                 flush=True,
             )
+    for example in args.models:
+        more, diff = model_rows(args, example, device, dtype)
+        rows += more
+        worst = max(worst, diff)
     meta = {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "torch": torch.__version__,

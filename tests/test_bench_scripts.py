@@ -69,12 +69,15 @@ def _dry_run(tmp_path: Path, script: str, *args: str) -> tuple[str, dict]:
 def test_decode_bench_dry_run_runs_every_row(tmp_path):
     """bench/decode.py --dry-run: sparkc (plain and the CUDA-graph loop's static step, plain and
     compiled, run without a graph on the CPU), the eager baseline and the compiled one (dynamo's eager
-    backend on the CPU) at tiny sizes, all agreeing on the prefill logits."""
-    rows = _dry_run(tmp_path, "decode.py")[1]["rows"]
-    assert {(r["runner"], r["batch"]) for r in rows} == {
-        (n, b)
+    backend on the CPU) at tiny sizes, all agreeing on the prefill logits; `--models hspmn` adds
+    the three sparkc runners of another example in the same run."""
+    rows = _dry_run(tmp_path, "decode.py", "--models", "hspmn")[1]["rows"]
+    assert {(r["model"], r["runner"], r["batch"]) for r in rows} == {
+        ("tiny_gpt", n, b)
         for n in ("sparkc", "sparkc_graph", "sparkc_graph_compiled", "eager", "compiled")
         for b in (1, 4)
+    } | {
+        ("hspmn", n, b) for n in ("sparkc", "sparkc_graph", "sparkc_graph_compiled") for b in (1, 4)
     }
     assert all(r["logits_diff"] < 1e-4 and r["decode_tok_s"] > 0 for r in rows)
 
