@@ -8,7 +8,9 @@ with random cotangents on `top` and `checks`, gradients to `args` and `branch`):
     one host synchronisation per call);
   - kernels: the kernel fragment alone (codegen_templates/procedural_opcode_tape.py.jinja);
   - eager: the reference rule (runtime/reference/procedural.py, a Python loop over positions),
-    what the Triton path ran before the kernels.
+    what the Triton path ran before the kernels;
+  - graph (GPU runs): sparkc's calls replayed from a CUDA graph, the kernels without any host
+    time (the opcode check, which synchronises, is skipped inside a capture).
 Targets from issue 20 (printed, not asserted): sparkc ≤ 0.1 ms forward and ≤ 0.2 ms
 forward+backward at 256 × 64 × 256, ≥ 100× eager, 4096 tapes within 4× of 256 tapes' time.
 
@@ -24,7 +26,7 @@ import json
 import os
 import sys
 
-from sparkc.tools.benchutil import timer
+from sparkc.tools.benchutil import graph_replay, timer
 
 SRC = """
 model TapeBench(d = {d}) {{
@@ -110,7 +112,10 @@ def rows_for(b: int, args_ns, dev: str, dtype, bench) -> list[dict]:
         status = frag.tape_b(ops, args, has, branch, budget, capacity)[2]
     statuses = torch.bincount(status.long().cpu(), minlength=4).tolist()
     rows = []
-    for name, fn in (("sparkc", sparkc_out), ("kernels", kernels_out), ("eager", eager_out)):
+    impls = [("sparkc", sparkc_out), ("kernels", kernels_out), ("eager", eager_out)]
+    if dev == "cuda":
+        impls.append(("graph", sparkc_out))
+    for name, fn in impls:
 
         def fwd(fn=fn):
             with torch.no_grad():
@@ -120,6 +125,8 @@ def rows_for(b: int, args_ns, dev: str, dtype, bench) -> list[dict]:
             top, checks = fn()
             torch.autograd.backward([top, checks], [gt, gc])
 
+        if name == "graph":  # recorded once: no host work (the opcode check is skipped inside
+            fwd, fwd_bwd = graph_replay(fwd), graph_replay(fwd_bwd)  # a capture) per call
         rows.append(
             {
                 "impl": name,
