@@ -152,6 +152,31 @@ def test_splat_fragment_takes_separate_and_strided_projections(causal):
         assert _rel(a.grad, c.grad) < 1e-4, (name, _rel(a.grad, c.grad))
 
 
+def test_splat_forward_keeps_o_residual_only_for_a_backward():
+    """In 16-bit, the normalised forward stores o's rounding residual for the backward's δ only
+    when it saves for a backward; a forward without gradients returns the same o without it."""
+    from sparkc.runtime.loader import load_source
+
+    from sparkc.codegen.render import render
+
+    text = render("prelude.py.jinja", version="t", source_name="t") + render(
+        "splat_attention.py.jinja", name="spl", causal=True, normalize=True
+    )
+    mod = load_source("splat_fragment_save", text)
+    g = torch.Generator().manual_seed(2)
+    b, n, h, d, k = 1, 11, 2, 4, 3
+    u, v = (torch.randn(b, n, h, d, generator=g).half() for _ in range(2))
+    cen = torch.randn(h, k, d, generator=g).half()
+    ls, la = (0.3 * torch.randn(h, k, generator=g).half() for _ in range(2))
+    o, o_lo = mod.spl_fwd(u, v, cen, ls, la)[:2]
+    o2, none = mod.spl_fwd(u, v, cen, ls, la, save=False)[:2]
+    assert o_lo is not None and none is None
+    assert torch.equal(o, o2)
+    assert o_lo.abs().max() > 0  # the residual is there to keep
+    with torch.no_grad():
+        assert torch.equal(mod.spl(u, v, cen, ls, la), o)
+
+
 # GPU ------------------------------------------------------------------------------------------
 
 
