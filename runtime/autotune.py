@@ -4,7 +4,10 @@ Consumes: a kernel name, a shape class, candidate configurations, a timing funct
 on the target device; the switches of `env`, the identity of `device` and the disk cache of
 `tuning`. Produces: the chosen candidate (`pick`), remembered in process (`_PICKED`) and on disk,
 and the tuner's cost of one call (`bench_ms`: GPU time plus the host time to issue it,
-`issue_ms`).
+`issue_ms`). With `$SPARKC_COMPILE_WORKERS` above 1, the candidates of a kernel not tuned yet
+are compiled several at a time first (`precompile`: each candidate's call runs once in a worker
+thread under `compile_only()`, where sparkc's `Kernel` launches compile and run nothing and
+`bench_ms` times nothing), so the timing rounds find every candidate compiled.
 
 Off GPU, under the interpreter or with `$SPARKC_TUNE=0` nothing is timed: the first candidate
 (the template's heuristic) is the answer. torch and triton are imported inside the functions.
@@ -12,8 +15,10 @@ Off GPU, under the interpreter or with `$SPARKC_TUNE=0` nothing is timed: the fi
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from . import device, env, tuning
@@ -57,7 +62,15 @@ def pick(
                 name, tuning.entry_key(src, shape_class, device.device_key(like)), cands
             )
             return cands[0] if stored is None else stored
-        hit = cache.choose(name, src, shape_class, device.device_key(like), cands, bench_fn)
+        hit = cache.choose(
+            name,
+            src,
+            shape_class,
+            device.device_key(like),
+            cands,
+            bench_fn,
+            prepare=lambda: precompile(cands, bench_fn, like),
+        )
         _PICKED[memo_key] = hit
     return hit
 
@@ -65,6 +78,71 @@ def pick(
 # pick()'s memo: (kernel, id of its source object, shape class, device) -> choice. Sources are
 # module-level JIT functions that live as long as the process, so ids are stable.
 _PICKED: dict[tuple, Any] = {}
+
+
+_LOCAL = threading.local()
+
+
+@contextlib.contextmanager
+def compile_only() -> Iterator[None]:
+    """In this thread: a generated kernel's launch (`launcher.Kernel`) compiles it for its
+    arguments (Triton's `warmup`) and runs nothing, and `bench_ms(fn)` calls `fn` once and
+    times nothing."""
+    before = getattr(_LOCAL, "compile_only", False)
+    _LOCAL.compile_only = True
+    try:
+        yield
+    finally:
+        _LOCAL.compile_only = before
+
+
+def compiling_only() -> bool:
+    """Whether this thread is inside `compile_only()`."""
+    return getattr(_LOCAL, "compile_only", False)
+
+
+def precompile(candidates: Sequence[Any], bench_fn: Callable[[Any], float], like: Any) -> None:
+    """Compile every candidate before the timing rounds, `env.compile_workers()` at a time:
+    `bench_fn(candidate)` once per candidate under `compile_only()` in a worker thread, on the
+    device and stream of `like`'s caller (torch work a candidate's call still does, such as an
+    allocation or an extern GEMM, is ordered before what the caller issues next). The first
+    candidate compiles alone first (Triton builds its per-kernel binder once). A candidate that
+    fails here is left to the timing rounds, which score it. No-op with one worker."""
+    workers = env.compile_workers()
+    if workers < 2 or len(candidates) < 2:
+        return
+    import concurrent.futures
+
+    place = _caller_place(like)
+
+    def warm(candidate: Any) -> None:
+        with place(), compile_only():
+            try:
+                bench_fn(candidate)
+            except Exception:  # noqa: BLE001, S110 - the timing rounds meet it again and score it
+                pass
+
+    warm(candidates[0])
+    with concurrent.futures.ThreadPoolExecutor(min(workers, len(candidates) - 1)) as pool:
+        list(pool.map(warm, candidates[1:]))
+
+
+def _caller_place(like: Any) -> Callable[[], Any]:
+    """A context-manager factory putting a worker thread on the caller's CUDA device and current
+    stream (no-op for a tensor off CUDA)."""
+    if like.device.type != "cuda":
+        return contextlib.nullcontext
+    import torch
+
+    index = like.device.index if like.device.index is not None else torch.cuda.current_device()
+    stream = torch.cuda.current_stream(index)
+
+    @contextlib.contextmanager
+    def place() -> Iterator[None]:
+        with torch.cuda.device(index), torch.cuda.stream(stream):
+            yield
+
+    return place
 
 
 def bench_ms(fn: Callable[[], Any]) -> float:
@@ -78,7 +156,11 @@ def bench_ms(fn: Callable[[], Any]) -> float:
     2026-12-02: the tensor-descriptor main loops won their GEMMs in isolation and made the
     tiny_gpt step 15% slower (9.40 against 8.15 ms without them; 7.62 replayed from CUDA
     graphs). A candidate now wins only when it saves more GPU time than it adds host time.
-    With `$SPARKC_TUNE_HOST=0` (`charge_host`): the GPU time alone."""
+    With `$SPARKC_TUNE_HOST=0` (`charge_host`): the GPU time alone. Inside `compile_only()`:
+    one call, no timing, 0.0."""
+    if compiling_only():
+        fn()
+        return 0.0
     import triton.testing
 
     flushed = float(triton.testing.do_bench(fn, warmup=5, rep=20, return_mode="median"))

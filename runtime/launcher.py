@@ -24,6 +24,8 @@ constexpr value, and for the other arguments their kind: a tensor's dtype and wh
 pointer is 16-byte aligned; an int's width class, whether it equals 1 and whether 16 divides it;
 bool, float and None as such. Any other argument (a host tensor descriptor, say), a callable
 grid or a launch hook set (a profiler) takes the normal path. Always off under the interpreter.
+Inside the tuner's `autotune.compile_only()` (its parallel compile pass) a launch compiles the
+kernel for its arguments through Triton's `warmup` and runs nothing.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any
 import torch
 from triton import knobs
 
-from . import env
+from . import autotune, env
 
 _MISS = object()
 _I32 = 2**31
@@ -109,9 +111,14 @@ class Kernel:
         return f"<sparkc launcher for {self.jit!r}>"
 
     def __getitem__(self, grid: Any) -> Any:
+        if autotune.compiling_only():  # the tuner's parallel compile pass: compile, run nothing
+            return functools.partial(self._warmup, grid)
         if not fast_launch():
             return self.jit[grid]
         return functools.partial(self.run, grid)
+
+    def _warmup(self, grid: Any, *args: Any, **kwargs: Any) -> None:
+        self.jit.warmup(*args, grid=grid, **kwargs)
 
     def arguments(self, args: tuple, kwargs: dict) -> tuple | None:
         """Every argument in signature order, defaults filled in (as Triton's binder orders

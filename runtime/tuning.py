@@ -137,10 +137,12 @@ class TuningCache:
         candidates: Sequence[Any],
         bench_fn: Callable[[Any], float],
         rounds: int | None = None,
+        prepare: Callable[[], None] | None = None,
     ) -> Any:
         """The cached choice, or time every candidate `rounds` times in turn (default
         `tuning_rounds()`; ms, each candidate's fastest round counts; a failing one counts as
-        infinitely slow), store the fastest and return it."""
+        infinitely slow), store the fastest and return it. `prepare()` runs once before the
+        timing, only when there is no cached choice (the tuner compiles the candidates there)."""
         rounds = tuning_rounds() if rounds is None else rounds
         if not candidates:
             raise ValueError(f"no tuning candidates for kernel {kernel!r}")
@@ -148,6 +150,8 @@ class TuningCache:
         hit = self.lookup(kernel, key, candidates)
         if hit is not None:
             return hit
+        if prepare is not None:
+            prepare()
         # Round-robin rounds, each candidate's best time kept: on the lent H200 one timing of a
         # bandwidth-bound kernel swung 2x between consecutive measurements (clock or memory state,
         # not the configuration; docs/performance.md, 2026-12-02), so a single pass picked

@@ -200,3 +200,31 @@ def test_fast_launches_compute_what_tritons_launches_compute(monkeypatch):
     assert cached > 0
     for a, b in zip(results[0], results[2]):
         torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
+
+
+def test_a_launch_inside_compile_only_compiles_and_runs_nothing():
+    """The tuner's compile pass (`autotune.compile_only`): a `Kernel` launch becomes Triton's
+    `warmup` with the same grid and arguments (it compiles for them and launches nothing)."""
+    from sparkc.runtime import autotune, launcher
+
+    def signature(X, n, BLOCK):  # the kernel's parameters, which Kernel reads
+        pass
+
+    class Jit:
+        fn = staticmethod(signature)
+
+        def __init__(self):
+            self.warmed, self.launched = [], []
+
+        def warmup(self, *args, grid, **kwargs):
+            self.warmed.append((grid, args, kwargs))
+
+        def __getitem__(self, grid):
+            return lambda *a, **k: self.launched.append(grid)
+
+    jit = Jit()
+    kernel = launcher.Kernel(jit)
+    x = torch.zeros(4)
+    with autotune.compile_only():
+        kernel[(3, 1)](x, 4, BLOCK=16)
+    assert jit.warmed == [((3, 1), (x, 4), {"BLOCK": 16})] and jit.launched == []

@@ -232,3 +232,85 @@ def test_require_triton_gives_an_install_hint_when_missing():
         [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120
     )
     assert "HINT:" in out.stdout and "pip install" in out.stdout, out.stderr
+
+
+def test_choose_prepares_only_when_it_times(tmp_path):
+    """`prepare` (the tuner's compile pass) runs once before the timing rounds of a miss, never
+    for a cached choice."""
+    cache, prepared = tuning.TuningCache(tmp_path), []
+    bench = Bench({1024: 3.0, 2048: 1.0, 4096: 2.0})
+    prepare = lambda: prepared.append(len(bench.calls))
+    assert cache.choose("k", "h", [1], "gpu", CANDS, bench, prepare=prepare) == (2048, 8)
+    assert prepared == [0]  # before any timing
+    assert cache.choose("k", "h", [1], "gpu", CANDS, bench, prepare=prepare) == (2048, 8)
+    assert prepared == [0]
+
+
+class CompileProbe:
+    """A fake bench_fn recording, per call, the candidate, its thread and the compile-only
+    state; candidate 4096 fails."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, cand):
+        import threading
+
+        self.calls.append((cand, threading.get_ident(), autotune.compiling_only()))
+        if cand[0] == 4096:
+            raise RuntimeError("the compiler rejects this tile")
+        return {1024: 3.0, 2048: 1.0}[cand[0]]
+
+
+def test_precompile_compiles_each_candidate_once_in_worker_threads(monkeypatch):
+    import threading
+
+    probe, like = CompileProbe(), torch.zeros(1)
+    monkeypatch.delenv("SPARKC_COMPILE_WORKERS", raising=False)
+    autotune.precompile(CANDS, probe, like)
+    assert probe.calls == []  # one worker (the default): nothing ahead of the timing
+    monkeypatch.setenv("SPARKC_COMPILE_WORKERS", "3")
+    autotune.precompile(CANDS, probe, like)  # the failing candidate does not raise here
+    assert sorted(c for c, _, _ in probe.calls) == sorted(CANDS)
+    assert all(only for _, _, only in probe.calls)
+    first, rest = probe.calls[0], probe.calls[1:]
+    assert first[0] == CANDS[0] and first[1] == threading.get_ident()  # alone, first
+    assert all(thread != threading.get_ident() for _, thread, _ in rest)
+    assert not autotune.compiling_only()
+    for bad in ("0", "two"):
+        monkeypatch.setenv("SPARKC_COMPILE_WORKERS", bad)
+        with pytest.raises(ValueError, match="SPARKC_COMPILE_WORKERS must be a positive"):
+            autotune.precompile(CANDS, probe, like)
+
+
+def test_pick_compiles_every_candidate_before_timing_any(tmp_path, monkeypatch, patch_runtime):
+    class Cuda:
+        class device:
+            type = "cuda"
+            index = 0
+
+    monkeypatch.setenv("SPARKC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("SPARKC_COMPILE_WORKERS", "2")
+    monkeypatch.setattr(tuning, "_default", None)
+    monkeypatch.setattr(
+        autotune, "_caller_place", lambda like: __import__("contextlib").nullcontext
+    )
+    patch_runtime("interpreting", lambda: False)
+    patch_runtime("device_key", lambda like: "gpu")
+    patch_runtime("_PICKED", {})
+    patch_runtime("capturing", lambda like: False)
+    probe = CompileProbe()
+    assert launch.pick("k", [3], CANDS, probe, source="src", like=Cuda()) == (2048, 8)
+    only = [o for _, _, o in probe.calls]
+    assert only[:3] == [True] * 3 and not any(only[3:])  # compiled first, then timed
+    assert len(probe.calls) == 3 + 2 * tuning.ROUNDS + 1  # the failing one is timed once
+
+
+def test_bench_ms_inside_compile_only_calls_once_and_times_nothing():
+    calls = []
+    with autotune.compile_only():
+        assert autotune.bench_ms(lambda: calls.append(1)) == 0.0
+        with autotune.compile_only():
+            pass
+        assert autotune.compiling_only()  # nesting restores the outer state
+    assert calls == [1] and not autotune.compiling_only()
