@@ -106,3 +106,14 @@ def test_routed_mlp_bench_dry_run_writes_rows_and_ratios(tmp_path):
             assert r["max_abs_diff_vs_sparkc"] < 1e-4
     assert {s["versus"] for s in data["ratios"]} == {"dense MLP", "grouped_mm+perm", "eager"}
     assert "sparkc speed-up vs" in stdout
+
+
+def test_nanogpt_step_dry_run_is_the_same_model(tmp_path):
+    """bench/nanogpt_step.py --dry-run: the nanoGPT-style baseline loaded with sparkc's tiny_gpt
+    weights gives the same float32 loss (the comparison is between one architecture written two
+    ways), and every CPU variant trains a step."""
+    data = _dry_run(tmp_path, "nanogpt_step.py")[1]
+    assert data["meta"]["loss_rel_diff_f32"] < 1e-5
+    assert [r["variant"] for r in data["rows"]] == ["sparkc", "nanogpt", "nanogpt_compiled"]
+    assert all(r["ms"] > 0 for r in data["rows"])
+
