@@ -2,6 +2,7 @@
 use it (`sparkc.runtime.launch`): hits and misses, keys that include the source hash, shape class
 and device, corrupted files, atomic rewrites, the interpreter shortcut, cache folders."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -161,21 +162,29 @@ def test_pick_without_gpu_returns_first_candidate_untimed(tmp_path, monkeypatch)
     assert bench.calls == [] and not (tmp_path / "tuning").exists()
 
 
-def test_pick_inside_a_cuda_graph_capture_never_times(tmp_path, monkeypatch, patch_runtime):
-    # Timing synchronises, which a capture forbids: the stored choice if any, else the
-    # heuristic, and nothing is remembered, so the first call after the capture tunes.
-    class Cuda:
-        class device:
-            type = "cuda"
-            index = 0
+class Cuda:
+    """Stands for a tensor on a GPU (pick only reads its device)."""
 
+    class device:
+        type = "cuda"
+        index = 0
+
+
+def _fake_gpu(tmp_path, monkeypatch, patch_runtime, capturing) -> None:
+    """pick() as on a GPU: a fresh cache in tmp_path, no interpreter, an empty memo."""
     monkeypatch.setenv("SPARKC_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(tuning, "_default", None)
     patch_runtime("interpreting", lambda: False)
     patch_runtime("device_key", lambda like: "gpu")
     patch_runtime("_PICKED", {})
+    patch_runtime("capturing", capturing)
+
+
+def test_pick_inside_a_cuda_graph_capture_never_times(tmp_path, monkeypatch, patch_runtime):
+    # Timing synchronises, which a capture forbids: the stored choice if any, else the
+    # heuristic, and nothing is remembered, so the first call after the capture tunes.
     capture = [True]
-    patch_runtime("capturing", lambda like: capture[0])
+    _fake_gpu(tmp_path, monkeypatch, patch_runtime, lambda like: capture[0])
     bench = Bench({1024: 3.0, 2048: 1.0, 4096: 2.0})
     assert launch.pick("k", [7], CANDS, bench, source="src", like=Cuda()) == CANDS[0]
     assert bench.calls == [] and autotune._PICKED == {}
@@ -284,21 +293,9 @@ def test_precompile_compiles_each_candidate_once_in_worker_threads(monkeypatch):
 
 
 def test_pick_compiles_every_candidate_before_timing_any(tmp_path, monkeypatch, patch_runtime):
-    class Cuda:
-        class device:
-            type = "cuda"
-            index = 0
-
-    monkeypatch.setenv("SPARKC_CACHE_DIR", str(tmp_path))
+    _fake_gpu(tmp_path, monkeypatch, patch_runtime, lambda like: False)
     monkeypatch.setenv("SPARKC_COMPILE_WORKERS", "2")
-    monkeypatch.setattr(tuning, "_default", None)
-    monkeypatch.setattr(
-        autotune, "_caller_place", lambda like: __import__("contextlib").nullcontext
-    )
-    patch_runtime("interpreting", lambda: False)
-    patch_runtime("device_key", lambda like: "gpu")
-    patch_runtime("_PICKED", {})
-    patch_runtime("capturing", lambda like: False)
+    monkeypatch.setattr(autotune, "_caller_place", lambda like: contextlib.nullcontext)
     probe = CompileProbe()
     assert launch.pick("k", [3], CANDS, probe, source="src", like=Cuda()) == (2048, 8)
     only = [o for _, _, o in probe.calls]
