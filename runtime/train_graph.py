@@ -172,7 +172,16 @@ class TrainStep(CudaGraphRunner):
             # Gradients start as None so the recorded backward allocates them in the graph's
             # memory; each replay then writes them afresh (no accumulation across steps).
             self.model.zero_grad(set_to_none=True)
-            self.out = self._capture(lambda: self._run(self.static))
+            try:
+                self.out = self._capture(lambda: self._run(self.static))
+            except RuntimeError as e:
+                raise RuntimeError(
+                    f"recording the training step in a CUDA graph failed: {e}. A recorded step "
+                    f"may not synchronise with the host (read a tensor's value, e.g. .item(), "
+                    f"or use an op that does, such as the reference path's data-dependent "
+                    f"shapes) nor allocate host memory for the device; train this model with "
+                    f"model(...) and loss.backward() instead"
+                ) from e
             self.addresses = self._addresses()
         self._replay()
         self.steps += 1

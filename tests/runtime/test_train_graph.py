@@ -197,6 +197,25 @@ def test_graphed_procedural_example_feeds_every_input():
     assert step.captures == 1 and step.replays == 3
 
 
+def test_a_failed_recording_says_why_and_records_again_next_call():
+    _, net = _pair()
+    step = CpuTrainStep(net, _sgd(net), warmup=1)
+    batch = _batches(1)[0]
+    step(**batch)
+    real = step._capture
+
+    def fail(fn):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    step._capture = fail
+    with pytest.raises(RuntimeError, match="may not synchronise with the host") as info:
+        step(**batch)
+    assert "operation not permitted" in str(info.value.__cause__)
+    step._capture = real
+    step(**batch)  # nothing was kept from the failed attempt: this call records
+    assert step.captures == 1 and step.replays == 1
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_gpu_graphed_training_equals_the_eager_loop(example):
