@@ -11,11 +11,14 @@ Timings are printed, never asserted.
 Run: python bench/host_time_cpu.py --op spd_router [--shape B=2,N=16,D=64] [--calls 1000]
      python bench/host_time_cpu.py --file examples/tiny_gpt.spark --shape B=2,N=16 --mode fwd+bwd
 (`--mode fwd+bwd`: forward, backward of the loss, gradients cleared; fewer calls by default.)
+Also prints the ATen operators one call dispatches besides the Triton launches (views and
+allocations apart): on a GPU each is a launch or host step of its own.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import cProfile
 import io
 import os
@@ -38,6 +41,58 @@ def _no_launch(self, grid):
         LAUNCHES[0] += 1
 
     return run
+
+
+# ATen operators that only make a view or read metadata (no device work), and allocations.
+VIEWS = frozenset(
+    [
+        "view",
+        "_unsafe_view",
+        "t",
+        "transpose",
+        "permute",
+        "expand",
+        "as_strided",
+        "slice",
+        "select",
+        "unsqueeze",
+        "squeeze",
+        "detach",
+        "alias",
+        "split",
+        "unbind",
+        "chunk",
+        "narrow",
+        "diagonal",
+        "_reshape_alias",
+        "lift_fresh",
+        "sym_size",
+        "sym_stride",
+        "sym_numel",
+        "sym_storage_offset",
+    ]
+)
+ALLOCS = frozenset(["empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"])
+
+
+def count_aten(fn) -> collections.Counter:
+    """The ATen operators one call of `fn` dispatches (autograd's CPU backward included: it
+    runs on the calling thread), by name. On a GPU each non-view operator is a kernel launch or
+    a host-side step of its own, tens of µs of host time on the lent machine."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = collections.Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops[func.overloadpacket.__name__] += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count() as mode:
+        fn()
+    return mode.ops
 
 
 def main() -> None:
@@ -87,6 +142,14 @@ def main() -> None:
     print(
         f"{label} {args.shape}: {us:.0f} us of host time per {what}, "
         f"{LAUNCHES[0] / calls:.0f} launches per call (kernels stubbed)"
+    )
+    ops = count_aten(call)
+    compute = {k: n for k, n in ops.items() if k not in VIEWS and k not in ALLOCS}
+    print(
+        f"ATen per call: {sum(compute.values())} ops that run device work, "
+        f"{sum(ops[k] for k in ALLOCS)} allocations, {sum(ops[k] for k in VIEWS)} views "
+        f"(besides the {LAUNCHES[0] / calls:.0f} Triton launches): "
+        + ", ".join(f"{k} {n}" for k, n in sorted(compute.items(), key=lambda kv: -kv[1]))
     )
     prof = cProfile.Profile()
     prof.enable()
