@@ -1,6 +1,7 @@
 """Compile-only check of the procedural family's GEMM-side kernels: lora_linear's low-rank GEMM
 (forward: bias and T stored; backward dx: neither), per-sample row reduction and one-kernel
-hypernetwork (forward, and the backward's three kernels, at gen_dim 128), compiled to PTX for
+hypernetwork (forward, and the backward's three kernels, at gen_dim 128), demopack_linear's
+mixing-matrix kernels (forward and scale gradient), compiled to PTX for
 sm_90 with float32 and bfloat16 pointers and Hopper tiles, without a GPU (the strided GEMM the
 template takes from primitives_gemm_common, and demopack_linear's two GEMM fragments, are compiled
 by test_matmul_compile.py).
@@ -15,8 +16,13 @@ from compile_harness import main, run_in_subprocess
 
 LORA = {"template": "procedural_lora_linear.py.jinja", "name": "lora"}
 LORA_HYPER = {"template": "procedural_lora_hyper.py.jinja", "name": "lorah"}
+DEMOPACK = {"template": "procedural_demopack.py.jinja", "name": "dp"}
 INTS = {"NB", "NSEQ", "NOUT", "K", "R", "RO", "CHUNK", "M", "N", "C", "MM", "G"}
 INTS |= {"NA", "NBM", "NCH"}
+MIX = {
+    "dp_mix_kernel": "COUNTS SCALE GOUT R C inv_p",
+    "dp_dscale_kernel": "DG COUNTS DSCALE R C inv_p",
+}
 HYPER_F32 = {"Z1", "Z2", "DZ1", "DZ2", "DHP"}
 
 
@@ -61,6 +67,9 @@ def cases():
             if kernel == "lorah_fwd_kernel":
                 consts |= {"STORE_Z": True, "BLOCK_C": 128}
             out.append((LORA_HYPER, kernel, sig_of(args.split(), p, HYPER_F32), consts))
+        for kernel, args in MIX.items():  # demopack's mixing matrix and its scale gradient
+            sig = sig_of(args.split(), p, {"COUNTS"}) | {"inv_p": "fp32"}
+            out.append((DEMOPACK, kernel, sig, {"BLOCK_R": 16, "BLOCK_C": 256}))
     return out
 
 
