@@ -1,10 +1,10 @@
 """Compile-only check of the procedural family's GEMM-side kernels: lora_linear's low-rank GEMM
-(forward: bias and T stored; backward dx: neither), per-sample row reduction and one-kernel
-hypernetwork (forward, and the backward's three kernels, at gen_dim 128), demopack_linear's
-mixing-matrix kernels (forward and scale gradient), compiled to PTX for
-sm_90 with float32 and bfloat16 pointers and Hopper tiles, without a GPU (the strided GEMM the
-template takes from primitives_gemm_common, and demopack_linear's two GEMM fragments, are compiled
-by test_matmul_compile.py).
+(forward: bias and T stored; backward dx: neither), per-sample row reduction and its finishing
+kernel, one-kernel hypernetwork (forward, and the backward's three kernels, at gen_dim 128),
+demopack_linear's mixing-matrix kernels (forward and scale gradient), compiled to PTX for sm_90
+with float32 and bfloat16 pointers and Hopper tiles, without a GPU (the strided GEMM the template
+takes from primitives_gemm_common, and demopack_linear's two GEMM fragments, are compiled by
+test_matmul_compile.py).
 
 The interpreter accepts code the real compiler rejects, so this runs in a subprocess without
 TRITON_INTERPRET (the file doubles as that subprocess's script).
@@ -39,6 +39,8 @@ def sig_of(args, ptr, fp32=(), ints=INTS):
 LR_ARGS = ["X", "W", "BIAS", "L", "RM", "Y", "T", "NB", "NSEQ", "NOUT", "K", "R"]
 LR_ARGS += ["sxb", "sxn", "sxk", "swn", "swk", "slb", "slr", "slk", "srb", "srn", "srr"]
 PSUM_ARGS = ["P", "Q", "OUT", "NSEQ", "C", "R", "RO", "CHUNK", "sqb", "sqn", "sqc"]
+FINISH_ARGS = ["PART", "OUT", "BIAS", "SPLIT", "NB", "R", "RO", "C", "sob", "sor", "soc"]
+FINISH_INTS = INTS | {"SPLIT", "sob", "sor", "soc"}
 HYPER = {
     "lorah_fwd_kernel": "META W1 B1 W2 B2 WA BA WB BB AOUT BOUT Z1 Z2 NB MM G NA NBM",
     "lorah_bwd_kernel": "DA DBM Z2 WA WB BA BB DWA DWB DBA DBB DHP NB G NA NBM",
@@ -61,6 +63,8 @@ def cases():
             consts = {"ONES": ones, "DOT_PRECISION": prec, "R_PAD": 16}
             consts |= {"BLOCK_R": 64, "BLOCK_C": 128}
             out.append((LORA, "lora_psum_kernel", sig_of(PSUM_ARGS, p, {"P", "OUT"}), consts))
+            sig = sig_of(FINISH_ARGS, p, {"PART"}, FINISH_INTS)
+            out.append((LORA, "lora_finish_kernel", sig, {"HAS_BIAS": ones, "BLOCK_C": 128}))
         for kernel, args in HYPER.items():
             consts = {"DOT_PRECISION": prec, "G_PAD": 128, "BLOCK_B": 16}
             consts |= {"BLOCK_C": 128} if kernel == "lorah_bwd_kernel" else {"BLOCK_K": 64}
