@@ -116,4 +116,3 @@ def test_nanogpt_step_dry_run_is_the_same_model(tmp_path):
     assert data["meta"]["loss_rel_diff_f32"] < 1e-5
     assert [r["variant"] for r in data["rows"]] == ["sparkc", "nanogpt", "nanogpt_compiled"]
     assert all(r["ms"] > 0 for r in data["rows"])
-
