@@ -81,8 +81,10 @@ def _sgd(net):
 def test_graphed_training_equals_the_eager_loop(impl):
     eager, net = _pair(impl)
     opt_e, opt_g = _sgd(eager), _sgd(net)
-    step = CpuTrainStep(net, opt_g)
-    batches = _batches(6)
+    # The Triton path runs under the interpreter: fewer steps (one warm-up, a recording, replays).
+    warmup, steps = (2, 6) if impl == "reference" else (1, 4)
+    step = CpuTrainStep(net, opt_g, warmup=warmup)
+    batches = _batches(steps)
     for k, batch in enumerate(batches):
         opt_e.zero_grad(set_to_none=True)
         want = eager(**batch)
@@ -91,7 +93,7 @@ def test_graphed_training_equals_the_eager_loop(impl):
         got = step(**batch) if k % 2 else step(batch["tokens"], targets=batch["targets"])
         assert torch.equal(got.loss, want.loss.detach()), k
         assert torch.equal(got.logits, want.logits.detach()), k
-    assert step.captures == 1 and step.replays == 4 and step.steps == 6
+    assert step.captures == 1 and step.replays == steps - warmup and step.steps == steps
     for (name, pe), (_, pg) in zip(eager.named_parameters(), net.named_parameters()):
         assert torch.equal(pe, pg), name
         assert torch.equal(pe.grad, pg.grad), name  # the last step's gradients, not a sum
