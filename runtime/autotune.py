@@ -16,12 +16,12 @@ Off GPU, under the interpreter or with `$SPARKC_TUNE=0` nothing is timed: the fi
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from . import device, env, tuning
+from .device import compile_only, compiling_only  # the pass's thread-local switch
 
 
 def pick(
@@ -39,7 +39,8 @@ def pick(
     the hash of `source` (the kernel's source text or JITFunction), the shape class, the GPU and
     the Triton version. Under the interpreter, off GPU, or with `$SPARKC_TUNE=0` the first
     candidate (the template's heuristic) is returned untimed; inside a CUDA graph capture, where
-    timing cannot run, the choice on disk if there is one, else the heuristic, not remembered.
+    timing cannot run, or inside the parallel compile pass (`compile_only`, which times nothing),
+    the choice on disk if there is one, else the heuristic, not remembered.
     `candidates` may be a function returning the list, called only when the choice is not
     already known in this process (the lookup runs on every launch).
     """
@@ -55,9 +56,10 @@ def pick(
         cands = candidates() if callable(candidates) else candidates
         cache, src = tuning.default_cache(), tuning.source_hash(source)
         if device.capturing(like):
-            # Timing synchronises, which a CUDA graph capture forbids: a choice stored on disk,
-            # else the heuristic for this call, remembered by nobody (callers memoising their
-            # choices check `capturing` too), so the first call outside a capture tunes.
+            # Timing synchronises, which a CUDA graph capture forbids (and the compile pass
+            # times nothing): a choice stored on disk, else the heuristic for this call,
+            # remembered by nobody (callers memoising their choices check `capturing` too), so
+            # the first call outside a capture or the pass tunes.
             stored = cache.lookup(
                 name, tuning.entry_key(src, shape_class, device.device_key(like)), cands
             )
@@ -78,27 +80,6 @@ def pick(
 # pick()'s memo: (kernel, id of its source object, shape class, device) -> choice. Sources are
 # module-level JIT functions that live as long as the process, so ids are stable.
 _PICKED: dict[tuple, Any] = {}
-
-
-_LOCAL = threading.local()
-
-
-@contextlib.contextmanager
-def compile_only() -> Iterator[None]:
-    """In this thread: a generated kernel's launch (`launcher.Kernel`) compiles it for its
-    arguments (Triton's `warmup`) and runs nothing, and `bench_ms(fn)` calls `fn` once and
-    times nothing."""
-    before = getattr(_LOCAL, "compile_only", False)
-    _LOCAL.compile_only = True
-    try:
-        yield
-    finally:
-        _LOCAL.compile_only = before
-
-
-def compiling_only() -> bool:
-    """Whether this thread is inside `compile_only()`."""
-    return getattr(_LOCAL, "compile_only", False)
 
 
 def precompile(candidates: Sequence[Any], bench_fn: Callable[[Any], float], like: Any) -> None:

@@ -4,14 +4,17 @@ Consumes: a tensor (only its `.device`) and the switches of `env`. Produces: a c
 tensor no Triton kernel can read (`require_cuda`), the key a tuning choice is valid for (GPU
 name, compute capability, Triton version, whether host time was charged: `device_key`), the
 number of streaming multiprocessors (`sm_count`) and whether a CUDA graph is being captured
-(`capturing`). The GPU's properties are asked once per device (`_cuda_identity`).
+(`capturing`, true as well inside the tuner's compile pass, `compile_only`). The GPU's properties are asked once per device (`_cuda_identity`).
 
 torch and triton are imported inside the functions that need them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from . import env
@@ -53,9 +56,35 @@ def device_key(tensor: Any) -> str:
     return f"{tensor.device.type}-interpreter|triton-{_triton_version()}"
 
 
+_LOCAL = threading.local()
+
+
+@contextlib.contextmanager
+def compile_only() -> Iterator[None]:
+    """In this thread: the tuner's parallel compile pass (`autotune.precompile`). A generated
+    kernel's launch (`launcher.Kernel`) compiles it for its arguments (Triton's `warmup`) and
+    runs nothing, `autotune.bench_ms(fn)` calls `fn` once and times nothing, and `capturing` is
+    true (nothing synchronises, no choice is made for good)."""
+    before = getattr(_LOCAL, "compile_only", False)
+    _LOCAL.compile_only = True
+    try:
+        yield
+    finally:
+        _LOCAL.compile_only = before
+
+
+def compiling_only() -> bool:
+    """Whether this thread is inside `compile_only()`."""
+    return getattr(_LOCAL, "compile_only", False)
+
+
 def capturing(tensor: Any) -> bool:
-    """True while the current CUDA stream is being captured into a CUDA graph (work that
-    synchronises with the host, such as validating ids, must be skipped then)."""
+    """True while the current CUDA stream is being captured into a CUDA graph, or while this
+    thread runs the tuner's compile pass (`compile_only`): work that synchronises with the host,
+    such as validating ids or timing a candidate, must be skipped then, and a tile choice made
+    then is provisional (not remembered)."""
+    if compiling_only():
+        return True
     if tensor.device.type != "cuda":
         return False
     import torch

@@ -24,7 +24,7 @@ constexpr value, and for the other arguments their kind: a tensor's dtype and wh
 pointer is 16-byte aligned; an int's width class, whether it equals 1 and whether 16 divides it;
 bool, float and None as such. Any other argument (a host tensor descriptor, say), a callable
 grid or a launch hook set (a profiler) takes the normal path. Always off under the interpreter.
-Inside the tuner's `autotune.compile_only()` (its parallel compile pass) a launch compiles the
+Inside the tuner's `device.compile_only()` (its parallel compile pass) a launch compiles the
 kernel for its arguments through Triton's `warmup` and runs nothing.
 """
 
@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from triton import knobs
 
-from . import autotune, env
+from . import device, env
 
 _MISS = object()
 _I32 = 2**31
@@ -111,7 +111,7 @@ class Kernel:
         return f"<sparkc launcher for {self.jit!r}>"
 
     def __getitem__(self, grid: Any) -> Any:
-        if autotune.compiling_only():  # the tuner's parallel compile pass: compile, run nothing
+        if device.compiling_only():  # the tuner's parallel compile pass: compile, run nothing
             return functools.partial(self._warmup, grid)
         if not fast_launch():
             return self.jit[grid]

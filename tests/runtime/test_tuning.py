@@ -311,3 +311,21 @@ def test_bench_ms_inside_compile_only_calls_once_and_times_nothing():
             pass
         assert autotune.compiling_only()  # nesting restores the outer state
     assert calls == [1] and not autotune.compiling_only()
+
+
+def test_a_pick_inside_the_compile_pass_is_provisional(tmp_path, monkeypatch, patch_runtime):
+    """A candidate's call may reach another kernel's pick (a plan of several launches): inside
+    the compile pass that pick times nothing and remembers nothing, as inside a capture, so no
+    choice is made from the pass's zero timings."""
+    from sparkc.runtime import device
+
+    real = device.capturing
+    # No CUDA here: the stand-in is the real predicate's compile-pass half.
+    _fake_gpu(tmp_path, monkeypatch, patch_runtime, lambda like: device.compiling_only())
+    bench = Bench({1024: 3.0, 2048: 1.0, 4096: 2.0})
+    with autotune.compile_only():
+        assert real(Cuda()) and real(torch.zeros(1))
+        assert launch.pick("k", [5], CANDS, bench, source="src", like=Cuda()) == CANDS[0]
+    assert bench.calls == [] and autotune._PICKED == {}
+    assert not real(torch.zeros(1))
+    assert launch.pick("k", [5], CANDS, bench, source="src", like=Cuda()) == (2048, 8)
