@@ -101,7 +101,7 @@ def compile_workers() -> int:
     candidate at its first timed launch, as before). Unset: 1 until a GPU run has verified the
     parallel path (Triton's compiler releases the GIL in its passes and in ptxas: two threads
     compiled eight GEMM candidates for sm_90 in 3.2 s against 5.5-5.7 s serially on the 2-core
-    development machine, 2026-12-06)."""
+    development machine, 2026-12-06; bench/probe_compile_threads.py)."""
     import os
 
     raw = os.environ.get("SPARKC_COMPILE_WORKERS", "").strip()
