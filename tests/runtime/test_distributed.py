@@ -21,9 +21,11 @@ from __future__ import annotations
 import math
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -92,11 +94,36 @@ os._exit(0)
 
 
 def _env() -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    # PYTHONFAULTHANDLER: a hung process shows where it hangs when `_finish` aborts it.
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONWARNINGS": "ignore",
+        "PYTHONFAULTHANDLER": "1",
+    }
 
 
-def _finish(procs) -> list[str]:
-    outs = [p.communicate(timeout=300) for p in procs]
+def _finish(procs, timeout: float = 240) -> list[str]:
+    """Every process's stdout once all exit 0; a process still running after `timeout` s
+    fails the test with every process's Python stacks (faulthandler on SIGABRT) and output."""
+    deadline = time.monotonic() + timeout
+    outs = []
+    for p in procs:
+        try:
+            outs.append(p.communicate(timeout=max(1.0, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                if q.poll() is None:
+                    q.send_signal(signal.SIGABRT)  # faulthandler prints the stacks to stderr
+            report = []
+            for rank, q in enumerate(procs):
+                try:
+                    out, err = q.communicate(timeout=30)
+                except subprocess.TimeoutExpired:
+                    q.kill()
+                    out, err = q.communicate()
+                report.append(f"rank {rank}: exit {q.returncode}\n{out[-1500:]}\n{err[-3000:]}")
+            pytest.fail(f"a process did not exit within {timeout:.0f} s\n" + "\n".join(report))
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, f"exit {p.returncode}\n{out[-2000:]}\n{err[-4000:]}"
     return [out for out, _ in outs]
@@ -244,3 +271,22 @@ def test_one_gpu_nccl_bf16_triton_both_strategies():
     assert [s for s, _ in ddp] == [s for s, _ in fsdp] == [1, 2, 3]
     for (_, a), (_, b) in zip(ddp, fsdp):
         assert math.isfinite(a) and a == pytest.approx(b, rel=2e-2)
+
+
+def test_a_hung_process_fails_with_its_stack():
+    code = "import time\ndef wait_forever():\n    time.sleep(120)\nwait_forever()\n"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", c],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(),
+        )
+        for c in ("print('done')", code)
+    ]
+    with pytest.raises(
+        pytest.fail.Exception, match=r"(?s)did not exit within 3 s.*rank 1.*wait_forever"
+    ):
+        _finish(procs, timeout=3)
+    assert all(p.returncode is not None for p in procs)
