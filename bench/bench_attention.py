@@ -167,16 +167,24 @@ def main() -> None:
         rope = build("bench_attn_rope", causal=causal, rope=True)
         record("sparkc +rope", lambda: rope(q, k, v), [q, k, v], None, rope)
     if "basis" in only:
-        basis = {"freqs": 4, "legendre": 4, "over": "distance", "max_len": n}
-        biased = build("bench_attn_basis", causal=causal, basis=basis)
+        # The distance bias in its low-rank form (the default where it applies), the same in its
+        # per-element form (lowrank=False: the A/B of docs/kernels/attention.md), the key bias.
         gains = (0.1 * torch.randn(h, 12, device=dev)).requires_grad_(True)
-        record(
-            "sparkc +basis(distance,F4,L4)",
-            lambda: biased(q, k, v, gains),
-            [q, k, v, gains],
-            None,
-            biased,
-        )
+        for label, over, lowrank in (
+            ("distance,F4,L4", "distance", True),
+            ("distance,F4,L4 per-element", "distance", False),
+            ("key,F4,L4", "key", True),
+        ):
+            basis = {"freqs": 4, "legendre": 4, "over": over, "max_len": n}
+            name = "bench_attn_basis_" + label.replace(",", "_").replace(" ", "_").replace("-", "_")
+            biased = build(name, causal=causal, basis=basis, lowrank=lowrank)
+            record(
+                f"sparkc +basis({label})",
+                lambda biased=biased: biased(q, k, v, gains),
+                [q, k, v, gains],
+                None,
+                biased,
+            )
     if "gqa" in only:
         gqa = build("bench_attn_gqa", causal=causal, group=4)
         kg = k[:, :, : h // 4].detach().contiguous().requires_grad_(True)

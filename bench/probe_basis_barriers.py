@@ -1,27 +1,56 @@
-"""Barriers and shared-memory traffic of the attention kernels with and without the procedural
-basis bias, read from their sm_90 PTX (docs/kernels/attention.md, "Procedural bias"). No GPU.
+"""What the procedural basis bias adds to the attention kernels, read from their sm_90 code
+(docs/kernels/attention.md, "Procedural bias"). No GPU.
 
-Renders the attention template (causal, one kv group, no RoPE; basis `distance` with F = L = 4,
-max_len 4096, or none), compiles the forward, dK/dV and dQ kernels at their first (heuristic)
-tile for sm_90 in bf16 and counts `bar.sync`, `st.shared` and `ld.shared` in the PTX. A tile-wide
-`tl.sum` is a shared-memory round trip with barriers; 2026-12-06 (F = L = 4): dK/dV 88 barriers
-with a per-atom tile reduction, 20 after, 16 without a basis.
+Renders the attention template (causal, one kv group, no RoPE) with no basis, with the basis
+`distance` (F = L = 4, max_len 4096) in its per-element form (`lowrank=False`) and in its
+low-rank form, compiles the forward, dK/dV and dQ kernels at their first (heuristic) tile for
+sm_90 in bf16, and counts in the PTX: barriers (`bar.sync`; a tile-wide `tl.sum` is a
+shared-memory round trip with two), special-function instructions (`sin`/`cos`/`ex2`/`lg2`
+approximations: the SFU work), tensor-core instructions (`wgmma`/`mma`), and from ptxas the
+registers per thread and spilled bytes. 2026-12-06: dK/dV had 88 barriers with a per-atom tile
+reduction, 20 after the row-accumulated gradient, 16 without a basis.
 
-Run: python bench/probe_basis_barriers.py
+Run: python bench/probe_basis_barriers.py [--causal 0|1] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import subprocess
+import tempfile
+from pathlib import Path
 
 FP32 = {"LSE", "DELTA", "DG_PART", "PART", "GAINS", "DG"}
 HALF = {"Q", "K", "V", "O", "O_LO", "DO", "DV", "DQ", "DK", "Y", "X"}
+PTX_COUNTS = {
+    "bar.sync": r"\bbar\.sync|barrier\.sync",
+    "sfu": r"\b(?:sin|cos|ex2|lg2)\.approx",
+    "mma": r"\bwgmma\.mma_async|\bmma\.sync",
+}
+
+
+def resources(cubin: bytes, triton_dir: Path) -> dict:
+    """Registers per thread and spill bytes of a cubin, from cuobjdump's resource usage."""
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        tool = triton_dir / "backends" / "nvidia" / "bin" / "cuobjdump"
+        out = subprocess.run(
+            [str(tool), "--dump-resource-usage", f.name], capture_output=True, text=True
+        ).stdout
+    regs = re.search(r"REG:(\d+)", out)
+    spill = re.search(r"STACK:(\d+)", out)
+    return {"regs": int(regs.group(1)) if regs else -1, "stack": int(spill.group(1)) if spill else -1}
 
 
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--causal", type=int, default=1)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
     os.environ.pop("TRITON_INTERPRET", None)
     import triton
     from sparkc.runtime.loader import load_source
@@ -30,15 +59,18 @@ def main() -> None:
     from sparkc.codegen.render import render
 
     basis = {"freqs": 4, "legendre": 4, "over": "distance", "max_len": 4096}
-    for label, b in (("no basis", None), ("basis distance F4 L4", basis)):
-        name = "probe_b" if b else "probe_p"
+    variants = (("no basis", None, True), ("per-element", basis, False), ("low-rank", basis, True))
+    rows = []
+    for label, b, lowrank in variants:
+        name = f"probe_{len(rows)}"
         ctx = {
             "name": name,
-            "causal": True,
+            "causal": bool(args.causal),
             "group": 1,
             "rope": False,
             "rope_base": 10000.0,
             "basis": b,
+            "lowrank": lowrank,
         }
         text = render("prelude.py.jinja", version="probe", source_name="probe")
         mod = load_source(name, text + render("attention.py.jinja", **ctx))
@@ -50,51 +82,41 @@ def main() -> None:
         ):
             fn = getattr(mod, name + suffix)
             bm, bn, warps, stages = table[(kernel, 128, 2)][0]
-            consts = {
-                "HEAD_D": 128,
-                "BLOCK_M": bm,
-                "BLOCK_N": bn,
-                "BLOCK_D": 128,
-                "DOT_PREC": "ieee",
-            }
+            consts = {"HEAD_D": 128, "BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_D": 128}
+            consts["DOT_PREC"] = "tf32"  # what the launchers pass for 16-bit inputs
             if kernel == "fwd":
                 consts["SPLIT_O"] = True
             sig = {}
             for a in fn.arg_names:
                 if a in consts:
                     sig[a] = "constexpr"
+                elif a in FP32:
+                    sig[a] = "*fp32"
+                elif a in HALF:
+                    sig[a] = "*bf16"
                 else:
-                    sig[a] = (
-                        "*fp32"
-                        if a in FP32
-                        else "*bf16"
-                        if a in HALF
-                        else "fp32"
-                        if a == "sm_scale"
-                        else "i32"
-                    )
+                    sig[a] = "fp32" if a == "sm_scale" else "i32"
             src = triton.compiler.ASTSource(
                 fn=fn,
                 signature=sig,
                 constexprs={(fn.arg_names.index(k),): v for k, v in consts.items()},
             )
-            ptx = triton.compile(
+            compiled = triton.compile(
                 src,
                 target=GPUTarget("cuda", 90, 32),
                 options={"num_warps": warps, "num_stages": stages},
-            ).asm["ptx"]
-            counts = {
-                k: len(re.findall(p, ptx))
-                for k, p in (
-                    ("bar.sync", r"\bbar\.sync|barrier\.sync"),
-                    ("st.shared", r"st\.shared"),
-                    ("ld.shared", r"ld\.shared"),
-                )
-            }
-            print(
-                f"{label:22s} {kernel:5s} tile {bm}x{bn} w{warps} s{stages}: "
-                + "  ".join(f"{k} {v}" for k, v in counts.items())
             )
+            ptx = compiled.asm["ptx"]
+            row = {"variant": label, "kernel": kernel, "tile": [bm, bn, warps, stages]}
+            row.update({k: len(re.findall(p, ptx)) for k, p in PTX_COUNTS.items()})
+            row.update(resources(compiled.asm["cubin"], Path(triton.__file__).parent))
+            rows.append(row)
+            print(
+                f"{label:12s} {kernel:5s} tile {bm}x{bn} w{warps} s{stages}: "
+                + "  ".join(f"{k} {row[k]}" for k in (*PTX_COUNTS, "regs", "stack"))
+            )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
 
 
 if __name__ == "__main__":

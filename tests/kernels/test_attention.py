@@ -28,6 +28,13 @@ BASES = {
     None: None,
     "distance": {"freqs": 2, "legendre": 3, "over": "distance", "max_len": 40},
     "key": {"freqs": 3, "legendre": 2, "over": "key", "max_len": 48},
+    # The low-rank form of the distance bias (BLOCK_M + BLOCK_N = 32 within its spread bound:
+    # max_len / 2 up to 4 Legendre atoms, max_len / 4 up to 6); "distance" above is too short
+    # for it and keeps the per-element form.
+    "distance_lr": {"freqs": 2, "legendre": 3, "over": "distance", "max_len": 80},
+    "distance_l6": {"freqs": 1, "legendre": 6, "over": "distance", "max_len": 128},
+    "distance_f0": {"freqs": 0, "legendre": 4, "over": "distance", "max_len": 64},
+    "distance_l0": {"freqs": 3, "legendre": 0, "over": "distance", "max_len": 24},
 }
 
 
@@ -36,6 +43,10 @@ GPU_BASES = {
     None: None,
     "distance": {"freqs": 4, "legendre": 4, "over": "distance", "max_len": 1024},
     "key": {"freqs": 3, "legendre": 2, "over": "key", "max_len": 1500},
+    "distance_lr": {"freqs": 2, "legendre": 3, "over": "distance", "max_len": 1000},
+    "distance_l6": {"freqs": 1, "legendre": 6, "over": "distance", "max_len": 1024},
+    "distance_f0": {"freqs": 0, "legendre": 4, "over": "distance", "max_len": 1024},
+    "distance_l0": {"freqs": 3, "legendre": 0, "over": "distance", "max_len": 1000},
 }
 
 
@@ -217,6 +228,45 @@ def test_basis(basis, causal):
     )
 
 
+LOWRANK = ["distance_lr", "distance_l6", "distance_f0", "distance_l0"]
+
+
+@pytest.mark.parametrize("basis", LOWRANK)
+@pytest.mark.parametrize("causal", [False, True])
+def test_basis_low_rank(basis, causal):
+    # Forward, dQ and dK/dV with the bias as U Vᵀ, and the gains gradient through V; the
+    # non-causal case has tiles on both sides of the diagonal and across it.
+    check(causal, 2 if causal else 1, False, basis, b=1, n=37 if causal else 23, d=16)
+
+
+@pytest.mark.parametrize("basis,low_rank", [("distance_lr", True), ("distance", False)])
+def test_basis_form_follows_the_spread_bound(monkeypatch, basis, low_rank):
+    # With max_len 80 every kernel takes the low-rank form (16 + 16 ≤ 80 / 2) and never
+    # evaluates an atom per score; with max_len 40 (16 + 16 > 20) every kernel keeps the
+    # per-element form.
+    module, name = build_module(True, 1, False, basis)
+    calls = {"lr_key": 0, "basis_bias": 0, "basis_grad_rows": 0}
+    for helper in calls:
+        fn = getattr(module, f"{name}_{helper}")
+
+        def counted(*args, _fn=fn, _helper=helper, **kwargs):
+            calls[_helper] += 1
+            return _fn(*args, **kwargs)
+
+        monkeypatch.setattr(module, f"{name}_{helper}", counted)
+    check(True, 1, False, basis, b=1, n=20, d=16)
+    if low_rank:
+        assert calls["lr_key"] > 0 and calls["basis_bias"] == calls["basis_grad_rows"] == 0
+    else:
+        assert calls["lr_key"] == 0 and calls["basis_bias"] > 0 and calls["basis_grad_rows"] > 0
+
+
+def test_low_rank_decoding_offsets():
+    # Queries at positions 12.. against keys from 0 (a decode step's shape), RoPE and GQA.
+    check(True, 2, True, "distance_lr", b=1, n=5, d=16, nk=17, q_offset=12)
+    check(False, 2, False, "distance_lr", b=1, n=5, d=16, nk=17, q_offset=12)
+
+
 def test_everything_together():
     check(True, 2, True, "distance", b=2, n=33, d=32)
 
@@ -245,6 +295,7 @@ FUSED_CASES = [
     (True, 1, False, None, 2, 33, 16, None, 0),
     (False, 2, False, None, 1, 33, 32, None, 0),
     (True, 2, True, "distance", 1, 35, 16, 40, 5),
+    (True, 2, False, "distance_lr", 1, 35, 16, 40, 5),
     (False, 1, False, "key", 1, 7, 16, None, 0),
     (True, 2, False, "key", 2, 33, 16, None, 0),
 ]

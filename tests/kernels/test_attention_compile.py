@@ -30,7 +30,10 @@ SCRIPT = textwrap.dedent(
 
     BASES = {None: None,
              "distance": {"freqs": 4, "legendre": 4, "over": "distance", "max_len": 4096},
-             "key": {"freqs": 2, "legendre": 3, "over": "key", "max_len": 4096}}
+             "key": {"freqs": 2, "legendre": 3, "over": "key", "max_len": 4096},
+             # max_len 128: every Hopper tile is past the low-rank form's spread bound, so the
+             # kernels keep the per-element bias (the other branch of the same code).
+             "distance_pe": {"freqs": 4, "legendre": 4, "over": "distance", "max_len": 128}}
     FP32_ARGS = {"LSE", "DELTA", "DG_PART", "PART", "GAINS", "DG"}
 
     def signature(fn, elt, consts, grad_elt, x_elt):
@@ -75,6 +78,7 @@ SCRIPT = textwrap.dedent(
         grad_elt = "*fp32" if rope else elt
         block_d = max(16, 1 << (head_d - 1).bit_length())
         size = 2 if dtype == "bf16" else 4
+        prec = "tf32" if dtype == "bf16" else "ieee"  # what NAME_prec passes at run time
         table = getattr(mod, name + "_CONFIGS")
         for kernel in ("fwd", "dkdv", "dq"):
             fn = getattr(mod, {"fwd": name + "_fwd_kernel", "dkdv": name + "_bwd_dkdv_kernel",
@@ -82,7 +86,7 @@ SCRIPT = textwrap.dedent(
             cands = table[(kernel, max(64, block_d), size)]
             for bm, bn, warps, stages in (cands if all_configs else cands[:1]):
                 consts = dict(HEAD_D=head_d, BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=block_d,
-                              DOT_PREC="ieee")
+                              DOT_PREC=prec)
                 if kernel == "fwd":
                     consts["SPLIT_O"] = dtype == "bf16"
                 r = compile_one(fn, elt, consts, warps, stages, grad_elt)
@@ -90,7 +94,7 @@ SCRIPT = textwrap.dedent(
         fused = getattr(mod, name + "_FUSED_CONFIGS").get((max(64, block_d), size), [])
         for bm1, bn1, bm2, bn2, warps, stages in (fused if all_configs else fused[:1]):
             consts = dict(HEAD_D=head_d, BLOCK_M1=bm1, BLOCK_N1=bn1, BLOCK_M2=bm2, BLOCK_N2=bn2,
-                          BLOCK_D=block_d, DOT_PREC="ieee")
+                          BLOCK_D=block_d, DOT_PREC=prec)
             r = compile_one(getattr(mod, name + "_bwd_fused_kernel"), elt, consts, warps, stages,
                             grad_elt)
             results.append({"job": job, "kernel": "fused", "config": [bm1, bn1, bm2, bn2, warps, stages], **r})
@@ -134,7 +138,8 @@ COVERING = [
     [True, 2, False, "distance", 128, "bf16", False],
     [False, 2, True, "key", 64, "bf16", False],
     [False, 1, False, None, 40, "fp32", False],
-    [True, 2, True, "distance", 128, "fp32", False],
+    [True, 2, True, "distance_pe", 128, "fp32", False],
+    [False, 1, False, "distance", 64, "bf16", False],
 ]
 
 
@@ -153,7 +158,7 @@ def test_compile_every_hook_combination_and_tuning_candidate():
         for c in (False, True)
         for g in (1, 2)
         for r in (False, True)
-        for b in (None, "distance", "key")
+        for b in (None, "distance", "distance_pe", "key")
         for dt in ("bf16", "fp32")
     ]
     jobs += [[True, 2, True, "distance", d, dt, True] for d in (64, 256) for dt in ("bf16", "fp32")]
