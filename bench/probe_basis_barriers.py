@@ -39,11 +39,14 @@ def resources(cubin: bytes, triton_dir: Path) -> dict:
         f.flush()
         tool = triton_dir / "backends" / "nvidia" / "bin" / "cuobjdump"
         out = subprocess.run(
-            [str(tool), "--dump-resource-usage", f.name], capture_output=True, text=True
+            [str(tool), "--dump-resource-usage", f.name], capture_output=True, text=True, check=True
         ).stdout
     regs = re.search(r"REG:(\d+)", out)
     spill = re.search(r"STACK:(\d+)", out)
-    return {"regs": int(regs.group(1)) if regs else -1, "stack": int(spill.group(1)) if spill else -1}
+    return {
+        "regs": int(regs.group(1)) if regs else -1,
+        "stack": int(spill.group(1)) if spill else -1,
+    }
 
 
 def main() -> None:
