@@ -30,6 +30,7 @@ _ENV_KEYS = {
         "TRITON_INTERPRET",
         "SPARKC_TUNE",
         "SPARKC_EXTERN_GEMM",
+        "SPARKC_EXTERN_ATTENTION",
         "SPARKC_GEMM_TMA",
         "SPARKC_TMA_DEVICE",
         "SPARKC_TUNE_HOST",

@@ -10,6 +10,8 @@ Consumes: nothing of its own; it re-exports. Produces, by owning module:
 - `autotune`: tuning by timing (`pick`, `bench_ms`, `issue_ms`) over the disk cache of `tuning`;
 - `gemm`: GEMM tile candidates and torch's GEMM beside them (`tuned_gemm`, `fit_gemm`,
   `GEMM_*`, `EXTERN`, `EXTERN_CFG`, `extern_gemm_ok`, `extern_call`, `extern_gemm`);
+- `sdpa`: torch's fused attention beside the generated attention kernels (`extern_attention_ok`,
+  `extern_attention`, `attention_impl`);
 - `stacking`: the stacked-weight cache of fused projections (`frozen_weights`, `stacked_rows`,
   `adjacent_columns`, `grads_like`);
 - `tma`: tensor descriptors and their scratch allocator (`tma_ok`, `tma_on_device`,
@@ -50,6 +52,7 @@ from .gemm import (
     fit_gemm,
     tuned_gemm,
 )
+from .sdpa import attention_impl, extern_attention, extern_attention_ok
 from .stacking import adjacent_columns, frozen_weights, grads_like, stacked_rows
 from .tiles import broadcast_shape, cdiv, collapse_dims, next_pow2, num_warps_for, row_tile
 from .tma import ensure_scratch_allocator, tma_descriptor, tma_ok, tma_on_device
@@ -78,6 +81,7 @@ __all__ = [
     "_NoGradCtx",
     "adjacent_columns",
     "apply",
+    "attention_impl",
     "bench_ms",
     "broadcast_shape",
     "capturing",
@@ -88,6 +92,8 @@ __all__ = [
     "configure_triton_cache",
     "device_key",
     "ensure_scratch_allocator",
+    "extern_attention",
+    "extern_attention_ok",
     "extern_call",
     "extern_gemm",
     "extern_gemm_ok",
