@@ -17,6 +17,7 @@ import argparse
 import functools
 import json
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -143,7 +144,14 @@ def main() -> None:
 
     if "sparkc" in only:
         plain = build("bench_attn", causal=causal)
-        record("sparkc", lambda: plain(q, k, v), [q, k, v], ref, plain)
+        # As shipped: the tuner's choice between the generated kernels and torch's fused
+        # attention (runtime/sdpa.py); then the generated kernels alone.
+        record("sparkc (tuned choice)", lambda: plain(q, k, v), [q, k, v], ref, plain)
+        os.environ["SPARKC_EXTERN_ATTENTION"] = "0"
+        try:
+            record("sparkc kernels", lambda: plain(q, k, v), [q, k, v], ref, plain)
+        finally:
+            del os.environ["SPARKC_EXTERN_ATTENTION"]
 
     try:
         if "flex" not in only:
