@@ -33,7 +33,9 @@ def _rel(a, b) -> float:
 )
 def test_compiled_module_matches_uncompiled(name, backend, caplog):
     torch._dynamo.reset()
-    module = api.load(ROOT / "examples" / f"{name}.spark")
+    # One layer: dynamo traces the same host glue once per layer, and the second adds time, not
+    # coverage.
+    module = api.load(ROOT / "examples" / f"{name}.spark", layers=1)
     torch.manual_seed(0)
     net = module.Model(impl="triton")
     tokens, targets = progressions(
