@@ -41,6 +41,12 @@ class KernelSet:
             self.fragments.append((name, template, context))
         return "_k." + self._index[key]
 
+    def use_matmul(self, **context) -> str:
+        """A GEMM fragment (primitives_matmul.py.jinja) bound to the module's one shared strided
+        GEMM / column-sum / tile-chooser fragment (primitives_gemm_shared.py.jinja)."""
+        shared = self.use("primitives_gemm_shared.py.jinja", "gemm")
+        return self.use("primitives_matmul.py.jinja", "mm", shared=shared[len("_k.") :], **context)
+
     def render(self, header: dict) -> str:
         parts = [render("prelude.py.jinja", **header)]
         for name, template, ctx in self.fragments:
@@ -123,7 +129,7 @@ def gemm_call(
 ) -> str:
     """A call of the GEMM fragment `x [.., k_in] @ weightsᵀ` with the bias and `steps` fused."""
     fused = (["bias"] if bias else []) + steps
-    fn = e.kernels.use("primitives_matmul.py.jinja", "mm", epilogue=fused, dual=dual)
+    fn = e.kernels.use_matmul(epilogue=fused, dual=dual)
     args = [f"{x}.reshape(-1, {k_in})", *weights] + ([bias] if bias else []) + operands
     return f"{fn}({', '.join(args)})"
 
@@ -149,7 +155,7 @@ def project_heads(
     nh = {"wq": heads, "wk": kv_heads, "wv": kv_heads}
     weights = {w: e.v(params[f"{w}.weight"]) for w in names}
     if fused:
-        fn = e.kernels.use("primitives_matmul.py.jinja", "mm", epilogue=[], dual=False)
+        fn = e.kernels.use_matmul(epilogue=[], dual=False)
         flat = [f"{proj[w]}2" for w in names]
         args = ", ".join(weights[w] for w in names)
         e.emit(f"{', '.join(flat)} = {fn}_many({x}.reshape(-1, {d_model}), {args})")

@@ -91,7 +91,7 @@ def rule_sqdk_attention(e: Emitter, group: Group) -> None:
     heads, kv = int(hp["heads"]), int(hp["kv_heads"])
     hd = d_model // heads
     o = e.out(node)
-    mm = e.kernels.use("primitives_matmul.py.jinja", "mm", epilogue=[], dual=False)
+    mm = e.kernels.use_matmul(epilogue=[], dual=False)
     wk, wv, wq, wo = (e.v(params[f"{w}.weight"]) for w in ("wk", "wv", "wq", "wo"))
     e.emit(f"{o}_k2, {o}_v2 = {mm}_many({x}.reshape(-1, {d_model}), {wk}, {wv})")
     for t in ("k", "v"):

@@ -42,7 +42,7 @@ def rule_splat_attention(e: Emitter, group: Group) -> None:
     d_model = last_dim(e.graph, ports["x"])
     heads = int(node.attr("heads"))
     o = e.out(node)
-    mm = e.kernels.use("primitives_matmul.py.jinja", "mm", epilogue=[], dual=False)
+    mm = e.kernels.use_matmul(epilogue=[], dual=False)
     wa, wv = e.v(params["wa.weight"]), e.v(params["wv.weight"])
     e.emit(f"{o}_u, {o}_v = {mm}_many({x}.reshape(-1, {d_model}), {wa}, {wv})")
     shape = f"{x}.shape[0], {x}.shape[1], {heads}, {d_model // heads}"
