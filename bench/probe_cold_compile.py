@@ -24,12 +24,12 @@ os.environ["TRITON_INTERPRET"] = "1"
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "codegen"))
 
-import torch  # noqa: E402
-from launch_record import compile_records, distinct, recording  # noqa: E402
+import torch
+from launch_record import compile_records, distinct, recording
 
-from sparkc import api  # noqa: E402
-from sparkc.cli import parse_define  # noqa: E402
-from sparkc.tools.demo_data import progressions  # noqa: E402
+from sparkc import api
+from sparkc.cli import parse_define
+from sparkc.tools.demo_data import progressions
 
 
 def main() -> None:
@@ -42,7 +42,9 @@ def main() -> None:
     module = api.load(ROOT / "examples" / f"{args.example}.spark", **hyper)
     torch.manual_seed(0)
     net = module.Model(impl="triton").train()
-    tokens, targets = progressions(2, 5, int(module.HYPER["vocab"]), torch.Generator().manual_seed(3))
+    tokens, targets = progressions(
+        2, 5, int(module.HYPER["vocab"]), torch.Generator().manual_seed(3)
+    )
     records: list[dict] = []
     with recording(records):
         for dtype in (torch.float32, torch.bfloat16):
