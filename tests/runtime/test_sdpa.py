@@ -121,3 +121,34 @@ def test_choice_is_the_faster_and_never_a_failing_backend(patch_runtime):
     clock.update(triton=9.0)
     assert sdpa.attention_impl(None, q, k, v, True, 1, "bnhd", True, runs) == "triton"
     assert chosen["times"]["sdpa"] == float("inf")
+
+
+def test_torch_compile_traces_the_torch_path(patch_runtime):
+    # A user's torch.compile over a module whose attention took torch's path: dynamo traces
+    # `sdpa_kernel` and the attention call, and the compiled step gives the same loss and
+    # gradients.
+    from sparkc import api
+    from sparkc.tools.demo_data import progressions
+
+    patch_runtime("extern_attention_ok", lambda *a: True)
+    patch_runtime("attention_impl", lambda *a: "sdpa")
+    calls = []
+    original = sdpa.extern_attention
+    patch_runtime("extern_attention", lambda *a: calls.append(1) or original(*a))
+    torch._dynamo.reset()
+    module = api.load(Path(__file__).resolve().parents[2] / "examples" / "tiny_gpt.spark", layers=1)
+    torch.manual_seed(0)
+    net = module.Model(impl="triton")
+    tokens, targets = progressions(
+        2, 9, int(module.HYPER["vocab"]), torch.Generator().manual_seed(3)
+    )
+    out = net(tokens, targets)
+    out.loss.backward()
+    grads = {n: p.grad.clone() for n, p in net.named_parameters()}
+    net.zero_grad(set_to_none=True)
+    out2 = torch.compile(net, backend="aot_eager")(tokens, targets)
+    out2.loss.backward()
+    assert calls  # the attention went through torch's path
+    assert torch.equal(out2.loss.detach(), out.loss.detach())
+    for n, p in net.named_parameters():
+        assert torch.allclose(p.grad, grads[n], rtol=1e-5, atol=1e-7), n
