@@ -16,6 +16,7 @@ OWNERS = (
     "tiles",
     "autotune",
     "gemm",
+    "sdpa",
     "stacking",
     "tma",
     "dispatch",
