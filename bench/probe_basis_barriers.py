@@ -56,8 +56,8 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.pop("TRITON_INTERPRET", None)
     import triton
+    from sparkc.runtime.launch import compile_for_target
     from sparkc.runtime.loader import load_source
-    from triton.backends.compiler import GPUTarget
 
     from sparkc.codegen.render import render
 
@@ -89,30 +89,17 @@ def main() -> None:
             consts["DOT_PREC"] = "tf32"  # what the launchers pass for 16-bit inputs
             if kernel == "fwd":
                 consts["SPLIT_O"] = True
-            sig = {}
-            for a in fn.arg_names:
-                if a in consts:
-                    sig[a] = "constexpr"
-                elif a in FP32:
-                    sig[a] = "*fp32"
-                elif a in HALF:
-                    sig[a] = "*bf16"
-                else:
-                    sig[a] = "fp32" if a == "sm_scale" else "i32"
-            src = triton.compiler.ASTSource(
-                fn=fn,
-                signature=sig,
-                constexprs={(fn.arg_names.index(k),): v for k, v in consts.items()},
-            )
-            compiled = triton.compile(
-                src,
-                target=GPUTarget("cuda", 90, 32),
-                options={"num_warps": warps, "num_stages": stages},
-            )
-            ptx = compiled.asm["ptx"]
+            sig = {
+                a: "*fp32" if a in FP32 else "*bf16" if a in HALF else "i32"
+                for a in fn.arg_names
+                if a not in consts
+            }
+            sig["sm_scale"] = "fp32"
+            asm = compile_for_target(fn, sig, consts, num_warps=warps, num_stages=stages)
+            ptx = asm["ptx"]
             row = {"variant": label, "kernel": kernel, "tile": [bm, bn, warps, stages]}
             row.update({k: len(re.findall(p, ptx)) for k, p in PTX_COUNTS.items()})
-            row.update(resources(compiled.asm["cubin"], Path(triton.__file__).parent))
+            row.update(resources(asm["cubin"], Path(triton.__file__).parent))
             rows.append(row)
             print(
                 f"{label:12s} {kernel:5s} tile {bm}x{bn} w{warps} s{stages}: "

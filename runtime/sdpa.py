@@ -50,9 +50,8 @@ def extern_attention(q: Any, k: Any, v: Any, causal: bool, group: int, layout: s
 
     if layout == "bnhd":
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))
-    backends = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION]
-    backends.append(SDPBackend.EFFICIENT_ATTENTION)
-    with sdpa_kernel(backends):
+    fused = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]
+    with sdpa_kernel(fused):
         o = F.scaled_dot_product_attention(
             q, k, v, is_causal=causal, scale=1.0 / math.sqrt(q.shape[-1]), enable_gqa=group > 1
         )

@@ -35,13 +35,15 @@ def compile_for_target(
     *,
     arch: int = 90,
     num_warps: int = 4,
+    num_stages: int | None = None,
 ) -> dict[str, Any]:
     """Compile a `@triton.jit` function ahead of time for CUDA `sm_<arch>` (no GPU needed) and
     return its assembly by stage (`ttir`, `ttgir`, `llir`, `ptx`, ...).
 
     `signature` maps every argument name to a Triton type string (`*fp32`, `*bf16`, `i32`, `fp32`,
-    ...); constexpr arguments may be left out of it. Works with Triton 3.2+ (constexpr keys are
-    passed as `(index,)` tuples, the form every 3.x version accepts).
+    ...); constexpr arguments may be left out of it. `num_stages`: the software pipeline's depth
+    (Triton's default when None). Works with Triton 3.2+ (constexpr keys are passed as `(index,)`
+    tuples, the form every 3.x version accepts).
     """
     triton = env.require_triton()
     from triton.backends.compiler import GPUTarget
@@ -58,7 +60,8 @@ def compile_for_target(
             raise KeyError(f"{fn.__name__}: no type for argument {arg!r}")
     consts = {(fn.arg_names.index(k),): v for k, v in constexprs.items()}
     src = triton.compiler.ASTSource(fn=fn, signature=sig, constexprs=consts)
-    compiled = triton.compile(
-        src, target=GPUTarget("cuda", arch, 32), options={"num_warps": num_warps}
-    )
+    options = {"num_warps": num_warps}
+    if num_stages is not None:
+        options["num_stages"] = num_stages
+    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options)
     return dict(compiled.asm)

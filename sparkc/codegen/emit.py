@@ -44,7 +44,8 @@ class KernelSet:
     def use_matmul(self, **context) -> str:
         """A GEMM fragment (primitives_matmul.py.jinja) bound to the module's one shared strided
         GEMM / column-sum / tile-chooser fragment (primitives_gemm_shared.py.jinja)."""
-        shared = self.use("primitives_gemm_shared.py.jinja", "gemm")
+        tf32 = {k: v for k, v in context.items() if k == "allow_tf32"}  # the one shared choice
+        shared = self.use("primitives_gemm_shared.py.jinja", "gemm", **tf32)
         return self.use("primitives_matmul.py.jinja", "mm", shared=shared[len("_k.") :], **context)
 
     def render(self, header: dict) -> str:

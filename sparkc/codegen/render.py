@@ -30,9 +30,9 @@ def environment() -> jinja2.Environment:
     # `{{ version | header_lines }}`: the fixed lines 1-2 of every generated file.
     env.filters["header_lines"] = header_lines
     # `{% if v is match_identifier %}`: a bare name needs no parentheses around it.
+    env.tests["match_identifier"] = lambda v: isinstance(v, str) and v.isidentifier()
     # `{{ comb(n, k) }}`: binomial coefficients of generated recurrences (attention's basis).
     env.globals["comb"] = math.comb
-    env.tests["match_identifier"] = lambda v: isinstance(v, str) and v.isidentifier()
     return env
 
 
