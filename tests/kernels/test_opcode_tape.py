@@ -146,6 +146,30 @@ def test_random_tapes_odd_sizes(b, t_len, d, budget, capacity):
     check_against_reference(ops, has, d, budget, capacity, seed=t_len)
 
 
+def test_every_backward_tile_candidate(monkeypatch):
+    """The backward's tuner may pick any of its candidate tiles on a GPU: each D-tile width it
+    offers (narrower than the forward's, so a tape's backward spans several programs, with a
+    masked tail at D = 130) gives the reference's gradients."""
+    entry = build()
+    tiles = entry.__globals__["tape_t_bwd_tiles"](130, 32, (128, 4))
+    widths = sorted({bd for bd, _ in tiles})
+    assert tiles[0] == (128, 4) and widths == [16, 32, 64, 128]
+    assert all(1 <= 32 * bd // (32 * w) <= 64 for bd, w in tiles)
+    g = torch.Generator().manual_seed(11)
+    ops = torch.tensor([random_program(13, g) for _ in range(3)], dtype=torch.int32)
+    has = torch.rand(3, 13, generator=g) < 0.7
+    for width in widths:
+        picked = []
+
+        def config(b, t_len, d, cap_pad, first, run, like, width=width):
+            picked.append(width)
+            return width, 1
+
+        monkeypatch.setitem(entry.__globals__, "tape_t_bwd_config", config)
+        check_against_reference(ops, has, d=130, budget=32, capacity=32, seed=width)
+        assert picked == [width]
+
+
 @pytest.mark.parametrize(("b", "t_len", "d"), [(1, 1, 1), (2, 0, 3), (0, 4, 3)])
 def test_tiny_shapes(b, t_len, d):
     g = torch.Generator().manual_seed(3)

@@ -1,8 +1,8 @@
 """Compile-only check of the opcode tape machine (codegen_templates/procedural_opcode_tape.py.jinja,
 SPEC §5.1): the forward and the backward kernel compiled to PTX for sm_90 without a GPU, with
 float32 and bfloat16 activation pointers, at the tiles `<name>_config` picks on a GPU for the
-benchmark shape (capacity 32: CAP_PAD 32, BLOCK_D 128) and for a deep stack (CAP_PAD 256,
-BLOCK_D 64).
+benchmark shape (capacity 32: CAP_PAD 32, BLOCK_D 128), for a deep stack (CAP_PAD 256,
+BLOCK_D 64) and at the backward's narrowest tuning candidate (CAP_PAD 32, BLOCK_D 16).
 
 At the benchmark tile (4 warps, the warps `<name>_config` gives it) Triton's own ptxas must report
 no spill stores: the stack tile and its adjoint stay in registers.
@@ -16,8 +16,8 @@ import sys
 
 from compile_harness import main, run_in_subprocess, spill_bytes
 
-# (CAP_PAD, BLOCK_D): the benchmark's tile and the deepest on-chip stack.
-TILES = ((32, 128), (256, 64))
+# (CAP_PAD, BLOCK_D): the benchmark's tile, the deepest on-chip stack, the narrowest backward tile.
+TILES = ((32, 128), (256, 64), (32, 16))
 
 
 def cases():
