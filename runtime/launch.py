@@ -10,6 +10,8 @@ Consumes: nothing of its own; it re-exports. Produces, by owning module:
 - `autotune`: tuning by timing (`pick`, `bench_ms`, `issue_ms`) over the disk cache of `tuning`;
 - `gemm`: GEMM tile candidates and torch's GEMM beside them (`tuned_gemm`, `fit_gemm`,
   `GEMM_*`, `EXTERN`, `EXTERN_CFG`, `extern_gemm_ok`, `extern_call`, `extern_gemm`);
+- `pointwise`: the host side of the generated pointwise kernels (`launch_pointwise`: layout,
+  tile choice and launch);
 - `sdpa`: torch's fused attention beside the generated attention kernels (`extern_attention_ok`,
   `extern_attention`, `attention_impl`);
 - `stacking`: the stacked-weight cache of fused projections (`frozen_weights`, `stacked_rows`,
@@ -52,6 +54,7 @@ from .gemm import (
     fit_gemm,
     tuned_gemm,
 )
+from .pointwise import launch_pointwise
 from .sdpa import attention_impl, extern_attention, extern_attention_ok
 from .stacking import adjacent_columns, frozen_weights, grads_like, stacked_rows
 from .tiles import broadcast_shape, cdiv, collapse_dims, next_pow2, num_warps_for, row_tile
@@ -102,6 +105,7 @@ __all__ = [
     "grads_like",
     "interpreting",
     "issue_ms",
+    "launch_pointwise",
     "next_pow2",
     "num_warps_for",
     "pick",

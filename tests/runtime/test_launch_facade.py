@@ -16,6 +16,7 @@ OWNERS = (
     "tiles",
     "autotune",
     "gemm",
+    "pointwise",
     "sdpa",
     "stacking",
     "tma",
