@@ -43,8 +43,11 @@ def _arg_type(value):
 
 
 @contextlib.contextmanager
-def recording(records: list[dict]):
-    """Within the block, every interpreted kernel launch appends a record to `records`."""
+def recording(records: list[dict], run_kernels: bool = True):
+    """Within the block, every interpreted kernel launch appends a record to `records`.
+    `run_kernels=False` records without running the kernel (its outputs keep whatever their
+    allocation held): for counting launches of code whose host-side control flow does not read
+    kernel results."""
     from triton.runtime.interpreter import InterpretedFunction
 
     original = InterpretedFunction.run
@@ -73,6 +76,8 @@ def recording(records: list[dict]):
                 "num_warps": int(options.get("num_warps", 4)),
             }
         )
+        if not run_kernels:
+            return None
         return original(self, *args, grid=grid, warmup=warmup, **kwargs)
 
     InterpretedFunction.run = run
