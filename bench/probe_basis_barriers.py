@@ -8,7 +8,10 @@ sm_90 in bf16, and counts in the PTX: barriers (`bar.sync`; a tile-wide `tl.sum`
 shared-memory round trip with two), special-function instructions (`sin`/`cos`/`ex2`/`lg2`
 approximations: the SFU work), tensor-core instructions (`wgmma`/`mma`), and from ptxas the
 registers per thread and spilled bytes. 2026-12-06: dK/dV had 88 barriers with a per-atom tile
-reduction, 20 after the row-accumulated gradient, 16 without a basis.
+reduction, 20 after the row-accumulated gradient, 16 without a basis. Arguments are compiled
+with the divisibility a launch at the benchmark shape gives them (before 2026-12-07 they were
+not, and every kernel showed 255 registers and a stack, an artefact of unaligned loads).
+Under `PYTHONPATH=<a Triton 3.6 install>` it reads the lent GPU machine's compiler.
 
 Run: python bench/probe_basis_barriers.py [--causal 0|1] [--json out.json]
 """
@@ -95,7 +98,12 @@ def main() -> None:
                 if a not in consts
             }
             sig["sm_scale"] = "fp32"
-            asm = compile_for_target(fn, sig, consts, num_warps=warps, num_stages=stages)
+            # As a real launch specialises them at the benchmark shape: every pointer 16-byte
+            # aligned, every integer (strides, lengths) a multiple of 16.
+            divisible = tuple(a for a, t in sig.items() if t != "fp32")
+            asm = compile_for_target(
+                fn, sig, consts, num_warps=warps, num_stages=stages, divisible=divisible
+            )
             ptx = asm["ptx"]
             row = {"variant": label, "kernel": kernel, "tile": [bm, bn, warps, stages]}
             row.update({k: len(re.findall(p, ptx)) for k, p in PTX_COUNTS.items()})
