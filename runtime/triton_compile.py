@@ -66,7 +66,7 @@ def compile_for_target(
     consts = {(fn.arg_names.index(k),): v for k, v in constexprs.items()}
     unknown = set(divisible) - set(fn.arg_names)
     if unknown:
-        raise KeyError(f"{fn.__name__}: no argument {sorted(unknown)[0]!r}")
+        raise KeyError(f"{fn.__name__}: no argument {min(unknown)!r}")
     attrs = {(fn.arg_names.index(a),): [["tt.divisibility", 16]] for a in divisible}
     src = triton.compiler.ASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs)
     options = {"num_warps": num_warps}

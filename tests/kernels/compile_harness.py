@@ -87,7 +87,7 @@ def run_sweep(command: list[str], jobs, timeout: int = 1500) -> list:
     return json.loads(line[len("RESULTS") :])
 
 
-def run_in_subprocess(path: str) -> None:
+def run_in_subprocess(path: str) -> str:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
     proc = subprocess.run(
@@ -95,6 +95,7 @@ def run_in_subprocess(path: str) -> None:
     )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-6000:]
     assert "compiled" in proc.stdout
+    return proc.stdout
 
 
 def main(case_list) -> int:

@@ -161,7 +161,7 @@ def test_every_backward_tile_candidate(monkeypatch):
     for width in widths:
         picked = []
 
-        def config(b, t_len, d, cap_pad, first, run, like, width=width):
+        def config(b, t_len, d, cap_pad, first, run, like, width=width, picked=picked):
             picked.append(width)
             return width, 1
 
