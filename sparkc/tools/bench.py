@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..diagnostics import SparkError, error
+from .bench_profile import format_profile, profile_step
 
 
 @dataclass
@@ -419,62 +420,6 @@ def graph_step(module, net, mode: str, sets: list[dict], opt, graphed: dict) -> 
             opt.step()
 
     return train
-
-
-def profile_step(fn: Callable[[], Any], cuda: bool, top: int, iters: int = 3) -> dict[str, Any]:
-    """Run `fn` `iters` times under torch.profiler. Returns the wall time per call, the summed
-    time of the device kernels per call (on CPU: of the operators' own CPU time), the launches
-    per call, and the `top` busiest kernels as (name, calls per step, ms per step)."""
-    import torch
-    from torch.autograd import DeviceType
-    from torch.profiler import ProfilerActivity, profile
-
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    if cuda:
-        torch.cuda.synchronize()
-    with profile(activities=acts) as prof:
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        if cuda:
-            torch.cuda.synchronize()
-        wall_ms = (time.perf_counter() - t0) * 1e3 / iters
-    per_name: dict[str, list[float]] = {}
-    for evt in prof.events():
-        if cuda:
-            if evt.device_type != DeviceType.CUDA:
-                continue
-            us = evt.time_range.elapsed_us()
-        else:
-            if evt.device_type != DeviceType.CPU or evt.cpu_parent is not None:
-                continue  # top-level operators only: their children's time is inside theirs
-            us = evt.cpu_time_total
-        entry = per_name.setdefault(evt.name, [0, 0.0])
-        entry[0] += 1
-        entry[1] += us / 1e3
-    busy = sum(ms for _, ms in per_name.values()) / iters
-    ranked = sorted(per_name.items(), key=lambda kv: (-kv[1][1], kv[0]))
-    return {
-        "wall_ms": wall_ms,
-        "busy_ms": busy,
-        "launches": sum(n for n, _ in per_name.values()) / iters,
-        "top": [(name, n / iters, ms / iters) for name, (n, ms) in ranked[:top]],
-    }
-
-
-def format_profile(vname: str, mode: str, prof: dict[str, Any], cuda: bool) -> str:
-    what = "kernels" if cuda else "operators"
-    lines = [
-        (
-            f"profile {vname} {mode}: {prof['wall_ms']:.3f} ms wall per call under the profiler, "
-            f"{what} busy {prof['busy_ms']:.3f} ms ({100 * prof['busy_ms'] / prof['wall_ms']:.0f}%), "
-            f"{prof['launches']:.0f} {what} per call"
-        )
-    ]
-    for name, n, ms in prof["top"]:
-        short = name if len(name) <= 70 else name[:67] + "..."
-        lines.append(f"  {ms:9.3f} ms  {n:5.0f}x  {short}")
-    return "\n".join(lines)
 
 
 def format_table(report: dict[str, Any]) -> str:
