@@ -47,8 +47,8 @@ def compile_for_target(
     16-byte aligned), the specialisation a real launch gets for such values; without it every
     pointer and integer is compiled as unaligned, which blocks vectorised loads and inflates
     registers and spills (2026-12-07: the plain attention forward 255 registers and 280 bytes of
-    stack unspecialised, 189 and none specialised, Triton 3.6). Works with Triton 3.2+ (constexpr keys are passed as `(index,)`
-    tuples, the form every 3.x version accepts).
+    stack unspecialised, 189 and none specialised, Triton 3.6). Works with Triton 3.2+ (constexpr
+    keys are passed as `(index,)` tuples, the form every 3.x version accepts).
     """
     triton = env.require_triton()
     from triton.backends.compiler import GPUTarget
