@@ -13,7 +13,10 @@ with the divisibility a launch at the benchmark shape gives them (before 2026-12
 not, and every kernel showed 255 registers and a stack, an artefact of unaligned loads).
 Under `PYTHONPATH=<a Triton 3.6 install>` it reads the lent GPU machine's compiler.
 
-Run: python bench/probe_basis_barriers.py [--causal 0|1] [--json out.json]
+`--kernel dkdv --all-tiles` compiles one kernel at every tuning candidate instead (the spill
+range a tuner chooses from).
+
+Run: python bench/probe_basis_barriers.py [--causal 0|1] [--kernel K] [--all-tiles] [--json out.json]
 """
 
 from __future__ import annotations
@@ -55,11 +58,11 @@ def resources(cubin: bytes, triton_dir: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--causal", type=int, default=1)
+    ap.add_argument("--kernel", choices=("fwd", "dkdv", "dq"), help="only this kernel")
+    ap.add_argument("--all-tiles", action="store_true", help="every tuning candidate")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     os.environ.pop("TRITON_INTERPRET", None)
-    import triton
-    from sparkc.runtime.launch import compile_for_target
     from sparkc.runtime.loader import load_source
 
     from sparkc.codegen.render import render
@@ -86,35 +89,46 @@ def main() -> None:
             ("dkdv", "_bwd_dkdv_kernel"),
             ("dq", "_bwd_dq_kernel"),
         ):
+            if args.kernel not in (None, kernel):
+                continue
             fn = getattr(mod, name + suffix)
-            bm, bn, warps, stages = table[(kernel, 128, 2)][0]
-            consts = {"HEAD_D": 128, "BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_D": 128}
-            consts["DOT_PREC"] = "tf32"  # what the launchers pass for 16-bit inputs
-            if kernel == "fwd":
-                consts["SPLIT_O"] = True
-            sig = {
-                a: "*fp32" if a in FP32 else "*bf16" if a in HALF else "i32"
-                for a in fn.arg_names
-                if a not in consts
-            }
-            sig["sm_scale"] = "fp32"
-            # As a real launch specialises them at the benchmark shape: every pointer 16-byte
-            # aligned, every integer (strides, lengths) a multiple of 16.
-            divisible = tuple(a for a, t in sig.items() if t != "fp32")
-            asm = compile_for_target(
-                fn, sig, consts, num_warps=warps, num_stages=stages, divisible=divisible
-            )
-            ptx = asm["ptx"]
-            row = {"variant": label, "kernel": kernel, "tile": [bm, bn, warps, stages]}
-            row.update({k: len(re.findall(p, ptx)) for k, p in PTX_COUNTS.items()})
-            row.update(resources(asm["cubin"], Path(triton.__file__).parent))
-            rows.append(row)
-            print(
-                f"{label:12s} {kernel:5s} tile {bm}x{bn} w{warps} s{stages}: "
-                + "  ".join(f"{k} {row[k]}" for k in (*PTX_COUNTS, "regs", "stack"))
-            )
+            tiles = table[(kernel, 128, 2)]
+            for bm, bn, warps, stages in tiles if args.all_tiles else tiles[:1]:
+                rows.append(probe(fn, kernel, label, bm, bn, warps, stages))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+def probe(fn, kernel: str, label: str, bm: int, bn: int, warps: int, stages: int) -> dict:
+    """Compile one kernel at one tile for sm_90 and read its counts and resources."""
+    import triton
+    from sparkc.runtime.launch import compile_for_target
+
+    consts = {"HEAD_D": 128, "BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_D": 128}
+    consts["DOT_PREC"] = "tf32"  # what the launchers pass for 16-bit inputs
+    if kernel == "fwd":
+        consts["SPLIT_O"] = True
+    sig = {
+        a: "*fp32" if a in FP32 else "*bf16" if a in HALF else "i32"
+        for a in fn.arg_names
+        if a not in consts
+    }
+    sig["sm_scale"] = "fp32"
+    # As a real launch specialises them at the benchmark shape: every pointer 16-byte
+    # aligned, every integer (strides, lengths) a multiple of 16.
+    divisible = tuple(a for a, t in sig.items() if t != "fp32")
+    asm = compile_for_target(
+        fn, sig, consts, num_warps=warps, num_stages=stages, divisible=divisible
+    )
+    ptx = asm["ptx"]
+    row = {"variant": label, "kernel": kernel, "tile": [bm, bn, warps, stages]}
+    row.update({k: len(re.findall(p, ptx)) for k, p in PTX_COUNTS.items()})
+    row.update(resources(asm["cubin"], Path(triton.__file__).parent))
+    print(
+        f"{label:12s} {kernel:5s} tile {bm}x{bn} w{warps} s{stages}: "
+        + "  ".join(f"{k} {row[k]}" for k in (*PTX_COUNTS, "regs", "stack"))
+    )
+    return row
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from fractions import Fraction
 from typing import Any
 
 import jinja2
@@ -31,9 +32,25 @@ def environment() -> jinja2.Environment:
     env.filters["header_lines"] = header_lines
     # `{% if v is match_identifier %}`: a bare name needs no parentheses around it.
     env.tests["match_identifier"] = lambda v: isinstance(v, str) and v.isidentifier()
-    # `{{ comb(n, k) }}`: binomial coefficients of generated recurrences (attention's basis).
+    # `{{ comb(n, k) }}`, `{{ factorial(n) }}`, `legendre_monomials(L)`: constants of generated
+    # recurrences (attention's basis).
     env.globals["comb"] = math.comb
+    env.globals["factorial"] = math.factorial
+    env.globals["legendre_monomials"] = legendre_monomials
     return env
+
+
+@functools.lru_cache(maxsize=None)
+def legendre_monomials(n_max: int) -> tuple[tuple[float, ...], ...]:
+    """Row n (n ≤ n_max) holds a_{n,s} with P_n(y) = Σ_s a_{n,s} y^s, the Legendre polynomials in
+    monomial form, by (n+1) P_{n+1} = (2n+1) y P_n − n P_{n−1} in exact rationals (then rounded
+    once to float): the low-rank basis bias's gains gradient contracts moments with them."""
+    zero, one = Fraction(0), Fraction(1)
+    rows = [[one] + [zero] * n_max, [zero, one] + [zero] * (n_max - 1)]
+    for n in range(1, n_max):
+        shifted = [Fraction(0)] + rows[n][:-1]
+        rows.append([((2 * n + 1) * a - n * b) / (n + 1) for a, b in zip(shifted, rows[n - 1])])
+    return tuple(tuple(float(a) for a in row) for row in rows[: n_max + 1])
 
 
 def pyrepr(value: Any) -> str:
