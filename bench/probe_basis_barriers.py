@@ -29,7 +29,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-FP32 = {"LSE", "DELTA", "DG_PART", "PART", "GAINS", "DG"}
+FP32 = {"LSE", "DELTA", "DG_PART", "DGQ_PART", "PART", "PART_Q", "GAINS", "DG"}
 HALF = {"Q", "K", "V", "O", "O_LO", "DO", "DV", "DQ", "DK", "Y", "X"}
 PTX_COUNTS = {
     "bar.sync": r"\bbar\.sync|barrier\.sync",

@@ -261,6 +261,21 @@ def test_basis_form_follows_the_spread_bound(monkeypatch, basis, low_rank):
         assert calls["lr_key"] == 0 and calls["basis_bias"] > 0 and calls["basis_grad_rows"] > 0
 
 
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("tiles", [((16, 16), (32, 32)), ((32, 32), (16, 16))])
+def test_basis_forms_mixed_between_kernels(monkeypatch, causal, tiles):
+    # The dK/dV programs own the sin/cos atoms' gains gradient and the dQ programs the Legendre
+    # atoms', whichever form each kernel's tile takes: with max_len 80 (spread 40) a 16 x 16 tile
+    # takes the low-rank form and a 32 x 32 one the per-element form, so here the two kernels
+    # differ, both ways round, and no atom is counted twice or lost.
+    module, name = build_module(causal, 1, False, "distance_lr")
+    by_kernel = {"dkdv": tiles[0], "dq": tiles[1]}
+    monkeypatch.setattr(
+        module, name + "_config", lambda kernel, *a: (*by_kernel.get(kernel, (16, 16)), 1, 1)
+    )
+    check(causal, 1, False, "distance_lr", b=1, n=37, d=16)
+
+
 def test_low_rank_decoding_offsets():
     # Queries at positions 12.. against keys from 0 (a decode step's shape), RoPE and GQA.
     check(True, 2, True, "distance_lr", b=1, n=5, d=16, nk=17, q_offset=12)

@@ -34,7 +34,7 @@ SCRIPT = textwrap.dedent(
              # max_len 128: every Hopper tile is past the low-rank form's spread bound, so the
              # kernels keep the per-element bias (the other branch of the same code).
              "distance_pe": {"freqs": 4, "legendre": 4, "over": "distance", "max_len": 128}}
-    FP32_ARGS = {"LSE", "DELTA", "DG_PART", "PART", "GAINS", "DG"}
+    FP32_ARGS = {"LSE", "DELTA", "DG_PART", "DGQ_PART", "PART", "PART_Q", "GAINS", "DG"}
 
     def signature(fn, elt, consts, grad_elt, x_elt):
         sig = {}
