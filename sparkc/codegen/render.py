@@ -40,7 +40,7 @@ def environment() -> jinja2.Environment:
     return env
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def legendre_monomials(n_max: int) -> tuple[tuple[float, ...], ...]:
     """Row n (n ≤ n_max) holds a_{n,s} with P_n(y) = Σ_s a_{n,s} y^s, the Legendre polynomials in
     monomial form, by (n+1) P_{n+1} = (2n+1) y P_n − n P_{n−1} in exact rationals (then rounded
