@@ -45,9 +45,9 @@ SCRIPT = textwrap.dedent(
                 sig[a] = "*fp32"
             elif a in ("DQ", "DK"):
                 sig[a] = grad_elt
-            elif a == "X":
+            elif a in ("X", "X2"):
                 sig[a] = x_elt
-            elif a in ("Q", "K", "V", "O", "O_LO", "DO", "DV", "Y"):
+            elif a in ("Q", "K", "V", "O", "O_LO", "DO", "DV", "Y", "Y2"):
                 sig[a] = elt
             elif a == "sm_scale":
                 sig[a] = "fp32"
