@@ -44,7 +44,9 @@ def environment() -> jinja2.Environment:
 def legendre_monomials(n_max: int) -> tuple[tuple[float, ...], ...]:
     """Row n (n ≤ n_max) holds a_{n,s} with P_n(y) = Σ_s a_{n,s} y^s, the Legendre polynomials in
     monomial form, by (n+1) P_{n+1} = (2n+1) y P_n − n P_{n−1} in exact rationals (then rounded
-    once to float): the low-rank basis bias's gains gradient contracts moments with them."""
+    once to float): the low-rank basis bias's gains gradient contracts moments with them. Not
+    numpy's `leg2poly`, which rounds on the way (P_6's y^4 coefficient comes out as
+    -19.687499999999996, not -19.6875)."""
     zero, one = Fraction(0), Fraction(1)
     rows = [[one] + [zero] * n_max, [zero, one] + [zero] * (n_max - 1)]
     for n in range(1, n_max):
