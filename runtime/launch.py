@@ -15,7 +15,7 @@ Consumes: nothing of its own; it re-exports. Produces, by owning module:
 - `sdpa`: torch's fused attention beside the generated attention kernels (`extern_attention_ok`,
   `extern_attention`, `attention_impl`);
 - `stacking`: the stacked-weight cache of fused projections (`frozen_weights`, `stacked_rows`,
-  `adjacent_columns`, `grads_like`);
+  `adjacent_columns`, `grads_like`, `adjacent_blocks`);
 - `tma`: tensor descriptors and their scratch allocator (`tma_ok`, `tma_on_device`,
   `tma_descriptor`, `ensure_scratch_allocator`);
 - `dispatch`: calling generated autograd Functions (`apply`, `NoGradCtx`, which generated code
@@ -56,7 +56,7 @@ from .gemm import (
 )
 from .pointwise import launch_pointwise
 from .sdpa import attention_impl, extern_attention, extern_attention_ok
-from .stacking import adjacent_columns, frozen_weights, grads_like, stacked_rows
+from .stacking import adjacent_blocks, adjacent_columns, frozen_weights, grads_like, stacked_rows
 from .tiles import broadcast_shape, cdiv, collapse_dims, next_pow2, num_warps_for, row_tile
 from .tma import ensure_scratch_allocator, tma_descriptor, tma_ok, tma_on_device
 from .triton_compile import compile_for_target, configure_triton_cache
@@ -82,6 +82,7 @@ __all__ = [
     "GEMM_SMEM_BUDGET",
     "INSTALL_HINT",
     "_NoGradCtx",
+    "adjacent_blocks",
     "adjacent_columns",
     "apply",
     "attention_impl",

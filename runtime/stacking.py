@@ -5,7 +5,7 @@ operands read as column blocks; `device.capturing`. Produces: the weights stacke
 (`stacked_rows`), kept between calls inside `frozen_weights()` while the same weights are
 unchanged (`_STACKED`); a [rows, sum(widths)] matrix of adjacent column blocks, a view when
 they already share one buffer (`adjacent_columns`); gradient buffers laid out as the same
-blocks of one new buffer (`grads_like`).
+blocks of one new buffer (`grads_like`, `adjacent_blocks`).
 
 torch is imported inside the functions.
 """
@@ -129,18 +129,32 @@ def stacked_rows(ws: Sequence[Any], keep: bool) -> Any:
     return stacked
 
 
-def grads_like(*tensors: Any) -> list[Any]:
+def _block_widths(tensors: Sequence[Any]) -> list[int]:
+    return [t.shape[-1] * t.shape[-2] if t.dim() > 1 else t.shape[-1] for t in tensors]
+
+
+def adjacent_blocks(*tensors: Any) -> bool:
+    """Whether `tensors` (each read as [rows, its last two dims]) are adjacent column blocks of
+    one buffer: what `grads_like` tests, for a caller that keeps only the answer."""
+    return bool(tensors[0].numel()) and _column_blocks(tensors, _block_widths(tensors)) is not None
+
+
+def grads_like(*tensors: Any, adjacent: bool | None = None) -> list[Any]:
     """Empty gradient buffers shaped like `tensors` (each read as [rows, its last two dims]).
     When the tensors are adjacent column blocks of one buffer (the views a horizontally fused
     projection returns), the gradients are the same blocks of one new buffer, so the fused
-    projection's backward reads them as one matrix without stacking them."""
+    projection's backward reads them as one matrix without stacking them. `adjacent` (from
+    `adjacent_blocks` of the tensors the gradients are for) overrides the test, for gradients
+    of tensors that were copied (same shapes) since."""
     import torch
 
-    widths = [t.shape[-1] * t.shape[-2] if t.dim() > 1 else t.shape[-1] for t in tensors]
-    found = _column_blocks(tensors, widths) if tensors[0].numel() else None
-    if found is None:
+    widths = _block_widths(tensors)
+    if adjacent is None:
+        adjacent = adjacent_blocks(*tensors)
+    if not adjacent:
         return [torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in tensors]
-    rows, total = found
+    total = sum(widths)
+    rows = tensors[0].numel() // widths[0]
     buf = torch.empty((rows, total), dtype=tensors[0].dtype, device=tensors[0].device)
     out, start = [], 0
     for t, w in zip(tensors, widths):

@@ -220,6 +220,35 @@ def test_rope(causal, group):
     check(causal, group, True, None, b=1, n=33, d=16)
 
 
+@pytest.mark.parametrize("d", [16, 24])
+def test_rope_offsets(d):
+    # d = 16: the kernels rotate dq, dk back as they store them; d = 24 (tile 32): a launch
+    # rotates float32 gradients back after them. Both at shifted query and key positions.
+    check(True, 2, True, None, b=2, n=19, d=d, nk=26, q_offset=9, k_offset=2)
+
+
+@pytest.mark.parametrize("d", [16, 24])
+def test_rope_gradients_are_column_blocks(d):
+    # q, k, v as column blocks of one projection buffer: dq, dk, dv come back as the same blocks
+    # of one new buffer (what the fused projection's backward reads without a copy), whichever
+    # way RoPE's inverse is applied, and equal to the gradients of separate tensors.
+    fn, _ = build(True, 2, True, None)
+    b, n, kv, h = 1, 21, 2, 4
+    buf = torch.randn(b, n, (h + 2 * kv) * d, generator=torch.Generator().manual_seed(4))
+    buf = buf.to(DEVICE)
+    views = buf.split([h * d, kv * d, kv * d], -1)
+    q, k, v = (t.view(b, n, -1, d).requires_grad_(True) for t in (x.clone() for x in views))
+    qs, ks, vs = (t.view(b, n, -1, d) for t in buf.detach().requires_grad_(True).split([h * d, kv * d, kv * d], -1))
+    do = torch.randn(b, n, h, d, generator=torch.Generator().manual_seed(5)).to(DEVICE)
+    grads = torch.autograd.grad((fn(qs, ks, vs) * do).sum(), (qs, ks, vs))
+    base = grads[0].data_ptr()
+    size = grads[0].element_size()
+    assert [g.data_ptr() for g in grads] == [base, base + h * d * size, base + (h + kv) * d * size]
+    want = torch.autograd.grad((fn(q, k, v) * do).sum(), (q, k, v))
+    for got, ref in zip(grads, want):
+        assert torch.equal(got, ref)
+
+
 @pytest.mark.parametrize("basis", ["distance", "key"])
 @pytest.mark.parametrize("causal", [False, True])
 def test_basis(basis, causal):

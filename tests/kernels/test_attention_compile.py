@@ -75,8 +75,9 @@ SCRIPT = textwrap.dedent(
         text = render("prelude.py.jinja", version="t", source_name="t")
         mod = load_source(name, text + render("attention.py.jinja", **ctx))
         elt = "*bf16" if dtype == "bf16" else "*fp32"
-        grad_elt = "*fp32" if rope else elt
         block_d = max(16, 1 << (head_d - 1).bit_length())
+        # dq, dk are float32 only when a launch rotates them back (head width not the tile's).
+        grad_elt = "*fp32" if rope and head_d != block_d else elt
         size = 2 if dtype == "bf16" else 4
         prec = "tf32" if dtype == "bf16" else "ieee"  # what NAME_prec passes at run time
         table = getattr(mod, name + "_CONFIGS")
@@ -137,7 +138,7 @@ COVERING = [
     [True, 1, True, None, 128, "bf16", False],
     [True, 2, False, "distance", 128, "bf16", False],
     [False, 2, True, "key", 64, "bf16", False],
-    [False, 1, False, None, 40, "fp32", False],
+    [False, 1, True, None, 40, "fp32", False],
     [True, 2, True, "distance_pe", 128, "fp32", False],
     [False, 1, False, "distance", 64, "bf16", False],
 ]
