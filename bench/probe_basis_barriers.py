@@ -1,7 +1,7 @@
 """What the procedural basis bias adds to the attention kernels, read from their sm_90 code
 (docs/kernels/attention.md, "Procedural bias"). No GPU.
 
-Renders the attention template (causal, one kv group, no RoPE) with no basis, with the basis
+Renders the attention template (causal, one kv group, RoPE with `--rope`) with no basis, with the basis
 `distance` (F = L = 4, max_len 4096) in its per-element form (`lowrank=False`) and in its
 low-rank form, compiles the forward, dK/dV and dQ kernels at their first (heuristic) tile for
 sm_90 in bf16, and counts in the PTX: barriers (`bar.sync`; a tile-wide `tl.sum` is a
@@ -14,9 +14,10 @@ not, and every kernel showed 255 registers and a stack, an artefact of unaligned
 Under `PYTHONPATH=<a Triton 3.6 install>` it reads the lent GPU machine's compiler.
 
 `--kernel dkdv --all-tiles` compiles one kernel at every tuning candidate instead (the spill
-range a tuner chooses from).
+range a tuner chooses from); `--rope` compiles the kernels with RoPE (the backward's stores
+rotating dq, dk back).
 
-Run: python bench/probe_basis_barriers.py [--causal 0|1] [--kernel K] [--all-tiles] [--json out.json]
+Run: python bench/probe_basis_barriers.py [--causal 0|1] [--kernel K] [--all-tiles] [--rope] [--json out.json]
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def main() -> None:
     ap.add_argument("--causal", type=int, default=1)
     ap.add_argument("--kernel", choices=("fwd", "dkdv", "dq"), help="only this kernel")
     ap.add_argument("--all-tiles", action="store_true", help="every tuning candidate")
+    ap.add_argument("--rope", action="store_true", help="kernels with RoPE")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     os.environ.pop("TRITON_INTERPRET", None)
@@ -76,7 +78,7 @@ def main() -> None:
             "name": name,
             "causal": bool(args.causal),
             "group": 1,
-            "rope": False,
+            "rope": args.rope,
             "rope_base": 10000.0,
             "basis": b,
             "lowrank": lowrank,
