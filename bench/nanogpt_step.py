@@ -146,7 +146,8 @@ def variants(mod, a, device, dtype) -> dict:
     if cuda:
         g_net = sparkc_net()
         g_opt = torch.optim.AdamW(g_net.parameters(), lr=1e-4, fused=True, capturable=True)
-        out["sparkc_graph"] = sparkc.graphed(g_net, g_opt)
+        graph_step = sparkc.graphed(g_net, g_opt)
+        out["sparkc_graph"] = lambda batch, s=graph_step: s(**batch)
     modes = [("nanogpt", None), ("nanogpt_compiled", "default")]
     if a.max_autotune:
         modes.append(("nanogpt_max", "max-autotune"))
