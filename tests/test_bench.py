@@ -169,3 +169,29 @@ def test_profile_lists_the_busiest_operators_on_cpu():
     assert 0 < prof["busy_ms"] <= prof["wall_ms"]
     text = format_profile("eager", "fwd", prof, cuda=False)
     assert text.startswith("profile eager fwd:") and "3 operators per call" in text
+
+
+def test_profile_leaves_out_annotation_ranges_on_the_device_timeline():
+    # A record_function range (the optimizer step's) shows on the CUDA timeline beside the
+    # kernels it spans; counting it too doubled that time in a GPU profile.
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+
+    from sparkc.tools.bench_profile import busy_by_name
+
+    def event(name, us, annotation=False, device=DeviceType.CUDA):
+        return SimpleNamespace(
+            name=name,
+            device_type=device,
+            is_user_annotation=annotation,
+            time_range=SimpleNamespace(elapsed_us=lambda: us),
+        )
+
+    events = [
+        event("Optimizer.step#AdamW.step", 700.0, annotation=True),
+        event("multi_tensor_apply_kernel", 300.0),
+        event("multi_tensor_apply_kernel", 300.0),
+        event("aten::add", 50.0, device=DeviceType.CPU),
+    ]
+    assert busy_by_name(events, True, DeviceType) == {"multi_tensor_apply_kernel": [2, 0.6]}
