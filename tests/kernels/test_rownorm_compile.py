@@ -57,8 +57,10 @@ def cases():
                 if residual:
                     consts.update(HAS_DS=True, HAS_DR=True)
                 out.append((ctx, "nrm_bwd_kernel", bwd, consts))
-                col = {"part_ptr": "*fp32", "out_ptr": p, "nparts": "i32", "D": "i32"}
-                out.append((ctx, "nrm_colsum_kernel", col, {"BLOCK_D": 256}))
+                # The shared column sum at the launcher's tiles for D = 1024 and 32000.
+                col = {"P": "*fp32", "OUT": p, "R": "i32", "N": "i32"}
+                for tile in ({"BLOCK_R": 128, "BLOCK_N": 16}, {"BLOCK_R": 16, "BLOCK_N": 128}):
+                    out.append((ctx, "nrm_colsum_kernel", col, tile))
     return out
 
 
