@@ -81,6 +81,13 @@ for i, combo in enumerate(combos):
             dev = {**base, "USE_TMA": True, "TMA_DEVICE": True}
             compile_one(fwd, dtype, dev, 8)
             compile_one(fwd, dtype, {**dev, "PERSISTENT": True}, 8)
+        epi = getattr(mod, name + "_epi_kernel", None)  # the epilogue after torch's GEMM
+        if combo["epilogue"] and not combo["dual"]:
+            for z0_saved in (False, True):
+                compile_one(epi, dtype, {"SAVE": True, "Z0_SAVED": z0_saved, "BLOCK_M": 32,
+                                         "BLOCK_N": 128}, 4)
+        else:
+            assert epi is None
         bwd = getattr(mod, name + "_bwd_epilogue_kernel", None)
         if combo["epilogue"] or combo["dual"]:
             compile_one(bwd, dtype, {"BLOCK_M": 64, "BLOCK_N": 64, "STORE_TILES": True}, 4)
@@ -139,10 +146,12 @@ def test_all_kernels_compile_for_sm90(dtype, combos):
         and {s.split(":")[0] for s in c["epilogue"]} <= {"bias", "add"}
     )
     n_tma = 4 * len(combos) if dtype == "bfloat16" else 0
+    n_epi = 2 * sum(1 for c in combos if c["epilogue"] and not c["dual"])
     # fwd per combo (and its TMA main loop, one tile per program and persistent, with host and
     # with in-kernel descriptors) + epilogue
-    # backward where present + mm (two hooks) + colsum
-    assert len(compiled) == len(combos) + n_tma + n_bwd + 3
+    # backward where present + mm (two hooks) + colsum, and the separate epilogue pass twice
+    assert len(compiled) == len(combos) + n_tma + n_bwd + 3 + n_epi
+    assert n_epi > 0 and f"mmc1_epi_kernel:{dtype}" in compiled
     assert f"mmc0_mm_kernel:{dtype}" in compiled
     assert (f"mmc4_fwd_kernel:{dtype}:tma" in compiled) == (dtype == "bfloat16")
     assert (f"mmc7_fwd_kernel:{dtype}:tma:persistent" in compiled) == (dtype == "bfloat16")
