@@ -238,7 +238,10 @@ def test_rope_gradients_are_column_blocks(d):
     buf = buf.to(DEVICE)
     views = buf.split([h * d, kv * d, kv * d], -1)
     q, k, v = (t.view(b, n, -1, d).requires_grad_(True) for t in (x.clone() for x in views))
-    qs, ks, vs = (t.view(b, n, -1, d) for t in buf.detach().requires_grad_(True).split([h * d, kv * d, kv * d], -1))
+    qs, ks, vs = (
+        t.view(b, n, -1, d)
+        for t in buf.detach().requires_grad_(True).split([h * d, kv * d, kv * d], -1)
+    )
     do = torch.randn(b, n, h, d, generator=torch.Generator().manual_seed(5)).to(DEVICE)
     grads = torch.autograd.grad((fn(qs, ks, vs) * do).sum(), (qs, ks, vs))
     base = grads[0].data_ptr()
