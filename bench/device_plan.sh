@@ -2,7 +2,7 @@
 # The next device calls, numbered, each within one 10-minute call on a lent GPU machine (see
 # docs/performance.md, "Not measured yet"). Usage, from the repo root on the GPU machine (wheels in
 # .whl/, as bench/device_run.sh needs them):
-#   bash bench/device_plan.sh N        (N = 1..5; a warm machine keeps the install and the caches)
+#   bash bench/device_plan.sh N        (N = 0..5; a warm machine keeps the install and the caches)
 # Writes logs and JSON under $OUT (or ./out). Every step has its own time limit, so one that runs
 # long costs its own rows only.
 set -uo pipefail
@@ -22,17 +22,20 @@ step() { # step LIMIT NAME COMMAND...: run with a limit, keep the whole log, pri
 }
 nvidia-smi --query-gpu=name --format=csv,noheader
 case "${1:-1}" in
-1) # GPU tests of the eighth session's changes, then the tiny_gpt step they aim at (issue 22)
+0) # the spark_k bf16 gradient ablation (issue 15), then the GPU tests of the eighth session's changes
+  TAIL=40 step 240 lowp_probe $PY bench/probe_lowp_spark_k.py --json "$OUT/lowp_probe.json"
   TAIL=8 step 200 tests env SPARKC_TUNE=0 $PY -m pytest -v -m gpu -n 15 --timeout 180 -p no:cacheprovider \
     tests/kernels/test_matmul.py tests/kernels/test_rownorm.py tests/codegen/test_low_precision_gradients.py
   grep -E "FAILED|ERROR|passed|failed" "$OUT/tests.log" | tail -12
+  ;;
+1) # the tiny_gpt step against nanoGPT (issue 22) and its profile, the routed MLP rows (issue 20)
   step 200 nanogpt_2l $PY bench/nanogpt_step.py --json "$OUT/nanogpt_2l.json"
   TAIL=24 step 120 tiny_gpt_profile $PY -m sparkc bench examples/tiny_gpt.spark --shape B=8,N=1024 -D d=1024 \
     -D heads=16 -D max_len=1024 -D vocab=32000 -D layers=2 --modes step --variants sparkc --no-compile --profile 20
-  ;;
-2) # the basis rows not reached (key, per-element), the routed MLP and lora rows (issues 20, 22)
-  step 330 attention_basis $PY bench/bench_attention.py --only basis --json "$OUT/attn_basis.json"
   step 130 routed_mlp $PY bench/procedural_routed_mlp.py --out "$OUT/routed_mlp.json"
+  ;;
+2) # the basis rows not reached (key, per-element) and the lora rows (issues 20, 22)
+  step 330 attention_basis $PY bench/bench_attention.py --only basis --json "$OUT/attn_basis.json"
   step 100 plinear $PY bench/procedural_linear.py --out "$OUT/plinear.json"
   ;;
 3) # the d = 2048 / 8-layer headline and hspmn's model row (issues 22, 18)
@@ -55,6 +58,6 @@ case "${1:-1}" in
       --variants sparkc --no-compile
   done
   ;;
-*) echo "usage: bash bench/device_plan.sh 1..5" >&2; exit 2 ;;
+*) echo "usage: bash bench/device_plan.sh 0..5" >&2; exit 2 ;;
 esac
 echo "total $(($(date +%s) - T0)) s"

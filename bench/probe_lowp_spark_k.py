@@ -1,0 +1,142 @@
+"""Ablation probe for the spark_k bf16 gradient case of tests/codegen/test_low_precision_gradients.py.
+
+Consumes: the spark_k example at its own sizes (GPU, bf16, B=2, N=48, the test's draws) and a list
+of variants, each replacing some generated kernels of the compiled package by eager PyTorch ops
+that round exactly as the reference path does (bf16 GEMMs, float32 sigmoid, float32 stack scan).
+Produces: per variant and draw, the generated/eager relative error of the gradients that fail the
+test's bar (2x eager + floor), the named gradient's row, and a JSON file of every error. The kernel
+that, replaced alone, brings the failing gradient back under the bar is the one adding rounding.
+
+    python3 -P bench/probe_lowp_spark_k.py [--grad h.1.vs.head2.bias] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import re
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "codegen"))
+import test_low_precision_gradients as lp
+
+
+def _eager_linear(act: str | None):
+    def fn(x, w, bias, *operands):
+        assert not operands, "probe: GEMMs with operands are not replaced"
+        z = F.linear(x, w, bias)
+        if act == "relu":
+            return torch.relu(z)
+        if act == "sigmoid":
+            return torch.sigmoid(z.float()).to(z.dtype)
+        return z
+
+    return fn
+
+
+def _eager_norm_residual(x, r, weight, bias, eps):
+    s = x + r
+    return F.layer_norm(s, (s.shape[-1],), weight, bias, eps), s
+
+
+def _eager_stack(logits, e, stack, penalty, noisy=False):
+    from sparkc.runtime.reference.spark_k import _stack_scan
+
+    assert not noisy
+    pi = torch.softmax(torch.log_softmax(logits.float(), dim=-1), dim=-1)
+    push, pop = pi[..., 0], pi[..., 1]
+    ef = e.float()
+    mem = ef.new_zeros(e.shape[0], int(stack), e.shape[-1])
+    ptr = ef.new_zeros(e.shape[0])
+    read, pointer, p_prev, _, _ = _stack_scan(push, pop, ef, int(stack), "top", mem, ptr)
+    under = (pop * torch.relu(1 - p_prev)).mean()
+    over = (push * torch.relu(p_prev - (int(stack) - 2))).mean()
+    loss = float(penalty) * (under + over)
+    return read.to(e.dtype), pointer.to(e.dtype), loss.to(e.dtype)
+
+
+def _replacements(kernels) -> dict[str, dict[str, object]]:
+    """Kernel-group name -> {attribute of the kernels module: eager replacement}."""
+    groups: dict[str, dict[str, object]] = {
+        "gemm_sigmoid": {},
+        "gemm_relu": {},
+        "gemm_plain": {},
+        "mul": {},
+        "norm_residual": {},
+        "stack": {},
+    }
+    for name in dir(kernels):
+        fn = getattr(kernels, name)
+        doc = getattr(fn, "__doc__", None) or ""
+        if re.fullmatch(r"mm\d+", name):
+            if doc.strip().endswith("epilogue: bias, act:sigmoid."):
+                groups["gemm_sigmoid"][name] = _eager_linear("sigmoid")
+            elif doc.strip().endswith("epilogue: bias, act:relu."):
+                groups["gemm_relu"][name] = _eager_linear("relu")
+            elif doc.strip().endswith("epilogue: bias."):
+                groups["gemm_plain"][name] = _eager_linear(None)
+        elif re.fullmatch(r"norm\d+", name) and "s = x + r" in doc:
+            groups["norm_residual"][name] = _eager_norm_residual
+        elif re.fullmatch(r"stack\d+", name):
+            groups["stack"][name] = _eager_stack
+    # The gate product linear(read) * signals: the two-input pointwise program `a0 * a1`.
+    src = Path(kernels.__file__).read_text()
+    for chunk in src.split("@triton.jit"):
+        m = re.match(r"\ndef (pw\d+)_f_kernel\(", chunk)
+        if m and "\n    t0 = a0 * a1\n" in chunk and "a2_ptr" not in chunk and "t1 =" not in chunk:
+            groups["mul"][m.group(1)] = lambda a, b: a * b
+    return groups
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--grad", default=None, help="default: the last layer's head2.bias")
+    ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--cpu-check", action="store_true", help="float32, tiny sizes (interpreter)")
+    args = ap.parse_args()
+    dtype = torch.float32 if args.cpu_check else torch.bfloat16
+    small, b, n = (True, 2, 5) if args.cpu_check else (False, 2, 48)
+    module = lp._load("spark_k", small=small)
+    args.grad = args.grad or f"param h.{0 if small else 1}.vs.head2.bias"
+    kernels = importlib.import_module(module.__name__ + ".kernels")
+    groups = _replacements(kernels)
+    for g, fns in groups.items():
+        print(f"group {g}: {sorted(fns)}")
+    variants = [("base", [])] + [(g, [g]) for g in groups if groups[g]]
+    variants.append(("all", [g for g in groups if groups[g]]))
+    results = {}
+    for label, names in variants:
+        saved = {}
+        for g in names:
+            for attr, fn in groups[g].items():
+                saved[attr] = getattr(kernels, attr)
+                setattr(kernels, attr, fn)
+        try:
+            runs = [lp.case_errors("spark_k", dtype, small, b, n, s) for s in args.seeds]
+        finally:
+            for attr, fn in saved.items():
+                setattr(kernels, attr, fn)
+        results[label] = runs
+        bad = []
+        for name in runs[0]:
+            e_eager = (sum(r[name][0] ** 2 for r in runs) / len(runs)) ** 0.5
+            e_gen = (sum(r[name][1] ** 2 for r in runs) / len(runs)) ** 0.5
+            if e_gen > 2 * e_eager + lp.FLOOR[dtype]:
+                bad.append((e_gen / max(e_eager, 1e-30), name, e_gen, e_eager))
+        row = " ".join(f"{r[args.grad][1]:.3g}/{r[args.grad][0]:.3g}" for r in runs)
+        print(f"== {label}: {args.grad} gen/eager per draw {row}; over the bar: {len(bad)}")
+        for ratio, name, e_gen, e_eager in sorted(bad, reverse=True)[:6]:
+            print(f"   {name}: generated {e_gen:.3g} eager {e_eager:.3g} ({ratio:.1f}x)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
