@@ -61,6 +61,43 @@ def _eager_stack(logits, e, stack, penalty, noisy=False):
     return read.to(e.dtype), pointer.to(e.dtype), loss.to(e.dtype)
 
 
+class _GenFwdEagerBwd(torch.autograd.Function):
+    """The generated forward; the backward as eager's: sigma' from the rounded output y."""
+
+    @staticmethod
+    def forward(ctx, x, w, bias, fwd):
+        with torch.no_grad():
+            y = fwd(x, w, bias)
+        ctx.save_for_backward(x, w, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, w, y = ctx.saved_tensors
+        yf = y.float()
+        dz = (dy.float() * yf * (1 - yf)).to(x.dtype)
+        return dz @ w, dz.t() @ x, dz.float().sum(0).to(x.dtype), None
+
+
+class _EagerFwdGenBwd(torch.autograd.Function):
+    """Eager's forward (z rounded, sigmoid in float32); the generated kernels' backward:
+    sigma' in float32 from the rounded z, the bias sum over float32 dz."""
+
+    @staticmethod
+    def forward(ctx, x, w, bias):
+        z = F.linear(x, w, bias)
+        ctx.save_for_backward(x, w, z)
+        return torch.sigmoid(z.float()).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, w, z = ctx.saved_tensors
+        s = torch.sigmoid(z.float())
+        g = dy.float() * s * (1 - s)
+        dz = g.to(x.dtype)
+        return dz @ w, dz.t() @ x, g.sum(0).to(x.dtype)
+
+
 def _replacements(kernels) -> dict[str, dict[str, object]]:
     """Kernel-group name -> {attribute of the kernels module: eager replacement}."""
     groups: dict[str, dict[str, object]] = {
@@ -85,6 +122,23 @@ def _replacements(kernels) -> dict[str, dict[str, object]]:
             groups["norm_residual"][name] = _eager_norm_residual
         elif re.fullmatch(r"stack\d+", name):
             groups["stack"][name] = _eager_stack
+    for name in list(groups["gemm_sigmoid"]):
+        gen = getattr(kernels, name)
+        eager = groups["gemm_sigmoid"][name]
+        groups["sigmoid_n1_only"] = {
+            name: lambda x, w, b, gen=gen, eager=eager: (
+                eager(x, w, b) if w.shape[0] == 1 else gen(x, w, b)
+            )
+        }
+        groups["sigmoid_wide_only"] = {
+            name: lambda x, w, b, gen=gen, eager=eager: (
+                gen(x, w, b) if w.shape[0] == 1 else eager(x, w, b)
+            )
+        }
+        groups["sigmoid_gen_fwd_eager_bwd"] = {
+            name: lambda x, w, b, gen=gen: _GenFwdEagerBwd.apply(x, w, b, gen)
+        }
+        groups["sigmoid_eager_fwd_gen_bwd"] = {name: _EagerFwdGenBwd.apply}
     # The gate product linear(read) * signals: the two-input pointwise program `a0 * a1`.
     src = Path(kernels.__file__).read_text()
     for chunk in src.split("@triton.jit"):
@@ -99,9 +153,11 @@ def main() -> None:
     ap.add_argument("--grad", default=None, help="default: the last layer's head2.bias")
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     ap.add_argument("--json", default=None)
+    ap.add_argument("--only", nargs="*", default=None, help="variant names")
     ap.add_argument("--cpu-check", action="store_true", help="float32, tiny sizes (interpreter)")
+    ap.add_argument("--dtype", default="bfloat16", help="the test dtype at the GPU test's sizes")
     args = ap.parse_args()
-    dtype = torch.float32 if args.cpu_check else torch.bfloat16
+    dtype = torch.float32 if args.cpu_check else getattr(torch, args.dtype)
     small, b, n = (True, 2, 5) if args.cpu_check else (False, 2, 48)
     module = lp._load("spark_k", small=small)
     args.grad = args.grad or f"param h.{0 if small else 1}.vs.head2.bias"
@@ -110,7 +166,9 @@ def main() -> None:
     for g, fns in groups.items():
         print(f"group {g}: {sorted(fns)}")
     variants = [("base", [])] + [(g, [g]) for g in groups if groups[g]]
-    variants.append(("all", [g for g in groups if groups[g]]))
+    variants.append(("all", [g for g in groups if groups[g] and not g.startswith("sigmoid_")]))
+    if args.only:
+        variants = [v for v in variants if v[0] in args.only]
     results = {}
     for label, names in variants:
         saved = {}

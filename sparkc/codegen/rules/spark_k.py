@@ -209,8 +209,12 @@ def rule_spd_router(e: Emitter, group: Group) -> None:
     e.emit(f"{xp} = {t}xp.view({x}.shape[:-1] + ({dp},))")
     pred = gemm(gemm(f"{t}xs", ds, "pred1", ["act:relu"]), d // 4, "pred2", [])
     mean = e.kernels.use("primitives_mean.py.jinja", "mean")
-    e.emit(f"{t}mse = {mean}({pointwise(_SQUARED_DIFF, pred, f'{x}.reshape(-1, {d})')})")
-    e.emit(f"{t}ent = {mean}({pointwise(_ENTROPY_TERM, f'{t}xp')})")
+    # Both terms in float32, as the reference computes them: their means' cotangent g/numel
+    # would otherwise be one rounded (in float16 even subnormal) factor shared by every element
+    # of the input gradients, a systematic error eager code does not make (SPEC §0).
+    sq, ent = ({**c, "float32_out": True} for c in (_SQUARED_DIFF, _ENTROPY_TERM))
+    e.emit(f"{t}mse = {mean}({pointwise(sq, pred, f'{x}.reshape(-1, {d})')})")
+    e.emit(f"{t}ent = {mean}({pointwise(ent, f'{t}xp')})")
     # H = −Σ/(B·N) = −mean · Dp, so loss = w · (mse − 0.1 H) = w · (mse + 0.1 · Dp · mean).
     w = float(hp["sep_weight"])
     e.emit(f"{loss} = ({pyrepr(w)} * ({t}mse + {pyrepr(0.1 * dp)} * {t}ent)).to({x}.dtype)")
