@@ -79,6 +79,11 @@ def main() -> None:
     ap.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default="bf16")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows to this file")
     ap.add_argument(
+        "--basis-rows",
+        default="distance,per-element,key",
+        help="which basis rows of --only basis (each compiles and tunes its own kernels)",
+    )
+    ap.add_argument(
         "--only",
         default=",".join(IMPLS),
         help=f"comma-separated subset of {','.join(IMPLS)} (sdpa is always run: it is the check)",
@@ -178,11 +183,14 @@ def main() -> None:
         # The distance bias in its low-rank form (the default where it applies), the same in its
         # per-element form (lowrank=False: the A/B of docs/kernels/attention.md), the key bias.
         gains = (0.1 * torch.randn(h, 12, device=dev)).requires_grad_(True)
-        for label, over, lowrank in (
-            ("distance,F4,L4", "distance", True),
-            ("distance,F4,L4 per-element", "distance", False),
-            ("key,F4,L4", "key", True),
+        rows = {x.strip() for x in args.basis_rows.split(",")}
+        for key, label, over, lowrank in (
+            ("distance", "distance,F4,L4", "distance", True),
+            ("per-element", "distance,F4,L4 per-element", "distance", False),
+            ("key", "key,F4,L4", "key", True),
         ):
+            if key not in rows:
+                continue
             basis = {"freqs": 4, "legendre": 4, "over": over, "max_len": n}
             name = "bench_attn_basis_" + label.replace(",", "_").replace(" ", "_").replace("-", "_")
             biased = build(name, causal=causal, basis=basis, lowrank=lowrank)

@@ -19,12 +19,14 @@ noise varies from draw to draw). Every failing gradient of a case is reported at
 eager's error beside it.
 
 Eager's error is one sample of how far an implementation that rounds each op's result to the
-dtype lands from float64; for an ill-conditioned gradient that sample says little. Each draw
-therefore also reruns eager with a tenth of every computed forward result moved by one unit of
-the last place (`_RoundingFlips`, seeded): where that moves the gradient's error by more than
-`ILL_CONDITIONED`× eager's own, the gradient's floor for that draw is the root mean square of
-the perturbed runs' errors (the spread of equally valid roundings) instead of eager's one
-sample. A well-conditioned gradient keeps eager's own error as its floor.
+dtype lands from float64, and for an ill-conditioned gradient one sample says little (spark_k's
+last `vs.head2.bias` in bf16: 0.007 to 0.27 over equally valid roundings of one draw). In float16
+and bfloat16, eager is therefore also rerun `ROUNDING_RUNS` times with other valid roundings of
+its forward results (`_RoundingFlips`: each computed result recomputed in float32, and an element
+more than a quarter unit from its rounded value sent to the other neighbour with probability one
+half), and its error is the root mean square over all its runs. For well-conditioned gradients
+that stays near eager's own error (median 1.13x, 90th percentile 1.40x over spark_k's gradients
+and three draws, bf16, CPU); for ill-conditioned ones it is their spread.
 """
 
 from __future__ import annotations
@@ -302,23 +304,38 @@ _EXACT = {
     "neg",
     "__neg__",
 }
-# A gradient is ill-conditioned in the test dtype on a draw when a perturbed run's error exceeds
-# eager's own by this factor.
-ILL_CONDITIONED = 4.0
-ROUNDING_RUNS = 6
+# Eager reruns under `_RoundingFlips` per low-precision draw.
+ROUNDING_RUNS = 8
+
+
+def _widen(x, dtype):
+    """`x` with every low-precision tensor as float32 and the dtype `dtype` itself replaced by
+    float32 (so a cast to it becomes a cast to float32): an op's arguments for its exact value."""
+    if isinstance(x, torch.Tensor) and x.dtype == dtype:
+        return x.detach().float()
+    if x is dtype:
+        return torch.float32
+    if isinstance(x, (list, tuple)):
+        return type(x)(_widen(v, dtype) for v in x)
+    if isinstance(x, dict):
+        return {k: _widen(v, dtype) for k, v in x.items()}
+    return x
 
 
 class _RoundingFlips(TorchFunctionMode):
-    """Over one forward: moves a `fraction` of the elements of every computed low-precision
-    result (not views, copies or selections, `_EXACT`) by one unit of the last place, up or
-    down at random: another valid rounding of about that many results. Seeded by `gen`."""
+    """Over one forward: another valid rounding of every computed low-precision result (not
+    views, copies or selections, `_EXACT`). Each result is recomputed in float32; an element
+    whose float32 value lies more than a quarter unit of the last place from its rounded value
+    goes, with probability one half, to the other neighbour, so it stays within 0.75 units of
+    the float32 value, as a kernel that rounds in another place may land. Seeded by `gen`."""
 
-    def __init__(self, dtype, gen: torch.Generator, fraction: float = 0.1):
+    def __init__(self, dtype, gen: torch.Generator):
         super().__init__()
-        self.dtype, self.gen, self.fraction = dtype, gen, fraction
+        self.dtype, self.gen = dtype, gen
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
         name = getattr(func, "__name__", "")
         if (
             name in _EXACT
@@ -326,24 +343,28 @@ class _RoundingFlips(TorchFunctionMode):
             or not isinstance(out, torch.Tensor)
             or out.dtype != self.dtype
             or out.dim() == 0
-            or any(isinstance(a, torch.Tensor) and a.dtype == out.dtype for a in args[:1])
-            and name in ("to", "type", "float", "half", "bfloat16")
         ):
             return out
         with torch.no_grad():
-            flat = out.detach().contiguous()
-            pick = torch.rand(flat.shape, generator=self.gen) < self.fraction
-            up = torch.rand(flat.shape, generator=self.gen) < 0.5
-            pick = pick.to(flat.device) & torch.isfinite(flat) & (flat != 0)
-            bits = flat.view(torch.int16 if flat.element_size() == 2 else torch.int32)
-            step = torch.where(up.to(flat.device), 1, -1).to(bits.dtype)
-            moved = torch.where(pick, bits + step, bits).view(flat.dtype)
+            exact = func(*_widen(args, self.dtype), **_widen(kwargs, self.dtype))
+            if not isinstance(exact, torch.Tensor) or exact.shape != out.shape:
+                return out
+            near = out.detach().float()
+            above = exact > near  # the other neighbour is above
+            bits = out.detach().contiguous().view(torch.int16)
+            magnitude_up = (near >= 0) == above  # moving away from 0 raises the bit pattern
+            step = torch.where(magnitude_up, 1, -1).to(torch.int16)
+            other = (bits + step).view(out.dtype).float()
+            far = (exact - near).abs() > 0.25 * (other - near).abs()
+            coin = (torch.rand(out.shape, generator=self.gen) < 0.5).to(out.device)
+            pick = far & coin & torch.isfinite(near) & (near != 0) & (exact != near)
+            moved = torch.where(pick, bits + step, bits).view(out.dtype)
         return out + (moved - out.detach()) if out.requires_grad else moved
 
 
 def _floor_errors(module, state, inputs, cot, dtype, ref, eager, seed) -> dict[str, float]:
-    """Per gradient: eager's error, or (ill-conditioned on this draw) the RMS of the errors of
-    `ROUNDING_RUNS` eager runs under `_RoundingFlips`."""
+    """Per gradient: the root mean square of eager's relative error and those of
+    `ROUNDING_RUNS` eager runs under `_RoundingFlips` (seeded by the draw)."""
     errors = {k: [_rel(eager[k], g64)] for k, g64 in ref.items()}
     gen = torch.Generator().manual_seed(1000 + seed)
     for _ in range(ROUNDING_RUNS):
@@ -351,18 +372,13 @@ def _floor_errors(module, state, inputs, cot, dtype, ref, eager, seed) -> dict[s
             run = _gradients(module, "reference", state, inputs, cot, dtype)
         for k, g64 in ref.items():
             errors[k].append(_rel(run[k], g64))
-    floor = {}
-    for k, (e0, *perturbed) in errors.items():
-        ill = max(perturbed) > ILL_CONDITIONED * max(e0, 1e-30)
-        floor[k] = (sum(e * e for e in perturbed) / len(perturbed)) ** 0.5 if ill else e0
-    return floor
+    return {k: (sum(e * e for e in es) / len(es)) ** 0.5 for k, es in errors.items()}
 
 
 def case_errors(case, dtype, small, b, n, seed) -> dict[str, tuple[float, float]]:
-    """{gradient name: (eager's floor, the generated path's relative error)} for one draw of
-    weights and inputs; the floor is eager's relative error, or for a gradient ill-conditioned
-    on this draw the spread of eager's error over perturbed roundings (`_floor_errors`). Only
-    low-precision dtypes get the perturbed runs."""
+    """{gradient name: (eager's error, the generated path's)} relative to float64 for one draw
+    of weights and inputs; in a low-precision dtype eager's error is the RMS over its own run and
+    runs with other valid roundings (`_floor_errors`)."""
     module = _load(case, small)
     state, inputs, cot = _draw(module, dtype, b, n, seed)
     ref = _gradients(module, "reference", state, inputs, cot, torch.float64)
@@ -463,13 +479,14 @@ def test_float32_gradients_within_twice_eager(case):
 #   its strict xfail turned into an unexpected pass, so the entry is gone.
 # - spd_router: pred1.bias's gradient (one sum over every row) 0.016 vs eager's 0.0017 in bf16.
 KNOWN_F16: dict[str, tuple[str, bool]] = {}
-KNOWN_BF16: dict[str, tuple[str, bool]] = {
-    # spark_k was a non-strict entry here until 2026-12-07: its last layer's `vs.head2.bias`
-    # (0.246 / 0.0018 / 0.0182 against eager's 0.054 / 0.0029 / 0.0022 per draw, H100) is a
-    # sum whose bf16 error moves between 0.05 and 0.36 on draw 0 when a tenth of the forward's
-    # results round the other way (`test_ill_conditioned_gradient_floor`); eager's one sample
-    # was no floor for it. Replacing the generated spd_router gates by eager's made the error
-    # 0.007, smaller than eager's own: the same spread, not a rounding the kernels add.
+KNOWN_BF16 = {
+    # The last layer's `vs.head2.bias` (H100, 2026-12-07, per draw generated/eager 0.246/0.054,
+    # 0.0018/0.0029, 0.0182/0.0022) is ill-conditioned: on draw 0 eager's own error spreads over
+    # 0.007-0.27 under other valid roundings (`test_ill_conditioned_gradient_floor`), and
+    # replacing the generated spd_router gates by eager's brings the generated error to 0.043.
+    # With eager's error taken over those roundings (`_floor_errors`) the bar is estimated at
+    # about 0.14 against the generated 0.142: not run on the GPU yet, so non-strict until it is.
+    "spark_k": ("spark_k: h.1.vs.head2.bias, ill-conditioned; the new floor not yet run", False),
 }
 
 
@@ -550,8 +567,8 @@ def test_bfloat16_gradients_within_twice_eager(case, monkeypatch):
 
 def test_ill_conditioned_gradient_floor():
     """spark_k in bf16 (eager on the CPU, the GPU test's sizes, draw 0): the last layer's
-    `vs.head2.bias` gradient's error moves by more than ILL_CONDITIONED x eager's own under
-    perturbed roundings, so its floor is their spread; most gradients keep eager's error."""
+    `vs.head2.bias` gradient's error spreads far beyond eager's own sample under other valid
+    roundings; most gradients' floors stay near eager's error."""
     dtype = torch.bfloat16
     module = _load("spark_k", small=False)
     state, inputs, cot = _draw(module, dtype, 2, 48, 0)
@@ -559,9 +576,9 @@ def test_ill_conditioned_gradient_floor():
     eager = _gradients(module, "reference", state, inputs, cot, dtype)
     floor = _floor_errors(module, state, inputs, cot, dtype, ref, eager, 0)
     name = "param h.1.vs.head2.bias"
-    assert floor[name] > ILL_CONDITIONED * _rel(eager[name], ref[name])
-    kept = [k for k in ref if floor[k] == _rel(eager[k], ref[k])]
-    assert len(kept) >= 0.8 * len(ref), (len(kept), len(ref))
+    assert floor[name] > 4 * _rel(eager[name], ref[name])
+    ratios = sorted(floor[k] / max(_rel(eager[k], ref[k]), 1e-30) for k in ref)
+    assert ratios[len(ratios) // 2] < 1.3, ratios[len(ratios) // 2]
 
 
 def test_float16_loss_mean_cotangent_rounded_once():
