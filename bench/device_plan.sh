@@ -3,7 +3,7 @@
 # docs/performance.md, "Not measured yet"). The machine is given back after 30 s idle: issue the
 # next call at once (a lost machine means a reinstall, which this script does by itself). Usage,
 # from the repo root on the GPU machine (wheels in .whl/, as bench/device_run.sh needs them):
-#   bash bench/device_plan.sh N        (N = 0..5; a warm machine keeps the install and the caches)
+#   bash bench/device_plan.sh N        (N = 0..6; a warm machine keeps the install and the caches)
 # Writes logs and JSON under $OUT (or ./out). Every step has its own time limit, so one that runs
 # long costs its own rows only.
 set -uo pipefail
@@ -23,11 +23,17 @@ step() { # step LIMIT NAME COMMAND...: run with a limit, keep the whole log, pri
 }
 nvidia-smi --query-gpu=name --format=csv,noheader
 case "${1:-1}" in
-0) # the low-precision gradient tests with the new floor (issue 15), then the attention basis rows
+0) # the low-precision gradient tests with the new floor (issue 15), the folded bias gradient's
+  # tests and its effect on the tiny_gpt step (issue 22), then the attention basis rows
   TAIL=12 step 200 lowp env SPARKC_TUNE=0 $PY -m pytest -v -m gpu -n 15 --timeout 180 -p no:cacheprovider \
     --runxfail tests/codegen/test_low_precision_gradients.py
   grep -E "FAILED|ERROR|passed|failed" "$OUT/lowp.log" | tail -12
-  step 330 attention_basis_key $PY bench/bench_attention.py --only basis --basis-rows key,per-element \
+  TAIL=6 step 120 fold_tests env SPARKC_TUNE=0 $PY -m pytest -v -m gpu -n 4 --timeout 100 -p no:cacheprovider \
+    tests/kernels/test_matmul.py -k "folded or pass_through or matches_reference"
+  step 200 nanogpt_2l $PY bench/nanogpt_step.py --json "$OUT/nanogpt_2l.json"
+  ;;
+6) # the basis rows not reached twice (issue 22 item 2): each tile class compiles and tunes here
+  step 560 attention_basis_key $PY bench/bench_attention.py --only basis --basis-rows key,per-element \
     --json "$OUT/attn_basis.json"
   ;;
 1) # the d = 2048 / 8-layer headline (issue 22): compile + tuning of 8 layers took > 280 s (2026-12-07)
@@ -55,6 +61,9 @@ case "${1:-1}" in
 5) # the spark_k bf16 gradient ablation (issue 15), if call 0 leaves the case failing
   TAIL=40 step 300 lowp_probe $PY bench/probe_lowp_spark_k.py --json "$OUT/lowp_probe.json"
   ;;
-*) echo "usage: bash bench/device_plan.sh 0..5" >&2; exit 2 ;;
+*) echo "usage: bash bench/device_plan.sh 0..6" >&2; exit 2 ;;
 esac
+# The tuning choices made on this card (JSON, small) come back with the logs: the material for
+# shipped per-GPU defaults (issue 22 item 5).
+[[ -d $SPARKC_CACHE_DIR/tuning ]] && tar czf "$OUT/tuning.tgz" -C "$SPARKC_CACHE_DIR" tuning
 echo "total $(($(date +%s) - T0)) s"

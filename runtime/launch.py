@@ -9,7 +9,8 @@ Consumes: nothing of its own; it re-exports. Produces, by owning module:
   `num_warps_for`, `row_tile`, `collapse_dims`);
 - `autotune`: tuning by timing (`pick`, `bench_ms`, `issue_ms`) over the disk cache of `tuning`;
 - `gemm`: GEMM tile candidates and torch's GEMM beside them (`tuned_gemm`, `fit_gemm`,
-  `GEMM_*`, `EXTERN`, `EXTERN_CFG`, `extern_gemm_ok`, `extern_call`, `extern_gemm`);
+  `GEMM_*`, `EXTERN`, `EXTERN_CFG`, `extern_gemm_ok`, `extern_call`, `extern_gemm`,
+  `fold_bias_ok`, `fold_bias_dw`);
 - `pointwise`: the host side of the generated pointwise kernels (`launch_pointwise`: layout,
   tile choice and launch);
 - `sdpa`: torch's fused attention beside the generated attention kernels (`extern_attention_ok`,
@@ -52,6 +53,8 @@ from .gemm import (
     extern_gemm,
     extern_gemm_ok,
     fit_gemm,
+    fold_bias_dw,
+    fold_bias_ok,
     tuned_gemm,
 )
 from .pointwise import launch_pointwise
@@ -102,6 +105,8 @@ __all__ = [
     "extern_gemm",
     "extern_gemm_ok",
     "fit_gemm",
+    "fold_bias_dw",
+    "fold_bias_ok",
     "frozen_weights",
     "grads_like",
     "interpreting",

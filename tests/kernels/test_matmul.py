@@ -569,6 +569,47 @@ def test_pass_through_backward_passes_dy_on(epilogue, kernel_launched):
         assert rel_err(ops[0].grad, dy.double().sum(0)) < 1e-6
 
 
+@pytest.mark.parametrize(
+    "case", ["bias", "bias_add", "bias_two_residuals"], ids=["bias", "bias_add", "two_residuals"]
+)
+def test_bias_gradient_folded_into_the_weight_gradient_gemm(monkeypatch, patch_runtime, case):
+    """Where dy is large (here: always) a bias-only epilogue's bias gradient is the extra column
+    of the weight-gradient GEMM over [x | 1 0…] (`fold_bias_dw`), not a column-sum pass: every
+    gradient still matches float64, and the fold ran once per backward."""
+    from sparkc.runtime import gemm
+
+    monkeypatch.setattr(gemm, "FOLD_BIAS_MIN_ELEMENTS", 0)
+    calls = []
+    real = gemm.fold_bias_dw
+    patch_runtime("fold_bias_dw", lambda *a: calls.append(a[2].shape) or real(*a))
+    _, epilogue, dual, M, K, N = next(c for c in CASES if c[0] == case)
+    run_case(epilogue, dual, M, K, N)
+    assert calls == [(M, K)]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 1e-2)])
+def test_gpu_bias_gradient_folded(monkeypatch, dtype, tol):
+    from sparkc.runtime import gemm
+
+    monkeypatch.setattr(gemm, "FOLD_BIAS_MIN_ELEMENTS", 0)
+    run_case(["bias"], False, 333, 256, 1000, dtype=dtype, device="cuda", tol=tol)
+
+
+def test_bias_gradient_of_a_frozen_weight_is_a_column_sum(monkeypatch, patch_runtime):
+    """Without a weight gradient there is no GEMM to fold the bias into: the column sums run."""
+    from sparkc.runtime import gemm
+
+    monkeypatch.setattr(gemm, "FOLD_BIAS_MIN_ELEMENTS", 0)
+    patch_runtime("fold_bias_dw", lambda *a: pytest.fail("folded without a weight gradient"))
+    fn = build(instance_name(["bias"], False), ["bias"])
+    x, w = torch.randn(9, 24, requires_grad=True), torch.randn(10, 24)
+    bias = torch.randn(10, requires_grad=True)
+    dy = torch.randn(9, 10)
+    fn(x, w, bias).backward(dy)
+    assert rel_err(bias.grad, dy.double().sum(0)) < 1e-6 and w.grad is None
+
+
 def test_relu_mask_of_backward_is_the_forward_s_after_a_bias():
     """bias then relu, half precision: z0 = 0.25 + 2⁻¹⁴ rounds to 0.25 in float16, and the bias is
     −0.25, so the forward's relu input is 2⁻¹⁴ > 0 (the output passes it). The backward must use
