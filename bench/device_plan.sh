@@ -3,7 +3,7 @@
 # docs/performance.md, "Not measured yet"). The machine is given back after 30 s idle: issue the
 # next call at once (a lost machine means a reinstall, which this script does by itself). Usage,
 # from the repo root on the GPU machine (wheels in .whl/, as bench/device_run.sh needs them):
-#   bash bench/device_plan.sh N        (N = 0..6; a warm machine keeps the install and the caches)
+#   bash bench/device_plan.sh N        (N = 0..7; a warm machine keeps the install and the caches)
 # Writes logs and JSON under $OUT (or ./out). Every step has its own time limit, so one that runs
 # long costs its own rows only.
 set -uo pipefail
@@ -58,10 +58,16 @@ case "${1:-1}" in
       --variants sparkc --no-compile
   done
   ;;
+7) # lora/demopack after the dx layout change and routed_mlp (issue 20), with lora's profile
+  step 100 plinear $PY bench/procedural_linear.py --out "$OUT/plinear.json"
+  TAIL=20 step 120 lora_profile $PY -m sparkc bench bench/lora_linear.spark --shape B=4,N=4096 --dtype bf16 \
+    --variants sparkc,sparkc-graph --no-compile --profile 12
+  step 150 routed_mlp $PY bench/procedural_routed_mlp.py --out "$OUT/routed_mlp.json"
+  ;;
 5) # the spark_k bf16 gradient ablation (issue 15), if call 0 leaves the case failing
   TAIL=40 step 300 lowp_probe $PY bench/probe_lowp_spark_k.py --json "$OUT/lowp_probe.json"
   ;;
-*) echo "usage: bash bench/device_plan.sh 0..6" >&2; exit 2 ;;
+*) echo "usage: bash bench/device_plan.sh 0..7" >&2; exit 2 ;;
 esac
 # The tuning choices made on this card (JSON, small) come back with the logs: the material for
 # shipped per-GPU defaults (issue 22 item 5).
