@@ -122,23 +122,23 @@ def _replacements(kernels) -> dict[str, dict[str, object]]:
             groups["norm_residual"][name] = _eager_norm_residual
         elif re.fullmatch(r"stack\d+", name):
             groups["stack"][name] = _eager_stack
-    for name in list(groups["gemm_sigmoid"]):
+    # Sigmoid GEMMs split by width (signals = 1 wide: the verifier's head2; wider: the gates)
+    # and by direction (the generated forward or backward alone).
+    split = ("sigmoid_n1_only", "sigmoid_wide_only", "sigmoid_gen_fwd_eager_bwd")
+    for g in (*split, "sigmoid_eager_fwd_gen_bwd"):
+        groups[g] = {}
+    for name, eager in groups["gemm_sigmoid"].items():
         gen = getattr(kernels, name)
-        eager = groups["gemm_sigmoid"][name]
-        groups["sigmoid_n1_only"] = {
-            name: lambda x, w, b, gen=gen, eager=eager: (
-                eager(x, w, b) if w.shape[0] == 1 else gen(x, w, b)
-            )
-        }
-        groups["sigmoid_wide_only"] = {
-            name: lambda x, w, b, gen=gen, eager=eager: (
-                gen(x, w, b) if w.shape[0] == 1 else eager(x, w, b)
-            )
-        }
-        groups["sigmoid_gen_fwd_eager_bwd"] = {
-            name: lambda x, w, b, gen=gen: _GenFwdEagerBwd.apply(x, w, b, gen)
-        }
-        groups["sigmoid_eager_fwd_gen_bwd"] = {name: _EagerFwdGenBwd.apply}
+
+        def pick(narrow, wide):
+            return lambda x, w, b: (narrow if w.shape[0] == 1 else wide)(x, w, b)
+
+        groups["sigmoid_n1_only"][name] = pick(eager, gen)
+        groups["sigmoid_wide_only"][name] = pick(gen, eager)
+        groups["sigmoid_gen_fwd_eager_bwd"][name] = lambda x, w, b, gen=gen: _GenFwdEagerBwd.apply(
+            x, w, b, gen
+        )
+        groups["sigmoid_eager_fwd_gen_bwd"][name] = _EagerFwdGenBwd.apply
     # The gate product linear(read) * signals: the two-input pointwise program `a0 * a1`.
     src = Path(kernels.__file__).read_text()
     for chunk in src.split("@triton.jit"):
