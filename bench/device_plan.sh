@@ -3,7 +3,7 @@
 # docs/performance.md, "Not measured yet"). The machine is given back after 30 s idle: issue the
 # next call at once (a lost machine means a reinstall, which this script does by itself). Usage,
 # from the repo root on the GPU machine (wheels in .whl/, as bench/device_run.sh needs them):
-#   bash bench/device_plan.sh N        (N = 0..7; a warm machine keeps the install and the caches)
+#   bash bench/device_plan.sh N        (N = 0..7, first the ones not yet measured: 4 2 1 3 6; a warm machine keeps the install and the caches)
 # Writes logs and JSON under $OUT (or ./out). Every step has its own time limit, so one that runs
 # long costs its own rows only.
 set -uo pipefail
@@ -23,8 +23,7 @@ step() { # step LIMIT NAME COMMAND...: run with a limit, keep the whole log, pri
 }
 nvidia-smi --query-gpu=name --format=csv,noheader
 case "${1:-1}" in
-0) # the low-precision gradient tests with the new floor (issue 15), the folded bias gradient's
-  # tests and its effect on the tiny_gpt step (issue 22), then the attention basis rows
+0) # measured 2026-12-07 (tenth): the low-precision tests, the fold's tests, the 2-layer step
   TAIL=12 step 200 lowp env SPARKC_TUNE=0 $PY -m pytest -v -m gpu -n 15 --timeout 180 -p no:cacheprovider \
     --runxfail tests/codegen/test_low_precision_gradients.py
   grep -E "FAILED|ERROR|passed|failed" "$OUT/lowp.log" | tail -12
@@ -32,40 +31,41 @@ case "${1:-1}" in
     tests/kernels/test_matmul.py -k "folded or pass_through or matches_reference"
   step 200 nanogpt_2l $PY bench/nanogpt_step.py --json "$OUT/nanogpt_2l.json"
   ;;
-6) # the basis rows not reached twice (issue 22 item 2): each tile class compiles and tunes here
-  step 560 attention_basis_key $PY bench/bench_attention.py --only basis --basis-rows key,per-element \
-    --json "$OUT/attn_basis.json"
-  ;;
 1) # the d = 2048 / 8-layer headline (issue 22): compile + tuning of 8 layers took > 280 s (2026-12-07)
   step 560 nanogpt_8l $PY bench/nanogpt_step.py --d 2048 --layers 8 --json "$OUT/nanogpt_8l.json"
   ;;
-2) # hspmn's model row (issue 18) and the decode table (issue 21)
-  step 250 sqdk_model $PY bench/sqdk.py --model --dim 1024 --out "$OUT/sqdk_model.json"
-  step 280 decode $PY bench/decode.py --batch 1 64 --models splatflow hspmn spark_k --json "$OUT/decode.json"
+2) # hspmn's model row with the compiled reference now before the eager one (issue 18), then
+  # spark_k's decode rows, cut by the limit on 2026-12-07 (issue 21)
+  step 300 sqdk_model $PY bench/sqdk.py --model --dim 1024 --out "$OUT/sqdk_model.json"
+  step 250 decode_spark_k $PY bench/decode.py --batch 1 64 --models spark_k --json "$OUT/decode_spark_k.json"
   ;;
-3) # splatflow's model row with the compile row (issue 19), the decode sweep (issue 21)
-  step 300 splat_model $PY bench/splat.py --model --wheels .whl --out "$OUT/splat_model.json"
-  step 250 decode_sweep $PY bench/decode.py --sweep --json "$OUT/sweep.json"
-  ;;
-4) # cold start, with and without the tuner's parallel compile pass (issue 22 item 5)
-  for w in 1 8; do
-    step 140 "cold_attention_w$w" env SPARKC_COMPILE_WORKERS=$w SPARKC_CACHE_DIR=/tmp/cold$w $PY -m sparkc bench \
-      --op attention --shape B=4,N=4096,D=2048 --hp heads=16 --variants sparkc --no-compile
-  done
+3) # cold start of the tiny_gpt step, with and without the parallel compile pass (issue 22 item 5;
+  # the attention block's rows were measured on 2026-12-07)
   for w in 1 8; do
     step 140 "cold_tiny_gpt_w$w" env SPARKC_COMPILE_WORKERS=$w SPARKC_CACHE_DIR=/tmp/coldm$w $PY -m sparkc bench \
       examples/tiny_gpt.spark --shape B=8,N=1024 -D d=1024 -D heads=16 -D layers=8 -D vocab=32000 --modes step \
       --variants sparkc --no-compile
   done
   ;;
-7) # lora/demopack after the dx layout change and routed_mlp (issue 20), with lora's profile
+4) # the two probes of 2026-12-07 (tenth): spark_k's gate rounded once by torch (issue 15), and
+  # lora's main GEMM kernel alone, forward against dx (issue 20)
+  TAIL=40 step 300 lowp_probe $PY bench/probe_lowp_spark_k.py --only base sigmoid_once gemm_sigmoid \
+    --json "$OUT/lowp_probe.json"
+  TAIL=12 step 150 lora_probe $PY bench/probe_lora_lr.py --json "$OUT/lora_probe.json"
+  ;;
+6) # the basis rows not reached twice (issue 22 item 2): each tile class compiles and tunes here
+  step 560 attention_basis_key $PY bench/bench_attention.py --only basis --basis-rows key,per-element \
+    --json "$OUT/attn_basis.json"
+  ;;
+7) # lora/demopack and routed_mlp (issue 20; measured 2026-12-07, tenth), with lora's profile
   step 100 plinear $PY bench/procedural_linear.py --out "$OUT/plinear.json"
   TAIL=20 step 120 lora_profile $PY -m sparkc bench bench/lora_linear.spark --shape B=4,N=4096 --dtype bf16 \
     --variants sparkc,sparkc-graph --no-compile --profile 12
   step 150 routed_mlp $PY bench/procedural_routed_mlp.py --out "$OUT/routed_mlp.json"
   ;;
-5) # the spark_k bf16 gradient ablation (issue 15), if call 0 leaves the case failing
-  TAIL=40 step 300 lowp_probe $PY bench/probe_lowp_spark_k.py --json "$OUT/lowp_probe.json"
+5) # splatflow's model row and the decode sweep (issues 19, 21; measured 2026-12-07, tenth)
+  step 300 splat_model $PY bench/splat.py --model --wheels .whl --out "$OUT/splat_model.json"
+  step 250 decode_sweep $PY bench/decode.py --sweep --json "$OUT/sweep.json"
   ;;
 *) echo "usage: bash bench/device_plan.sh 0..7" >&2; exit 2 ;;
 esac

@@ -35,6 +35,9 @@ def _eager_linear(act: str | None):
             return torch.relu(z)
         if act == "sigmoid":
             return torch.sigmoid(z.float()).to(z.dtype)
+        if act == "sigmoid_once":  # what the fused kernel should compute: one rounding
+            zf = F.linear(x.float(), w.float(), None if bias is None else bias.float())
+            return torch.sigmoid(zf).to(x.dtype)
         return z
 
     return fn
@@ -125,7 +128,7 @@ def _replacements(kernels) -> dict[str, dict[str, object]]:
     # Sigmoid GEMMs split by width (signals = 1 wide: the verifier's head2; wider: the gates)
     # and by direction (the generated forward or backward alone).
     split = ("sigmoid_n1_only", "sigmoid_wide_only", "sigmoid_gen_fwd_eager_bwd")
-    for g in (*split, "sigmoid_eager_fwd_gen_bwd"):
+    for g in (*split, "sigmoid_eager_fwd_gen_bwd", "sigmoid_once"):
         groups[g] = {}
     for name, eager in groups["gemm_sigmoid"].items():
         gen = getattr(kernels, name)
@@ -139,6 +142,10 @@ def _replacements(kernels) -> dict[str, dict[str, object]]:
             x, w, b, gen
         )
         groups["sigmoid_eager_fwd_gen_bwd"][name] = _EagerFwdGenBwd.apply
+        # Eager float32 GEMM + sigmoid rounded once: the generated kernel's arithmetic done by
+        # torch. Near the base row: the kernel computes what it should, and this gradient's
+        # error comes from the one rounding itself; near eager: the kernel rounds elsewhere.
+        groups["sigmoid_once"][name] = _eager_linear("sigmoid_once")
     # The gate product linear(read) * signals: the two-input pointwise program `a0 * a1`.
     src = Path(kernels.__file__).read_text()
     for chunk in src.split("@triton.jit"):

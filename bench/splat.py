@@ -159,9 +159,8 @@ ATTN_CALL = "attention(layernorm(x), heads=heads, causal=true)"
 
 
 def model_rows(args, dtype) -> list[dict]:
-    from sparkc.demo_data import progressions
-
     from sparkc import api
+    from sparkc.tools.demo_data import progressions
 
     src = (Path(__file__).resolve().parents[1] / "examples" / "splatflow.spark").read_text()
     assert SPLAT_CALL in src, "examples/splatflow.spark no longer has the mixer this replaces"

@@ -116,3 +116,40 @@ def test_nanogpt_step_dry_run_is_the_same_model(tmp_path):
     assert data["meta"]["loss_rel_diff_f32"] < 1e-5
     assert [r["variant"] for r in data["rows"]] == ["sparkc", "nanogpt", "nanogpt_compiled"]
     assert all(r["ms"] > 0 for r in data["rows"])
+
+
+def _sparkc_imports(path: Path) -> list[tuple[str, str | None, int]]:
+    """(module, name or None, line) of every sparkc import in a script, also inside functions
+    (which `--help` never runs)."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "sparkc":
+            found += [(node.module, alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.Import):
+            found += [
+                (a.name, None, node.lineno) for a in node.names if a.name.startswith("sparkc")
+            ]
+    return found
+
+
+def test_every_lazy_sparkc_import_of_a_bench_script_resolves():
+    """A function-level import moved by a refactor (bench/splat.py's `sparkc.demo_data`, which
+    cost a device call on 2026-12-07) fails here."""
+    import importlib
+
+    missing = []
+    for path in SCRIPTS:
+        for module, name, line in _sparkc_imports(path):
+            try:
+                mod = importlib.import_module(module)
+            except ImportError as e:
+                missing.append(f"{path.name}:{line}: {module} ({e})")
+                continue
+            if name is not None and not hasattr(mod, name):
+                try:
+                    importlib.import_module(f"{module}.{name}")
+                except ImportError:
+                    missing.append(f"{path.name}:{line}: {module}.{name}")
+    assert not missing, "\n".join(missing)
