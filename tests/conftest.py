@@ -77,10 +77,17 @@ def patch_runtime(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, Any], None]
     wherever it is looked up: on `sparkc.runtime.launch` (the facade generated code calls as
     `_launch.<name>`) and on every other `sparkc.runtime` module that binds the same object (the
     module that defines it, through which the runtime's own modules call it, e.g.
-    `env.interpreting`, `autotune.pick`, `gemm._GEMM_CHOICE`). An unknown name is an error."""
+    `env.interpreting`, `autotune.pick`, `gemm._GEMM_CHOICE`). An unknown name is an error.
+
+    Without CUDA, the tuner's parallel compile pass is off for the test (one compile worker)
+    unless the environment or the test sets `$SPARKC_COMPILE_WORKERS`: its threads are placed on
+    the caller's CUDA stream, which a fake GPU tensor does not have."""
     import sys
 
     from sparkc.runtime import launch
+
+    if not torch.cuda.is_available() and "SPARKC_COMPILE_WORKERS" not in os.environ:
+        monkeypatch.setenv("SPARKC_COMPILE_WORKERS", "1")
 
     def patch(name: str, value: Any) -> None:
         runtime = [

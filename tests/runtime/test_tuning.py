@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from sparkc.runtime import autotune, launch, tuning
+from sparkc.runtime import autotune, env, launch, tuning
 
 
 class Bench:
@@ -275,9 +275,16 @@ def test_precompile_compiles_each_candidate_once_in_worker_threads(monkeypatch):
     import threading
 
     probe, like = CompileProbe(), torch.zeros(1)
-    monkeypatch.delenv("SPARKC_COMPILE_WORKERS", raising=False)
+    monkeypatch.setenv("SPARKC_COMPILE_WORKERS", "1")
     autotune.precompile(CANDS, probe, like)
-    assert probe.calls == []  # one worker (the default): nothing ahead of the timing
+    assert probe.calls == []  # one worker: nothing ahead of the timing
+    monkeypatch.delenv("SPARKC_COMPILE_WORKERS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert env.compile_workers() == env.DEFAULT_COMPILE_WORKERS  # unset: on, bounded
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert env.compile_workers() == 2  # never more threads than CPUs
+    monkeypatch.setattr("os.cpu_count", lambda: None)
+    assert env.compile_workers() == 1
     monkeypatch.setenv("SPARKC_COMPILE_WORKERS", "3")
     autotune.precompile(CANDS, probe, like)  # the failing candidate does not raise here
     assert sorted(c for c, _, _ in probe.calls) == sorted(CANDS)
