@@ -39,12 +39,13 @@ case "${1:-1}" in
   step 300 sqdk_model $PY bench/sqdk.py --model --dim 1024 --out "$OUT/sqdk_model.json"
   step 250 decode_spark_k $PY bench/decode.py --batch 1 64 --models spark_k --json "$OUT/decode_spark_k.json"
   ;;
-3) # cold start of the tiny_gpt step, with and without the parallel compile pass (issue 22 item 5;
-  # the attention block's rows were measured on 2026-12-07)
-  for w in 1 8; do
-    step 140 "cold_tiny_gpt_w$w" env SPARKC_COMPILE_WORKERS=$w SPARKC_CACHE_DIR=/tmp/coldm$w $PY -m sparkc bench \
-      examples/tiny_gpt.spark --shape B=8,N=1024 -D d=1024 -D heads=16 -D layers=8 -D vocab=32000 --modes step \
-      --variants sparkc --no-compile
+3) # cold start of the tiny_gpt step (issue 22 item 5): the shipped tuning choices (on an H100 with
+  # Triton 3.6 they match this shape: the kernels are those of bench/nanogpt_step.py's 2 layers)
+  # against none, both with the parallel compile pass (on by default since 2026-12-07)
+  for shipped in 1 0; do
+    step 180 "cold_tiny_gpt_shipped$shipped" env SPARKC_TUNE_SHIPPED=$shipped SPARKC_CACHE_DIR=/tmp/coldm$shipped \
+      $PY -m sparkc bench examples/tiny_gpt.spark --shape B=8,N=1024 -D d=1024 -D heads=16 -D layers=8 \
+      -D vocab=32000 --modes step --variants sparkc --no-compile
   done
   ;;
 4) # the two probes of 2026-12-07 (tenth): spark_k's gate rounded once by torch (issue 15), and

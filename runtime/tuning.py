@@ -5,6 +5,12 @@ caller uses to bucket shapes), a device key (GPU name, capability, Triton versio
 JSON-able candidate configurations. Produces: the candidate that timed fastest, remembered in
 `<cache dir>/tuning/<kernel name>.json` so later processes skip the timing.
 
+Choices shipped with the package (`tuning_shipped.json` beside this module: choices timed on
+the lent GPUs, built by `python -m sparkc.tools.ship_tuning`) answer a miss of the local cache
+without timing, when their key (source hash, shape class, GPU, Triton version) matches exactly
+and the choice is still a candidate; a local choice always wins, and with `$SPARKC_TUNE_SHIPPED=0`
+the shipped ones are ignored (every miss is timed locally and stored: local tuning refines them).
+
 The cache directory is `$SPARKC_CACHE_DIR` when set, else `$XDG_CACHE_HOME/sparkc` or
 `~/.cache/sparkc`. Files are written atomically (temp file + `os.replace`); an unreadable or
 corrupted file is ignored and rewritten on the next store. A stored choice that is no longer among
@@ -68,6 +74,37 @@ def entry_key(src_hash: str, shape_class: Any, device: str) -> str:
     return f"{src_hash}|{_canonical(shape_class)}|{device}"
 
 
+SHIPPED_PATH = Path(__file__).with_name("tuning_shipped.json")
+_shipped: dict[str, dict[str, Any]] | None = None
+
+
+def shipped_choices() -> dict[str, dict[str, Any]]:
+    """{kernel name: {entry key: choice}} shipped with the package (empty when the file is
+    missing, unreadable or of another format version; read once per process)."""
+    global _shipped
+    if _shipped is None:
+        try:
+            data = json.loads(SHIPPED_PATH.read_text())
+        except (OSError, ValueError):
+            data = None
+        ok = isinstance(data, dict) and data.get("version") == FORMAT_VERSION
+        kernels = data.get("kernels") if ok else None
+        _shipped = kernels if isinstance(kernels, dict) else {}
+    return _shipped
+
+
+def _shipped_on() -> bool:
+    return os.environ.get("SPARKC_TUNE_SHIPPED", "1").strip() != "0"
+
+
+def _matching(choice: Any, candidates: Sequence[Any]) -> Any | None:
+    wanted = _canonical(choice)
+    for candidate in candidates:
+        if _canonical(candidate) == wanted:
+            return candidate
+    return None
+
+
 class TuningCache:
     """Tuning choices of one cache directory; reads each kernel's file at most once per process."""
 
@@ -96,13 +133,17 @@ class TuningCache:
         return entries if isinstance(entries, dict) else {}
 
     def lookup(self, kernel: str, key: str, candidates: Sequence[Any]) -> Any | None:
+        """The stored choice of `kernel` for `key` if it is among `candidates`, else the
+        shipped one (module docs), else None."""
         entry = self._entries(kernel).get(key)
-        if not isinstance(entry, dict) or "choice" not in entry:
-            return None
-        wanted = _canonical(entry["choice"])
-        for candidate in candidates:
-            if _canonical(candidate) == wanted:
-                return candidate
+        if isinstance(entry, dict) and "choice" in entry:
+            local = _matching(entry["choice"], candidates)
+            if local is not None:
+                return local
+        if _shipped_on():
+            shipped = shipped_choices().get(kernel, {})
+            if key in shipped:
+                return _matching(shipped[key], candidates)
         return None
 
     def store(self, kernel: str, key: str, choice: Any, timings_ms: Sequence[float]) -> None:
