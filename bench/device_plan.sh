@@ -3,7 +3,7 @@
 # docs/performance.md, "Not measured yet"). The machine is given back after 30 s idle: issue the
 # next call at once (a lost machine means a reinstall, which this script does by itself). Usage,
 # from the repo root on the GPU machine (wheels in .whl/, as bench/device_run.sh needs them):
-#   bash bench/device_plan.sh N        (N = 0..7, first the ones not yet measured: 4 2 1 3 6; a warm machine keeps the install and the caches)
+#   bash bench/device_plan.sh N        (N = 0..7, first the ones not yet measured: 4 2 5 1 3 6; a warm machine keeps the install and the caches)
 # Writes logs and JSON under $OUT (or ./out). Every step has its own time limit, so one that runs
 # long costs its own rows only.
 set -uo pipefail
@@ -34,10 +34,10 @@ case "${1:-1}" in
 1) # the d = 2048 / 8-layer headline (issue 22): compile + tuning of 8 layers took > 280 s (2026-12-07)
   step 560 nanogpt_8l $PY bench/nanogpt_step.py --d 2048 --layers 8 --json "$OUT/nanogpt_8l.json"
   ;;
-2) # hspmn's model row with the compiled reference now before the eager one (issue 18), then
-  # spark_k's decode rows, cut by the limit on 2026-12-07 (issue 21)
+2) # hspmn's model row with the compiled reference now before the eager one (issue 18), then its
+  # decode rows after the prefill change (issue 21; B=64 prefill was 1,078 ms on 2026-12-07)
   step 300 sqdk_model $PY bench/sqdk.py --model --dim 1024 --out "$OUT/sqdk_model.json"
-  step 250 decode_spark_k $PY bench/decode.py --batch 1 64 --models spark_k --json "$OUT/decode_spark_k.json"
+  step 250 decode_hspmn $PY bench/decode.py --batch 1 64 --models hspmn --json "$OUT/decode_hspmn.json"
   ;;
 3) # cold start of the tiny_gpt step (issue 22 item 5): the shipped tuning choices (on an H100 with
   # Triton 3.6 they match this shape: the kernels are those of bench/nanogpt_step.py's 2 layers)
@@ -64,9 +64,10 @@ case "${1:-1}" in
     --variants sparkc,sparkc-graph --no-compile --profile 12
   step 150 routed_mlp $PY bench/procedural_routed_mlp.py --out "$OUT/routed_mlp.json"
   ;;
-5) # splatflow's model row and the decode sweep (issues 19, 21; measured 2026-12-07, tenth)
-  step 300 splat_model $PY bench/splat.py --model --wheels .whl --out "$OUT/splat_model.json"
-  step 250 decode_sweep $PY bench/decode.py --sweep --json "$OUT/sweep.json"
+5) # spark_k's decode rows, cut by the limit on 2026-12-07 (issue 21); then splatflow's model row
+  # again (issue 19; measured 2026-12-07, tenth)
+  step 300 decode_spark_k $PY bench/decode.py --batch 1 64 --models spark_k --json "$OUT/decode_spark_k.json"
+  step 250 splat_model $PY bench/splat.py --model --wheels .whl --out "$OUT/splat_model.json"
   ;;
 *) echo "usage: bash bench/device_plan.sh 0..7" >&2; exit 2 ;;
 esac
