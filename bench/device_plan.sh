@@ -64,10 +64,11 @@ case "${1:-1}" in
     --variants sparkc,sparkc-graph --no-compile --profile 12
   step 150 routed_mlp $PY bench/procedural_routed_mlp.py --out "$OUT/routed_mlp.json"
   ;;
-5) # spark_k's decode rows, cut by the limit on 2026-12-07 (issue 21); then splatflow's model row
-  # again (issue 19; measured 2026-12-07, tenth)
-  step 300 decode_spark_k $PY bench/decode.py --batch 1 64 --models spark_k --json "$OUT/decode_spark_k.json"
-  step 250 splat_model $PY bench/splat.py --model --wheels .whl --out "$OUT/splat_model.json"
+5) # spark_k's decode rows, cut by the limit on 2026-12-07 (issue 21): one batch size per step
+  # (each row compiles its own static step under torch.compile)
+  for b in 1 64; do
+    step 270 "decode_spark_k_b$b" $PY bench/decode.py --batch $b --models spark_k --json "$OUT/decode_spark_k_b$b.json"
+  done
   ;;
 *) echo "usage: bash bench/device_plan.sh 0..7" >&2; exit 2 ;;
 esac
