@@ -22,7 +22,8 @@ greedy decoding throughout, and the largest difference between the runners' pref
 compiler, no CUDA graphs) and `sparkc_graph` running its static step without a graph: every row
 runs end to end; the numbers mean nothing.
 `--models splatflow hspmn spark_k` adds the three sparkc runners for those examples at the
-same width, heads, layers and vocabulary, in the same run (the baseline exists for tiny_gpt only).
+same width, heads, layers and vocabulary, in the same run (the baseline exists for tiny_gpt only);
+`--no-tiny-gpt` leaves out tiny_gpt's and the baseline's rows.
 With --json PATH the rows are written too. Timings only: no assertions beyond the agreement
 check (a difference above --tol is reported, exit code 1).
 
@@ -325,6 +326,11 @@ def main(argv: list[str] | None = None) -> int:
         choices=("splatflow", "hspmn", "spark_k"),
         help="also these examples' sparkc rows at the same width (no baseline: it is tiny_gpt)",
     )
+    ap.add_argument(
+        "--no-tiny-gpt",
+        action="store_true",
+        help="only the --models rows (no tiny_gpt and baseline rows: a device call's time for them)",
+    )
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     if args.dry_run:
@@ -351,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     net = mod.Model().to(device=device, dtype=dtype).eval()
     rows, worst = [], 0.0
-    for b in args.batch:
+    for b in [] if args.no_tiny_gpt else args.batch:
         prompt = torch.randint(0, args.vocab, (b, args.prompt), device=device)
         base = Baseline(net.state_dict(), args.layers, args.heads, b, max_len, dtype)
         if args.dry_run:

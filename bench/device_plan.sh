@@ -37,7 +37,7 @@ case "${1:-1}" in
 2) # hspmn's model row with the compiled reference now before the eager one (issue 18), then its
   # decode rows after the prefill change (issue 21; B=64 prefill was 1,078 ms on 2026-12-07)
   step 300 sqdk_model $PY bench/sqdk.py --model --dim 1024 --out "$OUT/sqdk_model.json"
-  step 250 decode_hspmn $PY bench/decode.py --batch 1 64 --models hspmn --json "$OUT/decode_hspmn.json"
+  step 250 decode_hspmn $PY bench/decode.py --batch 1 64 --models hspmn --no-tiny-gpt --json "$OUT/decode_hspmn.json"
   ;;
 3) # cold start of the tiny_gpt step (issue 22 item 5): the shipped tuning choices (on an H100 with
   # Triton 3.6 they match this shape: the kernels are those of bench/nanogpt_step.py's 2 layers)
@@ -67,7 +67,7 @@ case "${1:-1}" in
 5) # spark_k's decode rows, cut by the limit on 2026-12-07 (issue 21): one batch size per step
   # (each row compiles its own static step under torch.compile)
   for b in 1 64; do
-    step 270 "decode_spark_k_b$b" $PY bench/decode.py --batch $b --models spark_k --json "$OUT/decode_spark_k_b$b.json"
+    step 270 "decode_spark_k_b$b" $PY bench/decode.py --batch $b --models spark_k --no-tiny-gpt --json "$OUT/decode_spark_k_b$b.json"
   done
   ;;
 *) echo "usage: bash bench/device_plan.sh 0..7" >&2; exit 2 ;;
