@@ -39,14 +39,18 @@ case "${1:-1}" in
   step 300 sqdk_model $PY bench/sqdk.py --model --dim 1024 --out "$OUT/sqdk_model.json"
   step 250 decode_hspmn $PY bench/decode.py --batch 1 64 --models hspmn --no-tiny-gpt --json "$OUT/decode_hspmn.json"
   ;;
-3) # cold start of the tiny_gpt step (issue 22 item 5): the shipped tuning choices (on an H100 with
-  # Triton 3.6 they match this shape: the kernels are those of bench/nanogpt_step.py's 2 layers)
-  # against none, both with the parallel compile pass (on by default since 2026-12-07)
-  for shipped in 1 0; do
-    step 180 "cold_tiny_gpt_shipped$shipped" env SPARKC_TUNE_SHIPPED=$shipped SPARKC_CACHE_DIR=/tmp/coldm$shipped \
-      $PY -m sparkc bench examples/tiny_gpt.spark --shape B=8,N=1024 -D d=1024 -D heads=16 -D layers=8 \
-      -D vocab=32000 --modes step --variants sparkc --no-compile
+3) # cold start of the tiny_gpt step (issue 22 item 5), empty caches, parallel compile on (the
+  # default since 2026-12-07): the defaults (shipped choices: on an H100 with Triton 3.6 they match
+  # this shape, the kernels being those of bench/nanogpt_step.py's 2 layers; pruned GEMM lists),
+  # no shipped choices, and neither (every candidate timed: also new data for
+  # bench/replay_gemm_pruning.py in tuning.tgz)
+  for mode in default noship full; do
+    case $mode in default) e="";; noship) e="SPARKC_TUNE_SHIPPED=0";; full) e="SPARKC_TUNE_SHIPPED=0 SPARKC_TUNE_PRUNE=0";; esac
+    step 180 "cold_tiny_gpt_$mode" env $e SPARKC_CACHE_DIR=/tmp/coldm_$mode $PY -m sparkc bench \
+      examples/tiny_gpt.spark --shape B=8,N=1024 -D d=1024 -D heads=16 -D layers=8 -D vocab=32000 \
+      --modes step --variants sparkc --no-compile
   done
+  SPARKC_CACHE_DIR=/tmp/coldm_full  # its tuning choices (all candidates timed) come back below
   ;;
 4) # the two probes of 2026-12-07 (tenth): spark_k's gate rounded once by torch (issue 15), and
   # lora's main GEMM kernel alone, forward against dx (issue 20)

@@ -153,3 +153,34 @@ def test_every_lazy_sparkc_import_of_a_bench_script_resolves():
                 except ImportError:
                     missing.append(f"{path.name}:{line}: {module}.{name}")
     assert not missing, "\n".join(missing)
+
+
+TUNING_DATA = ROOT / "bench" / "data" / "tuning_h100_2026-12-07"
+
+
+def test_gemm_pruning_replay_matches_what_the_docs_quote(capsys):
+    """`runtime/gemm.py: pruned` replayed over the H100's recorded timings: a change to the
+    rule or to the candidate lists shows here, and the numbers in docs/kernels/matmul.md and
+    gemm.pruned's docstring must then be re-measured."""
+    import runpy
+
+    module = runpy.run_path(str(ROOT / "bench" / "replay_gemm_pruning.py"))
+    assert module["main"]([str(TUNING_DATA)]) == 0
+    out = capsys.readouterr().out
+    assert "skipped" not in out  # every recorded class is rebuilt
+    summary = out.strip().splitlines()[-1]
+    assert summary.startswith(
+        "65 classes: kept 250 of 652 candidates; the best kept is the best in 61"
+    )
+
+
+def test_shipped_tuning_choices_are_rebuilt_from_the_recorded_caches(tmp_path):
+    """runtime/tuning_shipped.json is exactly what sparkc.tools.ship_tuning builds from the
+    recorded H100 caches: the shipped file is reproducible from data in the repository."""
+    from sparkc.runtime import tuning
+
+    from sparkc.tools import ship_tuning
+
+    out = tmp_path / "shipped.json"
+    assert ship_tuning.main([str(TUNING_DATA), "--into", str(out)]) == 0
+    assert out.read_bytes() == tuning.SHIPPED_PATH.read_bytes()

@@ -32,7 +32,7 @@ from sparkc.runtime import tuning
 DEFAULT_INTO = tuning.SHIPPED_PATH
 
 
-def _cache_files(source: Path) -> Iterator[tuple[str, Any]]:
+def cache_files(source: Path) -> Iterator[tuple[str, Any]]:
     """(kernel name, parsed JSON) of every cache file in an archive, a directory or a file."""
     if source.is_dir():
         for path in sorted(source.rglob("*.json")):
@@ -60,7 +60,7 @@ def merge(sources: list[Path], into: dict[str, dict[str, Any]]) -> tuple[dict, i
     entries added or changed."""
     best: dict[tuple[str, str], tuple[float, Any]] = {}
     for source in sources:
-        for kernel, data in _cache_files(source):
+        for kernel, data in cache_files(source):
             if not isinstance(data, dict) or data.get("version") != tuning.FORMAT_VERSION:
                 continue
             for key, entry in (data.get("entries") or {}).items():

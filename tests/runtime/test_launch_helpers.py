@@ -89,7 +89,10 @@ def _tune(runs, M=4096, **kw):
     return launch.tuned_gemm("k", _heuristic, M, 1024, 512, _FakeCudaTensor(), runs.append, **kw)
 
 
-def test_tuned_gemm_times_the_heuristic_first_then_every_fitted_candidate(patch_runtime):
+def test_tuned_gemm_times_the_heuristic_first_then_every_fitted_candidate(
+    patch_runtime, monkeypatch
+):
+    monkeypatch.setenv("SPARKC_TUNE_PRUNE", "0")  # the full list (pruning: its own test)
     seen = _fake_gpu_tuning(patch_runtime, 1)
     runs = []
     cfg = launch.tuned_gemm(
@@ -98,7 +101,7 @@ def test_tuned_gemm_times_the_heuristic_first_then_every_fitted_candidate(patch_
     cands = seen["candidates"]
     assert cands[0] == (128, 128, 64, 8, 8, 3)
     assert len(set(cands)) == len(cands) == len(launch.GEMM_CANDIDATES)
-    assert seen["shape_class"] == [4096, 1024, 512, "torch.bfloat16", False]
+    assert seen["shape_class"] == [4096, 1024, 512, "torch.bfloat16", False, "full"]
     assert cfg == dict(zip(launch.GEMM_KEYS, cands[1])) == runs[0]
     # The next launch of the same shape class is a dictionary lookup: no pick, no timing.
     seen.clear()
@@ -108,7 +111,8 @@ def test_tuned_gemm_times_the_heuristic_first_then_every_fitted_candidate(patch_
     assert again is cfg and not seen and len(runs) == 1
 
 
-def test_tuned_gemm_offers_every_tile_both_ways_with_tma(patch_runtime):
+def test_tuned_gemm_offers_every_tile_both_ways_with_tma(patch_runtime, monkeypatch):
+    monkeypatch.setenv("SPARKC_TUNE_PRUNE", "0")
     seen = _fake_gpu_tuning(patch_runtime, -1, timed=False)
     runs = []
     plain = _tune(runs)
@@ -125,7 +129,7 @@ def test_tuned_gemm_offers_every_tile_both_ways_with_tma(patch_runtime):
     assert cands[n : 2 * n] == [(*t, 1, 0) for t in tiles]
     assert cands[2 * n :] == [(*t, 1, 1) for t in tiles if t[4] == 8]
     assert 0 < len(cands) - 2 * n < n and tiles[0] == (128, 128, 64, 8, 8, 3)
-    assert seen["shape_class"][-2:] == ["tma", "persistent"]  # cached apart
+    assert seen["shape_class"][-3:] == ["tma", "persistent", "full"]  # cached apart
     assert cfg["USE_TMA"] is True and cfg["PERSISTENT"] is True and "USE_TMA" not in plain
     assert {k: v for k, v in cfg.items() if k not in ("USE_TMA", "PERSISTENT")} == dict(
         zip(launch.GEMM_KEYS, cands[-1][:6])
@@ -189,8 +193,9 @@ def test_apply_skips_autograd_when_no_gradient_can_flow():
     assert torch.equal(w.grad, torch.full((3,), 3.0))
 
 
-def test_tuned_gemm_offers_torch_gemm_last_and_returns_its_marker(patch_runtime):
+def test_tuned_gemm_offers_torch_gemm_last_and_returns_its_marker(patch_runtime, monkeypatch):
     # Timing the extern candidate calls `extern`, not `run`.
+    monkeypatch.setenv("SPARKC_TUNE_PRUNE", "0")
     seen, calls = _fake_gpu_tuning(patch_runtime, -1), []
     runs = []
     plain = _tune(runs)
@@ -199,8 +204,55 @@ def test_tuned_gemm_offers_torch_gemm_last_and_returns_its_marker(patch_runtime)
     cfg = _tune(runs, extern=lambda: calls.append("extern"))
     assert seen["candidates"] == tiles + [launch.EXTERN]
     # Cached apart from the kernel-only class (which may not offer it).
-    assert seen["shape_class"] == plain_class + ["extern"]
+    assert seen["shape_class"] == [*plain_class[:-1], "extern", "full"]
     assert cfg is launch.EXTERN_CFG and calls == ["extern"] and len(runs) == 1
+
+
+def test_pruned_gemm_candidates_keep_the_heuristic_the_wide_descriptor_tiles_and_torch(
+    patch_runtime, monkeypatch
+):
+    """16-bit GEMMs with M > 64 time a pruned list (runtime/gemm.py `pruned`, measured on the
+    H100): the heuristic's tile in every form, the 128x256 tiles in descriptor forms, torch's
+    GEMM; a large GEMM without an epilogue only the heuristic's tile and torch's GEMM. The key
+    is the full list's (a choice timed over it still answers), float32 and skinny GEMMs and
+    `$SPARKC_TUNE_PRUNE=0` keep every candidate."""
+    seen = _fake_gpu_tuning(patch_runtime, 0, timed=False)
+    monkeypatch.delenv("SPARKC_TUNE_PRUNE", raising=False)
+    runs = []
+    _tune(runs, tma=True, persistent=True, extern=lambda: None)
+    cands = seen["candidates"]
+    heur = (128, 128, 64, 8, 8, 3)
+    assert cands[0] == (*heur, 0, 0) and cands[-1] == launch.EXTERN
+    assert {c[6:] for c in cands[:-1] if c[:6] == heur} == {(0, 0), (1, 0), (1, 1)}
+    wide = [c for c in cands[:-1] if c[:6] != heur]
+    assert wide and all(c[:2] == (128, 256) and c[6] == 1 for c in wide)
+    assert seen["shape_class"] == [
+        4096,
+        1024,
+        512,
+        "torch.bfloat16",
+        False,
+        "tma",
+        "persistent",
+        "extern",
+    ]
+    # No epilogue, every side >= 256: the heuristic and torch's GEMM only.
+    launch.tuned_gemm(
+        "k2", _heuristic, 4096, 1024, 512, _FakeCudaTensor(), runs.append, extern=lambda: None
+    )
+    assert seen["candidates"] == [heur, launch.EXTERN]
+    # A small side keeps the wide tiles beside them.
+    launch.tuned_gemm(
+        "k3", _heuristic, 4096, 1024, 1, _FakeCudaTensor(), runs.append, extern=lambda: None
+    )
+    assert len(seen["candidates"]) > 2 and seen["candidates"][-1] == launch.EXTERN
+    # Skinny outputs keep every candidate.
+    launch.tuned_gemm("k4", _heuristic, 32, 1024, 512, _FakeCudaTensor(), runs.append)
+    assert len(seen["candidates"]) == len(launch.GEMM_SKINNY_CANDIDATES) + 1
+    # Switched off: the full list under its own key.
+    monkeypatch.setenv("SPARKC_TUNE_PRUNE", "0")
+    _tune(runs, tma=True, persistent=True, extern=lambda: None)
+    assert len(seen["candidates"]) > len(cands) and seen["shape_class"][-1] == "full"
 
 
 def test_extern_gemm_is_offered_for_16_bit_cuda_operands_only(monkeypatch):
