@@ -52,11 +52,13 @@ case "${1:-1}" in
   done
   SPARKC_CACHE_DIR=/tmp/coldm_full  # its tuning choices (all candidates timed) come back below
   ;;
-4) # the two probes of 2026-12-07 (tenth): spark_k's gate rounded once by torch (issue 15), and
-  # lora's main GEMM kernel alone, forward against dx (issue 20)
-  TAIL=40 step 300 lowp_probe $PY bench/probe_lowp_spark_k.py --only base sigmoid_once gemm_sigmoid \
+4) # the three probes of 2026-12-07 (tenth): spark_k's gate rounded once by torch (issue 15),
+  # lora's main GEMM kernel alone, forward against dx (issue 20), and what bounds the trajectory
+  # forward below 80% of copy (issue 19)
+  TAIL=40 step 280 lowp_probe $PY bench/probe_lowp_spark_k.py --only base sigmoid_once gemm_sigmoid \
     --json "$OUT/lowp_probe.json"
-  TAIL=12 step 150 lora_probe $PY bench/probe_lora_lr.py --json "$OUT/lora_probe.json"
+  TAIL=12 step 130 lora_probe $PY bench/probe_lora_lr.py --json "$OUT/lora_probe.json"
+  TAIL=10 step 150 traj_probe $PY bench/probe_trajectory_bound.py --json "$OUT/traj_probe.json"
   ;;
 6) # the basis rows not reached twice (issue 22 item 2): each tile class compiles and tunes here
   step 560 attention_basis_key $PY bench/bench_attention.py --only basis --basis-rows key,per-element \

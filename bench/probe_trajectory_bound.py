@@ -1,0 +1,174 @@
+"""Probe: what bounds the `trajectory` forward kernel below 80% of copy bandwidth (issue 19)?
+
+The generated forward (codegen_templates/splat_trajectory.py.jinja) reads each tile of BR rows
+twice (pass 1: difference norms over all of D; pass 2: the output rows, loading W + 1 shifted
+[BQ, DC] row blocks per column chunk from cache) and writes y once. It measured 52–70% of a
+copy on the H100 (2026-12-06). This times, on the same x [R, D] and the same tiling (a program
+walks tiles pid, pid + G, … with G = PER_SM × SMs), kernels that add one ingredient at a time:
+
+  copy_tiled    pass 2 only, one row block per chunk: y = x (the tiling and grid alone)
+  two_pass      pass 1 (row sums of squares over D) then pass 2 with one row block: y = x·c_row
+  shifted       two_pass with pass 2 loading the W + 1 shifted row blocks, y = Σ_i w_i x_{p−i}
+  generated     the op's own forward kernel (compiled from a one-op program; its tuned tile)
+
+against `torch` copy of the same bytes. The first row that falls away from the copy names the
+ingredient that costs: the grid/tiling, the second pass over cache, or the shifted loads (L1/L2
+traffic W + 1 times the data). Each probe kernel is timed over a few tiles and its best shown
+(medians of `triton.testing.do_bench`). Consumes a CUDA device (`--dry-run`: the interpreter at
+a tiny shape, numbers mean nothing, checks the kernels against torch). Prints a table; `--json`.
+
+    python3 -P bench/probe_trajectory_bound.py [--rows 65536] [--d 1024] [--window 6] [--json f]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+if "--dry-run" in sys.argv:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _probe_kernel(
+    X, Y, R, D, tiles, BQ,
+    W: tl.constexpr, MODE: tl.constexpr, BR: tl.constexpr, DC: tl.constexpr,
+):  # fmt: skip
+    # MODE 0: copy_tiled, 1: two_pass, 2: shifted. A tile covers output rows [t·BQ, t·BQ + BQ)
+    # and reads W − 1 halo rows above them (BR = BQ + W − 1 rows in all, as the generated kernel).
+    pid = tl.program_id(0)
+    rr = tl.arange(0, BR)
+    cc = tl.arange(0, DC)
+    for t in range(pid, tiles, tl.num_programs(0)):
+        p0 = t * BQ
+        rows_in = p0 - (W - 1) + rr  # the tile's rows, halo first
+        ok_in = (rows_in >= 0) & (rows_in < R)
+        out_rows = p0 + rr
+        ok_out = (rr < BQ) & (out_rows < R)
+        scale = tl.full((BR,), 1.0, tl.float32)
+        if MODE >= 1:
+            ss = tl.zeros((BR,), tl.float32)
+            for c0 in range(0, D, DC):
+                m = ok_in[:, None] & (c0 + cc < D)[None, :]
+                v = tl.load(X + rows_in[:, None] * D + c0 + cc[None, :], mask=m, other=0.0)
+                v = v.to(tl.float32)
+                ss += tl.sum(v * v, 1)
+            scale = 1.0 / tl.sqrt(ss + 1.0)
+        for c0 in range(0, D, DC):
+            cm = (c0 + cc < D)[None, :]
+            if MODE <= 1:
+                m = ok_out[:, None] & cm
+                v = tl.load(X + out_rows[:, None] * D + c0 + cc[None, :], mask=m, other=0.0)
+                acc = v.to(tl.float32)
+                if MODE == 1:
+                    acc = acc * scale[:, None]
+            else:
+                acc = tl.zeros((BR, DC), tl.float32)
+                for i in tl.static_range(W + 1):
+                    src = out_rows - i
+                    m = (ok_out & (src >= 0))[:, None] & cm
+                    v = tl.load(X + src[:, None] * D + c0 + cc[None, :], mask=m, other=0.0)
+                    acc += (1.0 + 0.125 * i) * v.to(tl.float32)
+            tl.store(Y + out_rows[:, None] * D + c0 + cc[None, :], acc.to(Y.dtype.element_ty),
+                     mask=ok_out[:, None] & cm)  # fmt: skip
+
+
+MODES = {"copy_tiled": 0, "two_pass": 1, "shifted": 2}
+
+
+def run_probe(x, y, mode, br, dc, warps, per_sm, window, sms):
+    r, d = x.shape
+    bq = br - (window - 1)
+    tiles = triton.cdiv(r, bq)
+    grid = (tiles if per_sm == 0 else min(tiles, per_sm * sms),)
+    _probe_kernel[grid](x, y, r, d, tiles, bq, W=window, MODE=MODES[mode], BR=br, DC=dc,
+                        num_warps=warps)  # fmt: skip
+
+
+def reference(x, mode, window):
+    xf = x.float()
+    if mode == "copy_tiled":
+        return xf
+    if mode == "two_pass":  # row p scaled by the norm of row p − (W − 1), the tile's row r
+        ss = torch.cat((xf.new_zeros(window - 1), (xf * xf).sum(1)))[: xf.shape[0]]
+        return xf / torch.sqrt(ss + 1.0)[:, None]
+    out = torch.zeros_like(xf)
+    for i in range(window + 1):
+        out[i:] += (1.0 + 0.125 * i) * xf[: xf.shape[0] - i]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", type=int, default=65536, help="B·N")
+    ap.add_argument("--d", type=int, default=1024)
+    ap.add_argument("--window", type=int, default=6)
+    ap.add_argument("--dtype", default="bf16", choices=("bf16", "fp32"))
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--dry-run", action="store_true")
+    a = ap.parse_args(argv)
+    dry = a.dry_run
+    if dry:
+        a.rows, a.d, a.dtype = 37, 24, "fp32"
+    device = "cpu" if dry else "cuda"
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[a.dtype]
+    x = torch.randn(a.rows, a.d, device=device, generator=None).to(dtype)
+    y = torch.empty_like(x)
+    sms = 2 if dry else torch.cuda.get_device_properties(0).multi_processor_count
+    tiles = [(16, 8, 1, 1)] if dry else [
+        (br, dc, warps, per_sm)
+        for br in (32, 64)
+        for dc in (64, 128)
+        for warps in (4, 8)
+        for per_sm in (2, 4, 0)
+    ]  # fmt: skip
+    for mode in MODES:  # correctness first, every probe against torch
+        run_probe(x, y, mode, *tiles[0], a.window, sms)
+        err = (y.float() - reference(x, mode, a.window)).abs().max().item()
+        scale = reference(x, mode, a.window).abs().max().item()
+        assert err <= (1e-5 if dtype == torch.float32 else 2e-2) * scale, (mode, err)
+    if dry:
+        print("dry run: the three probe kernels match torch under the interpreter")
+        return 0
+    from triton.testing import do_bench
+
+    from sparkc import api
+
+    nbytes = 2 * x.numel() * x.element_size()
+    copy = do_bench(lambda: y.copy_(x), warmup=25, rep=200, return_mode="median")
+    rows = [{"kernel": "torch copy", "ms": copy, "tile": None}]
+    for mode in MODES:
+        best = min(
+            (do_bench(lambda t=t, mode=mode: run_probe(x, y, mode, *t, a.window, sms), warmup=10, rep=100,
+                      return_mode="median"), t)
+            for t in tiles
+        )  # fmt: skip
+        rows.append({"kernel": mode, "ms": best[0], "tile": best[1]})
+    src = f"model T(d = {a.d}) {{\n input x: float[B, N, d]\n y = trajectory(x, window={a.window})\n output y\n}}\n"
+    module = api.load_source(src, "traj_probe.spark")
+    net = module.Model(impl="triton").to(device=device, dtype=dtype)
+    x3 = x.view(1, a.rows, a.d)
+    with torch.no_grad():
+        net(x=x3)  # compile and tune
+        ms = do_bench(lambda: net(x=x3), warmup=10, rep=100, return_mode="median")
+    rows.append({"kernel": "generated (module call)", "ms": ms, "tile": "tuned"})
+    print(f"{torch.cuda.get_device_name()}: x [{a.rows}, {a.d}] {a.dtype}, window {a.window},"
+          f" {nbytes / 1e6:.0f} MB moved at least")  # fmt: skip
+    print(f"{'kernel':26s} {'ms':>8s} {'GB/s':>7s} {'% copy':>7s}  tile (BR, DC, warps, PER_SM)")
+    for r in rows:
+        print(f"{r['kernel']:26s} {r['ms']:8.4f} {nbytes / r['ms'] / 1e6:7.0f}"
+              f" {100 * copy / r['ms']:6.1f}%  {r['tile']}")  # fmt: skip
+    if a.json:
+        Path(a.json).write_text(json.dumps({"device": torch.cuda.get_device_name(), "rows": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
