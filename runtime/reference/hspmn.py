@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.utils.checkpoint
 
-from .attention import kv_state
+from .attention import attend_fused, causal_mask, kv_state
 from .common import (
     Decoder,
     Params,
@@ -194,18 +194,10 @@ def step_sqdk_attention(
     q = up(heads_view(linear(x, params, "wq", bias=False), heads))  # [B, N, H, d]
     if hp["rope"]:
         q = apply_rope(q, cos, sin)
-    allowed = (
-        torch.arange(end, device=x.device)[None, :]
-        <= torch.arange(off, end, device=x.device)[:, None]
+    pos = torch.arange(end, device=x.device)
+    o = attend_fused(
+        q, state["k"][:, :end], state["v"][:, :end], causal_mask(n, end, pos[off:], pos)
     )
-    o = torch.nn.functional.scaled_dot_product_attention(
-        q.transpose(1, 2),
-        state["k"][:, :end].transpose(1, 2),
-        state["v"][:, :end].transpose(1, 2),
-        attn_mask=allowed,
-        scale=1.0 / math.sqrt(d),
-        enable_gqa=heads != kv,
-    ).transpose(1, 2)
     y = linear(down(o.reshape(b, n, dm), x), params, "wo", bias=False) * gate[..., None]
     return (torch.where(routed[..., None], y, torch.zeros((), dtype=y.dtype, device=y.device)),)
 
