@@ -64,10 +64,10 @@ case "${1:-1}" in
   step 560 attention_basis_key $PY bench/bench_attention.py --only basis --basis-rows key,per-element \
     --json "$OUT/attn_basis.json"
   ;;
-7) # lora/demopack and routed_mlp (issue 20; measured 2026-12-07, tenth), with lora's profile
+7) # tiny_gpt's decode table after the prefill change (issue 21: B=64 prefill was 81 ms), then
+  # lora/demopack and routed_mlp again (issue 20; measured 2026-12-07, tenth)
+  step 280 decode_tiny_gpt $PY bench/decode.py --batch 1 64 --json "$OUT/decode_tiny_gpt.json"
   step 100 plinear $PY bench/procedural_linear.py --out "$OUT/plinear.json"
-  TAIL=20 step 120 lora_profile $PY -m sparkc bench bench/lora_linear.spark --shape B=4,N=4096 --dtype bf16 \
-    --variants sparkc,sparkc-graph --no-compile --profile 12
   step 150 routed_mlp $PY bench/procedural_routed_mlp.py --out "$OUT/routed_mlp.json"
   ;;
 5) # spark_k's decode rows, cut by the limit on 2026-12-07 (issue 21): one batch size per step
