@@ -8,6 +8,7 @@ test's bar (2x eager + floor), the named gradient's row, and a JSON file of ever
 that, replaced alone, brings the failing gradient back under the bar is the one adding rounding.
 
     python3 -P bench/probe_lowp_spark_k.py [--grad h.1.vs.head2.bias] [--json out.json]
+    python3 -P bench/probe_lowp_spark_k.py --eager-gate-once     (CPU, about a minute)
 """
 
 from __future__ import annotations
@@ -155,6 +156,45 @@ def _replacements(kernels) -> dict[str, dict[str, object]]:
     return groups
 
 
+def eager_gate_once(seeds, grad: str) -> None:
+    """CPU, bf16, the GPU test's sizes: eager (the reference path) against eager with
+    spd_router's gate logits kept in float32, so each gate is rounded once as the fused sigmoid
+    GEMM rounds it; `grad`'s error per draw and both variants' rounding spread (the test's floor:
+    RMS over the run and its reroundings)."""
+    import sparkc.runtime.reference.spark_k as sk
+
+    linear, gate = sk.linear, sk._gate
+
+    def fp32_logits(x, params, prefix, bias=True):
+        if prefix not in ("gate_s2", "gate_p2"):
+            return linear(x, params, prefix, bias)
+        b = params[f"{prefix}.bias"].float() if bias else None
+        return F.linear(x.float(), params[f"{prefix}.weight"].float(), b)
+
+    def once(logits, mode, noisy, ctx):
+        g = gate(logits, mode, noisy, ctx)  # float32 logits: up() keeps them, sigmoid in float32
+        return g.to(torch.bfloat16) if g.dtype == torch.float32 else g
+
+    dtype = torch.bfloat16
+    for seed in seeds:
+        module = lp._load("spark_k", small=False)
+        state, inputs, cot = lp._draw(module, dtype, 2, 48, seed)
+        ref = lp._gradients(module, "reference", state, inputs, cot, torch.float64)
+        eager = lp._gradients(module, "reference", state, inputs, cot, dtype)
+        floor = lp._floor_errors(module, state, inputs, cot, dtype, ref, eager, seed)
+        sk.linear, sk._gate = fp32_logits, once
+        try:
+            single = lp._gradients(module, "reference", state, inputs, cot, dtype)
+            floor_single = lp._floor_errors(module, state, inputs, cot, dtype, ref, single, seed)
+        finally:
+            sk.linear, sk._gate = linear, gate
+        print(
+            f"draw {seed}: {grad} eager {lp._rel(eager[grad], ref[grad]):.3g}"
+            f" (floor {floor[grad]:.3g}), gate rounded once {lp._rel(single[grad], ref[grad]):.3g}"
+            f" (floor {floor_single[grad]:.3g})"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--grad", default=None, help="default: the last layer's head2.bias")
@@ -163,7 +203,15 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=None, help="variant names")
     ap.add_argument("--cpu-check", action="store_true", help="float32, tiny sizes (interpreter)")
     ap.add_argument("--dtype", default="bfloat16", help="the test dtype at the GPU test's sizes")
+    ap.add_argument(
+        "--eager-gate-once",
+        action="store_true",
+        help="CPU: eager bf16 with the gates rounded once, against eager (no generated kernels)",
+    )
     args = ap.parse_args()
+    if args.eager_gate_once:
+        eager_gate_once(args.seeds, args.grad or "param h.1.vs.head2.bias")
+        return
     dtype = torch.float32 if args.cpu_check else getattr(torch, args.dtype)
     small, b, n = (True, 2, 5) if args.cpu_check else (False, 2, 48)
     module = lp._load("spark_k", small=small)
