@@ -283,3 +283,28 @@ def test_verifier_stack_matches_scalar_loop():
         + p["head2.bias"]
     )
     _close(sig[0], ref_sig)
+
+
+@pytest.mark.parametrize("heads,kv_heads,nq,nk", [(4, 4, 5, 5), (4, 2, 3, 11), (6, 1, 1, 7)])
+def test_fused_attention_of_cached_rows_matches_the_explicit_scores(heads, kv_heads, nq, nk):
+    """`attend_fused` (torch's fused attention, used by cached prefills) against the explicit
+    softmax of q·kᵀ/√d over the keys each query may read (positions nk − nq … nk − 1 reading
+    0 … own), with grouped key/value heads read by query head h as head ⌊h / G⌋."""
+    from sparkc.runtime.reference.attention import attend_fused, causal_mask
+
+    g = torch.Generator().manual_seed(heads * 100 + nk)
+    d = 8
+    q = torch.randn(2, nq, heads, d, generator=g, dtype=torch.float64)
+    k = torch.randn(2, nk, kv_heads, d, generator=g, dtype=torch.float64)
+    v = torch.randn(2, nk, kv_heads, d, generator=g, dtype=torch.float64)
+    q_pos, k_pos = torch.arange(nk - nq, nk), torch.arange(nk)
+    got = attend_fused(q, k, v, causal_mask(nq, nk, q_pos, k_pos))
+    want = torch.empty_like(got)
+    group = heads // kv_heads
+    for b in range(2):
+        for h in range(heads):
+            for i in range(nq):
+                keys = slice(0, int(q_pos[i]) + 1)
+                s = k[b, keys, h // group] @ q[b, i, h] / math.sqrt(d)
+                want[b, i, h] = torch.softmax(s, 0) @ v[b, keys, h // group]
+    _close(got, want)
