@@ -3,7 +3,7 @@
 # docs/performance.md, "Not measured yet"). The machine is given back after 30 s idle: issue the
 # next call at once (a lost machine means a reinstall, which this script does by itself). Usage,
 # from the repo root on the GPU machine (wheels in .whl/, as bench/device_run.sh needs them):
-#   bash bench/device_plan.sh N        (N = 0..7, first the ones not yet measured: 4 2 5 7 1 3 6; a warm machine keeps the install and the caches)
+#   bash bench/device_plan.sh N        (N = 0..8, first the ones not yet measured: 4 2 5 7 1 3 6; a warm machine keeps the install and the caches)
 # Writes logs and JSON under $OUT (or ./out). Every step has its own time limit, so one that runs
 # long costs its own rows only.
 set -uo pipefail
@@ -65,8 +65,17 @@ case "${1:-1}" in
     --json "$OUT/attn_basis.json"
   ;;
 7) # tiny_gpt's decode table after the prefill change (issue 21: B=64 prefill was 81 ms), then
-  # lora/demopack and routed_mlp again (issue 20; measured 2026-12-07, tenth)
-  step 280 decode_tiny_gpt $PY bench/decode.py --batch 1 64 --json "$OUT/decode_tiny_gpt.json"
+  # splatflow's rows after the one-launch splat step (B=1 graph step was 485 tok/s)
+  # First the GPU decoding tests (prefill ≡ full forward, graph replay, the splat step kernel).
+  TAIL=8 step 150 decode_tests env SPARKC_TUNE=0 $PY -m pytest -v -m gpu -n 8 --timeout 140 \
+    -p no:cacheprovider tests/runtime/test_decode.py tests/runtime/test_decode_graph.py \
+    tests/kernels/test_decode_splat.py tests/kernels/test_decode_attention.py
+  grep -E "FAILED|ERROR|passed|failed" "$OUT/decode_tests.log" | tail -8
+  step 200 decode_tiny_gpt $PY bench/decode.py --batch 1 64 --json "$OUT/decode_tiny_gpt.json"
+  step 200 decode_splatflow $PY bench/decode.py --batch 1 64 --models splatflow --no-tiny-gpt \
+    --json "$OUT/decode_splatflow.json"
+  ;;
+8) # lora/demopack and routed_mlp again (issue 20; measured 2026-12-07, tenth)
   step 100 plinear $PY bench/procedural_linear.py --out "$OUT/plinear.json"
   step 150 routed_mlp $PY bench/procedural_routed_mlp.py --out "$OUT/routed_mlp.json"
   ;;
@@ -76,7 +85,7 @@ case "${1:-1}" in
     step 270 "decode_spark_k_b$b" $PY bench/decode.py --batch $b --models spark_k --no-tiny-gpt --json "$OUT/decode_spark_k_b$b.json"
   done
   ;;
-*) echo "usage: bash bench/device_plan.sh 0..7" >&2; exit 2 ;;
+*) echo "usage: bash bench/device_plan.sh 0..8" >&2; exit 2 ;;
 esac
 # The tuning choices made on this card (JSON, small) come back with the logs: the material for
 # shipped per-GPU defaults (issue 22 item 5).

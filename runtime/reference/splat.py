@@ -121,8 +121,24 @@ def step_splat_attention(
     heads = hp["heads"]
     u = up(heads_view(linear(x, params, "wa", bias=False), heads))
     v = up(heads_view(linear(x, params, "wv", bias=False), heads)).transpose(1, 2)
-    phi = splat_responsibilities(u, params["centers"], params["log_scale"], params["log_amp"])
     n = x.shape[1]
+    if ctx.decode_kernels and n == 1 and state["S"].dtype == torch.float32:
+        # One row on the Triton path: the responsibilities, the output and the state update in
+        # one launch (runtime/decode_splat.py), the same arithmetic as below.
+        from ..decode_splat import splat_step  # Triton: only on the kernel path
+
+        o = splat_step(
+            u[:, 0],
+            v[:, :, 0],
+            params["centers"],
+            params["log_scale"],
+            params["log_amp"],
+            state["S"],
+            state["z"],
+            bool(hp["normalize"]),
+        )
+        return (linear(down(merge(o[:, None]), x), params, "wo", bias=False),)
+    phi = splat_responsibilities(u, params["centers"], params["log_scale"], params["log_amp"])
     keep = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
     a = torch.einsum("bhtk,bhsk->bhts", phi, phi)
     a = torch.where(keep, a, torch.zeros((), dtype=a.dtype, device=a.device))

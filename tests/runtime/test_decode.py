@@ -415,6 +415,37 @@ def test_triton_path_steps_use_the_split_kv_kernel(monkeypatch):
     assert _rel(got, full) <= 1e-5
 
 
+@pytest.mark.parametrize("normalize", ["true", "false"])
+def test_triton_path_splat_steps_use_the_one_launch_kernel(monkeypatch, normalize):
+    """Single-token steps of splat_attention on the Triton path go through
+    runtime/decode_splat.py (the reference path's never do); both give the full forward's
+    outputs, so the kernel's state update is what later steps read."""
+    from sparkc.runtime import decode_splat as ds
+
+    calls = []
+    real = ds.splat_step
+
+    def counting(*args):
+        calls.append(args[0].shape)
+        return real(*args)
+
+    monkeypatch.setattr(ds, "splat_step", counting)
+    expr = f"splat_attention(x, splats=5, heads=2, normalize={normalize})"
+    mod = sparkc.load_source(_op_model(expr), f"dec_splat_kernel_{normalize}.spark")
+    torch.manual_seed(4)
+    ref = mod.Model(impl="reference").eval()
+    tokens = torch.randint(0, 11, (2, 7))
+    with torch.no_grad():
+        full = ref(tokens).logits
+    _decode(ref, tokens, ref.new_cache(2, 8), {}, chunks=(3, 1, 2, 1))
+    assert calls == []
+    net = mod.Model(impl="triton").eval()
+    net.load_state_dict(ref.state_dict())
+    got = _decode(net, tokens, net.new_cache(2, 8), {}, chunks=(3, 1, 2, 1))
+    assert calls == [(2, 2, 8), (2, 2, 8)]  # the two single steps: [B, heads, d]
+    assert _rel(got, full) <= 1e-5
+
+
 # ---- GPU (the lead runs these): float32 and bfloat16 on the Triton path.
 
 
