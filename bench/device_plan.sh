@@ -75,7 +75,10 @@ case "${1:-1}" in
   step 200 decode_splatflow $PY bench/decode.py --batch 1 64 --models splatflow --no-tiny-gpt \
     --json "$OUT/decode_splatflow.json"
   ;;
-8) # lora/demopack and routed_mlp again (issue 20; measured 2026-12-07, tenth)
+8) # sqdk at 100% routing under the profiler: its gap to the dense user block split into GEMM and
+  # attention time (issue 18); then lora/demopack and routed_mlp again (issue 20)
+  TAIL=40 step 150 sqdk_profile $PY -m sparkc bench bench/sqdk_block.spark --shape B=4,N=4096 --dtype bf16 \
+    --variants sparkc --no-compile --profile 15
   step 100 plinear $PY bench/procedural_linear.py --out "$OUT/plinear.json"
   step 150 routed_mlp $PY bench/procedural_routed_mlp.py --out "$OUT/routed_mlp.json"
   ;;
