@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((ROOT / "bench").glob("*.py"))
 
@@ -184,3 +186,12 @@ def test_shipped_tuning_choices_are_rebuilt_from_the_recorded_caches(tmp_path):
     out = tmp_path / "shipped.json"
     assert ship_tuning.main([str(TUNING_DATA), "--into", str(out)]) == 0
     assert out.read_bytes() == tuning.SHIPPED_PATH.read_bytes()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "bench").glob("*.spark")), ids=lambda p: p.name)
+def test_every_bench_program_checks(path):
+    """The programs the device plan benchmarks (`sparkc bench bench/X.spark ...`) compile here."""
+    import sparkc
+
+    net = sparkc.load(path).Model(impl="reference")
+    assert sum(p.numel() for p in net.parameters()) > 0
