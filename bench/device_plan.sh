@@ -69,7 +69,7 @@ case "${1:-1}" in
   # First the GPU decoding tests (prefill ≡ full forward, graph replay, the splat step kernel).
   TAIL=8 step 150 decode_tests env SPARKC_TUNE=0 $PY -m pytest -v -m gpu -n 8 --timeout 140 \
     -p no:cacheprovider tests/runtime/test_decode.py tests/runtime/test_decode_graph.py \
-    tests/kernels/test_decode_splat.py tests/kernels/test_decode_attention.py
+    tests/kernels/test_decode_splat.py tests/kernels/test_decode_stack.py tests/kernels/test_decode_attention.py
   grep -E "FAILED|ERROR|passed|failed" "$OUT/decode_tests.log" | tail -8
   step 200 decode_tiny_gpt $PY bench/decode.py --batch 1 64 --json "$OUT/decode_tiny_gpt.json"
   step 200 decode_splatflow $PY bench/decode.py --batch 1 64 --models splatflow --no-tiny-gpt \

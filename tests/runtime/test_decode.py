@@ -446,6 +446,37 @@ def test_triton_path_splat_steps_use_the_one_launch_kernel(monkeypatch, normaliz
     assert _rel(got, full) <= 1e-5
 
 
+@pytest.mark.parametrize("read", ["top", "mean"])
+def test_triton_path_verifier_steps_use_the_one_launch_kernel(monkeypatch, read):
+    """Single-token steps of verifier_stack on the Triton path go through
+    runtime/decode_stack.py (the reference path's never do); both give the full forward's
+    outputs, so the kernel's memory and pointer are what later steps read."""
+    from sparkc.runtime import decode_stack as dst
+
+    calls = []
+    real = dst.stack_step
+
+    def counting(*args):
+        calls.append(tuple(args[3].shape))
+        return real(*args)
+
+    monkeypatch.setattr(dst, "stack_step", counting)
+    expr = f"x * verifier_stack(x, stack=3, read={read}).signals"
+    mod = sparkc.load_source(_op_model(expr), f"dec_stack_kernel_{read}.spark")
+    torch.manual_seed(5)
+    ref = mod.Model(impl="reference").eval()
+    tokens = torch.randint(0, 11, (2, 7))
+    with torch.no_grad():
+        full = ref(tokens).logits
+    _decode(ref, tokens, ref.new_cache(2, 8), {}, chunks=(3, 1, 2, 1))
+    assert calls == []
+    net = mod.Model(impl="triton").eval()
+    net.load_state_dict(ref.state_dict())
+    got = _decode(net, tokens, net.new_cache(2, 8), {}, chunks=(3, 1, 2, 1))
+    assert len(calls) == 2 and calls[0][:2] == (2, 3)  # the two single steps: mem [B, S, elem]
+    assert _rel(got, full) <= 1e-5
+
+
 # ---- GPU (the lead runs these): float32 and bfloat16 on the Triton path.
 
 
