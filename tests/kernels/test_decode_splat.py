@@ -5,13 +5,9 @@ normalize on and off; bf16 splat parameters read as float32; and the kernel comp
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
+from _sm90 import compile_script
 from sparkc.runtime.decode_splat import splat_step
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -65,34 +61,19 @@ def test_splat_step_reads_half_precision_parameters_as_float32():
 
 
 _COMPILE = r"""
-import json, sys
-import triton
-from triton.backends.compiler import GPUTarget
 from sparkc.runtime.decode_splat import splat_step_kernel as fn
+
+def ptr(a):
+    return "*fp32" if a in ("U", "V", "S", "Z", "O") else ELT if a in ("C", "LS", "LA") else "i32"
+
 out = []
-for elt in ("*fp32", "*bf16"):
+for ELT in ("*fp32", "*bf16"):
     for normalize in (True, False):
-        consts = {"NORMALIZE": normalize, "BLOCK_K": 64, "BLOCK_D": 64}
-        sig = {a: ("constexpr" if a in consts else elt if a in ("C", "LS", "LA")
-                   else "*fp32" if a in ("U", "V", "S", "Z", "O") else "i32") for a in fn.arg_names}
-        src = triton.compiler.ASTSource(fn=fn, signature=sig, constexprs={
-            (fn.arg_names.index(k),): v for k, v in consts.items()})
-        c = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
-        out.append(len(c.asm["ptx"]))
+        out.append(ptx_size(fn, {"NORMALIZE": normalize, "BLOCK_K": 64, "BLOCK_D": 64}, ptr))
 print(json.dumps(out))
 """
 
 
 def test_splat_step_kernel_compiles_for_sm90():
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run(
-        [sys.executable, "-c", _COMPILE],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    sizes = json.loads(proc.stdout.strip().splitlines()[-1])
+    sizes = compile_script(_COMPILE)
     assert len(sizes) == 4 and all(n > 1000 for n in sizes)

@@ -5,13 +5,9 @@ two and wider than one chunk; pointers driven to both clamps; and the kernel com
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
+from _sm90 import compile_script
 from sparkc.runtime.decode_stack import stack_step
 from sparkc.runtime.reference.spark_k import _stack_scan
 
@@ -46,33 +42,17 @@ def test_stack_step_matches_the_reference_scan(b, size, elem, read):
 
 
 _COMPILE = r"""
-import json
-import triton
-from triton.backends.compiler import GPUTarget
 from sparkc.runtime.decode_stack import stack_step_kernel as fn
-out = []
-for top in (True, False):
-    consts = {"READ_TOP": top, "BLOCK_S": 16, "BLOCK_E": 128}
-    sig = {a: ("constexpr" if a in consts else "i32" if a in ("S", "EL") else "*fp32")
-           for a in fn.arg_names}
-    src = triton.compiler.ASTSource(fn=fn, signature=sig, constexprs={
-        (fn.arg_names.index(k),): v for k, v in consts.items()})
-    c = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
-    out.append(len(c.asm["ptx"]))
+
+out = [
+    ptx_size(fn, {"READ_TOP": top, "BLOCK_S": 16, "BLOCK_E": 128},
+             lambda a: "i32" if a in ("S", "EL") else "*fp32")
+    for top in (True, False)
+]
 print(json.dumps(out))
 """
 
 
 def test_stack_step_kernel_compiles_for_sm90():
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run(
-        [sys.executable, "-c", _COMPILE],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    sizes = json.loads(proc.stdout.strip().splitlines()[-1])
+    sizes = compile_script(_COMPILE)
     assert len(sizes) == 2 and all(n > 1000 for n in sizes)

@@ -415,23 +415,36 @@ def test_triton_path_steps_use_the_split_kv_kernel(monkeypatch):
     assert _rel(got, full) <= 1e-5
 
 
-@pytest.mark.parametrize("normalize", ["true", "false"])
-def test_triton_path_splat_steps_use_the_one_launch_kernel(monkeypatch, normalize):
-    """Single-token steps of splat_attention on the Triton path go through
-    runtime/decode_splat.py (the reference path's never do); both give the full forward's
-    outputs, so the kernel's state update is what later steps read."""
-    from sparkc.runtime import decode_splat as ds
+STEP_KERNELS = {
+    # op expression -> (runtime module, its step function, the argument whose shape is logged)
+    "splat_attention(x, splats=5, heads=2, normalize=true)": ("decode_splat", "splat_step", 0),
+    "splat_attention(x, splats=5, heads=2, normalize=false)": ("decode_splat", "splat_step", 0),
+    "x * verifier_stack(x, stack=3, read=top).signals": ("decode_stack", "stack_step", 3),
+    "x * verifier_stack(x, stack=3, read=mean).signals": ("decode_stack", "stack_step", 3),
+}
 
+
+@pytest.mark.parametrize("expr", sorted(STEP_KERNELS))
+def test_triton_path_single_steps_use_the_one_launch_kernels(monkeypatch, expr):
+    """Single-token steps of splat_attention and verifier_stack on the Triton path go through
+    their step kernels (runtime/decode_splat.py: [B, heads, d] rows; decode_stack.py: the
+    [B, S, elem] memory), the reference path's never do, and both give the full forward's
+    outputs, so the state the kernels leave is what later steps read."""
+    import importlib
+
+    module_name, fn_name, logged = STEP_KERNELS[expr]
+    module = importlib.import_module(f"sparkc.runtime.{module_name}")
     calls = []
-    real = ds.splat_step
+    real = getattr(module, fn_name)
 
     def counting(*args):
-        calls.append(args[0].shape)
+        calls.append(tuple(args[logged].shape))
         return real(*args)
 
-    monkeypatch.setattr(ds, "splat_step", counting)
-    expr = f"splat_attention(x, splats=5, heads=2, normalize={normalize})"
-    mod = sparkc.load_source(_op_model(expr), f"dec_splat_kernel_{normalize}.spark")
+    monkeypatch.setattr(module, fn_name, counting)
+    mod = sparkc.load_source(
+        _op_model(expr), f"dec_step_kernel_{sorted(STEP_KERNELS).index(expr)}.spark"
+    )
     torch.manual_seed(4)
     ref = mod.Model(impl="reference").eval()
     tokens = torch.randint(0, 11, (2, 7))
@@ -442,38 +455,8 @@ def test_triton_path_splat_steps_use_the_one_launch_kernel(monkeypatch, normaliz
     net = mod.Model(impl="triton").eval()
     net.load_state_dict(ref.state_dict())
     got = _decode(net, tokens, net.new_cache(2, 8), {}, chunks=(3, 1, 2, 1))
-    assert calls == [(2, 2, 8), (2, 2, 8)]  # the two single steps: [B, heads, d]
-    assert _rel(got, full) <= 1e-5
-
-
-@pytest.mark.parametrize("read", ["top", "mean"])
-def test_triton_path_verifier_steps_use_the_one_launch_kernel(monkeypatch, read):
-    """Single-token steps of verifier_stack on the Triton path go through
-    runtime/decode_stack.py (the reference path's never do); both give the full forward's
-    outputs, so the kernel's memory and pointer are what later steps read."""
-    from sparkc.runtime import decode_stack as dst
-
-    calls = []
-    real = dst.stack_step
-
-    def counting(*args):
-        calls.append(tuple(args[3].shape))
-        return real(*args)
-
-    monkeypatch.setattr(dst, "stack_step", counting)
-    expr = f"x * verifier_stack(x, stack=3, read={read}).signals"
-    mod = sparkc.load_source(_op_model(expr), f"dec_stack_kernel_{read}.spark")
-    torch.manual_seed(5)
-    ref = mod.Model(impl="reference").eval()
-    tokens = torch.randint(0, 11, (2, 7))
-    with torch.no_grad():
-        full = ref(tokens).logits
-    _decode(ref, tokens, ref.new_cache(2, 8), {}, chunks=(3, 1, 2, 1))
-    assert calls == []
-    net = mod.Model(impl="triton").eval()
-    net.load_state_dict(ref.state_dict())
-    got = _decode(net, tokens, net.new_cache(2, 8), {}, chunks=(3, 1, 2, 1))
-    assert len(calls) == 2 and calls[0][:2] == (2, 3)  # the two single steps: mem [B, S, elem]
+    want = (2, 2, 8) if module_name == "decode_splat" else (2, 3)
+    assert len(calls) == 2 and all(c[: len(want)] == want for c in calls)  # the two single steps
     assert _rel(got, full) <= 1e-5
 
 
