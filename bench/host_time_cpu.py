@@ -8,7 +8,7 @@ launch path is not included (`bench/host_overhead.py` measures that on a GPU). P
 no-grad forward's microseconds per call and launches per call, then a cProfile by own time.
 Timings are printed, never asserted.
 
-Run: python bench/host_time_cpu.py --op spd_router [--shape B=2,N=16,D=64] [--calls 1000]
+Run: python bench/host_time_cpu.py --op spd_router [--shape B=2,N=16,D=64] [--calls 1000] [--hp K=V]
      python bench/host_time_cpu.py --file examples/tiny_gpt.spark --shape B=2,N=16 --mode fwd+bwd
 (`--mode fwd+bwd`: forward, backward of the loss, gradients cleared; fewer calls by default.)
 Also prints the ATen operators one call dispatches besides the Triton launches (views and
@@ -103,14 +103,19 @@ def main() -> None:
     ap.add_argument("--mode", choices=("fwd", "fwd+bwd"), default="fwd")
     ap.add_argument("--calls", type=int)
     ap.add_argument("--top", type=int, default=12)
+    ap.add_argument("--hp", action="append", default=[], help="NAME=VALUE of --op (repeatable)")
     args = ap.parse_args()
+    hyper = {}
+    for item in args.hp:
+        name, _, value = item.partition("=")
+        hyper[name] = int(value) if value.lstrip("-").isdigit() else value
     calls = args.calls or (1000 if args.mode == "fwd" else 200)
     shape = parse_shape(args.shape)
     InterpretedFunction.__getitem__ = _no_launch
     if args.file:
         module, label = api.load(args.file), os.path.basename(args.file)
     else:
-        module = api.load_source(op_program(args.op, {}, shape["D"]), f"bench_{args.op}.spark")
+        module = api.load_source(op_program(args.op, hyper, shape["D"]), f"bench_{args.op}.spark")
         label = args.op
     net = module.Model(impl="triton")
     gen = torch.Generator().manual_seed(0)
