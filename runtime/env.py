@@ -35,6 +35,7 @@ _ENV_KEYS = {
         "SPARKC_TMA_DEVICE",
         "SPARKC_TUNE_HOST",
         "SPARKC_FAST_LAUNCH",
+        "SPARKC_TUNE_PRUNE",
     )
 }
 
