@@ -1,15 +1,15 @@
 """Probe: lora_linear's main GEMM kernel (`<name>_lr_kernel`) alone, forward against dx.
 
 Why: on the H100 (2026-12-07, tenth session) the kernel took 0.079 ms in the forward (no grad)
-but ~0.17 ms in its backward launch (dx = dy W + (dy Bm_b) A_b), although the backward now runs
-on a row-major copy of Wᵀ with the forward's shape and tile. This times the kernel in isolation,
+but ~0.17 ms in its backward launch (dx = dy W + (dy Bm_b) A_b), even with Wᵀ copied to rows so
+that the operands had the forward's layout, shape and tile (that copy was then removed again). This times the kernel in isolation,
 one change per row, so the slow ingredient shows as the first row that jumps:
 
   fwd            x, W, L = A, RM = Bm, no T store       (the forward under no_grad)
   fwd+T          the same, storing T = x Aᵀ (float32)    (the forward when gradients are needed)
   dx-layout      dy, Wᵀ copied to rows, L = Bmᵀ, RM = Aᵀ (strided views), storing U
   dx-contig-lr   as dx-layout with Bmᵀ and Aᵀ copied to contiguous tensors
-  dx-strided-w   as dx-layout with the strided view Wᵀ (the layout before the ninth session)
+  dx-strided-w   as dx-layout with the strided view Wᵀ (what the generated backward launches)
 
 Each row is timed with the tile the tuner memo picks for that call and with every shared GEMM
 candidate (the best shown), medians of `triton.testing.do_bench`. Consumes: a CUDA device (or

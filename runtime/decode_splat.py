@@ -93,7 +93,7 @@ def splat_step(
     if b * heads == 0:
         return o
     block_k = max(16, next_pow2(k))
-    block_d = max(16, min(next_pow2(d), max(16, 4096 // block_k)))  # a [K, BLOCK_D] tile ≤ 4096
+    block_d = max(16, min(next_pow2(d), 4096 // block_k))  # a [K, BLOCK_D] tile ≤ 4096
     splat_step_kernel[(b * heads,)](
         u.float().contiguous(),
         v.float().contiguous(),

@@ -86,7 +86,7 @@ def stack_step(
     if b == 0:
         return read, pointer, prev
     block_s = max(16, next_pow2(size))
-    block_e = max(16, min(next_pow2(elem), max(16, 4096 // block_s)))  # a [S, BLOCK_E] tile ≤ 4096
+    block_e = max(16, min(next_pow2(elem), 4096 // block_s))  # a [S, BLOCK_E] tile ≤ 4096
     stack_step_kernel[(b,)](
         push.float().contiguous(),
         pop.float().contiguous(),

@@ -172,16 +172,13 @@ def pruned(cands: Sequence[Any], smallest: int, plain_extern: bool) -> list[Any]
     geometric-mean loss is 0.17%, the largest 6.3% (a GEMM with K = 1), in the tuner's own cost
     (GPU plus host time; `bench/replay_gemm_pruning.py`). `$SPARKC_TUNE_PRUNE=0` times the full
     list (docs/kernels/matmul.md)."""
-    first = cands[0]
+    heuristic = tuple(cands[0][:6])
 
     def keep(c: Any) -> bool:
-        if c == EXTERN or c == first:
+        if c == EXTERN or tuple(c[:6]) == heuristic:
             return True
-        same_tile = tuple(c[:6]) == tuple(first[:6])
         if plain_extern and smallest >= PRUNE_EXTERN_MIN:
-            return same_tile
-        if same_tile:
-            return True
+            return False
         return tuple(c[:2]) == PRUNE_KEEP_TILE and (len(c) == 6 or c[6] == 1)
 
     return [c for c in cands if keep(c)]

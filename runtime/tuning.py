@@ -15,7 +15,7 @@ The cache directory is `$SPARKC_CACHE_DIR` when set, else `$XDG_CACHE_HOME/spark
 `~/.cache/sparkc`. Files are written atomically (temp file + `os.replace`); an unreadable or
 corrupted file is ignored and rewritten on the next store. A stored choice that is no longer among
 the candidates (the caller changed its list) counts as a miss. Timing is the caller's `bench_fn`;
-this module never imports torch or triton.
+this module never imports torch or triton (`env`, a leaf, reads the `$SPARKC_TUNE_SHIPPED` switch).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from . import env
 
 # 2 (2026-12-02): candidates are scored by GPU plus host time (autotune.bench_ms); choices timed
 # by GPU time alone are not reused.
@@ -93,10 +95,6 @@ def shipped_choices() -> dict[str, dict[str, Any]]:
     return _shipped
 
 
-def _shipped_on() -> bool:
-    return os.environ.get("SPARKC_TUNE_SHIPPED", "1").strip() != "0"
-
-
 def _matching(choice: Any, candidates: Sequence[Any]) -> Any | None:
     wanted = _canonical(choice)
     for candidate in candidates:
@@ -140,7 +138,7 @@ class TuningCache:
             local = _matching(entry["choice"], candidates)
             if local is not None:
                 return local
-        if _shipped_on():
+        if not env.switched_off("SPARKC_TUNE_SHIPPED"):
             shipped = shipped_choices().get(kernel, {})
             if key in shipped:
                 return _matching(shipped[key], candidates)

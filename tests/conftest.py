@@ -79,14 +79,15 @@ def patch_runtime(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, Any], None]
     module that defines it, through which the runtime's own modules call it, e.g.
     `env.interpreting`, `autotune.pick`, `gemm._GEMM_CHOICE`). An unknown name is an error.
 
-    Without CUDA, the tuner's parallel compile pass is off for the test (one compile worker)
-    unless the environment or the test sets `$SPARKC_COMPILE_WORKERS`: its threads are placed on
-    the caller's CUDA stream, which a fake GPU tensor does not have."""
+    The tuner's parallel compile pass is off for the test (one compile worker) unless the
+    environment or the test sets `$SPARKC_COMPILE_WORKERS`: a test that patches the runtime fakes
+    the GPU or counts timing calls, and the pass would put its threads on a CUDA stream (which a
+    fake GPU tensor does not have) and call each candidate once more ahead of the timing."""
     import sys
 
     from sparkc.runtime import launch
 
-    if not torch.cuda.is_available() and "SPARKC_COMPILE_WORKERS" not in os.environ:
+    if "SPARKC_COMPILE_WORKERS" not in os.environ:
         monkeypatch.setenv("SPARKC_COMPILE_WORKERS", "1")
 
     def patch(name: str, value: Any) -> None:

@@ -182,8 +182,6 @@ def step_sqdk_attention(
     state["k"][:, off:end] = k
     state["v"][:, off:end] = v
     routed = gate != 0
-    if not bool(routed.any()):
-        return (x.new_zeros(b, n, dm),)
     # Queries for every new row, one fused attention over the cached rows (each row masked to
     # positions ≤ its own), then unrouted rows set to exactly 0: a prefill of B·N rows costs a
     # few batched launches (the earlier per-tile gather of each routed row's whole cache,

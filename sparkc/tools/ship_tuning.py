@@ -22,12 +22,12 @@ import math
 import os
 import sys
 import tarfile
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from sparkc.runtime import tuning
+from sparkc.runtime.loader import write_atomic
 
 DEFAULT_INTO = tuning.SHIPPED_PATH
 
@@ -81,16 +81,8 @@ def write(path: Path, kernels: dict[str, dict[str, Any]]) -> None:
     payload = json.dumps(
         {"version": tuning.FORMAT_VERSION, "kernels": kernels}, indent=1, sort_keys=True
     )
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(payload + "\n")
-        os.chmod(tmp, 0o644)  # package data: readable by everyone, as a checkout's files are
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, payload + "\n")
+    os.chmod(path, 0o644)  # package data: readable by everyone, as a checkout's files are
 
 
 def main(argv: list[str] | None = None) -> int:
