@@ -28,10 +28,10 @@ With --json PATH the rows are written too. Timings only: no assertions beyond th
 check (a difference above --tol is reported, exit code 1).
 
 `--sweep` instead times one decoded token (B=1) after contexts of 1k, 8k and 32k positions for
-tiny_gpt, splatflow and spark_k at the same width (`--sweep-layers` layers, default 2; the cache
-filled by chunked cached calls first), as cached calls and replayed from a CUDA graph:
-attention's time grows with the context, splat's and the verifier's state does not (spark_k's
-fk_attention grows like attention).
+tiny_gpt, splatflow, spark_k and bench/verifier_lm.spark (the verifier stack as the only mixer)
+at the same width (`--sweep-layers` layers, default 2; the cache filled by chunked cached calls
+first), as cached calls and replayed from a CUDA graph: attention's time grows with the context,
+splat's and the verifier's state does not (spark_k's fk_attention grows like attention).
 
 Run: python bench/decode.py [--batch 1 64] [--prompt 512] [--new 512] [--dtype bf16]
      [--models splatflow hspmn spark_k] [--dry-run] [--json PATH]
@@ -170,10 +170,11 @@ def run_baseline(model, step, prompt, new, device):
     return t1 - t0, time.perf_counter() - t1, logits
 
 
-SWEEP_MODELS = {  # example -> hyperparameters besides d, layers, vocab, max_len
-    "tiny_gpt": {"heads": 16},
-    "splatflow": {},
-    "spark_k": {},
+SWEEP_MODELS = {  # model -> (its file, hyperparameters besides d, layers, vocab, max_len)
+    "tiny_gpt": (ROOT / "examples" / "tiny_gpt.spark", {"heads": 16}),
+    "splatflow": (ROOT / "examples" / "splatflow.spark", {}),
+    "spark_k": (ROOT / "examples" / "spark_k.spark", {}),
+    "verifier_lm": (ROOT / "bench" / "verifier_lm.spark", {}),
 }
 
 
@@ -184,17 +185,13 @@ def sweep(args, device, dtype) -> list[dict]:
     launch overhead; on the CPU the static step without a graph)."""
     rows = []
     steps = args.sweep_steps
-    for name, hyper in SWEEP_MODELS.items():
+    for name in args.sweep_models:
+        path, hyper = SWEEP_MODELS[name]
         for ctx in args.contexts:
             max_len = ctx + 2 * steps + 3
-            mod = sparkc.load(
-                ROOT / "examples" / f"{name}.spark",
-                d=args.d,
-                layers=args.sweep_layers,
-                vocab=args.vocab,
-                max_len=max_len,
-                **hyper,
-            )
+            if "max_len" in sparkc.load(path).HYPER:
+                hyper = {**hyper, "max_len": max_len}
+            mod = sparkc.load(path, d=args.d, layers=args.sweep_layers, vocab=args.vocab, **hyper)
             torch.manual_seed(0)
             net = mod.Model().to(device=device, dtype=dtype).eval()
             cache = net.new_cache(1, max_len, device=device)
@@ -313,9 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--sweep",
         action="store_true",
-        help="instead: ms per token at each --contexts for tiny_gpt, splatflow, spark_k (B=1)",
+        help="instead: ms per token at each --contexts for tiny_gpt, splatflow, spark_k, verifier_lm (B=1)",
     )
     ap.add_argument("--contexts", type=int, nargs="+", default=[1024, 8192, 32768])
+    ap.add_argument(
+        "--sweep-models", nargs="+", default=list(SWEEP_MODELS), choices=list(SWEEP_MODELS)
+    )
     ap.add_argument("--sweep-layers", type=int, default=2)
     ap.add_argument("--sweep-steps", type=int, default=32)
     ap.add_argument("--chunk", type=int, default=1024, help="prefill chunk of the sweep")

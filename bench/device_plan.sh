@@ -3,7 +3,7 @@
 # docs/performance.md, "Not measured yet"). The machine is given back after 30 s idle: issue the
 # next call at once (a lost machine means a reinstall, which this script does by itself). Usage,
 # from the repo root on the GPU machine (wheels in .whl/, as bench/device_run.sh needs them):
-#   bash bench/device_plan.sh N        (N = 0..8, first the ones not yet measured: 4 7 2 5 1 3 6 8; a warm machine keeps the install and the caches)
+#   bash bench/device_plan.sh N        (N = 0..9, first the ones not yet measured: 4 7 9 2 5 1 3 6 8; a warm machine keeps the install and the caches)
 # Writes logs and JSON under $OUT (or ./out). Every step has its own time limit, so one that runs
 # long costs its own rows only.
 set -uo pipefail
@@ -88,7 +88,13 @@ case "${1:-1}" in
     step 270 "decode_spark_k_b$b" $PY bench/decode.py --batch $b --models spark_k --no-tiny-gpt --json "$OUT/decode_spark_k_b$b.json"
   done
   ;;
-*) echo "usage: bash bench/device_plan.sh 0..8" >&2; exit 2 ;;
+9) # time per decoded token at contexts 1k / 8k / 32k for the verifier-only model (issue 21's flat
+  # target for verifier models; spark_k grows through its fk_attention), then spark_k's B=1 row
+  TAIL=20 step 200 decode_sweep $PY bench/decode.py --sweep --sweep-models verifier_lm splatflow \
+    --json "$OUT/decode_sweep.json"
+  step 300 decode_spark_k_b1 $PY bench/decode.py --batch 1 --models spark_k --no-tiny-gpt --json "$OUT/decode_spark_k_b1.json"
+  ;;
+*) echo "usage: bash bench/device_plan.sh 0..9" >&2; exit 2 ;;
 esac
 # The tuning choices made on this card (JSON, small) come back with the logs: the material for
 # shipped per-GPU defaults (issue 22 item 5).

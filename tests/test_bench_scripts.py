@@ -89,7 +89,7 @@ def test_decode_bench_sweep_dry_run(tmp_path):
     calls and as the graph loop's static step (without a graph on the CPU)."""
     rows = _dry_run(tmp_path, "decode.py", "--sweep")[1]["rows"]
     assert {(r["model"], r["context"]) for r in rows} == {
-        (m, c) for m in ("tiny_gpt", "splatflow", "spark_k") for c in (8, 32)
+        (m, c) for m in ("tiny_gpt", "splatflow", "spark_k", "verifier_lm") for c in (8, 32)
     }
     assert all(r["ms_per_token"] > 0 and r["ms_per_token_graph"] > 0 for r in rows)
 
