@@ -3,7 +3,7 @@
 # docs/performance.md, "Not measured yet"). The machine is given back after 30 s idle: issue the
 # next call at once (a lost machine means a reinstall, which this script does by itself). Usage,
 # from the repo root on the GPU machine (wheels in .whl/, as bench/device_run.sh needs them):
-#   bash bench/device_plan.sh N        (N = 0..9, first the ones not yet measured: 4 7 9 2 5 1 3 6 8; a warm machine keeps the install and the caches)
+#   bash bench/device_plan.sh N        (N = 0..11; this session's order 9 10 11, then 4 7 2 5 1 3 6 8; a warm machine keeps the install and the caches)
 # Writes logs and JSON under $OUT (or ./out). Every step has its own time limit, so one that runs
 # long costs its own rows only.
 set -uo pipefail
@@ -88,13 +88,31 @@ case "${1:-1}" in
     step 270 "decode_spark_k_b$b" $PY bench/decode.py --batch $b --models spark_k --no-tiny-gpt --json "$OUT/decode_spark_k_b$b.json"
   done
   ;;
-9) # time per decoded token at contexts 1k / 8k / 32k for the verifier-only model (issue 21's flat
-  # target for verifier models; spark_k grows through its fk_attention), then spark_k's B=1 row
-  TAIL=20 step 200 decode_sweep $PY bench/decode.py --sweep --sweep-models verifier_lm splatflow \
+9) # issue 21's remaining rows: the GPU decoding tests (the one-launch splat and verifier steps never
+  # ran on a GPU), time per decoded token at contexts 1k / 8k / 32k for the verifier-only model
+  # (bench/verifier_lm.spark) and splatflow (after the one-launch splat step), spark_k's B=1 row
+  TAIL=8 step 150 decode_tests env SPARKC_TUNE=0 $PY -m pytest -v -m gpu -n 8 --timeout 140 \
+    -p no:cacheprovider tests/runtime/test_decode.py tests/runtime/test_decode_graph.py \
+    tests/kernels/test_decode_splat.py tests/kernels/test_decode_stack.py tests/kernels/test_decode_attention.py
+  grep -E "FAILED|ERROR|passed|failed" "$OUT/decode_tests.log" | tail -8
+  TAIL=12 step 150 decode_sweep $PY bench/decode.py --sweep --sweep-models verifier_lm splatflow \
     --json "$OUT/decode_sweep.json"
-  step 300 decode_spark_k_b1 $PY bench/decode.py --batch 1 --models spark_k --no-tiny-gpt --json "$OUT/decode_spark_k_b1.json"
+  step 260 decode_spark_k_b1 $PY bench/decode.py --batch 1 --models spark_k --no-tiny-gpt --json "$OUT/decode_spark_k_b1.json"
   ;;
-*) echo "usage: bash bench/device_plan.sh 0..9" >&2; exit 2 ;;
+10) # issues 18 and 19's bounds: hspmn's model row with the compiled reference (300 s), sqdk at 100%
+  # routing under the profiler (GEMM vs attention time of its gap to the dense block), and what
+  # bounds the trajectory forward below 80% of copy
+  step 260 sqdk_model $PY bench/sqdk.py --model --dim 1024 --out "$OUT/sqdk_model.json"
+  TAIL=40 step 150 sqdk_profile $PY -m sparkc bench bench/sqdk_block.spark --shape B=4,N=4096 --dtype bf16 \
+    --variants sparkc --no-compile --profile 15
+  TAIL=10 step 150 traj_probe $PY bench/probe_trajectory_bound.py --json "$OUT/traj_probe.json"
+  ;;
+11) # spark_k's B=64 decode row (issue 21), then its gate rounded once by torch (issue 15)
+  step 270 decode_spark_k_b64 $PY bench/decode.py --batch 64 --models spark_k --no-tiny-gpt --json "$OUT/decode_spark_k_b64.json"
+  TAIL=40 step 280 lowp_probe $PY bench/probe_lowp_spark_k.py --only base sigmoid_once gemm_sigmoid \
+    --json "$OUT/lowp_probe.json"
+  ;;
+*) echo "usage: bash bench/device_plan.sh 0..11" >&2; exit 2 ;;
 esac
 # The tuning choices made on this card (JSON, small) come back with the logs: the material for
 # shipped per-GPU defaults (issue 22 item 5).
