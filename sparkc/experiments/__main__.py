@@ -79,6 +79,13 @@ def parser() -> argparse.ArgumentParser:
         "or d=256 (docs/experiments.md lists them)",
     )
     ap.add_argument(
+        "--no-graph",
+        dest="graph",
+        action="store_false",
+        help="on CUDA, one eager call per training step instead of replaying the step from a "
+        "CUDA graph (the same arithmetic; slower for these small models)",
+    )
+    ap.add_argument(
         "--out",
         type=Path,
         default=Path("build/experiments"),
@@ -111,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = 1 if args.smoke and device == "cpu" else None
     cfg = Config(
         torch.device(device), seeds, args.smoke, args.steps, args.out, sys.stderr, threads,
-        tuple(args.overrides),
+        tuple(args.overrides), args.graph,
     )  # fmt: skip
     for name in names:
         module = experiment(name)

@@ -197,11 +197,21 @@ def train(
     lr: float,
     progress: Progress,
     task_loss: Callable[[Any], torch.Tensor] | None = None,
+    graph: bool = False,
 ) -> TrainResult:
     """`steps` AdamW steps on `batches` (moved to `device`); the total loss (task terms plus
-    auxiliary losses) is what is minimised, `task_loss(out)` (default `out.loss`) is recorded."""
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
+    auxiliary losses) is what is minimised, `task_loss(out)` (default `out.loss`) is recorded.
+    With `graph` on CUDA each step (forward, backward, AdamW with its state on the device) is
+    replayed from a CUDA graph after two eager warm-up steps: the same arithmetic, one launch
+    of the host's work per step."""
     cuda = device.type == "cuda"
+    graph = graph and cuda
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0, capturable=graph)
+    replay = None
+    if graph:
+        from ..runtime.train_graph import graphed
+
+        replay = graphed(net, opt)
     if cuda:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -213,10 +223,13 @@ def train(
         batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
         first = next(iter(batch.values()))
         tokens += first.shape[0] * first.shape[1]  # every input is [B, N, ...]
-        out = net(**batch)
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        opt.step()
+        if replay is not None:
+            out = replay(**batch)
+        else:
+            out = net(**batch)
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            opt.step()
         loss = float((task_loss(out) if task_loss else out.loss).detach())
         curve.append((step, time.perf_counter() - start, loss))
         progress.step(loss)
@@ -284,6 +297,11 @@ class Config:
     # Size settings replaced by name (`--set lengths=4096`), applied by `size`.
     overrides: tuple[tuple[str, Any], ...] = ()
 
+    # On CUDA, replay each training step from a CUDA graph (`sparkc.graphed`): the small models
+    # of the experiments are host-bound per call (the dyck verifier model ran ~36 ms per step on
+    # the H100, 2026-12-07, almost all of it host time). False: one eager call per step.
+    graph: bool = True
+
     def size(self, sizes: dict[str, dict[str, Any]]) -> dict[str, Any]:
         """The experiment's `smoke` or `full` size, with `steps` and the `overrides` applied
         (ValueError for a setting the size does not have or a value of another kind)."""
@@ -346,7 +364,9 @@ def run_grid(
             for seed in cfg.seeds:
                 net = build(prep, cfg.device, seed)
                 batches = stream(make, train_seed(seed))
-                result = train(net, batches, steps, cfg.device, lr, progress, task_loss)
+                result = train(
+                    net, batches, steps, cfg.device, lr, progress, task_loss, graph=cfg.graph
+                )
                 progress.run_done(f"{prep.variant.label} seed {seed}", result)
                 add_run(
                     prep.variant.label,
