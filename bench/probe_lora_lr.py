@@ -9,7 +9,10 @@ one change per row, so the slow ingredient shows as the first row that jumps:
   fwd+T          the same, storing T = x Aᵀ (float32)    (the forward when gradients are needed)
   dx-layout      dy, Wᵀ copied to rows, L = Bmᵀ, RM = Aᵀ (strided views), storing U
   dx-contig-lr   as dx-layout with Bmᵀ and Aᵀ copied to contiguous tensors
-  dx-strided-w   as dx-layout with the strided view Wᵀ (what the generated backward launches)
+  dx-strided-w   as dx-layout with the strided view Wᵀ (what the generated backward launched
+                 until 2026-12-07)
+  dx-generated   the strided view Wᵀ with Bmᵀ and Aᵀ contiguous (what it launches since)
+Each row is tuned on its own (the launch's tuning tag is the row's name).
 
 Each row is timed with the tile the tuner memo picks for that call and with every shared GEMM
 candidate (the best shown), medians of `triton.testing.do_bench`. Consumes: a CUDA device (or
@@ -79,11 +82,17 @@ def main() -> int:
     wt = w.t().contiguous()
     bmt, amt = bm.transpose(1, 2), am.transpose(1, 2)
     rows = {
-        "fwd": lambda: lowrank(x, w, bias, am, bm, y, None),
-        "fwd+T": lambda: lowrank(x, w, bias, am, bm, y, t),
-        "dx-layout": lambda: lowrank(dy, wt, None, bmt, amt, dx, t),
-        "dx-contig-lr": lambda: lowrank(dy, wt, None, bmt.contiguous(), amt.contiguous(), dx, t),
-        "dx-strided-w": lambda: lowrank(dy, w.t(), None, bmt, amt, dx, t),
+        "fwd": lambda: lowrank(x, w, bias, am, bm, y, None, "fwd"),
+        "fwd+T": lambda: lowrank(x, w, bias, am, bm, y, t, "fwd+T"),
+        "dx-layout": lambda: lowrank(dy, wt, None, bmt, amt, dx, t, "dx-layout"),
+        "dx-contig-lr": lambda: lowrank(
+            dy, wt, None, bmt.contiguous(), amt.contiguous(), dx, t, "dx-contig-lr"
+        ),
+        "dx-strided-w": lambda: lowrank(dy, w.t(), None, bmt, amt, dx, t, "dx-strided-w"),
+        # what the generated backward launches since 2026-12-07 (eleventh session)
+        "dx-generated": lambda: lowrank(
+            dy, w.t(), None, bmt.contiguous(), amt.contiguous(), dx, t, "dx-generated"
+        ),
     }
     # Check the dx rows compute dy W + (dy Bm_b) A_b before timing anything.
     rows["dx-layout"]()
@@ -122,7 +131,9 @@ def main() -> int:
             finally:
                 launch.tuned_gemm = saved
             best = min(best, (ms, cand), key=lambda p: p[0])
-        memo = launch.tuned_gemm(kernel, getattr(kernels, f"{prefix}_config"), B * N, O, K, x, None)
+        memo = launch.tuned_gemm(
+            kernel, getattr(kernels, f"{prefix}_config"), B * N, O, K, x, None, tag=name
+        )
         tile = tuple(memo[k] for k in launch.GEMM_KEYS)
         print(
             f"{name:14s} {tile!s:>26s} {memo_ms:8.4f} {best[1]!s:>26s} {best[0]:8.4f}"

@@ -75,6 +75,7 @@ def tuned_gemm(
     tma: bool = False,
     extern: Callable[[], Any] | None = None,
     persistent: bool = False,
+    tag: str = "",
 ) -> dict:
     """Tile configuration of a GEMM kernel producing [M, N] with reduction length K.
 
@@ -90,7 +91,9 @@ def tuned_gemm(
     `extern()` computes the same product with torch's own GEMM (cuBLAS, `extern_gemm`): it is
     timed as one more candidate (TorchInductor's `extern_kernels.mm` choice), and when it wins
     the configuration is `EXTERN_CFG` (`{"EXTERN": True}`), which the caller runs instead of
-    `kernel`. Never the untimed default: with tuning off the heuristic's tiles run.
+    `kernel`. Never the untimed default: with tuning off the heuristic's tiles run. `tag`: one
+    kernel launched in ways the shape does not tell apart (other operand strides, an extra
+    store) is tuned once per tag (part of the shape class).
     """
     if env.interpreting() or like.device.type != "cuda":
         return heuristic(M, N, K, like.dtype, like, dual=dual)
@@ -111,6 +114,7 @@ def tuned_gemm(
         like.device.index,
         env.charge_host(),
         prune,
+        tag,
     )
     cfg = _GEMM_CHOICE.get(memo_key)
     if cfg is not None:
@@ -140,6 +144,7 @@ def tuned_gemm(
     shape_class = [m_class, N, K, str(like.dtype), bool(dual)] + (["tma"] if tma else [])
     shape_class += ["persistent"] if persistent else []
     shape_class += ["extern"] if offer_extern else []
+    shape_class += [tag] if tag else []
     # A pruned list keeps the key of the full one: a choice timed over the full list (a local
     # cache from before, or a shipped one) still answers when it is among the pruned candidates.
     # The full list (pruning off) has its own key, so it is timed in full once.
