@@ -249,7 +249,7 @@ def test_gpu_tma_main_loop(monkeypatch, case, persistent, where, patch_runtime):
 
 
 EXTERN_CASES = ["none", "bias_gelu", "swiglu", "single_row", "acts", "chain", "mul", "bias_add"]
-EXTERN_CASES += ["repeated_operand"]
+EXTERN_CASES += ["repeated_operand", "bias"]
 
 
 @pytest.mark.parametrize("case", EXTERN_CASES)
@@ -257,8 +257,9 @@ def test_extern_gemm_choice_matches_float64(force_extern_gemm, case):
     # torch's own GEMM is a tuning candidate of every GEMM product but SwiGLU's forward: the
     # forward of a single-weight GEMM (with an epilogue: then one elementwise pass, NAME_epi_kernel,
     # applies it to the z0 torch wrote, saving z0 in place ("acts", "mul") or a later step's input
-    # ("chain", "bias_gelu")), the backward's dX and dW (SwiGLU: its one dW GEMM; its dX sums two
-    # products and stays on the kernel). Forced here, as if it had won.
+    # ("chain", "bias_gelu")), or with a bias-only epilogue ("bias") torch's GEMM with the bias in
+    # its own epilogue (addmm, one pass), the backward's dX and dW (SwiGLU: its one dW GEMM; its
+    # dX sums two products and stays on the kernel). Forced here, as if it had won.
     epilogue, dual, M, K, N = next(c[1:] for c in CASES if c[0] == case)
     run_case(epilogue, dual, M, K, N)
     plain = [f"{instance_name(epilogue, dual)}_mm_kernel"] * (1 if dual else 2)
@@ -267,7 +268,7 @@ def test_extern_gemm_choice_matches_float64(force_extern_gemm, case):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("case", ["none", "bias_gelu"])
+@pytest.mark.parametrize("case", ["none", "bias_gelu", "bias"])
 def test_gpu_extern_gemm_choice(force_extern_gemm, case):
     epilogue, dual = next(c[1:3] for c in CASES if c[0] == case)
     run_case(epilogue, dual, 1000, 520, 776, dtype=torch.bfloat16, tol=1e-2)
