@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -86,6 +87,13 @@ def parser() -> argparse.ArgumentParser:
         "CUDA graph (the same arithmetic; slower for these small models)",
     )
     ap.add_argument(
+        "--no-tune",
+        dest="tune",
+        action="store_false",
+        help="launch every kernel's heuristic tiles without timing candidates ($SPARKC_TUNE=0 for "
+        "this run): a much shorter first step on a machine with empty caches",
+    )
+    ap.add_argument(
         "--out",
         type=Path,
         default=Path("build/experiments"),
@@ -114,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: no CUDA device is available")
+    if not args.tune:
+        os.environ["SPARKC_TUNE"] = "0"
     seeds = args.seeds or ((0,) if args.smoke else (0, 1, 2))
     threads = 1 if args.smoke and device == "cpu" else None
     cfg = Config(

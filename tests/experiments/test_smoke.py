@@ -171,6 +171,15 @@ def test_no_graph_option():
     assert Config(torch.device("cpu"), (0,)).graph is True  # only CUDA runs replay
 
 
+def test_no_tune_option_switches_tuning_off(tmp_path, monkeypatch):
+    from sparkc.runtime import env
+
+    monkeypatch.setenv("SPARKC_TUNE", "1")
+    argv = ["dyck", "--smoke", "--device", "cpu", "--steps", "2", "--no-tune"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    assert not env.tuning_enabled()
+
+
 def test_merge_joins_runs_with_other_seeds(tmp_path, capsys):
     for seed in (0, 1):
         argv = ["recall", "--smoke", "--device", "cpu", "--steps", "3", "--seeds", str(seed)]
