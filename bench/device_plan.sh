@@ -3,7 +3,7 @@
 # docs/performance.md, "Not measured yet"). The machine is given back after 30 s idle: issue the
 # next call at once (a lost machine means a reinstall, which this script does by itself). Usage,
 # from the repo root on the GPU machine (wheels in .whl/, as bench/device_run.sh needs them):
-#   bash bench/device_plan.sh N        (N = 0..11; this session's order 9 10 11, then 4 7 2 5 1 3 6 8; a warm machine keeps the install and the caches)
+#   bash bench/device_plan.sh N        (N = 0..13; next: 12 13, then 4 7 2 5 1 3 6 8; a warm machine keeps the install and the caches)
 # Writes logs and JSON under $OUT (or ./out). Every step has its own time limit, so one that runs
 # long costs its own rows only.
 set -uo pipefail
@@ -20,6 +20,20 @@ step() { # step LIMIT NAME COMMAND...: run with a limit, keep the whole log, pri
   timeout -s INT -k 10 "$limit" "$@" >"$OUT/$name.log" 2>&1
   grep -v -i "warn" "$OUT/$name.log" | tail -"${TAIL:-16}"
   nvidia-smi --query-compute-apps=pid --format=csv,noheader | xargs -r kill -9 2>/dev/null
+}
+exps() { # exps "NAMES" LIMIT: every seed of every named experiment as its own process, at once
+  local pids=() name s
+  for name in $1; do
+    for s in 0 1 2; do
+      timeout -s INT -k 10 "$2" $PY -m sparkc.experiments "$name" --device cuda --no-tune \
+        --seeds $s --out "$OUT/${name}_s$s" >"$OUT/${name}_s$s.log" 2>&1 &
+      pids+=($!)
+    done
+  done
+  for p in "${pids[@]}"; do wait "$p"; done
+  for name in $1; do
+    for s in 0 1 2; do echo "$name seed $s: $(tr '\r' '\n' <"$OUT/${name}_s$s.log" | grep -v -i warn | tail -1)"; done
+  done
 }
 nvidia-smi --query-gpu=name --format=csv,noheader
 case "${1:-1}" in
@@ -112,7 +126,20 @@ case "${1:-1}" in
   TAIL=40 step 280 lowp_probe $PY bench/probe_lowp_spark_k.py --only base sigmoid_once gemm_sigmoid \
     --json "$OUT/lowp_probe.json"
   ;;
-*) echo "usage: bash bench/device_plan.sh 0..11" >&2; exit 2 ;;
+12) # issue 23: the experiments' GPU tests (the graphed training loop against eager steps, every
+  # smoke on the Triton kernels), then dyck and structure_noise, every seed its own process, all
+  # six at once on the one GPU (--no-tune: no candidate timing on a cold machine; their tokens/s
+  # are from shared runs and mean little; the quality metrics do not depend on it). Merge after:
+  #   python -m sparkc.experiments dyck --merge OUT/dyck_s0 OUT/dyck_s1 OUT/dyck_s2 --out DIR
+  TAIL=6 step 150 exp_tests env SPARKC_TUNE=0 $PY -m pytest -v -m gpu -n 6 --timeout 140 \
+    -p no:cacheprovider tests/experiments
+  grep -E "FAILED|ERROR|passed|failed" "$OUT/exp_tests.log" | tail -6
+  exps "dyck structure_noise" 400
+  ;;
+13) # issue 23: reachability and recall, as plan 12 runs dyck and structure_noise
+  exps "reachability recall" 560
+  ;;
+*) echo "usage: bash bench/device_plan.sh 0..13" >&2; exit 2 ;;
 esac
 # The tuning choices made on this card (JSON, small) come back with the logs: the material for
 # shipped per-GPU defaults (issue 22 item 5).
