@@ -72,7 +72,7 @@ case "${1:-1}" in
   TAIL=40 step 280 lowp_probe $PY bench/probe_lowp_spark_k.py --only base sigmoid_once gemm_sigmoid \
     --json "$OUT/lowp_probe.json"
   TAIL=12 step 130 lora_probe $PY bench/probe_lora_lr.py --json "$OUT/lora_probe.json"
-  TAIL=10 step 150 traj_probe $PY bench/probe_trajectory_bound.py --json "$OUT/traj_probe.json"
+  TAIL=12 step 200 traj_probe $PY bench/probe_trajectory_bound.py --json "$OUT/traj_probe.json"
   ;;
 6) # the basis rows not reached twice (issue 22 item 2): each tile class compiles and tunes here
   step 560 attention_basis_key $PY bench/bench_attention.py --only basis --basis-rows key,per-element \
