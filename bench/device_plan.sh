@@ -3,7 +3,7 @@
 # docs/performance.md, "Not measured yet"). The machine is given back after 30 s idle: issue the
 # next call at once (a lost machine means a reinstall, which this script does by itself). Usage,
 # from the repo root on the GPU machine (wheels in .whl/, as bench/device_run.sh needs them):
-#   bash bench/device_plan.sh N        (N = 0..13; next: 12 13, then 4 7 2 5 1 3 6 8; a warm machine keeps the install and the caches)
+#   bash bench/device_plan.sh N        (N = 0..13; next: 12 4 13, then 1 3 6 7 2 5 8; a warm machine keeps the install and the caches)
 # Writes logs and JSON under $OUT (or ./out). Every step has its own time limit, so one that runs
 # long costs its own rows only.
 set -uo pipefail
@@ -66,13 +66,12 @@ case "${1:-1}" in
   done
   SPARKC_CACHE_DIR=/tmp/coldm_full  # its tuning choices (all candidates timed) come back below
   ;;
-4) # the three probes of 2026-12-07 (tenth): spark_k's gate rounded once by torch (issue 15),
-  # lora's main GEMM kernel alone, forward against dx (issue 20), and what bounds the trajectory
-  # forward below 80% of copy (issue 19)
-  TAIL=40 step 280 lowp_probe $PY bench/probe_lowp_spark_k.py --only base sigmoid_once gemm_sigmoid \
-    --json "$OUT/lowp_probe.json"
-  TAIL=12 step 130 lora_probe $PY bench/probe_lora_lr.py --json "$OUT/lora_probe.json"
-  TAIL=12 step 200 traj_probe $PY bench/probe_trajectory_bound.py --json "$OUT/traj_probe.json"
+4) # the eleventh session's changes, untimed so far: the trajectory probe's shifted_norm and
+  # one_pass rows (issue 19: does a single pass reach 80% of copy?), the tiny_gpt step with the
+  # bias-only GEMM's addmm candidate (issue 22), demopack with it (issue 20)
+  TAIL=14 step 200 traj_probe $PY bench/probe_trajectory_bound.py --json "$OUT/traj_probe.json"
+  step 200 nanogpt_2l $PY bench/nanogpt_step.py --json "$OUT/nanogpt_2l.json"
+  step 100 plinear $PY bench/procedural_linear.py --out "$OUT/plinear.json"
   ;;
 6) # the basis rows not reached twice (issue 22 item 2): each tile class compiles and tunes here
   step 560 attention_basis_key $PY bench/bench_attention.py --only basis --basis-rows key,per-element \
