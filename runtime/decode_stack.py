@@ -1,18 +1,21 @@
-"""One cached decoding step of `verifier_stack`'s memory scan for one new row per sequence.
+"""`verifier_stack`'s memory scan over the new rows of a cached call, in one launch.
 
-Consumes the new row's controls push, pop [B] and encoded element e [B, elem] (float32, as the
-reference's `_stack_controls` makes them), the op's decoding state mem [B, S, elem] and ptr [B]
-(float32, `_stack_state` of runtime/reference/spark_k.py, updated in place) and the read mode.
-Produces read [B, elem], the pointer after the step p_t [B] and before it p_{t−1} [B], the step
-of the reference's `_stack_scan`:
+Consumes the new rows' controls push, pop [B, T] and encoded elements e [B, T, elem] (float32,
+as the reference's `_stack_controls` makes them), the op's decoding state mem [B, S, elem] and
+ptr [B] (float32, `_stack_state` of runtime/reference/spark_k.py, updated in place) and the read
+mode. Produces read [B, T, elem] and the pointers after and before each row, p_t and p_{t−1}
+[B, T]: the reference's `_stack_scan`, whose per-row steps are
 
     wp_s = push · softmax_s(−(s − p)²/2)          mem_s ← mem_s (1 − wp_s) + wp_s e
     p ← clamp(p + push − pop, 0, S − 1)
     read = Σ_s softmax_s(−(s − (p − 1))²/2) mem_s   ("top")   or   mean_s mem_s   ("mean")
 
-One program per sequence walks elem in chunks, so its registers hold [S, BLOCK_E] tiles; the
-rule's ~20 PyTorch ops of the scan become one launch, which a CUDA-graph decode step
-(runtime/decode_graph.py) replays. The step reads no host value, so it can be captured.
+One program per sequence walks elem in chunks, each chunk of the memory held in registers
+([S, BLOCK_E]) through all T rows. A single-token step (T = 1) is the rule's ~20 PyTorch ops in
+one launch, which a CUDA-graph decode step (runtime/decode_graph.py) replays; a prompt (T rows)
+is one launch instead of the reference's Python loop of T steps (~10 PyTorch ops a step: for
+spark_k's 512-token prefill over 8 layers some 40,000 ops; that prefill took ~0.8 s on an H100,
+2026-12-07). It reads no host value, so it can be captured.
 """
 
 from __future__ import annotations
@@ -34,40 +37,49 @@ def _bump(slots, center, valid):
 
 
 @triton.jit
-def stack_step_kernel(
-    PUSH, POP, E, MEM, PTR, READ, POINTER, PREV, S, EL,
+def stack_scan_kernel(
+    PUSH, POP, E, MEM, PTR, READ, POINTER, PREV, T, S, EL,
     READ_TOP: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_E: tl.constexpr,
 ):  # fmt: skip
+    # One program per sequence. The memory is walked in [S, BLOCK_E] column chunks, each held in
+    # registers through all T rows; the pointer's recurrence (push/pop only, not the memory) is
+    # recomputed per chunk, and the first chunk stores the per-row pointers.
     b = tl.program_id(0).to(tl.int64)
     rs = tl.arange(0, BLOCK_S)
     re = tl.arange(0, BLOCK_E)
     ms = rs < S
     slots = rs.to(tl.float32)
-    push = tl.load(PUSH + b)
-    pop = tl.load(POP + b)
-    ptr = tl.load(PTR + b)
-    wp = push * _bump(slots, ptr, ms)
-    new_ptr = tl.minimum(tl.maximum(ptr + push - pop, 0.0), (S - 1).to(tl.float32))
-    top = _bump(slots, new_ptr - 1.0, ms)
+    ptr0 = tl.load(PTR + b)
+    ptr = ptr0
     for e0 in range(0, EL, BLOCK_E):
         me = e0 + re < EL
         m2 = ms[:, None] & me[None, :]
         m_ptrs = MEM + b * S * EL + rs[:, None] * EL + e0 + re[None, :]
         mem = tl.load(m_ptrs, mask=m2, other=0.0)
-        ev = tl.load(E + b * EL + e0 + re, mask=me, other=0.0)
-        mem = mem * (1.0 - wp)[:, None] + wp[:, None] * ev[None, :]
+        p = ptr0
+        for t in range(0, T):
+            row = b * T + t
+            push = tl.load(PUSH + row)
+            pop = tl.load(POP + row)
+            wp = push * _bump(slots, p, ms)
+            new_p = tl.minimum(tl.maximum(p + push - pop, 0.0), (S - 1).to(tl.float32))
+            ev = tl.load(E + row * EL + e0 + re, mask=me, other=0.0)
+            mem = mem * (1.0 - wp)[:, None] + wp[:, None] * ev[None, :]
+            if READ_TOP:
+                r = tl.sum(_bump(slots, new_p - 1.0, ms)[:, None] * mem, 0)
+            else:
+                r = tl.sum(mem, 0) / S
+            tl.store(READ + row * EL + e0 + re, r, mask=me)
+            if e0 == 0:
+                tl.store(POINTER + row, new_p)
+                tl.store(PREV + row, p)
+            p = new_p
         tl.store(m_ptrs, mem, mask=m2)
-        if READ_TOP:
-            r = tl.sum(top[:, None] * mem, 0)
-        else:
-            r = tl.sum(mem, 0) / S
-        tl.store(READ + b * EL + e0 + re, r, mask=me)
-    tl.store(PTR + b, new_ptr)
-    tl.store(POINTER + b, new_ptr)
-    tl.store(PREV + b, ptr)
+        ptr = p
+    tl.store(PTR + b, ptr)
 
 
-def stack_step(
+def stack_scan(
     push: torch.Tensor,
     pop: torch.Tensor,
     e: torch.Tensor,
@@ -75,19 +87,20 @@ def stack_step(
     ptr: torch.Tensor,
     read_top: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(read [B, elem], p_t [B], p_{t−1} [B]) for the new row (module docs); `mem` and `ptr`
-    are updated in place."""
+    """(read [B, T, elem], p_t [B, T], p_{t−1} [B, T]) for the T new rows (module docs), push,
+    pop [B, T] and e [B, T, elem]; `mem` and `ptr` are updated in place."""
     b, size, elem = mem.shape
-    assert e.shape == (b, elem) and push.shape == pop.shape == ptr.shape == (b,)
+    t = e.shape[1]
+    assert e.shape == (b, t, elem) and push.shape == pop.shape == (b, t) and ptr.shape == (b,)
     assert mem.dtype == ptr.dtype == torch.float32 and mem.is_contiguous()
-    read = torch.empty((b, elem), device=e.device, dtype=torch.float32)
-    pointer = torch.empty((b,), device=e.device, dtype=torch.float32)
-    prev = torch.empty((b,), device=e.device, dtype=torch.float32)
-    if b == 0:
+    read = torch.empty((b, t, elem), device=e.device, dtype=torch.float32)
+    pointer = torch.empty((b, t), device=e.device, dtype=torch.float32)
+    prev = torch.empty((b, t), device=e.device, dtype=torch.float32)
+    if b == 0 or t == 0:
         return read, pointer, prev
     block_s = max(16, next_pow2(size))
     block_e = max(16, min(next_pow2(elem), 4096 // block_s))  # a [S, BLOCK_E] tile ≤ 4096
-    stack_step_kernel[(b,)](
+    stack_scan_kernel[(b,)](
         push.float().contiguous(),
         pop.float().contiguous(),
         e.float().contiguous(),
@@ -96,6 +109,7 @@ def stack_step(
         read,
         pointer,
         prev,
+        t,
         size,
         elem,
         READ_TOP=read_top,

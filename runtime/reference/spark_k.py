@@ -220,16 +220,15 @@ def step_verifier_stack(
     h = inputs["h"]
     size = int(hp["stack"])
     push, pop, e = _stack_controls(h, params, hp, ctx)
-    if ctx.decode_kernels and h.shape[1] == 1 and state["mem"].dtype == e.dtype == torch.float32:
-        # One row on the Triton path: the scan step in one launch (runtime/decode_stack.py).
-        from ..decode_stack import stack_step  # Triton: only on the kernel path
+    if ctx.decode_kernels and state["mem"].dtype == e.dtype == torch.float32:
+        # On the Triton path the scan over the new rows (one row or a whole prompt) is one
+        # launch (runtime/decode_stack.py).
+        from ..decode_stack import stack_scan  # Triton: only on the kernel path
 
-        read, pointer, p_prev = stack_step(
-            push[:, 0], pop[:, 0], e[:, 0], state["mem"], state["ptr"], hp["read"] == "top"
+        read, pointer, p_prev = stack_scan(
+            push, pop, e, state["mem"], state["ptr"], hp["read"] == "top"
         )
-        return _stack_outputs(
-            h, params, hp, push, pop, read[:, None], pointer[:, None], p_prev[:, None]
-        )
+        return _stack_outputs(h, params, hp, push, pop, read, pointer, p_prev)
     mem, ptr = state["mem"].to(e.dtype), state["ptr"].to(e.dtype)
     read, pointer, p_prev, mem, ptr = _stack_scan(push, pop, e, size, hp["read"], mem, ptr)
     state["mem"].copy_(mem)

@@ -419,17 +419,18 @@ STEP_KERNELS = {
     # op expression -> (runtime module, its step function, the argument whose shape is logged)
     "splat_attention(x, splats=5, heads=2, normalize=true)": ("decode_splat", "splat_step", 0),
     "splat_attention(x, splats=5, heads=2, normalize=false)": ("decode_splat", "splat_step", 0),
-    "x * verifier_stack(x, stack=3, read=top).signals": ("decode_stack", "stack_step", 3),
-    "x * verifier_stack(x, stack=3, read=mean).signals": ("decode_stack", "stack_step", 3),
+    "x * verifier_stack(x, stack=3, read=top).signals": ("decode_stack", "stack_scan", 3),
+    "x * verifier_stack(x, stack=3, read=mean).signals": ("decode_stack", "stack_scan", 3),
 }
 
 
 @pytest.mark.parametrize("expr", sorted(STEP_KERNELS))
 def test_triton_path_single_steps_use_the_one_launch_kernels(monkeypatch, expr):
-    """Single-token steps of splat_attention and verifier_stack on the Triton path go through
-    their step kernels (runtime/decode_splat.py: [B, heads, d] rows; decode_stack.py: the
-    [B, S, elem] memory), the reference path's never do, and both give the full forward's
-    outputs, so the state the kernels leave is what later steps read."""
+    """Single-token steps of splat_attention on the Triton path go through its step kernel
+    (runtime/decode_splat.py: [B, heads, d] rows), and every cached call of verifier_stack
+    (prompts too) through its scan kernel (decode_stack.py: the [B, S, elem] memory); the
+    reference path's never do, and both give the full forward's outputs, so the state the
+    kernels leave is what later calls read."""
     import importlib
 
     module_name, fn_name, logged = STEP_KERNELS[expr]
@@ -456,7 +457,8 @@ def test_triton_path_single_steps_use_the_one_launch_kernels(monkeypatch, expr):
     net.load_state_dict(ref.state_dict())
     got = _decode(net, tokens, net.new_cache(2, 8), {}, chunks=(3, 1, 2, 1))
     want = (2, 2, 8) if module_name == "decode_splat" else (2, 3)
-    assert len(calls) == 2 and all(c[: len(want)] == want for c in calls)  # the two single steps
+    launches = 2 if module_name == "decode_splat" else 4  # the single steps / every call
+    assert len(calls) == launches and all(c[: len(want)] == want for c in calls)
     assert _rel(got, full) <= 1e-5
 
 
