@@ -95,7 +95,8 @@ case "${1:-1}" in
   step 100 plinear $PY bench/procedural_linear.py --out "$OUT/plinear.json"
   step 150 routed_mlp $PY bench/procedural_routed_mlp.py --out "$OUT/routed_mlp.json"
   ;;
-5) # spark_k's decode rows, cut by the limit on 2026-12-07 (issue 21): one batch size per step
+5) # spark_k's decode rows (issue 21), after its verifier prompts became one scan launch (the
+  # 512-token prefill took 815-995 ms before, 2026-12-07 eleventh): one batch size per step
   # (each row compiles its own static step under torch.compile)
   for b in 1 64; do
     step 270 "decode_spark_k_b$b" $PY bench/decode.py --batch $b --models spark_k --no-tiny-gpt --json "$OUT/decode_spark_k_b$b.json"
