@@ -115,8 +115,9 @@ def _splat_state(hp: Hp, shapes, batch, max_len, device, dtype) -> dict[str, Ten
 def step_splat_attention(
     inputs: Inputs, params: Params, hp: Hp, ctx: RefContext, state: dict[str, Tensor]
 ) -> tuple[Tensor, ...]:
-    """num = (Φ Φᵀ ⊙ tril) V + Φ S, den = (Φ Φᵀ ⊙ tril) 1 + Φ z over the new rows, then
-    S += Φᵀ V, z += Φᵀ 1: O(K·d) per new token whatever the context length."""
+    """num = (Φ Φᵀ ⊙ tril) V + Φ S, den = (Φ Φᵀ ⊙ tril) 1 + Φ z over the new rows (in the
+    chunked form of `splat_mix`, started from the cached S, z), then S += Φᵀ V, z += Φᵀ 1:
+    O(K·d) per new token whatever the context length."""
     x = inputs["x"]
     heads = hp["heads"]
     u = up(heads_view(linear(x, params, "wa", bias=False), heads))
@@ -139,13 +140,10 @@ def step_splat_attention(
         )
         return (linear(down(merge(o[:, None]), x), params, "wo", bias=False),)
     phi = splat_responsibilities(u, params["centers"], params["log_scale"], params["log_amp"])
-    keep = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
-    a = torch.einsum("bhtk,bhsk->bhts", phi, phi)
-    a = torch.where(keep, a, torch.zeros((), dtype=a.dtype, device=a.device))
+    # The chunked form of the full forward, started from the cached state: a prompt of n rows
+    # costs O(n·(C + K·d)), never an [n, n] matrix.
     s_prev, z_prev = state["S"], state["z"]
-    o = a @ v + phi @ s_prev
-    if hp["normalize"]:
-        o = o / (a.sum(-1) + torch.einsum("bhtk,bhk->bht", phi, z_prev))[..., None]
+    o = splat_mix(phi, v, True, bool(hp["normalize"]), start=(s_prev, z_prev))
     s_prev.add_(torch.einsum("bhtk,bhtd->bhkd", phi, v))
     z_prev.add_(phi.sum(2))
     return (linear(down(merge(o.transpose(1, 2)), x), params, "wo", bias=False),)

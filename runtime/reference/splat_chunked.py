@@ -23,11 +23,21 @@ Tensor = torch.Tensor
 CHUNK = 64
 
 
-def splat_mix(phi: Tensor, v: Tensor, causal: bool, normalize: bool, chunk: int = CHUNK) -> Tensor:
-    """o [B,H,N,d] from φ [B,H,N,K] and v [B,H,N,d] (see the module docstring)."""
+def splat_mix(
+    phi: Tensor,
+    v: Tensor,
+    causal: bool,
+    normalize: bool,
+    chunk: int = CHUNK,
+    start: tuple[Tensor, Tensor] | None = None,
+) -> Tensor:
+    """o [B,H,N,d] from φ [B,H,N,K] and v [B,H,N,d] (see the module docstring). `start`, causal
+    only: the state (S [B,H,K,d], z [B,H,K]) of the positions before these (a cached decoding
+    call continuing a sequence), added to every chunk's prefix."""
     b, h, n, k = phi.shape
     d = v.shape[-1]
     if not causal:
+        assert start is None, "a start state is for causal mixing"
         state = torch.einsum("bhnk,bhnd->bhkd", phi, v)
         num = torch.einsum("bhnk,bhkd->bhnd", phi, state)
         den = torch.einsum("bhnk,bhk->bhn", phi, phi.sum(2))
@@ -46,6 +56,9 @@ def splat_mix(phi: Tensor, v: Tensor, causal: bool, normalize: bool, chunk: int 
     # Exclusive prefix over chunks: the state before chunk c is the sum of chunks 0..c−1.
     s_prev = F.pad(torch.cumsum(kv, dim=2)[:, :, :-1], (0, 0, 0, 0, 1, 0))
     z_prev = F.pad(torch.cumsum(zc, dim=2)[:, :, :-1], (0, 0, 1, 0))
+    if start is not None:
+        s_prev = s_prev + start[0][:, :, None]
+        z_prev = z_prev + start[1][:, :, None]
     num = torch.einsum("bhnts,bhnsd->bhntd", a, vc) + torch.einsum(
         "bhntk,bhnkd->bhntd", phic, s_prev
     )

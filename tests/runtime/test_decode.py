@@ -415,6 +415,23 @@ def test_triton_path_steps_use_the_split_kv_kernel(monkeypatch):
     assert _rel(got, full) <= 1e-5
 
 
+@pytest.mark.parametrize("normalize", ["true", "false"])
+def test_splat_prompts_longer_than_a_chunk_continue_the_cached_state(normalize):
+    """A cached call of many rows runs splat_attention's chunked form (64-row chunks) started
+    from the cached (S, z): prompts spanning several chunks, after and before single steps, give
+    the full forward's outputs."""
+    expr = f"splat_attention(x, splats=5, heads=2, normalize={normalize})"
+    src = _op_model(expr).replace("max_len=32", "max_len=320")
+    mod = sparkc.load_source(src, f"dec_splat_long_{normalize}.spark")
+    torch.manual_seed(5)
+    net = mod.Model(impl="reference").eval()
+    tokens = torch.randint(0, 11, (2, 300))
+    with torch.no_grad():
+        full = net(tokens).logits
+        got = _decode(net, tokens, net.new_cache(2, 300), {}, chunks=(70, 1, 150, 1, 78))
+    assert _rel(got, full) <= 1e-5
+
+
 STEP_KERNELS = {
     # op expression -> (runtime module, its step function, the argument whose shape is logged)
     "splat_attention(x, splats=5, heads=2, normalize=true)": ("decode_splat", "splat_step", 0),
