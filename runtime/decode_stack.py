@@ -57,7 +57,7 @@ def stack_scan_kernel(
         m_ptrs = MEM + b * S * EL + rs[:, None] * EL + e0 + re[None, :]
         mem = tl.load(m_ptrs, mask=m2, other=0.0)
         p = ptr0
-        for t in range(0, T):
+        for t in range(T):
             row = b * T + t
             push = tl.load(PUSH + row)
             pop = tl.load(POP + row)
