@@ -146,9 +146,9 @@ def test_gpu_tiles_match_reference(heads, kv, rope, monkeypatch):
 
 @pytest.mark.parametrize("gather,scatter", [(True, False), (False, True)])
 def test_rows_gemm_covers_every_slot_and_column_tile(gather, scatter):
-    """The routed-rows GEMM in its grouped tile order (two slot tiles per group under the
-    interpreter) over several slot tiles (one partial group) and column tiles, against torch:
-    every routed row written once, the others untouched."""
+    """The routed-rows GEMM in its grouped tile order (8 slot tiles per group) over a full and a
+    partial group of slot tiles and several column tiles, against torch: every routed row
+    written once, the others untouched."""
     import importlib
 
     m = _module(4, 2, True)
@@ -156,7 +156,7 @@ def test_rows_gemm_covers_every_slot_and_column_tile(gather, scatter):
     kernels = importlib.import_module(m.__name__ + ".kernels")
     prefix = next(n for n in dir(kernels) if n.endswith("_rows_mm")).removesuffix("_rows_mm")
     g = torch.Generator().manual_seed(7)
-    b, n, k, nout = 2, 75, 24, 40  # 5 slot tiles of 16 (two groups of 2 and one of 1), 3 columns
+    b, n, k, nout = 2, 150, 24, 40  # 10 slot tiles of 16 (groups of 8 and 2), 3 column tiles
     a = torch.randn(b, n, k, generator=g)
     w = torch.randn(nout, k, generator=g)
     gate = (torch.rand(b, n, generator=g) < 0.8).float() * torch.rand(b, n, generator=g)
