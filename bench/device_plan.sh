@@ -3,7 +3,7 @@
 # docs/performance.md, "Not measured yet"). The machine is given back after 30 s idle: issue the
 # next call at once (a lost machine means a reinstall, which this script does by itself). Usage,
 # from the repo root on the GPU machine (wheels in .whl/, as bench/device_run.sh needs them):
-#   bash bench/device_plan.sh N        (N = 0..13; next: 12 4 13, then 1 3 6 7 2 5 8; a warm machine keeps the install and the caches)
+#   bash bench/device_plan.sh N        (N = 0..15; next: 14 15, then 4 5, then 1 3 6 7 2 8; a warm machine keeps the install and the caches)
 # Writes logs and JSON under $OUT (or ./out). Every step has its own time limit, so one that runs
 # long costs its own rows only.
 set -uo pipefail
@@ -139,7 +139,27 @@ case "${1:-1}" in
 13) # issue 23: reachability and recall, as plan 12 runs dyck and structure_noise
   exps "reachability recall" 560
   ;;
-*) echo "usage: bash bench/device_plan.sh 0..13" >&2; exit 2 ;;
+14) # issue 23, every experiment but long_context at its documented size: 12 processes (4
+  # experiments x 3 seeds) at once on the one GPU beside the experiments' GPU tests. Only the
+  # quality metrics count from this call: the processes share the GPU, so their tokens/s and
+  # seconds are not solo timings.
+  (TAIL=6 step 300 exp_tests env SPARKC_TUNE=0 $PY -m pytest -v -m gpu -n 3 --timeout 280 \
+    -p no:cacheprovider tests/experiments) &
+  exps "dyck structure_noise reachability recall" 540
+  wait
+  grep -E "FAILED|ERROR|passed|failed" "$OUT/exp_tests.log" | tail -6
+  for f in "$OUT"/*_s?.log; do echo "-- $f"; tr '\r' '\n' <"$f" | grep -E "seed|graph|Error|error" | tail -8; done
+  ;;
+15) # issue 23's long_context, alone on the GPU (its tokens/s and equal-time losses are timings):
+  # one process per seed, one after another (the first compiles; the later ones find the caches)
+  for s in ${SEEDS:-0 1 2}; do
+    timeout -s INT -k 10 "${LIMIT:-560}" $PY -m sparkc.experiments long_context --device cuda --no-tune \
+      --seeds $s --out "$OUT/long_context_s$s" >"$OUT/long_context_s$s.log" 2>&1
+    echo "long_context seed $s (t=$(($(date +%s) - T0)) s):"
+    tr '\r' '\n' <"$OUT/long_context_s$s.log" | grep -v -i warn | tail -10
+  done
+  ;;
+*) echo "usage: bash bench/device_plan.sh 0..15" >&2; exit 2 ;;
 esac
 # The tuning choices made on this card (JSON, small) come back with the logs: the material for
 # shipped per-GPU defaults (issue 22 item 5).

@@ -134,6 +134,9 @@ class TrainResult:
     tokens_per_s: float
     peak_memory_mb: float | None
     warmup_s: float = 0.0
+    # How the steps ran: "graph" (replayed from a CUDA graph), "eager", or "eager (...)" when
+    # recording the graph failed and the run went on with eager steps (the reason in brackets).
+    mode: str = "eager"
 
     @property
     def final_loss(self) -> float:
@@ -207,11 +210,11 @@ def train(
     cuda = device.type == "cuda"
     graph = graph and cuda
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0, capturable=graph)
-    replay = None
+    replay, mode = None, "eager"
     if graph:
         from ..runtime.train_graph import graphed
 
-        replay = graphed(net, opt)
+        replay, mode = graphed(net, opt), "graph"
     if cuda:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -223,9 +226,18 @@ def train(
         batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
         first = next(iter(batch.values()))
         tokens += first.shape[0] * first.shape[1]  # every input is [B, N, ...]
+        out = None
         if replay is not None:
-            out = replay(**batch)
-        else:
+            try:
+                out = replay(**batch)
+            except RuntimeError as e:
+                if "recording the training step" not in str(e):
+                    raise
+                # Nothing of the failed recording ran: this step is redone eagerly, and so are
+                # the rest (the result records why).
+                replay, mode = None, f"eager (graph capture failed: {str(e)[:200]})"
+                print(f"{progress.label}: {mode}", file=progress.stream, flush=True)
+        if out is None:
             out = net(**batch)
             opt.zero_grad(set_to_none=True)
             out.loss.backward()
@@ -240,7 +252,7 @@ def train(
     warm = warmup_steps(steps)
     warmup_s = curve[warm - 1][1] if warm else 0.0
     rate = tokens * (steps - warm) / steps / max(seconds - warmup_s, 1e-9)
-    return TrainResult(curve, seconds, rate, peak, warmup_s)
+    return TrainResult(curve, seconds, rate, peak, warmup_s, mode)
 
 
 def warmup_steps(steps: int) -> int:
@@ -339,6 +351,7 @@ def train_record(result: TrainResult, steps: int) -> dict[str, Any]:
         "warmup_seconds": result.warmup_s,
         "tokens_per_s": result.tokens_per_s,
         "peak_memory_mb": result.peak_memory_mb,
+        "mode": result.mode,
     }
 
 
