@@ -154,12 +154,17 @@ class TrainResult:
 
 class Progress:
     """Progress over all runs of an experiment: tqdm when installed and `stream` is a
-    terminal, else one line per finished run."""
+    terminal, else a line per finished run and one every `every_s` seconds."""
 
-    def __init__(self, total: int, label: str, stream: TextIO | None = None):
+    def __init__(
+        self, total: int, label: str, stream: TextIO | None = None, every_s: float = 30.0
+    ):
         self.stream = stream or sys.stderr
         self.total, self.label, self.done = total, label, 0
         self.bar = None
+        # Without a bar, a line every `every_s` seconds too (long runs in logs).
+        self.every_s, self.start = every_s, time.perf_counter()
+        self.last = self.start
         if getattr(self.stream, "isatty", lambda: False)():
             try:
                 from tqdm import tqdm
@@ -173,6 +178,16 @@ class Progress:
         if self.bar is not None:
             self.bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
             self.bar.update(1)
+            return
+        now = time.perf_counter()
+        if now - self.last >= self.every_s:
+            self.last = now
+            print(
+                f"{self.label}: step {self.done}/{self.total}, loss {loss:.4f}, "
+                f"{now - self.start:.0f} s",
+                file=self.stream,
+                flush=True,
+            )
 
     def run_done(self, what: str, result: TrainResult) -> None:
         line = (
