@@ -16,7 +16,9 @@ generation), and the count of the compiled module is what the results record.
 from __future__ import annotations
 
 import math
+import queue
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -237,8 +239,8 @@ def train(
     curve: list[tuple[int, float, float]] = []
     tokens = 0
     start = time.perf_counter()
-    for step in range(1, steps + 1):
-        batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+    for step, host in enumerate(prefetch(batches, steps), 1):
+        batch = {k: v.to(device, non_blocking=True) for k, v in host.items()}
         first = next(iter(batch.values()))
         tokens += first.shape[0] * first.shape[1]  # every input is [B, N, ...]
         out = None
@@ -268,6 +270,43 @@ def train(
     warmup_s = curve[warm - 1][1] if warm else 0.0
     rate = tokens * (steps - warm) / steps / max(seconds - warmup_s, 1e-9)
     return TrainResult(curve, seconds, rate, peak, warmup_s, mode)
+
+
+def prefetch(batches: Iterator[Batch], count: int, depth: int = 4) -> Iterator[Batch]:
+    """The first `count` batches of `batches`, drawn `depth` ahead in a background thread (in
+    order: one producer) so that drawing the next batch on the host overlaps the device's
+    step. The thread stops when the consumer is done or drops the iterator."""
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def hand(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for _ in range(count):
+                if not hand(next(batches)):
+                    return
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
+            hand(e)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        for _ in range(count):
+            item = items.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def warmup_steps(steps: int) -> int:
