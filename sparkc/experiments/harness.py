@@ -158,9 +158,7 @@ class Progress:
     """Progress over all runs of an experiment: tqdm when installed and `stream` is a
     terminal, else a line per finished run and one every `every_s` seconds."""
 
-    def __init__(
-        self, total: int, label: str, stream: TextIO | None = None, every_s: float = 30.0
-    ):
+    def __init__(self, total: int, label: str, stream: TextIO | None = None, every_s: float = 30.0):
         self.stream = stream or sys.stderr
         self.total, self.label, self.done = total, label, 0
         self.bar = None
