@@ -35,11 +35,12 @@ exps() { # exps "NAMES" LIMIT: every seed of every named experiment as its own p
     for s in 0 1 2; do echo "$name seed $s: $(tr '\r' '\n' <"$OUT/${name}_s$s.log" | grep -v -i warn | tail -1)"; done
   done
 }
-exps_seq() { # exps_seq "NAMES" "SEEDS" LIMIT: per experiment a loop over the seeds, the loops at once
-  local pids=() name
-  for name in $1; do
-    (for s in $2; do
-      left=$(($3 - ($(date +%s) - T0)))
+exps_seq() { # exps_seq "NAME:SEEDS ..." LIMIT: per experiment a loop over its seeds (comma-separated), the loops at once
+  local pids=() job name
+  for job in $1; do
+    name=${job%%:*}
+    (for s in $(tr ',' ' ' <<<"${job#*:}"); do
+      left=$(($2 - ($(date +%s) - T0)))
       ((left > 20)) || break
       timeout -s INT -k 10 "$left" $PY -m sparkc.experiments "$name" --device cuda --no-tune \
         --seeds "$s" --out "$OUT/${name}_s$s" >"$OUT/${name}_s$s.log" 2>&1
@@ -47,8 +48,9 @@ exps_seq() { # exps_seq "NAMES" "SEEDS" LIMIT: per experiment a loop over the se
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p"; done
-  for name in $1; do
-    for s in $2; do
+  for job in $1; do
+    name=${job%%:*}
+    for s in $(tr ',' ' ' <<<"${job#*:}"); do
       echo "-- $name seed $s:"
       tr '\r' '\n' <"$OUT/${name}_s$s.log" 2>/dev/null | grep -v -i warn | tail -"${TAIL:-4}"
     done
@@ -164,7 +166,9 @@ case "${1:-1}" in
   # metrics count from this call: the experiments share the GPU, so their tokens/s and seconds
   # are not solo timings. (2026-12-07, twelfth: 12 processes at once, every seed compiling the
   # same kernels beside the GPU tests, finished no run in 280 s.)
-  exps_seq "${EXPS:-dyck structure_noise reachability recall}" "${SEEDS:-0 1 2}" "${LIMIT:-560}"
+  # Seed 0 of dyck and structure_noise ran on 2026-12-07 (twelfth session; docs/experiments/runs/):
+  # the default jobs are what is left.
+  exps_seq "${JOBS:-reachability:0,1,2 recall:0,1,2 dyck:1,2 structure_noise:1,2}" "${LIMIT:-560}"
   ;;
 15) # issue 23's long_context, alone on the GPU (its tokens/s and equal-time losses are timings):
   # one process per seed, one after another (the first compiles; the later ones find the caches)
