@@ -3,7 +3,7 @@
 # docs/performance.md, "Not measured yet"). The machine is given back after 30 s idle: issue the
 # next call at once (a lost machine means a reinstall, which this script does by itself). Usage,
 # from the repo root on the GPU machine (wheels in .whl/, as bench/device_run.sh needs them):
-#   bash bench/device_plan.sh N        (N = 0..15; next: 14 15, then 4 5, then 1 3 6 7 2 8; a warm machine keeps the install and the caches)
+#   bash bench/device_plan.sh N        (N = 0..15; next: 15 14, then 4 5, then 1 3 6 7 2 8; a warm machine keeps the install and the caches)
 # Writes logs and JSON under $OUT (or ./out). Every step has its own time limit, so one that runs
 # long costs its own rows only.
 set -uo pipefail
@@ -171,12 +171,17 @@ case "${1:-1}" in
   exps_seq "${JOBS:-reachability:0,1,2 recall:0,1,2 dyck:1,2 structure_noise:1,2}" "${LIMIT:-560}"
   ;;
 15) # issue 23's long_context, alone on the GPU (its tokens/s and equal-time losses are timings):
-  # one process per seed, one after another (the first compiles; the later ones find the caches)
-  for s in ${SEEDS:-0 1 2}; do
-    timeout -s INT -k 10 "${LIMIT:-560}" $PY -m sparkc.experiments long_context --device cuda --no-tune \
-      --seeds $s --out "$OUT/long_context_s$s" >"$OUT/long_context_s$s.log" 2>&1
-    echo "long_context seed $s (t=$(($(date +%s) - T0)) s):"
-    tr '\r' '\n' <"$OUT/long_context_s$s.log" | grep -v -i warn | tail -10
+  # one process per (seed, length), one after another, so each finished pair is kept (the first
+  # compiles; the later ones find the kernels in the caches). Merge the folders after:
+  #   python -m sparkc.experiments long_context --merge OUT/lc_s0_n1024 ... --out DIR
+  for job in ${JOBS:-0:1024 0:4096 0:16384 1:1024 1:4096 1:16384 2:1024 2:4096 2:16384}; do
+    s=${job%%:*} n=${job#*:}
+    left=$((${LIMIT:-560} - ($(date +%s) - T0)))
+    ((left > 30)) || { echo "no time left for seed $s N=$n"; continue; }
+    timeout -s INT -k 10 "$left" $PY -m sparkc.experiments long_context --device cuda --no-tune \
+      --seeds "$s" --set "lengths=$n," --out "$OUT/lc_s${s}_n$n" >"$OUT/lc_s${s}_n$n.log" 2>&1
+    echo "long_context seed $s N=$n (t=$(($(date +%s) - T0)) s):"
+    tr '\r' '\n' <"$OUT/lc_s${s}_n$n.log" | grep -v -i warn | grep -E "seed|tokens|Error" | tail -4
   done
   ;;
 *) echo "usage: bash bench/device_plan.sh 0..15" >&2; exit 2 ;;
