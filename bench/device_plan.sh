@@ -168,7 +168,9 @@ case "${1:-1}" in
   # same kernels beside the GPU tests, finished no run in 280 s.)
   # Seed 0 of dyck and structure_noise ran on 2026-12-07 (twelfth session; docs/experiments/runs/):
   # the default jobs are what is left.
-  exps_seq "${JOBS:-reachability:0,1,2 recall:0,1,2 dyck:1,2 structure_noise:1,2}" "${LIMIT:-560}"
+  # reachability and recall take longest (5 and 4 variants): seed 0 and seeds 1-2 in two loops.
+  exps_seq "${JOBS:-reachability:0 reachability:1,2 recall:0 recall:1,2 dyck:1,2 structure_noise:1,2}" \
+    "${LIMIT:-560}"
   ;;
 15) # issue 23's long_context, alone on the GPU (its tokens/s and equal-time losses are timings):
   # one process per (seed, length), one after another, so each finished pair is kept (the first
