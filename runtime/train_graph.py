@@ -42,6 +42,11 @@ from .checks import InputError, prepare_inputs
 from .cuda_graph import CudaGraphRunner, addresses, require_cuda
 
 
+class CaptureError(RuntimeError):
+    """Recording the training step in a CUDA graph failed (nothing of the recorded step ran:
+    the model and optimizer are as before the call, which may be redone eagerly)."""
+
+
 def _optimizer_tensors(optimizer: Any) -> list[torch.Tensor]:
     if optimizer is None:
         return []
@@ -175,7 +180,7 @@ class TrainStep(CudaGraphRunner):
             try:
                 self.out = self._capture(lambda: self._run(self.static))
             except RuntimeError as e:
-                raise RuntimeError(
+                raise CaptureError(
                     f"recording the training step in a CUDA graph failed: {e}. A recorded step "
                     f"may not synchronise with the host (read a tensor's value, e.g. .item(), "
                     f"or use an op that does, such as the reference path's data-dependent "

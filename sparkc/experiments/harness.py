@@ -232,13 +232,14 @@ def train(
     cuda = device.type == "cuda"
     graph = graph and cuda
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0, capturable=graph)
-    replay, mode = None, "eager"
+    replay = None
     if graph:
         from ..runtime.train_graph import graphed
 
         # The tasks draw token ids in range by construction: no range check, which would
         # read a value on the host (a synchronisation) every step.
-        replay, mode = graphed(net, opt, check_values=False), "graph"
+        replay = graphed(net, opt, check_values=False)
+    run_step = Steps(net, opt, replay)
     if cuda:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -266,22 +267,10 @@ def train(
         batch = {k: v.to(device, non_blocking=True) for k, v in host.items()}
         first = next(iter(batch.values()))
         tokens += first.shape[0] * first.shape[1]  # every input is [B, N, ...]
-        out = None
-        if replay is not None:
-            try:
-                out = replay(**batch)
-            except RuntimeError as e:
-                if "recording the training step" not in str(e):
-                    raise
-                # Nothing of the failed recording ran: this step is redone eagerly, and so are
-                # the rest (the result records why).
-                replay, mode = None, f"eager (graph capture failed: {str(e)[:200]})"
-                print(f"{progress.label}: {mode}", file=progress.stream, flush=True)
-        if out is None:
-            out = net(**batch)
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            opt.step()
+        mode = run_step.mode
+        out = run_step(batch)
+        if run_step.mode != mode:
+            print(f"{progress.label}: {run_step.mode}", file=progress.stream, flush=True)
         # A copy: a replayed step's outputs are overwritten by the next replay.
         pending.append((task_loss(out) if task_loss else out.loss).detach().clone())
         if step == warm or step % READ_EVERY == 0 or step == steps:
@@ -292,7 +281,33 @@ def train(
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None
     warmup_s = curve[warm - 1][1] if warm else 0.0
     rate = tokens * (steps - warm) / steps / max(seconds - warmup_s, 1e-9)
-    return TrainResult(curve, seconds, rate, peak, warmup_s, mode)
+    return TrainResult(curve, seconds, rate, peak, warmup_s, run_step.mode)
+
+
+class Steps:
+    """One training step per call, `steps(batch)` -> the outputs: replayed by `replay` (a
+    `sparkc.graphed` step) when given, else eager (forward, backward, `opt.step()`). If
+    recording the graph fails (`CaptureError`: nothing of the recorded step ran), that step and
+    every later one run eagerly, and `mode` says why ("graph", "eager", or "eager (graph capture
+    failed: ...)")."""
+
+    def __init__(self, net: torch.nn.Module, opt: torch.optim.Optimizer, replay: Any = None):
+        self.net, self.opt, self.replay = net, opt, replay
+        self.mode = "eager" if replay is None else "graph"
+
+    def __call__(self, batch: Batch) -> Any:
+        if self.replay is not None:
+            from ..runtime.train_graph import CaptureError
+
+            try:
+                return self.replay(**batch)
+            except CaptureError as e:
+                self.replay, self.mode = None, f"eager (graph capture failed: {str(e)[:200]})"
+        out = self.net(**batch)
+        self.opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        self.opt.step()
+        return out
 
 
 def prefetch(batches: Iterator[Batch], count: int, depth: int = 4) -> Iterator[Batch]:

@@ -69,3 +69,39 @@ def test_training_reads_losses_in_windows_and_keeps_every_step():
     assert times == sorted(times) and times[-1] <= result.seconds
     assert result.warmup_s == times[harness.warmup_steps(steps) - 1]
     assert progress.done == steps
+
+
+def test_a_failed_capture_falls_back_to_eager_steps():
+    """A replay whose recording fails (`CaptureError`) leaves that step to be done eagerly, and
+    every later one; the mode says so. Any other error of the replay is raised."""
+    from types import SimpleNamespace
+
+    import torch
+    from sparkc.runtime.train_graph import CaptureError
+
+    from sparkc.experiments.harness import Steps
+
+    net = torch.nn.Linear(1, 1, bias=False)
+    net.forward = lambda x: SimpleNamespace(loss=(net.weight * x).sum())
+    opt = torch.optim.SGD(net.parameters(), lr=1.0)
+    calls = []
+
+    def failing(**batch):
+        calls.append(batch)
+        raise CaptureError("recording the training step in a CUDA graph failed: test")
+
+    steps = Steps(net, opt, failing)
+    assert steps.mode == "graph"
+    w0 = float(net.weight.detach())
+    steps({"x": torch.ones(1, 1)})
+    assert float(net.weight.detach()) == w0 - 1.0  # the step was done, eagerly
+    assert steps.mode.startswith("eager (graph capture failed:") and "test" in steps.mode
+    steps({"x": torch.ones(1, 1)})
+    assert len(calls) == 1 and float(net.weight.detach()) == w0 - 2.0
+
+    def broken(**batch):
+        raise RuntimeError("a kernel failed")
+
+    with pytest.raises(RuntimeError, match="a kernel failed"):
+        Steps(net, opt, broken)({"x": torch.ones(1, 1)})
+    assert Steps(net, opt).mode == "eager"
