@@ -82,6 +82,7 @@ def test_a_failed_capture_falls_back_to_eager_steps():
     from sparkc.experiments.harness import Steps
 
     net = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.constant_(net.weight, 0.5)  # exact steps of 1.0 in float32
     net.forward = lambda x: SimpleNamespace(loss=(net.weight * x).sum())
     opt = torch.optim.SGD(net.parameters(), lr=1.0)
     calls = []
