@@ -208,9 +208,10 @@ class Progress:
 Batch = dict[str, torch.Tensor]
 
 # Training reads the recorded losses every this many steps (and at the last warm-up step and
-# the end), not every step: each read waits for the device, and with several processes
-# sharing a GPU each wait likely also waits for the others' time slices (inferred, not measured) (2026-12-07, twelfth session:
-# four experiments at once on an H100 ran dyck's replayed steps at ~44 ms, a read per step).
+# the end), not every step: each read waits for the device. Four experiments at once on an
+# H100 ran dyck's replayed steps at ~44 ms with a read per step (2026-12-07, twelfth session);
+# the likely cause, inferred and not measured, is that each wait also waits for the other
+# processes' time slices on the GPU.
 READ_EVERY = 25
 
 
