@@ -172,16 +172,45 @@ def _attention_state(hp: Hp, shapes, batch, max_len, device, dtype) -> dict[str,
     return kv_state(batch, max_len, kv, shapes["x"][-1] // hp["heads"], device, dtype)
 
 
+def fused_step(ctx: RefContext, n: int, state: dict[str, Tensor]) -> bool:
+    """Whether a cached call of `n` rows runs the fused decode step kernel: a single new row on
+    the Triton path (`ctx.decode_kernels`) with a float32 cache."""
+    return ctx.decode_kernels and n == 1 and state["k"].dtype == torch.float32
+
+
+def attend_step(
+    q: Tensor, k: Tensor, v: Tensor, hp: Hp, ctx: RefContext, state, gate: Tensor | None = None
+) -> Tensor:
+    """One new row through runtime/decode_attention.py's `decode_step`: q [B,1,H,d], k and v
+    [B,1,KV,d] as projected (RoPE, the cache write and the attention in the kernel) ->
+    o [B,1,H,d] float32. `gate` [B]: sequences whose gate is 0 do not query (output 0)."""
+    from ..decode_attention import decode_step, rope_table  # Triton: only on the kernel path
+
+    cache_k = state["k"]
+    rope = None
+    if hp["rope"]:
+        rope = rope_table(cache_k.shape[1], q.shape[-1], hp["rope_base"], q.device)
+    o = decode_step(
+        q[:, 0], k[:, 0], v[:, 0], cache_k, state["v"], offset_of(ctx), rope=rope, gate=gate
+    )
+    return o[:, None]
+
+
 def step_attention(
     inputs: Inputs, params: Params, hp: Hp, ctx: RefContext, state: dict[str, Tensor]
 ) -> tuple[Tensor, ...]:
     """The new rows' queries against the cached keys/values of positions 0..L+N−1. A single new
-    row on the Triton path (`ctx.decode_kernels`) without a basis bias goes through the split-KV
-    decode kernel (runtime/decode_attention.py). In a static step (`ctx.position` set) the new
+    row on the Triton path (`fused_step`) without a basis bias is one fused step
+    (`attend_step`: RoPE, cache write and split-KV attention in the decode kernel of
+    runtime/decode_attention.py). In a static step (`ctx.position` set) the new
     keys and values are written at the device positions and the queries read every cached row,
     the rows past the new ones masked (no host value: the step can be captured in a CUDA graph)."""
     x = inputs["x"]
     n, heads, kv = x.shape[1], hp["heads"], hp["kv_heads"] or hp["heads"]
+    if fused_step(ctx, n, state) and not hp.get("basis"):
+        q, k, v = project_qkv(x, params, heads, kv)
+        o = attend_step(q, k, v, hp, ctx, state)
+        return (linear(down(merge(o), x), params, "wo", bias=False),)
     q, k, v = (up(t) for t in project_qkv(x, params, heads, kv))
     cdt = q.dtype
     if hp["rope"]:
@@ -193,17 +222,11 @@ def step_attention(
         state["k"].index_copy_(1, rows, k)
         state["v"].index_copy_(1, rows, v)
         keys, values = state["k"], state["v"]
-        end = ctx.position + n  # device tensor [1]
     else:
         off, end = ctx.position_offset, ctx.position_offset + n
         state["k"][:, off:end] = k
         state["v"][:, off:end] = v
         keys, values = state["k"][:, :end], state["v"][:, :end]
-    if ctx.decode_kernels and n == 1 and not hp.get("basis") and cdt == torch.float32:
-        from ..decode_attention import decode_attention  # Triton: only on the kernel path
-
-        o = decode_attention(q[:, 0], state["k"], state["v"], end)[:, None]
-        return (linear(down(merge(o), x), params, "wo", bias=False),)
     if static:
         q_pos = rows.to(cdt)
         k_pos = torch.arange(keys.shape[1], device=x.device, dtype=cdt)

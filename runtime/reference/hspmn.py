@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.utils.checkpoint
 
-from .attention import attend_fused, causal_mask, kv_state
+from .attention import attend_fused, attend_step, causal_mask, fused_step, kv_state, project_qkv
 from .common import (
     Decoder,
     Params,
@@ -161,6 +161,11 @@ def _sqdk_state(hp: Hp, shapes, batch, max_len, device, dtype) -> dict[str, Tens
     return kv_state(batch, max_len, kv, shapes["x"][-1] // hp["heads"], device, dtype)
 
 
+def _routed_only(y: Tensor, gate: Tensor) -> Tensor:
+    """y [B, N, D] with the rows whose gate is 0 set to exactly 0 (whatever y held there)."""
+    return torch.where((gate != 0)[..., None], y, torch.zeros((), dtype=y.dtype, device=y.device))
+
+
 def step_sqdk_attention(
     inputs: Inputs, params: Params, hp: Hp, ctx: RefContext, state: dict[str, Tensor]
 ) -> tuple[Tensor, ...]:
@@ -169,6 +174,11 @@ def step_sqdk_attention(
     x, gate = inputs["x"], inputs["gate"]
     b, n, dm = x.shape
     heads, kv = hp["heads"], hp["kv_heads"] or hp["heads"]
+    if fused_step(ctx, n, state):  # one row on the Triton path: the fused decode step kernel
+        q, k, v = project_qkv(x, params, heads, kv)
+        o = attend_step(q, k, v, hp, ctx, state, gate=gate[:, 0])
+        y = linear(down(o.reshape(b, n, dm), x), params, "wo", bias=False) * gate[..., None]
+        return (_routed_only(y, gate),)
     k = up(heads_view(linear(x, params, "wk", bias=False), kv))
     v = up(heads_view(linear(x, params, "wv", bias=False), kv))
     cdt, d = k.dtype, k.shape[-1]
@@ -181,7 +191,6 @@ def step_sqdk_attention(
     off, end = ctx.position_offset, ctx.position_offset + n
     state["k"][:, off:end] = k
     state["v"][:, off:end] = v
-    routed = gate != 0
     # Queries for every new row, one fused attention over the cached rows (each row masked to
     # positions ≤ its own), then unrouted rows set to exactly 0: a prefill of B·N rows costs a
     # few batched launches (the earlier per-tile gather of each routed row's whole cache,
@@ -197,7 +206,7 @@ def step_sqdk_attention(
         q, state["k"][:, :end], state["v"][:, :end], causal_mask(n, end, pos[off:], pos)
     )
     y = linear(down(o.reshape(b, n, dm), x), params, "wo", bias=False) * gate[..., None]
-    return (torch.where(routed[..., None], y, torch.zeros((), dtype=y.dtype, device=y.device)),)
+    return (_routed_only(y, gate),)
 
 
 def _static_sqdk_step(x, gate, params, hp, ctx, state, k, v, cos, sin) -> Tensor:
@@ -219,7 +228,7 @@ def _static_sqdk_step(x, gate, params, hp, ctx, state, k, v, cos, sin) -> Tensor
     s = s.masked_fill(~allowed[None, :, None, None, :], float("-inf"))
     o = torch.einsum("bnkgs,bskd->bnkgd", torch.softmax(s, dim=-1), state["v"])
     y = linear(down(o.reshape(b, n, dm), x), params, "wo", bias=False) * gate[..., None]
-    return torch.where((gate != 0)[..., None], y, torch.zeros((), dtype=y.dtype, device=y.device))
+    return _routed_only(y, gate)
 
 
 DECODE: dict[str, Decoder] = {

@@ -388,18 +388,19 @@ def test_each_causal_op_decodes_exactly_on_the_triton_path(name):
 
 
 def test_triton_path_steps_use_the_split_kv_kernel(monkeypatch):
-    """Single-token steps of the Triton path go through runtime/decode_attention.py; the
-    reference path's never do; both give the full forward's outputs."""
+    """Single-token steps of the Triton path go through runtime/decode_attention.py's fused
+    step (RoPE, cache write, attention); the reference path's never do; both give the full
+    forward's outputs."""
     from sparkc.runtime import decode_attention as da
 
     calls = []
-    real = da.decode_attention
+    real = da.decode_step
 
-    def counting(*args):
-        calls.append(args[-1])
-        return real(*args)
+    def counting(*args, **kwargs):
+        calls.append(args[5])  # the new row's position
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(da, "decode_attention", counting)
+    monkeypatch.setattr(da, "decode_step", counting)
     mod = sparkc.load(ROOT / "examples" / "tiny_gpt.spark")
     torch.manual_seed(0)
     ref = mod.Model(impl="reference", d=16, layers=1, vocab=13).eval()
@@ -411,7 +412,7 @@ def test_triton_path_steps_use_the_split_kv_kernel(monkeypatch):
     net = mod.Model(impl="triton", d=16, layers=1, vocab=13).eval()
     net.load_state_dict(ref.state_dict())
     got = _decode(net, tokens, net.new_cache(2, 8), {}, chunks=(3, 1, 1))
-    assert calls == [4, 5]  # the two single steps, at lengths 4 and 5
+    assert calls == [3, 4]  # the two single steps, at positions 3 and 4
     assert _rel(got, full) <= 1e-5
 
 
@@ -438,16 +439,23 @@ STEP_KERNELS = {
     "splat_attention(x, splats=5, heads=2, normalize=false)": ("decode_splat", "splat_step", 0),
     "x * verifier_stack(x, stack=3, read=top).signals": ("decode_stack", "stack_scan", 3),
     "x * verifier_stack(x, stack=3, read=mean).signals": ("decode_stack", "stack_scan", 3),
+    "attention(x, heads=4, kv_heads=2, rope=true)": ("decode_attention", "decode_step", 0),
+    "sqdk_attention(x, token_router(x, noise=false).gate, heads=4, kv_heads=2, rope=true)": (
+        "decode_attention",
+        "decode_step",
+        0,
+    ),
 }
 
 
 @pytest.mark.parametrize("expr", sorted(STEP_KERNELS))
 def test_triton_path_single_steps_use_the_one_launch_kernels(monkeypatch, expr):
     """Single-token steps of splat_attention on the Triton path go through its step kernel
-    (runtime/decode_splat.py: [B, heads, d] rows), and every cached call of verifier_stack
-    (prompts too) through its scan kernel (decode_stack.py: the [B, S, elem] memory); the
-    reference path's never do, and both give the full forward's outputs, so the state the
-    kernels leave is what later calls read."""
+    (runtime/decode_splat.py: [B, heads, d] rows), those of attention and sqdk_attention
+    through the fused step of decode_attention.py (RoPE, cache write, attention: [B, heads, d]
+    queries), and every cached call of verifier_stack (prompts too) through its scan kernel
+    (decode_stack.py: the [B, S, elem] memory); the reference path's never do, and both give
+    the full forward's outputs, so the state the kernels leave is what later calls read."""
     import importlib
 
     module_name, fn_name, logged = STEP_KERNELS[expr]
@@ -455,9 +463,9 @@ def test_triton_path_single_steps_use_the_one_launch_kernels(monkeypatch, expr):
     calls = []
     real = getattr(module, fn_name)
 
-    def counting(*args):
+    def counting(*args, **kwargs):
         calls.append(tuple(args[logged].shape))
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(module, fn_name, counting)
     mod = sparkc.load_source(
@@ -473,8 +481,8 @@ def test_triton_path_single_steps_use_the_one_launch_kernels(monkeypatch, expr):
     net = mod.Model(impl="triton").eval()
     net.load_state_dict(ref.state_dict())
     got = _decode(net, tokens, net.new_cache(2, 8), {}, chunks=(3, 1, 2, 1))
-    want = (2, 2, 8) if module_name == "decode_splat" else (2, 3)
-    launches = 2 if module_name == "decode_splat" else 4  # the single steps / every call
+    want = {"decode_splat": (2, 2, 8), "decode_attention": (2, 4, 4)}.get(module_name, (2, 3))
+    launches = 4 if module_name == "decode_stack" else 2  # every call / the single steps
     assert len(calls) == launches and all(c[: len(want)] == want for c in calls)
     assert _rel(got, full) <= 1e-5
 

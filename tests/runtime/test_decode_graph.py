@@ -127,20 +127,20 @@ def test_each_op_static_step_equals_host_length_step(name):
 @pytest.mark.parametrize("example", sorted(TINY))
 def test_static_steps_on_the_triton_path_read_the_length_on_device(example, monkeypatch):
     lengths = []
-    real = da.decode_attention
+    real = da.decode_step
 
-    def spy(q, k, v, length):
-        lengths.append(length)
-        return real(q, k, v, length)
+    def spy(*args, **kwargs):
+        lengths.append(args[5])  # the new row's position
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(da, "decode_attention", spy)
+    monkeypatch.setattr(da, "decode_step", spy)
     net = _model(example, "triton", **TINY[example])
     tokens = torch.randint(0, 13, (1, 5))
     host = _steps(net, tokens, False, chunks=(3, 1, 1), max_len=8)
     static = _steps(net, tokens, True, chunks=(3, 1, 1), max_len=8)
     assert _rel(static, host) <= 1e-6
     if example == "tiny_gpt":  # the single steps: host ints, then the cache's device tensor
-        assert lengths[:2] == [4, 5] and all(isinstance(t, torch.Tensor) for t in lengths[2:])
+        assert lengths[:2] == [3, 4] and all(isinstance(t, torch.Tensor) for t in lengths[2:])
         assert len(lengths) == 4
     else:
         assert lengths == []
