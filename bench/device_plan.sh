@@ -3,7 +3,7 @@
 # docs/performance.md, "Not measured yet"). The machine is given back after 30 s idle: issue the
 # next call at once (a lost machine means a reinstall, which this script does by itself). Usage,
 # from the repo root on the GPU machine (wheels in .whl/, as bench/device_run.sh needs them):
-#   bash bench/device_plan.sh N        (N = 0..15; next: 15 14, then 4 5, then 1 3 6 7 2 8; a warm machine keeps the install and the caches)
+#   bash bench/device_plan.sh N        (N = 0..16; next: 16 14, then 4 5, then 1 3 6 7 2 8; a warm machine keeps the install and the caches)
 # Writes logs and JSON under $OUT (or ./out). Every step has its own time limit, so one that runs
 # long costs its own rows only.
 set -uo pipefail
@@ -54,6 +54,18 @@ exps_seq() { # exps_seq "NAME:SEEDS ..." LIMIT: per experiment a loop over its s
       echo "-- $name seed $s:"
       tr '\r' '\n' <"$OUT/${name}_s$s.log" 2>/dev/null | grep -v -i warn | tail -"${TAIL:-4}"
     done
+  done
+}
+long_context() { # long_context LIMIT: JOBS (seed:length ...) one process each, in order, until LIMIT
+  local job s n left
+  for job in ${JOBS:-0:1024 0:4096 0:16384 1:1024 1:4096 1:16384 2:1024 2:4096 2:16384}; do
+    s=${job%%:*} n=${job#*:}
+    left=$(($1 - ($(date +%s) - T0)))
+    ((left > 30)) || { echo "no time left for seed $s N=$n"; continue; }
+    timeout -s INT -k 10 "$left" $PY -m sparkc.experiments long_context --device cuda --no-tune \
+      --seeds "$s" --set "lengths=$n," --out "$OUT/lc_s${s}_n$n" >"$OUT/lc_s${s}_n$n.log" 2>&1
+    echo "long_context seed $s N=$n (t=$(($(date +%s) - T0)) s):"
+    tr '\r' '\n' <"$OUT/lc_s${s}_n$n.log" | grep -v -i warn | grep -E "seed|tokens|Error" | tail -4
   done
 }
 nvidia-smi --query-gpu=name --format=csv,noheader
@@ -176,20 +188,22 @@ case "${1:-1}" in
   # one process per (seed, length), one after another, so each finished pair is kept (the first
   # compiles; the later ones find the kernels in the caches). Merge the folders after:
   #   python -m sparkc.experiments long_context --merge OUT/lc_s0_n1024 ... --out DIR
-  for job in ${JOBS:-0:1024 0:4096 0:16384 1:1024 1:4096 1:16384 2:1024 2:4096 2:16384}; do
-    s=${job%%:*} n=${job#*:}
-    left=$((${LIMIT:-560} - ($(date +%s) - T0)))
-    ((left > 30)) || { echo "no time left for seed $s N=$n"; continue; }
-    timeout -s INT -k 10 "$left" $PY -m sparkc.experiments long_context --device cuda --no-tune \
-      --seeds "$s" --set "lengths=$n," --out "$OUT/lc_s${s}_n$n" >"$OUT/lc_s${s}_n$n.log" 2>&1
-    echo "long_context seed $s N=$n (t=$(($(date +%s) - T0)) s):"
-    tr '\r' '\n' <"$OUT/lc_s${s}_n$n.log" | grep -v -i warn | grep -E "seed|tokens|Error" | tail -4
-  done
+  long_context "${LIMIT:-560}"
   ;;
-*) echo "usage: bash bench/device_plan.sh 0..15" >&2; exit 2 ;;
+16) # 2026-12-07 (thirteenth): the new decode code on the GPU first (the fused split-KV step with
+  # RoPE and the cache write, the generated prefill: every test of these files, compiled
+  # kernels instead of the interpreter), then long_context as plan 15 in the time left
+  TAIL=10 step 170 decode_tests env SPARKC_TUNE=0 $PY -m pytest -q -n 8 --timeout 160 \
+    -p no:cacheprovider tests/runtime/test_decode.py tests/runtime/test_decode_graph.py \
+    tests/runtime/test_decode_prefill.py tests/kernels/test_decode_attention.py \
+    tests/kernels/test_decode_splat.py tests/kernels/test_decode_stack.py
+  grep -E "FAILED|ERROR|passed|failed" "$OUT/decode_tests.log" | tail -10
+  long_context "${LIMIT:-560}"
+  ;;
+*) echo "usage: bash bench/device_plan.sh 0..16" >&2; exit 2 ;;
 esac
 # Experiments write many files; at most 8 come back from a call: one archive of them all.
-if [[ ${1:-} == 14 || ${1:-} == 15 ]]; then
+if [[ ${1:-} == 14 || ${1:-} == 15 || ${1:-} == 16 ]]; then
   tar czf /tmp/results.tgz -C "$OUT" --exclude=install.log . \
     && find "$OUT" -mindepth 1 -delete && mv /tmp/results.tgz "$OUT/results.tgz"
 fi

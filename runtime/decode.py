@@ -10,7 +10,9 @@ Consumes a generated model (its `DECODE_SLOTS`, `NOT_DECODABLE`, `SEQUENCE_INPUT
 - `run_cached(model, cache, values, static=False)`: `model(tokens_new, cache=cache)`: checks the
   call against the cache (owner, batch, dtype, device, room left), runs the generated cached
   forward without autograd and advances `.length` by the number of new positions;
-  `static=True` runs the same call as a static step (below);
+  `static=True` runs the same call as a static step (below); a cache's first call on the
+  Triton path in eval mode runs the generated prefill instead (`prefills`): the full
+  forward's kernels, each mixer's state filled from their tensors;
 - `static_forward(model, cache, values)`: the cached forward of a static step, with no check,
   no host sync and no host-side change: the rules read the position from the device tensor
   `cache.position` (int64 [1], the device mirror of `.length`) and the step ends by advancing
@@ -228,13 +230,30 @@ def run_cached(model, cache: Any, values: Sequence[Any], static: bool = False):
             out = static_forward(model, cache, values)
         else:
             with torch.no_grad():
-                out = model._forward_cached(cache, *values)
+                if prefills(model, cache):
+                    out = model._forward_prefill(cache, *values)
+                else:
+                    out = model._forward_cached(cache, *values)
             cache.position.fill_(cache.length + n)
     except BaseException:
         cache._broken = True
         raise
     cache.length += n
     return out
+
+
+def prefills(model, cache: DecodeCache) -> bool:
+    """Whether a (non-static) cached call runs the generated prefill (`_forward_prefill`): the
+    Triton forward's kernels over the new rows with each mixer's state filled from the
+    tensors they computed, the same outputs as the full forward. It does on a cache's first
+    call (positions from 0, as the full forward's) on the Triton path (`cache.kernels`), in
+    eval mode (a training-mode call may draw noise, which the fills do not replay)."""
+    return (
+        cache.length == 0
+        and cache.kernels
+        and not model.training
+        and hasattr(model, "_forward_prefill")
+    )
 
 
 def static_forward(model, cache: DecodeCache, values: Sequence[Any]):

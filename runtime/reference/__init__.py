@@ -64,6 +64,10 @@ def assemble_decoders(families: Iterable[Any]) -> dict[str, Decoder]:
 DECODE: dict[str, Decoder] = assemble_decoders(FAMILIES)
 # The step rules alone, as generated modules call them: DECODE_STEPS[op](ins, prm, hp, ctx, state).
 DECODE_STEPS: dict[str, Callable[..., tuple[Tensor, ...]]] = {k: v.step for k, v in DECODE.items()}
+# The prefill fills, where an op has one: DECODE_FILLS[op](tensors, prm, hp, ctx, state).
+DECODE_FILLS: dict[str, Callable[..., None]] = {
+    k: v.fill for k, v in DECODE.items() if v.fill is not None
+}
 
 
 def run_op(
@@ -79,6 +83,7 @@ def run_op(
 
 __all__ = [
     "DECODE",
+    "DECODE_FILLS",
     "DECODE_STEPS",
     "FAMILIES",
     "REFERENCE",

@@ -252,4 +252,16 @@ def step_attention(
     return (linear(down(merge(o), x), params, "wo", bias=False),)
 
 
-DECODE: dict[str, Decoder] = {"attention": Decoder(_attention_state, step_attention)}
+def fill_kv(tensors: Inputs, params: Params, hp: Hp, ctx: RefContext, state) -> None:
+    """A prefill's keys (RoPE applied at their positions, as the step caches them) and values
+    from the prompt's projections k, v [B, N, KV, d]."""
+    k, v = up(tensors["k"]), up(tensors["v"])
+    off, n = ctx.position_offset, k.shape[1]
+    if hp["rope"]:
+        cos, sin = rope_tables(n, k.shape[-1], hp["rope_base"], off, k.device, k.dtype)
+        k = apply_rope(k, cos, sin)
+    state["k"][:, off : off + n] = k
+    state["v"][:, off : off + n] = v
+
+
+DECODE: dict[str, Decoder] = {"attention": Decoder(_attention_state, step_attention, fill_kv)}

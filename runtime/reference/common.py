@@ -180,15 +180,27 @@ class Decoder:
     step(inputs, params, hp, ctx, state) -> outputs: like the reference rule, for the positions
       ctx.position_offset .. + N − 1, reading and updating `state` in place; in a static step
       (`ctx.position` set) the same positions read from the device, with no host sync, and the
-      same outputs up to float rounding (tests/runtime/test_decode_graph.py)."""
+      same outputs up to float rounding (tests/runtime/test_decode_graph.py).
+    fill(tensors, params, hp, ctx, state) -> None (optional): a prefill's state, written from
+      tensors the Triton forward computed for positions 0 .. N − 1 (keys: the op's codegen rule
+      names them, `Emitter.fill` in sparkc/codegen/emit.py); the state after it is the one
+      `step` would leave after the same rows."""
 
     state: Callable[..., dict[str, torch.Tensor]]
     step: Callable[..., tuple[torch.Tensor, ...]]
+    fill: Callable[..., None] | None = None
 
 
 def window_state(batch: int, width: int, rows: int, device, dtype) -> dict[str, torch.Tensor]:
     """The state of a stencil: the last `rows` inputs [B, rows, width] (right-aligned)."""
     return {"last": torch.zeros(batch, rows, width, device=device, dtype=dtype)}
+
+
+def window_fill(tensors: Mapping[str, Tensor], params, hp, ctx, state) -> None:
+    """A stencil's prefill: the last `rows` rows of its input `x` kept (zeros before them)."""
+    last = state["last"]
+    if last.shape[1]:
+        last.copy_(torch.cat((last, tensors["x"].to(last.dtype)), dim=1)[:, -last.shape[1] :])
 
 
 def window_step(

@@ -20,7 +20,15 @@ from typing import Any
 import torch
 import torch.utils.checkpoint
 
-from .attention import attend_fused, attend_step, causal_mask, fused_step, kv_state, project_qkv
+from .attention import (
+    attend_fused,
+    attend_step,
+    causal_mask,
+    fill_kv,
+    fused_step,
+    kv_state,
+    project_qkv,
+)
 from .common import (
     Decoder,
     Params,
@@ -233,5 +241,5 @@ def _static_sqdk_step(x, gate, params, hp, ctx, state, k, v, cos, sin) -> Tensor
 
 DECODE: dict[str, Decoder] = {
     "token_router": Decoder(_router_state, step_token_router),
-    "sqdk_attention": Decoder(_sqdk_state, step_sqdk_attention),
+    "sqdk_attention": Decoder(_sqdk_state, step_sqdk_attention, fill_kv),
 }

@@ -29,6 +29,7 @@ from .common import (
     positions,
     rope_tables,
     up,
+    window_fill,
     window_state,
     window_step,
 )
@@ -219,4 +220,4 @@ def step_conv1d(inputs, params, hp, ctx, state) -> tuple[Tensor, ...]:
     return window_step(ref_conv1d, "x", inputs, params, hp, ctx, state)
 
 
-DECODE: dict[str, Decoder] = {"conv1d": Decoder(_conv1d_state, step_conv1d)}
+DECODE: dict[str, Decoder] = {"conv1d": Decoder(_conv1d_state, step_conv1d, window_fill)}

@@ -218,27 +218,38 @@ def step_verifier_stack(
 ) -> tuple[Tensor, ...]:
     """The scan continued from the cached (M, p); the loss covers the new positions only."""
     h = inputs["h"]
-    size = int(hp["stack"])
     push, pop, e = _stack_controls(h, params, hp, ctx)
+    read, pointer, p_prev = _scan_state(push, pop, e, hp, ctx, state)
+    return _stack_outputs(h, params, hp, push, pop, read, pointer, p_prev)
+
+
+def _scan_state(push, pop, e, hp: Hp, ctx: RefContext, state) -> tuple[Tensor, ...]:
+    """The scan over the new rows continued from the cached (M, p), which it updates: reads,
+    pointers and previous pointers [B, N, ...]. On the Triton path one launch, for a single row
+    or a whole prompt (runtime/decode_stack.py)."""
     if ctx.decode_kernels and state["mem"].dtype == e.dtype == torch.float32:
-        # On the Triton path the scan over the new rows (one row or a whole prompt) is one
-        # launch (runtime/decode_stack.py).
         from ..decode_stack import stack_scan  # Triton: only on the kernel path
 
-        read, pointer, p_prev = stack_scan(
-            push, pop, e, state["mem"], state["ptr"], hp["read"] == "top"
-        )
-        return _stack_outputs(h, params, hp, push, pop, read, pointer, p_prev)
+        return stack_scan(push, pop, e, state["mem"], state["ptr"], hp["read"] == "top")
     mem, ptr = state["mem"].to(e.dtype), state["ptr"].to(e.dtype)
-    read, pointer, p_prev, mem, ptr = _stack_scan(push, pop, e, size, hp["read"], mem, ptr)
+    read, pointer, p_prev, mem, ptr = _stack_scan(
+        push, pop, e, int(hp["stack"]), hp["read"], mem, ptr
+    )
     state["mem"].copy_(mem)
     state["ptr"].copy_(ptr)
-    return _stack_outputs(h, params, hp, push, pop, read, pointer, p_prev)
+    return read, pointer, p_prev
+
+
+def fill_verifier_stack(tensors, params, hp: Hp, ctx: RefContext, state) -> None:
+    """A prefill's (M, p): the prompt's control logits [B, N, 3] (no noise: prefills run in
+    eval mode) and encoded elements [B, N, elem] scanned from the empty stack."""
+    pi = torch.softmax(torch.log_softmax(up(tensors["logits"]), dim=-1), dim=-1)
+    _scan_state(pi[..., 0], pi[..., 1], up(tensors["e"]), hp, ctx, state)
 
 
 DECODE: dict[str, Decoder] = {
     "fk_attention": Decoder(_fk_state, step_fk_attention),
-    "verifier_stack": Decoder(_stack_state, step_verifier_stack),
+    "verifier_stack": Decoder(_stack_state, step_verifier_stack, fill_verifier_stack),
 }
 
 

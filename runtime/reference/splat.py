@@ -29,6 +29,7 @@ from .common import (
     linear,
     merge,
     up,
+    window_fill,
     window_state,
     window_step,
 )
@@ -158,7 +159,15 @@ def step_trajectory(inputs, params, hp, ctx, state) -> tuple[Tensor, ...]:
     return window_step(ref_trajectory, "x", inputs, params, hp, ctx, state)
 
 
+def fill_splat_attention(tensors, params, hp, ctx, state) -> None:
+    """A prefill's S = Φᵀ V and z = Φᵀ 1 from the prompt's projections u, v [B, N, H, d]."""
+    u, v = up(tensors["u"]), up(tensors["v"]).transpose(1, 2)
+    phi = splat_responsibilities(u, params["centers"], params["log_scale"], params["log_amp"])
+    state["S"].add_(torch.einsum("bhtk,bhtd->bhkd", phi, v))
+    state["z"].add_(phi.sum(2))
+
+
 DECODE: dict[str, Decoder] = {
-    "splat_attention": Decoder(_splat_state, step_splat_attention),
-    "trajectory": Decoder(_trajectory_state, step_trajectory),
+    "splat_attention": Decoder(_splat_state, step_splat_attention, fill_splat_attention),
+    "trajectory": Decoder(_trajectory_state, step_trajectory, window_fill),
 }

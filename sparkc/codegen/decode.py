@@ -15,7 +15,9 @@ Consumes an optimised `Graph` and its value names; produces the template context
 - `decode_body`: the straight-line cached forward: the reference rule of every op, except the
   mixers, which call their step rule with their slot's state (`_st[i]`), and the ops that read
   only per-sequence inputs and parameters (`opcode_tape` on its tape), computed on a cache's
-  first call and kept (`_cache.once(i, ...)`).
+  first call and kept (`_cache.once(i, ...)`);
+- `prefill_body`: a cache's first call on the Triton path (the prompt): the Triton forward's
+  units, each mixer's state filled after its group (`prefill_units`).
 Only what the main outputs and the auxiliary loss need is checked; loss-only nodes run on the
 new positions when their inputs are given.
 """
@@ -28,6 +30,8 @@ from ..ir.ops.schema import REQUIRED, Derived
 from . import names as nm
 from .module import (
     assemble_body,
+    attrs_literal,
+    dict_literal,
     needed_main,
     reference_units,
     split_ports,
@@ -51,7 +55,12 @@ def _changed_hypers(node: Node) -> str:
     return ", ".join(parts)
 
 
-def decode_context(graph: Graph, names) -> dict:
+def decode_context(
+    graph: Graph,
+    names,
+    triton_units: list | None = None,
+    fills: dict[str, dict[str, str]] | None = None,
+) -> dict:
     needed = needed_main(graph)
     slots, reasons, slot_of = [], [], {}
     for node in graph.topo_order():
@@ -84,14 +93,55 @@ def decode_context(graph: Graph, names) -> dict:
             nm.argument_name(n.attr("name")) for n in inputs if seq in n.types[0].shape
         )
     hoisted = once_nodes(graph, set(sequence_inputs), slot_of)
+    steps = decode_units(graph, names, slot_of, hoisted)
+    prefill = []
+    if triton_units is not None and not reasons:
+        units = prefill_units(graph, names, triton_units, fills or {}, slot_of, steps)
+        prefill = assemble_body(graph, names, units, needed)
     return {
         "decode_slots": tuple(slots),
         "not_decodable": tuple(reasons),
         "sequence_inputs": sequence_inputs,
-        "decode_body": assemble_body(
-            graph, names, decode_units(graph, names, slot_of, hoisted), needed
-        ),
+        "decode_body": assemble_body(graph, names, steps, needed),
+        "prefill_body": prefill,
     }
+
+
+def prefill_units(
+    graph: Graph,
+    names,
+    triton_units: list,
+    fills: dict[str, dict[str, str]],
+    slot_of: dict[str, int],
+    steps: list,
+) -> list:
+    """The units of `_forward_prefill`: a cache's first call on the Triton path runs the full
+    forward's kernels (its positions start at 0, so they compute what the full forward does),
+    each sequence mixer's group followed by its fill (`Emitter.fill`: the mixer's state written
+    from tensors the group computed). A group holding a mixer without a fill runs its nodes'
+    cached units (`steps`, from `decode_units`) instead, which also fill the state."""
+    step_of = {ids[0]: (ids, lines) for ids, lines in steps}
+    order = {n.id: i for i, n in enumerate(graph.topo_order())}
+    literals: dict = {}
+    units = []
+    for node_ids, lines in triton_units:
+        mixers = [nid for nid in node_ids if nid in slot_of]
+        if any(nid not in fills for nid in mixers):
+            units += [step_of[nid] for nid in sorted(node_ids, key=order.__getitem__)]
+            continue
+        extra = []
+        for nid in mixers:
+            if not fills[nid]:
+                continue  # nothing to keep (a per-token op)
+            node = graph.node(nid)
+            _, params = split_ports(node)
+            tensors = "{" + ", ".join(f"{pyrepr(k)}: {v}" for k, v in fills[nid].items()) + "}"
+            prm = dict_literal([(k, names[v]) for k, v in params])
+            hp = attrs_literal(node, literals)
+            op = pyrepr(node.op)
+            extra.append(f"_FILL[{op}]({tensors}, {prm}, {hp}, _ctx, _st[{slot_of[nid]}])")
+        units.append((node_ids, lines + extra))
+    return units
 
 
 def once_nodes(graph: Graph, sequence_inputs: set[str], slot_of: dict[str, int]) -> dict[str, int]:

@@ -3,7 +3,8 @@
 Consumes a fusion `Group` (sparkc/passes/fuse.py) and the IR graph it belongs to; produces, for
 the rules of `codegen/rules/` (one module per op family),
 - `Emitter`: the lines of `_forward_triton`, collected per compute unit (a group), with the
-  generated names of the graph's values (`e.v(value)`, `e.out(node, i)`);
+  generated names of the graph's values (`e.v(value)`, `e.out(node, i)`), and how a prefill
+  fills each sequence mixer's decoding state from the group's tensors (`e.fill`);
 - `KernelSet`: the kernel fragments the lines call, one per distinct (template, context), named
   `<family><k>` and reached as `_k.<name>`; `render` writes `kernels.py`;
 - the helpers every family shares: a node's ports (`ports_of`), a value's last dimension
@@ -75,6 +76,7 @@ class Emitter:
     used_outside: dict[str, set[Value]]  # group id -> values read outside the group
     lines: list[str] = field(default_factory=list)
     units: list[tuple[tuple[str, ...], list[str]]] = field(default_factory=list)
+    fills: dict[str, dict[str, str]] = field(default_factory=dict)  # node id -> fill tensors
 
     def unit(self, node_ids: tuple[str, ...]) -> None:
         """Start collecting the lines of the units' next group (for loss-only guarding)."""
@@ -89,6 +91,14 @@ class Emitter:
 
     def emit(self, line: str) -> None:
         self.lines.append(line)
+
+    def fill(self, node: Node, tensors: dict[str, str]) -> None:
+        """How a prefill (a cache's first call on the Triton path, codegen/decode.py) fills the
+        decoding state of `node`, a sequence mixer of this group, from tensors the group's
+        lines already computed: names or expressions by the keys of the op's fill rule
+        (`DECODE_FILLS` of sparkc.runtime.reference; `{}`: nothing to keep). A mixer whose
+        rule records none runs its cached step rule in the prefill instead of its kernels."""
+        self.fills[node.id] = tensors
 
 
 def ports_of(node: Node) -> tuple[dict[str, Value], dict[str, Value]]:

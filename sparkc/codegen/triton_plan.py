@@ -2,7 +2,7 @@
 
 Consumes the graph and its `FusionPlan` (sparkc/passes/fuse.py); produces
 - the lines of `_forward_triton` (straight-line calls of kernel fragments, in a topological
-  order of the groups), and
+  order of the groups), with the prefill fills the rules record (`Emitter.fill`), and
 - the `KernelSet` (codegen/emit.py) whose `render` writes `kernels.py`: the prelude plus one
   rendered fragment per distinct (template, context); two groups that need the same
   specialisation share one fragment.
@@ -52,8 +52,11 @@ def used_outside(graph: Graph, plan: FusionPlan) -> dict[str, set[Value]]:
     return out
 
 
-def triton_units(graph: Graph, names: ValueNames) -> tuple[list, KernelSet, FusionPlan]:
-    """(compute units of the Triton path, its kernels, the fusion plan)."""
+def triton_units(
+    graph: Graph, names: ValueNames
+) -> tuple[list, KernelSet, FusionPlan, dict[str, dict[str, str]]]:
+    """(compute units of the Triton path, its kernels, the fusion plan, the prefill fills the
+    rules recorded: mixer node id -> its fill tensors, see `Emitter.fill`)."""
     plan = fusion_plan(graph)
     kernels = KernelSet()
     e = Emitter(
@@ -73,4 +76,4 @@ def triton_units(graph: Graph, names: ValueNames) -> tuple[list, KernelSet, Fusi
     for group in group_order(graph, plan):
         e.unit(group.nodes)
         GROUP_RULES[group.kind](e, group)
-    return e.units, kernels, plan
+    return e.units, kernels, plan, e.fills

@@ -81,7 +81,8 @@ def test_generate_refuses_bad_arguments():
 def test_progress_line_and_per_sequence_inputs(capsys):
     net = _net()
     sparkc.generate(net, [1, 2], 20, temperature=0, progress=True)
-    assert "generate 20/20 tokens" in capsys.readouterr().err
+    err = capsys.readouterr().err  # tqdm's bar where it is installed, else the plain line
+    assert err.startswith(("\rgenerate:", "generate")) and "20/20" in err
     sparkc.generate(net, [1, 2], 3, temperature=0)
     assert capsys.readouterr().err == ""  # short runs off a terminal: no bar
     proc = _net("procedural")

@@ -42,6 +42,7 @@ def rule_attention(e: Emitter, group: Group) -> None:
         e.emit(f"_ms.check_positions({x}.shape[1], {limit}, {pyrepr(node.scope)})")
     gains = e.v(params["basis.gains"]) if basis else "None"
     e.emit(f"{o}_a = {fn}({proj['wq']}, {proj['wk']}, {proj['wv']}, {gains})")
+    e.fill(node, {"k": proj["wk"], "v": proj["wv"]})  # a prefill caches them (RoPE there)
     steps, operands, last = gemm_epilogue(e, group, node.out())
     call = gemm_call(e, f"{o}_a", d_model, [e.v(params["wo.weight"])], None, steps, operands)
     e.emit(f"{e.out(last)} = {call}.view({x}.shape)")

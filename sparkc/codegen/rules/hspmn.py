@@ -77,6 +77,7 @@ def rule_token_router(e: Emitter, group: Group) -> None:
     p_mean = f"{mean}({pointwise(_SIGMOID, f'{t}l')})"
     w, sparsity = pyrepr(float(hp["aux_weight"])), pyrepr(float(hp["sparsity"]))
     e.emit(f"{loss} = ({w} * ({p_mean} - {sparsity}) ** 2).to({x}.dtype)")
+    e.fill(node, {})  # routing is per token: a prefill keeps nothing
 
 
 def rule_sqdk_attention(e: Emitter, group: Group) -> None:
@@ -104,6 +105,7 @@ def rule_sqdk_attention(e: Emitter, group: Group) -> None:
         rope_base=float(hp["rope_base"]),
     )
     e.emit(f"{o} = {fn}({x}, {gate}, {o}_k, {o}_v, {wq}, {wo})")
+    e.fill(node, {"k": f"{o}_k", "v": f"{o}_v"})  # a prefill caches every row's key and value
 
 
 HSPMN_RULES = {"token_router": rule_token_router, "sqdk_attention": rule_sqdk_attention}

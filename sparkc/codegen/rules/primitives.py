@@ -164,6 +164,7 @@ def rule_conv1d(e: Emitter, group: Group) -> None:
     e.emit(
         f"{e.out(node)} = {fn}({e.v(ports['x'])}, {e.v(params['weight'])}, {e.v(params['bias'])})"
     )
+    e.fill(node, {"x": e.v(ports["x"])})  # a causal conv's prefill keeps the last kernel−1 rows
 
 
 def rule_rope(e: Emitter, group: Group) -> None:

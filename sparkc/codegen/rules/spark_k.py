@@ -90,6 +90,7 @@ def rule_verifier_stack(e: Emitter, group: Group) -> None:
         f"{read}, {pointer}, {loss} = {fn}({read}_l, {read}_e, {pyrepr(int(hp['stack']))}, "
         f"{pyrepr(float(hp['penalty']))}, noisy={noisy})"
     )
+    e.fill(node, {"logits": f"{read}_l", "e": f"{read}_e"})  # a prefill scans them into (M, p)
     e.emit(f"{read}_hr = _torch.cat([{h}, {read}], dim=-1)")
     e.emit(f"{read}_s = {gemm(f'{read}_hr', d + elem, 'head1', ['act:relu'])}")
     e.emit(

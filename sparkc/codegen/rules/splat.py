@@ -33,6 +33,7 @@ def rule_trajectory(e: Emitter, group: Group) -> None:
         "splat_trajectory.py.jinja", "traj", window=window, weights=tap_weights(window)
     )
     e.emit(f"{e.out(node)} = {fn}({e.v(ports['x'])}, {e.v(params['strength'])})")
+    e.fill(node, {"x": e.v(ports["x"])})  # a prefill keeps the last `window` rows
 
 
 def rule_splat_attention(e: Emitter, group: Group) -> None:
@@ -54,6 +55,7 @@ def rule_splat_attention(e: Emitter, group: Group) -> None:
     )
     splats = ", ".join(e.v(params[p]) for p in ("centers", "log_scale", "log_amp"))
     e.emit(f"{o}_m = {fn}({o}_u.view({shape}), {o}_v.view({shape}), {splats})")
+    e.fill(node, {"u": f"{o}_u.view({shape})", "v": f"{o}_v.view({shape})"})  # S, z from them
     steps, operands, last = gemm_epilogue(e, group, node.out())
     call = gemm_call(e, f"{o}_m", d_model, [e.v(params["wo.weight"])], None, steps, operands)
     e.emit(f"{e.out(last)} = {call}.view({x}.shape)")
