@@ -203,6 +203,16 @@ def step_fk_attention(
     return (linear(down(merge(r), x), params, "wo"),)
 
 
+def fill_fk_attention(tensors, params, hp: Hp, ctx: RefContext, state) -> None:
+    """A prefill's keys and hop states from the forward kernel's: k, v [B, N, H, d] (P_0 = V)
+    and ps [hops − 1, B, N, H, d] (P_1 .. P_{hops−1}; P_hops is read by no later row)."""
+    off, n = ctx.position_offset, tensors["k"].shape[1]
+    state["k"][:, off : off + n] = tensors["k"]
+    state["p0"][:, off : off + n] = tensors["v"]
+    for hop in range(1, int(hp["hops"])):
+        state[f"p{hop}"][:, off : off + n] = tensors["ps"][hop - 1]
+
+
 def _stack_state(hp: Hp, shapes, batch, max_len, device, dtype) -> dict[str, Tensor]:
     """The memory M [B, S, elem] and the pointer p [B] after the positions so far."""
     cdt = compute_dtype(dtype)
@@ -248,7 +258,7 @@ def fill_verifier_stack(tensors, params, hp: Hp, ctx: RefContext, state) -> None
 
 
 DECODE: dict[str, Decoder] = {
-    "fk_attention": Decoder(_fk_state, step_fk_attention),
+    "fk_attention": Decoder(_fk_state, step_fk_attention, fill_fk_attention),
     "verifier_stack": Decoder(_stack_state, step_verifier_stack, fill_verifier_stack),
 }
 

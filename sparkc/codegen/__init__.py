@@ -37,7 +37,7 @@ def module_inputs(
 
         graph.meta["fusion"] = plan_fusion(graph, enabled=False)
     names = name_values(graph)
-    units, kernels, plan, fills = triton_units(graph, names)
+    units, kernels, plan, emitter = triton_units(graph, names)
     ctx = module_context(
         graph,
         source_text,
@@ -48,7 +48,7 @@ def module_inputs(
             "kernel_count": len(plan.groups),
             "reference_ops": tuple(kernels.reference_ops),
             "input_rules": input_rules(graph),
-            **decode_context(graph, names, units, fills),
+            **decode_context(graph, names, units, emitter),
         },
     )
     return ctx, kernels

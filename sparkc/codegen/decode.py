@@ -28,6 +28,7 @@ from ..ir.graph import Graph, Node
 from ..ir.ops import OPS
 from ..ir.ops.schema import REQUIRED, Derived
 from . import names as nm
+from .emit import Emitter
 from .module import (
     assemble_body,
     attrs_literal,
@@ -56,10 +57,7 @@ def _changed_hypers(node: Node) -> str:
 
 
 def decode_context(
-    graph: Graph,
-    names,
-    triton_units: list | None = None,
-    fills: dict[str, dict[str, str]] | None = None,
+    graph: Graph, names, triton_units: list | None = None, emitter: Emitter | None = None
 ) -> dict:
     needed = needed_main(graph)
     slots, reasons, slot_of = [], [], {}
@@ -95,8 +93,8 @@ def decode_context(
     hoisted = once_nodes(graph, set(sequence_inputs), slot_of)
     steps = decode_units(graph, names, slot_of, hoisted)
     prefill = []
-    if triton_units is not None and not reasons:
-        units = prefill_units(graph, names, triton_units, fills or {}, slot_of, steps)
+    if triton_units is not None and emitter is not None and not reasons:
+        units = prefill_units(graph, names, triton_units, emitter, slot_of, steps)
         prefill = assemble_body(graph, names, units, needed)
     return {
         "decode_slots": tuple(slots),
@@ -111,7 +109,7 @@ def prefill_units(
     graph: Graph,
     names,
     triton_units: list,
-    fills: dict[str, dict[str, str]],
+    emitter: Emitter,
     slot_of: dict[str, int],
     steps: list,
 ) -> list:
@@ -119,12 +117,15 @@ def prefill_units(
     forward's kernels (its positions start at 0, so they compute what the full forward does),
     each sequence mixer's group followed by its fill (`Emitter.fill`: the mixer's state written
     from tensors the group computed). A group holding a mixer without a fill runs its nodes'
-    cached units (`steps`, from `decode_units`) instead, which also fill the state."""
+    cached units (`steps`, from `decode_units`) instead, which also fill the state. A line the
+    rule gave a prefill form (`Emitter.emit(..., prefill=...)`) runs in that form."""
+    fills = emitter.fills
     step_of = {ids[0]: (ids, lines) for ids, lines in steps}
     order = {n.id: i for i, n in enumerate(graph.topo_order())}
     literals: dict = {}
     units = []
-    for node_ids, lines in triton_units:
+    for u, (node_ids, lines) in enumerate(triton_units):
+        lines = [emitter.prefill_lines.get((u, i), line) for i, line in enumerate(lines)]
         mixers = [nid for nid in node_ids if nid in slot_of]
         if any(nid not in fills for nid in mixers):
             units += [step_of[nid] for nid in sorted(node_ids, key=order.__getitem__)]

@@ -77,6 +77,8 @@ class Emitter:
     lines: list[str] = field(default_factory=list)
     units: list[tuple[tuple[str, ...], list[str]]] = field(default_factory=list)
     fills: dict[str, dict[str, str]] = field(default_factory=dict)  # node id -> fill tensors
+    # (unit index, line index) -> the line a prefill runs instead (`emit(..., prefill=...)`)
+    prefill_lines: dict[tuple[int, int], str] = field(default_factory=dict)
 
     def unit(self, node_ids: tuple[str, ...]) -> None:
         """Start collecting the lines of the units' next group (for loss-only guarding)."""
@@ -89,7 +91,11 @@ class Emitter:
     def out(self, node: Node, index: int = 0) -> str:
         return self.names[Value(node.id, index)]
 
-    def emit(self, line: str) -> None:
+    def emit(self, line: str, prefill: str | None = None) -> None:
+        """Append `line`; `prefill`: the line the prefill body runs in its place (a kernel call
+        that also returns what the group's fill needs, e.g. intermediates the forward drops)."""
+        if prefill is not None:
+            self.prefill_lines[(len(self.units) - 1, len(self.lines))] = prefill
         self.lines.append(line)
 
     def fill(self, node: Node, tensors: dict[str, str]) -> None:

@@ -52,11 +52,9 @@ def used_outside(graph: Graph, plan: FusionPlan) -> dict[str, set[Value]]:
     return out
 
 
-def triton_units(
-    graph: Graph, names: ValueNames
-) -> tuple[list, KernelSet, FusionPlan, dict[str, dict[str, str]]]:
-    """(compute units of the Triton path, its kernels, the fusion plan, the prefill fills the
-    rules recorded: mixer node id -> its fill tensors, see `Emitter.fill`)."""
+def triton_units(graph: Graph, names: ValueNames) -> tuple[list, KernelSet, FusionPlan, Emitter]:
+    """(compute units of the Triton path, its kernels, the fusion plan, the emitter: what the
+    rules recorded for the prefill body, `Emitter.fills` and `Emitter.prefill_lines`)."""
     plan = fusion_plan(graph)
     kernels = KernelSet()
     e = Emitter(
@@ -76,4 +74,4 @@ def triton_units(
     for group in group_order(graph, plan):
         e.unit(group.nodes)
         GROUP_RULES[group.kind](e, group)
-    return e.units, kernels, plan, e.fills
+    return e.units, kernels, plan, e

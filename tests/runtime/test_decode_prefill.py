@@ -18,7 +18,7 @@ from sparkc.runtime.reference import DECODE, DECODE_FILLS
 from test_decode import OP_PROGRAMS, ROOT, TINY, _decode, _extra, _op_model, _rel
 
 import sparkc
-from sparkc.api import compile_files
+from sparkc.api import compile_files, compile_graph
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -58,10 +58,7 @@ def test_prefill_is_the_full_forward_and_leaves_the_step_rules_state(example, mo
     cache, ref_cache = net.new_cache(2, 8), ref.new_cache(2, 8)
     got = _decode(net, tokens, cache, extra, chunks=(4, 1, 2))
     assert ran == ["prefill", "cached", "cached"]
-    if example == "spark_k":  # fk_attention has no fill: its step rule runs in the prefill
-        assert _rel(got[:, :4], prompt) <= 1e-5
-    else:
-        assert torch.equal(got[:, :4], prompt)  # the same kernels on the same rows
+    assert torch.equal(got[:, :4], prompt)  # the same kernels on the same rows
     assert _rel(got, full) <= 1e-5
     ref(tokens[:, :4], cache=ref_cache, **extra)  # the reference path's cached rules
     ran.clear()
@@ -107,19 +104,36 @@ def _prefill_source(expr: str) -> str:
     return text[text.index("def _forward_prefill") :]
 
 
-def test_ops_with_a_fill_are_filled_and_the_rest_run_their_step_rules():
-    """Codegen and runtime agree: a mixer whose rule records a fill (`Emitter.fill`) has a
-    runtime fill (`DECODE_FILLS`, or nothing to keep), and one without runs its step rule."""
+def test_every_mixer_is_filled_by_its_codegen_rule():
+    """Codegen and runtime agree: every op with a decoding state has a codegen rule that records
+    a fill (`Emitter.fill`) and a runtime fill (`DECODE_FILLS`); `token_router` keeps nothing."""
     covered = set()
     for expr in OP_PROGRAMS.values():
         body = _prefill_source(expr)
         for op in DECODE:
+            assert f'_DEC["{op}"]' not in body, op  # no mixer falls back to its step rule
             if f'_FILL["{op}"]' in body:
-                assert op in DECODE_FILLS and f'_DEC["{op}"]' not in body, op
+                assert op in DECODE_FILLS, op
                 covered.add(op)
-            elif f'_DEC["{op}"]' in body:
-                assert op not in DECODE_FILLS, op
-                covered.add(op)
-    assert {"attention", "sqdk_attention", "splat_attention", "verifier_stack"} <= covered
-    assert "fk_attention" not in DECODE_FILLS and "fk_attention" in covered
-    assert set(DECODE_FILLS) <= covered
+    assert covered == set(DECODE_FILLS) == set(DECODE) - {"token_router"}
+
+
+def test_a_mixer_without_a_fill_runs_its_step_rule_in_the_prefill():
+    """The fallback for a mixer whose rule records no fill: its group's nodes run their cached
+    units (the step rule fills the state), the other groups their kernels."""
+    from sparkc.codegen.decode import decode_context
+    from sparkc.codegen.module import name_values
+    from sparkc.codegen.triton_plan import triton_units
+
+    graph = compile_graph(_op_model(OP_PROGRAMS["fk_attention"]), "prefill_fallback.spark")
+    names = name_values(graph)
+    units, _, _, emitter = triton_units(graph, names)
+    whole = "\n".join(decode_context(graph, names, units, emitter)["prefill_body"])
+    whole = whole.replace("'", '"')  # as the formatted module writes it
+    assert '_FILL["fk_attention"]' in whole and "_prefill(" in whole
+    (fk,) = [n for n in graph.topo_order() if n.op == "fk_attention"]
+    del emitter.fills[fk.id]
+    body = "\n".join(decode_context(graph, names, units, emitter)["prefill_body"])
+    body = body.replace("'", '"')
+    assert '_DEC["fk_attention"]' in body and '_FILL["fk_attention"]' not in body
+    assert "_prefill(" not in body and "_k.emb" in body  # the other groups keep their kernels

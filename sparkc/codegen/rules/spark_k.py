@@ -57,7 +57,12 @@ def rule_fk_attention(e: Emitter, group: Group) -> None:
         pyrepr(float(hp["beta"])),
         pyrepr(bool(hp["normalize"])),
     ]
-    e.emit(f"{o}_r = {fn}({', '.join(args)})")
+    # A prefill also keeps every hop's P_k (the forward's P_1..P_{hops−1}; P_0 = V) for decoding.
+    e.emit(
+        f"{o}_r = {fn}({', '.join(args)})",
+        prefill=f"{o}_r, {o}_ps = {fn}_prefill({', '.join(args)})",
+    )
+    e.fill(node, {"k": proj["wk"], "v": proj["wv"], "ps": f"{o}_ps"})
     steps, operands, last = gemm_epilogue(e, group, node.out())
     call = gemm_call(
         e, f"{o}_r", d_model, [e.v(params["wo.weight"])], e.v(params["wo.bias"]), steps, operands
