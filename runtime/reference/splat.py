@@ -121,25 +121,17 @@ def step_splat_attention(
     O(K·d) per new token whatever the context length."""
     x = inputs["x"]
     heads = hp["heads"]
-    u = up(heads_view(linear(x, params, "wa", bias=False), heads))
-    v = up(heads_view(linear(x, params, "wv", bias=False), heads)).transpose(1, 2)
     n = x.shape[1]
     if ctx.decode_kernels and n == 1 and state["S"].dtype == torch.float32:
-        # One row on the Triton path: the responsibilities, the output and the state update in
-        # one launch (runtime/decode_splat.py), the same arithmetic as below.
-        from ..decode_splat import splat_step  # Triton: only on the kernel path
+        # One row on the Triton path: the projections (or GEMVs before it), the
+        # responsibilities, the output and the state update in one launch
+        # (runtime/decode_splat.py), the same arithmetic as below.
+        from ..decode_splat import splat_decode_step  # Triton: only on the kernel path
 
-        o = splat_step(
-            u[:, 0],
-            v[:, :, 0],
-            params["centers"],
-            params["log_scale"],
-            params["log_amp"],
-            state["S"],
-            state["z"],
-            bool(hp["normalize"]),
-        )
+        o = splat_decode_step(x[:, 0], params, heads, state["S"], state["z"], bool(hp["normalize"]))
         return (linear(down(merge(o[:, None]), x), params, "wo", bias=False),)
+    u = up(heads_view(linear(x, params, "wa", bias=False), heads))
+    v = up(heads_view(linear(x, params, "wv", bias=False), heads)).transpose(1, 2)
     phi = splat_responsibilities(u, params["centers"], params["log_scale"], params["log_amp"])
     # The chunked form of the full forward, started from the cached state: a prompt of n rows
     # costs O(n·(C + K·d)), never an [n, n] matrix.

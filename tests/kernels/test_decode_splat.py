@@ -1,9 +1,13 @@
 """The one-launch splat decoding step (runtime/decode_splat.py) against the step's math in
 float64 (the reference rule's: responsibilities, output from the old state, state update), over
 several steps so the state accumulates; K and d not powers of two and d wider than one chunk;
-normalize on and off; bf16 splat parameters read as float32; and the kernel compiled for sm_90."""
+normalize on and off; bf16 splat parameters read as float32; the step with its input
+projections in the same launch against torch's GEMVs then the step, and which of the two a
+decoding step takes untimed; and both kernels compiled for sm_90."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -76,4 +80,78 @@ print(json.dumps(out))
 
 def test_splat_step_kernel_compiles_for_sm90():
     sizes = compile_script(_COMPILE)
+    assert len(sizes) == 4 and all(n > 1000 for n in sizes)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize(
+    ("b", "heads", "k", "d", "dm"), [(2, 3, 5, 7, 20), (1, 2, 20, 64, 100), (17, 2, 4, 16, 33)]
+)
+def test_fused_projection_step_matches_the_gemvs_then_the_step(b, heads, k, d, dm, normalize):
+    """`splat_proj_step` (wa, wv inside the launch; block sizes not multiples of any shape
+    here, 17 sequences span two blocks of 16) = torch's GEMVs then `splat_step`: output and
+    state."""
+    from sparkc.runtime.decode_splat import splat_proj_step
+
+    g = torch.Generator().manual_seed(d + dm)
+    x = torch.randn(b, dm, generator=g)
+    wa, wv = (torch.randn(heads * d, dm, generator=g) / dm**0.5 for _ in range(2))
+    centers = torch.randn(heads, k, d, generator=g)
+    log_scale = 0.3 * torch.randn(heads, k, generator=g) + 0.5 * math.log(d)
+    log_amp = 0.5 * torch.randn(heads, k, generator=g)
+    s = torch.randn(b, heads, k, d, generator=g)
+    z = torch.rand(b, heads, k, generator=g)
+    dev = [t.to(DEVICE) for t in (x, wa, wv, centers, log_scale, log_amp, s, z)]
+    x_d, wa_d, wv_d, c_d, ls_d, la_d, s1, z1 = dev
+    s2, z2 = s1.clone(), z1.clone()
+    u, v = (torch.nn.functional.linear(x_d, w).view(b, heads, d) for w in (wa_d, wv_d))
+    want = splat_step(u, v, c_d, ls_d, la_d, s1, z1, normalize)
+    got = splat_proj_step(x_d, wa_d, wv_d, c_d, ls_d, la_d, s2, z2, normalize)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(s2, s1, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(z2, z1, rtol=1e-5, atol=1e-6)
+
+
+def test_decoding_step_takes_the_fused_way_first_for_small_batches(monkeypatch):
+    """Untimed (off a GPU, tuning off): the fused step for ≤ PROJ_FIRST_MAX_B sequences, the
+    GEMVs and `splat_step` for more, and always for heads wider than PROJ_MAX_D."""
+    from sparkc.runtime import decode_splat as ds
+
+    ways = []
+    real_fused, real_step = ds.splat_proj_step, ds.splat_step
+    monkeypatch.setattr(ds, "splat_proj_step", lambda *a: ways.append("fused") or real_fused(*a))
+    monkeypatch.setattr(ds, "splat_step", lambda *a: ways.append("split") or real_step(*a))
+    monkeypatch.setenv("SPARKC_TUNE", "0")
+    for b, d in [(1, 8), (ds.PROJ_FIRST_MAX_B, 8), (ds.PROJ_FIRST_MAX_B + 1, 8), (1, 160)]:
+        params = {
+            "wa.weight": torch.randn(2 * d, 12, device=DEVICE),
+            "wv.weight": torch.randn(2 * d, 12, device=DEVICE),
+            "centers": torch.randn(2, 3, d, device=DEVICE),
+            "log_scale": torch.zeros(2, 3, device=DEVICE),
+            "log_amp": torch.zeros(2, 3, device=DEVICE),
+        }
+        s = torch.zeros(b, 2, 3, d, device=DEVICE)
+        z = torch.zeros(b, 2, 3, device=DEVICE)
+        ds.splat_decode_step(torch.randn(b, 12, device=DEVICE), params, 2, s, z, True)
+    assert ways == ["fused", "fused", "split", "split"]
+
+
+_COMPILE_PROJ = r"""
+from sparkc.runtime.decode_splat import splat_proj_step_kernel as fn
+
+def ptr(a):
+    return ("*fp32" if a in ("S", "Z", "O") else ELT if a in ("X", "WA", "WV", "C", "LS", "LA")
+            else "i32")
+
+out = []
+for ELT in ("*fp32", "*bf16"):
+    for normalize in (True, False):
+        out.append(ptx_size(fn, {"NORMALIZE": normalize, "BLOCK_B": 16, "BLOCK_K": 16,
+                                 "BLOCK_D": 64, "BLOCK_M": 64}, ptr))
+print(json.dumps(out))
+"""
+
+
+def test_fused_projection_step_kernel_compiles_for_sm90():
+    sizes = compile_script(_COMPILE_PROJ)
     assert len(sizes) == 4 and all(n > 1000 for n in sizes)

@@ -435,8 +435,16 @@ def test_splat_prompts_longer_than_a_chunk_continue_the_cached_state(normalize):
 
 STEP_KERNELS = {
     # op expression -> (runtime module, its step function, the argument whose shape is logged)
-    "splat_attention(x, splats=5, heads=2, normalize=true)": ("decode_splat", "splat_step", 0),
-    "splat_attention(x, splats=5, heads=2, normalize=false)": ("decode_splat", "splat_step", 0),
+    "splat_attention(x, splats=5, heads=2, normalize=true)": (
+        "decode_splat",
+        "splat_decode_step",
+        3,
+    ),
+    "splat_attention(x, splats=5, heads=2, normalize=false)": (
+        "decode_splat",
+        "splat_decode_step",
+        3,
+    ),
     "x * verifier_stack(x, stack=3, read=top).signals": ("decode_stack", "stack_scan", 3),
     "x * verifier_stack(x, stack=3, read=mean).signals": ("decode_stack", "stack_scan", 3),
     "attention(x, heads=4, kv_heads=2, rope=true)": ("decode_attention", "decode_step", 0),
@@ -450,8 +458,8 @@ STEP_KERNELS = {
 
 @pytest.mark.parametrize("expr", sorted(STEP_KERNELS))
 def test_triton_path_single_steps_use_the_one_launch_kernels(monkeypatch, expr):
-    """Single-token steps of splat_attention on the Triton path go through its step kernel
-    (runtime/decode_splat.py: [B, heads, d] rows), those of attention and sqdk_attention
+    """Single-token steps of splat_attention on the Triton path go through its decoding step
+    (runtime/decode_splat.py: the [B, heads, K, d] state), those of attention and sqdk_attention
     through the fused step of decode_attention.py (RoPE, cache write, attention: [B, heads, d]
     queries), and every cached call of verifier_stack (prompts too) through its scan kernel
     (decode_stack.py: the [B, S, elem] memory); the reference path's never do, and both give
@@ -481,7 +489,7 @@ def test_triton_path_single_steps_use_the_one_launch_kernels(monkeypatch, expr):
     net = mod.Model(impl="triton").eval()
     net.load_state_dict(ref.state_dict())
     got = _decode(net, tokens, net.new_cache(2, 8), {}, chunks=(3, 1, 2, 1))
-    want = {"decode_splat": (2, 2, 8), "decode_attention": (2, 4, 4)}.get(module_name, (2, 3))
+    want = {"decode_splat": (2, 2, 5, 8), "decode_attention": (2, 4, 4)}.get(module_name, (2, 3))
     launches = 4 if module_name == "decode_stack" else 2  # every call / the single steps
     assert len(calls) == launches and all(c[: len(want)] == want for c in calls)
     assert _rel(got, full) <= 1e-5
