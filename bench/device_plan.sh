@@ -3,7 +3,7 @@
 # docs/performance.md, "Not measured yet"). The machine is given back after 30 s idle: issue the
 # next call at once (a lost machine means a reinstall, which this script does by itself). Usage,
 # from the repo root on the GPU machine (wheels in .whl/, as bench/device_run.sh needs them):
-#   bash bench/device_plan.sh N        (N = 0..16; next: 16 14, then 4 5, then 1 3 6 7 2 8; a warm machine keeps the install and the caches)
+#   bash bench/device_plan.sh N        (N = 0..16; next: 16 15 14, then 4 5, then 1 3 6 7 2 8; a warm machine keeps the install and the caches)
 # Writes logs and JSON under $OUT (or ./out). Every step has its own time limit, so one that runs
 # long costs its own rows only.
 set -uo pipefail
@@ -190,20 +190,24 @@ case "${1:-1}" in
   #   python -m sparkc.experiments long_context --merge OUT/lc_s0_n1024 ... --out DIR
   long_context "${LIMIT:-560}"
   ;;
-16) # 2026-12-07 (thirteenth): the new decode code on the GPU first (the fused split-KV step with
-  # RoPE and the cache write, the generated prefill: every test of these files, compiled
-  # kernels instead of the interpreter), then long_context as plan 15 in the time left
-  TAIL=10 step 170 decode_tests env SPARKC_TUNE=0 $PY -m pytest -q -n 8 --timeout 160 \
+16) # 2026-12-07 (thirteenth): the new decode code on the GPU (every test of these files, with
+  # compiled kernels instead of the interpreter): the fused split-KV step (RoPE, cache write),
+  # the generated prefill, the splat step with its projections; then the decode tables of
+  # tiny_gpt (prefill now the forward's kernels; B=64 prefill was 81 ms) and splatflow (the
+  # splat step's fused-or-GEMV choice is timed on its first step)
+  TAIL=10 step 150 decode_tests env SPARKC_TUNE=0 $PY -m pytest -q -n 8 --timeout 140 \
     -p no:cacheprovider tests/runtime/test_decode.py tests/runtime/test_decode_graph.py \
     tests/runtime/test_decode_prefill.py tests/kernels/test_decode_attention.py \
     tests/kernels/test_decode_splat.py tests/kernels/test_decode_stack.py
   grep -E "FAILED|ERROR|passed|failed" "$OUT/decode_tests.log" | tail -10
-  long_context "${LIMIT:-560}"
+  step 200 decode_tiny_gpt $PY bench/decode.py --batch 1 64 --json "$OUT/decode_tiny_gpt.json"
+  step 200 decode_splatflow $PY bench/decode.py --batch 1 64 --models splatflow --no-tiny-gpt \
+    --json "$OUT/decode_splatflow.json"
   ;;
 *) echo "usage: bash bench/device_plan.sh 0..16" >&2; exit 2 ;;
 esac
 # Experiments write many files; at most 8 come back from a call: one archive of them all.
-if [[ ${1:-} == 14 || ${1:-} == 15 || ${1:-} == 16 ]]; then
+if [[ ${1:-} == 14 || ${1:-} == 15 ]]; then
   tar czf /tmp/results.tgz -C "$OUT" --exclude=install.log . \
     && find "$OUT" -mindepth 1 -delete && mv /tmp/results.tgz "$OUT/results.tgz"
 fi
