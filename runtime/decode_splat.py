@@ -74,6 +74,12 @@ def splat_step_kernel(
         tl.store(O + pid * D + d0 + rd, o, mask=md)
 
 
+def _check_state(s: torch.Tensor, z: torch.Tensor, shape: tuple[int, int, int, int]) -> None:
+    """S [B, H, K, d] and z [B, H, K]: float32, contiguous (updated in place by the kernels)."""
+    assert s.shape == shape and z.shape == shape[:3]
+    assert s.dtype == z.dtype == torch.float32 and s.is_contiguous() and z.is_contiguous()
+
+
 def splat_step(
     u: torch.Tensor,
     v: torch.Tensor,
@@ -87,8 +93,7 @@ def splat_step(
     """o [B, H, d] for the new row (module docs); `s` and `z` are updated in place."""
     b, heads, d = u.shape
     k = centers.shape[1]
-    assert s.shape == (b, heads, k, d) and z.shape == (b, heads, k)
-    assert s.dtype == z.dtype == torch.float32 and s.is_contiguous() and z.is_contiguous()
+    _check_state(s, z, (b, heads, k, d))
     o = torch.empty((b, heads, d), device=u.device, dtype=torch.float32)
     if b * heads == 0:
         return o
@@ -183,24 +188,16 @@ PROJ_MAX_K = 64
 
 
 def splat_proj_step(
-    x: torch.Tensor,
-    wa: torch.Tensor,
-    wv: torch.Tensor,
-    centers: torch.Tensor,
-    log_scale: torch.Tensor,
-    log_amp: torch.Tensor,
-    s: torch.Tensor,
-    z: torch.Tensor,
-    normalize: bool,
+    x: torch.Tensor, wa: torch.Tensor, wv: torch.Tensor, splats: tuple, s, z, normalize: bool
 ) -> torch.Tensor:
     """o [B, H, d] for the new rows x [B, D] (the op's input, any float dtype), `wa`, `wv`
-    [H·d, D] applied in the same launch; `s` and `z` updated in place (module docs). Needs
-    d ≤ PROJ_MAX_D and K ≤ PROJ_MAX_K."""
+    [H·d, D] applied in the same launch, `splats` = (centers, log_scale, log_amp); `s` and `z`
+    updated in place (module docs). Needs d ≤ PROJ_MAX_D and K ≤ PROJ_MAX_K."""
+    centers, log_scale, log_amp = splats
     b, dm = x.shape
     heads, k, d = centers.shape
     assert d <= PROJ_MAX_D and k <= PROJ_MAX_K and wa.shape == wv.shape == (heads * d, dm)
-    assert s.shape == (b, heads, k, d) and z.shape == (b, heads, k)
-    assert s.dtype == z.dtype == torch.float32 and s.is_contiguous() and z.is_contiguous()
+    _check_state(s, z, (b, heads, k, d))
     o = torch.empty((b, heads, d), device=x.device, dtype=torch.float32)
     if b * heads == 0:
         return o
@@ -254,7 +251,7 @@ def splat_decode_step(
 
     def run(way: str, s_: torch.Tensor, z_: torch.Tensor) -> torch.Tensor:
         if way == "fused":
-            return splat_proj_step(x, wa, wv, *args, s_, z_, normalize)
+            return splat_proj_step(x, wa, wv, args, s_, z_, normalize)
         u = torch.nn.functional.linear(x, wa).view(b, heads, d)
         v = torch.nn.functional.linear(x, wv).view(b, heads, d)
         return splat_step(u, v, *args, s_, z_, normalize)

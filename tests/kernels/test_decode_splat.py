@@ -106,7 +106,7 @@ def test_fused_projection_step_matches_the_gemvs_then_the_step(b, heads, k, d, d
     s2, z2 = s1.clone(), z1.clone()
     u, v = (torch.nn.functional.linear(x_d, w).view(b, heads, d) for w in (wa_d, wv_d))
     want = splat_step(u, v, c_d, ls_d, la_d, s1, z1, normalize)
-    got = splat_proj_step(x_d, wa_d, wv_d, c_d, ls_d, la_d, s2, z2, normalize)
+    got = splat_proj_step(x_d, wa_d, wv_d, (c_d, ls_d, la_d), s2, z2, normalize)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(s2, s1, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(z2, z1, rtol=1e-5, atol=1e-6)
