@@ -174,6 +174,7 @@ def test_source_cannot_inject_code():
             "module_support",
             "REFERENCE",
             "DECODE_STEPS",
+            "DECODE_FILLS",
             "decode",
             "RefContext",
             "tl",
@@ -213,7 +214,8 @@ def test_generated_methods_use_only_reserved_names_and_inputs(name, src):
     # forward's keyword-only `cache` (an input name the checker refuses, E0701).
     assert [a.arg for a in methods["forward"].args.kwonlyargs] == ["cache"]
     inputs_and_cache = inputs | {"cache"}
-    for method in ("forward", "_forward_reference", "_forward_triton", "_forward_cached"):
+    bodies = ("forward", "_forward_reference", "_forward_triton", "_forward_cached")
+    for method in bodies + (("_forward_prefill",) if "_forward_prefill" in methods else ()):
         used = {n.id for n in ast.walk(methods[method]) if isinstance(n, ast.Name)}
         used |= {a.arg for a in ast.walk(methods[method]) if isinstance(a, ast.arg)}
         stray = {n for n in used - inputs_and_cache if not n.startswith("_")}
@@ -241,5 +243,13 @@ def test_generated_methods_use_only_reserved_names_and_inputs(name, src):
             top |= {t.id for t in node.targets if isinstance(t, ast.Name)}
         elif isinstance(node, ast.Import | ast.ImportFrom):
             top |= {a.asname or a.name for a in node.names}
-    assert top <= PUBLIC_GLOBALS | {"_torch", "_ms", "_REF", "_RefContext", "_dc", "_DEC"}, top
+    assert top <= PUBLIC_GLOBALS | {
+        "_torch",
+        "_ms",
+        "_REF",
+        "_RefContext",
+        "_dc",
+        "_DEC",
+        "_FILL",
+    }, top
     assert cls.name not in top | {"super", "any"}
