@@ -3,7 +3,7 @@
 # docs/performance.md, "Not measured yet"). The machine is given back after 30 s idle: issue the
 # next call at once (a lost machine means a reinstall, which this script does by itself). Usage,
 # from the repo root on the GPU machine (wheels in .whl/, as bench/device_run.sh needs them):
-#   bash bench/device_plan.sh N        (N = 0..16; next: 16 15 14, then 4 5, then 1 3 6 7 2 8; a warm machine keeps the install and the caches)
+#   bash bench/device_plan.sh N        (N = 0..17; next: 16 15 14, then 4 5, then 1 3 6 7 2 8; a warm machine keeps the install and the caches)
 # Writes logs and JSON under $OUT (or ./out). Every step has its own time limit, so one that runs
 # long costs its own rows only.
 set -uo pipefail
@@ -204,7 +204,18 @@ case "${1:-1}" in
   step 200 decode_splatflow $PY bench/decode.py --batch 1 64 --models splatflow --no-tiny-gpt \
     --json "$OUT/decode_splatflow.json"
   ;;
-*) echo "usage: bash bench/device_plan.sh 0..16" >&2; exit 2 ;;
+17) # plan 16 cut to what a short budget buys: the decode tests, tiny_gpt's decode table, then
+  # splatflow's (each step keeps what it finished if the call's limit cuts the next)
+  TAIL=10 step 150 decode_tests env SPARKC_TUNE=0 $PY -m pytest -q -n 8 --timeout 140 \
+    -p no:cacheprovider tests/runtime/test_decode.py tests/runtime/test_decode_graph.py \
+    tests/runtime/test_decode_prefill.py tests/kernels/test_decode_attention.py \
+    tests/kernels/test_decode_splat.py tests/kernels/test_decode_stack.py
+  grep -E "FAILED|ERROR|passed|failed" "$OUT/decode_tests.log" | tail -10
+  step 150 decode_splatflow $PY bench/decode.py --batch 1 --models splatflow --no-tiny-gpt \
+    --json "$OUT/decode_splatflow.json"
+  step 200 decode_tiny_gpt $PY bench/decode.py --batch 1 64 --json "$OUT/decode_tiny_gpt.json"
+  ;;
+*) echo "usage: bash bench/device_plan.sh 0..17" >&2; exit 2 ;;
 esac
 # Experiments write many files; at most 8 come back from a call: one archive of them all.
 if [[ ${1:-} == 14 || ${1:-} == 15 ]]; then
