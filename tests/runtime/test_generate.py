@@ -82,7 +82,7 @@ def test_progress_line_and_per_sequence_inputs(capsys):
     net = _net()
     sparkc.generate(net, [1, 2], 20, temperature=0, progress=True)
     err = capsys.readouterr().err  # tqdm's bar where it is installed, else the plain line
-    assert err.startswith(("\rgenerate:", "generate")) and "20/20" in err
+    assert err.lstrip("\r").startswith("generate") and "20/20" in err
     sparkc.generate(net, [1, 2], 3, temperature=0)
     assert capsys.readouterr().err == ""  # short runs off a terminal: no bar
     proc = _net("procedural")
