@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .attention import attend, attention_probs, causal_mask
+from .attention import attend, attention_probs, causal_mask, fused_step, project_qkv
 from .common import (
     Decoder,
     Params,
@@ -30,6 +30,7 @@ from .common import (
     linear,
     logistic_noise,
     merge,
+    offset_of,
     positions,
     up,
 )
@@ -174,11 +175,39 @@ def step_fk_attention(
     cached P_{k−1} of the past rows and the new rows' own, hop by hop."""
     x = inputs["x"]
     n, heads, beta, hops = x.shape[1], hp["heads"], float(hp["beta"]), int(hp["hops"])
-    q = up(heads_view(linear(x, params, "wq", bias=False), heads))
-    k = up(heads_view(linear(x, params, "wk", bias=False), heads))
-    v = up(heads_view(linear(x, params, "wv", bias=False), heads))
+    q, k, v = project_qkv(x, params, heads, heads)
+    if fused_step(ctx, n, state):
+        r = _fk_fused_step(q, k, v, beta, hops, ctx, state)
+    else:
+        r = _fk_step(up(q), up(k), up(v), beta, hops, ctx, state)
+    if hp["normalize"]:
+        r = r * ((1 - beta) / (1 - beta ** (hops + 1)))
+    return (linear(down(merge(r), x), params, "wo"),)
+
+
+def _fk_fused_step(q, k, v, beta: float, hops: int, ctx: RefContext, state) -> Tensor:
+    """One new row on the Triton path: each hop one fused split-KV step
+    (runtime/decode_attention.py `decode_step`, two launches) with the hop's P cache as values:
+    it writes the new row's key and P_{hop} at the position and returns Σ_j a_j P_{hop, j}
+    over the cached rows and the new one, whose β-multiple is the new row's P_{hop+1}. The
+    scores are recomputed per hop inside the kernel (a few FLOPs per cached key against the
+    [B, H, 1, L] products, casts and copies of the rule below, over `max_len` rows in a
+    static step). Returns R = Σ_hop P_hop of the new row, [B, 1, H, d] float32."""
+    from ..decode_attention import decode_step  # Triton: only on the kernel path
+
+    q0, k0, p = q[:, 0], k[:, 0], up(v[:, 0])
+    r = p
+    for hop in range(hops):
+        p = beta * decode_step(q0, k0, p, state["k"], state[f"p{hop}"], offset_of(ctx))
+        r = r + p
+    return r[:, None]
+
+
+def _fk_step(q, k, v, beta: float, hops: int, ctx: RefContext, state) -> Tensor:
+    """The rule for any number of new rows (compute dtype q, k, v [B, N, H, d]): R [B, N, H, d]."""
+    n, device = q.shape[1], q.device
     if ctx.position is not None:  # a static step: device positions, every cached row masked
-        q_pos = positions(ctx, n, x.device)
+        q_pos = positions(ctx, n, device)
         rows = state["k"].shape[1]
 
         def put(name: str, t: Tensor) -> Tensor:
@@ -186,21 +215,19 @@ def step_fk_attention(
 
     else:
         off, rows = ctx.position_offset, ctx.position_offset + n
-        q_pos = torch.arange(off, rows, device=x.device)
+        q_pos = torch.arange(off, rows, device=device)
 
         def put(name: str, t: Tensor) -> Tensor:
             state[name][:, off:rows] = t
             return state[name][:, :rows]
 
-    k_pos = torch.arange(rows, device=x.device)
+    k_pos = torch.arange(rows, device=device)
     a = attention_probs(q, put("k", k), causal_mask(n, rows, q_pos, k_pos), None)
     p_k, r = v, v
     for hop in range(hops):
         p_k = beta * attend(a, put(f"p{hop}", p_k))
         r = r + p_k
-    if hp["normalize"]:
-        r = r * ((1 - beta) / (1 - beta ** (hops + 1)))
-    return (linear(down(merge(r), x), params, "wo"),)
+    return r
 
 
 def fill_fk_attention(tensors, params, hp: Hp, ctx: RefContext, state) -> None:

@@ -448,6 +448,11 @@ STEP_KERNELS = {
     "x * verifier_stack(x, stack=3, read=top).signals": ("decode_stack", "stack_scan", 3),
     "x * verifier_stack(x, stack=3, read=mean).signals": ("decode_stack", "stack_scan", 3),
     "attention(x, heads=4, kv_heads=2, rope=true)": ("decode_attention", "decode_step", 0),
+    "fk_attention(x, heads=2, hops=3, beta=0.4, normalize=true)": (
+        "decode_attention",
+        "decode_step",
+        0,
+    ),
     "sqdk_attention(x, token_router(x, noise=false).gate, heads=4, kv_heads=2, rope=true)": (
         "decode_attention",
         "decode_step",
@@ -462,7 +467,8 @@ def test_triton_path_single_steps_use_the_one_launch_kernels(monkeypatch, expr):
     (runtime/decode_splat.py: the [B, heads, K, d] state), those of attention and sqdk_attention
     through the fused step of decode_attention.py (RoPE, cache write, attention: [B, heads, d]
     queries), and every cached call of verifier_stack (prompts too) through its scan kernel
-    (decode_stack.py: the [B, S, elem] memory); the reference path's never do, and both give
+    (decode_stack.py: the [B, S, elem] memory), and fk_attention's single steps through one
+    fused step per hop; the reference path's never do, and both give
     the full forward's outputs, so the state the kernels leave is what later calls read."""
     import importlib
 
@@ -490,7 +496,10 @@ def test_triton_path_single_steps_use_the_one_launch_kernels(monkeypatch, expr):
     net.load_state_dict(ref.state_dict())
     got = _decode(net, tokens, net.new_cache(2, 8), {}, chunks=(3, 1, 2, 1))
     want = {"decode_splat": (2, 2, 5, 8), "decode_attention": (2, 4, 4)}.get(module_name, (2, 3))
-    launches = 4 if module_name == "decode_stack" else 2  # every call / the single steps
+    if expr.startswith("fk_attention"):
+        want = (2, 2, 8)
+    # every call / the single steps (fk_attention: one fused step per hop)
+    launches = 4 if module_name == "decode_stack" else 6 if expr.startswith("fk") else 2
     assert len(calls) == launches and all(c[: len(want)] == want for c in calls)
     assert _rel(got, full) <= 1e-5
 

@@ -106,15 +106,19 @@ def test_every_decode_rule_has_a_static_step_test():
     )
 
 
+@pytest.mark.parametrize("impl", ["reference", "triton"])
 @pytest.mark.parametrize("name", sorted(STATIC_OPS))
-def test_each_op_static_step_equals_host_length_step(name):
+def test_each_op_static_step_equals_host_length_step(name, impl):
+    """On the Triton path the single steps run the decode kernels (the fused split-KV step of
+    attention, sqdk_attention and every hop of fk_attention, the splat and verifier steps),
+    reading the position from the device in a static step."""
     src = (
         "model M(vocab = 11, d = 16) {\n  input tokens: i64[B, N]\n"
         "  x = pos_embed(embed(tokens, vocab=vocab, dim=d), max_len=32)\n"
         f"  y = x + {STATIC_OPS[name]}\n  logits = linear(y, out=vocab)\n  output logits\n}}\n"
     )
     torch.manual_seed(3)
-    net = sparkc.load_source(src, f"static_{name}.spark").Model(impl="reference").eval()
+    net = sparkc.load_source(src, f"static_{name}.spark").Model(impl=impl).eval()
     tokens = torch.randint(0, 11, (3, 10))
     chunks = (2, 1, 2, 1, 1, 3)  # single steps before and after the stencils' window fills
     host = _steps(net, tokens, False, chunks=chunks, max_len=12)
