@@ -387,35 +387,6 @@ def test_each_causal_op_decodes_exactly_on_the_triton_path(name):
     assert _rel(got, full) <= 1e-5
 
 
-def test_triton_path_steps_use_the_split_kv_kernel(monkeypatch):
-    """Single-token steps of the Triton path go through runtime/decode_attention.py's fused
-    step (RoPE, cache write, attention); the reference path's never do; both give the full
-    forward's outputs."""
-    from sparkc.runtime import decode_attention as da
-
-    calls = []
-    real = da.decode_step
-
-    def counting(*args, **kwargs):
-        calls.append(args[5])  # the new row's position
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(da, "decode_step", counting)
-    mod = sparkc.load(ROOT / "examples" / "tiny_gpt.spark")
-    torch.manual_seed(0)
-    ref = mod.Model(impl="reference", d=16, layers=1, vocab=13).eval()
-    tokens = torch.randint(0, 13, (2, 5))
-    with torch.no_grad():
-        full = ref(tokens).logits
-    _decode(ref, tokens, ref.new_cache(2, 8), {}, chunks=(3, 1, 1))
-    assert calls == []
-    net = mod.Model(impl="triton", d=16, layers=1, vocab=13).eval()
-    net.load_state_dict(ref.state_dict())
-    got = _decode(net, tokens, net.new_cache(2, 8), {}, chunks=(3, 1, 1))
-    assert calls == [3, 4]  # the two single steps, at positions 3 and 4
-    assert _rel(got, full) <= 1e-5
-
-
 @pytest.mark.parametrize("normalize", ["true", "false"])
 def test_splat_prompts_longer_than_a_chunk_continue_the_cached_state(normalize):
     """A cached call of many rows runs splat_attention's chunked form (64-row chunks) started
@@ -430,77 +401,6 @@ def test_splat_prompts_longer_than_a_chunk_continue_the_cached_state(normalize):
     with torch.no_grad():
         full = net(tokens).logits
         got = _decode(net, tokens, net.new_cache(2, 300), {}, chunks=(70, 1, 150, 1, 78))
-    assert _rel(got, full) <= 1e-5
-
-
-STEP_KERNELS = {
-    # op expression -> (runtime module, its step function, the argument whose shape is logged)
-    "splat_attention(x, splats=5, heads=2, normalize=true)": (
-        "decode_splat",
-        "splat_decode_step",
-        3,
-    ),
-    "splat_attention(x, splats=5, heads=2, normalize=false)": (
-        "decode_splat",
-        "splat_decode_step",
-        3,
-    ),
-    "x * verifier_stack(x, stack=3, read=top).signals": ("decode_stack", "stack_scan", 3),
-    "x * verifier_stack(x, stack=3, read=mean).signals": ("decode_stack", "stack_scan", 3),
-    "attention(x, heads=4, kv_heads=2, rope=true)": ("decode_attention", "decode_step", 0),
-    "fk_attention(x, heads=2, hops=3, beta=0.4, normalize=true)": (
-        "decode_attention",
-        "decode_step",
-        0,
-    ),
-    "sqdk_attention(x, token_router(x, noise=false).gate, heads=4, kv_heads=2, rope=true)": (
-        "decode_attention",
-        "decode_step",
-        0,
-    ),
-}
-
-
-@pytest.mark.parametrize("expr", sorted(STEP_KERNELS))
-def test_triton_path_single_steps_use_the_one_launch_kernels(monkeypatch, expr):
-    """Single-token steps of splat_attention on the Triton path go through its decoding step
-    (runtime/decode_splat.py: the [B, heads, K, d] state), those of attention and sqdk_attention
-    through the fused step of decode_attention.py (RoPE, cache write, attention: [B, heads, d]
-    queries), and every cached call of verifier_stack (prompts too) through its scan kernel
-    (decode_stack.py: the [B, S, elem] memory), and fk_attention's single steps through one
-    fused step per hop; the reference path's never do, and both give
-    the full forward's outputs, so the state the kernels leave is what later calls read."""
-    import importlib
-
-    module_name, fn_name, logged = STEP_KERNELS[expr]
-    module = importlib.import_module(f"sparkc.runtime.{module_name}")
-    calls = []
-    real = getattr(module, fn_name)
-
-    def counting(*args, **kwargs):
-        calls.append(tuple(args[logged].shape))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(module, fn_name, counting)
-    mod = sparkc.load_source(
-        _op_model(expr), f"dec_step_kernel_{sorted(STEP_KERNELS).index(expr)}.spark"
-    )
-    torch.manual_seed(4)
-    ref = mod.Model(impl="reference").eval()
-    tokens = torch.randint(0, 11, (2, 7))
-    with torch.no_grad():
-        full = ref(tokens).logits
-    _decode(ref, tokens, ref.new_cache(2, 8), {}, chunks=(3, 1, 2, 1))
-    assert calls == []
-    net = mod.Model(impl="triton").eval()
-    net.load_state_dict(ref.state_dict())
-    got = _decode(net, tokens, net.new_cache(2, 8), {}, chunks=(3, 1, 2, 1))
-    want = {"decode_splat": (2, 2, 5, 8), "decode_attention": (2, 4, 4)}.get(module_name, (2, 3))
-    if expr.startswith("fk_attention"):
-        want = (2, 2, 8)
-    # every call / the single steps (fk_attention: one fused step per hop)
-    launches = 4 if module_name == "decode_stack" else 6 if expr.startswith("fk") else 2
-    assert len(calls) == launches and all(c[: len(want)] == want for c in calls)
     assert _rel(got, full) <= 1e-5
 
 
