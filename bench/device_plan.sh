@@ -56,6 +56,14 @@ exps_seq() { # exps_seq "NAME:SEEDS ..." LIMIT: per experiment a loop over its s
     done
   done
 }
+decode_tests() { # every test of the decoding files, compiled kernels instead of the interpreter
+  TAIL=10 step 150 decode_tests env SPARKC_TUNE=0 $PY -m pytest -q -n 8 --timeout 140 \
+    -p no:cacheprovider tests/runtime/test_decode.py tests/runtime/test_decode_graph.py \
+    tests/runtime/test_decode_prefill.py tests/runtime/test_decode_kernel_paths.py \
+    tests/kernels/test_decode_attention.py tests/kernels/test_decode_splat.py \
+    tests/kernels/test_decode_stack.py
+  grep -E "FAILED|ERROR|passed|failed" "$OUT/decode_tests.log" | tail -10
+}
 long_context() { # long_context LIMIT: JOBS (seed:length ...) one process each, in order, until LIMIT
   local job s n left
   for job in ${JOBS:-0:1024 0:4096 0:16384 1:1024 1:4096 1:16384 2:1024 2:4096 2:16384}; do
@@ -195,22 +203,14 @@ case "${1:-1}" in
   # the generated prefill, the splat step with its projections; then the decode tables of
   # tiny_gpt (prefill now the forward's kernels; B=64 prefill was 81 ms) and splatflow (the
   # splat step's fused-or-GEMV choice is timed on its first step)
-  TAIL=10 step 150 decode_tests env SPARKC_TUNE=0 $PY -m pytest -q -n 8 --timeout 140 \
-    -p no:cacheprovider tests/runtime/test_decode.py tests/runtime/test_decode_graph.py \
-    tests/runtime/test_decode_prefill.py tests/kernels/test_decode_attention.py \
-    tests/kernels/test_decode_splat.py tests/kernels/test_decode_stack.py
-  grep -E "FAILED|ERROR|passed|failed" "$OUT/decode_tests.log" | tail -10
+  decode_tests
   step 200 decode_tiny_gpt $PY bench/decode.py --batch 1 64 --json "$OUT/decode_tiny_gpt.json"
   step 200 decode_splatflow $PY bench/decode.py --batch 1 64 --models splatflow --no-tiny-gpt \
     --json "$OUT/decode_splatflow.json"
   ;;
 17) # plan 16 cut to what a short budget buys: the decode tests, tiny_gpt's decode table, then
   # splatflow's (each step keeps what it finished if the call's limit cuts the next)
-  TAIL=10 step 150 decode_tests env SPARKC_TUNE=0 $PY -m pytest -q -n 8 --timeout 140 \
-    -p no:cacheprovider tests/runtime/test_decode.py tests/runtime/test_decode_graph.py \
-    tests/runtime/test_decode_prefill.py tests/kernels/test_decode_attention.py \
-    tests/kernels/test_decode_splat.py tests/kernels/test_decode_stack.py
-  grep -E "FAILED|ERROR|passed|failed" "$OUT/decode_tests.log" | tail -10
+  decode_tests
   step 150 decode_splatflow $PY bench/decode.py --batch 1 --models splatflow --no-tiny-gpt \
     --json "$OUT/decode_splatflow.json"
   step 200 decode_tiny_gpt $PY bench/decode.py --batch 1 64 --json "$OUT/decode_tiny_gpt.json"
