@@ -116,6 +116,13 @@ def generate(
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if cuda_graph not in (False, True, "auto"):
         raise ValueError(f"cuda_graph must be False, True or 'auto', got {cuda_graph!r}")
+    if model.training:
+        warnings.warn(
+            "generate: the model is in training mode (the ops' training-time noise draws stay "
+            "on, and the prompt runs the cached step rules instead of the prefill kernels); "
+            "call model.eval() first to sample from the trained function",
+            stacklevel=2,
+        )
     like = next((p for p in model.parameters()), None)
     device = like.device if like is not None else torch.device("cpu")
     graph = bool(cuda_graph) and graph_capable(device)

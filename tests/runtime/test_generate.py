@@ -97,3 +97,9 @@ def test_progress_line_and_per_sequence_inputs(capsys):
     with torch.no_grad():
         full = proc(out[:, :-1], **tape).logits[:, 2:].argmax(-1)
     assert torch.equal(out[:, 3:], full)
+
+
+def test_generating_in_training_mode_warns():
+    net = _net().train()
+    with pytest.warns(UserWarning, match=r"training mode .* model\.eval\(\)"):
+        sparkc.generate(net, [1, 2], 2, temperature=0)
