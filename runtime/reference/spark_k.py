@@ -101,10 +101,14 @@ def _bump(center: Tensor, slots: Tensor) -> Tensor:
     return torch.softmax(-0.5 * (slots[None, :] - center[:, None]) ** 2, dim=-1)
 
 
+def _control_logits(h: Tensor, params: Params) -> Tensor:
+    """The push / pop / no-op logits [B, N, 3] in the compute dtype."""
+    return up(linear(torch.relu(linear(h, params, "ctrl1")), params, "ctrl2"))
+
+
 def _stack_controls(h: Tensor, params: Params, hp: Hp, ctx: RefContext) -> tuple[Tensor, ...]:
     """push, pop [B, N] and the encoded elements e [B, N, elem], in the compute dtype."""
-    logits = up(linear(torch.relu(linear(h, params, "ctrl1")), params, "ctrl2"))
-    logp = torch.log_softmax(logits, dim=-1)
+    logp = torch.log_softmax(_control_logits(h, params), dim=-1)
     if ctx.training and hp["op_noise"]:
         logp = logp + gumbel_noise(tuple(logp.shape), logp.device, ctx).to(logp.dtype)
     pi = torch.softmax(logp, dim=-1)
@@ -132,13 +136,17 @@ def _stack_scan(
     return (*stacked, mem, ptr)
 
 
-def _stack_outputs(h, params, hp, push, pop, read, pointer, p_prev) -> tuple[Tensor, ...]:
+def _penalty(hp: Hp, push: Tensor, pop: Tensor, p_prev: Tensor) -> Tensor:
+    """penalty · (mean pop·relu(1 − p_{t−1}) + mean push·relu(p_{t−1} − (S − 2)))."""
     size = int(hp["stack"])
-    hr = torch.cat((h, down(read, h)), dim=-1)
-    signals = torch.sigmoid(up(linear(torch.relu(linear(hr, params, "head1")), params, "head2")))
     under = (pop * torch.relu(1 - p_prev)).mean()
     over = (push * torch.relu(p_prev - (size - 2))).mean()
-    loss = float(hp["penalty"]) * (under + over)
+    return float(hp["penalty"]) * (under + over)
+
+
+def _stack_outputs(h, params, read, pointer, loss) -> tuple[Tensor, ...]:
+    hr = torch.cat((h, down(read, h)), dim=-1)
+    signals = torch.sigmoid(up(linear(torch.relu(linear(hr, params, "head1")), params, "head2")))
     return down(read, h), down(signals, h), down(pointer, h), down(loss, h)
 
 
@@ -151,7 +159,7 @@ def ref_verifier_stack(
     mem = e.new_zeros(h.shape[0], size, e.shape[-1])
     ptr = e.new_zeros(h.shape[0])
     read, pointer, p_prev, _, _ = _stack_scan(push, pop, e, size, hp["read"], mem, ptr)
-    return _stack_outputs(h, params, hp, push, pop, read, pointer, p_prev)
+    return _stack_outputs(h, params, read, pointer, _penalty(hp, push, pop, p_prev))
 
 
 # ---- Cached decoding (SPEC §5.6; runtime/decode.py).
@@ -253,18 +261,33 @@ def _stack_state(hp: Hp, shapes, batch, max_len, device, dtype) -> dict[str, Ten
 def step_verifier_stack(
     inputs: Inputs, params: Params, hp: Hp, ctx: RefContext, state: dict[str, Tensor]
 ) -> tuple[Tensor, ...]:
-    """The scan continued from the cached (M, p); the loss covers the new positions only."""
+    """The scan continued from the cached (M, p); the loss covers the new positions only. On
+    the Triton path without noise draws the scan kernel takes the control logits (softmax and
+    the penalty's per-row terms in the kernel, `stack_scan_logits`)."""
     h = inputs["h"]
+    if _scan_kernel(ctx, state) and not (ctx.training and hp["op_noise"]):
+        from ..decode_stack import stack_scan_logits  # Triton: only on the kernel path
+
+        e = up(linear(h, params, "enc"))
+        read, pointer, _, pen = stack_scan_logits(
+            _control_logits(h, params), e, state["mem"], state["ptr"], hp["read"] == "top"
+        )
+        return _stack_outputs(h, params, read, pointer, float(hp["penalty"]) * pen.mean())
     push, pop, e = _stack_controls(h, params, hp, ctx)
     read, pointer, p_prev = _scan_state(push, pop, e, hp, ctx, state)
-    return _stack_outputs(h, params, hp, push, pop, read, pointer, p_prev)
+    return _stack_outputs(h, params, read, pointer, _penalty(hp, push, pop, p_prev))
+
+
+def _scan_kernel(ctx: RefContext, state) -> bool:
+    """Whether a cached call's scan runs runtime/decode_stack.py (the Triton path, float32)."""
+    return ctx.decode_kernels and state["mem"].dtype == torch.float32
 
 
 def _scan_state(push, pop, e, hp: Hp, ctx: RefContext, state) -> tuple[Tensor, ...]:
     """The scan over the new rows continued from the cached (M, p), which it updates: reads,
     pointers and previous pointers [B, N, ...]. On the Triton path one launch, for a single row
     or a whole prompt (runtime/decode_stack.py)."""
-    if ctx.decode_kernels and state["mem"].dtype == e.dtype == torch.float32:
+    if _scan_kernel(ctx, state) and e.dtype == torch.float32:
         from ..decode_stack import stack_scan  # Triton: only on the kernel path
 
         return stack_scan(push, pop, e, state["mem"], state["ptr"], hp["read"] == "top")
@@ -280,8 +303,14 @@ def _scan_state(push, pop, e, hp: Hp, ctx: RefContext, state) -> tuple[Tensor, .
 def fill_verifier_stack(tensors, params, hp: Hp, ctx: RefContext, state) -> None:
     """A prefill's (M, p): the prompt's control logits [B, N, 3] (no noise: prefills run in
     eval mode) and encoded elements [B, N, elem] scanned from the empty stack."""
-    pi = torch.softmax(torch.log_softmax(up(tensors["logits"]), dim=-1), dim=-1)
-    _scan_state(pi[..., 0], pi[..., 1], up(tensors["e"]), hp, ctx, state)
+    logits, e = up(tensors["logits"]), up(tensors["e"])
+    if _scan_kernel(ctx, state):
+        from ..decode_stack import stack_scan_logits  # Triton: only on the kernel path
+
+        stack_scan_logits(logits, e, state["mem"], state["ptr"], hp["read"] == "top")
+        return
+    pi = torch.softmax(torch.log_softmax(logits, dim=-1), dim=-1)
+    _scan_state(pi[..., 0], pi[..., 1], e, hp, ctx, state)
 
 
 DECODE: dict[str, Decoder] = {

@@ -55,8 +55,8 @@ STEP_KERNELS = {
         "splat_decode_step",
         3,
     ),
-    "x * verifier_stack(x, stack=3, read=top).signals": ("decode_stack", "stack_scan", 3),
-    "x * verifier_stack(x, stack=3, read=mean).signals": ("decode_stack", "stack_scan", 3),
+    "x * verifier_stack(x, stack=3, read=top).signals": ("decode_stack", "stack_scan_logits", 2),
+    "x * verifier_stack(x, stack=3, read=mean).signals": ("decode_stack", "stack_scan_logits", 2),
     "attention(x, heads=4, kv_heads=2, rope=true)": ("decode_attention", "decode_step", 0),
     "fk_attention(x, heads=2, hops=3, beta=0.4, normalize=true)": (
         "decode_attention",
