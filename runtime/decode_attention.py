@@ -80,7 +80,7 @@ def split_kv_kernel(
     # and value come from kn/vn, are written to the cache here and read from registers).
     if LEN_FROM_PTR:
         length = tl.load(len_ptr).to(tl.int32)  # as a host length arrives
-    pid = tl.program_id(0)
+    pid = tl.program_id(0).to(tl.int64)  # cache offsets b · stride_kb pass 2³¹ at long contexts
     split = tl.program_id(1)
     b = pid // kv_heads
     kh = pid % kv_heads
