@@ -7,7 +7,8 @@ prefill ms, decode tokens/s (new tokens × batch / time of the decode steps) and
 greedy decoding throughout, and the largest difference between the runners' prefill logits
 (the baseline is loaded with sparkc's weights, so it computes the same model). Runners:
 - `sparkc`: `sparkc.generate`'s loop (model(new, cache=cache), argmax), the generated module
-  (cached calls run the reference decode rules, docs/decoding.md);
+  (the prompt through the generated prefill, the full forward's kernels; the one-token steps
+  through the decode rules and their kernels, docs/decoding.md);
 - `sparkc_graph`: the same model with the one-token step replayed from a CUDA graph
   (runtime/decode_graph.py `GraphStep`, what `generate(cuda_graph=True)` runs; argmax outside
   the graph, the ids unchecked since they come from the logits); the step is captured in the
