@@ -10,10 +10,20 @@ the state in place, as the reference step rule does for one row:
     o = (φ·φ) v + Σ_k φ_k S_k         divided by (φ·φ + φ·z) when `normalize`
     S_k += φ_k v,  z += φ                                         (after o reads the old state)
 
-One program per (sequence, head) walks d in chunks twice (distances, then output and state), so
-registers hold [K, BLOCK_D] tiles whatever d is. The rule's dozen PyTorch ops per layer become
-one launch, which is what a CUDA-graph decode step (runtime/decode_graph.py) replays; the
-projections around it stay GEMVs. The step reads no host value, so it can be captured.
+`splat_step`: one program per (sequence, head) walks d in chunks twice (distances, then output
+and state), so registers hold [K, BLOCK_D] tiles whatever d is. The rule's dozen PyTorch ops per
+layer become one launch, which is what a CUDA-graph decode step (runtime/decode_graph.py)
+replays; the projections before it are GEMVs.
+
+`splat_proj_step`: the same step from the op's input rows x [B, D] and the `wa`, `wv` weights,
+the projections in the same launch: one program per (head, block of up to 64 sequences)
+computes the block's u and v with tensor-core products over D (each head's weight rows read
+once per block), rounds them to x's dtype as the reference's linear does, then runs the step
+for the block, the state walked one splat at a time. Needs d ≤ 128 and K ≤ 64 (a head's rows in
+registers).
+
+`splat_decode_step`: what the step rule calls; it picks one of the two per shape by timing
+(module docs of the function). Nothing here reads a host value, so the steps can be captured.
 """
 
 from __future__ import annotations
