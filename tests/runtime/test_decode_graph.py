@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from sparkc.runtime import decode_attention as da
 from sparkc.runtime import decode_graph as dg
 from sparkc.runtime.decode import run_cached, static_forward
 from sparkc.runtime.module_support import InputError, ModelOutput
+from test_decode_kernel_paths import spy_decode_positions
 
 import sparkc
 import sparkc.generation as gen
@@ -130,14 +130,7 @@ def test_each_op_static_step_equals_host_length_step(name, impl):
 
 @pytest.mark.parametrize("example", sorted(TINY))
 def test_static_steps_on_the_triton_path_read_the_length_on_device(example, monkeypatch):
-    lengths = []
-    real = da.decode_step
-
-    def spy(*args, **kwargs):
-        lengths.append(args[5])  # the new row's position
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(da, "decode_step", spy)
+    lengths = spy_decode_positions(monkeypatch)
     net = _model(example, "triton", **TINY[example])
     tokens = torch.randint(0, 13, (1, 5))
     host = _steps(net, tokens, False, chunks=(3, 1, 1), max_len=8)

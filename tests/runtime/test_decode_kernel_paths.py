@@ -14,20 +14,27 @@ from test_decode import ROOT, _decode, _op_model, _rel
 import sparkc
 
 
+def spy_decode_positions(monkeypatch) -> list:
+    """The positions (host ints, or the cache's device tensor in a static step) of every call
+    of the fused split-KV step (runtime/decode_attention.py `decode_step`), in order."""
+    from sparkc.runtime import decode_attention as da
+
+    positions = []
+    real = da.decode_step
+
+    def spy(*args, **kwargs):
+        positions.append(args[5])  # the new row's position
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(da, "decode_step", spy)
+    return positions
+
+
 def test_triton_path_steps_use_the_split_kv_kernel(monkeypatch):
     """Single-token steps of the Triton path go through runtime/decode_attention.py's fused
     step (RoPE, cache write, attention); the reference path's never do; both give the full
     forward's outputs."""
-    from sparkc.runtime import decode_attention as da
-
-    calls = []
-    real = da.decode_step
-
-    def counting(*args, **kwargs):
-        calls.append(args[5])  # the new row's position
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(da, "decode_step", counting)
+    calls = spy_decode_positions(monkeypatch)
     mod = sparkc.load(ROOT / "examples" / "tiny_gpt.spark")
     torch.manual_seed(0)
     ref = mod.Model(impl="reference", d=16, layers=1, vocab=13).eval()
