@@ -231,7 +231,7 @@ def run_cached(model, cache: Any, values: Sequence[Any], static: bool = False):
         else:
             with torch.no_grad():
                 if prefills(model, cache):
-                    out = model._forward_prefill(cache, *values)
+                    out = model._forward_triton(*values, _cache=cache)
                 else:
                     out = model._forward_cached(cache, *values)
             cache.position.fill_(cache.length + n)
@@ -243,17 +243,12 @@ def run_cached(model, cache: Any, values: Sequence[Any], static: bool = False):
 
 
 def prefills(model, cache: DecodeCache) -> bool:
-    """Whether a (non-static) cached call runs the generated prefill (`_forward_prefill`): the
-    Triton forward's kernels over the new rows with each mixer's state filled from the
-    tensors they computed, the same outputs as the full forward. It does on a cache's first
-    call (positions from 0, as the full forward's) on the Triton path (`cache.kernels`), in
-    eval mode (a training-mode call may draw noise, which the fills do not replay)."""
-    return (
-        cache.length == 0
-        and cache.kernels
-        and not model.training
-        and hasattr(model, "_forward_prefill")
-    )
+    """Whether a (non-static) cached call runs the generated prefill (`_forward_triton` given
+    the cache): the Triton forward's kernels over the new rows with each mixer's state filled
+    from the tensors they computed, the same outputs as the full forward. It does on a cache's
+    first call (positions from 0, as the full forward's) on the Triton path (`cache.kernels`),
+    in eval mode (a training-mode call may draw noise, which the fills do not replay)."""
+    return cache.length == 0 and cache.kernels and not model.training
 
 
 def static_forward(model, cache: DecodeCache, values: Sequence[Any]):

@@ -38,17 +38,18 @@ def module_inputs(
         graph.meta["fusion"] = plan_fusion(graph, enabled=False)
     names = name_values(graph)
     units, kernels, plan, emitter = triton_units(graph, names)
+    decoding = decode_context(graph, names, units, emitter)  # the prefill goes into the units
     ctx = module_context(
         graph,
         source_text,
         source_name,
         names,
-        units,
+        decoding.pop("triton_units"),
         extra={
             "kernel_count": len(plan.groups),
             "reference_ops": tuple(kernels.reference_ops),
             "input_rules": input_rules(graph),
-            **decode_context(graph, names, units, emitter),
+            **decoding,
         },
     )
     return ctx, kernels

@@ -16,8 +16,9 @@ Consumes an optimised `Graph` and its value names; produces the template context
   mixers, which call their step rule with their slot's state (`_st[i]`), and the ops that read
   only per-sequence inputs and parameters (`opcode_tape` on its tape), computed on a cache's
   first call and kept (`_cache.once(i, ...)`);
-- `prefill_body`: a cache's first call on the Triton path (the prompt): the Triton forward's
-  units, each mixer's state filled after its group (`prefill_units`).
+- `triton_units`: the Triton forward's units with the prefill in them (`prefill_units`): called
+  with a cache (its first call on the Triton path, the prompt), each mixer's state is filled
+  after its group; `prefills` says whether they hold it (a decodable program).
 Only what the main outputs and the auxiliary loss need is checked; loss-only nodes run on the
 new positions when their inputs are given.
 """
@@ -92,16 +93,16 @@ def decode_context(
         )
     hoisted = once_nodes(graph, set(sequence_inputs), slot_of)
     steps = decode_units(graph, names, slot_of, hoisted)
-    prefill = []
+    merged = triton_units
     if triton_units is not None and emitter is not None and not reasons:
-        units = prefill_units(graph, names, triton_units, emitter, slot_of, steps)
-        prefill = assemble_body(graph, names, units, needed)
+        merged = prefill_units(graph, names, triton_units, emitter, slot_of, steps)
     return {
         "decode_slots": tuple(slots),
         "not_decodable": tuple(reasons),
         "sequence_inputs": sequence_inputs,
         "decode_body": assemble_body(graph, names, steps, needed),
-        "prefill_body": prefill,
+        "triton_units": merged,
+        "prefills": merged is not triton_units,
     }
 
 
@@ -113,23 +114,29 @@ def prefill_units(
     slot_of: dict[str, int],
     steps: list,
 ) -> list:
-    """The units of `_forward_prefill`: a cache's first call on the Triton path runs the full
-    forward's kernels (its positions start at 0, so they compute what the full forward does),
-    each sequence mixer's group followed by its fill (`Emitter.fill`: the mixer's state written
-    from tensors the group computed). A group holding a mixer without a fill runs its nodes'
-    cached units (`steps`, from `decode_units`) instead, which also fill the state. A line the
-    rule gave a prefill form (`Emitter.emit(..., prefill=...)`) runs in that form."""
+    """The units of `_forward_triton` with the prefill in it: called with a cache (`_cache`, a
+    cache's first call on the Triton path), the same kernels run (the positions start at 0, so
+    they compute what the full forward does) and each sequence mixer's group is followed by its
+    fill (`Emitter.fill`: the mixer's state written from tensors the group computed), under
+    `if _cache is not None:`. A group holding a mixer without a fill runs, with a cache, its
+    nodes' cached units instead (`steps`, from `decode_units`, which fill the state). A line
+    the rule gave a prefill form (`Emitter.emit(..., prefill=...)`) runs that form with a
+    cache. One body for both calls: the generated module does not repeat the Triton forward."""
     fills = emitter.fills
-    step_of = {ids[0]: (ids, lines) for ids, lines in steps}
+    step_of = {ids[0]: lines for ids, lines in steps}
     order = {n.id: i for i, n in enumerate(graph.topo_order())}
     literals: dict = {}
     units = []
     for u, (node_ids, lines) in enumerate(triton_units):
-        lines = [emitter.prefill_lines.get((u, i), line) for i, line in enumerate(lines)]
         mixers = [nid for nid in node_ids if nid in slot_of]
         if any(nid not in fills for nid in mixers):
-            units += [step_of[nid] for nid in sorted(node_ids, key=order.__getitem__)]
+            cached = [x for nid in sorted(node_ids, key=order.__getitem__) for x in step_of[nid]]
+            units.append((node_ids, _branch("_cache is None", lines, cached)))
             continue
+        body = []
+        for i, line in enumerate(lines):
+            alt = emitter.prefill_lines.get((u, i))
+            body += [line] if alt is None else _branch("_cache is None", [line], [alt])
         extra = []
         for nid in mixers:
             if not fills[nid]:
@@ -141,8 +148,16 @@ def prefill_units(
             hp = attrs_literal(node, literals)
             op = pyrepr(node.op)
             extra.append(f"_FILL[{op}]({tensors}, {prm}, {hp}, _ctx, _st[{slot_of[nid]}])")
-        units.append((node_ids, lines + extra))
+        units.append((node_ids, body + (_branch("_cache is not None", extra) if extra else [])))
     return units
+
+
+def _branch(cond: str, then: list[str], other: list[str] | None = None) -> list[str]:
+    """`if cond:` over `then`, with `else:` over `other` when given (lines indented by 4)."""
+    out = [f"if {cond}:"] + ["    " + x for x in then]
+    if other is not None:
+        out += ["else:"] + ["    " + x for x in other]
+    return out
 
 
 def once_nodes(graph: Graph, sequence_inputs: set[str], slot_of: dict[str, int]) -> dict[str, int]:

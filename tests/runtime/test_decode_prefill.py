@@ -1,4 +1,4 @@
-"""The generated prefill (`_forward_prefill`, runtime/decode.py `prefills`): a cache's first call
+"""The generated prefill (`_forward_triton` given the cache, runtime/decode.py `prefills`): a cache's first call
 on the Triton path in eval mode runs the full forward's kernels, each sequence mixer's decoding
 state filled from the tensors its kernels computed (codegen `Emitter.fill`, runtime
 `DECODE_FILLS`), or, for a mixer without a fill, its cached step rule in place of its kernels.
@@ -101,7 +101,7 @@ def test_prefill_runs_only_on_a_fresh_cache_in_eval_mode_on_the_triton_path(monk
 def _prefill_source(expr: str) -> str:
     files = compile_files(_op_model(expr), "prefill_src.spark")
     text = files["__init__.py"]
-    return text[text.index("def _forward_prefill") :]
+    return text[text.index("def _forward_triton") : text.index("def _forward_cached")]
 
 
 def test_every_mixer_is_filled_by_its_codegen_rule():
@@ -118,6 +118,10 @@ def test_every_mixer_is_filled_by_its_codegen_rule():
     assert covered == set(DECODE_FILLS) == set(DECODE) - {"token_router"}
 
 
+def _lines(units) -> str:
+    return "\n".join(line for _, lines in units for line in lines)
+
+
 def test_a_mixer_without_a_fill_runs_its_step_rule_in_the_prefill():
     """The fallback for a mixer whose rule records no fill: its group's nodes run their cached
     units (the step rule fills the state), the other groups their kernels."""
@@ -128,12 +132,12 @@ def test_a_mixer_without_a_fill_runs_its_step_rule_in_the_prefill():
     graph = compile_graph(_op_model(OP_PROGRAMS["fk_attention"]), "prefill_fallback.spark")
     names = name_values(graph)
     units, _, _, emitter = triton_units(graph, names)
-    whole = "\n".join(decode_context(graph, names, units, emitter)["prefill_body"])
+    whole = _lines(decode_context(graph, names, units, emitter)["triton_units"])
     whole = whole.replace("'", '"')  # as the formatted module writes it
     assert '_FILL["fk_attention"]' in whole and "_prefill(" in whole
     (fk,) = [n for n in graph.topo_order() if n.op == "fk_attention"]
     del emitter.fills[fk.id]
-    body = "\n".join(decode_context(graph, names, units, emitter)["prefill_body"])
+    body = _lines(decode_context(graph, names, units, emitter)["triton_units"])
     body = body.replace("'", '"')
     assert '_DEC["fk_attention"]' in body and '_FILL["fk_attention"]' not in body
     assert "_prefill(" not in body and "_k.emb" in body  # the other groups keep their kernels
