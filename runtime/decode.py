@@ -1,7 +1,7 @@
 """Cached (incremental) decoding of generated modules (SPEC §5.6).
 
 Consumes a generated model (its `DECODE_SLOTS`, `NOT_DECODABLE`, `SEQUENCE_INPUTS`, `INPUTS`,
-`RULES` and its generated `_forward_cached` method); produces
+`RULES` and its generated `_forward_reference` / `_forward_triton`, which take the cache); produces
 - `DecodeCache`: the caller-owned cache object (`model.new_cache(batch, max_len)`): one state
   (a dict of preallocated tensors) per decoding op instance, the per-sequence inputs kept from
   the first call, the number of positions consumed (`.length`), `reset()`, `tensors()`;
@@ -78,7 +78,7 @@ class DecodeCache:
         }
 
     def context(self, training: bool) -> RefContext:
-        """The reference rules' context of a cached call (the generated `_forward_cached`)."""
+        """The rules' context of a cached call (the generated forward bodies given the cache)."""
         if self.static:  # no host value: the position is read from the device tensor
             return RefContext(
                 training=training, decode_kernels=self.kernels, position=self.position
@@ -162,7 +162,7 @@ def _sequence_input(specs, values, seq_names) -> tuple[str, torch.Tensor]:
 
 
 def run_cached(model, cache: Any, values: Sequence[Any], static: bool = False):
-    """`model(..., cache=cache)`: checks, the generated `_forward_cached`, `length += N`.
+    """`model(..., cache=cache)`: checks, the generated body given the cache, `length += N`.
     `static`: run it as a static step (`static_forward`), as a CUDA graph replays it."""
     cls = type(model)
     if not isinstance(cache, DecodeCache):
@@ -233,7 +233,7 @@ def run_cached(model, cache: Any, values: Sequence[Any], static: bool = False):
                 if prefills(model, cache):
                     out = model._forward_triton(*values, _cache=cache)
                 else:
-                    out = model._forward_cached(cache, *values)
+                    out = model._forward_reference(*values, _cache=cache)
             cache.position.fill_(cache.length + n)
     except BaseException:
         cache._broken = True
@@ -252,7 +252,8 @@ def prefills(model, cache: DecodeCache) -> bool:
 
 
 def static_forward(model, cache: DecodeCache, values: Sequence[Any]):
-    """The generated cached forward as a static step (see the module docstring): values are
+    """The generated cached call (`_forward_reference` given the cache) as a static step (see
+    the module docstring): values are
     the checked model inputs (per-sequence ones from `cache.inputs`); `cache.kernels` is set by
     the caller. Advances `cache.position` by the new positions on the device, not `.length`."""
     cls = type(model)
@@ -261,7 +262,7 @@ def static_forward(model, cache: DecodeCache, values: Sequence[Any]):
     cache.static = True
     try:
         with torch.no_grad():
-            out = model._forward_cached(cache, *values)
+            out = model._forward_reference(*values, _cache=cache)
             cache.position.add_(n)
     finally:
         cache.static = False

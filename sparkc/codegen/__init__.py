@@ -45,6 +45,7 @@ def module_inputs(
         source_name,
         names,
         decoding.pop("triton_units"),
+        ref_units=decoding.pop("reference_units"),
         extra={
             "kernel_count": len(plan.groups),
             "reference_ops": tuple(kernels.reference_ops),

@@ -12,13 +12,14 @@ Consumes an optimised `Graph` and its value names; produces the template context
 - `sequence_inputs`: the model inputs that carry the sequence dimension (dim 1 of the first
   input): a cached call brings their next positions; the other inputs are per sequence (given
   once, kept in the cache);
-- `decode_body`: the straight-line cached forward: the reference rule of every op, except the
-  mixers, which call their step rule with their slot's state (`_st[i]`), and the ops that read
-  only per-sequence inputs and parameters (`opcode_tape` on its tape), computed on a cache's
-  first call and kept (`_cache.once(i, ...)`);
+- `reference_units`: the reference path's units with the cached calls in them (`cached_units`):
+  given a cache, the reference rule of every op, except the mixers, which call their step rule
+  with their slot's state (`_st[i]`), and the ops that read only per-sequence inputs and
+  parameters (`opcode_tape` on its tape), computed on a cache's first call and kept
+  (`_cache.once(i, ...)`); None for a program that cannot decode;
 - `triton_units`: the Triton forward's units with the prefill in them (`prefill_units`): called
   with a cache (its first call on the Triton path, the prompt), each mixer's state is filled
-  after its group; `prefills` says whether they hold it (a decodable program).
+  after its group; `decodes` says whether the two bodies take a cache.
 Only what the main outputs and the auxiliary loss need is checked; loss-only nodes run on the
 new positions when their inputs are given.
 """
@@ -31,7 +32,6 @@ from ..ir.ops.schema import REQUIRED, Derived
 from . import names as nm
 from .emit import Emitter
 from .module import (
-    assemble_body,
     attrs_literal,
     dict_literal,
     needed_main,
@@ -93,17 +93,32 @@ def decode_context(
         )
     hoisted = once_nodes(graph, set(sequence_inputs), slot_of)
     steps = decode_units(graph, names, slot_of, hoisted)
-    merged = triton_units
-    if triton_units is not None and emitter is not None and not reasons:
-        merged = prefill_units(graph, names, triton_units, emitter, slot_of, steps)
+    merged, ref = triton_units, None
+    if not reasons:  # decodable: the cached calls run inside the two forward bodies
+        ref = cached_units(reference_units(graph, names), steps)
+        if triton_units is not None and emitter is not None:
+            merged = prefill_units(graph, names, triton_units, emitter, slot_of, steps)
     return {
         "decode_slots": tuple(slots),
         "not_decodable": tuple(reasons),
         "sequence_inputs": sequence_inputs,
-        "decode_body": assemble_body(graph, names, steps, needed),
+        "reference_units": ref,
         "triton_units": merged,
-        "prefills": merged is not triton_units,
+        "decodes": not reasons,
     }
+
+
+def cached_units(ref: list, steps: list) -> list:
+    """The reference path's units with the cached calls in them (`_forward_reference` given a
+    cache): per node, its reference line, or, where the cached call differs (a mixer's step
+    rule on its state, a per-sequence node kept by the cache), both under `if _cache is None:`.
+    `ref` and `steps` hold one unit per node, in the same order (`reference_units`)."""
+    out = []
+    for (ids, ref_lines), (step_ids, step_lines) in zip(ref, steps, strict=True):
+        assert ids == step_ids
+        same = ref_lines == step_lines
+        out.append((ids, ref_lines if same else _branch("_cache is None", ref_lines, step_lines)))
+    return out
 
 
 def prefill_units(

@@ -5,7 +5,7 @@ name; produces exactly `format_python(render(template, **ctx), name)`, the text 
 for the whole rendered module, at a cost that does not grow with the number of statements in
 the forward bodies.
 
-The bodies (`reference_body`, `triton_body`, `decode_body`) are straight-line code with one statement per line,
+The bodies (`reference_body`, `triton_body`) are straight-line code with one statement per line,
 and a program with many layers repeats a handful of statements that differ only in their digits
 (`_v12`, `_p[3]`, `# blocks.7.mlp`). Ruff lays a statement out from its text and its indentation
 alone, looking at widths, never at what the digits are, and never adds, drops or reorders a
@@ -31,7 +31,7 @@ from ..diagnostics import CompilerBug
 from .format import format_python, ruff_binary
 from .render import render
 
-BODY_KEYS = ("reference_body", "triton_body", "decode_body")
+BODY_KEYS = ("reference_body", "triton_body")
 # Statement indentation inside a generated method (class body + def body).
 _BASE = " " * 8
 _SEP = "_sparkc_statement_end"

@@ -212,7 +212,10 @@ def module_context(
     names: ValueNames,
     triton_units=None,
     extra: dict | None = None,
+    ref_units=None,
 ) -> dict:
+    """The template context of `module.py.jinja`; `ref_units`: the reference path's units when
+    the caller built them (codegen/decode.py merges the cached calls into them)."""
     needed = needed_main(graph)
     inputs = [
         {
@@ -258,7 +261,12 @@ def module_context(
         params=params,
         num_params=num_params,
         output_names=tuple(n.attr("name") for n in graph.outputs()),
-        reference_body=assemble_body(graph, names, reference_units(graph, names), needed),
+        reference_body=assemble_body(
+            graph,
+            names,
+            ref_units if ref_units is not None else reference_units(graph, names),
+            needed,
+        ),
         triton_body=(
             assemble_body(graph, names, triton_units, needed) if triton_units is not None else []
         ),

@@ -214,7 +214,7 @@ def test_generated_methods_use_only_reserved_names_and_inputs(name, src):
     # forward's keyword-only `cache` (an input name the checker refuses, E0701).
     assert [a.arg for a in methods["forward"].args.kwonlyargs] == ["cache"]
     inputs_and_cache = inputs | {"cache"}
-    for method in ("forward", "_forward_reference", "_forward_triton", "_forward_cached"):
+    for method in ("forward", "_forward_reference", "_forward_triton"):
         used = {n.id for n in ast.walk(methods[method]) if isinstance(n, ast.Name)}
         used |= {a.arg for a in ast.walk(methods[method]) if isinstance(a, ast.arg)}
         stray = {n for n in used - inputs_and_cache if not n.startswith("_")}

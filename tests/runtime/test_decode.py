@@ -245,7 +245,7 @@ def test_failed_call_marks_the_cache_until_reset(monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(type(net), "_forward_cached", boom)
+    monkeypatch.setattr(type(net), "_forward_reference", boom)
     _expect(RuntimeError, "boom", net, tokens[:, 2:3], cache=cache)
     monkeypatch.undo()
     _expect(RuntimeError, r"call cache.reset\(\) first", net, tokens[:, 2:3], cache=cache)
