@@ -1,7 +1,8 @@
 """IR graph → the cached-decoding part of the generated model module (SPEC §5.6).
 
-Consumes an optimised `Graph` and its value names; produces the template context of
-`module.py.jinja`'s cached forward:
+Consumes an optimised `Graph`, its value names and the Triton path's units and emitter
+(codegen/triton_plan.py); produces the cached-decoding part of `module.py.jinja`'s context (the
+cached calls run inside the two forward bodies, given a cache):
 - `decode_slots`: one (instance path, op, resolved hyperparameters, input shapes by port) per
   sequence-mixing op instance (an op whose `causal` trait is set for its hyperparameters), the
   instances that keep state in a `DecodeCache` (their state and step rules are the `DECODE`
