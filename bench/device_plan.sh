@@ -202,10 +202,12 @@ case "${1:-1}" in
   # compiled kernels instead of the interpreter): the fused split-KV step (RoPE, cache write),
   # the generated prefill, the splat step with its projections; then the decode tables of
   # tiny_gpt (prefill now the forward's kernels; B=64 prefill was 81 ms) and splatflow (the
-  # splat step's fused-or-GEMV choice is timed on its first step)
+  # splat step's fused-or-GEMV choice is timed on its first step); the one-SM streaming probe
+  # (is the verifier step's projection fusion slower, as docs/decoding.md argues?)
   decode_tests
-  step 200 decode_tiny_gpt $PY bench/decode.py --batch 1 64 --json "$OUT/decode_tiny_gpt.json"
-  step 200 decode_splatflow $PY bench/decode.py --batch 1 64 --models splatflow --no-tiny-gpt \
+  TAIL=14 step 40 one_sm $PY bench/probe_one_sm_stream.py --json "$OUT/one_sm.json"
+  step 180 decode_tiny_gpt $PY bench/decode.py --batch 1 64 --json "$OUT/decode_tiny_gpt.json"
+  step 170 decode_splatflow $PY bench/decode.py --batch 1 64 --models splatflow --no-tiny-gpt \
     --json "$OUT/decode_splatflow.json"
   ;;
 17) # plan 16 cut to what a short budget buys: the decode tests, tiny_gpt's decode table, then
