@@ -111,13 +111,13 @@ def main() -> int:
     for batch in args.batch:
         xs = [torch.randn(batch, i, device=dev, dtype=dt) for _, i in shapes]
         x = torch.randn(batch, d, device=dev, dtype=dt)
-        row("torch 5 GEMVs", batch, lambda: [F.linear(a, w) for a, w in zip(xs, ws)])
-        row("torch 1 GEMV", batch, lambda: F.linear(x, w_all))
+        row("torch 5 GEMVs", batch, lambda xs=xs: [F.linear(a, w) for a, w in zip(xs, ws)])
+        row("torch 1 GEMV", batch, lambda x=x: F.linear(x, w_all))
         for bm in (8, 32):
-            row(f"fused B×1 (BM={bm})", batch, lambda bm=bm: gemv(w_all, x, 1, bm=bm))
+            row(f"fused B×1 (BM={bm})", batch, lambda bm=bm, x=x: gemv(w_all, x, 1, bm=bm))
         if batch == 1:
             for progs in (2, 8, 32, sms):
-                row(f"split 1×{progs}", batch, lambda p=progs: gemv(w_all, x, p))
+                row(f"split 1×{progs}", batch, lambda p=progs, x=x: gemv(w_all, x, p))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": torch.cuda.get_device_name(), "d": d, "rows": rows}, f, indent=1)
