@@ -61,14 +61,14 @@ def variants(size: dict[str, Any]) -> list[harness.Variant]:
 
 def columns(lengths: tuple[int, ...]) -> list[Column]:
     out = []
-    for key, label, panel, digits in (
-        ("loss", "loss", "held-out loss at equal steps", 3),
-        ("copy", "copy loss", "copy-half loss at equal steps", 3),
-        ("loss_time", "loss @ equal time", "training loss at equal wall-clock", 3),
-        ("tokens_per_s", "tokens/s", "training tokens per second", 0),
-        ("peak_mb", "peak MB", "peak memory (MB, CUDA)", 0),
+    for key, label, panel, digits, timing in (
+        ("loss", "loss", "held-out loss at equal steps", 3, False),
+        ("copy", "copy loss", "copy-half loss at equal steps", 3, False),
+        ("loss_time", "loss @ equal time", "training loss at equal wall-clock", 3, True),
+        ("tokens_per_s", "tokens/s", "training tokens per second", 0, True),
+        ("peak_mb", "peak MB", "peak memory (MB, CUDA)", 0, True),
     ):
-        out += [Column(f"{key} n={n}", f"{label} N={n}", panel, n, digits) for n in lengths]
+        out += [Column(f"{key} n={n}", f"{label} N={n}", panel, n, digits, timing) for n in lengths]
     return out
 
 

@@ -32,6 +32,9 @@ class Column:
     panel: str | None = None
     x: float | None = None
     digits: int = 3
+    # The metric measures the machine (time, memory), not the model: runs of different devices
+    # never join in one column of it (see `merge`).
+    timing: bool = False
 
 
 @dataclass
@@ -68,7 +71,7 @@ class Report:
 def from_json(data: dict[str, Any]) -> Report:
     """The `Report` a `<name>.json` file holds (null metrics read back as NaN)."""
     columns = [
-        Column(c["key"], c["label"], c["panel"], c["x"], c.get("digits", 3))
+        Column(c["key"], c["label"], c["panel"], c["x"], c.get("digits", 3), c.get("timing", False))
         for c in data["columns"]
     ]
     report = Report(
@@ -86,10 +89,15 @@ def from_json(data: dict[str, Any]) -> Report:
     return report
 
 
+# Settings naming where a run ran rather than what it computed: the reference path on the CPU
+# and the kernels on a GPU compute the same function, so their runs may join (`merge`).
+MACHINE_SETTINGS = ("device", "path")
+
+
 def merged_config(configs: list[dict[str, Any]]) -> dict[str, Any]:
     """The settings of joined reports: equal values stay; list settings that differ (the
-    lengths or counts each report ran) become their sorted union; anything else differing is a
-    ValueError."""
+    lengths or counts each report ran) become their sorted union; differing machine settings
+    (`MACHINE_SETTINGS`) are listed joined by " + "; anything else differing is a ValueError."""
     out: dict[str, Any] = {}
     for key in configs[0]:
         values = [c.get(key) for c in configs]
@@ -97,6 +105,8 @@ def merged_config(configs: list[dict[str, Any]]) -> dict[str, Any]:
             out[key] = values[0]
         elif all(isinstance(v, (list, tuple)) for v in values):
             out[key] = sorted({x for v in values for x in v})
+        elif key in MACHINE_SETTINGS:
+            out[key] = " + ".join(dict.fromkeys(map(str, values)))
         else:
             raise ValueError(f"cannot merge: the setting {key!r} differs")
     if any(set(c) != set(configs[0]) for c in configs):
@@ -126,12 +136,23 @@ def merge(reports: list[Report]) -> Report:
     """One report from reports of the same experiment and variants: runs with other seeds
     (one seed per command), or of other lengths or counts of a list setting (`--set
     lengths=16384,`), whose metrics and training records join those of the same variant and
-    seed. ValueError when the experiments, variants or other settings differ, when a
-    (variant, seed) measured the same metric twice, or when a run lacks a column."""
+    seed. Runs of different devices join too (their quality metrics measure the same
+    function); each run's `train` record then names its device, and a note says so. ValueError
+    when the experiments, variants or other settings differ, when devices differ and a column
+    is a timing, when a (variant, seed) measured the same metric twice, or when a run lacks a
+    column."""
     first = reports[0]
     for other in reports[1:]:
         if other.name != first.name or other.variants != first.variants:
             raise ValueError("cannot merge: the experiments or their variants differ")
+    devices = list(dict.fromkeys(str(r.config.get("device")) for r in reports))
+    if len(devices) > 1:
+        timed = [c.label for r in reports for c in r.columns if c.timing]
+        if timed:
+            raise ValueError(
+                f"cannot merge runs of different devices ({', '.join(devices)}): the column "
+                f"{timed[0]!r} measures the machine"
+            )
     merged = Report(
         first.name,
         first.question,
@@ -149,7 +170,15 @@ def merge(reports: list[Report]) -> Report:
                 raise ValueError(f"cannot merge: {key[0]!r} seed {key[1]} occurs twice")
             have["metrics"].update(run["metrics"])
             have["train"].update(run["train"])
+            if len(devices) > 1:
+                have["train"]["device"] = report.config.get("device")
         merged.notes += [n for n in report.notes if n not in merged.notes]
+    if len(devices) > 1:
+        merged.notes.append(
+            f"The runs ran on different devices ({', '.join(devices)}; each run's `train` record "
+            "in the JSON names its own). The reference path and the kernels compute the same "
+            "function, so the metrics above join; training seconds and tokens/s are per run."
+        )
     for (variant, seed), run in runs.items():
         try:
             merged.add_run(variant, seed, run["metrics"], run["train"])
@@ -278,7 +307,14 @@ def write(report: Report, out_dir: Path, stream: TextIO | None = None) -> dict[s
         "config": report.config,
         "variants": report.variants,
         "columns": [
-            {"key": c.key, "label": c.label, "panel": c.panel, "x": c.x, "digits": c.digits}
+            {
+                "key": c.key,
+                "label": c.label,
+                "panel": c.panel,
+                "x": c.x,
+                "digits": c.digits,
+                "timing": c.timing,
+            }
             for c in report.columns
         ],
         "plots": report.plots,

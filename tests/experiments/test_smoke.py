@@ -223,3 +223,29 @@ def test_merge_joins_runs_of_other_lengths(tmp_path, capsys):
         bad = [str(tmp_path / "s0n16"), str(tmp_path / "s1n32")]
         main(["long_context", "--merge", *bad, "--out", str(tmp_path / "bad")])
     assert "lacks metrics" in capsys.readouterr().err
+
+
+def test_merge_joins_runs_of_different_devices_but_not_their_timings(tmp_path, capsys):
+    # A seed run on the GPU's kernels joins one run on the CPU's reference path (the same
+    # function); each run then names its device, the settings list both, a note says so.
+    for name, base in (("recall", ["recall"]), ("long_context", ["long_context"])):
+        for seed in (0, 1):
+            argv = [*base, "--smoke", "--device", "cpu", "--steps", "3", "--seeds", str(seed)]
+            assert main([*argv, "--out", str(tmp_path / f"{name}{seed}")]) == 0
+        gpu = tmp_path / f"{name}0" / f"{name}.json"
+        data = json.loads(gpu.read_text())
+        data["config"].update(device="cuda", path="Triton kernels")
+        gpu.write_text(json.dumps(data))
+    dirs = [str(tmp_path / "recall0"), str(tmp_path / "recall1")]
+    assert main(["recall", "--merge", *dirs, "--out", str(tmp_path / "all")]) == 0
+    data = json.loads((tmp_path / "all" / "recall.json").read_text())
+    assert data["config"]["device"] == "cuda + cpu"
+    assert data["config"]["path"] == "Triton kernels + reference path"
+    assert {(r["seed"], r["train"]["device"]) for r in data["runs"]} == {(0, "cuda"), (1, "cpu")}
+    assert any("different devices" in n for n in data["notes"])
+    # long_context's table has timing columns (tokens/s, loss at equal time): refused.
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        dirs = [str(tmp_path / "long_context0"), str(tmp_path / "long_context1")]
+        main(["long_context", "--merge", *dirs, "--out", str(tmp_path / "bad")])
+    assert "measures the machine" in capsys.readouterr().err
