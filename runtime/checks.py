@@ -17,9 +17,12 @@ rule and what was expected:
   `attention(basis=...)`), checked on the host from the shapes (no synchronisation);
 - value rules (`kind: "range"`): integer inputs inside `[low, high)` or equal to `allow`
   (embedding ids, cross-entropy targets / ignore_index, opcodes, hash-routing ids). These read
-  the data, so they cost one device synchronisation per call (all rules share it); they are
-  skipped while a CUDA graph is captured and when `$SPARKC_CHECK_VALUES=0`. Kernels stay safe
-  without them: no kernel reads memory at an index taken from data without a bounds mask.
+  the data: two reductions per rule, then one transfer of all their results (`ValueCheck`);
+  they are skipped while a CUDA graph is captured and when `$SPARKC_CHECK_VALUES=0`. Kernels
+  stay safe without them: no kernel reads memory at an index taken from data without a bounds
+  mask. `prepare_call` leaves the transfer pending: the model's Triton path queues its kernels
+  first and reads the result before it returns (`module_support.run_forward`), so the check
+  waits for its own reductions only instead of stalling the queue at the start of every call.
 """
 
 from __future__ import annotations
@@ -65,8 +68,10 @@ class InputSpec:
 
 
 class InputError(ValueError):
-    """A model input of the wrong shape, dtype, device or value range (raised before any kernel
-    or reference op runs)."""
+    """A model input of the wrong shape, dtype, device or value range. Raised before any kernel
+    or reference op runs, except for a value range on the Triton path of a plain forward: there
+    it is raised before the call returns, after kernels that never read out of bounds ran on
+    the values (nothing they computed is returned)."""
 
 
 def _dtype_name(t: torch.Tensor) -> str:
@@ -121,6 +126,20 @@ def check_inputs(
     """Validate inputs against their declarations and the rule table; returns the bound
     symbolic dims. `device`: where the inputs must be (the parameters' device; None: only the
     inputs must agree). Every error names the input and what was expected."""
+    bound, given = _check_static(specs, values, rules, device)
+    if given:
+        check_value_rules(rules, given, bound)
+    return bound
+
+
+def _check_static(
+    specs: Sequence[InputSpec],
+    values: Sequence[Any],
+    rules: Sequence[Mapping[str, Any]],
+    device: torch.device | None,
+) -> tuple[dict[str, int], dict[str, torch.Tensor]]:
+    """Every check but the value rules; returns the bound dims and, when value rules are to be
+    checked, the inputs by name (else an empty dict)."""
     bound: dict[str, int] = {}
     first = None
     for spec, value in zip(specs, values):
@@ -145,8 +164,8 @@ def check_inputs(
         shapes = {s.name: s for s in specs}
         check_shape_rules(rules, given, shapes, bound)
         if value_checks_enabled():
-            check_value_rules(rules, given, bound)
-    return bound
+            return bound, given
+    return bound, {}
 
 
 def _where(rule: Mapping[str, Any]) -> str:
@@ -207,9 +226,51 @@ def _bad_values(t: torch.Tensor, rule: Mapping[str, Any], high: int | None) -> t
     return bad
 
 
-def _check_values(
+class ValueCheck:
+    """The value rules' reductions, queued (`start_value_checks`); `error()` reads their results,
+    the one synchronisation. On a CUDA device the results travel to pinned host memory behind
+    an event, so reading them waits for these reductions only, not for work queued after them."""
+
+    def __init__(self, todo: list, extremes: torch.Tensor) -> None:
+        self.todo = todo
+        self.event = None
+        if extremes.is_cuda:
+            self.host = torch.empty(extremes.shape, dtype=extremes.dtype, pin_memory=True)
+            self.host.copy_(extremes, non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.host = extremes
+
+    def error(self) -> InputError | None:
+        """The InputError of the first failing rule (in rule order), or None."""
+        if self.event is not None:
+            self.event.synchronize()
+        values = self.host.tolist()
+        for k, (rule, t, high) in enumerate(self.todo):
+            lo, hi = values[2 * k], values[2 * k + 1]
+            if lo >= rule["low"] and (high is None or hi < high):
+                continue
+            mask = _bad_values(t, rule, high)
+            pos = [int(i) for i in torch.nonzero(mask)[0]]
+            value = int(t[tuple(pos)])
+            return InputError(
+                f"input '{rule['input']}' holds {value} at index {pos}: {_where(rule)} needs "
+                f"{rule['what']} in {_range_text(rule, high)}"
+            )
+        return None
+
+    def finish(self) -> None:
+        bad = self.error()
+        if bad is not None:
+            raise bad
+
+
+def start_value_checks(
     rules: Sequence[Mapping[str, Any]], given: Mapping[str, torch.Tensor], bound: Mapping
-) -> None:
+) -> ValueCheck | None:
+    """Queue the reductions of every value rule that applies (None: nothing to check, or a CUDA
+    graph is being captured, which cannot synchronise: the kernels' bounds masks remain)."""
     todo = []
     for rule in rules:
         if rule["kind"] != "range":
@@ -218,32 +279,29 @@ def _check_values(
         if t is None or t.numel() == 0:
             continue
         if t.is_cuda and torch.cuda.is_current_stream_capturing():
-            return  # a capture cannot synchronise: the kernels' own bounds masks remain
+            return None
         high = rule.get("high")
         if isinstance(high, str):
             high = bound.get(high)
         todo.append((rule, t, high))
     if not todo:
-        return
+        return None
     # Two reductions per rule (allowed values mapped into range first), then one transfer of
-    # every minimum and maximum: the one synchronisation.
+    # every minimum and maximum.
     extremes = []
     for rule, t, _ in todo:
         if rule.get("allow") is not None:
             t = torch.where(t == rule["allow"], torch.full_like(t, rule["low"]), t)
         extremes += torch.aminmax(t)
-    values = torch.stack([e.to(torch.int64) for e in extremes]).tolist()
-    for k, (rule, t, high) in enumerate(todo):
-        lo, hi = values[2 * k], values[2 * k + 1]
-        if lo >= rule["low"] and (high is None or hi < high):
-            continue
-        mask = _bad_values(t, rule, high)
-        pos = [int(i) for i in torch.nonzero(mask)[0]]
-        value = int(t[tuple(pos)])
-        raise InputError(
-            f"input '{rule['input']}' holds {value} at index {pos}: {_where(rule)} needs "
-            f"{rule['what']} in {_range_text(rule, high)}"
-        )
+    return ValueCheck(todo, torch.stack([e.to(torch.int64) for e in extremes]))
+
+
+def _check_values(
+    rules: Sequence[Mapping[str, Any]], given: Mapping[str, torch.Tensor], bound: Mapping
+) -> None:
+    pending = start_value_checks(rules, given, bound)
+    if pending is not None:
+        pending.finish()
 
 
 def _opaque(fn):
@@ -285,6 +343,24 @@ def prepare_inputs(
     inputs cast to the parameters' dtype: what both forward paths run on."""
     like = param_like(module)
     check_inputs(specs, values, rules, None if like is None else like.device)
+    return _cast_like(like, values)
+
+
+def prepare_call(
+    module: torch.nn.Module,
+    specs: Sequence[InputSpec],
+    rules: Sequence[Mapping[str, Any]],
+    values: Sequence[Any],
+) -> tuple[tuple[Any, ...], ValueCheck | None]:
+    """`prepare_inputs` with the value rules left pending: the inputs to run on, and the
+    `ValueCheck` to finish before the call returns (None: nothing to check)."""
+    like = param_like(module)
+    bound, given = _check_static(specs, values, rules, None if like is None else like.device)
+    pending = start_value_checks(rules, given, bound) if given else None
+    return _cast_like(like, values), pending
+
+
+def _cast_like(like: torch.Tensor | None, values: Sequence[Any]) -> tuple[Any, ...]:
     if like is None:
         return tuple(values)
     return tuple(cast_float(v, like.dtype) for v in values)

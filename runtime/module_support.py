@@ -26,6 +26,7 @@ from .checks import (  # noqa: F401  (the generated modules' names for them)
     check_index_table,
     check_inputs,
     check_positions,
+    prepare_call,
     prepare_inputs,
 )
 from .init import init_tensor
@@ -154,6 +155,36 @@ class SparkModule(nn.Module):
                 if t is None:
                     t = getattr(mod, leaf)  # a plain attribute (not a registered tensor)
             out.append(t)
+        return out
+
+    def _run(self, values: Sequence[Any]) -> ModelOutput:
+        """A forward without a cache: the inputs checked and cast, then the Triton path or the
+        reference path. On the Triton path the value rules' check is read after the kernels are
+        queued (`checks.prepare_call`): it waits for its own reductions, not for the call's
+        work, and its InputError (also when the kernels failed on the bad values) is raised
+        before anything is returned. The reference path, and any call under `torch.compile`,
+        checks every rule before it runs."""
+        cls = type(self)
+        if torch.compiler.is_compiling():
+            values = prepare_inputs(self, cls.INPUTS, cls.RULES, values)
+            if self._use_triton(values[0]):
+                return self._forward_triton(*values)
+            return self._forward_reference(*values)
+        values, pending = prepare_call(self, cls.INPUTS, cls.RULES, values)
+        if not self._use_triton(values[0]):
+            if pending is not None:
+                pending.finish()
+            return self._forward_reference(*values)
+        if pending is None:
+            return self._forward_triton(*values)
+        try:
+            out = self._forward_triton(*values)
+        except Exception:
+            bad = pending.error()
+            if bad is None:
+                raise
+            raise bad from None
+        pending.finish()
         return out
 
     def _use_triton(self, first: torch.Tensor) -> bool:

@@ -1,7 +1,9 @@
 """Run-time input checks of generated modules (runtime/checks.py and the compiler's RULES table):
 every SPEC run-time rule raises the same `InputError` on the reference path and on the Triton
-path (interpreter), before any kernel or reference op runs, naming the model input, the op
-instance that needs the rule and the expected shape or range; float inputs of another precision
+path (interpreter), naming the model input, the op instance that needs the rule and the
+expected shape or range: before any reference op runs, and on the Triton path before the call
+returns (value rules are read after the kernels are queued, so the check does not stall the
+GPU's queue; the kernels never read out of bounds meanwhile); float inputs of another precision
 are cast to the parameters' dtype on both paths; inputs must be on the parameters' device."""
 
 from __future__ import annotations
@@ -62,8 +64,7 @@ def tiny():
 
 
 def _both(module, *args) -> str:
-    """The InputError message of both paths, asserted equal; the Triton path must not get as
-    far as a kernel launch (its kernels module is never touched)."""
+    """The InputError message of both paths, asserted equal."""
     messages = []
     for impl in ("reference", "triton"):
         torch.manual_seed(0)
@@ -250,3 +251,52 @@ def test_a_corrupt_demopack_index_table_raises_the_same_error_on_both_paths():
         messages.append(str(e.value))
     assert messages[0] == messages[1]
     assert "index table holds ids outside [0, 5)" in messages[0]
+
+
+def _order(net, monkeypatch) -> list[str]:
+    """Record, in order, the forward bodies run and the value checks read."""
+    seen: list[str] = []
+    real_error = checks.ValueCheck.error
+    monkeypatch.setattr(checks.ValueCheck, "error", lambda c: seen.append("check") or real_error(c))
+    for body in ("_forward_triton", "_forward_reference"):
+        real = getattr(net, body)
+        monkeypatch.setattr(net, body, lambda *a, _r=real, _b=body: seen.append(_b) or _r(*a))
+    return seen
+
+
+def test_value_rules_are_read_after_the_triton_path_is_queued(tiny, monkeypatch):
+    tokens, targets = torch.tensor([[1, 2, 3]]), torch.tensor([[4, 5, 6]])
+    torch.manual_seed(0)
+    net = tiny.Model(impl="triton")
+    seen = _order(net, monkeypatch)
+    net(tokens, targets)
+    assert seen == ["_forward_triton", "check"]
+    # A bad id: the kernels ran on it (in bounds), the error comes before anything returns.
+    seen.clear()
+    with pytest.raises(InputError, match="input 'targets' holds 16"):
+        net(tokens, torch.tensor([[4, 16, 6]]))
+    assert seen == ["_forward_triton", "check"]
+    # The reference path, and any call under torch.compile, checks first.
+    ref = tiny.Model(impl="reference")
+    seen = _order(ref, monkeypatch)
+    ref(tokens, targets)
+    assert seen == ["check", "_forward_reference"]
+    seen = _order(net, monkeypatch)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    net(tokens, targets)
+    assert seen == ["check", "_forward_triton"]
+
+
+def test_an_input_error_explains_a_failing_triton_path_first(tiny, monkeypatch):
+    torch.manual_seed(0)
+    net = tiny.Model(impl="triton")
+
+    def fail(*args):
+        raise RuntimeError("a kernel failed")
+
+    monkeypatch.setattr(net, "_forward_triton", fail)
+    with pytest.raises(InputError, match="input 'tokens' holds 99") as e:
+        net(torch.tensor([[1, 99, 3]]))
+    assert e.value.__cause__ is None and e.value.__suppress_context__
+    with pytest.raises(RuntimeError, match="a kernel failed"):
+        net(torch.tensor([[1, 2, 3]]))
