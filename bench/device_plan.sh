@@ -110,6 +110,10 @@ case "${1:-1}" in
 4) # the eleventh session's changes, untimed so far: the trajectory probe's shifted_norm and
   # one_pass rows (issue 19: does a single pass reach 80% of copy?), the tiny_gpt step with the
   # bias-only GEMM's addmm candidate (issue 22), demopack with it (issue 20)
+  # (fourteenth session: the value check now waits on an event after the kernels are queued;
+  # its GPU test first, then the per-call rows it should move: nanogpt_2l's sparkc row, plinear)
+  TAIL=4 step 60 input_checks_gpu env SPARKC_TUNE=0 $PY -m pytest -q -m gpu -p no:cacheprovider \
+    tests/runtime/test_input_checks.py
   TAIL=14 step 200 traj_probe $PY bench/probe_trajectory_bound.py --json "$OUT/traj_probe.json"
   step 200 nanogpt_2l $PY bench/nanogpt_step.py --json "$OUT/nanogpt_2l.json"
   step 100 plinear $PY bench/procedural_linear.py --out "$OUT/plinear.json"

@@ -300,3 +300,26 @@ def test_an_input_error_explains_a_failing_triton_path_first(tiny, monkeypatch):
     assert e.value.__cause__ is None and e.value.__suppress_context__
     with pytest.raises(RuntimeError, match="a kernel failed"):
         net(torch.tensor([[1, 2, 3]]))
+
+
+@pytest.mark.gpu
+def test_on_cuda_the_value_check_waits_on_an_event_after_the_kernels(tiny, monkeypatch):
+    """On a CUDA device the rules' results travel to pinned memory behind an event, read after
+    the Triton path is queued; a bad id still raises the reference path's InputError."""
+    made: list[checks.ValueCheck] = []
+    real_init = checks.ValueCheck.__init__
+
+    def spy(self, *args):
+        real_init(self, *args)
+        made.append(self)
+
+    monkeypatch.setattr(checks.ValueCheck, "__init__", spy)
+    torch.manual_seed(0)
+    net = tiny.Model(impl="triton").cuda()
+    seen = _order(net, monkeypatch)
+    tokens = torch.tensor([[1, 2, 3]], device="cuda")
+    out = net(tokens, torch.tensor([[4, 5, 6]], device="cuda"))
+    assert torch.isfinite(out.loss) and seen == ["_forward_triton", "check"]
+    assert made[-1].event is not None and made[-1].host.is_pinned()
+    with pytest.raises(InputError, match="input 'targets' holds 16 at index \\[0, 1\\]"):
+        net(tokens, torch.tensor([[4, 16, 6]], device="cuda"))
