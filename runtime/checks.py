@@ -21,7 +21,7 @@ rule and what was expected:
   they are skipped while a CUDA graph is captured and when `$SPARKC_CHECK_VALUES=0`. Kernels
   stay safe without them: no kernel reads memory at an index taken from data without a bounds
   mask. `prepare_call` leaves the transfer pending: the model's Triton path queues its kernels
-  first and reads the result before it returns (`module_support.run_forward`), so the check
+  first and reads the result before it returns (`SparkModule._run`), so the check
   waits for its own reductions only instead of stalling the queue at the start of every call.
 """
 
