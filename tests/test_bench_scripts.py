@@ -195,3 +195,18 @@ def test_every_bench_program_checks(path):
 
     net = sparkc.load(path).Model(impl="reference")
     assert sum(p.numel() for p in net.parameters()) > 0
+
+
+def test_one_sm_stream_probe_dry_run_checks_its_kernel():
+    """bench/probe_one_sm_stream.py --dry-run: its GEMV kernel (one program per sequence, or
+    the rows split over programs) matches torch under the interpreter."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "probe_one_sm_stream.py"), "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "the probe kernel matches torch" in proc.stdout
