@@ -191,9 +191,10 @@ case "${1:-1}" in
   # are not solo timings. (2026-12-07, twelfth: 12 processes at once, every seed compiling the
   # same kernels beside the GPU tests, finished no run in 280 s.)
   # Seed 0 of dyck and structure_noise ran on 2026-12-07 (twelfth session), dyck's seeds 1 and 2
-  # on the development CPU (fourteenth; docs/experiments/runs/): the default jobs are what is left.
+  # and structure_noise's seed 1 on the development CPU (fourteenth; docs/experiments/runs/): the
+  # default jobs are what is left.
   # reachability and recall take longest (5 and 4 variants): seed 0 and seeds 1-2 in two loops.
-  exps_seq "${JOBS:-reachability:0 reachability:1,2 recall:0 recall:1,2 structure_noise:1,2}" \
+  exps_seq "${JOBS:-reachability:0 reachability:1,2 recall:0 recall:1,2 structure_noise:2}" \
     "${LIMIT:-560}"
   ;;
 15) # issue 23's long_context, alone on the GPU (its tokens/s and equal-time losses are timings):
