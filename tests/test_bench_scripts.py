@@ -35,17 +35,23 @@ print(json.dumps(out))
 """
 
 
-def test_every_bench_script_parses_its_arguments():
-    assert len(SCRIPTS) >= 8
+def _python(*args: str, timeout: int) -> subprocess.CompletedProcess:
+    """Run the interpreter with `args` in the repository root; asserts it exited 0."""
     proc = subprocess.run(
-        [sys.executable, "-c", _RUNNER, *map(str, SCRIPTS)],
+        [sys.executable, *args],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
         cwd=ROOT,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_every_bench_script_parses_its_arguments():
+    assert len(SCRIPTS) >= 8
+    proc = _python("-c", _RUNNER, *map(str, SCRIPTS), timeout=600)
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     bad = {Path(p).name: r for p, r in report.items() if r != [0, True]}
     assert not bad, bad
@@ -200,13 +206,5 @@ def test_every_bench_program_checks(path):
 def test_one_sm_stream_probe_dry_run_checks_its_kernel():
     """bench/probe_one_sm_stream.py --dry-run: its GEMV kernel (one program per sequence, or
     the rows split over programs) matches torch under the interpreter."""
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "probe_one_sm_stream.py"), "--dry-run"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _python(str(ROOT / "bench" / "probe_one_sm_stream.py"), "--dry-run", timeout=300)
     assert "the probe kernel matches torch" in proc.stdout
