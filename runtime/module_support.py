@@ -166,11 +166,9 @@ class SparkModule(nn.Module):
         checks every rule before it runs."""
         cls = type(self)
         if torch.compiler.is_compiling():
-            values = prepare_inputs(self, cls.INPUTS, cls.RULES, values)
-            if self._use_triton(values[0]):
-                return self._forward_triton(*values)
-            return self._forward_reference(*values)
-        values, pending = prepare_call(self, cls.INPUTS, cls.RULES, values)
+            values, pending = prepare_inputs(self, cls.INPUTS, cls.RULES, values), None
+        else:
+            values, pending = prepare_call(self, cls.INPUTS, cls.RULES, values)
         if not self._use_triton(values[0]):
             if pending is not None:
                 pending.finish()
