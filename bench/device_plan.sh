@@ -3,7 +3,7 @@
 # docs/performance.md, "Not measured yet"). The machine is given back after 30 s idle: issue the
 # next call at once (a lost machine means a reinstall, which this script does by itself). Usage,
 # from the repo root on the GPU machine (wheels in .whl/, as bench/device_run.sh needs them):
-#   bash bench/device_plan.sh N        (N = 0..17; next: 16 15 14, then 4 5, then 1 3 6 7 2 8; a warm machine keeps the install and the caches)
+#   bash bench/device_plan.sh N        (N = 0..18; next: 16 15 14, then 4 5, then 1 3 6 7 2 8; a warm machine keeps the install and the caches)
 # Writes logs and JSON under $OUT (or ./out). Every step has its own time limit, so one that runs
 # long costs its own rows only.
 set -uo pipefail
@@ -222,7 +222,15 @@ case "${1:-1}" in
     --json "$OUT/decode_splatflow.json"
   step 200 decode_tiny_gpt $PY bench/decode.py --batch 1 64 --json "$OUT/decode_tiny_gpt.json"
   ;;
-*) echo "usage: bash bench/device_plan.sh 0..17" >&2; exit 2 ;;
+18) # issue 22 item 4: every block per call (no CUDA graphs) against torch.compile of its reference
+  # and eager, B=8, N=2048, D=1024, bf16, one `sparkc bench` process per block (never measured
+  # as one table; spd_router was 1.16 / 5.09 ms against compile's 0.50 / 2.42 when filed).
+  # BLOCKS="a,b" picks some (bench/blocks_per_call.py lists them); a cold block compiles and
+  # tunes for up to a minute, so one call may not reach the last: rerun with the rest.
+  TAIL=24 step 585 blocks $PY bench/blocks_per_call.py ${BLOCKS:+--only "$BLOCKS"} --limit 150 \
+    --budget 540 --json "$OUT/blocks.json"
+  ;;
+*) echo "usage: bash bench/device_plan.sh 0..18" >&2; exit 2 ;;
 esac
 # Experiments write many files; at most 8 come back from a call: one archive of them all.
 if [[ ${1:-} == 14 || ${1:-} == 15 ]]; then

@@ -208,3 +208,59 @@ def test_one_sm_stream_probe_dry_run_checks_its_kernel():
     the rows split over programs) matches torch under the interpreter."""
     proc = _python(str(ROOT / "bench" / "probe_one_sm_stream.py"), "--dry-run", timeout=300)
     assert "the probe kernel matches torch" in proc.stdout
+
+
+def _blocks_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "blocks_per_call", ROOT / "bench/blocks_per_call.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_blocks_per_call_dry_run_runs_both_kinds_of_block(tmp_path):
+    """bench/blocks_per_call.py --dry-run: a one-op block (`--op` with hyperparameters) and a
+    file block (`-D` defines) each run `sparkc bench` and come back with forward and
+    forward+backward rows; a block not in the list is refused."""
+    _, report = _dry_run(tmp_path, "blocks_per_call.py", "--only", "attention_gqa_rope,lora_linear")
+    assert list(report["blocks"]) == ["attention_gqa_rope", "lora_linear"]
+    for res in report["blocks"].values():
+        rows = {(r["variant"], r["mode"]) for r in res["report"]["rows"]}
+        assert rows == {("eager", "fwd"), ("eager", "fwd+bwd")}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench/blocks_per_call.py"), "--only", "attn"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 2 and "unknown block(s) attn" in proc.stderr
+
+
+def test_blocks_per_call_commands_and_ratios():
+    """On the GPU each block's command names its op and hyperparameters (or its file and
+    defines) at the issue's shape, and the ratios are baseline time over sparkc's."""
+    mod = _blocks_script()
+    args = mod.argparse.Namespace(dtype="bf16", variants="sparkc,eager,compile", dry_run=False)
+    shape = {"B": 8, "N": 2048, "D": 1024}
+    by_name = {b.name: b for b in mod.BLOCKS}
+    cmd = mod.command(by_name["attention_gqa_rope"], shape, args, Path("r.json"))
+    assert cmd[cmd.index("--op") + 1] == "attention"
+    assert "rope=true" in cmd and "kv_heads=4" in cmd and "--no-compile" not in cmd
+    assert cmd[cmd.index("--shape") + 1] == "B=8,N=2048,D=1024" and "--device" not in cmd
+    cmd = mod.command(by_name["sqdk_attention"], shape, args, Path("r.json"))
+    assert cmd[cmd.index("bench") + 1].endswith("bench/sqdk_block.spark")
+    assert "d=1024" in cmd and "kv=4" in cmd and cmd[cmd.index("--shape") + 1] == "B=8,N=2048"
+    rows = [
+        {"variant": "sparkc", "mode": "fwd", "ms": 2.0},
+        {"variant": "compile", "mode": "fwd", "ms": 3.0},
+        {"variant": "eager", "mode": "fwd+bwd", "ms": 9.0},
+    ]
+    assert mod.ratios({"rows": rows}) == {"fwd/compile": 1.5}
+    line = mod.table({"x": {"report": {"rows": rows}, "ratios": {"fwd/compile": 1.5}}})
+    assert line.splitlines()[-1] == "| x | 2.000 | 3.000 | — | — | — | 9.000 | 1.50 | — |"
