@@ -249,3 +249,32 @@ def test_merge_joins_runs_of_different_devices_but_not_their_timings(tmp_path, c
         dirs = [str(tmp_path / "long_context0"), str(tmp_path / "long_context1")]
         main(["long_context", "--merge", *dirs, "--out", str(tmp_path / "bad")])
     assert "measures the machine" in capsys.readouterr().err
+
+
+def test_reachability_eager_check_runs_both_implementations(capsys):
+    """examples/experiments/reachability_eager.py (the independent PyTorch check of the
+    reachability result): a few steps of each implementation and hop count give one table row
+    each, with a finite loss per seed. Its hand-written attention starts at the same loss as
+    sparkc's reference path from the same seed (both draw their weights in the same order)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "examples/experiments/reachability_eager.py"
+    spec = importlib.util.spec_from_file_location("reachability_eager", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--steps", "3", "--seeds", "0", "--hops", "0,1"]) == 0
+    rows = [
+        r for r in capsys.readouterr().out.splitlines() if r.startswith(("| eager", "| sparkc"))
+    ]
+    assert [r.split(" | ")[:2] for r in rows] == [
+        ["| eager", "0"],
+        ["| eager", "1"],
+        ["| sparkc", "0"],
+        ["| sparkc", "1"],
+    ]
+    for r in rows:
+        assert math.isfinite(float(r.split(" | ")[2]))
+    for hops in (0, 2):
+        assert mod.train("eager", hops, 0, 2) == pytest.approx(
+            mod.train("sparkc", hops, 0, 2), rel=1e-5
+        )
