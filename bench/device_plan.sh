@@ -3,7 +3,7 @@
 # docs/performance.md, "Not measured yet"). The machine is given back after 30 s idle: issue the
 # next call at once (a lost machine means a reinstall, which this script does by itself). Usage,
 # from the repo root on the GPU machine (wheels in .whl/, as bench/device_run.sh needs them):
-#   bash bench/device_plan.sh N        (N = 0..18; next: 16 15 14, then 4 5, then 1 3 6 7 2 8; a warm machine keeps the install and the caches)
+#   bash bench/device_plan.sh N        (N = 0..19; next: 16 15 14, then 4 5, then 1 3 6 7 2 8; a warm machine keeps the install and the caches)
 # Writes logs and JSON under $OUT (or ./out). Every step has its own time limit, so one that runs
 # long costs its own rows only.
 set -uo pipefail
@@ -230,7 +230,12 @@ case "${1:-1}" in
   TAIL=24 step 585 blocks $PY bench/blocks_per_call.py ${BLOCKS:+--only "$BLOCKS"} --limit 150 \
     --budget 540 --json "$OUT/blocks.json"
   ;;
-*) echo "usage: bash bench/device_plan.sh 0..18" >&2; exit 2 ;;
+19) # issue 22 item 4's bound for spd_router per call: its kernels and the device-busy fraction,
+  # sparkc against torch.compile of the reference (how many launches each, and how busy the GPU)
+  TAIL=80 step 300 spd_profile $PY -m sparkc bench --op spd_router --shape B=8,N=2048,D=1024 \
+    --variants sparkc,compile --profile 40 --json "$OUT/spd_profile.json"
+  ;;
+*) echo "usage: bash bench/device_plan.sh 0..19" >&2; exit 2 ;;
 esac
 # Experiments write many files; at most 8 come back from a call: one archive of them all.
 if [[ ${1:-} == 14 || ${1:-} == 15 ]]; then
