@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from .checks import InputError, param_like, prepare_inputs
-from .env import interpreting
+from .device import require_cuda
 from .reference import DECODE
 from .reference.common import RefContext
 
@@ -223,8 +223,11 @@ def run_cached(model, cache: Any, values: Sequence[Any], static: bool = False):
         for i in per_sequence:
             name_i = cls.INPUTS[i].name
             cache.inputs[name_i], cache._given[name_i] = values[i], raw[i]
-    # The Triton path's cached calls may use decode kernels (where a rule has one).
-    cache.kernels = bool(model._use_triton(first)) and (first.is_cuda or interpreting())
+    # The Triton path's cached calls may use decode kernels (where a rule has one); on a device
+    # its kernels cannot run they are refused, as the plain forward refuses them.
+    cache.kernels = bool(model._use_triton(first))
+    if cache.kernels:
+        require_cuda(first)
     try:
         if static:
             out = static_forward(model, cache, values)

@@ -21,13 +21,15 @@ from . import env
 
 
 def require_cuda(tensor: Any) -> None:
-    """Triton kernels run on CUDA tensors, or on CPU tensors under the interpreter."""
+    """Triton kernels run on CUDA tensors, or on CPU tensors under the interpreter; anything else
+    is refused with the remedies (the one check of the Triton path's device, for the plain
+    forward and the cached calls alike)."""
     if tensor.device.type == "cuda" or (env.interpreting() and tensor.device.type == "cpu"):
         return
     raise RuntimeError(
-        f"sparkc Triton kernels need CUDA tensors, got a tensor on {tensor.device}; move the "
-        "module and its inputs with .cuda(), use the module's reference path "
-        "(backend='reference'), or set TRITON_INTERPRET=1 to run kernels on the CPU (slow)"
+        f"impl='triton' runs generated kernels on a CUDA device, but the input is on "
+        f"{tensor.device}; move the model and inputs with .cuda(), use impl='reference', or set "
+        "TRITON_INTERPRET=1 (before importing triton) to run the kernels in the interpreter"
     )
 
 

@@ -246,12 +246,7 @@ def require_kernel_device(x: torch.Tensor) -> None:
         raise RuntimeError(
             "impl='triton' needs Triton: pip install 'sparkc[gpu]' (or use impl='reference')"
         ) from None
-    if not x.is_cuda and not launch.interpreting():
-        raise RuntimeError(
-            f"impl='triton' runs generated kernels on a CUDA device, but the input is on "
-            f"{x.device}; move the model and inputs with .cuda(), use impl='reference', or set "
-            "TRITON_INTERPRET=1 (before importing triton) to run the kernels in the interpreter"
-        )
+    launch.require_cuda(x)
 
 
 def gate_noise(kind: str, shape: tuple[int, ...], like: torch.Tensor, ctx) -> torch.Tensor:

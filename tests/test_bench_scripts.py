@@ -264,3 +264,17 @@ def test_blocks_per_call_commands_and_ratios():
     assert mod.ratios({"rows": rows}) == {"fwd/compile": 1.5}
     line = mod.table({"x": {"report": {"rows": rows}, "ratios": {"fwd/compile": 1.5}}})
     assert line.splitlines()[-1] == "| x | 2.000 | 3.000 | — | — | — | 9.000 | 1.50 | — |"
+
+
+def test_compiled_decode_probe_dry_run_agrees_on_the_cpu(tmp_path):
+    """bench/probe_compiled_decode.py --dry-run: on the CPU (interpreter) the decode kernels, the
+    uncompiled step rules and the rules under aot_eager all give the full forward's logits."""
+    out = tmp_path / "probe.json"
+    _python(
+        str(ROOT / "bench" / "probe_compiled_decode.py"), "--dry-run", "--steps", "3",
+        "--json", str(out), timeout=600,
+    )  # fmt: skip
+    rows = json.loads(out.read_text())["rows"]
+    assert list(rows) == ["kernels", "rules", "rules+aot_eager"]
+    for row in rows.values():
+        assert len(row["per_step"]) == 3 and max(row["per_step"] + [row["prefill"]]) < 1e-5

@@ -189,6 +189,26 @@ def _expect(exc, match, fn, *args, **kw):
         fn(*args, **kw)
 
 
+def test_triton_path_cached_calls_refuse_a_device_without_kernels(monkeypatch):
+    """impl='triton' on CPU tensors without the interpreter: a cached call (prefill or step) is
+    refused with the plain forward's error, not run on the reference rules in silence (on the
+    GPU machine a test of the decode kernels once passed CPU tensors and saw no kernel run)."""
+    mod = sparkc.load(ROOT / "examples" / "splatflow.spark")
+    net = mod.Model(impl="triton").eval()
+    tokens = torch.randint(0, 64, (2, 4))
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(RuntimeError) as plain:
+        net(tokens)
+    cache = net.new_cache(2, 8)
+    with pytest.raises(RuntimeError) as cached:
+        net(tokens, cache=cache)
+    assert str(cached.value) == str(plain.value)
+    assert "impl='triton' runs generated kernels on a CUDA device" in str(plain.value)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    fresh = net.new_cache(2, 8)
+    assert net(tokens, cache=fresh).logits.shape == (2, 4, 64)
+
+
 def test_misuse_is_refused():
     net = _tiny()
     cache = net.new_cache(2, 6)

@@ -1,0 +1,119 @@
+"""Where a compiled decode step parts from the eager one (the H100 failure of 2026-12-07,
+fifteenth session: `test_gpu_compiled_graph_replay_equals_eager_steps[splatflow]`, the compiled
+graph's logits 1.1e-2 from the eager steps' in float32, where the uncompiled graph and the
+prefill-then-steps test against the full forward agree to 1e-5; on the CPU, under the
+interpreter, the same mix of a Triton-path prefill and compiled PyTorch steps agrees to 2e-7
+with both the aot_eager and the inductor backends).
+
+Consumes: an example model (default splatflow, its default size, float32) on CUDA. Produces a
+table: for each way of running the single-token steps after an 8-token prefill on the Triton
+path, the largest relative difference of each step's logits (and of each sequence's) from the
+full forward of the whole sequence on the reference path:
+- `kernels`: ordinary cached calls (the decode kernels, as the test's `want`);
+- `rules`: static steps with the PyTorch step rules (`cache.kernels = False`), not compiled;
+- `rules+aot_eager` / `rules+inductor`: the same static step under `torch.compile(fullgraph=True)`
+  with that backend (no CUDA graph: the graph only replays what the step does).
+Reading: `rules` far off → the step rules on the GPU; only `+inductor` off → Inductor's code for
+them; `+aot_eager` off too → tracing (functionalisation of the in-place state updates).
+`--dry-run` runs it on the CPU (Triton interpreter, aot_eager only) to check the script.
+
+Run: python3 -P bench/probe_compiled_decode.py [--model splatflow] [--steps 16] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="splatflow")
+    ap.add_argument("--steps", type=int, default=16)
+    ap.add_argument("--json", metavar="PATH")
+    ap.add_argument("--dry-run", action="store_true", help="CPU, interpreter, aot_eager only")
+    args = ap.parse_args(argv)
+    if args.dry_run:
+        os.environ["TRITON_INTERPRET"] = "1"
+    import torch
+    from sparkc.runtime.decode import static_forward
+
+    import sparkc
+
+    device = "cpu" if args.dry_run else "cuda"
+    mod = sparkc.load(ROOT / "examples" / f"{args.model}.spark")
+    torch.manual_seed(0)
+    net = mod.Model(impl="triton").eval().to(device)
+    ref = mod.Model(impl="reference").eval().to(device)
+    ref.load_state_dict(net.state_dict())
+    n = 8 + args.steps
+    tokens = torch.randint(0, net.HYPER["vocab"], (2, n), device=device)
+    with torch.no_grad():
+        full = ref(tokens).logits.float()
+
+    def run(way: str):
+        cache = net.new_cache(2, n + 8)
+        with torch.no_grad():
+            outs = [net(tokens[:, :8], cache=cache).logits.float()]
+        if way == "kernels":
+            with torch.no_grad():
+                outs += [net(tokens[:, t : t + 1], cache=cache).logits.float() for t in range(8, n)]
+            return outs
+        buf = torch.empty_like(tokens[:, :1])
+
+        def step():
+            cache.kernels = False
+            out = static_forward(
+                net, cache, [buf if i.name == "tokens" else None for i in net.INPUTS]
+            )
+            return out.logits
+
+        fn = (
+            step
+            if way == "rules"
+            else torch.compile(step, backend=way.split("+")[1], fullgraph=True)
+        )
+        for t in range(8, n):
+            buf.copy_(tokens[:, t : t + 1])
+            outs.append(fn().float().clone())
+            cache.length += 1
+        return outs
+
+    ways = ["kernels", "rules", "rules+aot_eager"] + ([] if args.dry_run else ["rules+inductor"])
+    rows = {}
+    for way in ways:
+        try:
+            got = torch.cat(run(way), 1)
+        except Exception as e:  # noqa: BLE001 - reported per row
+            rows[way] = {"error": f"{type(e).__name__}: {e}"[:300]}
+            print(f"{way:<18} {rows[way]['error']}")
+            continue
+        scale = full.abs().max()
+        per_step = [float((got[:, t] - full[:, t]).abs().max() / scale) for t in range(8, n)]
+        per_seq = [float((got[b, 8:] - full[b, 8:]).abs().max() / scale) for b in range(2)]
+        rows[way] = {
+            "per_step": per_step,
+            "per_sequence": per_seq,
+            "prefill": float((got[:, :8] - full[:, :8]).abs().max() / scale),
+        }
+        print(
+            f"{way:<18} prefill {rows[way]['prefill']:.1e}  steps max {max(per_step):.1e} "
+            f"(first over 1e-5: {next((i + 8 for i, e in enumerate(per_step) if e > 1e-5), '-')})  "
+            f"per sequence {per_seq[0]:.1e} / {per_seq[1]:.1e}"
+        )
+    if args.json:
+        meta = {
+            "model": args.model,
+            "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        }
+        Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
