@@ -13,6 +13,7 @@ full forward of the whole sequence on the reference path:
 - `rules`: static steps with the PyTorch step rules (`cache.kernels = False`), not compiled;
 - `rules+aot_eager` / `rules+inductor`: the same static step under `torch.compile(fullgraph=True)`
   with that backend (no CUDA graph: the graph only replays what the step does).
+- `graph` / `graph+inductor`: `GraphStep(compile=False / True)`, the failing test's way;
 - `... (first call redone)`: the first compiled call (which compiles, and where Inductor may
   launch a kernel several times to tune it) is run, the cache's state and position put back,
   and the call run again for real.
@@ -69,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
             with torch.no_grad():
                 outs += [net(tokens[:, t : t + 1], cache=cache).logits.float() for t in range(8, n)]
             return outs
+        if way.startswith("graph"):  # the failing test's way: GraphStep (a CUDA graph), compiled
+            from sparkc.runtime.decode_graph import GraphStep
+
+            step = GraphStep(net, cache, compile=way == "graph+inductor")
+            outs += [step(tokens[:, t : t + 1]).logits.float().clone() for t in range(8, n)]
+            return outs
         buf = torch.empty_like(tokens[:, :1])
 
         def step():
@@ -98,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     ways += (
         ["rules+aot_eager (first call redone)"]
         if args.dry_run
-        else ["rules+inductor", "rules+inductor (first call redone)"]
+        else ["rules+inductor", "rules+inductor (first call redone)", "graph", "graph+inductor"]
     )
     rows = {}
     for way in ways:
