@@ -3,7 +3,7 @@
 # docs/performance.md, "Not measured yet"). The machine is given back after 30 s idle: issue the
 # next call at once (a lost machine means a reinstall, which this script does by itself). Usage,
 # from the repo root on the GPU machine (wheels in .whl/, as bench/device_run.sh needs them):
-#   bash bench/device_plan.sh N        (N = 0..20; next: 16 15 14, then 4 5, then 1 3 6 7 2 8; a warm machine keeps the install and the caches)
+#   bash bench/device_plan.sh N        (N = 0..20; next: 20 15 14 18 19, then 4 5, then 1 3 6 2 8; a warm machine keeps the install and the caches)
 # Writes logs and JSON under $OUT (or ./out). Every step has its own time limit, so one that runs
 # long costs its own rows only.
 set -uo pipefail
@@ -116,7 +116,7 @@ case "${1:-1}" in
   # its GPU test first, then the per-call rows it should move: nanogpt_2l's sparkc row, plinear)
   TAIL=4 step 60 input_checks_gpu env SPARKC_TUNE=0 $PY -m pytest -q -m gpu -p no:cacheprovider \
     tests/runtime/test_input_checks.py
-  TAIL=14 step 200 traj_probe $PY bench/probe_trajectory_bound.py --json "$OUT/traj_probe.json"
+  # (the trajectory probe's one_pass rows ran on 2026-12-07, fifteenth: plan 10 has the probe)
   step 200 nanogpt_2l $PY bench/nanogpt_step.py --json "$OUT/nanogpt_2l.json"
   step 100 plinear $PY bench/procedural_linear.py --out "$OUT/plinear.json"
   ;;
@@ -192,11 +192,10 @@ case "${1:-1}" in
   # metrics count from this call: the experiments share the GPU, so their tokens/s and seconds
   # are not solo timings. (2026-12-07, twelfth: 12 processes at once, every seed compiling the
   # same kernels beside the GPU tests, finished no run in 280 s.)
-  # Seed 0 of dyck and structure_noise ran on 2026-12-07 (twelfth session), dyck's seeds 1 and 2
-  # and structure_noise's seed 1 on the development CPU (fourteenth; docs/experiments/runs/): the
-  # default jobs are what is left.
-  # reachability and recall take longest (5 and 4 variants): seed 0 and seeds 1-2 in two loops.
-  exps_seq "${JOBS:-reachability:0 reachability:1,2 recall:0 recall:1,2 structure_noise:2}" \
+  # Seed 0 of dyck and structure_noise ran on 2026-12-07 (twelfth session), their seeds 1 and 2
+  # and reachability's three seeds on the development CPU (fourteenth and fifteenth;
+  # docs/experiments/runs/): recall is what is left, its three seeds in three loops at once.
+  exps_seq "${JOBS:-recall:0 recall:1 recall:2}" \
     "${LIMIT:-560}"
   ;;
 15) # issue 23's long_context, alone on the GPU (its tokens/s and equal-time losses are timings):
