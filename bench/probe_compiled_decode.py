@@ -101,6 +101,20 @@ def main(argv: list[str] | None = None) -> int:
             cache.length += 1
         return outs
 
+    # A suspect checked alone: the window state's update (runtime/reference/common.py,
+    # `window_step`: `last.copy_(cat(last, x)[:, -rows:])`, a copy onto itself shifted by the new
+    # rows). Done in place by parallel threads, rows would be read after being overwritten.
+    def shift(last, x):
+        last.copy_(torch.cat((last, x), dim=1)[:, -last.shape[1] :])
+
+    last = torch.randn(2, 6, 1024, device=device)
+    new = torch.randn(2, 1, 1024, device=device)
+    want = torch.cat((last, new), dim=1)[:, 1:].clone()
+    backend = "aot_eager" if args.dry_run else "inductor"
+    torch.compile(shift, backend=backend, fullgraph=True)(last, new)
+    shift_err = float((last - want).abs().max())
+    print(f"window shift under {backend}: max |error| {shift_err:.1e}")
+
     ways = ["kernels", "rules", "rules+aot_eager"]
     ways += (
         ["rules+aot_eager (first call redone)"]
@@ -130,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.json:
         meta = {
+            "window_shift_error": shift_err,
             "model": args.model,
             "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         }
