@@ -242,6 +242,8 @@ case "${1:-1}" in
   TAIL=8 step 200 compiled_decode $PY bench/probe_compiled_decode.py --json "$OUT/compiled_decode.json"
   TAIL=6 step 120 compiled_decode_test env SPARKC_TUNE=0 $PY -m pytest -q -m gpu -p no:cacheprovider \
     tests/runtime/test_decode_graph.py -k "compiled"
+  # issue 19: the trajectory probe with its backward rows (bwd_copy, bwd_shape, generated backward)
+  TAIL=14 step 180 traj_probe $PY bench/probe_trajectory_bound.py --json "$OUT/traj_probe.json"
   ;;
 *) echo "usage: bash bench/device_plan.sh 0..20" >&2; exit 2 ;;
 esac

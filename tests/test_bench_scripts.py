@@ -281,3 +281,11 @@ def test_compiled_decode_probe_dry_run_agrees_on_the_cpu(tmp_path):
     ]  # fmt: skip
     for row in rows.values():
         assert len(row["per_step"]) == 3 and max(row["per_step"] + [row["prefill"]]) < 1e-5
+
+
+def test_trajectory_bound_probe_dry_run_checks_every_kernel():
+    """bench/probe_trajectory_bound.py --dry-run: every probe kernel (the forward's ingredients
+    and the backward's bwd_copy and bwd_shape) matches its torch reference under the
+    interpreter; the script asserts it per kernel."""
+    proc = _python(str(ROOT / "bench" / "probe_trajectory_bound.py"), "--dry-run", timeout=300)
+    assert "every probe kernel matches torch" in proc.stdout
