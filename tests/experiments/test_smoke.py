@@ -254,8 +254,9 @@ def test_merge_joins_runs_of_different_devices_but_not_their_timings(tmp_path, c
 def test_reachability_eager_check_runs_both_implementations(capsys):
     """examples/experiments/reachability_eager.py (the independent PyTorch check of the
     reachability result): a few steps of each implementation and hop count give one table row
-    each, with a finite loss per seed. Its hand-written attention starts at the same loss as
-    sparkc's reference path from the same seed (both draw their weights in the same order)."""
+    each, with a finite loss per seed; the hand-written models start from sparkc's weights
+    (copied) and see the same batches, so two steps give sparkc's reference path's mean loss to
+    float rounding, for attention and for fk_attention."""
     import importlib.util
 
     path = Path(__file__).resolve().parents[2] / "examples/experiments/reachability_eager.py"
