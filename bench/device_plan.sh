@@ -239,11 +239,13 @@ case "${1:-1}" in
 20) # the compiled decode step of splatflow 1.1e-2 from the eager steps (H100, 2026-12-07
   # fifteenth; CPU agrees to 2e-7): which of the step rules, Inductor or tracing parts from the
   # full forward, then the failing test again
-  TAIL=8 step 200 compiled_decode $PY bench/probe_compiled_decode.py --json "$OUT/compiled_decode.json"
-  TAIL=6 step 120 compiled_decode_test env SPARKC_TUNE=0 $PY -m pytest -q -m gpu -p no:cacheprovider \
+  TAIL=8 step 150 compiled_decode $PY bench/probe_compiled_decode.py --json "$OUT/compiled_decode.json"
+  TAIL=6 step 100 compiled_decode_test env SPARKC_TUNE=0 $PY -m pytest -q -m gpu -p no:cacheprovider \
     tests/runtime/test_decode_graph.py -k "compiled"
   # issue 19: the trajectory probe with its backward rows (bwd_copy, bwd_shape, generated backward)
-  TAIL=14 step 180 traj_probe $PY bench/probe_trajectory_bound.py --json "$OUT/traj_probe.json"
+  # and the row-stream form (one pass, every row read once: bench/probe_trajectory_stream.py)
+  TAIL=12 step 150 traj_stream $PY bench/probe_trajectory_stream.py --json "$OUT/traj_stream.json"
+  TAIL=14 step 120 traj_probe $PY bench/probe_trajectory_bound.py --json "$OUT/traj_probe.json"
   ;;
 *) echo "usage: bash bench/device_plan.sh 0..20" >&2; exit 2 ;;
 esac

@@ -289,3 +289,12 @@ def test_trajectory_bound_probe_dry_run_checks_every_kernel():
     interpreter; the script asserts it per kernel."""
     proc = _python(str(ROOT / "bench" / "probe_trajectory_bound.py"), "--dry-run", timeout=300)
     assert "every probe kernel matches torch" in proc.stdout
+
+
+def test_trajectory_stream_probe_dry_run_matches_float64_autograd():
+    """bench/probe_trajectory_stream.py --dry-run: the row-stream forward, dx and d strength
+    match float64 autograd of the reference formula under the interpreter, across segments
+    (halo rows), a zero difference (the 1e-8 clamp) and two segment lengths; the script
+    asserts each."""
+    proc = _python(str(ROOT / "bench" / "probe_trajectory_stream.py"), "--dry-run", timeout=300)
+    assert "the stream kernels match float64 autograd" in proc.stdout
