@@ -83,7 +83,9 @@ def _stream_fwd(X, S, Y, N, D, SEG, NSEG, w0, w1, w2, w3, w4, w5,
         d0, d1, d2, d3, d4, d5 = d1, d2, d3, d4, d5, v / n  # δ_{q−6} .. δ_{q−1}
         t = w0 * d0 + w1 * d1 + w2 * d2 + w3 * d3 + w4 * d4 + w5 * d5
         y = xq + (s / _den(q, w0, w1, w2, w3, w4, w5)) * t
-        tl.store(yb + q * D + cols, y.to(Y.dtype.element_ty), mask=cols < tl.where(q >= p_start, D, 0))
+        tl.store(
+            yb + q * D + cols, y.to(Y.dtype.element_ty), mask=cols < tl.where(q >= p_start, D, 0)
+        )
         x_prev = xq
 
 
@@ -101,7 +103,9 @@ def _stream_bwd(X, S, DY, DX, PART, N, D, SEG, NSEG, w0, w1, w2, w3, w4, w5,
     gb = DY + b * N * D
     s = tl.load(S).to(tl.float32)
     x_cur = tl.load(xb + q_lo * D + cols, mask=cm, other=0.0).to(tl.float32)
-    g0 = tl.load(gb + q_lo * D + cols, mask=cols < tl.where(q_lo < N, D, 0), other=0.0).to(tl.float32)
+    g0 = tl.load(gb + q_lo * D + cols, mask=cols < tl.where(q_lo < N, D, 0), other=0.0).to(
+        tl.float32
+    )
     g1 = tl.load(gb + (q_lo + 1) * D + cols, mask=cols < tl.where(q_lo + 1 < N, D, 0), other=0.0)
     g2 = tl.load(gb + (q_lo + 2) * D + cols, mask=cols < tl.where(q_lo + 2 < N, D, 0), other=0.0)
     g3 = tl.load(gb + (q_lo + 3) * D + cols, mask=cols < tl.where(q_lo + 3 < N, D, 0), other=0.0)
@@ -222,12 +226,15 @@ def main(argv: list[str] | None = None) -> int:
     nbytes = 2 * x.numel() * x.element_size()
     y = torch.empty_like(x)
     rows = [{"kernel": "torch copy", "ms": bench(lambda: y.copy_(x)), "cfg": None, "streams": 2}]
-    for kind, fn, streams in (("stream fwd", stream_forward, 2), ("stream bwd", stream_backward, 3)):
+    for kind, fn, streams in (
+        ("stream fwd", stream_forward, 2),
+        ("stream bwd", stream_backward, 3),
+    ):
         timed = []
         for cfg in cfgs:
             args = (x, s) if kind == "stream fwd" else (x, s, dy)
             try:
-                timed.append((bench(lambda cfg=cfg, args=args: fn(*args, *cfg)), cfg))
+                timed.append((bench(lambda cfg=cfg, args=args, fn=fn: fn(*args, *cfg)), cfg))
             except Exception as e:  # noqa: BLE001 - a config that does not fit is reported
                 print(f"  {kind} {cfg}: {type(e).__name__}: {str(e)[:80]}")
         best = min(timed) if timed else (float("nan"), None)
