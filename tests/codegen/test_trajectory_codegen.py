@@ -56,6 +56,7 @@ def test_trajectory_kernels_match_reference(window):
         (a * w).sum().backward()
         (c * w.float()).sum().backward()
         assert _rel(xt.grad, xr.grad) < 1e-5
+        assert _rel(xt.grad[1], xr.grad[1]) < 1e-5  # without sequence 0's ~1e8 clamp rows
         sr, st = ref.get_parameter("y.strength").grad, tri.get_parameter("y.strength").grad
         assert abs(float(st) - float(sr)) <= 1e-5 * max(1.0, abs(float(sr)))
 
@@ -87,9 +88,10 @@ def _kernels_module(model_module):
 
 
 def test_every_gpu_tile_matches_reference(monkeypatch, tmp_path):
-    """Each tile shape and grid bound the GPU tuner may choose gives the reference's forward and
-    gradients (rows not a multiple of the tile's outputs, D not a multiple of its columns), and
-    the heuristic tile compiles for sm_90 in float32 and bfloat16."""
+    """Each tile shape and grid bound the GPU tuner may choose, and each segment length of the
+    row-stream form, gives the reference's forward and gradients (rows not a multiple of the
+    tile's outputs or the segment, D not a multiple of its columns), and the heuristic tile and
+    the first stream candidate compile for sm_90 in float32 and bfloat16."""
     m = api.load_source(SRC.format(window=6).replace("d = 12", "d = 40"), "traj_tiles.spark")
     torch.manual_seed(0)
     ref = m.Model(impl="reference").double()
@@ -107,24 +109,33 @@ def test_every_gpu_tile_matches_reference(monkeypatch, tmp_path):
     kern = _kernels_module(m)
     with monkeypatch.context() as mp:  # the GPU's candidate list, not the interpreter's
         mp.setattr(launch, "interpreting", lambda: False)
-        tiles = kern.traj0_candidates(40)
+        cands = kern.traj0_candidates(40)
+    tiles = [c for c in cands if c[0] != "stream"]
+    streams = [c for c in cands if c[0] == "stream"]
     assert len(tiles) >= 6 and tiles[0] == (32, 64, 8, 2)
+    assert {c[1] for c in streams} == {32, 64, 128} and {c[3] for c in streams} == {1, 2}
     # Each (rows, columns) shape once (warps do not change results under the interpreter), with
     # each grid bound in turn (2 SMs here: grids of 2, 4 and 8 programs, and one per tile).
     shapes = list(dict.fromkeys(t[:2] for t in tiles))
     bounds = sorted({t[3] for t in tiles})
     assert bounds == [0, 1, 2, 4]
     runs = [tiles[0]] + [(*shape, 1, bounds[i % 4]) for i, shape in enumerate(shapes[1:])]
+    # The row-stream form: each candidate segment length (37 rows: one or two segments), and
+    # segments shorter than the window (the halo then spans earlier segments) and of 8 rows.
+    runs += [streams[0]] + [("stream", seg, 1, 2) for seg in (64, 128, 8, 5, 1)]
     records: list[dict] = []
     for tile in runs:
         monkeypatch.setattr(kern, "traj0_config", lambda kind, x, run, tile=tile: tile)
         xt = x.float().clone().requires_grad_(True)
         tri.zero_grad()
-        with recording(records if tile == runs[0] else []):
+        with recording(records if tile in (runs[0], streams[0]) else []):
             got = tri(x=xt).y
             (got * w.float()).sum().backward()
         assert _rel(got, want) < 1e-5, tile
         assert _rel(xt.grad, xr.grad) < 1e-5, tile
+        # Sequence 0 alone: sequence 1's clamped difference makes its dx ~1e8 (dδ / 1e-8),
+        # which would hide any other error of the whole tensor's norm.
+        assert _rel(xt.grad[0], xr.grad[0]) < 1e-5, tile
         sr, st = ref.get_parameter("y.strength").grad, tri.get_parameter("y.strength").grad
         assert abs(float(st) - float(sr)) <= 1e-5 * max(1.0, abs(float(sr))), tile
     bf16 = [
@@ -140,6 +151,8 @@ def test_every_gpu_tile_matches_reference(monkeypatch, tmp_path):
     assert sorted(set(compile_records(records + bf16, tmp_path))) == [
         "traj0_bwd_kernel",
         "traj0_fwd_kernel",
+        "traj0_stream_bwd_kernel",
+        "traj0_stream_fwd_kernel",
         "traj0_sum_kernel",
     ]
 
@@ -172,6 +185,7 @@ def test_trajectory_kernels_on_gpu(dtype, tol):
         (c.double() * w).sum().backward()
         assert _rel(c, a) < tol
         assert _rel(xt.grad, xr.grad) < tol
+        assert _rel(xt.grad[1:], xr.grad[1:]) < tol  # without sequence 0's ~1e8 clamp rows
         sr, st = ref.get_parameter("y.strength").grad, tri.get_parameter("y.strength").grad
         assert abs(float(st) - float(sr)) <= tol * max(1.0, abs(float(sr)))
 
