@@ -56,7 +56,7 @@ def _den(p, w0, w1, w2, w3, w4, w5):
 
 @triton.jit
 def _stream_fwd(X, S, Y, N, D, SEG, NSEG, w0, w1, w2, w3, w4, w5,
-                BD: tl.constexpr, NS: tl.constexpr):  # fmt: skip
+                BD: tl.constexpr, NS: tl.constexpr, PF: tl.constexpr):  # fmt: skip
     pid = tl.program_id(0)
     b = (pid // NSEG).to(tl.int64)
     p_start = (pid % NSEG) * SEG
@@ -76,8 +76,21 @@ def _stream_fwd(X, S, Y, N, D, SEG, NSEG, w0, w1, w2, w3, w4, w5,
     d3 = d0
     d4 = d0
     d5 = d0
+    # PF = 2: rows are loaded two steps before their use (carried in xa, xn), so a step's
+    # reduction overlaps the next rows' loads; PF = 1: each row loaded where it is used.
+    xa = tl.load(xb + p_lo * D + cols, mask=cm, other=0.0)
+    xn = tl.load(
+        xb + (p_lo + 1) * D + cols, mask=cols < tl.where(p_lo + 1 < p_end, D, 0), other=0.0
+    )
     for q in tl.range(p_lo, p_end, num_stages=NS):
-        xq = tl.load(xb + q * D + cols, mask=cm, other=0.0).to(tl.float32)
+        if PF == 2:
+            xq = xa.to(tl.float32)
+            xa = xn
+            xn = tl.load(
+                xb + (q + 2) * D + cols, mask=cols < tl.where(q + 2 < p_end, D, 0), other=0.0
+            )
+        else:
+            xq = tl.load(xb + q * D + cols, mask=cm, other=0.0).to(tl.float32)
         v = xq - x_prev
         n = tl.maximum(tl.sqrt(tl.sum(v * v, 0)), 1e-8)
         d0, d1, d2, d3, d4, d5 = d1, d2, d3, d4, d5, v / n  # δ_{q−6} .. δ_{q−1}
@@ -91,7 +104,7 @@ def _stream_fwd(X, S, Y, N, D, SEG, NSEG, w0, w1, w2, w3, w4, w5,
 
 @triton.jit
 def _stream_bwd(X, S, DY, DX, PART, N, D, SEG, NSEG, w0, w1, w2, w3, w4, w5,
-                BD: tl.constexpr, NS: tl.constexpr):  # fmt: skip
+                BD: tl.constexpr, NS: tl.constexpr, PF: tl.constexpr):  # fmt: skip
     pid = tl.program_id(0)
     b = (pid // NSEG).to(tl.int64)
     q_start = (pid % NSEG) * SEG
@@ -118,11 +131,27 @@ def _stream_bwd(X, S, DY, DX, PART, N, D, SEG, NSEG, w0, w1, w2, w3, w4, w5,
     g5 = g5.to(tl.float32)
     dv_prev = tl.zeros((BD,), tl.float32)
     ds = 0.0
+    # PF = 2: x_{q+2} and dy_{q+7} loaded a step before their use (xa, ga).
+    xa = tl.load(xb + (q_lo + 1) * D + cols, mask=cols < tl.where(q_lo + 1 < N, D, 0), other=0.0)
+    ga = tl.load(gb + (q_lo + 6) * D + cols, mask=cols < tl.where(q_lo + 6 < N, D, 0), other=0.0)
     for q in tl.range(q_lo, q_end, num_stages=NS):
-        x_next = tl.load(xb + (q + 1) * D + cols, mask=cols < tl.where(q + 1 < N, D, 0), other=0.0)
-        x_next = x_next.to(tl.float32)
-        g6 = tl.load(gb + (q + 6) * D + cols, mask=cols < tl.where(q + 6 < N, D, 0), other=0.0)
-        g6 = g6.to(tl.float32)
+        if PF == 2:
+            x_next = xa.to(tl.float32)
+            g6 = ga.to(tl.float32)
+            lim = tl.minimum(q_end + 6, N)  # the rows this segment reads
+            xa = tl.load(
+                xb + (q + 2) * D + cols, mask=cols < tl.where(q + 2 < lim, D, 0), other=0.0
+            )
+            ga = tl.load(
+                gb + (q + 7) * D + cols, mask=cols < tl.where(q + 7 < lim, D, 0), other=0.0
+            )
+        else:
+            x_next = tl.load(
+                xb + (q + 1) * D + cols, mask=cols < tl.where(q + 1 < N, D, 0), other=0.0
+            )
+            x_next = x_next.to(tl.float32)
+            g6 = tl.load(gb + (q + 6) * D + cols, mask=cols < tl.where(q + 6 < N, D, 0), other=0.0)
+            g6 = g6.to(tl.float32)
         # u_q: output p = q + 6 − i reads δ_q at tap i with weight ω_i / den(p).
         u = (w0 / _den(q + 6, w0, w1, w2, w3, w4, w5)) * g6
         u += (w1 / _den(q + 5, w0, w1, w2, w3, w4, w5)) * g5
@@ -149,22 +178,22 @@ def _stream_bwd(X, S, DY, DX, PART, N, D, SEG, NSEG, w0, w1, w2, w3, w4, w5,
     tl.store(PART + pid, ds)
 
 
-def stream_forward(x, s, seg, warps, stages):
+def stream_forward(x, s, seg, warps, stages, pf=2):
     b, n, d = x.shape
     y = torch.empty_like(x)
     nseg = triton.cdiv(n, seg)
     _stream_fwd[(b * nseg,)](x, s, y, n, d, seg, nseg, *WEIGHTS,
-                             BD=triton.next_power_of_2(d), NS=stages, num_warps=warps)  # fmt: skip
+                             BD=triton.next_power_of_2(d), NS=stages, PF=pf, num_warps=warps)  # fmt: skip
     return y
 
 
-def stream_backward(x, s, dy, seg, warps, stages):
+def stream_backward(x, s, dy, seg, warps, stages, pf=2):
     b, n, d = x.shape
     dx = torch.empty_like(x)
     nseg = triton.cdiv(n, seg)
     part = torch.empty(b * nseg, device=x.device, dtype=torch.float32)
     _stream_bwd[(b * nseg,)](x, s, dy, dx, part, n, d, seg, nseg, *WEIGHTS,
-                             BD=triton.next_power_of_2(d), NS=stages, num_warps=warps)  # fmt: skip
+                             BD=triton.next_power_of_2(d), NS=stages, PF=pf, num_warps=warps)  # fmt: skip
     return dx, part.sum()
 
 
@@ -207,13 +236,21 @@ def main(argv: list[str] | None = None) -> int:
     dy = torch.randn_like(x)
     s = torch.tensor([0.7], device=device)
     cfgs = (
-        [(8, 1, 1), (16, 1, 2)]
+        [(8, 1, 1, 2), (16, 1, 2, 1), (5, 1, 1, 2)]
         if a.dry_run
-        else [(seg, w, st) for seg in (32, 64, 128) for w in (4, 8) for st in (1, 2, 3)]
+        else [
+            (seg, w, st, pf)
+            for seg in (32, 64, 128)
+            for w in (4, 8)
+            for st in (1, 2)
+            for pf in (1, 2)
+        ]
     )
-    check(x[:, :4099] if not a.dry_run else x, s, dy[:, :4099] if not a.dry_run else dy, cfgs[0])
+    for cfg in cfgs[:2]:  # each prefetch depth
+        check(x[:, :4099] if not a.dry_run else x, s, dy[:, :4099] if not a.dry_run else dy, cfg)
     if a.dry_run:
         check(x, s, dy, cfgs[1])
+        check(x, s, dy, cfgs[2])
         print("dry run: the stream kernels match float64 autograd of the reference")
         return 0
     from triton.testing import do_bench
@@ -252,7 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     ms = bench(lambda: torch.autograd.grad(yg, xg, dy, retain_graph=True))
     rows.append({"kernel": "generated bwd (autograd)", "ms": ms, "cfg": "tuned", "streams": 3})
     print(f"{torch.cuda.get_device_name()}: x [1, {a.rows}, {a.d}] {a.dtype}, window {W}")
-    print(f"{'kernel':28s} {'ms':>8s} {'GB/s':>7s} {'% copy':>7s}  cfg (SEG, warps, stages)")
+    print(
+        f"{'kernel':28s} {'ms':>8s} {'GB/s':>7s} {'% copy':>7s}  cfg (SEG, warps, stages, prefetch)"
+    )
     copy_rate = nbytes / rows[0]["ms"]
     for r in rows:
         moved = nbytes * r["streams"] / 2
