@@ -121,8 +121,9 @@ def test_every_gpu_tile_matches_reference(monkeypatch, tmp_path):
     assert bounds == [0, 1, 2, 4]
     runs = [tiles[0]] + [(*shape, 1, bounds[i % 4]) for i, shape in enumerate(shapes[1:])]
     # The row-stream form: each candidate segment length (37 rows: one or two segments), and
-    # segments shorter than the window (the halo then spans earlier segments) and of 8 rows.
-    runs += [streams[0]] + [("stream", seg, 1, 2) for seg in (64, 128, 8, 5, 1)]
+    # segments shorter than the window (the halo then spans earlier segments) and of 8 rows,
+    # with rows prefetched two steps ahead (2) and loaded where used (1).
+    runs += [streams[0]] + [("stream", seg, 1, pf) for seg in (64, 128, 8, 5, 1) for pf in (2, 1)]
     records: list[dict] = []
     for tile in runs:
         monkeypatch.setattr(kern, "traj0_config", lambda kind, x, run, tile=tile: tile)
