@@ -243,9 +243,11 @@ case "${1:-1}" in
   TAIL=6 step 100 compiled_decode_test env SPARKC_TUNE=0 $PY -m pytest -q -m gpu -p no:cacheprovider \
     tests/runtime/test_decode_graph.py -k "compiled"
   # issue 19: the trajectory probe with its backward rows (bwd_copy, bwd_shape, generated backward)
-  # and the row-stream form (one pass, every row read once: bench/probe_trajectory_stream.py)
-  TAIL=12 step 150 traj_stream $PY bench/probe_trajectory_stream.py --json "$OUT/traj_stream.json"
-  TAIL=14 step 120 traj_probe $PY bench/probe_trajectory_bound.py --json "$OUT/traj_probe.json"
+  # and the row-stream form (one pass, every row read once: bench/probe_trajectory_stream.py),
+  # then the op's own table, whose tuner now times the stream candidates beside the tiles
+  TAIL=12 step 130 traj_stream $PY bench/probe_trajectory_stream.py --json "$OUT/traj_stream.json"
+  TAIL=12 step 150 trajectory $PY bench/trajectory.py --dtypes bf16 --out "$OUT/trajectory.json"
+  TAIL=14 step 100 traj_probe $PY bench/probe_trajectory_bound.py --json "$OUT/traj_probe.json"
   ;;
 *) echo "usage: bash bench/device_plan.sh 0..20" >&2; exit 2 ;;
 esac
