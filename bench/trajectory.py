@@ -127,7 +127,26 @@ def rows_for(fn, fn_cls, x, s, bench, device, label) -> list[dict]:
                 "host_us": host * 1e3,
             }
         )
+    # The tuner's choices for this shape (a tile (BR, DC, warps, PER_SM) or a row stream
+    # ("stream", SEG, warps, prefetch)): its in-process memo, keyed (kernel, source id, shape
+    # class, device, host charge); the shape class holds D, the dtype and the size class.
+    from sparkc.runtime import autotune
+
+    for key, choice in autotune._PICKED.items():
+        name, _, shape_class = key[0], key[1], key[2]
+        if name.startswith("traj") and shape_class[:3] == (d, str(x.dtype), _size_class(b * n)):
+            kind = "forward" if name.endswith("_fwd") else "backward"
+            for r in out:
+                if r["mode"] == kind:
+                    r["choice"] = list(choice)
     return out
+
+
+def _size_class(rows: int) -> int:
+    """The trajectory template's size class of B·N rows (next power of two, at most 2²⁰)."""
+    from sparkc.runtime.tiles import next_pow2
+
+    return min(next_pow2(rows), 1 << 20)
 
 
 def main(argv=None) -> int:
@@ -166,12 +185,12 @@ def main(argv=None) -> int:
             if device == "cuda":
                 torch.cuda.empty_cache()
     head = f"{'dtype':6}{'B':>3}{'N':>7}  {'mode':18}{'ms':>9}{'floor MB':>10}{'GB/s':>8}"
-    print(head + f"{'copy GB/s':>11}{'% copy':>8}{'host us':>9}")
+    print(head + f"{'copy GB/s':>11}{'% copy':>8}{'host us':>9}  tuned choice")
     for r in rows:
         print(
             f"{r['dtype']:6}{r['B']:>3}{r['N']:>7}  {r['mode']:18}{r['ms']:9.4f}"
             f"{r['floor_MB']:10.1f}{r['GBps']:8.0f}{r['copy_GBps']:11.0f}"
-            f"{r['pct_of_copy']:7.1f}%{r['host_us']:9.1f}"
+            f"{r['pct_of_copy']:7.1f}%{r['host_us']:9.1f}  {r.get('choice', '-')}"
         )
     if a.out:
         meta = {"device": name, "torch": torch.__version__, "window": a.window, "D": a.d}
