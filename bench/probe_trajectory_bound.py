@@ -249,16 +249,23 @@ def main(argv: list[str] | None = None) -> int:
     rows.append({"kernel": "generated backward", "ms": ms, "tile": "tuned", "streams": 3})
     print(f"{torch.cuda.get_device_name()}: x [{a.rows}, {a.d}] {a.dtype}, window {a.window},"
           f" {nbytes / 1e6:.0f} MB moved at least")  # fmt: skip
-    print(f"{'kernel':26s} {'ms':>8s} {'GB/s':>7s} {'% copy':>7s}  tile (BR, DC, warps, PER_SM)")
-    # % copy: the row's minimum bytes (2 streams forward: x in, y out; 3 backward: x and dy in,
-    # dx out) per ms against the copy's bytes per ms.
+    report(rows, nbytes, copy, "tile", "tile (BR, DC, warps, PER_SM)", a.json)
+    return 0
+
+
+def report(rows, nbytes, copy_ms, key, label, json_path):
+    """Print the table (and write `json_path`): per row its median ms, GB/s of its minimum bytes
+    and % copy, the row's minimum bytes (2 streams forward: x in, y out; 3 backward: x and dy
+    in, dx out; `nbytes` is 2 streams) per ms against the copy's bytes per ms."""
+    print(f"{'kernel':28s} {'ms':>8s} {'GB/s':>7s} {'% copy':>7s}  {label}")
     for r in rows:
         moved = nbytes * r.get("streams", 2) / 2
-        print(f"{r['kernel']:26s} {r['ms']:8.4f} {moved / r['ms'] / 1e6:7.0f}"
-              f" {100 * (moved / r['ms']) / (nbytes / copy):6.1f}%  {r['tile']}")  # fmt: skip
-    if a.json:
-        Path(a.json).write_text(json.dumps({"device": torch.cuda.get_device_name(), "rows": rows}))
-    return 0
+        print(f"{r['kernel']:28s} {r['ms']:8.4f} {moved / r['ms'] / 1e6:7.0f}"
+              f" {100 * (moved / r['ms']) / (nbytes / copy_ms):6.1f}%  {r[key]}")  # fmt: skip
+    if json_path:
+        Path(json_path).write_text(
+            json.dumps({"device": torch.cuda.get_device_name(), "rows": rows})
+        )
 
 
 if __name__ == "__main__":

@@ -29,11 +29,9 @@ interpreter at a tiny shape (checks only).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
-from pathlib import Path
 
 if "--dry-run" in sys.argv:
     os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -289,16 +287,12 @@ def main(argv: list[str] | None = None) -> int:
     ms = bench(lambda: torch.autograd.grad(yg, xg, dy, retain_graph=True))
     rows.append({"kernel": "generated bwd (autograd)", "ms": ms, "cfg": "tuned", "streams": 3})
     print(f"{torch.cuda.get_device_name()}: x [1, {a.rows}, {a.d}] {a.dtype}, window {W}")
-    print(
-        f"{'kernel':28s} {'ms':>8s} {'GB/s':>7s} {'% copy':>7s}  cfg (SEG, warps, stages, prefetch)"
-    )
-    copy_rate = nbytes / rows[0]["ms"]
-    for r in rows:
-        moved = nbytes * r["streams"] / 2
-        print(f"{r['kernel']:28s} {r['ms']:8.4f} {moved / r['ms'] / 1e6:7.0f}"
-              f" {100 * moved / r['ms'] / copy_rate:6.1f}%  {r['cfg']}")  # fmt: skip
-    if a.json:
-        Path(a.json).write_text(json.dumps({"device": torch.cuda.get_device_name(), "rows": rows}))
+    # The table of bench/probe_trajectory_bound.py (run with `python3 -P`, which leaves the
+    # script's folder off sys.path).
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from probe_trajectory_bound import report
+
+    report(rows, nbytes, rows[0]["ms"], "cfg", "cfg (SEG, warps, stages, prefetch)", a.json)
     return 0
 
 
