@@ -211,7 +211,10 @@ def check(x, s, dy, cfg):
     y = stream_forward(x, s, *cfg)
     dx, ds = stream_backward(x, s, dy, *cfg)
     tol = 1e-4 if x.dtype == torch.float32 else 3e-2
-    for name, got, ref in (("y", y, want), ("dx", dx, gx), ("ds", ds, gs)):
+    # dx also past row 9: the repeated row 7 (main's 1e-8 norm clamp) makes dx_6, dx_7 ~1e8,
+    # which would hide any other error of the whole tensor's maximum.
+    pairs = (("y", y, want), ("dx", dx, gx), ("dx past the clamp", dx[:, 10:], gx[:, 10:]))
+    for name, got, ref in (*pairs, ("ds", ds, gs)):
         err = (got.double() - ref).abs().max().item() / max(ref.abs().max().item(), 1e-30)
         assert err <= tol, f"{name}: relative error {err:.2e} over {tol:.0e} (cfg {cfg})"
 
